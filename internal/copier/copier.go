@@ -1,0 +1,324 @@
+// Package copier copies one S3 object to another server-side: CopyObject up
+// to a size threshold, UploadPartCopy with parts in parallel above it. No
+// object byte passes through the process. Metadata, content headers, tags
+// and the storage class are carried over; both paths copy only the exact
+// version that was listed (by ETag).
+package copier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+)
+
+// API is the part of the S3 client the copier uses.
+type API interface {
+	CopyObject(ctx context.Context, in *s3.CopyObjectInput, optFns ...func(*s3.Options)) (*s3.CopyObjectOutput, error)
+	HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
+	GetObjectTagging(ctx context.Context, in *s3.GetObjectTaggingInput, optFns ...func(*s3.Options)) (*s3.GetObjectTaggingOutput, error)
+	CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error)
+	UploadPartCopy(ctx context.Context, in *s3.UploadPartCopyInput, optFns ...func(*s3.Options)) (*s3.UploadPartCopyOutput, error)
+	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
+	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
+}
+
+var _ API = (*s3.Client)(nil)
+
+// S3's limits on copies.
+const (
+	MaxCopyObjectSize = 5 << 30  // CopyObject copies at most 5 GiB
+	MinPartSize       = 5 << 20  // every part but the last
+	MaxPartSize       = 5 << 30  // any part
+	MaxParts          = 10000    // parts in one upload
+	DefaultPartSize   = 64 << 20 // a good size for server-side copies
+)
+
+// Options say how objects are copied. The zero value copies like S3 would
+// with the defaults below.
+type Options struct {
+	// MultipartThreshold: objects larger than this are copied in parts.
+	// Default and maximum MaxCopyObjectSize.
+	MultipartThreshold int64
+	// PartSize of a multipart copy; raised as needed to stay within
+	// MaxParts. Default DefaultPartSize.
+	PartSize int64
+	// PartConcurrency is how many parts of one object are copied at once.
+	// Default 8.
+	PartConcurrency int
+	// StorageClass of every destination object; "" keeps each source
+	// object's class.
+	StorageClass types.StorageClass
+	// SSEKMSKeyID encrypts destination objects with this KMS key.
+	SSEKMSKeyID string
+	// ACL is a canned ACL for destination objects; "" sets none.
+	ACL types.ObjectCannedACL
+}
+
+func (o Options) withDefaults() Options {
+	if o.MultipartThreshold <= 0 || o.MultipartThreshold > MaxCopyObjectSize {
+		o.MultipartThreshold = MaxCopyObjectSize
+	}
+	if o.PartSize <= 0 {
+		o.PartSize = DefaultPartSize
+	}
+	if o.PartConcurrency <= 0 {
+		o.PartConcurrency = 8
+	}
+	return o
+}
+
+// Source is the object to copy, as it was listed.
+type Source struct {
+	Bucket       string
+	Key          string
+	Size         int64
+	ETag         string // "" copies whatever version is current
+	StorageClass string
+}
+
+// Copier copies objects. Safe for concurrent use.
+type Copier struct {
+	api  API
+	opts Options
+}
+
+// New returns a Copier.
+func New(api API, opts Options) *Copier {
+	return &Copier{api: api, opts: opts.withDefaults()}
+}
+
+// Copy copies src to dstBucket/dstKey. Errors are *Error, classified.
+func (c *Copier) Copy(ctx context.Context, src Source, dstBucket, dstKey string) error {
+	var err error
+	if src.Size > c.opts.MultipartThreshold {
+		err = c.copyMultipart(ctx, src, dstBucket, dstKey)
+	} else {
+		err = c.copySingle(ctx, src, dstBucket, dstKey)
+	}
+	if err != nil {
+		return Classify(fmt.Errorf("copy %s to s3://%s/%s: %w", src.Key, dstBucket, dstKey, err))
+	}
+	return nil
+}
+
+func (c *Copier) copySingle(ctx context.Context, src Source, dstBucket, dstKey string) error {
+	in := &s3.CopyObjectInput{
+		Bucket:            aws.String(dstBucket),
+		Key:               aws.String(dstKey),
+		CopySource:        aws.String(EscapeCopySource(src.Bucket, src.Key)),
+		MetadataDirective: types.MetadataDirectiveCopy,
+		TaggingDirective:  types.TaggingDirectiveCopy,
+		StorageClass:      c.storageClass(src),
+		ACL:               c.opts.ACL,
+	}
+	if src.ETag != "" {
+		in.CopySourceIfMatch = aws.String(src.ETag)
+	}
+	if c.opts.SSEKMSKeyID != "" {
+		in.ServerSideEncryption = types.ServerSideEncryptionAwsKms
+		in.SSEKMSKeyId = aws.String(c.opts.SSEKMSKeyID)
+	}
+	_, err := c.api.CopyObject(ctx, in)
+	return err
+}
+
+// storageClass is the class to ask for: the override, else the source's.
+// S3 would otherwise write every copy as STANDARD.
+func (c *Copier) storageClass(src Source) types.StorageClass {
+	if c.opts.StorageClass != "" {
+		return c.opts.StorageClass
+	}
+	if src.StorageClass == "" || src.StorageClass == string(types.StorageClassStandard) {
+		return ""
+	}
+	return types.StorageClass(src.StorageClass)
+}
+
+func (c *Copier) copyMultipart(ctx context.Context, src Source, dstBucket, dstKey string) error {
+	head, err := c.api.HeadObject(ctx, &s3.HeadObjectInput{
+		Bucket: aws.String(src.Bucket), Key: aws.String(src.Key), IfMatch: optional(src.ETag),
+	})
+	if err != nil {
+		return fmt.Errorf("head source: %w", err)
+	}
+	tagging, err := c.tagging(ctx, src, head)
+	if err != nil {
+		return err
+	}
+	create := &s3.CreateMultipartUploadInput{
+		Bucket:                  aws.String(dstBucket),
+		Key:                     aws.String(dstKey),
+		Metadata:                head.Metadata,
+		ContentType:             head.ContentType,
+		CacheControl:            head.CacheControl,
+		ContentDisposition:      head.ContentDisposition,
+		ContentEncoding:         head.ContentEncoding,
+		ContentLanguage:         head.ContentLanguage,
+		Expires:                 head.Expires, //nolint:staticcheck // the only typed form of the header
+		WebsiteRedirectLocation: head.WebsiteRedirectLocation,
+		Tagging:                 tagging,
+		StorageClass:            c.storageClass(src),
+		ACL:                     c.opts.ACL,
+	}
+	if c.opts.SSEKMSKeyID != "" {
+		create.ServerSideEncryption = types.ServerSideEncryptionAwsKms
+		create.SSEKMSKeyId = aws.String(c.opts.SSEKMSKeyID)
+	}
+	up, err := c.api.CreateMultipartUpload(ctx, create)
+	if err != nil {
+		return fmt.Errorf("create multipart upload: %w", err)
+	}
+	size := aws.ToInt64(head.ContentLength)
+	parts, err := c.copyParts(ctx, src, up, size)
+	if err == nil {
+		_, err = c.api.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+			Bucket: up.Bucket, Key: up.Key, UploadId: up.UploadId,
+			MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+		})
+		if err != nil {
+			err = fmt.Errorf("complete multipart upload: %w", err)
+		}
+	}
+	if err != nil {
+		return errors.Join(err, c.abort(ctx, up))
+	}
+	return nil
+}
+
+// abort cancels an upload, even when ctx is already canceled, so that no
+// incomplete upload is left behind to be billed.
+func (c *Copier) abort(ctx context.Context, up *s3.CreateMultipartUploadOutput) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	_, err := c.api.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: up.Bucket, Key: up.Key, UploadId: up.UploadId})
+	if err != nil {
+		return fmt.Errorf("abort multipart upload %s: %w", aws.ToString(up.UploadId), err)
+	}
+	return nil
+}
+
+// tagging returns the source's tags as the URL-encoded query string that
+// CreateMultipartUpload takes, or nil when it has none.
+func (c *Copier) tagging(ctx context.Context, src Source, head *s3.HeadObjectOutput) (*string, error) {
+	if head.TagCount != nil && *head.TagCount == 0 {
+		return nil, nil
+	}
+	out, err := c.api.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: aws.String(src.Bucket), Key: aws.String(src.Key)})
+	if err != nil {
+		return nil, fmt.Errorf("get source tags: %w", err)
+	}
+	if len(out.TagSet) == 0 {
+		return nil, nil
+	}
+	v := url.Values{}
+	for _, t := range out.TagSet {
+		v.Add(aws.ToString(t.Key), aws.ToString(t.Value))
+	}
+	return aws.String(v.Encode()), nil
+}
+
+// PartSize returns the part size for an object of size bytes: the wanted
+// size, raised so that the object fits in MaxParts parts.
+func PartSize(size, want int64) int64 {
+	need := (size + MaxParts - 1) / MaxParts
+	return min(max(want, need, MinPartSize), MaxPartSize)
+}
+
+func (c *Copier) copyParts(ctx context.Context, src Source, up *s3.CreateMultipartUploadOutput, size int64) ([]types.CompletedPart, error) {
+	partSize := PartSize(size, c.opts.PartSize)
+	n := int((size + partSize - 1) / partSize)
+	if n == 0 {
+		n = 1 // an empty object still needs one (empty) part
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	parts := make([]types.CompletedPart, n)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(c.opts.PartConcurrency, n) {
+		wg.Go(func() {
+			for i := range next {
+				first := int64(i) * partSize
+				last := min(first+partSize, size) - 1
+				out, err := c.api.UploadPartCopy(ctx, &s3.UploadPartCopyInput{
+					Bucket: up.Bucket, Key: up.Key, UploadId: up.UploadId,
+					PartNumber:        aws.Int32(int32(i + 1)),
+					CopySource:        aws.String(EscapeCopySource(src.Bucket, src.Key)),
+					CopySourceRange:   copyRange(first, last),
+					CopySourceIfMatch: optional(src.ETag),
+				})
+				if err != nil {
+					cancel(fmt.Errorf("copy part %d: %w", i+1, err))
+					continue
+				}
+				parts[i] = types.CompletedPart{ETag: out.CopyPartResult.ETag, PartNumber: aws.Int32(int32(i + 1))}
+			}
+		})
+	}
+	for i := range n {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(next)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(parts, func(a, b types.CompletedPart) int { return int(*a.PartNumber - *b.PartNumber) })
+	return parts, nil
+}
+
+func copyRange(first, last int64) *string {
+	if last < first {
+		return nil // empty object: no range
+	}
+	return aws.String(fmt.Sprintf("bytes=%d-%d", first, last))
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return aws.String(s)
+}
+
+// EscapeCopySource renders bucket/key as the CopySource header wants it:
+// URL-encoded, "/" kept between path segments. The Go SDK sends it as given.
+func EscapeCopySource(bucket, key string) string {
+	var b strings.Builder
+	b.Grow(len(bucket) + len(key)*3/2 + 1)
+	b.WriteString(bucket)
+	b.WriteByte('/')
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if isUnreserved(c) || c == '/' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
+}
+
+func isUnreserved(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' ||
+		c == '-' || c == '_' || c == '.' || c == '~'
+}

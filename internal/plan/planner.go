@@ -1,0 +1,146 @@
+package plan
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/s3clone/s3clone/internal/listing"
+)
+
+// Options tune how objects are grouped into messages.
+type Options struct {
+	// MaxKeys is the most keys in one message. Default 100.
+	MaxKeys int
+	// Linger is how long a partly filled message may wait for more keys
+	// before it is sent anyway, so copying starts while listing goes on.
+	// Default 100ms.
+	Linger time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxKeys <= 0 {
+		o.MaxKeys = 100
+	}
+	if o.Linger <= 0 {
+		o.Linger = 100 * time.Millisecond
+	}
+	return o
+}
+
+// Summary is what a plan enqueued. Its counters are safe to read while the
+// plan runs.
+type Summary struct {
+	Run      string
+	Source   Location
+	Dest     Location
+	Objects  atomic.Int64
+	Bytes    atomic.Int64
+	Messages atomic.Int64
+	Started  time.Time
+	Finished time.Time
+}
+
+// NewRunID returns a sortable, unique run id: UTC time plus random bits.
+func NewRunID(now time.Time) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never returns an error
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// Batcher groups listed objects into encoded Batch bodies.
+type Batcher struct {
+	opts    Options
+	sum     *Summary
+	cur     Batch
+	curSize int
+	opened  time.Time
+}
+
+// NewBatcher returns a Batcher that records what it emits in sum.
+func NewBatcher(sum *Summary, opts Options) *Batcher {
+	return &Batcher{opts: opts.withDefaults(), sum: sum}
+}
+
+// Run reads pages from in until it is closed, and sends each full message
+// body (and the last partial one) on out. It does not close out.
+func (b *Batcher) Run(ctx context.Context, in <-chan []listing.Object, out chan<- []byte) error {
+	timer := time.NewTimer(b.opts.Linger)
+	defer timer.Stop()
+	for {
+		select {
+		case page, ok := <-in:
+			if !ok {
+				return b.flush(ctx, out)
+			}
+			for _, o := range page {
+				if err := b.add(ctx, o, out); err != nil {
+					return err
+				}
+			}
+		case <-timer.C:
+			timer.Reset(b.opts.Linger)
+			if len(b.cur.Entries) > 0 && time.Since(b.opened) >= b.opts.Linger {
+				if err := b.flush(ctx, out); err != nil {
+					return err
+				}
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+const batchOverhead = 512 // run id, sequence, locations and punctuation, generously
+
+func (b *Batcher) add(ctx context.Context, o listing.Object, out chan<- []byte) error {
+	e := Entry{Key: o.Key, Size: o.Size, ETag: o.ETag, StorageClass: o.StorageClass}
+	if e.StorageClass == "STANDARD" {
+		e.StorageClass = "" // the default: not worth its bytes in every entry
+	}
+	n := entrySize(e)
+	if len(b.cur.Entries) > 0 && b.curSize+n+batchOverhead+len(b.sum.Source.Prefix)+len(b.sum.Dest.Prefix) > MaxBodyBytes {
+		if err := b.flush(ctx, out); err != nil {
+			return err
+		}
+	}
+	if len(b.cur.Entries) == 0 {
+		b.opened = time.Now()
+	}
+	b.cur.Entries = append(b.cur.Entries, e)
+	b.curSize += n
+	if len(b.cur.Entries) >= b.opts.MaxKeys {
+		return b.flush(ctx, out)
+	}
+	return nil
+}
+
+func (b *Batcher) flush(ctx context.Context, out chan<- []byte) error {
+	if len(b.cur.Entries) == 0 {
+		return nil
+	}
+	seq := b.sum.Messages.Load() + 1
+	batch := Batch{
+		Version: SchemaVersion, Run: b.sum.Run, Seq: seq,
+		Source: b.sum.Source, Dest: b.sum.Dest, Entries: b.cur.Entries,
+	}
+	body, err := json.Marshal(batch)
+	if err != nil {
+		return fmt.Errorf("encode batch %d: %w", seq, err)
+	}
+	select {
+	case out <- body:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	b.sum.Messages.Store(seq)
+	b.sum.Objects.Add(int64(len(batch.Entries)))
+	b.sum.Bytes.Add(batch.Bytes())
+	b.cur.Entries = nil
+	b.curSize = 0
+	return nil
+}

@@ -1,0 +1,298 @@
+// Package queue moves message bodies between the planner and the workers:
+// over SQS, or through an in-memory queue when everything runs in one
+// process. It knows nothing of what the bodies mean.
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+)
+
+// sqsAPI is the part of the SQS client this package uses.
+type sqsAPI interface {
+	SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error)
+	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
+	DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
+	ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error)
+	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, optFns ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
+}
+
+var _ sqsAPI = (*sqs.Client)(nil)
+
+// SQS limits that shape every batch call.
+const (
+	maxBatchEntries = 10
+	maxBatchBytes   = 256 << 10
+	maxWait         = 20 * time.Second
+)
+
+// Message is one received message.
+type Message struct {
+	ID       string
+	Body     []byte
+	Receives int // how many times it has been received, this time included
+	handle   string
+}
+
+// Attribute names s3clone sets on every message it sends.
+const (
+	AttrRun  = "s3clone-run"
+	AttrKind = "s3clone-kind"
+)
+
+// Outgoing is a message to send.
+type Outgoing struct {
+	Body []byte
+	Run  string
+	Kind string
+}
+
+// SQS is one SQS queue. Safe for concurrent use.
+type SQS struct {
+	api sqsAPI
+	url string
+	// SendAttempts is how many times a failed entry of a SendMessageBatch is
+	// sent again before Send gives up. Default 8.
+	SendAttempts int
+	sleep        func(ctx context.Context, d time.Duration) error
+}
+
+// NewSQS returns the queue at url.
+func NewSQS(api sqsAPI, url string) *SQS {
+	return &SQS{api: api, url: url, SendAttempts: 8, sleep: sleepCtx}
+}
+
+// URL is the queue's URL.
+func (q *SQS) URL() string { return q.url }
+
+// Send sends msgs with as few SendMessageBatch calls as SQS's limits allow
+// (ten entries and 256 KiB a call). Entries that come back in Failed are sent
+// again with backoff; a sender fault that persists after SendAttempts, or any
+// request error after the SDK's own retries, is returned, and then some of
+// msgs may have been sent. Each body must be under 256 KiB.
+func (q *SQS) Send(ctx context.Context, msgs []Outgoing) error {
+	for len(msgs) > 0 {
+		n, size := 0, 0
+		for n < len(msgs) && n < maxBatchEntries && size+len(msgs[n].Body) <= maxBatchBytes {
+			size += len(msgs[n].Body)
+			n++
+		}
+		if n == 0 {
+			return fmt.Errorf("message of %d bytes is over SQS's 256 KiB limit", len(msgs[0].Body))
+		}
+		if err := q.sendBatch(ctx, msgs[:n]); err != nil {
+			return err
+		}
+		msgs = msgs[n:]
+	}
+	return nil
+}
+
+func (q *SQS) sendBatch(ctx context.Context, msgs []Outgoing) error {
+	pending := make(map[string]Outgoing, len(msgs))
+	for i, m := range msgs {
+		pending[strconv.Itoa(i)] = m
+	}
+	for attempt := 1; ; attempt++ {
+		entries := make([]types.SendMessageBatchRequestEntry, 0, len(pending))
+		for id, m := range pending {
+			entries = append(entries, types.SendMessageBatchRequestEntry{
+				Id:                aws.String(id),
+				MessageBody:       aws.String(string(m.Body)),
+				MessageAttributes: attributes(m),
+			})
+		}
+		out, err := q.api.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: &q.url, Entries: entries})
+		if err != nil {
+			return fmt.Errorf("send to %s: %w", q.url, err)
+		}
+		for _, ok := range out.Successful {
+			delete(pending, aws.ToString(ok.Id))
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		var senderFault error
+		for _, f := range out.Failed {
+			if f.SenderFault {
+				senderFault = fmt.Errorf("send to %s: entry rejected: %s: %s", q.url, aws.ToString(f.Code), aws.ToString(f.Message))
+			}
+		}
+		if senderFault != nil || attempt >= q.SendAttempts {
+			if senderFault != nil {
+				return senderFault
+			}
+			return fmt.Errorf("send to %s: %d entries still failing after %d attempts", q.url, len(pending), attempt)
+		}
+		if err := q.sleep(ctx, backoff(attempt)); err != nil {
+			return err
+		}
+	}
+}
+
+func attributes(m Outgoing) map[string]types.MessageAttributeValue {
+	attrs := map[string]types.MessageAttributeValue{}
+	if m.Run != "" {
+		attrs[AttrRun] = types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(m.Run)}
+	}
+	if m.Kind != "" {
+		attrs[AttrKind] = types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(m.Kind)}
+	}
+	return attrs
+}
+
+// Receive long-polls for up to n (at most 10) messages, waiting up to wait
+// (at most 20s) for the first, and hides them for visibility.
+func (q *SQS) Receive(ctx context.Context, n int, wait, visibility time.Duration) ([]Message, error) {
+	out, err := q.api.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+		QueueUrl:            &q.url,
+		MaxNumberOfMessages: int32(min(max(n, 1), maxBatchEntries)),
+		WaitTimeSeconds:     int32(min(wait, maxWait) / time.Second),
+		VisibilityTimeout:   int32(visibility / time.Second),
+		// The older AttributeNames field: local-aws-sqs answers only to it,
+		// and real SQS accepts both.
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeName(types.MessageSystemAttributeNameApproximateReceiveCount)},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("receive from %s: %w", q.url, err)
+	}
+	msgs := make([]Message, 0, len(out.Messages))
+	for _, m := range out.Messages {
+		receives, _ := strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
+		msgs = append(msgs, Message{
+			ID:       aws.ToString(m.MessageId),
+			Body:     []byte(aws.ToString(m.Body)),
+			Receives: receives, // 0 when the server did not say
+			handle:   aws.ToString(m.ReceiptHandle),
+		})
+	}
+	return msgs, nil
+}
+
+// Delete removes msgs from the queue, ten to a call. It returns an error
+// naming how many could not be deleted; those will be delivered again.
+func (q *SQS) Delete(ctx context.Context, msgs []Message) error {
+	return forBatches(msgs, func(chunk []Message) (int, error) {
+		entries := make([]types.DeleteMessageBatchRequestEntry, len(chunk))
+		for i, m := range chunk {
+			entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(m.handle)}
+		}
+		out, err := q.api.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: &q.url, Entries: entries})
+		if err != nil {
+			return len(chunk), err
+		}
+		return len(out.Failed), firstFailure(out.Failed)
+	}, "delete from "+q.url)
+}
+
+// ChangeVisibility hides msgs for d from now: to extend the time to work on
+// them, or with d == 0 to hand them back to the queue at once.
+func (q *SQS) ChangeVisibility(ctx context.Context, msgs []Message, d time.Duration) error {
+	return forBatches(msgs, func(chunk []Message) (int, error) {
+		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(chunk))
+		for i, m := range chunk {
+			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{
+				Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(m.handle), VisibilityTimeout: int32(d / time.Second),
+			}
+		}
+		out, err := q.api.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: &q.url, Entries: entries})
+		if err != nil {
+			return len(chunk), err
+		}
+		return len(out.Failed), firstFailure(out.Failed)
+	}, "change visibility in "+q.url)
+}
+
+// Depth is a queue's approximate message counts.
+type Depth struct {
+	Visible  int64 // waiting to be received
+	InFlight int64 // received, not yet deleted
+	// DeadLetterARN is the queue's dead-letter queue, "" when it has none.
+	DeadLetterARN string
+}
+
+// Depth reads the queue's approximate counts and its redrive target.
+func (q *SQS) Depth(ctx context.Context) (Depth, error) {
+	out, err := q.api.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: &q.url,
+		AttributeNames: []types.QueueAttributeName{
+			types.QueueAttributeNameApproximateNumberOfMessages,
+			types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+			types.QueueAttributeNameRedrivePolicy,
+		},
+	})
+	if err != nil {
+		return Depth{}, fmt.Errorf("read attributes of %s: %w", q.url, err)
+	}
+	a := out.Attributes
+	d := Depth{}
+	d.Visible, _ = strconv.ParseInt(a[string(types.QueueAttributeNameApproximateNumberOfMessages)], 10, 64)
+	d.InFlight, _ = strconv.ParseInt(a[string(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible)], 10, 64)
+	d.DeadLetterARN = deadLetterARN(a[string(types.QueueAttributeNameRedrivePolicy)])
+	return d, nil
+}
+
+func firstFailure(failed []types.BatchResultErrorEntry) error {
+	if len(failed) == 0 {
+		return nil
+	}
+	f := failed[0]
+	return fmt.Errorf("%s: %s", aws.ToString(f.Code), aws.ToString(f.Message))
+}
+
+// forBatches calls do on chunks of ten messages, goes on past failures, and
+// returns one error counting every message that failed.
+func forBatches(msgs []Message, do func([]Message) (int, error), what string) error {
+	failed := 0
+	var first error
+	for len(msgs) > 0 {
+		n := min(len(msgs), maxBatchEntries)
+		bad, err := do(msgs[:n])
+		failed += bad
+		if err != nil && first == nil {
+			first = err
+		}
+		msgs = msgs[n:]
+	}
+	if first != nil {
+		return fmt.Errorf("%s: %d messages failed: %w", what, failed, first)
+	}
+	return nil
+}
+
+func backoff(attempt int) time.Duration {
+	d := 50 * time.Millisecond << min(attempt, 8)
+	return min(d, 10*time.Second)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// deadLetterARN reads deadLetterTargetArn from a RedrivePolicy document.
+func deadLetterARN(policy string) string {
+	if policy == "" {
+		return ""
+	}
+	var p struct {
+		DeadLetterTargetArn string `json:"deadLetterTargetArn"`
+	}
+	if err := json.Unmarshal([]byte(policy), &p); err != nil {
+		return "" // a policy we cannot read names no queue we could use
+	}
+	return p.DeadLetterTargetArn
+}

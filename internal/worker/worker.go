@@ -1,0 +1,357 @@
+// Package worker drains work messages from a queue and copies their keys
+// with a fixed pool of copiers, keeping each message hidden while it is
+// worked on, reporting each finished message once, and deleting it only
+// after its report is sent.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/s3clone/s3clone/internal/copier"
+	"github.com/s3clone/s3clone/internal/plan"
+	"github.com/s3clone/s3clone/internal/queue"
+	"github.com/s3clone/s3clone/internal/report"
+)
+
+// Source is the queue the worker drains: *queue.SQS or *queue.Memory.
+type Source interface {
+	Receive(ctx context.Context, n int, wait, visibility time.Duration) ([]queue.Message, error)
+	Delete(ctx context.Context, msgs []queue.Message) error
+	ChangeVisibility(ctx context.Context, msgs []queue.Message, d time.Duration) error
+}
+
+// Reporter takes the results of finished messages. A nil error means they
+// are durable: the messages may then be deleted.
+type Reporter interface {
+	Report(ctx context.Context, results []report.Result) error
+}
+
+// Copier copies one object: *copier.Copier.
+type Copier interface {
+	Copy(ctx context.Context, src copier.Source, dstBucket, dstKey string) error
+}
+
+// Config tunes a Worker. Zero values take the defaults.
+type Config struct {
+	// ID names the worker in reports. Default hostname-pid.
+	ID string
+	// Concurrency is how many copies are in flight. Default 256.
+	Concurrency int
+	// Visibility is how long a received message stays hidden; it is extended
+	// every Visibility/2 while worked on. Default 60s.
+	Visibility time.Duration
+	// Wait is the long-poll wait of each receive. Default 20s.
+	Wait time.Duration
+	// IdleExit stops the worker after this long with nothing received and
+	// nothing in flight; 0 runs until the context ends.
+	IdleExit time.Duration
+	// Grace is how long in-flight copies may run on after the context ends
+	// before they are cut short and their messages released. Default 25s.
+	Grace time.Duration
+	// Progress is how often a progress line is logged. Default 15s.
+	Progress time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.ID == "" {
+		host, _ := os.Hostname() // "" is fine: the pid still tells workers apart
+		c.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 256
+	}
+	if c.Visibility <= 0 {
+		c.Visibility = 60 * time.Second
+	}
+	if c.Wait <= 0 {
+		c.Wait = 20 * time.Second
+	}
+	if c.Grace <= 0 {
+		c.Grace = 25 * time.Second
+	}
+	if c.Progress <= 0 {
+		c.Progress = 15 * time.Second
+	}
+	return c
+}
+
+// Stats counts what a worker did. Safe for concurrent use.
+type Stats struct {
+	Messages   atomic.Int64 // messages finished and reported
+	Copied     atomic.Int64
+	Skipped    atomic.Int64
+	Failed     atomic.Int64
+	Bytes      atomic.Int64
+	Retried    atomic.Int64 // messages handed back to be tried again
+	Malformed  atomic.Int64 // messages that were not s3clone batches
+	InFlight   atomic.Int64 // keys received and not yet finished
+	ReportErrs atomic.Int64
+}
+
+// Worker drains one queue.
+type Worker struct {
+	cfg   Config
+	src   Source
+	rep   Reporter
+	cp    Copier
+	log   zerolog.Logger
+	Stats Stats
+
+	freed chan struct{} // a key finished: there may be room to receive
+	mu    sync.Mutex
+	held  map[string]*job // messages being worked on, by message id
+	avg   float64         // running mean of keys per message; 0 = unknown
+}
+
+// New returns a Worker. rep may be nil when no report queue is used.
+func New(cfg Config, src Source, rep Reporter, cp Copier, log zerolog.Logger) *Worker {
+	cfg = cfg.withDefaults()
+	return &Worker{
+		cfg: cfg, src: src, rep: rep, cp: cp,
+		log:   log.With().Str("worker", cfg.ID).Logger(),
+		freed: make(chan struct{}, 1),
+		held:  map[string]*job{},
+	}
+}
+
+// ID is the worker's name in reports.
+func (w *Worker) ID() string { return w.cfg.ID }
+
+// job is one received message being worked on.
+type job struct {
+	msg       queue.Message
+	batch     *plan.Batch
+	remaining atomic.Int64
+
+	mu       sync.Mutex
+	result   report.Result
+	retry    bool // a key failed in a way worth another try
+	canceled bool // a key was cut short by shutdown
+}
+
+type task struct {
+	job *job
+	i   int
+}
+
+// Run receives and copies until ctx ends, the queue is drained (in-memory
+// queues), or IdleExit passes with nothing to do. When ctx ends it stops
+// receiving, lets in-flight copies finish for up to Grace, then cuts the rest
+// short and hands their messages back to the queue. It returns nil on any of
+// these ends; messages that could not be finished are never deleted.
+func (w *Worker) Run(ctx context.Context) error {
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	// Finishing (reports, deletes, releases) outlives both contexts.
+	finishCtx := context.WithoutCancel(ctx)
+
+	tasks := make(chan task)
+	finished := make(chan *job, w.cfg.Concurrency)
+	var pool sync.WaitGroup
+	for range w.cfg.Concurrency {
+		pool.Go(func() {
+			for t := range tasks {
+				w.copyKey(workCtx, t)
+				if t.job.remaining.Add(-1) == 0 {
+					finished <- t.job
+				}
+				w.keyDone()
+			}
+		})
+	}
+	var finisher sync.WaitGroup
+	finisher.Go(func() { w.finishLoop(finishCtx, finished) })
+	stopBeat := make(chan struct{})
+	var beat sync.WaitGroup
+	beat.Go(func() { w.heartbeat(finishCtx, stopBeat) })
+
+	w.log.Info().Int("concurrency", w.cfg.Concurrency).Msg("worker started")
+	w.receiveLoop(ctx, tasks)
+	w.drain(ctx, cancelWork)
+	close(tasks)
+	pool.Wait()
+	close(finished)
+	finisher.Wait()
+	close(stopBeat)
+	beat.Wait()
+	w.logProgress("worker stopped")
+	return nil
+}
+
+// receiveLoop receives while there is room, and hands every key of every
+// message to the pool. It returns when it should stop receiving.
+func (w *Worker) receiveLoop(ctx context.Context, tasks chan<- task) {
+	lastMsg := time.Now()
+	failures := 0
+	for ctx.Err() == nil {
+		free := w.cfg.Concurrency - int(w.Stats.InFlight.Load())
+		if free <= 0 {
+			select {
+			case <-w.freed:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		wait := w.cfg.Wait
+		if w.cfg.IdleExit > 0 {
+			wait = min(wait, max(w.cfg.IdleExit-time.Since(lastMsg), time.Second))
+		}
+		msgs, err := w.src.Receive(ctx, w.fetchCount(free), wait, w.cfg.Visibility)
+		switch {
+		case errors.Is(err, queue.ErrDrained):
+			w.log.Info().Msg("queue drained")
+			return
+		case err != nil && ctx.Err() != nil:
+			return
+		case err != nil:
+			failures++
+			w.log.Warn().Err(err).Int("attempt", failures).Msg("receive failed; retrying")
+			sleep(ctx, min(time.Duration(failures)*time.Second, 30*time.Second))
+			continue
+		}
+		failures = 0
+		if len(msgs) == 0 {
+			if w.cfg.IdleExit > 0 && time.Since(lastMsg) >= w.cfg.IdleExit && w.Stats.InFlight.Load() == 0 {
+				w.log.Info().Dur("idle", time.Since(lastMsg)).Msg("nothing received; exiting")
+				return
+			}
+			continue
+		}
+		lastMsg = time.Now()
+		for _, m := range msgs {
+			w.dispatch(m, tasks)
+		}
+	}
+}
+
+// fetchCount is how many messages fit in free copy slots: never more than
+// ten (SQS's limit), one while the size of messages is still unknown.
+func (w *Worker) fetchCount(free int) int {
+	w.mu.Lock()
+	avg := w.avg
+	w.mu.Unlock()
+	if avg <= 0 {
+		return 1
+	}
+	return min(max(int(float64(free)/avg), 1), 10)
+}
+
+func (w *Worker) dispatch(m queue.Message, tasks chan<- task) {
+	batch, err := plan.Decode(m.Body)
+	if err != nil {
+		// Left alone: it comes back after its visibility timeout and, after
+		// the queue's receive limit, moves to the dead-letter queue.
+		w.Stats.Malformed.Add(1)
+		w.log.Error().Err(err).Str("message", m.ID).Int("receives", m.Receives).Msg("malformed message left for the dead-letter queue")
+		return
+	}
+	j := &job{msg: m, batch: batch}
+	j.result = report.Result{Run: batch.Run, Seq: batch.Seq, Worker: w.cfg.ID, Started: time.Now()}
+	n := len(batch.Entries)
+	j.remaining.Store(int64(n))
+	w.mu.Lock()
+	w.held[m.ID] = j
+	if w.avg == 0 {
+		w.avg = float64(n)
+	} else {
+		w.avg = 0.8*w.avg + 0.2*float64(n)
+	}
+	w.mu.Unlock()
+	if n == 0 {
+		w.complete(context.Background(), []*job{j})
+		return
+	}
+	w.Stats.InFlight.Add(int64(n))
+	for i := range n {
+		tasks <- task{job: j, i: i}
+	}
+}
+
+func (w *Worker) keyDone() {
+	w.Stats.InFlight.Add(-1)
+	select {
+	case w.freed <- struct{}{}:
+	default:
+	}
+}
+
+// drain waits for in-flight keys to finish: without limit when the worker
+// stops on its own, for at most Grace when ctx ended, then cuts them short.
+func (w *Worker) drain(ctx context.Context, cancelWork context.CancelFunc) {
+	var deadline <-chan time.Time
+	if ctx.Err() != nil {
+		w.log.Info().Int64("keys_in_flight", w.Stats.InFlight.Load()).Dur("grace", w.cfg.Grace).Msg("stopping: finishing in-flight copies")
+		t := time.NewTimer(w.cfg.Grace)
+		defer t.Stop()
+		deadline = t.C
+	}
+	for w.Stats.InFlight.Load() > 0 {
+		select {
+		case <-w.freed:
+		case <-deadline:
+			w.log.Warn().Int64("keys_in_flight", w.Stats.InFlight.Load()).Msg("grace period over: cutting copies short and releasing their messages")
+			cancelWork()
+			return
+		}
+	}
+}
+
+func (w *Worker) copyKey(ctx context.Context, t task) {
+	j := t.job
+	b := j.batch
+	e := b.Entries[t.i]
+	dst := plan.DestKey(b.Source, b.Dest, e.Key)
+	err := w.cp.Copy(ctx, copier.Source{
+		Bucket: b.Source.Bucket, Key: e.Key, Size: e.Size, ETag: e.ETag, StorageClass: e.StorageClass,
+	}, b.Dest.Bucket, dst)
+
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err == nil {
+		j.result.Copied++
+		j.result.Bytes += e.Size
+		w.Stats.Copied.Add(1)
+		w.Stats.Bytes.Add(e.Size)
+		w.log.Debug().Str("key", e.Key).Int64("bytes", e.Size).Msg("object copied")
+		return
+	}
+	ce := copier.Classify(err)
+	f := report.Failure{Key: e.Key, Reason: string(ce.Reason), Code: ce.Code, Detail: truncate(ce.Err.Error(), 300)}
+	switch {
+	case ce.Reason == copier.ReasonVanished:
+		j.result.Skipped = append(j.result.Skipped, f)
+		w.log.Info().Str("key", e.Key).Msg("source object vanished since it was listed; skipped")
+	case ce.Permanent():
+		j.result.Failed = append(j.result.Failed, f)
+		w.log.Warn().Str("key", e.Key).Str("reason", f.Reason).Str("code", f.Code).Err(ce.Err).Msg("copy failed")
+	case ce.Reason == copier.ReasonCanceled:
+		j.canceled = true
+	default:
+		j.retry = true
+		w.log.Warn().Str("key", e.Key).Err(ce.Err).Msg("copy failed for now; the message will be tried again")
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

@@ -76,13 +76,13 @@ func subtrees(parent *shard, first, last string) *shard {
 	// where end is last with its trailing "/" bumped to "0", the next byte.
 	end := last[:len(last)-1] + "0"
 	return &shard{
-		prefix:   runePrefix(commonPrefix(first, end)),
-		after:    first[:len(first)-1],
-		from:     first,
-		upTo:     end,
-		deep:     true,
-		level:    parent.prefix,
-		depth:    parent.depth + 1,
+		prefix: runePrefix(commonPrefix(first, end)),
+		after:  first[:len(first)-1],
+		from:   first,
+		upTo:   end,
+		deep:   true,
+		level:  parent.prefix,
+		depth:  parent.depth + 1,
 	}
 }
 

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,11 @@ type Memory struct {
 	capacity int
 	closed   bool
 	nextID   int
+	// MaxReceives moves a message that was received this often without
+	// being deleted to the dead letters instead of delivering it again, like
+	// an SQS redrive policy. 0 keeps redelivering.
+	MaxReceives int
+	dead        [][]byte
 }
 
 type memMsg struct {
@@ -88,8 +94,7 @@ func (q *Memory) Receive(ctx context.Context, n int, wait, visibility time.Durat
 	defer deadline.Stop()
 	for {
 		q.mu.Lock()
-		if len(q.ready) > 0 {
-			msgs := q.take(n, visibility)
+		if msgs := q.take(n, visibility); len(msgs) > 0 {
 			q.mu.Unlock()
 			return msgs, nil
 		}
@@ -111,7 +116,11 @@ func (q *Memory) Receive(ctx context.Context, n int, wait, visibility time.Durat
 
 // take moves up to n ready messages in flight; the caller holds mu.
 func (q *Memory) take(n int, visibility time.Duration) []Message {
+	q.reapDead()
 	n = min(max(n, 1), len(q.ready))
+	if n == 0 {
+		return nil
+	}
 	msgs := make([]Message, 0, n)
 	for _, m := range q.ready[:n] {
 		m.receives++
@@ -122,6 +131,30 @@ func (q *Memory) take(n int, visibility time.Duration) []Message {
 	q.ready = append(q.ready[:0], q.ready[n:]...)
 	q.notify()
 	return msgs
+}
+
+// reapDead moves ready messages past MaxReceives to the dead letters; the
+// caller holds mu.
+func (q *Memory) reapDead() {
+	if q.MaxReceives <= 0 {
+		return
+	}
+	live := q.ready[:0]
+	for _, m := range q.ready {
+		if m.receives >= q.MaxReceives {
+			q.dead = append(q.dead, m.body)
+			continue
+		}
+		live = append(live, m)
+	}
+	q.ready = live
+}
+
+// Dead returns the bodies of the dead-lettered messages.
+func (q *Memory) Dead() [][]byte {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return slices.Clone(q.dead)
 }
 
 // handle names one receipt of m, so a stale receipt cannot touch a later one.

@@ -6,25 +6,29 @@ package queue
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 )
 
-// sqsAPI is the part of the SQS client this package uses.
-type sqsAPI interface {
+// API is the part of the SQS client this package uses.
+type API interface {
 	SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error)
 	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
 	DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
 	ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error)
 	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, optFns ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
+	GetQueueUrl(ctx context.Context, in *sqs.GetQueueUrlInput, optFns ...func(*sqs.Options)) (*sqs.GetQueueUrlOutput, error)
 }
 
-var _ sqsAPI = (*sqs.Client)(nil)
+var _ API = (*sqs.Client)(nil)
 
 // SQS limits that shape every batch call.
 const (
@@ -56,7 +60,7 @@ type Outgoing struct {
 
 // SQS is one SQS queue. Safe for concurrent use.
 type SQS struct {
-	api sqsAPI
+	api API
 	url string
 	// SendAttempts is how many times a failed entry of a SendMessageBatch is
 	// sent again before Send gives up. Default 8.
@@ -65,7 +69,7 @@ type SQS struct {
 }
 
 // NewSQS returns the queue at url.
-func NewSQS(api sqsAPI, url string) *SQS {
+func NewSQS(api API, url string) *SQS {
 	return &SQS{api: api, url: url, SendAttempts: 8, sleep: sleepCtx}
 }
 
@@ -295,4 +299,32 @@ func deadLetterARN(policy string) string {
 		return "" // a policy we cannot read names no queue we could use
 	}
 	return p.DeadLetterTargetArn
+}
+
+// ErrNoSuchQueue is returned by CheckExists for a queue URL that names no queue.
+var ErrNoSuchQueue = errors.New("no such queue")
+
+// CheckExists asks SQS for the queue's attributes, to fail early and clearly
+// on a wrong URL. A missing queue gives an error wrapping ErrNoSuchQueue.
+func (q *SQS) CheckExists(ctx context.Context) error {
+	_, err := q.Depth(ctx)
+	var missing *types.QueueDoesNotExist
+	var api smithy.APIError
+	if errors.As(err, &missing) || (errors.As(err, &api) && strings.Contains(api.ErrorCode(), "NonExistentQueue")) {
+		return fmt.Errorf("%w: %s", ErrNoSuchQueue, q.url)
+	}
+	return err
+}
+
+// FromARN finds the queue an ARN (arn:aws:sqs:REGION:ACCOUNT:NAME) names.
+func FromARN(ctx context.Context, api API, arn string) (*SQS, error) {
+	parts := strings.Split(arn, ":")
+	if len(parts) != 6 || parts[2] != "sqs" {
+		return nil, fmt.Errorf("%q is not an SQS queue ARN", arn)
+	}
+	out, err := api.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(parts[5]), QueueOwnerAWSAccountId: aws.String(parts[4])})
+	if err != nil {
+		return nil, fmt.Errorf("find queue %s: %w", arn, err)
+	}
+	return NewSQS(api, aws.ToString(out.QueueUrl)), nil
 }

@@ -43,16 +43,16 @@ type Plan struct {
 
 // Result is what a worker did with one work message.
 type Result struct {
-	Run      string    `json:"run"`
-	Seq      int64     `json:"seq"`
-	Worker   string    `json:"worker"`
-	Copied   int64     `json:"copied"`
-	Bytes    int64     `json:"bytes"` // bytes copied
+	Run    string `json:"run"`
+	Seq    int64  `json:"seq"`
+	Worker string `json:"worker"`
+	Copied int64  `json:"copied"`
+	Bytes  int64  `json:"bytes"` // bytes copied
 	// Skipped keys needed no copy: their source vanished after listing, so
 	// the clone still matches the source.
 	Skipped []Failure `json:"skipped,omitempty"`
 	// Failed keys could not be copied for a reason that retrying cannot fix.
-	Failed []Failure `json:"failed,omitempty"`
+	Failed   []Failure `json:"failed,omitempty"`
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished"`
 }

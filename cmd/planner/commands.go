@@ -1,0 +1,40 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/s3clone/s3clone/internal/config"
+)
+
+const topUsage = `usage: planner COMMAND [flags]
+
+Commands:
+  plan     list the source and enqueue batches of keys for workers
+  status   show a run's progress: planned vs copied, skipped, failed; rate, ETA, queue depth
+  run      plan and copy in this one process, with an in-memory queue
+
+Run "planner COMMAND -h" for a command's flags.`
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, topUsage)
+		return config.Usagef("no command given: use plan, status or run")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "plan":
+		return planCommand(ctx, rest, stdout)
+	case "status":
+		return statusCommand(ctx, rest, stdout)
+	case "run":
+		return runCommand(ctx, rest, stdout)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(stdout, topUsage)
+		return nil
+	}
+	fmt.Fprintln(os.Stderr, topUsage)
+	return config.Usagef("unknown command %q: use plan, status or run", cmd)
+}

@@ -1,0 +1,20 @@
+// Command planner enumerates a source bucket into batches of keys on a work
+// queue (plan), reports a run's progress (status), or runs the whole clone
+// in one process (run).
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/s3clone/s3clone/internal/config"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	os.Exit(config.ExitCode(err, os.Stderr))
+}

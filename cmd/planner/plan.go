@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/rs/zerolog"
+
+	"github.com/s3clone/s3clone/internal/config"
+	"github.com/s3clone/s3clone/internal/listing"
+	"github.com/s3clone/s3clone/internal/plan"
+	"github.com/s3clone/s3clone/internal/queue"
+	"github.com/s3clone/s3clone/internal/report"
+)
+
+// source is what plan and run share: what to copy where, and how to list it.
+type source struct {
+	rawSource, rawDest string
+	src, dst           plan.Location
+	listers            int
+	batchKeys          int
+}
+
+func (s *source) register(f *config.Flags) {
+	f.StringVar(&s.rawSource, "source", "", "what to copy: s3://BUCKET or s3://BUCKET/PREFIX (required)")
+	f.StringVar(&s.rawDest, "dest", "", "where to copy it: s3://BUCKET or s3://BUCKET/PREFIX; the source prefix is replaced by this one (required)")
+	f.IntVar(&s.listers, "listers", 16, "ListObjectsV2 calls in flight at once")
+	f.IntVar(&s.batchKeys, "batch-keys", 100, "most keys per work message (messages also stay under 240KiB)")
+}
+
+func (s *source) validate(p *config.Problems) {
+	var err error
+	if s.rawSource == "" {
+		p.Addf("--source is required: s3://BUCKET[/PREFIX] to copy from")
+	} else if s.src, err = plan.ParseLocation(s.rawSource); err != nil {
+		p.Addf("--source: %v", err)
+	}
+	if s.rawDest == "" {
+		p.Addf("--dest is required: s3://BUCKET[/PREFIX] to copy to")
+	} else if s.dst, err = plan.ParseLocation(s.rawDest); err != nil {
+		p.Addf("--dest: %v", err)
+	}
+	if s.src.Bucket != "" && s.dst.Bucket != "" {
+		if err := plan.CheckPair(s.src, s.dst); err != nil {
+			p.Addf("%v", err)
+		}
+	}
+	if s.listers < 1 || s.listers > 1000 {
+		p.Addf("--listers %d: use 1 to 1000", s.listers)
+	}
+	if s.batchKeys < 1 || s.batchKeys > 10000 {
+		p.Addf("--batch-keys %d: use 1 to 10000", s.batchKeys)
+	}
+}
+
+// checkBuckets fails with a UsageError when either bucket does not exist.
+func (s *source) checkBuckets(ctx context.Context, api *s3.Client) error {
+	if err := config.CheckBucket(ctx, api, "source", s.src.Bucket); err != nil {
+		return err
+	}
+	return config.CheckBucket(ctx, api, "dest", s.dst.Bucket)
+}
+
+// newSummary starts a plan: a fresh run id, the locations, the start time.
+func (s *source) newSummary() *plan.Summary {
+	now := time.Now()
+	return &plan.Summary{Run: plan.NewRunID(now), Source: s.src, Dest: s.dst, Started: now}
+}
+
+// enqueue lists the source and sends its batches with send.
+func (s *source) enqueue(ctx context.Context, api listing.API, sum *plan.Summary, send plan.SendFunc, log zerolog.Logger) (*listing.Lister, error) {
+	log.Info().Str("run", sum.Run).Str("source", s.src.String()).Str("dest", s.dst.String()).Msg("planning")
+	l := listing.New(api, s.src.Bucket, s.src.Prefix, listing.Options{Listers: s.listers}, log)
+	err := plan.Enqueue(ctx, l, sum, plan.Options{MaxKeys: s.batchKeys}, send)
+	return l, err
+}
+
+func planSummary(sum *plan.Summary, queueURL string) report.Plan {
+	return report.Plan{
+		Run: sum.Run, Source: sum.Source.String(), Dest: sum.Dest.String(), Queue: queueURL,
+		Objects: sum.Objects.Load(), Bytes: sum.Bytes.Load(), Messages: sum.Messages.Load(),
+		Started: sum.Started, Finished: sum.Finished,
+	}
+}
+
+func printPlan(w io.Writer, p report.Plan, l *listing.Lister, dryRun bool) {
+	verb := "enqueued"
+	if dryRun {
+		verb = "would enqueue (dry run)"
+	}
+	fmt.Fprintf(w, "run       %s\n", p.Run)
+	fmt.Fprintf(w, "source    %s\n", p.Source)
+	fmt.Fprintf(w, "dest      %s\n", p.Dest)
+	fmt.Fprintf(w, "%s %d objects, %s (%d bytes), in %d messages\n", verb, p.Objects, config.FormatSize(p.Bytes), p.Bytes, p.Messages)
+	fmt.Fprintf(w, "listing   %.2fs, %d requests over %d shards (%d key-range splits)\n",
+		p.Finished.Sub(p.Started).Seconds(), l.Stats.Requests.Load(), l.Stats.Shards.Load(), l.Stats.Splits.Load())
+}
+
+const planUsage = `usage: planner plan --source s3://BUCKET[/PREFIX] --dest s3://BUCKET[/PREFIX] --queue-url URL [--report-queue-url URL] [--dry-run]
+
+Lists the source with many listers at once and sends its keys, in batches,
+to the work queue while the listing goes on. Prints a summary and posts it to
+the report queue, where planner status compares it with what was done.`
+
+func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
+	var (
+		s         source
+		queueURL  string
+		reportURL string
+		dryRun    bool
+		awsFlags  config.AWS
+		logFlags  config.Logging
+	)
+	f := config.NewFlags("planner plan", planUsage, os.Stderr)
+	s.register(f)
+	f.StringVar(&queueURL, "queue-url", "", "URL of the work queue (required unless --dry-run)")
+	f.StringVar(&reportURL, "report-queue-url", "", "URL of the report queue, for planner status (recommended)")
+	f.BoolVar(&dryRun, "dry-run", false, "list and count without sending anything")
+	awsFlags.Register(f)
+	logFlags.Register(f)
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	var p config.Problems
+	s.validate(&p)
+	if queueURL == "" && !dryRun {
+		p.Addf("--queue-url is required (or --dry-run to only count)")
+	}
+	config.CheckQueueURL(&p, "queue-url", queueURL)
+	config.CheckQueueURL(&p, "report-queue-url", reportURL)
+	awsFlags.Validate(&p)
+	logFlags.Validate(&p)
+	if err := p.Err(); err != nil {
+		return err
+	}
+	log := logFlags.Logger(os.Stderr)
+	awsFlags.Connections = s.listers + plan.Senders
+	awsCfg, err := awsFlags.Load(ctx)
+	if err != nil {
+		return err
+	}
+	s3Client := awsFlags.S3(awsCfg)
+	if err := s.checkBuckets(ctx, s3Client); err != nil {
+		return err
+	}
+	sum := s.newSummary()
+	send := func(context.Context, [][]byte) error { return nil }
+	var reports *queue.SQS
+	if !dryRun {
+		sqsClient := awsFlags.SQS(awsCfg)
+		work := queue.NewSQS(sqsClient, queueURL)
+		if err := config.CheckQueue(ctx, work, "queue-url"); err != nil {
+			return err
+		}
+		if reportURL != "" {
+			reports = queue.NewSQS(sqsClient, reportURL)
+			if err := config.CheckQueue(ctx, reports, "report-queue-url"); err != nil {
+				return err
+			}
+		}
+		send = func(ctx context.Context, bodies [][]byte) error {
+			msgs := make([]queue.Outgoing, len(bodies))
+			for i, b := range bodies {
+				msgs[i] = queue.Outgoing{Body: b, Run: sum.Run, Kind: "batch"}
+			}
+			return work.Send(ctx, msgs)
+		}
+	}
+	l, err := s.enqueue(ctx, s3Client, sum, send, log)
+	summary := planSummary(sum, queueURL)
+	printPlan(stdout, summary, l, dryRun)
+	if err != nil {
+		return fmt.Errorf("plan %s stopped after %d messages: %w", sum.Run, sum.Messages.Load(), err)
+	}
+	if reports != nil {
+		if err := postPlan(ctx, reports, summary); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// postPlan sends the plan's summary to the report queue.
+func postPlan(ctx context.Context, reports *queue.SQS, p report.Plan) error {
+	body, err := report.Encode(report.Envelope{Kind: report.KindPlan, Plans: []report.Plan{p}})
+	if err != nil {
+		return err
+	}
+	if err := reports.Send(ctx, []queue.Outgoing{{Body: body, Run: p.Run, Kind: report.KindPlan}}); err != nil {
+		return fmt.Errorf("post plan summary: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/s3clone/s3clone/internal/config"
+	"github.com/s3clone/s3clone/internal/copier"
+	"github.com/s3clone/s3clone/internal/queue"
+	"github.com/s3clone/s3clone/internal/report"
+	"github.com/s3clone/s3clone/internal/worker"
+)
+
+const runUsage = `usage: planner run --source s3://BUCKET[/PREFIX] --dest s3://BUCKET[/PREFIX] [--concurrency N] [flags]
+
+Plans and copies in this one process: the same lister, batches, copier and
+reports as a planner with a worker fleet, with an in-memory queue in place of
+SQS. For a single machine and no queues to set up. Exits 0 when every object
+was copied (or vanished from the source since listing), 1 when some failed.`
+
+// memoryMaxReceives is how often run tries a message before giving up on
+// it, like an SQS redrive policy's maxReceiveCount.
+const memoryMaxReceives = 5
+
+func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
+	var (
+		s        source
+		work     config.Work
+		awsFlags config.AWS
+		logFlags config.Logging
+	)
+	f := config.NewFlags("planner run", runUsage, os.Stderr)
+	s.register(f)
+	work.Register(f, false)
+	awsFlags.Register(f)
+	logFlags.Register(f)
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	var p config.Problems
+	s.validate(&p)
+	work.Validate(&p)
+	awsFlags.Validate(&p)
+	logFlags.Validate(&p)
+	if err := p.Err(); err != nil {
+		return err
+	}
+	log := logFlags.Logger(os.Stderr)
+	awsFlags.Connections = work.Connections() + s.listers
+	awsCfg, err := awsFlags.Load(ctx)
+	if err != nil {
+		return err
+	}
+	s3Client := awsFlags.S3(awsCfg)
+	if err := s.checkBuckets(ctx, s3Client); err != nil {
+		return err
+	}
+
+	// Room for a few rounds of work ahead of the copiers, no more: the
+	// listing waits for the copies, so memory stays bounded.
+	mem := queue.NewMemory(max(64, 4*work.Concurrency/s.batchKeys))
+	mem.MaxReceives = memoryMaxReceives
+	tally := report.NewTally()
+	cfg := work.WorkerConfig()
+	cfg.ID = "local"
+	cfg.Visibility = 5 * time.Minute
+	w := worker.New(cfg, mem, worker.TallyReporter{Tally: tally}, copier.New(s3Client, work.CopierOptions()), log)
+	workerDone := make(chan error, 1)
+	go func() { workerDone <- w.Run(ctx) }()
+
+	sum := s.newSummary()
+	l, planErr := s.enqueue(ctx, s3Client, sum, func(ctx context.Context, bodies [][]byte) error {
+		msgs := make([]queue.Outgoing, len(bodies))
+		for i, b := range bodies {
+			msgs[i] = queue.Outgoing{Body: b}
+		}
+		return mem.Send(ctx, msgs)
+	}, log)
+	mem.Close()
+	workErr := <-workerDone
+
+	summary := planSummary(sum, "")
+	tally.AddPlan(summary)
+	printPlan(stdout, summary, l, false)
+	st := tally.Status(sum.Run)
+	newStatusView(st, nil, time.Now()).print(stdout)
+	fmt.Fprintf(stdout, "elapsed     %s\n", time.Since(sum.Started).Round(time.Millisecond))
+
+	if err := errors.Join(planErr, workErr); err != nil {
+		return err
+	}
+	if dead := len(mem.Dead()); dead > 0 {
+		return fmt.Errorf("%w: %d messages still failing after %d tries (see the log)", config.ErrObjectsFailed, dead, memoryMaxReceives)
+	}
+	if st.Done < summary.Messages {
+		return fmt.Errorf("%d of %d messages were not finished", summary.Messages-st.Done, summary.Messages)
+	}
+	if st.Failed > 0 {
+		return fmt.Errorf("%w: %d of %d", config.ErrObjectsFailed, st.Failed, summary.Objects)
+	}
+	return nil
+}

@@ -1,0 +1,19 @@
+// Command worker drains an s3clone work queue, copying each batch of keys
+// server-side and reporting every finished message to the report queue.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/s3clone/s3clone/internal/config"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	os.Exit(config.ExitCode(err, os.Stderr))
+}

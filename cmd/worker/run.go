@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/s3clone/s3clone/internal/config"
+	"github.com/s3clone/s3clone/internal/copier"
+	"github.com/s3clone/s3clone/internal/queue"
+	"github.com/s3clone/s3clone/internal/worker"
+)
+
+const usage = `usage: worker --queue-url URL [--report-queue-url URL] [--concurrency N] [--idle-exit DURATION] [flags]
+
+Drains the work queue a planner filled, copying every key server-side
+(CopyObject; UploadPartCopy above --multipart-threshold), and sends one
+report per finished message to the report queue. SIGTERM stops receiving,
+lets in-flight copies finish for --grace, and hands the rest back.`
+
+type options struct {
+	queueURL  string
+	reportURL string
+	id        string
+	work      config.Work
+	aws       config.AWS
+	log       config.Logging
+}
+
+func parse(args []string) (*options, error) {
+	o := &options{}
+	f := config.NewFlags("worker", usage, os.Stderr)
+	f.StringVar(&o.queueURL, "queue-url", "", "URL of the work queue (required)")
+	f.StringVar(&o.reportURL, "report-queue-url", "", "URL of the report queue (default: no reports; `planner status` then has nothing to count)")
+	f.StringVar(&o.id, "id", "", "worker name in reports (default: hostname-pid)")
+	o.work.Register(f, true)
+	o.aws.Register(f)
+	o.log.Register(f)
+	if err := f.Parse(args); err != nil {
+		return nil, err
+	}
+	var p config.Problems
+	if o.queueURL == "" {
+		p.Addf("--queue-url is required: the URL of the queue the planner filled")
+	}
+	config.CheckQueueURL(&p, "queue-url", o.queueURL)
+	config.CheckQueueURL(&p, "report-queue-url", o.reportURL)
+	o.work.Validate(&p)
+	o.aws.Validate(&p)
+	o.log.Validate(&p)
+	return o, p.Err()
+}
+
+func run(ctx context.Context, args []string) error {
+	o, err := parse(args)
+	if err != nil {
+		return err
+	}
+	log := o.log.Logger(os.Stderr)
+	o.aws.Connections = o.work.Connections()
+	awsCfg, err := o.aws.Load(ctx)
+	if err != nil {
+		return err
+	}
+	sqsClient := o.aws.SQS(awsCfg)
+	src := queue.NewSQS(sqsClient, o.queueURL)
+	if err := config.CheckQueue(ctx, src, "queue-url"); err != nil {
+		return err
+	}
+	var rep worker.Reporter
+	if o.reportURL != "" {
+		reports := queue.NewSQS(sqsClient, o.reportURL)
+		if err := config.CheckQueue(ctx, reports, "report-queue-url"); err != nil {
+			return err
+		}
+		rep = worker.QueueReporter{Queue: reports}
+	} else {
+		log.Warn().Msg("no --report-queue-url: finished messages are not reported, so planner status cannot count them")
+	}
+	cfg := o.work.WorkerConfig()
+	cfg.ID = o.id
+	w := worker.New(cfg, src, rep, copier.New(o.aws.S3(awsCfg), o.work.CopierOptions()), log)
+	return w.Run(ctx)
+}

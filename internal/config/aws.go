@@ -1,0 +1,178 @@
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/s3clone/s3clone/internal/queue"
+)
+
+// AWS is how to reach S3 and SQS. Credentials and, unless set here, the
+// region come from the SDK's default chain (environment, profile, ECS task
+// role, instance role).
+type AWS struct {
+	Region      string
+	S3Endpoint  string
+	SQSEndpoint string
+	PathStyle   bool
+	// Connections is the size of the HTTP connection pool per endpoint; it
+	// should cover every request in flight. Set by the binaries from their
+	// concurrency.
+	Connections int
+}
+
+// Register defines the AWS flags.
+func (a *AWS) Register(f *Flags) {
+	f.StringVar(&a.Region, "region", "", "AWS region (default: the SDK's chain, $AWS_REGION or the profile's; us-east-1 with a custom endpoint)")
+	f.StringVar(&a.S3Endpoint, "s3-endpoint", "", "S3 endpoint URL (default: $AWS_ENDPOINT_URL_S3, else $AWS_ENDPOINT_URL, else AWS)")
+	f.StringVar(&a.SQSEndpoint, "sqs-endpoint", "", "SQS endpoint URL (default: $AWS_ENDPOINT_URL_SQS, else $AWS_ENDPOINT_URL, else AWS)")
+	f.BoolVar(&a.PathStyle, "s3-path-style", false, "address buckets as https://host/bucket (always on with a custom S3 endpoint)")
+}
+
+// Validate adds a problem for each malformed setting.
+func (a *AWS) Validate(p *Problems) {
+	for name, v := range map[string]string{"s3-endpoint": a.S3Endpoint, "sqs-endpoint": a.SQSEndpoint} {
+		if v == "" {
+			continue
+		}
+		if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.Addf("--%s %q is not an endpoint URL: write it as http(s)://host[:port]", name, v)
+		}
+	}
+}
+
+// customS3Endpoint is the S3 endpoint set by flag or environment, "" for AWS.
+func (a *AWS) customS3Endpoint() string {
+	for _, v := range []string{a.S3Endpoint, os.Getenv("AWS_ENDPOINT_URL_S3"), os.Getenv("AWS_ENDPOINT_URL")} {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// Load resolves the SDK configuration: region, credentials chain, retries
+// with backoff (ten attempts, no client-side retry quota: a throttled copy
+// waits rather than fails), and a connection pool sized for the workload.
+func (a *AWS) Load(ctx context.Context) (aws.Config, error) {
+	conns := max(a.Connections, 64)
+	client := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.MaxIdleConns = conns * 2
+		t.MaxIdleConnsPerHost = conns
+		t.IdleConnTimeout = 90 * time.Second
+	})
+	opts := []func(*awsconfig.LoadOptions) error{
+		awsconfig.WithHTTPClient(client),
+		awsconfig.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts = 10
+				o.MaxBackoff = 20 * time.Second
+				o.RateLimiter = ratelimit.None
+			})
+		}),
+	}
+	if a.Region != "" {
+		opts = append(opts, awsconfig.WithRegion(a.Region))
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return cfg, Usagef("AWS configuration: %v", err)
+	}
+	if cfg.Region == "" {
+		if a.customS3Endpoint() == "" && a.SQSEndpoint == "" && os.Getenv("AWS_ENDPOINT_URL") == "" {
+			return cfg, Usagef("no AWS region: set $AWS_REGION or --region")
+		}
+		cfg.Region = "us-east-1" // local servers ignore it, but signing needs one
+	}
+	return cfg, nil
+}
+
+// S3 returns an S3 client for cfg.
+func (a *AWS) S3(cfg aws.Config) *s3.Client {
+	custom := a.customS3Endpoint() != ""
+	return s3.NewFromConfig(cfg, func(o *s3.Options) {
+		if a.S3Endpoint != "" {
+			o.BaseEndpoint = aws.String(a.S3Endpoint)
+		}
+		o.UsePathStyle = a.PathStyle || custom
+	})
+}
+
+// SQS returns an SQS client for cfg.
+func (a *AWS) SQS(cfg aws.Config) *sqs.Client {
+	return sqs.NewFromConfig(cfg, func(o *sqs.Options) {
+		if a.SQSEndpoint != "" {
+			o.BaseEndpoint = aws.String(a.SQSEndpoint)
+		}
+	})
+}
+
+// CheckQueueURL adds a problem when u cannot be an SQS queue URL.
+func CheckQueueURL(p *Problems, flag, u string) {
+	if u == "" {
+		return
+	}
+	parsed, err := url.Parse(u)
+	if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" || len(parsed.Path) < 2 {
+		p.Addf("--%s %q is not a queue URL: it looks like https://sqs.REGION.amazonaws.com/ACCOUNT/NAME", flag, u)
+	}
+}
+
+// Describe names an endpoint for logs without credentials.
+func Describe(endpoint string) string {
+	if endpoint == "" {
+		return "AWS"
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "custom"
+	}
+	return fmt.Sprintf("%s://%s", u.Scheme, u.Host)
+}
+
+// CheckQueue fails with a UsageError when the queue named by --flag does not
+// exist, and passes other errors (network, permissions) through.
+func CheckQueue(ctx context.Context, q *queue.SQS, flag string) error {
+	err := q.CheckExists(ctx)
+	if errors.Is(err, queue.ErrNoSuchQueue) {
+		return Usagef("--%s %s: no such queue; create it first (see README, \"Running on AWS\") or fix the URL", flag, q.URL())
+	}
+	if err != nil {
+		return fmt.Errorf("--%s: %w", flag, err)
+	}
+	return nil
+}
+
+// CheckBucket fails with a UsageError when bucket does not exist, and with a
+// plain error naming the permission when it cannot be read.
+func CheckBucket(ctx context.Context, api *s3.Client, flag, bucket string) error {
+	_, err := api.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(bucket)})
+	if err == nil {
+		return nil
+	}
+	var nf *s3types.NotFound
+	var nb *s3types.NoSuchBucket
+	var re *smithyhttp.ResponseError
+	switch {
+	case errors.As(err, &nf), errors.As(err, &nb), errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound:
+		return Usagef("--%s: bucket %q does not exist (or is in another account or partition): check the name", flag, bucket)
+	case errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden:
+		return fmt.Errorf("--%s: access to bucket %q denied: the credentials need s3:ListBucket on arn:aws:s3:::%s", flag, bucket, bucket)
+	}
+	return fmt.Errorf("--%s: check bucket %q: %w", flag, bucket, err)
+}

@@ -1,0 +1,51 @@
+package config
+
+import (
+	"io"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Logging is the log flags shared by both binaries.
+type Logging struct {
+	Level  string
+	Format string
+}
+
+// Register defines --log-level and --log-format.
+func (l *Logging) Register(f *Flags) {
+	f.StringVar(&l.Level, "log-level", "info", "log level: debug, info, warn or error (debug logs every object)")
+	f.StringVar(&l.Format, "log-format", "auto", "log format: json, console, or auto (console on a terminal, else json)")
+}
+
+// Validate adds a problem for an unknown level or format.
+func (l *Logging) Validate(p *Problems) {
+	if _, err := zerolog.ParseLevel(l.Level); err != nil || l.Level == "" {
+		p.Addf("--log-level %q: use debug, info, warn or error", l.Level)
+	}
+	switch l.Format {
+	case "auto", "json", "console":
+	default:
+		p.Addf("--log-format %q: use json, console or auto", l.Format)
+	}
+}
+
+// Logger returns a logger writing to w (normally stderr).
+func (l *Logging) Logger(w *os.File) zerolog.Logger {
+	level, err := zerolog.ParseLevel(l.Level)
+	if err != nil || l.Level == "" {
+		level = zerolog.InfoLevel
+	}
+	var out io.Writer = w
+	if l.Format == "console" || (l.Format == "auto" && isTerminal(w)) {
+		out = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	return zerolog.New(out).Level(level).With().Timestamp().Logger()
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

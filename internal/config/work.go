@@ -1,0 +1,113 @@
+package config
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/s3clone/s3clone/internal/copier"
+	"github.com/s3clone/s3clone/internal/worker"
+)
+
+// Work is how copies are done: the flags of the worker, which the planner's
+// one-process `run` shares.
+type Work struct {
+	Concurrency        int
+	Visibility         time.Duration
+	Grace              time.Duration
+	IdleExit           time.Duration
+	MultipartThreshold Size
+	PartSize           Size
+	PartConcurrency    int
+	StorageClass       string
+	SSEKMSKeyID        string
+	ACL                string
+}
+
+// Register defines the copy flags. idleExit is false for commands that stop
+// on their own.
+func (w *Work) Register(f *Flags, queueFlags bool) {
+	f.IntVar(&w.Concurrency, "concurrency", 256, "copies in flight at once (server-side copies wait on latency, not bandwidth)")
+	f.SizeVar(&w.MultipartThreshold, "multipart-threshold", copier.MaxCopyObjectSize, "objects larger than this are copied in parts with UploadPartCopy (at most 5GiB, CopyObject's limit)")
+	f.SizeVar(&w.PartSize, "part-size", copier.DefaultPartSize, "part size of multipart copies, 5MiB to 5GiB (raised as needed to stay within 10,000 parts)")
+	f.IntVar(&w.PartConcurrency, "part-concurrency", 8, "parts of one object copied at once")
+	f.StringVar(&w.StorageClass, "storage-class", "", "storage class of every copy, e.g. STANDARD_IA (default: each source object's own class)")
+	f.StringVar(&w.SSEKMSKeyID, "sse-kms-key-id", "", "encrypt copies with this KMS key id or ARN (default: the destination bucket's default encryption)")
+	f.StringVar(&w.ACL, "acl", "", "canned ACL of every copy, e.g. bucket-owner-full-control (default: none)")
+	if queueFlags {
+		f.DurationVar(&w.Visibility, "visibility-timeout", 60*time.Second, "how long a received message stays hidden; extended every half of it while worked on")
+		f.DurationVar(&w.Grace, "grace", 25*time.Second, "on SIGTERM, how long in-flight copies may finish before their messages are released")
+		f.DurationVar(&w.IdleExit, "idle-exit", 0, "exit 0 after this long with nothing received, e.g. 5s (0: run until stopped)")
+	}
+}
+
+// Validate adds a problem for each setting S3 or the worker cannot take.
+func (w *Work) Validate(p *Problems) {
+	if w.Concurrency < 1 || w.Concurrency > 10000 {
+		p.Addf("--concurrency %d: use 1 to 10000", w.Concurrency)
+	}
+	if w.PartConcurrency < 1 || w.PartConcurrency > 1000 {
+		p.Addf("--part-concurrency %d: use 1 to 1000", w.PartConcurrency)
+	}
+	if w.MultipartThreshold < copier.MinPartSize || w.MultipartThreshold > copier.MaxCopyObjectSize {
+		p.Addf("--multipart-threshold %s: use 5MiB to 5GiB (S3's smallest part, CopyObject's largest object)", w.MultipartThreshold.String())
+	}
+	if w.PartSize < copier.MinPartSize || w.PartSize > copier.MaxPartSize {
+		p.Addf("--part-size %s: S3 takes parts of 5MiB to 5GiB", w.PartSize.String())
+	}
+	if w.StorageClass != "" && !slices.Contains(types.StorageClass("").Values(), types.StorageClass(w.StorageClass)) {
+		p.Addf("--storage-class %q: use one of %s", w.StorageClass, joinValues(types.StorageClass("").Values()))
+	}
+	if w.ACL != "" && !slices.Contains(types.ObjectCannedACL("").Values(), types.ObjectCannedACL(w.ACL)) {
+		p.Addf("--acl %q: use one of %s", w.ACL, joinValues(types.ObjectCannedACL("").Values()))
+	}
+	if w.Visibility != 0 && (w.Visibility < 2*time.Second || w.Visibility > 12*time.Hour) {
+		p.Addf("--visibility-timeout %s: use 2s to 12h (SQS's range)", w.Visibility)
+	}
+	if w.Visibility != 0 && w.Visibility%time.Second != 0 {
+		p.Addf("--visibility-timeout %s: SQS counts whole seconds", w.Visibility)
+	}
+	if w.Grace < 0 {
+		p.Addf("--grace %s: must not be negative", w.Grace)
+	}
+	if w.IdleExit < 0 {
+		p.Addf("--idle-exit %s: must not be negative (0 runs until stopped)", w.IdleExit)
+	}
+}
+
+func joinValues[T ~string](vs []T) string {
+	s := make([]string, len(vs))
+	for i, v := range vs {
+		s[i] = string(v)
+	}
+	return strings.Join(s, ", ")
+}
+
+// CopierOptions are the copier's options from the flags.
+func (w *Work) CopierOptions() copier.Options {
+	return copier.Options{
+		MultipartThreshold: int64(w.MultipartThreshold),
+		PartSize:           int64(w.PartSize),
+		PartConcurrency:    w.PartConcurrency,
+		StorageClass:       types.StorageClass(w.StorageClass),
+		SSEKMSKeyID:        w.SSEKMSKeyID,
+		ACL:                types.ObjectCannedACL(w.ACL),
+	}
+}
+
+// WorkerConfig is the worker's configuration from the flags.
+func (w *Work) WorkerConfig() worker.Config {
+	return worker.Config{
+		Concurrency: w.Concurrency,
+		Visibility:  w.Visibility,
+		Grace:       w.Grace,
+		IdleExit:    w.IdleExit,
+	}
+}
+
+// Connections is the HTTP pool size the copies need.
+func (w *Work) Connections() int {
+	return w.Concurrency + w.PartConcurrency
+}

@@ -1,0 +1,80 @@
+package plan
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/s3clone/s3clone/internal/listing"
+)
+
+// SendFunc sends up to ten message bodies to the work queue; nil means all
+// of them were accepted.
+type SendFunc func(ctx context.Context, bodies [][]byte) error
+
+// Senders is how many SendMessageBatch calls a plan keeps in flight.
+const Senders = 4
+
+// Enqueue lists with l, groups the objects into batches and sends them with
+// send while the listing goes on. It fills in sum and returns the first
+// error of any stage; the plan is then incomplete. Memory stays bounded: each
+// stage waits for the next through small channels.
+func Enqueue(ctx context.Context, l *listing.Lister, sum *Summary, opts Options, send SendFunc) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	pages := make(chan []listing.Object, 16)
+	bodies := make(chan []byte, 4*Senders*10)
+
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := l.Run(ctx, pages); err != nil {
+			cancel(err)
+		}
+	})
+	wg.Go(func() {
+		defer close(bodies)
+		if err := NewBatcher(sum, opts).Run(ctx, pages, bodies); err != nil {
+			cancel(err)
+			for range pages { // let the lister finish its send and see ctx
+			}
+		}
+	})
+	for range Senders {
+		wg.Go(func() {
+			if err := sendAll(ctx, bodies, send); err != nil {
+				cancel(err)
+			}
+		})
+	}
+	wg.Wait()
+	sum.Finished = time.Now()
+	return context.Cause(ctx)
+}
+
+// sendAll sends bodies as they come, up to ten per call when several are
+// waiting. On error it keeps draining bodies so the stages before it end.
+func sendAll(ctx context.Context, bodies <-chan []byte, send SendFunc) error {
+	var failed error
+	for body := range bodies {
+		if failed != nil {
+			continue
+		}
+		batch := [][]byte{body}
+	more:
+		for len(batch) < 10 {
+			select {
+			case b, ok := <-bodies:
+				if !ok {
+					break more
+				}
+				batch = append(batch, b)
+			default:
+				break more
+			}
+		}
+		if err := send(ctx, batch); err != nil {
+			failed = err
+		}
+	}
+	return failed
+}

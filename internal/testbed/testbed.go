@@ -1,0 +1,304 @@
+// Package testbed starts the real local servers the tests run against,
+// versitygw for S3 and local-aws-sqs for SQS, on loopback addresses, and
+// gives tests clients, fresh buckets and fresh queues. `make tools` installs
+// both at the versions the Makefile pins.
+package testbed
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+)
+
+// Credentials of the local S3 server.
+const (
+	AccessKey = "test"
+	SecretKey = "testsecret"
+	Region    = "us-east-1"
+)
+
+// Env is a running pair of servers.
+type Env struct {
+	Root        string // the repository root
+	S3Endpoint  string
+	SQSEndpoint string
+	S3          *s3.Client
+	SQS         *sqs.Client
+	procs       []*exec.Cmd
+	dir         string
+}
+
+var (
+	current *Env
+	counter atomic.Int64
+)
+
+// Main starts the servers, runs the package's tests and stops the servers.
+// Use it from TestMain: os.Exit(testbed.Main(m)).
+func Main(m *testing.M) int {
+	env, err := Start()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "testbed: %v\n", err)
+		return 1
+	}
+	current = env
+	code := m.Run()
+	env.Stop()
+	return code
+}
+
+// Get returns the servers started by Main.
+func Get(t testing.TB) *Env {
+	t.Helper()
+	if current == nil {
+		t.Fatal("testbed not started: call testbed.Main from TestMain")
+	}
+	return current
+}
+
+// RepoRoot finds the directory holding go.mod above the working directory.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Start starts versitygw and local-aws-sqs on free loopback ports.
+func Start() (*Env, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "s3clone-testbed-")
+	if err != nil {
+		return nil, err
+	}
+	env := &Env{Root: root, dir: dir}
+	if err := env.startS3(); err != nil {
+		env.Stop()
+		return nil, err
+	}
+	if err := env.startSQS(); err != nil {
+		env.Stop()
+		return nil, err
+	}
+	env.S3 = s3.New(s3.Options{
+		Region: Region, BaseEndpoint: aws.String(env.S3Endpoint), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(AccessKey, SecretKey, ""),
+	})
+	env.SQS = sqs.New(sqs.Options{
+		Region: Region, BaseEndpoint: aws.String(env.SQSEndpoint),
+		Credentials: credentials.NewStaticCredentialsProvider(AccessKey, SecretKey, ""),
+	})
+	return env, nil
+}
+
+func (e *Env) startS3() error {
+	bin := os.Getenv("S3CLONE_VERSITYGW")
+	if bin == "" {
+		bin = filepath.Join(e.Root, ".tools", "bin", "versitygw")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("versitygw not found at %s: run `make tools`", bin)
+	}
+	data := filepath.Join(e.dir, "s3")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		return err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, "--access", AccessKey, "--secret", SecretKey, "--port", addr, "--quiet", "posix", data)
+	if err := e.spawn(cmd, filepath.Join(e.dir, "versitygw.log")); err != nil {
+		return err
+	}
+	e.S3Endpoint = "http://" + addr
+	return waitTCP(addr, 30*time.Second)
+}
+
+func (e *Env) startSQS() error {
+	script := filepath.Join(e.Root, "test", "sqsd", "server.mjs")
+	if _, err := os.Stat(filepath.Join(e.Root, "test", "sqsd", "node_modules", "local-aws-sqs")); err != nil {
+		return fmt.Errorf("local-aws-sqs not installed in test/sqsd: run `make tools`")
+	}
+	cmd := exec.Command("node", script, "0")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := e.spawn(cmd, filepath.Join(e.dir, "sqsd.log")); err != nil {
+		return err
+	}
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if u, ok := strings.CutPrefix(sc.Text(), "listening "); ok {
+				ready <- u
+			}
+		}
+		close(ready)
+	}()
+	select {
+	case u, ok := <-ready:
+		if !ok {
+			return fmt.Errorf("local-aws-sqs exited before listening; see %s", filepath.Join(e.dir, "sqsd.log"))
+		}
+		e.SQSEndpoint = u
+		return nil
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("local-aws-sqs did not start within 30s")
+	}
+}
+
+// spawn starts cmd in its own process group with stderr to logPath.
+func (e *Env) spawn(cmd *exec.Cmd, logPath string) error {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	if cmd.Stdout == nil {
+		cmd.Stdout = logf
+	}
+	cmd.Stderr = logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", cmd.Path, err)
+	}
+	e.procs = append(e.procs, cmd)
+	return nil
+}
+
+// Stop ends the servers and removes their data.
+func (e *Env) Stop() {
+	for _, p := range e.procs {
+		_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL) // already gone is fine
+		_ = p.Wait()                                      // its exit status means nothing here
+	}
+	os.RemoveAll(e.dir)
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func waitTCP(addr string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("nothing listening on %s after %s", addr, within)
+}
+
+// Name returns a name unique within this test process, usable as a bucket
+// or queue name.
+func Name(prefix string) string {
+	return fmt.Sprintf("%s-%d-%d", prefix, os.Getpid()%100000, counter.Add(1))
+}
+
+// Bucket creates a fresh bucket.
+func (e *Env) Bucket(t testing.TB) string {
+	t.Helper()
+	name := Name("b")
+	if _, err := e.S3.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
+		t.Fatalf("create bucket %s: %v", name, err)
+	}
+	return name
+}
+
+// Queue creates a fresh queue; with maxReceives > 0 it gets a dead-letter
+// queue after that many receives, whose URL is returned second.
+func (e *Env) Queue(t testing.TB, maxReceives int) (url, dlq string) {
+	t.Helper()
+	ctx := context.Background()
+	attrs := map[string]string{}
+	if maxReceives > 0 {
+		d, err := e.SQS.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(Name("dlq"))})
+		if err != nil {
+			t.Fatalf("create dead-letter queue: %v", err)
+		}
+		dlq = aws.ToString(d.QueueUrl)
+		a, err := e.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: d.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+		if err != nil {
+			t.Fatalf("dead-letter queue arn: %v", err)
+		}
+		attrs["RedrivePolicy"] = fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"%d"}`, a.Attributes["QueueArn"], maxReceives)
+	}
+	q, err := e.SQS.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(Name("q")), Attributes: attrs})
+	if err != nil {
+		t.Fatalf("create queue: %v", err)
+	}
+	return aws.ToString(q.QueueUrl), dlq
+}
+
+// Environ is the environment a child process (planner, worker, aws CLI)
+// needs to reach the servers.
+func (e *Env) Environ() []string {
+	env := []string{}
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "AWS_") || strings.HasPrefix(kv, "S3CLONE_") {
+			continue // nothing from the developer's own AWS setup leaks in
+		}
+		env = append(env, kv)
+	}
+	return append(env,
+		"AWS_ACCESS_KEY_ID="+AccessKey,
+		"AWS_SECRET_ACCESS_KEY="+SecretKey,
+		"AWS_REGION="+Region,
+		"AWS_ENDPOINT_URL_S3="+e.S3Endpoint,
+		"AWS_ENDPOINT_URL_SQS="+e.SQSEndpoint,
+		"AWS_EC2_METADATA_DISABLED=true",
+	)
+}
+
+// LogTail returns the end of a server's log, for failure messages.
+func (e *Env) LogTail(name string) string {
+	f, err := os.Open(filepath.Join(e.dir, name))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(f) // a partial log is still worth showing
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}

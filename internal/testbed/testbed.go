@@ -6,6 +6,7 @@ package testbed
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
@@ -301,4 +303,66 @@ func (e *Env) LogTail(name string) string {
 		b = b[len(b)-4000:]
 	}
 	return string(b)
+}
+
+// Object is a test object to upload.
+type Object struct {
+	Key          string
+	Body         []byte
+	ContentType  string
+	CacheControl string
+	Metadata     map[string]string
+	Tagging      string // URL-encoded, e.g. "a=1&b=two"
+}
+
+// Put uploads objects with 32 uploads in flight.
+func (e *Env) Put(t testing.TB, bucket string, objs []Object) {
+	t.Helper()
+	ctx := context.Background()
+	sem := make(chan struct{}, 32)
+	errs := make(chan error, len(objs))
+	for _, o := range objs {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			in := &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(o.Key), Body: bytes.NewReader(o.Body), Metadata: o.Metadata}
+			if o.ContentType != "" {
+				in.ContentType = aws.String(o.ContentType)
+			}
+			if o.CacheControl != "" {
+				in.CacheControl = aws.String(o.CacheControl)
+			}
+			if o.Tagging != "" {
+				in.Tagging = aws.String(o.Tagging)
+			}
+			if _, err := e.S3.PutObject(ctx, in); err != nil {
+				errs <- fmt.Errorf("put %q: %w", o.Key, err)
+			}
+		}()
+	}
+	for range cap(sem) {
+		sem <- struct{}{}
+	}
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// Keys lists every key in bucket under prefix with one plain sequential
+// listing: the reference the tests compare against.
+func (e *Env) Keys(t testing.TB, bucket, prefix string) map[string]s3types.Object {
+	t.Helper()
+	out := map[string]s3types.Object{}
+	p := s3.NewListObjectsV2Paginator(e.S3, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(context.Background())
+		if err != nil {
+			t.Fatalf("list s3://%s/%s: %v", bucket, prefix, err)
+		}
+		for _, o := range page.Contents {
+			out[aws.ToString(o.Key)] = o
+		}
+	}
+	return out
 }

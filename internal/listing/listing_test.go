@@ -1,0 +1,191 @@
+package listing
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// keyShapes are key sets that stress each way of cutting the key space.
+func keyShapes() map[string][]string {
+	r := rand.New(rand.NewPCG(1, 2))
+	hex := func(n int) string {
+		const digits = "0123456789abcdef"
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = digits[r.IntN(16)]
+		}
+		return string(b)
+	}
+	shapes := map[string][]string{}
+
+	var flat []string
+	for range 3000 {
+		flat = append(flat, hex(12))
+	}
+	shapes["flat hex"] = flat
+
+	var users []string // one object per "directory": the walk must group them
+	for i := range 2500 {
+		users = append(users, fmt.Sprintf("users/%06d/avatar.jpg", i))
+	}
+	shapes["one object per prefix"] = users
+
+	var deep []string
+	for i := range 2000 {
+		deep = append(deep, fmt.Sprintf("img/%d/%02d/%02d/%s.jpg", 2020+i%5, i%12, i%28, hex(6)))
+		if i%50 == 0 {
+			deep = append(deep, fmt.Sprintf("img/%d/index.html", 2020+i%5), fmt.Sprintf("top-%d.txt", i))
+		}
+	}
+	shapes["deep paths with objects at every level"] = deep
+
+	var odd []string
+	for i := range 600 {
+		odd = append(odd,
+			fmt.Sprintf("a/%d", i), fmt.Sprintf("a!%d", i), fmt.Sprintf("a/%d/", i), fmt.Sprintf("a.%d/x", i),
+			fmt.Sprintf("dir with space/%d+%d%%.txt", i, i), fmt.Sprintf("ünï/çødé/%d", i),
+			fmt.Sprintf("double//slash/%d", i), fmt.Sprintf("~tilde/%d", i), fmt.Sprintf("%d", i),
+		)
+	}
+	odd = append(odd, "a", "a/", "a!", "/leading", "//", "z/")
+	shapes["awkward characters and neighbours"] = odd
+	return shapes
+}
+
+func collectAll(t *testing.T, l *Lister) map[string]int {
+	t.Helper()
+	out := make(chan []Object, 4)
+	errc := make(chan error, 1)
+	go func() { errc <- l.Run(context.Background(), out) }()
+	seen := map[string]int{}
+	for page := range out {
+		for _, o := range page {
+			seen[o.Key]++
+		}
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return seen
+}
+
+func checkExactlyOnce(t *testing.T, want []string, prefix string, seen map[string]int) {
+	t.Helper()
+	wantSet := map[string]bool{}
+	for _, k := range want {
+		if strings.HasPrefix(k, prefix) {
+			wantSet[k] = true
+		}
+	}
+	missing, dup := 0, 0
+	for k := range wantSet {
+		switch seen[k] {
+		case 0:
+			if missing < 5 {
+				t.Errorf("key %q never listed", k)
+			}
+			missing++
+		case 1:
+		default:
+			if dup < 5 {
+				t.Errorf("key %q listed %d times", k, seen[k])
+			}
+			dup++
+		}
+	}
+	for k := range seen {
+		if !wantSet[k] {
+			t.Errorf("listed %q, which is not under %q", k, prefix)
+		}
+	}
+	if missing+dup > 0 {
+		t.Fatalf("%d of %d keys missing, %d listed more than once", missing, len(wantSet), dup)
+	}
+}
+
+// TestListsEveryKeyExactlyOnce cuts each shape with tiny pages, many listers
+// and a small walk budget, so every mechanism (walk, subtree groups, range
+// splits) runs many times, and checks that each key comes out exactly once.
+func TestListsEveryKeyExactlyOnce(t *testing.T) {
+	t.Parallel()
+	for name, keys := range keyShapes() {
+		for _, prefix := range []string{"", "a", "a/", "img/", "users/0001", "nothing-here/"} {
+			for _, opts := range []Options{
+				{Listers: 1, PageSize: 1000},
+				{Listers: 8, PageSize: 7, WalkBudget: 3},
+				{Listers: 32, PageSize: 13, WalkBudget: 200},
+			} {
+				t.Run(fmt.Sprintf("%s/prefix=%q/listers=%d/page=%d", name, prefix, opts.Listers, opts.PageSize), func(t *testing.T) {
+					t.Parallel()
+					fake := newFake(keys)
+					fake.delay = 50 * time.Microsecond
+					l := New(fake, "bucket", prefix, opts, zerolog.Nop())
+					checkExactlyOnce(t, keys, prefix, collectAll(t, l))
+				})
+			}
+		}
+	}
+}
+
+// TestFlatKeysAreSplitAcrossListers checks that a flat prefix is spread over
+// several listers by key range, not listed by one.
+func TestFlatKeysAreSplitAcrossListers(t *testing.T) {
+	t.Parallel()
+	keys := keyShapes()["flat hex"]
+	fake := newFake(keys)
+	fake.delay = time.Millisecond
+	l := New(fake, "bucket", "", Options{Listers: 8, PageSize: 50}, zerolog.Nop())
+	checkExactlyOnce(t, keys, "", collectAll(t, l))
+	if l.Stats.Splits.Load() < 4 || l.Stats.Shards.Load() < 5 {
+		t.Fatalf("flat listing used %d shards and %d splits; want it spread over several listers", l.Stats.Shards.Load(), l.Stats.Splits.Load())
+	}
+}
+
+// TestManyPrefixesAreGrouped checks that a level with thousands of
+// one-object prefixes costs about one request per page of prefixes, not one
+// per prefix.
+func TestManyPrefixesAreGrouped(t *testing.T) {
+	t.Parallel()
+	keys := keyShapes()["one object per prefix"]
+	fake := newFake(keys)
+	l := New(fake, "bucket", "", Options{Listers: 4, PageSize: 100, WalkBudget: 10}, zerolog.Nop())
+	checkExactlyOnce(t, keys, "", collectAll(t, l))
+	if calls := fake.calls.Load(); calls > int64(len(keys))/10 {
+		t.Fatalf("%d requests for %d one-object prefixes: the walk is not grouping them", calls, len(keys))
+	}
+}
+
+func TestBetween(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		lo, hi string
+		start  int
+		ok     bool
+	}{
+		{"a", "", 0, true},
+		{"a", "b", 0, true},
+		{"a", "a0", 0, true},
+		{"abc", "abd", 0, true},
+		{"~~~", "", 0, true},
+		{"P/abc/", "", 2, true},
+		{"a", "a", 0, false},
+		{"a", "a!", 0, false},
+		{"ü", "", 0, false},
+	}
+	for _, c := range cases {
+		m, ok := between(c.lo, c.hi, c.start)
+		if ok != c.ok {
+			t.Errorf("between(%q, %q) ok = %v, want %v (m=%q)", c.lo, c.hi, ok, c.ok, m)
+			continue
+		}
+		if ok && (m <= c.lo || (c.hi != "" && m >= c.hi) || m[:c.start] != c.lo[:c.start]) {
+			t.Errorf("between(%q, %q) = %q: not strictly between, or prefix lost", c.lo, c.hi, m)
+		}
+	}
+}

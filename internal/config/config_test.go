@@ -1,0 +1,73 @@
+package config
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseSize(t *testing.T) {
+	t.Parallel()
+	good := map[string]Size{"1024": 1024, "8MiB": 8 << 20, "8mib": 8 << 20, "5GiB": 5 << 30, "100MB": 100e6, "1.5KiB": 1536, "64M": 64 << 20, "0": 0, "10B": 10}
+	for in, want := range good {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "-1", "ten", "5XB", "1e30GiB"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) accepted it", in)
+		}
+	}
+	if s := FormatSize(5 << 30); s != "5GiB" {
+		t.Errorf("FormatSize(5GiB) = %s", s)
+	}
+}
+
+func TestEnvironmentTwins(t *testing.T) {
+	t.Setenv("S3CLONE_CONCURRENCY", "7")
+	t.Setenv("S3CLONE_PART_SIZE", "8MiB")
+	t.Setenv("S3CLONE_IDLE_EXIT", "5s")
+	var w Work
+	f := NewFlags("t", "usage", io.Discard)
+	w.Register(f, true)
+	if err := f.Parse([]string{"--concurrency", "9"}); err != nil {
+		t.Fatal(err)
+	}
+	if w.Concurrency != 9 {
+		t.Errorf("the flag should win over $S3CLONE_CONCURRENCY: got %d", w.Concurrency)
+	}
+	if w.PartSize != 8<<20 || w.IdleExit != 5*time.Second {
+		t.Errorf("environment not read: part size %d, idle exit %s", w.PartSize, w.IdleExit)
+	}
+}
+
+func TestBadEnvironmentIsAUsageError(t *testing.T) {
+	t.Setenv("S3CLONE_PART_SIZE", "lots")
+	var w Work
+	f := NewFlags("t", "usage", io.Discard)
+	w.Register(f, true)
+	err := f.Parse(nil)
+	var u *UsageError
+	if !errors.As(err, &u) || !strings.Contains(err.Error(), "S3CLONE_PART_SIZE") {
+		t.Fatalf("got %v, want a usage error naming the variable", err)
+	}
+	if code := ExitCode(err, io.Discard); code != ExitUsage {
+		t.Fatalf("exit code %d, want %d", code, ExitUsage)
+	}
+}
+
+func TestWorkValidateNamesEveryProblem(t *testing.T) {
+	t.Parallel()
+	w := Work{Concurrency: 0, PartConcurrency: 8, MultipartThreshold: 1 << 20, PartSize: 6 << 30, StorageClass: "FAST", ACL: "everyone", Visibility: time.Second, Grace: -1}
+	var p Problems
+	w.Validate(&p)
+	err := p.Err()
+	for _, want := range []string{"--concurrency", "--multipart-threshold", "--part-size", "--storage-class", "--acl", "--visibility-timeout", "--grace"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("validation did not name %s: %v", want, err)
+		}
+	}
+}

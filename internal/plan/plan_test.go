@@ -1,0 +1,150 @@
+package plan
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/s3clone/s3clone/internal/listing"
+)
+
+func TestParseLocation(t *testing.T) {
+	t.Parallel()
+	good := map[string]Location{
+		"s3://bucket":           {Bucket: "bucket"},
+		"s3://bucket/":          {Bucket: "bucket"},
+		"s3://my.bucket-1/a/b/": {Bucket: "my.bucket-1", Prefix: "a/b/"},
+		"s3://bkt/photos":       {Bucket: "bkt", Prefix: "photos"},
+		"s3://bkt/dir with sp/": {Bucket: "bkt", Prefix: "dir with sp/"},
+	}
+	for raw, want := range good {
+		got, err := ParseLocation(raw)
+		if err != nil || got != want {
+			t.Errorf("ParseLocation(%q) = %+v, %v; want %+v", raw, got, err, want)
+		}
+	}
+	bad := []string{"", "bucket", "s3:/bucket", "https://bucket/x", "s3://", "s3:///x", "s3://ab", "s3://Bucket", "s3://bu_cket", "s3://-bucket", "s3://" + strings.Repeat("a", 64), "s3://bkt/" + strings.Repeat("k", 1025)}
+	for _, raw := range bad {
+		if _, err := ParseLocation(raw); err == nil {
+			t.Errorf("ParseLocation(%q) accepted a bad URL", raw)
+		}
+	}
+}
+
+func TestDestKeyMapsPrefixes(t *testing.T) {
+	t.Parallel()
+	src, dst := Location{Bucket: "a", Prefix: "x/"}, Location{Bucket: "b", Prefix: "y/"}
+	if got := DestKey(src, dst, "x/k/1.jpg"); got != "y/k/1.jpg" {
+		t.Fatalf("DestKey = %q, want y/k/1.jpg", got)
+	}
+	if got := DestKey(Location{Bucket: "a"}, Location{Bucket: "b"}, "k"); got != "k" {
+		t.Fatalf("DestKey without prefixes = %q", got)
+	}
+}
+
+func TestCheckPair(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		src, dst string
+		ok       bool
+	}{
+		{"s3://a/x/", "s3://b/x/", true},
+		{"s3://a/x/", "s3://a/y/", true},
+		{"s3://a/x/", "s3://a/x/", false},
+		{"s3://a/", "s3://a/backup/", false},
+		{"s3://a/x/sub/", "s3://a/x/", false},
+	}
+	for _, c := range cases {
+		src, _ := ParseLocation(strings.Replace(c.src, "s3://a", "s3://aaa", 1))
+		dst, _ := ParseLocation(strings.Replace(strings.Replace(c.dst, "s3://a", "s3://aaa", 1), "s3://b", "s3://bbb", 1))
+		if err := CheckPair(src, dst); (err == nil) != c.ok {
+			t.Errorf("CheckPair(%s, %s) = %v, want ok=%v", c.src, c.dst, err, c.ok)
+		}
+	}
+}
+
+func TestDecodeRejectsForeignBodies(t *testing.T) {
+	t.Parallel()
+	for _, body := range []string{"", "hello", `{"v":2,"run":"r","src":{"bucket":"a"},"dst":{"bucket":"b"}}`, `{"v":1}`, `{"Records":[]}`} {
+		if _, err := Decode([]byte(body)); err == nil {
+			t.Errorf("Decode(%q) accepted it", body)
+		}
+	}
+}
+
+// TestBatcherLimits feeds keys through the batcher and checks every key comes
+// out once, in messages within the key and size limits, numbered 1..n.
+func TestBatcherLimits(t *testing.T) {
+	t.Parallel()
+	sum := &Summary{Run: "r1", Source: Location{Bucket: "src"}, Dest: Location{Bucket: "dst"}}
+	in := make(chan []listing.Object, 4)
+	out := make(chan []byte, 1000)
+	go func() {
+		defer close(in)
+		for p := range 30 {
+			var page []listing.Object
+			for i := range 100 {
+				// Long keys full of characters JSON escapes push the size limit.
+				key := fmt.Sprintf("%d/%d/%s", p, i, strings.Repeat("<\"é\u2028", 80*(i%4)))
+				page = append(page, listing.Object{Key: key, Size: int64(i), ETag: `"e"`, StorageClass: "STANDARD"})
+			}
+			in <- page
+		}
+	}()
+	if err := NewBatcher(sum, Options{MaxKeys: 250}).Run(context.Background(), in, out); err != nil {
+		t.Fatal(err)
+	}
+	close(out)
+	seen := map[string]bool{}
+	var seq int64
+	for body := range out {
+		if len(body) > MaxBodyBytes {
+			t.Errorf("message of %d bytes, over %d", len(body), MaxBodyBytes)
+		}
+		b, err := Decode(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq++
+		if b.Seq != seq || b.Run != "r1" || len(b.Entries) > 250 {
+			t.Errorf("message seq %d (want %d), run %q, %d keys", b.Seq, seq, b.Run, len(b.Entries))
+		}
+		for _, e := range b.Entries {
+			if seen[e.Key] {
+				t.Errorf("key %q in two messages", e.Key)
+			}
+			seen[e.Key] = true
+			if e.StorageClass != "" {
+				t.Errorf("STANDARD should be left out of entries, got %q", e.StorageClass)
+			}
+		}
+	}
+	if len(seen) != 3000 || sum.Objects.Load() != 3000 || sum.Messages.Load() != seq {
+		t.Fatalf("%d keys out, summary says %d objects in %d messages (counted %d)", len(seen), sum.Objects.Load(), sum.Messages.Load(), seq)
+	}
+}
+
+// TestBatcherLingers checks that a partly filled message is sent within the
+// linger time while the listing is still going, so copying starts early.
+func TestBatcherLingers(t *testing.T) {
+	t.Parallel()
+	sum := &Summary{Run: "r", Source: Location{Bucket: "src"}, Dest: Location{Bucket: "dst"}}
+	in := make(chan []listing.Object)
+	out := make(chan []byte, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = NewBatcher(sum, Options{MaxKeys: 100, Linger: 20 * time.Millisecond}).Run(ctx, in, out) }()
+	in <- []listing.Object{{Key: "only"}}
+	select {
+	case body := <-out:
+		var b Batch
+		if err := json.Unmarshal(body, &b); err != nil || len(b.Entries) != 1 {
+			t.Fatalf("lingered message: %s, %v", body, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a partial message was held back while the listing went on")
+	}
+}

@@ -66,7 +66,7 @@ func (w *Worker) complete(ctx context.Context, jobs []*job) {
 	}
 	if len(retry) > 0 {
 		w.Stats.Retried.Add(int64(len(retry)))
-		w.setVisibility(ctx, retry, retryDelay(retry))
+		w.setVisibility(ctx, retry, w.retryDelay(retry))
 	}
 	if len(release) > 0 {
 		w.Stats.Retried.Add(int64(len(release)))
@@ -75,9 +75,9 @@ func (w *Worker) complete(ctx context.Context, jobs []*job) {
 }
 
 // retryDelay backs off with the number of times the messages were received.
-func retryDelay(msgs []queue.Message) time.Duration {
+func (w *Worker) retryDelay(msgs []queue.Message) time.Duration {
 	receives := slices.MaxFunc(msgs, func(a, b queue.Message) int { return a.Receives - b.Receives }).Receives
-	return min(time.Duration(max(receives, 1))*10*time.Second, 5*time.Minute)
+	return min(time.Duration(max(receives, 1))*w.cfg.RetryBackoff, 5*time.Minute)
 }
 
 // report sends results and says whether their messages may be deleted.

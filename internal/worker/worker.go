@@ -48,7 +48,9 @@ type Config struct {
 	// Visibility is how long a received message stays hidden; it is extended
 	// every Visibility/2 while worked on. Default 60s.
 	Visibility time.Duration
-	// Wait is the long-poll wait of each receive. Default 20s.
+	// Wait is the long-poll wait of each receive, at most 20s. A stopping
+	// worker lets its last poll finish (see receive), so this also bounds
+	// how long a stop takes beyond Grace. Default 10s.
 	Wait time.Duration
 	// IdleExit stops the worker after this long with nothing received and
 	// nothing in flight; 0 runs until the context ends.
@@ -58,6 +60,10 @@ type Config struct {
 	Grace time.Duration
 	// Progress is how often a progress line is logged. Default 15s.
 	Progress time.Duration
+	// RetryBackoff is how long a message with a transient failure stays
+	// hidden, times the number of times it was received (at most 5m).
+	// Default 10s.
+	RetryBackoff time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -72,13 +78,16 @@ func (c Config) withDefaults() Config {
 		c.Visibility = 60 * time.Second
 	}
 	if c.Wait <= 0 {
-		c.Wait = 20 * time.Second
+		c.Wait = 10 * time.Second
 	}
 	if c.Grace <= 0 {
 		c.Grace = 25 * time.Second
 	}
 	if c.Progress <= 0 {
 		c.Progress = 15 * time.Second
+	}
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = 10 * time.Second
 	}
 	return c
 }
@@ -106,6 +115,7 @@ type Worker struct {
 	Stats Stats
 
 	freed chan struct{} // a key finished: there may be room to receive
+	late  sync.WaitGroup  // receives still under way after stopping
 	mu    sync.Mutex
 	held  map[string]*job // messages being worked on, by message id
 	avg   float64         // running mean of keys per message; 0 = unknown
@@ -180,6 +190,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	pool.Wait()
 	close(finished)
 	finisher.Wait()
+	w.late.Wait()
 	close(stopBeat)
 	beat.Wait()
 	w.logProgress("worker stopped")
@@ -204,7 +215,10 @@ func (w *Worker) receiveLoop(ctx context.Context, tasks chan<- task) {
 		if w.cfg.IdleExit > 0 {
 			wait = min(wait, max(w.cfg.IdleExit-time.Since(lastMsg), time.Second))
 		}
-		msgs, err := w.src.Receive(ctx, w.fetchCount(free), wait, w.cfg.Visibility)
+		msgs, err, stopped := w.receive(ctx, w.fetchCount(free), wait)
+		if stopped {
+			return
+		}
 		switch {
 		case errors.Is(err, queue.ErrDrained):
 			w.log.Info().Msg("queue drained")
@@ -229,6 +243,35 @@ func (w *Worker) receiveLoop(ctx context.Context, tasks chan<- task) {
 		for _, m := range msgs {
 			w.dispatch(m, tasks)
 		}
+	}
+}
+
+// receive asks for up to n messages. The request itself is never canceled:
+// a long poll abandoned mid-wait can still take messages on the server, which
+// would then stay hidden for a whole visibility timeout with no one working
+// on them. So when ctx ends first, receive returns stopped and whatever the
+// request still brings back is handed back to the queue at once.
+func (w *Worker) receive(ctx context.Context, n int, wait time.Duration) ([]queue.Message, error, bool) {
+	type result struct {
+		msgs []queue.Message
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		msgs, err := w.src.Receive(context.WithoutCancel(ctx), n, wait, w.cfg.Visibility)
+		done <- result{msgs, err}
+	}()
+	select {
+	case r := <-done:
+		return r.msgs, r.err, false
+	case <-ctx.Done():
+		w.late.Go(func() {
+			if r := <-done; len(r.msgs) > 0 {
+				w.log.Info().Int("messages", len(r.msgs)).Msg("releasing messages received while stopping")
+				w.setVisibility(context.WithoutCancel(ctx), r.msgs, 0)
+			}
+		})
+		return nil, nil, true
 	}
 }
 

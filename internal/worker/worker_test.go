@@ -1,0 +1,380 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/smithy-go"
+	"github.com/rs/zerolog"
+
+	"github.com/s3clone/s3clone/internal/copier"
+	"github.com/s3clone/s3clone/internal/plan"
+	"github.com/s3clone/s3clone/internal/queue"
+	"github.com/s3clone/s3clone/internal/report"
+	"github.com/s3clone/s3clone/internal/testbed"
+)
+
+func TestMain(m *testing.M) { os.Exit(testbed.Main(m)) }
+
+// scriptedCopier stands in for S3 so that tests control how long each copy
+// takes and how it fails; the copier itself is tested against versitygw.
+type scriptedCopier struct {
+	mu    sync.Mutex
+	calls map[string]int // destination key -> copies
+	fn    func(ctx context.Context, src copier.Source, dstKey string) error
+}
+
+func newScripted(fn func(ctx context.Context, src copier.Source, dstKey string) error) *scriptedCopier {
+	return &scriptedCopier{calls: map[string]int{}, fn: fn}
+}
+
+func (s *scriptedCopier) Copy(ctx context.Context, src copier.Source, dstBucket, dstKey string) error {
+	s.mu.Lock()
+	s.calls[dstBucket+"/"+dstKey]++
+	s.mu.Unlock()
+	if s.fn == nil {
+		return nil
+	}
+	return s.fn(ctx, src, dstKey)
+}
+
+func (s *scriptedCopier) count(key string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[key]
+}
+
+func batchBody(t *testing.T, seq int64, keys ...string) queue.Outgoing {
+	t.Helper()
+	b := plan.Batch{Version: plan.SchemaVersion, Run: "run-1", Seq: seq,
+		Source: plan.Location{Bucket: "src", Prefix: "in/"}, Dest: plan.Location{Bucket: "dst", Prefix: "out/"}}
+	for _, k := range keys {
+		b.Entries = append(b.Entries, plan.Entry{Key: "in/" + k, Size: 10, ETag: `"e"`})
+	}
+	body, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return queue.Outgoing{Body: body}
+}
+
+func send(t *testing.T, q *queue.SQS, msgs ...queue.Outgoing) {
+	t.Helper()
+	if err := q.Send(context.Background(), msgs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// reports drains a report queue into a tally.
+func reports(t *testing.T, q *queue.SQS) (*report.Tally, int) {
+	t.Helper()
+	tally := report.NewTally()
+	n := 0
+	for empty := 0; empty < 2; {
+		msgs, err := q.Receive(context.Background(), 10, time.Second, 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 0 {
+			empty++
+			continue
+		}
+		for _, m := range msgs {
+			env, err := report.Decode(m.Body)
+			if err != nil {
+				t.Fatalf("report %s: %v", m.Body, err)
+			}
+			tally.Add(env)
+			n++
+		}
+	}
+	return tally, n
+}
+
+func depth(t *testing.T, q *queue.SQS) queue.Depth {
+	t.Helper()
+	d, err := q.Depth(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func apiErr(code string) error { return &smithy.GenericAPIError{Code: code, Message: "scripted"} }
+
+func runWorker(t *testing.T, ctx context.Context, cfg Config, src Source, rep Reporter, cp Copier) (*Worker, <-chan error) {
+	t.Helper()
+	w := New(cfg, src, rep, cp, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel))
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	return w, done
+}
+
+func waitDone(t *testing.T, done <-chan error, within time.Duration) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(within):
+		t.Fatalf("worker still running after %s", within)
+	}
+}
+
+func TestCopiesReportsAndDeletes(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	workURL, _ := env.Queue(t, 0)
+	reportURL, _ := env.Queue(t, 0)
+	work, rq := queue.NewSQS(env.SQS, workURL), queue.NewSQS(env.SQS, reportURL)
+	send(t, work, batchBody(t, 1, "a", "b", "changed"), batchBody(t, 2, "c", "gone"), batchBody(t, 3, "d"))
+	cp := newScripted(func(_ context.Context, src copier.Source, _ string) error {
+		switch src.Key {
+		case "in/changed":
+			return apiErr("PreconditionFailed")
+		case "in/gone":
+			return apiErr("NoSuchKey")
+		}
+		return nil
+	})
+	w, done := runWorker(t, context.Background(), Config{Concurrency: 8, IdleExit: 2 * time.Second}, work, QueueReporter{Queue: rq}, cp)
+	waitDone(t, done, 30*time.Second)
+
+	for _, k := range []string{"a", "b", "c", "d", "changed", "gone"} {
+		if n := cp.count("dst/out/" + k); n != 1 {
+			t.Errorf("dst/out/%s copied %d times, want once (source prefix mapped to dest prefix)", k, n)
+		}
+	}
+	tally, n := reports(t, rq)
+	st := tally.Status("run-1")
+	if n != 3 || st.Done != 3 || st.Copied != 4 || st.Skipped != 1 || st.Failed != 1 || st.Bytes != 40 {
+		t.Fatalf("%d reports; status %+v", n, st)
+	}
+	if st.Failures[0].Key != "in/changed" || st.Failures[0].Reason != string(copier.ReasonChanged) {
+		t.Errorf("failure %+v", st.Failures[0])
+	}
+	if d := depth(t, work); d.Visible+d.InFlight != 0 {
+		t.Fatalf("work queue still holds %+v", d)
+	}
+	if w.Stats.Messages.Load() != 3 {
+		t.Errorf("stats: %d messages", w.Stats.Messages.Load())
+	}
+}
+
+// TestExtendsVisibilityWhileWorking holds a copy for well past the
+// visibility timeout: no one else may receive the message meanwhile.
+func TestExtendsVisibilityWhileWorking(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	workURL, _ := env.Queue(t, 0)
+	work := queue.NewSQS(env.SQS, workURL)
+	send(t, work, batchBody(t, 1, "slow"))
+	started := make(chan struct{}, 1)
+	cp := newScripted(func(ctx context.Context, _ copier.Source, _ string) error {
+		started <- struct{}{}
+		time.Sleep(7 * time.Second)
+		return nil
+	})
+	_, done := runWorker(t, context.Background(), Config{Concurrency: 2, Visibility: 2 * time.Second, IdleExit: time.Second}, work, nil, cp)
+	<-started
+	stolen := 0
+	for end := time.Now().Add(6 * time.Second); time.Now().Before(end); {
+		msgs, err := work.Receive(context.Background(), 10, time.Second, 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stolen += len(msgs)
+	}
+	waitDone(t, done, 30*time.Second)
+	if stolen != 0 {
+		t.Fatalf("another consumer received the message %d times while it was worked on", stolen)
+	}
+	if n := cp.count("dst/out/slow"); n != 1 {
+		t.Fatalf("copied %d times", n)
+	}
+	if d := depth(t, work); d.Visible+d.InFlight != 0 {
+		t.Fatalf("work queue still holds %+v", d)
+	}
+}
+
+// TestStopFinishesWithinGrace: on stop, a copy that ends within the grace
+// period completes, and its message is reported and deleted.
+func TestStopFinishesWithinGrace(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	workURL, _ := env.Queue(t, 0)
+	reportURL, _ := env.Queue(t, 0)
+	work, rq := queue.NewSQS(env.SQS, workURL), queue.NewSQS(env.SQS, reportURL)
+	send(t, work, batchBody(t, 1, "k1", "k2"))
+	started := make(chan struct{}, 2)
+	cp := newScripted(func(ctx context.Context, _ copier.Source, _ string) error {
+		started <- struct{}{}
+		time.Sleep(time.Second)
+		return ctx.Err()
+	})
+	ctx, stop := context.WithCancel(context.Background())
+	_, done := runWorker(t, ctx, Config{Concurrency: 4, Grace: 10 * time.Second, Wait: time.Second}, work, QueueReporter{Queue: rq}, cp)
+	<-started
+	stop()
+	waitDone(t, done, 15*time.Second)
+	if _, n := reports(t, rq); n != 1 {
+		t.Fatalf("%d reports, want 1", n)
+	}
+	if d := depth(t, work); d.Visible+d.InFlight != 0 {
+		t.Fatalf("work queue still holds %+v after a graceful stop", d)
+	}
+}
+
+// TestStopReleasesAfterGrace: a copy that outlasts the grace period is cut
+// short; its message is neither reported nor deleted, but handed back.
+func TestStopReleasesAfterGrace(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	workURL, _ := env.Queue(t, 0)
+	reportURL, _ := env.Queue(t, 0)
+	work, rq := queue.NewSQS(env.SQS, workURL), queue.NewSQS(env.SQS, reportURL)
+	send(t, work, batchBody(t, 1, "stuck"))
+	started := make(chan struct{}, 1)
+	cp := newScripted(func(ctx context.Context, _ copier.Source, _ string) error {
+		started <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	ctx, stop := context.WithCancel(context.Background())
+	_, done := runWorker(t, ctx, Config{Concurrency: 4, Grace: 300 * time.Millisecond, Visibility: 60 * time.Second, Wait: time.Second}, work, QueueReporter{Queue: rq}, cp)
+	<-started
+	stopped := time.Now()
+	stop()
+	waitDone(t, done, 10*time.Second)
+	if took := time.Since(stopped); took > 5*time.Second {
+		t.Errorf("stop took %s with a 300ms grace", took)
+	}
+	if _, n := reports(t, rq); n != 0 {
+		t.Fatalf("%d reports for an unfinished message", n)
+	}
+	// Released: receivable long before its 60s visibility would end.
+	msgs, err := work.Receive(context.Background(), 10, 5*time.Second, 30*time.Second)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("the cut-short message was not handed back: %v %v", msgs, err)
+	}
+}
+
+// TestTransientFailureIsRetried: a throttled copy is not reported; the
+// message comes back after the backoff and is finished then.
+func TestTransientFailureIsRetried(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	workURL, _ := env.Queue(t, 0)
+	reportURL, _ := env.Queue(t, 0)
+	work, rq := queue.NewSQS(env.SQS, workURL), queue.NewSQS(env.SQS, reportURL)
+	send(t, work, batchBody(t, 1, "ok", "flaky"))
+	var flaky atomic.Int32
+	cp := newScripted(func(_ context.Context, src copier.Source, _ string) error {
+		if src.Key == "in/flaky" && flaky.Add(1) == 1 {
+			return apiErr("SlowDown")
+		}
+		return nil
+	})
+	w, done := runWorker(t, context.Background(), Config{Concurrency: 4, IdleExit: 4 * time.Second, RetryBackoff: time.Second, Wait: time.Second}, work, QueueReporter{Queue: rq}, cp)
+	waitDone(t, done, 60*time.Second)
+	if n := cp.count("dst/out/flaky"); n != 2 {
+		t.Fatalf("flaky key copied %d times, want 2", n)
+	}
+	tally, n := reports(t, rq)
+	if st := tally.Status("run-1"); n != 1 || st.Copied != 2 || st.Failed != 0 {
+		t.Fatalf("%d reports, status %+v; want one report of 2 copied", n, st)
+	}
+	if w.Stats.Retried.Load() != 1 {
+		t.Errorf("retried %d", w.Stats.Retried.Load())
+	}
+}
+
+// TestMalformedMessageGoesToDeadLetters: a foreign body is never deleted by
+// the worker, ends in the dead-letter queue, and good work goes on.
+func TestMalformedMessageGoesToDeadLetters(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	workURL, dlqURL := env.Queue(t, 2)
+	work := queue.NewSQS(env.SQS, workURL)
+	send(t, work, queue.Outgoing{Body: []byte(`{"Records":"not ours"}`)}, batchBody(t, 1, "good"))
+	cp := newScripted(nil)
+	w, done := runWorker(t, context.Background(), Config{Concurrency: 4, Visibility: 2 * time.Second, IdleExit: 8 * time.Second, Wait: time.Second}, work, nil, cp)
+	waitDone(t, done, 60*time.Second)
+	if cp.count("dst/out/good") != 1 {
+		t.Fatal("the good message was not done")
+	}
+	if w.Stats.Malformed.Load() < 1 {
+		t.Fatal("the malformed message was not noticed")
+	}
+	if d := depth(t, queue.NewSQS(env.SQS, dlqURL)); d.Visible != 1 {
+		t.Fatalf("dead-letter queue holds %+v, want the malformed message", d)
+	}
+}
+
+// recordingSource records, at every receive, how many messages were asked
+// for and how many keys were then in flight.
+type recordingSource struct {
+	Source
+	w     *Worker
+	mu    sync.Mutex
+	asked [][2]int
+}
+
+func (r *recordingSource) Receive(ctx context.Context, n int, wait, vis time.Duration) ([]queue.Message, error) {
+	r.mu.Lock()
+	r.asked = append(r.asked, [2]int{n, int(r.w.Stats.InFlight.Load())})
+	r.mu.Unlock()
+	return r.Source.Receive(ctx, n, wait, vis)
+}
+
+func TestReceivesOnlyWhatFits(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	mem := queue.NewMemory(100)
+	for i := range 40 {
+		body := batchBody(t, int64(i+1), fmt.Sprint(i, "a"), fmt.Sprint(i, "b"))
+		if err := mem.Send(ctx, []queue.Outgoing{body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mem.Close()
+	var inFlight, peak atomic.Int32
+	cp := newScripted(func(context.Context, copier.Source, string) error {
+		n := inFlight.Add(1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		time.Sleep(20 * time.Millisecond)
+		inFlight.Add(-1)
+		return nil
+	})
+	rec := &recordingSource{Source: mem}
+	w := New(Config{Concurrency: 6}, rec, nil, cp, zerolog.Nop())
+	rec.w = w
+	if err := w.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if w.Stats.Copied.Load() != 80 {
+		t.Fatalf("copied %d of 80", w.Stats.Copied.Load())
+	}
+	if peak.Load() > 6 {
+		t.Errorf("%d copies at once with concurrency 6", peak.Load())
+	}
+	for _, a := range rec.asked {
+		n, busy := a[0], a[1]
+		free := 6 - busy
+		if busy >= 6 || n > max(1, free/2) {
+			t.Fatalf("asked for %d messages of 2 keys with %d keys in flight (room for %d)", n, busy, free)
+		}
+	}
+	if !slices.ContainsFunc(rec.asked, func(a [2]int) bool { return a[0] > 1 }) {
+		t.Error("never asked for more than one message at a time")
+	}
+}

@@ -114,8 +114,8 @@ type Worker struct {
 	log   zerolog.Logger
 	Stats Stats
 
-	freed chan struct{} // a key finished: there may be room to receive
-	late  sync.WaitGroup  // receives still under way after stopping
+	freed chan struct{}  // a key finished: there may be room to receive
+	late  sync.WaitGroup // receives still under way after stopping
 	mu    sync.Mutex
 	held  map[string]*job // messages being worked on, by message id
 	avg   float64         // running mean of keys per message; 0 = unknown

@@ -1,0 +1,79 @@
+package e2e
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/s3clone/s3clone/internal/testbed"
+)
+
+func queueDepth(env *testbed.Env, url string) (int, error) {
+	out, err := env.SQS.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(url), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages, sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible},
+	})
+	if err != nil {
+		return 0, err
+	}
+	a, _ := strconv.Atoi(out.Attributes["ApproximateNumberOfMessages"])
+	b, _ := strconv.Atoi(out.Attributes["ApproximateNumberOfMessagesNotVisible"])
+	return a + b, nil
+}
+
+// TestBadUsageExitsTwo: each mistake gets exit code 2, a message naming
+// what to fix, and nothing is sent.
+func TestBadUsageExitsTwo(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	src, dst := env.Bucket(t), env.Bucket(t)
+	env.Put(t, src, []testbed.Object{{Key: "k", Body: []byte("x")}})
+	work, _ := env.Queue(t, 0)
+	S, D := "s3://"+src, "s3://"+dst
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"planner", nil, "no command"},
+		{"planner", []string{"copy"}, "unknown command"},
+		{"planner", []string{"plan", "--dest", D, "--queue-url", work}, "--source is required"},
+		{"planner", []string{"plan", "--source", "bucket/x", "--dest", D, "--queue-url", work}, "not an S3 URL"},
+		{"planner", []string{"plan", "--source", "s3://Bad_Bucket", "--dest", D, "--queue-url", work}, "lowercase"},
+		{"planner", []string{"plan", "--source", S, "--dest", S, "--queue-url", work}, "both"},
+		{"planner", []string{"plan", "--source", S, "--dest", S + "/backup/", "--queue-url", work}, "inside source"},
+		{"planner", []string{"plan", "--source", S, "--dest", D}, "--queue-url is required"},
+		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", "not-a-url"}, "not a queue URL"},
+		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work + "-missing"}, "no such queue"},
+		{"planner", []string{"plan", "--source", "s3://no-such-bucket-here", "--dest", D, "--queue-url", work}, "does not exist"},
+		{"planner", []string{"plan", "--source", S, "--dest", "s3://no-such-bucket-here", "--queue-url", work}, "does not exist"},
+		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work, "--listers", "0"}, "--listers"},
+		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work, "extra"}, "unexpected argument"},
+		{"planner", []string{"run", "--source", S, "--dest", D, "--concurrency", "-3"}, "--concurrency"},
+		{"planner", []string{"run", "--source", S, "--dest", D, "--part-size", "1MiB"}, "--part-size"},
+		{"planner", []string{"run", "--source", S, "--dest", D, "--multipart-threshold", "6GiB"}, "--multipart-threshold"},
+		{"planner", []string{"run", "--source", S, "--dest", D, "--storage-class", "CHEAP"}, "--storage-class"},
+		{"planner", []string{"status"}, "--report-queue-url is required"},
+		{"worker", nil, "--queue-url is required"},
+		{"worker", []string{"--queue-url", work, "--idle-exit", "soon"}, "idle-exit"},
+		{"worker", []string{"--queue-url", work, "--visibility-timeout", "1s"}, "--visibility-timeout"},
+		{"worker", []string{"--queue-url", work + "-missing"}, "no such queue"},
+		{"worker", []string{"--queue-url", work, "--log-level", "loud"}, "--log-level"},
+	}
+	for _, c := range cases {
+		r := run(t, env, c.name, c.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%s %s: exit %d, stderr %q; want exit 2 mentioning %q", c.name, strings.Join(c.args, " "), r.code, r.stderr, c.want)
+		}
+	}
+	if n, err := queueDepth(env, work); err != nil || n != 0 {
+		t.Fatalf("bad invocations left %d messages (%v)", n, err)
+	}
+	if n := len(env.Keys(t, dst, "")); n != 0 {
+		t.Fatalf("bad invocations wrote %d objects", n)
+	}
+}

@@ -30,7 +30,7 @@ func parse(args []string) (*options, error) {
 	o := &options{}
 	f := config.NewFlags("worker", usage, os.Stderr)
 	f.StringVar(&o.queueURL, "queue-url", "", "URL of the work queue (required)")
-	f.StringVar(&o.reportURL, "report-queue-url", "", "URL of the report queue (default: no reports; `planner status` then has nothing to count)")
+	f.StringVar(&o.reportURL, "report-queue-url", "", "URL of the report queue (default: no reports, so planner status has nothing to count)")
 	f.StringVar(&o.id, "id", "", "worker name in reports (default: hostname-pid)")
 	o.work.Register(f, true)
 	o.aws.Register(f)

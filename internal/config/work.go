@@ -30,8 +30,8 @@ type Work struct {
 // on their own.
 func (w *Work) Register(f *Flags, queueFlags bool) {
 	f.IntVar(&w.Concurrency, "concurrency", 256, "copies in flight at once (server-side copies wait on latency, not bandwidth)")
-	f.SizeVar(&w.MultipartThreshold, "multipart-threshold", copier.MaxCopyObjectSize, "objects larger than this are copied in parts with UploadPartCopy (at most 5GiB, CopyObject's limit)")
-	f.SizeVar(&w.PartSize, "part-size", copier.DefaultPartSize, "part size of multipart copies, 5MiB to 5GiB (raised as needed to stay within 10,000 parts)")
+	f.SizeVar(&w.MultipartThreshold, "multipart-threshold", copier.MaxCopyObjectSize, "objects larger than this `size` are copied in parts with UploadPartCopy (at most 5GiB, CopyObject's limit)")
+	f.SizeVar(&w.PartSize, "part-size", copier.DefaultPartSize, "`size` of each part of a multipart copy, 5MiB to 5GiB (raised as needed to stay within 10,000 parts)")
 	f.IntVar(&w.PartConcurrency, "part-concurrency", 8, "parts of one object copied at once")
 	f.StringVar(&w.StorageClass, "storage-class", "", "storage class of every copy, e.g. STANDARD_IA (default: each source object's own class)")
 	f.StringVar(&w.SSEKMSKeyID, "sse-kms-key-id", "", "encrypt copies with this KMS key id or ARN (default: the destination bucket's default encryption)")

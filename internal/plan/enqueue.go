@@ -40,11 +40,7 @@ func Enqueue(ctx context.Context, l *listing.Lister, sum *Summary, opts Options,
 		}
 	})
 	for range Senders {
-		wg.Go(func() {
-			if err := sendAll(ctx, bodies, send); err != nil {
-				cancel(err)
-			}
-		})
+		wg.Go(func() { sendAll(ctx, bodies, send, cancel) })
 	}
 	wg.Wait()
 	sum.Finished = time.Now()
@@ -52,11 +48,12 @@ func Enqueue(ctx context.Context, l *listing.Lister, sum *Summary, opts Options,
 }
 
 // sendAll sends bodies as they come, up to ten per call when several are
-// waiting. On error it keeps draining bodies so the stages before it end.
-func sendAll(ctx context.Context, bodies <-chan []byte, send SendFunc) error {
-	var failed error
+// waiting. The first failure stops the whole plan through fail; it then
+// keeps draining bodies so the stages before it can end.
+func sendAll(ctx context.Context, bodies <-chan []byte, send SendFunc, fail context.CancelCauseFunc) {
+	failed := false
 	for body := range bodies {
-		if failed != nil {
+		if failed {
 			continue
 		}
 		batch := [][]byte{body}
@@ -73,8 +70,8 @@ func sendAll(ctx context.Context, bodies <-chan []byte, send SendFunc) error {
 			}
 		}
 		if err := send(ctx, batch); err != nil {
-			failed = err
+			failed = true
+			fail(err)
 		}
 	}
-	return failed
 }

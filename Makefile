@@ -33,6 +33,10 @@ test: tools
 demo: tools build
 	./scripts/demo.sh
 
+# Benchmarks (speed and memory targets live here, not in timed tests).
+bench: tools
+	go test -run '^$$' -bench . -benchtime 1x ./...
+
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 

@@ -66,6 +66,16 @@ func (a *AWS) customS3Endpoint() string {
 	return ""
 }
 
+// customSQSEndpoint is the SQS endpoint set by flag or environment, "" for AWS.
+func (a *AWS) customSQSEndpoint() string {
+	for _, v := range []string{a.SQSEndpoint, os.Getenv("AWS_ENDPOINT_URL_SQS"), os.Getenv("AWS_ENDPOINT_URL")} {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
 // Load resolves the SDK configuration: region, credentials chain, retries
 // with backoff (ten attempts, no client-side retry quota: a throttled copy
 // waits rather than fails), and a connection pool sized for the workload.
@@ -94,7 +104,7 @@ func (a *AWS) Load(ctx context.Context) (aws.Config, error) {
 		return cfg, Usagef("AWS configuration: %v", err)
 	}
 	if cfg.Region == "" {
-		if a.customS3Endpoint() == "" && a.SQSEndpoint == "" && os.Getenv("AWS_ENDPOINT_URL") == "" {
+		if a.customS3Endpoint() == "" && a.customSQSEndpoint() == "" {
 			return cfg, Usagef("no AWS region: set $AWS_REGION or --region")
 		}
 		cfg.Region = "us-east-1" // local servers ignore it, but signing needs one

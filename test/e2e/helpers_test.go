@@ -55,11 +55,29 @@ type result struct {
 	code           int
 }
 
+// lockedBuffer is a buffer a running process writes while a test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // command prepares one of the binaries with the testbed's environment.
-func command(env *testbed.Env, name string, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
+func command(env *testbed.Env, name string, args ...string) (*exec.Cmd, *lockedBuffer, *lockedBuffer) {
 	cmd := exec.Command(filepath.Join(bin, name), args...)
 	cmd.Env = env.Environ()
-	var out, errb bytes.Buffer
+	var out, errb lockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	return cmd, &out, &errb
 }

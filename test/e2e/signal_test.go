@@ -1,0 +1,64 @@
+package e2e
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/s3clone/s3clone/internal/testbed"
+)
+
+// TestSIGTERMHandsBackUnfinishedWork signals a worker process in the middle
+// of a run: it must exit 0 within its grace period and poll, leave nothing
+// hidden in flight (finished messages deleted, the rest handed back), and a
+// second worker must finish the run with every object counted exactly once.
+func TestSIGTERMHandsBackUnfinishedWork(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	src, dst := env.Bucket(t), env.Bucket(t)
+	var objs []testbed.Object
+	for i, o := range acceptanceObjects() {
+		o.Key = strings.Replace(o.Key, "file", "f", 1)
+		objs = append(objs, o, testbed.Object{Key: o.Key + ".copy", Body: body(i, 200)})
+	}
+	env.Put(t, src, objs)
+	work, _ := env.Queue(t, 5)
+	reports, _ := env.Queue(t, 0)
+	mustRun(t, env, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work, "--report-queue-url", reports, "--batch-keys", "10")
+
+	// One copy at a time, so that the signal lands mid-run.
+	cmd, _, stderr := command(env, "worker", "--queue-url", work, "--report-queue-url", reports, "--concurrency", "1", "--grace", "5s", "--log-level", "debug")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the first copies", func() bool { return strings.Count(stderr.String(), "object copied") >= 15 })
+	signalled := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("worker after SIGTERM: %v\n%s", err, tail(stderr.String()))
+	}
+	if took := time.Since(signalled); took > 20*time.Second {
+		t.Errorf("stopping took %s with a 5s grace and a 10s poll", took)
+	}
+	if !strings.Contains(stderr.String(), "stopping: finishing in-flight copies") {
+		t.Errorf("the worker did not go through its graceful stop:\n%s", tail(stderr.String()))
+	}
+	mid := status(t, env, reports)
+	if mid.Complete || mid.Messages == 0 {
+		t.Fatalf("after SIGTERM: %+v; want some messages done and some left", mid)
+	}
+	if mid.Queue.InFlight != 0 || mid.Queue.Visible+mid.Messages != mid.Planned.Messages {
+		t.Fatalf("after SIGTERM: queue %+v with %d of %d messages done; want the rest visible, none in flight",
+			*mid.Queue, mid.Messages, mid.Planned.Messages)
+	}
+
+	workers(t, env, 1, "--queue-url", work, "--report-queue-url", reports)
+	st := status(t, env, reports)
+	if !st.Complete || st.Copied != 800 || st.Failed != 0 {
+		t.Fatalf("after a second worker: %+v", st)
+	}
+	sameObjects(t, snapshot(t, env, src, "", false), snapshot(t, env, dst, "", false))
+}

@@ -6,7 +6,7 @@ TOOLS             := $(CURDIR)/.tools
 VERSITYGW         := $(TOOLS)/bin/versitygw
 VERSITYGW_STAMP   := $(TOOLS)/versitygw-$(VERSITYGW_VERSION)
 SQSD_MODULES      := test/sqsd/node_modules/.package-lock.json
-GO_TEST_FLAGS     ?= -race -timeout 20m
+GO_TEST_FLAGS     ?= -race -count=1 -timeout 20m
 
 .PHONY: all build tools test demo bench clean fmt vet
 

@@ -215,7 +215,7 @@ func (w *Worker) receiveLoop(ctx context.Context, tasks chan<- task) {
 		if w.cfg.IdleExit > 0 {
 			wait = min(wait, max(w.cfg.IdleExit-time.Since(lastMsg), time.Second))
 		}
-		msgs, err, stopped := w.receive(ctx, w.fetchCount(free), wait)
+		msgs, stopped, err := w.receive(ctx, w.fetchCount(free), wait)
 		if stopped {
 			return
 		}
@@ -251,7 +251,7 @@ func (w *Worker) receiveLoop(ctx context.Context, tasks chan<- task) {
 // would then stay hidden for a whole visibility timeout with no one working
 // on them. So when ctx ends first, receive returns stopped and whatever the
 // request still brings back is handed back to the queue at once.
-func (w *Worker) receive(ctx context.Context, n int, wait time.Duration) ([]queue.Message, error, bool) {
+func (w *Worker) receive(ctx context.Context, n int, wait time.Duration) (msgs []queue.Message, stopped bool, err error) {
 	type result struct {
 		msgs []queue.Message
 		err  error
@@ -263,7 +263,7 @@ func (w *Worker) receive(ctx context.Context, n int, wait time.Duration) ([]queu
 	}()
 	select {
 	case r := <-done:
-		return r.msgs, r.err, false
+		return r.msgs, false, r.err
 	case <-ctx.Done():
 		w.late.Go(func() {
 			if r := <-done; len(r.msgs) > 0 {
@@ -271,7 +271,7 @@ func (w *Worker) receive(ctx context.Context, n int, wait time.Duration) ([]queu
 				w.setVisibility(context.WithoutCancel(ctx), r.msgs, 0)
 			}
 		})
-		return nil, nil, true
+		return nil, true, nil
 	}
 }
 

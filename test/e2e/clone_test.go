@@ -101,7 +101,9 @@ func TestFiveThousandObjectsTwoWorkers(t *testing.T) {
 	sameObjects(t, snapshot(t, env, src, "", false), snapshot(t, env, dst, "", false))
 	for range 2 { // a second status run, from the bundles, gives the same totals
 		st := status(t, env, reports)
-		if !st.Complete || st.Copied != 5000 || st.Bytes != total || st.Messages != 100 || st.Planned.Messages != 100 || st.Planned.Bytes != total || st.Workers != 2 {
+		// At most 50 keys a message: 100 or more messages (the linger may
+		// send a partial one while the listing is slow), each counted once.
+		if !st.Complete || st.Copied != 5000 || st.Bytes != total || st.Planned.Messages < 100 || st.Messages != st.Planned.Messages || st.Planned.Bytes != total || st.Workers != 2 {
 			t.Fatalf("status %+v planned %+v", st, st.Planned)
 		}
 		if st.Queue == nil || st.Queue.Visible+st.Queue.InFlight != 0 || st.Queue.DeadLettered == nil || *st.Queue.DeadLettered != 0 {

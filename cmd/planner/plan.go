@@ -71,23 +71,92 @@ func (s *source) newSummary() *plan.Summary {
 	return &plan.Summary{Run: plan.NewRunID(now), Source: s.src, Dest: s.dst, Started: now}
 }
 
-// enqueue lists the source and sends its batches with send.
-func (s *source) enqueue(ctx context.Context, api listing.API, sum *plan.Summary, send plan.SendFunc, log zerolog.Logger) (*listing.Lister, error) {
+// planFrom is what a plan enqueues: everything (the default), the
+// difference with the destination (--diff), or a reconciliation file.
+type planFrom struct {
+	diff     bool
+	mirror   bool
+	fromFile string
+	counts   plan.DiffCounts
+	lister   *listing.Lister
+	paired   *listing.Paired
+}
+
+func (pf *planFrom) register(f *config.Flags) {
+	f.BoolVar(&pf.diff, "diff", false, "enqueue only what is missing or different in the destination (see README, \"What --diff copies\")")
+	f.BoolVar(&pf.mirror, "delete", false, "with --diff or --from-file: also delete destination objects that are not in the source (never outside --dest)")
+	f.StringVar(&pf.fromFile, "from-file", "", "enqueue exactly the keys of a reconciliation file written by planner verify --out")
+}
+
+func (pf *planFrom) validate(p *config.Problems, s *source) {
+	if pf.diff && pf.fromFile != "" {
+		p.Addf("--diff and --from-file are two ways to choose keys: use one")
+	}
+	if pf.mirror && !pf.diff && pf.fromFile == "" {
+		p.Addf("--delete needs --diff or --from-file: only a comparison knows what the source no longer has")
+	}
+	if pf.fromFile == "" || s.src.Bucket == "" || s.dst.Bucket == "" {
+		return
+	}
+	f, err := os.Open(pf.fromFile)
+	if err != nil {
+		p.Addf("--from-file: %v", err)
+		return
+	}
+	defer f.Close()
+	n := 0
+	if err := plan.ReadRecords(f, s.src, s.dst, func(plan.Record) error { n++; return nil }); err != nil {
+		p.Addf("--from-file %s: %v", pf.fromFile, err)
+	}
+}
+
+// source builds the plan's source of keys.
+func (pf *planFrom) source(s *source, api *s3.Client, log zerolog.Logger) plan.Source {
+	opts := listing.Options{Listers: s.listers}
+	switch {
+	case pf.fromFile != "":
+		return plan.FileSource(pf.fromFile, s.src, s.dst, pf.mirror)
+	case pf.diff:
+		pf.paired = listing.NewPaired(
+			listing.Side{API: api, Bucket: s.src.Bucket, Prefix: s.src.Prefix},
+			listing.Side{API: api, Bucket: s.dst.Bucket, Prefix: s.dst.Prefix}, opts)
+		cmp := &plan.Comparer{Src: api, Dst: api, SrcBucket: s.src.Bucket, DstBucket: s.dst.Bucket}
+		return plan.DiffSource(pf.paired, cmp, &pf.counts, pf.mirror)
+	}
+	pf.lister = listing.New(api, s.src.Bucket, s.src.Prefix, opts, log)
+	return plan.ListSource(pf.lister)
+}
+
+// describe says how the keys were found, for the plan summary.
+func (pf *planFrom) describe(elapsed time.Duration) string {
+	switch {
+	case pf.lister != nil:
+		st := &pf.lister.Stats
+		return fmt.Sprintf("listing   %.2fs, %d requests over %d shards (%d key-range splits)",
+			elapsed.Seconds(), st.Requests.Load(), st.Shards.Load(), st.Splits.Load())
+	case pf.paired != nil:
+		st, c := pf.paired.Stats(), &pf.counts
+		return fmt.Sprintf("diff      %.2fs, %d requests over %d shards: %d compared, %d matching, %d missing, %d different, %d extra",
+			elapsed.Seconds(), st.Requests, st.Shards, c.Compared.Load(), c.Matching.Load(), c.Missing.Load(), c.Different.Load(), c.Extra.Load())
+	}
+	return fmt.Sprintf("from      %s, %.2fs", pf.fromFile, elapsed.Seconds())
+}
+
+// enqueue runs the plan, sending its batches with send.
+func (s *source) enqueue(ctx context.Context, src plan.Source, sum *plan.Summary, send plan.SendFunc, log zerolog.Logger) error {
 	log.Info().Str("run", sum.Run).Str("source", s.src.String()).Str("dest", s.dst.String()).Msg("planning")
-	l := listing.New(api, s.src.Bucket, s.src.Prefix, listing.Options{Listers: s.listers}, log)
-	err := plan.Enqueue(ctx, l, sum, plan.Options{MaxKeys: s.batchKeys}, send)
-	return l, err
+	return plan.Enqueue(ctx, src, sum, plan.Options{MaxKeys: s.batchKeys}, send)
 }
 
 func planSummary(sum *plan.Summary, queueURL string) report.Plan {
 	return report.Plan{
 		Run: sum.Run, Source: sum.Source.String(), Dest: sum.Dest.String(), Queue: queueURL,
-		Objects: sum.Objects.Load(), Bytes: sum.Bytes.Load(), Messages: sum.Messages.Load(),
+		Objects: sum.Objects.Load(), Deletes: sum.Deletes.Load(), Bytes: sum.Bytes.Load(), Messages: sum.Messages.Load(),
 		Started: sum.Started, Finished: sum.Finished,
 	}
 }
 
-func printPlan(w io.Writer, p report.Plan, l *listing.Lister, dryRun bool) {
+func printPlan(w io.Writer, p report.Plan, how string, dryRun bool) {
 	verb := "enqueued"
 	if dryRun {
 		verb = "would enqueue (dry run)"
@@ -95,20 +164,27 @@ func printPlan(w io.Writer, p report.Plan, l *listing.Lister, dryRun bool) {
 	fmt.Fprintf(w, "run       %s\n", p.Run)
 	fmt.Fprintf(w, "source    %s\n", p.Source)
 	fmt.Fprintf(w, "dest      %s\n", p.Dest)
-	fmt.Fprintf(w, "%s %d objects, %s (%d bytes), in %d messages\n", verb, p.Objects, config.FormatSize(p.Bytes), p.Bytes, p.Messages)
-	fmt.Fprintf(w, "listing   %.2fs, %d requests over %d shards (%d key-range splits)\n",
-		p.Finished.Sub(p.Started).Seconds(), l.Stats.Requests.Load(), l.Stats.Shards.Load(), l.Stats.Splits.Load())
+	fmt.Fprintf(w, "%s %d objects, %s (%d bytes), in %d messages\n", verb, p.Objects-p.Deletes, config.FormatSize(p.Bytes), p.Bytes, p.Messages)
+	if p.Deletes > 0 {
+		fmt.Fprintf(w, "deletes   %d destination objects not in the source\n", p.Deletes)
+	}
+	fmt.Fprintln(w, how)
 }
 
-const planUsage = `usage: planner plan --source s3://BUCKET[/PREFIX] --dest s3://BUCKET[/PREFIX] --queue-url URL [--report-queue-url URL] [--dry-run]
+const planUsage = `usage: planner plan --source s3://BUCKET[/PREFIX] --dest s3://BUCKET[/PREFIX] --queue-url URL [--report-queue-url URL]
+                    [--diff [--delete] | --from-file FILE] [--dry-run]
 
 Lists the source with many listers at once and sends its keys, in batches,
-to the work queue while the listing goes on. Prints a summary and posts it to
-the report queue, where planner status compares it with what was done.`
+to the work queue while the listing goes on. With --diff, lists the
+destination alongside and sends only what is missing or different there.
+Before sending anything it checks, on a sample key, every permission the
+copy needs. Prints a summary and posts it to the report queue, where
+planner status compares it with what was done.`
 
 func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	var (
 		s         source
+		from      planFrom
 		queueURL  string
 		reportURL string
 		dryRun    bool
@@ -117,6 +193,7 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	)
 	f := config.NewFlags("planner plan", planUsage, os.Stderr)
 	s.register(f)
+	from.register(f)
 	f.StringVar(&queueURL, "queue-url", "", "URL of the work queue (required unless --dry-run)")
 	f.StringVar(&reportURL, "report-queue-url", "", "URL of the report queue, for planner status (recommended)")
 	f.BoolVar(&dryRun, "dry-run", false, "list and count without sending anything")
@@ -127,6 +204,7 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	var p config.Problems
 	s.validate(&p)
+	from.validate(&p, &s)
 	if queueURL == "" && !dryRun {
 		p.Addf("--queue-url is required (or --dry-run to only count)")
 	}
@@ -138,7 +216,7 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	log := logFlags.Logger(os.Stderr)
-	awsFlags.Connections = s.listers + plan.Senders
+	awsFlags.Connections = s.listers*2 + plan.Deciders + plan.Senders
 	awsCfg, err := awsFlags.Load(ctx)
 	if err != nil {
 		return err
@@ -162,6 +240,9 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 				return err
 			}
 		}
+		if err := preflight(ctx, s3Client, work, sum); err != nil {
+			return err
+		}
 		send = func(ctx context.Context, bodies [][]byte) error {
 			msgs := make([]queue.Outgoing, len(bodies))
 			for i, b := range bodies {
@@ -170,9 +251,9 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 			return work.Send(ctx, msgs)
 		}
 	}
-	l, err := s.enqueue(ctx, s3Client, sum, send, log)
+	err = s.enqueue(ctx, from.source(&s, s3Client, log), sum, send, log)
 	summary := planSummary(sum, queueURL)
-	printPlan(stdout, summary, l, dryRun)
+	printPlan(stdout, summary, from.describe(sum.Finished.Sub(sum.Started)), dryRun)
 	if err != nil {
 		return fmt.Errorf("plan %s stopped after %d messages: %w", sum.Run, sum.Messages.Load(), err)
 	}

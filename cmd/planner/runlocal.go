@@ -10,12 +10,13 @@ import (
 
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/copier"
+	"github.com/s3clone/s3clone/internal/plan"
 	"github.com/s3clone/s3clone/internal/queue"
 	"github.com/s3clone/s3clone/internal/report"
 	"github.com/s3clone/s3clone/internal/worker"
 )
 
-const runUsage = `usage: planner run --source s3://BUCKET[/PREFIX] --dest s3://BUCKET[/PREFIX] [--concurrency N] [flags]
+const runUsage = `usage: planner run --source s3://BUCKET[/PREFIX] --dest s3://BUCKET[/PREFIX] [--diff [--delete] | --from-file FILE] [--concurrency N] [flags]
 
 Plans and copies in this one process: the same lister, batches, copier and
 reports as a planner with a worker fleet, with an in-memory queue in place of
@@ -29,12 +30,14 @@ const memoryMaxReceives = 5
 func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	var (
 		s        source
+		from     planFrom
 		work     config.Work
 		awsFlags config.AWS
 		logFlags config.Logging
 	)
 	f := config.NewFlags("planner run", runUsage, os.Stderr)
 	s.register(f)
+	from.register(f)
 	work.Register(f, false)
 	awsFlags.Register(f)
 	logFlags.Register(f)
@@ -43,6 +46,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	var p config.Problems
 	s.validate(&p)
+	from.validate(&p, &s)
 	work.Validate(&p)
 	awsFlags.Validate(&p)
 	logFlags.Validate(&p)
@@ -50,7 +54,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	log := logFlags.Logger(os.Stderr)
-	awsFlags.Connections = work.Connections() + s.listers
+	awsFlags.Connections = work.Connections() + s.listers*2 + plan.Deciders
 	awsCfg, err := awsFlags.Load(ctx)
 	if err != nil {
 		return err
@@ -73,7 +77,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	go func() { workerDone <- w.Run(ctx) }()
 
 	sum := s.newSummary()
-	l, planErr := s.enqueue(ctx, s3Client, sum, func(ctx context.Context, bodies [][]byte) error {
+	planErr := s.enqueue(ctx, from.source(&s, s3Client, log), sum, func(ctx context.Context, bodies [][]byte) error {
 		msgs := make([]queue.Outgoing, len(bodies))
 		for i, b := range bodies {
 			msgs[i] = queue.Outgoing{Body: b}
@@ -85,7 +89,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 
 	summary := planSummary(sum, "")
 	tally.AddPlan(summary)
-	printPlan(stdout, summary, l, false)
+	printPlan(stdout, summary, from.describe(sum.Finished.Sub(sum.Started)), false)
 	st := tally.Status(sum.Run)
 	newStatusView(st, nil, time.Now()).print(stdout)
 	fmt.Fprintf(stdout, "elapsed     %s\n", time.Since(sum.Started).Round(time.Millisecond))

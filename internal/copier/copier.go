@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 )
 
 // API is the part of the S3 client the copier uses.
@@ -29,6 +30,7 @@ type API interface {
 	UploadPartCopy(ctx context.Context, in *s3.UploadPartCopyInput, optFns ...func(*s3.Options)) (*s3.UploadPartCopyOutput, error)
 	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
 	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
+	DeleteObjects(ctx context.Context, in *s3.DeleteObjectsInput, optFns ...func(*s3.Options)) (*s3.DeleteObjectsOutput, error)
 }
 
 var _ API = (*s3.Client)(nil)
@@ -321,4 +323,36 @@ func EscapeCopySource(bucket, key string) string {
 func isUnreserved(c byte) bool {
 	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' ||
 		c == '-' || c == '_' || c == '.' || c == '~'
+}
+
+// KeyError is one key a batch operation could not do.
+type KeyError struct {
+	Key string
+	Err *Error
+}
+
+// Delete deletes keys from bucket with as few DeleteObjects calls as S3
+// allows (1,000 keys each). It returns the keys S3 refused, each with its
+// classified error, or an error for a call that failed as a whole.
+func (c *Copier) Delete(ctx context.Context, bucket string, keys []string) ([]KeyError, error) {
+	var failed []KeyError
+	for len(keys) > 0 {
+		n := min(len(keys), 1000)
+		ids := make([]types.ObjectIdentifier, n)
+		for i, k := range keys[:n] {
+			ids[i] = types.ObjectIdentifier{Key: aws.String(k)}
+		}
+		out, err := c.api.DeleteObjects(ctx, &s3.DeleteObjectsInput{
+			Bucket: aws.String(bucket), Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)},
+		})
+		if err != nil {
+			return failed, Classify(fmt.Errorf("delete %d keys from s3://%s: %w", n, bucket, err))
+		}
+		for _, e := range out.Errors {
+			api := &smithy.GenericAPIError{Code: aws.ToString(e.Code), Message: aws.ToString(e.Message)}
+			failed = append(failed, KeyError{Key: aws.ToString(e.Key), Err: Classify(api)})
+		}
+		keys = keys[n:]
+	}
+	return failed, nil
 }

@@ -10,8 +10,17 @@ import (
 )
 
 // SchemaVersion is the version of the Batch JSON body. A worker refuses a
-// body of any other version rather than guess at its meaning.
-const SchemaVersion = 1
+// body of any other version rather than guess at its meaning. Version 2
+// added Op: a version-1 worker would have taken a batch of deletions for
+// copies of vanished keys.
+const SchemaVersion = 2
+
+// Operations a batch asks for.
+const (
+	OpCopy   = ""       // copy each key from Source to Dest (the default)
+	OpDelete = "delete" // delete each key, a destination key, from Dest
+	OpProbe  = "probe"  // no work: a preflight check that sending works
+)
 
 // MaxBodyBytes is the largest message body the batcher produces. It leaves
 // room for ten messages (SendMessageBatch's limit) to fit together under
@@ -32,6 +41,7 @@ type Batch struct {
 	Version int      `json:"v"`
 	Run     string   `json:"run"`
 	Seq     int64    `json:"seq"`
+	Op      string   `json:"op,omitempty"`
 	Source  Location `json:"src"`
 	Dest    Location `json:"dst"`
 	Entries []Entry  `json:"keys"`
@@ -62,6 +72,11 @@ func Decode(body []byte) (*Batch, error) {
 	if b.Run == "" || b.Source.Bucket == "" || b.Dest.Bucket == "" {
 		return nil, fmt.Errorf("%w: run, source or destination missing", ErrSchema)
 	}
+	switch b.Op {
+	case OpCopy, OpDelete, OpProbe:
+	default:
+		return nil, fmt.Errorf("%w: unknown operation %q", ErrSchema, b.Op)
+	}
 	return &b, nil
 }
 
@@ -72,4 +87,10 @@ func entrySize(e Entry) int {
 		return MaxBodyBytes // cannot happen for strings and ints
 	}
 	return len(b) + 1 // the comma
+}
+
+// ProbeBody is a probe message for sum's run: workers delete it without a
+// report. Preflight sends one to prove it may send to the queue.
+func ProbeBody(sum *Summary) ([]byte, error) {
+	return json.Marshal(Batch{Version: SchemaVersion, Run: sum.Run, Op: OpProbe, Source: sum.Source, Dest: sum.Dest})
 }

@@ -15,29 +15,49 @@ type SendFunc func(ctx context.Context, bodies [][]byte) error
 // Senders is how many SendMessageBatch calls a plan keeps in flight.
 const Senders = 4
 
-// Enqueue lists with l, groups the objects into batches and sends them with
-// send while the listing goes on. It fills in sum and returns the first
-// error of any stage; the plan is then incomplete. Memory stays bounded: each
-// stage waits for the next through small channels.
-func Enqueue(ctx context.Context, l *listing.Lister, sum *Summary, opts Options, send SendFunc) error {
+// Source produces what a plan enqueues: source objects to copy and
+// destination objects to delete. It must close both channels when it
+// returns.
+type Source func(ctx context.Context, copies, deletes chan<- []listing.Object) error
+
+// ListSource copies everything a listing finds.
+func ListSource(l *listing.Lister) Source {
+	return func(ctx context.Context, copies, deletes chan<- []listing.Object) error {
+		close(deletes)
+		return l.Run(ctx, copies)
+	}
+}
+
+// Enqueue runs src, groups what it produces into batches and sends them with
+// send while src is still running. It fills in sum and returns the first
+// error of any stage; the plan is then incomplete. Memory stays bounded:
+// each stage waits for the next through small channels.
+func Enqueue(ctx context.Context, src Source, sum *Summary, opts Options, send SendFunc) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	pages := make(chan []listing.Object, 16)
+	copies := make(chan []listing.Object, 16)
+	deletes := make(chan []listing.Object, 16)
 	bodies := make(chan []byte, 4*Senders*10)
 
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if err := l.Run(ctx, pages); err != nil {
+		if err := src(ctx, copies, deletes); err != nil {
 			cancel(err)
 		}
 	})
-	wg.Go(func() {
-		defer close(bodies)
-		if err := NewBatcher(sum, opts).Run(ctx, pages, bodies); err != nil {
-			cancel(err)
-			for range pages { // let the lister finish its send and see ctx
+	var batchers sync.WaitGroup
+	for op, in := range map[string]chan []listing.Object{OpCopy: copies, OpDelete: deletes} {
+		batchers.Go(func() {
+			if err := NewBatcher(sum, op, opts).Run(ctx, in, bodies); err != nil {
+				cancel(err)
+				for range in { // let the source finish its send and see ctx
+				}
 			}
-		}
+		})
+	}
+	wg.Go(func() {
+		batchers.Wait()
+		close(bodies)
 	})
 	for range Senders {
 		wg.Go(func() { sendAll(ctx, bodies, send, cancel) })

@@ -50,7 +50,7 @@ func TestEnqueueStreamsWhileListing(t *testing.T) {
 	sum := &Summary{Run: "r", Source: Location{Bucket: "b"}, Dest: Location{Bucket: "c"}}
 	var mu sync.Mutex
 	var sentBeforeDone, total int
-	err := Enqueue(context.Background(), l, sum, Options{MaxKeys: 100}, func(_ context.Context, bodies [][]byte) error {
+	err := Enqueue(context.Background(), ListSource(l), sum, Options{MaxKeys: 100}, func(_ context.Context, bodies [][]byte) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if !bucket.done.Load() {
@@ -76,7 +76,7 @@ func TestEnqueueStopsOnSendError(t *testing.T) {
 	l := listing.New(bucket, "b", "", listing.Options{Listers: 1}, zerolog.Nop())
 	sum := &Summary{Run: "r", Source: Location{Bucket: "b"}, Dest: Location{Bucket: "c"}}
 	boom := fmt.Errorf("queue unreachable")
-	err := Enqueue(context.Background(), l, sum, Options{}, func(context.Context, [][]byte) error { return boom })
+	err := Enqueue(context.Background(), ListSource(l), sum, Options{}, func(context.Context, [][]byte) error { return boom })
 	if err != boom {
 		t.Fatalf("Enqueue = %v, want the send error", err)
 	}

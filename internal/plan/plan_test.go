@@ -68,7 +68,12 @@ func TestCheckPair(t *testing.T) {
 
 func TestDecodeRejectsForeignBodies(t *testing.T) {
 	t.Parallel()
-	for _, body := range []string{"", "hello", `{"v":2,"run":"r","src":{"bucket":"a"},"dst":{"bucket":"b"}}`, `{"v":1}`, `{"Records":[]}`} {
+	for _, body := range []string{
+		"", "hello", `{"v":1}`, `{"Records":[]}`,
+		`{"v":1,"run":"r","src":{"bucket":"a"},"dst":{"bucket":"b"}}`, // version 1 had no op: refused
+		`{"v":3,"run":"r","src":{"bucket":"a"},"dst":{"bucket":"b"}}`,
+		`{"v":2,"run":"r","op":"move","src":{"bucket":"a"},"dst":{"bucket":"b"}}`,
+	} {
 		if _, err := Decode([]byte(body)); err == nil {
 			t.Errorf("Decode(%q) accepted it", body)
 		}
@@ -94,7 +99,7 @@ func TestBatcherLimits(t *testing.T) {
 			in <- page
 		}
 	}()
-	if err := NewBatcher(sum, Options{MaxKeys: 250}).Run(context.Background(), in, out); err != nil {
+	if err := NewBatcher(sum, OpCopy, Options{MaxKeys: 250}).Run(context.Background(), in, out); err != nil {
 		t.Fatal(err)
 	}
 	close(out)
@@ -136,7 +141,7 @@ func TestBatcherLingers(t *testing.T) {
 	out := make(chan []byte, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() { _ = NewBatcher(sum, Options{MaxKeys: 100, Linger: 20 * time.Millisecond}).Run(ctx, in, out) }()
+	go func() { _ = NewBatcher(sum, OpCopy, Options{MaxKeys: 100, Linger: 20 * time.Millisecond}).Run(ctx, in, out) }()
 	in <- []listing.Object{{Key: "only"}}
 	select {
 	case body := <-out:

@@ -38,9 +38,10 @@ type Summary struct {
 	Run      string
 	Source   Location
 	Dest     Location
-	Objects  atomic.Int64
-	Bytes    atomic.Int64
+	Objects  atomic.Int64 // keys enqueued, deletions included
+	Bytes    atomic.Int64 // bytes to copy
 	Messages atomic.Int64
+	Deletes  atomic.Int64 // keys enqueued for deletion
 	Started  time.Time
 	Finished time.Time
 }
@@ -52,18 +53,20 @@ func NewRunID(now time.Time) string {
 	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
 }
 
-// Batcher groups listed objects into encoded Batch bodies.
+// Batcher groups listed objects into encoded Batch bodies of one operation.
 type Batcher struct {
 	opts    Options
+	op      string
 	sum     *Summary
 	cur     Batch
 	curSize int
 	opened  time.Time
 }
 
-// NewBatcher returns a Batcher that records what it emits in sum.
-func NewBatcher(sum *Summary, opts Options) *Batcher {
-	return &Batcher{opts: opts.withDefaults(), sum: sum}
+// NewBatcher returns a Batcher of op batches that records what it emits in
+// sum. Several batchers may share a summary.
+func NewBatcher(sum *Summary, op string, opts Options) *Batcher {
+	return &Batcher{opts: opts.withDefaults(), op: op, sum: sum}
 }
 
 // Run reads pages from in until it is closed, and sends each full message
@@ -123,9 +126,9 @@ func (b *Batcher) flush(ctx context.Context, out chan<- []byte) error {
 	if len(b.cur.Entries) == 0 {
 		return nil
 	}
-	seq := b.sum.Messages.Load() + 1
+	seq := b.sum.Messages.Add(1)
 	batch := Batch{
-		Version: SchemaVersion, Run: b.sum.Run, Seq: seq,
+		Version: SchemaVersion, Run: b.sum.Run, Seq: seq, Op: b.op,
 		Source: b.sum.Source, Dest: b.sum.Dest, Entries: b.cur.Entries,
 	}
 	body, err := json.Marshal(batch)
@@ -137,9 +140,12 @@ func (b *Batcher) flush(ctx context.Context, out chan<- []byte) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	b.sum.Messages.Store(seq)
 	b.sum.Objects.Add(int64(len(batch.Entries)))
-	b.sum.Bytes.Add(batch.Bytes())
+	if b.op == OpDelete {
+		b.sum.Deletes.Add(int64(len(batch.Entries)))
+	} else {
+		b.sum.Bytes.Add(batch.Bytes())
+	}
 	b.cur.Entries = nil
 	b.curSize = 0
 	return nil

@@ -34,7 +34,8 @@ type Plan struct {
 	Source   string    `json:"src"`
 	Dest     string    `json:"dst"`
 	Queue    string    `json:"queue,omitempty"`
-	Objects  int64     `json:"objects"`
+	Objects  int64     `json:"objects"` // keys enqueued, deletions included
+	Deletes  int64     `json:"deletes,omitempty"`
 	Bytes    int64     `json:"bytes"`
 	Messages int64     `json:"messages"`
 	Started  time.Time `json:"started"`
@@ -43,11 +44,12 @@ type Plan struct {
 
 // Result is what a worker did with one work message.
 type Result struct {
-	Run    string `json:"run"`
-	Seq    int64  `json:"seq"`
-	Worker string `json:"worker"`
-	Copied int64  `json:"copied"`
-	Bytes  int64  `json:"bytes"` // bytes copied
+	Run     string `json:"run"`
+	Seq     int64  `json:"seq"`
+	Worker  string `json:"worker"`
+	Copied  int64  `json:"copied"`
+	Deleted int64  `json:"deleted,omitempty"`
+	Bytes   int64  `json:"bytes"` // bytes copied
 	// Skipped keys needed no copy: their source vanished after listing, so
 	// the clone still matches the source.
 	Skipped []Failure `json:"skipped,omitempty"`

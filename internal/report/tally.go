@@ -85,6 +85,7 @@ type Status struct {
 	Plan    *Plan // nil until the planner's summary arrives
 	Done    int64 // work messages reported
 	Copied  int64
+	Deleted int64
 	Skipped int64
 	Failed  int64
 	Bytes   int64 // copied bytes
@@ -116,6 +117,7 @@ func (t *Tally) Status(run string) Status {
 	for _, r := range t.results[run] {
 		s.Done++
 		s.Copied += r.Copied
+		s.Deleted += r.Deleted
 		s.Skipped += int64(len(r.Skipped))
 		s.Failed += int64(len(r.Failed))
 		s.Bytes += r.Bytes
@@ -137,14 +139,14 @@ func (t *Tally) Status(run string) Status {
 		start = s.Plan.Started
 	}
 	if d := s.Last.Sub(start).Seconds(); d > 0 {
-		s.Rate = float64(s.Copied+s.Skipped+s.Failed) / d
+		s.Rate = float64(s.Copied+s.Deleted+s.Skipped+s.Failed) / d
 	}
 	s.RecentRate = t.recentRate(run, s.Last)
 	return s
 }
 
 // Objects is how many of the message's keys the result accounts for.
-func (r Result) Objects() int64 { return r.Copied + int64(len(r.Skipped)+len(r.Failed)) }
+func (r Result) Objects() int64 { return r.Copied + r.Deleted + int64(len(r.Skipped)+len(r.Failed)) }
 
 // recentRate is objects/s among the results finished in the RateWindow
 // before last; the caller holds mu.

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/s3clone/s3clone/internal/plan"
 	"github.com/s3clone/s3clone/internal/queue"
 	"github.com/s3clone/s3clone/internal/report"
 )
@@ -38,11 +39,13 @@ func (w *Worker) finishLoop(ctx context.Context, finished <-chan *job) {
 // reported, then deleted; those with a key worth retrying go back to the
 // queue after a backoff; those cut short by shutdown go back at once.
 func (w *Worker) complete(ctx context.Context, jobs []*job) {
-	var done, retry, release []queue.Message
+	var done, retry, release, probes []queue.Message
 	var results []report.Result
 	for _, j := range jobs {
 		j.mu.Lock()
 		switch {
+		case j.batch.Op == plan.OpProbe:
+			probes = append(probes, j.msg)
 		case j.canceled:
 			release = append(release, j.msg)
 		case j.retry:
@@ -63,6 +66,9 @@ func (w *Worker) complete(ctx context.Context, jobs []*job) {
 			w.Stats.Skipped.Add(int64(len(r.Skipped)))
 			w.Stats.Failed.Add(int64(len(r.Failed)))
 		}
+	}
+	if len(probes) > 0 {
+		w.delete(ctx, probes)
 	}
 	if len(retry) > 0 {
 		w.Stats.Retried.Add(int64(len(retry)))
@@ -153,6 +159,7 @@ func (w *Worker) logProgress(msg string) {
 	w.log.Info().
 		Int64("messages", s.Messages.Load()).
 		Int64("copied", s.Copied.Load()).
+		Int64("deleted", s.Deleted.Load()).
 		Int64("skipped", s.Skipped.Load()).
 		Int64("failed", s.Failed.Load()).
 		Int64("bytes", s.Bytes.Load()).

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,9 +35,10 @@ type Reporter interface {
 	Report(ctx context.Context, results []report.Result) error
 }
 
-// Copier copies one object: *copier.Copier.
+// Copier copies one object, or deletes many: *copier.Copier.
 type Copier interface {
 	Copy(ctx context.Context, src copier.Source, dstBucket, dstKey string) error
+	Delete(ctx context.Context, bucket string, keys []string) ([]copier.KeyError, error)
 }
 
 // Config tunes a Worker. Zero values take the defaults.
@@ -96,6 +98,7 @@ func (c Config) withDefaults() Config {
 type Stats struct {
 	Messages   atomic.Int64 // messages finished and reported
 	Copied     atomic.Int64
+	Deleted    atomic.Int64
 	Skipped    atomic.Int64
 	Failed     atomic.Int64
 	Bytes      atomic.Int64
@@ -299,6 +302,12 @@ func (w *Worker) dispatch(m queue.Message, tasks chan<- task) {
 	j := &job{msg: m, batch: batch}
 	j.result = report.Result{Run: batch.Run, Seq: batch.Seq, Worker: w.cfg.ID, Started: time.Now()}
 	n := len(batch.Entries)
+	switch batch.Op {
+	case plan.OpProbe:
+		n = 0 // nothing to do: deleted unreported
+	case plan.OpDelete:
+		n = 1 // one DeleteObjects call for the whole batch
+	}
 	j.remaining.Store(int64(n))
 	w.mu.Lock()
 	w.held[m.ID] = j
@@ -313,10 +322,17 @@ func (w *Worker) dispatch(m queue.Message, tasks chan<- task) {
 		return
 	}
 	w.Stats.InFlight.Add(int64(n))
+	if batch.Op == plan.OpDelete {
+		tasks <- task{job: j, i: wholeBatch}
+		return
+	}
 	for i := range n {
 		tasks <- task{job: j, i: i}
 	}
 }
+
+// wholeBatch is the task index of a task that does a whole batch at once.
+const wholeBatch = -1
 
 func (w *Worker) keyDone() {
 	w.Stats.InFlight.Add(-1)
@@ -350,36 +366,74 @@ func (w *Worker) drain(ctx context.Context, cancelWork context.CancelFunc) {
 func (w *Worker) copyKey(ctx context.Context, t task) {
 	j := t.job
 	b := j.batch
+	if t.i == wholeBatch {
+		w.deleteBatch(ctx, j)
+		return
+	}
 	e := b.Entries[t.i]
 	dst := plan.DestKey(b.Source, b.Dest, e.Key)
 	err := w.cp.Copy(ctx, copier.Source{
 		Bucket: b.Source.Bucket, Key: e.Key, Size: e.Size, ETag: e.ETag, StorageClass: e.StorageClass,
 	}, b.Dest.Bucket, dst)
-
-	j.mu.Lock()
-	defer j.mu.Unlock()
 	if err == nil {
+		j.mu.Lock()
 		j.result.Copied++
 		j.result.Bytes += e.Size
+		j.mu.Unlock()
 		w.Stats.Copied.Add(1)
 		w.Stats.Bytes.Add(e.Size)
 		w.log.Debug().Str("key", e.Key).Int64("bytes", e.Size).Msg("object copied")
 		return
 	}
-	ce := copier.Classify(err)
-	f := report.Failure{Key: e.Key, Reason: string(ce.Reason), Code: ce.Code, Detail: truncate(ce.Err.Error(), 300)}
+	w.fail(j, e.Key, copier.Classify(err))
+}
+
+// deleteBatch deletes every key of a delete batch, refusing any key outside
+// the destination prefix: a mirror never deletes what it was not given.
+func (w *Worker) deleteBatch(ctx context.Context, j *job) {
+	b := j.batch
+	keys := make([]string, 0, len(b.Entries))
+	for _, e := range b.Entries {
+		if !strings.HasPrefix(e.Key, b.Dest.Prefix) {
+			w.fail(j, e.Key, &copier.Error{Reason: copier.ReasonRejected, Err: fmt.Errorf("key %q is outside the destination prefix %q: not deleted", e.Key, b.Dest.Prefix)})
+			continue
+		}
+		keys = append(keys, e.Key)
+	}
+	failed, err := w.cp.Delete(ctx, b.Dest.Bucket, keys)
+	if err != nil {
+		for _, k := range keys {
+			w.fail(j, k, copier.Classify(err))
+		}
+		return
+	}
+	j.mu.Lock()
+	j.result.Deleted += int64(len(keys) - len(failed))
+	j.mu.Unlock()
+	w.Stats.Deleted.Add(int64(len(keys) - len(failed)))
+	for _, f := range failed {
+		w.fail(j, f.Key, f.Err)
+	}
+}
+
+// fail records a key that was not done: skipped, failed for good, or to be
+// tried again with its message.
+func (w *Worker) fail(j *job, key string, ce *copier.Error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	f := report.Failure{Key: key, Reason: string(ce.Reason), Code: ce.Code, Detail: truncate(ce.Err.Error(), 300)}
 	switch {
 	case ce.Reason == copier.ReasonVanished:
 		j.result.Skipped = append(j.result.Skipped, f)
-		w.log.Info().Str("key", e.Key).Msg("source object vanished since it was listed; skipped")
+		w.log.Info().Str("key", key).Msg("source object vanished since it was listed; skipped")
 	case ce.Permanent():
 		j.result.Failed = append(j.result.Failed, f)
-		w.log.Warn().Str("key", e.Key).Str("reason", f.Reason).Str("code", f.Code).Err(ce.Err).Msg("copy failed")
+		w.log.Warn().Str("key", key).Str("reason", f.Reason).Str("code", f.Code).Err(ce.Err).Msg("failed")
 	case ce.Reason == copier.ReasonCanceled:
 		j.canceled = true
 	default:
 		j.retry = true
-		w.log.Warn().Str("key", e.Key).Err(ce.Err).Msg("copy failed for now; the message will be tried again")
+		w.log.Warn().Str("key", key).Err(ce.Err).Msg("failed for now; the message will be tried again")
 	}
 }
 

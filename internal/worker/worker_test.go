@@ -45,6 +45,15 @@ func (s *scriptedCopier) Copy(ctx context.Context, src copier.Source, dstBucket,
 	return s.fn(ctx, src, dstKey)
 }
 
+func (s *scriptedCopier) Delete(_ context.Context, bucket string, keys []string) ([]copier.KeyError, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range keys {
+		s.calls["delete "+bucket+"/"+k]++
+	}
+	return nil, nil
+}
+
 func (s *scriptedCopier) count(key string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

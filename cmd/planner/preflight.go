@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/s3clone/s3clone/internal/config"
+	"github.com/s3clone/s3clone/internal/copier"
+	"github.com/s3clone/s3clone/internal/plan"
+	"github.com/s3clone/s3clone/internal/queue"
+)
+
+// preflightSample is how many source keys preflight looks at for one it can
+// copy with CopyObject.
+const preflightSample = 10
+
+// preflight checks, before anything is enqueued, that these credentials can
+// do what the copy needs: read a sample source object and its tags, write
+// and tag its copy (the real copy of that key, which the workers would make
+// anyway), and send to the work queue (a probe message that workers delete
+// unreported). A refusal stops the plan with a UsageError naming the
+// permission and the resource.
+func preflight(ctx context.Context, api *s3.Client, work *queue.SQS, sum *plan.Summary) error {
+	src, dst := sum.Source, sum.Dest
+	page, err := api.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
+		Bucket: aws.String(src.Bucket), Prefix: aws.String(src.Prefix), MaxKeys: aws.Int32(preflightSample),
+	})
+	if err != nil {
+		return denied(err, "s3:ListBucket", bucketARN(src.Bucket))
+	}
+	// The smallest sample object: a single CopyObject can copy it.
+	objs := slices.DeleteFunc(page.Contents, func(o types.Object) bool { return aws.ToInt64(o.Size) > copier.MaxCopyObjectSize })
+	if len(objs) > 0 {
+		o := slices.MinFunc(objs, func(a, b types.Object) int { return int(aws.ToInt64(a.Size) - aws.ToInt64(b.Size)) })
+		key := aws.ToString(o.Key)
+		if _, err := api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(src.Bucket), Key: o.Key}); err != nil {
+			return denied(err, "s3:GetObject", objectARN(src.Bucket, key))
+		}
+		if _, err := api.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: aws.String(src.Bucket), Key: o.Key}); err != nil {
+			return denied(err, "s3:GetObjectTagging", objectARN(src.Bucket, key))
+		}
+		dstKey := plan.DestKey(src, dst, key)
+		err := copier.New(api, copier.Options{}).Copy(ctx, copier.Source{
+			Bucket: src.Bucket, Key: key, Size: aws.ToInt64(o.Size), ETag: aws.ToString(o.ETag), StorageClass: string(o.StorageClass),
+		}, dst.Bucket, dstKey)
+		if err != nil && !isChanged(err) {
+			return denied(err, "s3:PutObject and s3:PutObjectTagging", objectARN(dst.Bucket, dstKey))
+		}
+	}
+	probe, err := plan.ProbeBody(sum)
+	if err != nil {
+		return err
+	}
+	if err := work.Send(ctx, []queue.Outgoing{{Body: probe, Run: sum.Run, Kind: plan.OpProbe}}); err != nil {
+		return denied(err, "sqs:SendMessage", work.URL())
+	}
+	return nil
+}
+
+// isChanged reports a sample that changed between listing and copy: not a
+// permission problem.
+func isChanged(err error) bool {
+	var ce *copier.Error
+	return errors.As(err, &ce) && (ce.Reason == copier.ReasonChanged || ce.Reason == copier.ReasonVanished)
+}
+
+// denied turns an access refusal into a UsageError naming what to grant,
+// and passes any other error through.
+func denied(err error, permission, resource string) error {
+	var api smithy.APIError
+	var re *smithyhttp.ResponseError
+	isDenied := errors.As(err, &api) && (api.ErrorCode() == "AccessDenied" || api.ErrorCode() == "AccessDeniedException" ||
+		api.ErrorCode() == "AWS.SimpleQueueService.AccessDenied" || api.ErrorCode() == "KMS.AccessDeniedException")
+	if !isDenied && errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden {
+		isDenied = true
+	}
+	if isDenied {
+		return config.Usagef("preflight: access denied: grant %s on %s (nothing was enqueued)", permission, resource)
+	}
+	return fmt.Errorf("preflight (%s on %s): %w", permission, resource, err)
+}
+
+func bucketARN(bucket string) string      { return "arn:aws:s3:::" + bucket }
+func objectARN(bucket, key string) string { return "arn:aws:s3:::" + bucket + "/" + key }

@@ -91,7 +91,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	tally.AddPlan(summary)
 	printPlan(stdout, summary, from.describe(sum.Finished.Sub(sum.Started)), false)
 	st := tally.Status(sum.Run)
-	newStatusView(st, nil, time.Now()).print(stdout)
+	newStatusView(st, nil, 0).print(stdout)
 	fmt.Fprintf(stdout, "elapsed     %s\n", time.Since(sum.Started).Round(time.Millisecond))
 
 	if err := errors.Join(planErr, workErr); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -29,6 +30,7 @@ func statusCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	var (
 		reportURL, queueURL, runID string
 		asJSON                     bool
+		deadline                   time.Duration
 		awsFlags                   config.AWS
 		logFlags                   config.Logging
 	)
@@ -37,6 +39,7 @@ func statusCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	f.StringVar(&runID, "run-id", "", "run to show (default: the latest run reported)")
 	f.StringVar(&queueURL, "queue-url", "", "work queue whose depth to show (default: the one the plan used)")
 	f.BoolVar(&asJSON, "json", false, "print JSON instead of text")
+	f.DurationVar(&deadline, "deadline", 0, "time left to finish, e.g. 30m: prints how many workers would finish the rest by then")
 	awsFlags.Register(f)
 	logFlags.Register(f)
 	if err := f.Parse(args); err != nil {
@@ -48,6 +51,9 @@ func statusCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	config.CheckQueueURL(&p, "report-queue-url", reportURL)
 	config.CheckQueueURL(&p, "queue-url", queueURL)
+	if deadline < 0 {
+		p.Addf("--deadline %s: must be positive, e.g. 30m", deadline)
+	}
 	awsFlags.Validate(&p)
 	logFlags.Validate(&p)
 	if err := p.Err(); err != nil {
@@ -83,7 +89,7 @@ func statusCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if queueURL != "" {
 		depth = readDepth(ctx, sqsClient, queueURL, log)
 	}
-	v := newStatusView(st, depth, time.Now())
+	v := newStatusView(st, depth, deadline)
 	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -197,6 +203,7 @@ type statusView struct {
 	Planned    *report.Plan     `json:"planned,omitempty"`
 	Messages   int64            `json:"messages_done"`
 	Copied     int64            `json:"copied"`
+	Deleted    int64            `json:"deleted"`
 	Skipped    int64            `json:"skipped"`
 	Failed     int64            `json:"failed"`
 	Bytes      int64            `json:"bytes_copied"`
@@ -206,20 +213,29 @@ type statusView struct {
 	RecentRate float64          `json:"recent_objects_per_second"`
 	ETASeconds *float64         `json:"eta_seconds,omitempty"`
 	Complete   bool             `json:"complete"`
+	Deadline   *deadlineView    `json:"deadline,omitempty"`
 	Queue      *queueDepth      `json:"queue,omitempty"`
 	Failures   []report.Failure `json:"failures,omitempty"`
 }
 
-func newStatusView(st report.Status, depth *queueDepth, now time.Time) statusView {
+// deadlineView says how many workers would finish the rest in time.
+type deadlineView struct {
+	Seconds       float64 `json:"seconds"`
+	PerWorkerRate float64 `json:"objects_per_second_per_worker"`
+	// WorkersNeeded is 0 when there is no rate to go by yet.
+	WorkersNeeded int `json:"workers_needed"`
+}
+
+func newStatusView(st report.Status, depth *queueDepth, deadline time.Duration) statusView {
 	v := statusView{
 		Run: st.Run, Planned: st.Plan, Messages: st.Done,
-		Copied: st.Copied, Skipped: st.Skipped, Failed: st.Failed, Bytes: st.Bytes,
+		Copied: st.Copied, Deleted: st.Deleted, Skipped: st.Skipped, Failed: st.Failed, Bytes: st.Bytes,
 		Workers: st.Workers, Rate: st.Rate, RecentRate: st.RecentRate,
 		Queue: depth, Failures: st.Failures,
 	}
 	if st.Plan != nil {
 		v.Source, v.Dest = st.Plan.Source, st.Plan.Dest
-		rem := st.Plan.Objects - st.Copied - st.Skipped - st.Failed
+		rem := st.Plan.Objects - st.Copied - st.Deleted - st.Skipped - st.Failed
 		v.Remaining = &rem
 		v.Complete = st.Done >= st.Plan.Messages
 		rate := st.RecentRate
@@ -230,8 +246,25 @@ func newStatusView(st report.Status, depth *queueDepth, now time.Time) statusVie
 			eta := float64(rem) / rate
 			v.ETASeconds = &eta
 		}
+		if deadline > 0 {
+			v.Deadline = planDeadline(rem, st, deadline)
+		}
 	}
 	return v
+}
+
+// planDeadline sizes the fleet from the rate of the workers that reported in
+// the last minute: each is assumed to keep its share of that rate.
+func planDeadline(remaining int64, st report.Status, deadline time.Duration) *deadlineView {
+	d := &deadlineView{Seconds: deadline.Seconds()}
+	if st.RecentWorkers > 0 && st.RecentRate > 0 {
+		d.PerWorkerRate = st.RecentRate / float64(st.RecentWorkers)
+		d.WorkersNeeded = max(1, int(math.Ceil(float64(remaining)/(d.PerWorkerRate*deadline.Seconds()))))
+		if remaining <= 0 {
+			d.WorkersNeeded = 0
+		}
+	}
+	return d
 }
 
 func (v statusView) print(w io.Writer) {
@@ -245,6 +278,9 @@ func (v statusView) print(w io.Writer) {
 		fmt.Fprintf(w, "done        %d of %d messages (%s)\n", v.Messages, p.Messages, percent(v.Messages, p.Messages))
 	}
 	fmt.Fprintf(w, "copied      %d objects, %s\n", v.Copied, config.FormatSize(v.Bytes))
+	if v.Deleted > 0 || (v.Planned != nil && v.Planned.Deletes > 0) {
+		fmt.Fprintf(w, "deleted     %d\n", v.Deleted)
+	}
 	fmt.Fprintf(w, "skipped     %d (source object gone since it was listed)\n", v.Skipped)
 	fmt.Fprintf(w, "failed      %d\n", v.Failed)
 	fmt.Fprintf(w, "rate        %.0f objects/s overall, %.0f/s in the last minute, %d workers reported\n", v.Rate, v.RecentRate, v.Workers)
@@ -253,6 +289,16 @@ func (v statusView) print(w io.Writer) {
 		fmt.Fprintf(w, "eta         complete\n")
 	case v.ETASeconds != nil:
 		fmt.Fprintf(w, "eta         %s\n", (time.Duration(*v.ETASeconds) * time.Second).Round(time.Second))
+	}
+	if d := v.Deadline; d != nil {
+		switch {
+		case v.Complete:
+		case d.WorkersNeeded == 0:
+			fmt.Fprintf(w, "deadline    %s: no rate yet (no worker reported in the last minute)\n", time.Duration(d.Seconds)*time.Second)
+		default:
+			fmt.Fprintf(w, "deadline    %s: %.1f objects/s per worker; %d workers would finish the rest in time\n",
+				time.Duration(d.Seconds)*time.Second, d.PerWorkerRate, d.WorkersNeeded)
+		}
 	}
 	if q := v.Queue; q != nil {
 		if q.Error != "" {

@@ -141,7 +141,9 @@ func TestBatcherLingers(t *testing.T) {
 	out := make(chan []byte, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() { _ = NewBatcher(sum, OpCopy, Options{MaxKeys: 100, Linger: 20 * time.Millisecond}).Run(ctx, in, out) }()
+	go func() {
+		_ = NewBatcher(sum, OpCopy, Options{MaxKeys: 100, Linger: 20 * time.Millisecond}).Run(ctx, in, out)
+	}()
 	in <- []listing.Object{{Key: "only"}}
 	select {
 	case body := <-out:

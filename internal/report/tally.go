@@ -97,6 +97,8 @@ type Status struct {
 	// RecentRate is objects/s over the last RateWindow of reports, Rate over
 	// the whole run.
 	Rate, RecentRate float64
+	// RecentWorkers is how many workers reported in the last RateWindow.
+	RecentWorkers int
 }
 
 // RateWindow is the window of RecentRate.
@@ -141,7 +143,7 @@ func (t *Tally) Status(run string) Status {
 	if d := s.Last.Sub(start).Seconds(); d > 0 {
 		s.Rate = float64(s.Copied+s.Deleted+s.Skipped+s.Failed) / d
 	}
-	s.RecentRate = t.recentRate(run, s.Last)
+	s.RecentRate, s.RecentWorkers = t.recentRate(run, s.Last)
 	return s
 }
 
@@ -149,26 +151,28 @@ func (t *Tally) Status(run string) Status {
 func (r Result) Objects() int64 { return r.Copied + r.Deleted + int64(len(r.Skipped)+len(r.Failed)) }
 
 // recentRate is objects/s among the results finished in the RateWindow
-// before last; the caller holds mu.
-func (t *Tally) recentRate(run string, last time.Time) float64 {
+// before last, and how many workers reported them; the caller holds mu.
+func (t *Tally) recentRate(run string, last time.Time) (float64, int) {
 	if last.IsZero() {
-		return 0
+		return 0, 0
 	}
 	from := last.Add(-RateWindow)
 	var n int64
 	first := last
+	workers := map[string]bool{}
 	for _, r := range t.results[run] {
 		if r.Finished.After(from) {
 			n += r.Objects()
+			workers[r.Worker] = true
 			if r.Started.Before(first) {
 				first = maxTime(r.Started, from)
 			}
 		}
 	}
 	if d := last.Sub(first).Seconds(); d > 0 {
-		return float64(n) / d
+		return float64(n) / d, len(workers)
 	}
-	return 0
+	return 0, len(workers)
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/s3clone/s3clone/internal/config"
+	"github.com/s3clone/s3clone/internal/listing"
+	"github.com/s3clone/s3clone/internal/plan"
+)
+
+const verifyUsage = `usage: planner verify --source s3://BUCKET[/PREFIX] --dest s3://BUCKET[/PREFIX] [--out FILE]
+
+Compares source and destination key by key (the rule of plan --diff) and
+prints how many keys match, are missing, different, or extra. --out writes
+one JSON line per key that does not match, which plan --from-file enqueues.
+Exits 0 only when the destination matches the source, 1 when it does not.`
+
+func verifyCommand(ctx context.Context, args []string, stdout io.Writer) error {
+	var (
+		s        source
+		out      string
+		asJSON   bool
+		awsFlags config.AWS
+		logFlags config.Logging
+	)
+	f := config.NewFlags("planner verify", verifyUsage, os.Stderr)
+	s.register(f)
+	f.StringVar(&out, "out", "", "write the keys that do not match to this file, one JSON object a line (for plan --from-file)")
+	f.BoolVar(&asJSON, "json", false, "print the counts as JSON")
+	awsFlags.Register(f)
+	logFlags.Register(f)
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	var p config.Problems
+	s.validate(&p)
+	if out != "" {
+		if st, err := os.Stat(filepath.Dir(out)); err != nil || !st.IsDir() {
+			p.Addf("--out %s: its directory does not exist", out)
+		}
+	}
+	awsFlags.Validate(&p)
+	logFlags.Validate(&p)
+	if err := p.Err(); err != nil {
+		return err
+	}
+	awsFlags.Connections = s.listers*2 + plan.Deciders
+	awsCfg, err := awsFlags.Load(ctx)
+	if err != nil {
+		return err
+	}
+	api := awsFlags.S3(awsCfg)
+	if err := s.checkBuckets(ctx, api); err != nil {
+		return err
+	}
+	rec, err := newRecordFile(out)
+	if err != nil {
+		return err
+	}
+	defer rec.discard()
+
+	started := time.Now()
+	paired := listing.NewPaired(
+		listing.Side{API: api, Bucket: s.src.Bucket, Prefix: s.src.Prefix},
+		listing.Side{API: api, Bucket: s.dst.Bucket, Prefix: s.dst.Prefix}, listing.Options{Listers: s.listers})
+	cmp := &plan.Comparer{Src: api, Dst: api, SrcBucket: s.src.Bucket, DstBucket: s.dst.Bucket}
+	var counts plan.DiffCounts
+	if err := plan.Diff(ctx, paired, cmp, &counts, rec.write); err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	if err := rec.commit(); err != nil {
+		return err
+	}
+	v := verifyView{
+		Source: s.src.String(), Dest: s.dst.String(), Seconds: time.Since(started).Seconds(),
+		Compared: counts.Compared.Load(), Matching: counts.Matching.Load(), Missing: counts.Missing.Load(),
+		Different: counts.Different.Load(), Extra: counts.Extra.Load(), Out: out,
+	}
+	if asJSON {
+		if err := json.NewEncoder(stdout).Encode(v); err != nil {
+			return err
+		}
+	} else {
+		v.print(stdout)
+	}
+	if bad := v.Missing + v.Different + v.Extra; bad > 0 {
+		return fmt.Errorf("%w: %d of %d keys", config.ErrMismatch, bad, v.Compared)
+	}
+	return nil
+}
+
+type verifyView struct {
+	Source    string  `json:"source"`
+	Dest      string  `json:"dest"`
+	Seconds   float64 `json:"seconds"`
+	Compared  int64   `json:"compared"`
+	Matching  int64   `json:"matching"`
+	Missing   int64   `json:"missing"`
+	Different int64   `json:"different"`
+	Extra     int64   `json:"extra"`
+	Out       string  `json:"out,omitempty"`
+}
+
+func (v verifyView) print(w io.Writer) {
+	fmt.Fprintf(w, "verified  %s -> %s in %.2fs\n", v.Source, v.Dest, v.Seconds)
+	fmt.Fprintf(w, "matching  %d\nmissing   %d\ndifferent %d\nextra     %d\n", v.Matching, v.Missing, v.Different, v.Extra)
+	if v.Out != "" {
+		fmt.Fprintf(w, "written   %s (%d keys to fix: planner plan --from-file %s)\n", v.Out, v.Missing+v.Different+v.Extra, v.Out)
+	}
+}
+
+// recordFile writes reconciliation records to a temporary file that
+// replaces the named one only when the verification completed: an
+// interrupted verify leaves no half-written file behind.
+type recordFile struct {
+	path string
+	tmp  *os.File
+	buf  *bufio.Writer
+	enc  *json.Encoder
+}
+
+func newRecordFile(path string) (*recordFile, error) {
+	if path == "" {
+		return &recordFile{}, nil
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return nil, config.Usagef("--out %s: %v", path, err)
+	}
+	buf := bufio.NewWriter(tmp)
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	return &recordFile{path: path, tmp: tmp, buf: buf, enc: enc}, nil
+}
+
+func (r *recordFile) write(_ context.Context, f plan.Finding) error {
+	if r.enc == nil {
+		return nil
+	}
+	return r.enc.Encode(plan.NewRecord(f))
+}
+
+func (r *recordFile) commit() error {
+	if r.tmp == nil {
+		return nil
+	}
+	err := r.buf.Flush()
+	if err == nil {
+		err = r.tmp.Close()
+	}
+	if err == nil {
+		err = os.Rename(r.tmp.Name(), r.path)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", r.path, err)
+	}
+	r.tmp = nil
+	return nil
+}
+
+// discard removes the temporary file unless commit succeeded.
+func (r *recordFile) discard() {
+	if r.tmp != nil {
+		r.tmp.Close()
+		os.Remove(r.tmp.Name())
+	}
+}

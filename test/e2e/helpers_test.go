@@ -144,7 +144,12 @@ type statusJSON struct {
 	Bytes    int64  `json:"bytes_copied"`
 	Complete bool   `json:"complete"`
 	Workers  int    `json:"workers"`
-	Planned  *struct {
+	Deleted  int64  `json:"deleted"`
+	Deadline *struct {
+		PerWorkerRate float64 `json:"objects_per_second_per_worker"`
+		WorkersNeeded int     `json:"workers_needed"`
+	} `json:"deadline"`
+	Planned *struct {
 		Objects  int64 `json:"objects"`
 		Bytes    int64 `json:"bytes"`
 		Messages int64 `json:"messages"`

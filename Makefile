@@ -6,9 +6,11 @@ TOOLS             := $(CURDIR)/.tools
 VERSITYGW         := $(TOOLS)/bin/versitygw
 VERSITYGW_STAMP   := $(TOOLS)/versitygw-$(VERSITYGW_VERSION)
 SQSD_MODULES      := test/sqsd/node_modules/.package-lock.json
+TOXIPROXY_VERSION := v2.5.0
+TOXIPROXY_STAMP   := $(TOOLS)/toxiproxy-$(TOXIPROXY_VERSION)
 GO_TEST_FLAGS     ?= -race -count=1 -timeout 20m
 
-.PHONY: all build tools test demo bench clean fmt vet
+.PHONY: all build tools bench-tools test demo bench clean fmt vet
 
 all: build
 
@@ -20,6 +22,13 @@ tools: $(VERSITYGW_STAMP) $(SQSD_MODULES)
 $(VERSITYGW_STAMP):
 	@echo "installing versitygw $(VERSITYGW_VERSION) (first build takes a couple of minutes)"
 	GOBIN=$(TOOLS)/bin go install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+	touch $@
+
+# toxiproxy adds network latency for benchmarks (this kernel has no netem).
+bench-tools: tools $(TOXIPROXY_STAMP)
+
+$(TOXIPROXY_STAMP):
+	GOBIN=$(TOOLS)/toxiproxy go install github.com/Shopify/toxiproxy/v2/cmd/server@$(TOXIPROXY_VERSION)
 	touch $@
 
 $(SQSD_MODULES): test/sqsd/package.json test/sqsd/package-lock.json
@@ -34,8 +43,10 @@ demo: tools build
 	./scripts/demo.sh
 
 # Benchmarks (speed and memory targets live here, not in timed tests).
-bench: tools
-	go test -run '^$$' -bench . -benchtime 1x ./...
+# BENCH_FLAGS picks some: make bench BENCH_FLAGS='-bench Diff'
+BENCH_FLAGS ?= -bench .
+bench: bench-tools
+	go test -run '^$$' $(BENCH_FLAGS) -benchtime 1x -timeout 60m ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

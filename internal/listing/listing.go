@@ -267,6 +267,18 @@ func (s *scheduler) hungry() bool {
 	return s.idle > 0 && len(s.pending) == 0
 }
 
+// reserveWalks takes n prefixes from the walk's budget, or none if fewer
+// are left.
+func (s *scheduler) reserveWalks(n int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.walks+n > s.budget {
+		return false
+	}
+	s.walks += n
+	return true
+}
+
 // reserveWalk takes one prefix from the delimiter walk's budget.
 func (s *scheduler) reserveWalk() bool {
 	s.mu.Lock()

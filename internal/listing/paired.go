@@ -35,8 +35,11 @@ type PairStats struct {
 // Paired lists two prefixes over the same relative key ranges and joins
 // them key by key: within a range both sides come back in S3's order (UTF-8
 // binary), so a merge-join finds every key on either side with nothing held
-// but a page per side. Ranges are cut in two whenever a lister is idle, as
-// in Lister; pairs from different ranges arrive in no particular order.
+// but a page per side. As in Lister, the top levels are walked with a
+// delimiter, here on both sides at once: the union of their common prefixes
+// becomes the shards (a prefix only the destination has is covered too), and
+// ranges are cut in two whenever a lister is idle. Pairs from different
+// shards arrive in no particular order.
 type Paired struct {
 	src, dst Side
 	opts     Options
@@ -68,8 +71,8 @@ func (p *Paired) Run(ctx context.Context, out chan<- []Pair) error {
 	defer close(out)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	sched := newScheduler(ctx, 0)
-	sched.push(&shard{}) // relative keys: the whole key space
+	sched := newScheduler(ctx, p.opts.WalkBudget)
+	sched.push(&shard{delim: true}) // relative keys: the whole key space
 	var wg sync.WaitGroup
 	for range p.opts.Listers {
 		wg.Go(func() {
@@ -119,6 +122,9 @@ func (p *Paired) join(ctx context.Context, sched *scheduler, s *shard, out chan<
 			return err
 		}
 		if a == nil && b == nil {
+			if s.delim {
+				p.descend(sched, s, src, dst)
+			}
 			return flush()
 		}
 		var pair Pair
@@ -133,6 +139,9 @@ func (p *Paired) join(ctx context.Context, sched *scheduler, s *shard, out chan<
 			pair = Pair{Key: a.rel, Src: &a.Object, Dst: &b.Object}
 			src.next()
 			dst.next()
+		}
+		if !s.keeps(pair.Key) {
+			continue // at the walked level above: joined there
 		}
 		batch = append(batch, pair)
 		if len(batch) >= int(p.opts.PageSize) {
@@ -151,6 +160,44 @@ func (p *Paired) join(ctx context.Context, sched *scheduler, s *shard, out chan<
 	}
 }
 
+// descend hands out the common prefixes a walked shard found on either
+// side: each becomes a shard of its own while the walk budget lasts; past it,
+// all of them go to one flat shard of the subtrees below this level.
+func (p *Paired) descend(sched *scheduler, s *shard, a, b *cursor) {
+	var cps []string
+	for _, cp := range mergeUnique(a.cps, b.cps) {
+		if !s.beyond(cp) {
+			cps = append(cps, cp)
+		}
+	}
+	if len(cps) == 0 {
+		return
+	}
+	if a.overflow || b.overflow || !sched.reserveWalks(len(cps)) {
+		sched.push(&shard{prefix: s.prefix, after: s.after, upTo: s.upTo, upToIncl: s.upToIncl, deep: true, level: s.prefix, depth: s.depth + 1})
+		return
+	}
+	for _, cp := range cps {
+		sched.push(&shard{prefix: cp, delim: s.depth+1 < maxWalkDepth, depth: s.depth + 1})
+	}
+}
+
+// mergeUnique merges two sorted lists, dropping duplicates.
+func mergeUnique(a, b []string) []string {
+	out := make([]string, 0, max(len(a), len(b)))
+	for len(a) > 0 || len(b) > 0 {
+		switch {
+		case len(b) == 0 || (len(a) > 0 && a[0] < b[0]):
+			out, a = append(out, a[0]), a[1:]
+		case len(a) == 0 || b[0] < a[0]:
+			out, b = append(out, b[0]), b[1:]
+		default:
+			out, a, b = append(out, a[0]), a[1:], b[1:]
+		}
+	}
+	return out
+}
+
 type relObject struct {
 	Object
 	rel string
@@ -165,20 +212,28 @@ type cursor struct {
 	i       int
 	more    bool
 	upTo    string // inclusive relative upper bound, "" none
-	lastRel string // relative key of the last object fetched
+	lastRel string // relative key of the last object or common prefix fetched
 	fetched bool   // a page was fetched since the last split check
+	// cps are the relative common prefixes of a walked shard, at most
+	// limit of them; overflow says there were more.
+	cps      []string
+	limit    int
+	overflow bool
 }
 
 func (p *Paired) newCursor(side Side, s *shard) *cursor {
 	in := &s3.ListObjectsV2Input{
 		Bucket:  aws.String(side.Bucket),
-		Prefix:  aws.String(side.Prefix),
+		Prefix:  aws.String(side.Prefix + s.prefix),
 		MaxKeys: aws.Int32(p.opts.PageSize),
 	}
 	if s.after != "" {
 		in.StartAfter = aws.String(side.Prefix + s.after)
 	}
-	return &cursor{p: p, side: side, in: in, more: true, upTo: s.upTo}
+	if s.delim {
+		in.Delimiter = aws.String(delimiter)
+	}
+	return &cursor{p: p, side: side, in: in, more: true, upTo: s.upTo, limit: p.opts.WalkBudget}
 }
 
 // peek returns the next object of the range, or nil at its end.
@@ -217,6 +272,15 @@ func (c *cursor) fetch(ctx context.Context) error {
 			StorageClass: string(o.StorageClass), LastModified: aws.ToTime(o.LastModified),
 		}})
 		c.lastRel = max(c.lastRel, rel)
+	}
+	for _, cp := range page.CommonPrefixes {
+		rel := strings.TrimPrefix(aws.ToString(cp.Prefix), c.side.Prefix)
+		c.lastRel = max(c.lastRel, rel)
+		if len(c.cps) >= c.limit {
+			c.overflow = true
+			continue
+		}
+		c.cps = append(c.cps, rel)
 	}
 	c.fetched = true
 	c.more = aws.ToBool(page.IsTruncated) && page.NextContinuationToken != nil

@@ -48,8 +48,8 @@ func TestPairedJoinsEveryKeyOnce(t *testing.T) {
 				want[k] = [2]bool{inSrc, inDst}
 			}
 		}
-		for _, opts := range []Options{{Listers: 1, PageSize: 1000}, {Listers: 16, PageSize: 11}} {
-			t.Run(fmt.Sprintf("%s/listers=%d", name, opts.Listers), func(t *testing.T) {
+		for _, opts := range []Options{{Listers: 1, PageSize: 1000}, {Listers: 16, PageSize: 11}, {Listers: 8, PageSize: 13, WalkBudget: 2}} {
+			t.Run(fmt.Sprintf("%s/listers=%d/budget=%d", name, opts.Listers, opts.WalkBudget), func(t *testing.T) {
 				t.Parallel()
 				sf, df := newFake(src), newFake(dst)
 				sf.delay, df.delay = 50*time.Microsecond, 50*time.Microsecond

@@ -39,6 +39,7 @@ const (
 type Env struct {
 	Root        string // the repository root
 	S3Endpoint  string
+	adminAddr   string // versitygw's admin API, for users
 	SQSEndpoint string
 	S3          *s3.Client
 	SQS         *sqs.Client
@@ -134,11 +135,19 @@ func (e *Env) startS3() error {
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		return err
 	}
+	iam := filepath.Join(e.dir, "iam")
+	if err := os.MkdirAll(iam, 0o755); err != nil {
+		return err
+	}
 	addr, err := freeAddr()
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(bin, "--access", AccessKey, "--secret", SecretKey, "--port", addr, "--quiet", "posix", data)
+	if e.adminAddr, err = freeAddr(); err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, "--access", AccessKey, "--secret", SecretKey, "--port", addr,
+		"--admin-port", e.adminAddr, "--iam-dir", iam, "--quiet", "posix", data)
 	if err := e.spawn(cmd, filepath.Join(e.dir, "versitygw.log")); err != nil {
 		return err
 	}
@@ -269,6 +278,51 @@ func (e *Env) Queue(t testing.TB, maxReceives int) (url, dlq string) {
 		t.Fatalf("create queue: %v", err)
 	}
 	return aws.ToString(q.QueueUrl), dlq
+}
+
+// User creates an S3 user with the "user" role: it owns no bucket and may do
+// only what bucket policies grant it.
+func (e *Env) User(t testing.TB, access, secret string) {
+	t.Helper()
+	bin := filepath.Join(e.Root, ".tools", "bin", "versitygw")
+	cmd := exec.Command(bin, "admin", "--access", AccessKey, "--secret", SecretKey, "--endpoint-url", "http://"+e.adminAddr,
+		"create-user", "--access", access, "--secret", secret, "--role", "user")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("create user %s: %v\n%s", access, err, out)
+	}
+}
+
+// Grant sets a bucket policy allowing user the actions on the bucket and
+// its objects.
+func (e *Env) Grant(t testing.TB, bucket, user string, actions ...string) {
+	t.Helper()
+	policy := fmt.Sprintf(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":[%q]},"Action":%s,"Resource":["arn:aws:s3:::%s","arn:aws:s3:::%s/*"]}]}`,
+		user, jsonList(actions), bucket, bucket)
+	if _, err := e.S3.PutBucketPolicy(context.Background(), &s3.PutBucketPolicyInput{Bucket: aws.String(bucket), Policy: aws.String(policy)}); err != nil {
+		t.Fatalf("policy on %s: %v", bucket, err)
+	}
+}
+
+func jsonList(items []string) string {
+	quoted := make([]string, len(items))
+	for i, s := range items {
+		quoted[i] = fmt.Sprintf("%q", s)
+	}
+	return "[" + strings.Join(quoted, ",") + "]"
+}
+
+// EnvironAs is Environ with another user's credentials.
+func (e *Env) EnvironAs(access, secret string) []string {
+	env := e.Environ()
+	for i, kv := range env {
+		switch {
+		case strings.HasPrefix(kv, "AWS_ACCESS_KEY_ID="):
+			env[i] = "AWS_ACCESS_KEY_ID=" + access
+		case strings.HasPrefix(kv, "AWS_SECRET_ACCESS_KEY="):
+			env[i] = "AWS_SECRET_ACCESS_KEY=" + secret
+		}
+	}
+	return env
 }
 
 // Environ is the environment a child process (planner, worker, aws CLI)

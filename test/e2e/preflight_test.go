@@ -1,0 +1,72 @@
+package e2e
+
+import (
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/s3clone/s3clone/internal/testbed"
+)
+
+// TestPreflightNamesTheMissingPermission runs plan as a user who lacks one
+// permission at a time: each stops it before anything is enqueued, with exit
+// code 2 and a message naming the permission and the resource.
+func TestPreflightNamesTheMissingPermission(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	read := []string{"s3:ListBucket", "s3:GetObject", "s3:GetObjectTagging"}
+	write := []string{"s3:ListBucket", "s3:PutObject", "s3:PutObjectTagging"}
+	cases := []struct {
+		name      string
+		src, dst  []string
+		wantGrant string
+		onDest    bool
+	}{
+		{"no tag reading on the source", []string{"s3:ListBucket", "s3:GetObject"}, write, "s3:GetObjectTagging", false},
+		{"no writing to the destination", read, []string{"s3:ListBucket"}, "s3:PutObject", true},
+		{"everything granted", read, write, "", true},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			src, dst := env.Bucket(t), env.Bucket(t)
+			env.Put(t, src, []testbed.Object{{Key: "photos/a.jpg", Body: []byte("a"), Tagging: "k=v"}})
+			user := testbed.Name("u")
+			env.User(t, user, user+"-secret")
+			env.Grant(t, src, user, c.src...)
+			env.Grant(t, dst, user, c.dst...)
+			work, _ := env.Queue(t, 0)
+
+			cmd := exec.Command(filepath.Join(bin, "planner"), "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work)
+			cmd.Env = env.EnvironAs(user, user+"-secret")
+			out, err := cmd.CombinedOutput()
+			code := 0
+			var exit *exec.ExitError
+			if errors.As(err, &exit) {
+				code = exit.ExitCode()
+			}
+			n, qerr := queueDepth(env, work)
+			if qerr != nil {
+				t.Fatal(qerr)
+			}
+			if c.wantGrant == "" {
+				// The plan ran: one batch, and the preflight probe the workers drop.
+				if code != 0 || n != 2 {
+					t.Fatalf("case %d: exit %d, %d messages\n%s", i, code, n, out)
+				}
+				return
+			}
+			resource := "arn:aws:s3:::" + src + "/photos/a.jpg"
+			if c.onDest {
+				resource = "arn:aws:s3:::" + dst + "/photos/a.jpg"
+			}
+			if code != 2 || !strings.Contains(string(out), c.wantGrant) || !strings.Contains(string(out), resource) {
+				t.Fatalf("exit %d, output:\n%s\nwant exit 2 naming %s on %s", code, out, c.wantGrant, resource)
+			}
+			if n != 0 {
+				t.Fatalf("a failed preflight left %d messages on the queue", n)
+			}
+		})
+	}
+}

@@ -240,7 +240,7 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 				return err
 			}
 		}
-		if err := preflight(ctx, s3Client, work, sum); err != nil {
+		if err := preflight(ctx, s3Client, work, sum, log); err != nil {
 			return err
 		}
 		send = func(ctx context.Context, bodies [][]byte) error {

@@ -1,17 +1,20 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/rs/zerolog"
 
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/copier"
@@ -27,34 +30,46 @@ const preflightSample = 10
 // do what the copy needs: read a sample source object and its tags, write
 // and tag its copy (the real copy of that key, which the workers would make
 // anyway), and send to the work queue (a probe message that workers delete
-// unreported). A refusal stops the plan with a UsageError naming the
-// permission and the resource.
-func preflight(ctx context.Context, api *s3.Client, work *queue.SQS, sum *plan.Summary) error {
-	src, dst := sum.Source, sum.Dest
+// unreported). An access refusal stops the plan with a UsageError naming the
+// permission and the resource. A sample that fails for any other reason (an
+// archived object, a folder marker the server will not copy, an object that
+// just changed) proves nothing either way: the next sample is tried, and if
+// none can be copied the plan goes ahead with a warning.
+func preflight(ctx context.Context, api *s3.Client, work *queue.SQS, sum *plan.Summary, log zerolog.Logger) error {
+	src := sum.Source
 	page, err := api.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
 		Bucket: aws.String(src.Bucket), Prefix: aws.String(src.Prefix), MaxKeys: aws.Int32(preflightSample),
 	})
 	if err != nil {
 		return denied(err, "s3:ListBucket", bucketARN(src.Bucket))
 	}
-	// The smallest sample object: a single CopyObject can copy it.
-	objs := slices.DeleteFunc(page.Contents, func(o types.Object) bool { return aws.ToInt64(o.Size) > copier.MaxCopyObjectSize })
-	if len(objs) > 0 {
-		o := slices.MinFunc(objs, func(a, b types.Object) int { return int(aws.ToInt64(a.Size) - aws.ToInt64(b.Size)) })
-		key := aws.ToString(o.Key)
-		if _, err := api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(src.Bucket), Key: o.Key}); err != nil {
-			return denied(err, "s3:GetObject", objectARN(src.Bucket, key))
+	samples := slices.DeleteFunc(page.Contents, func(o types.Object) bool { return aws.ToInt64(o.Size) > copier.MaxCopyObjectSize })
+	// Plain objects first, smallest first; folder markers last.
+	slices.SortFunc(samples, func(a, b types.Object) int {
+		am, bm := strings.HasSuffix(aws.ToString(a.Key), "/"), strings.HasSuffix(aws.ToString(b.Key), "/")
+		if am != bm {
+			if am {
+				return 1
+			}
+			return -1
 		}
-		if _, err := api.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: aws.String(src.Bucket), Key: o.Key}); err != nil {
-			return denied(err, "s3:GetObjectTagging", objectARN(src.Bucket, key))
+		return cmp.Compare(aws.ToInt64(a.Size), aws.ToInt64(b.Size))
+	})
+	var lastErr error
+	for _, o := range samples {
+		err := tryCopy(ctx, api, sum, o)
+		if err == nil {
+			lastErr = nil
+			break
 		}
-		dstKey := plan.DestKey(src, dst, key)
-		err := copier.New(api, copier.Options{}).Copy(ctx, copier.Source{
-			Bucket: src.Bucket, Key: key, Size: aws.ToInt64(o.Size), ETag: aws.ToString(o.ETag), StorageClass: string(o.StorageClass),
-		}, dst.Bucket, dstKey)
-		if err != nil && !isChanged(err) {
-			return denied(err, "s3:PutObject and s3:PutObjectTagging", objectARN(dst.Bucket, dstKey))
+		var usage *config.UsageError
+		if errors.As(err, &usage) {
+			return err
 		}
+		lastErr = err
+	}
+	if lastErr != nil {
+		log.Warn().Err(lastErr).Msg("preflight could not copy any sample object; write permissions are unconfirmed")
 	}
 	probe, err := plan.ProbeBody(sum)
 	if err != nil {
@@ -66,11 +81,25 @@ func preflight(ctx context.Context, api *s3.Client, work *queue.SQS, sum *plan.S
 	return nil
 }
 
-// isChanged reports a sample that changed between listing and copy: not a
-// permission problem.
-func isChanged(err error) bool {
-	var ce *copier.Error
-	return errors.As(err, &ce) && (ce.Reason == copier.ReasonChanged || ce.Reason == copier.ReasonVanished)
+// tryCopy reads one sample object and its tags and copies it to its
+// destination key, as a worker would.
+func tryCopy(ctx context.Context, api *s3.Client, sum *plan.Summary, o types.Object) error {
+	src, dst := sum.Source, sum.Dest
+	key := aws.ToString(o.Key)
+	if _, err := api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(src.Bucket), Key: o.Key}); err != nil {
+		return denied(err, "s3:GetObject", objectARN(src.Bucket, key))
+	}
+	if _, err := api.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: aws.String(src.Bucket), Key: o.Key}); err != nil {
+		return denied(err, "s3:GetObjectTagging", objectARN(src.Bucket, key))
+	}
+	dstKey := plan.DestKey(src, dst, key)
+	err := copier.New(api, copier.Options{}).Copy(ctx, copier.Source{
+		Bucket: src.Bucket, Key: key, Size: aws.ToInt64(o.Size), ETag: aws.ToString(o.ETag), StorageClass: string(o.StorageClass),
+	}, dst.Bucket, dstKey)
+	if err != nil {
+		return denied(err, "s3:PutObject and s3:PutObjectTagging", objectARN(dst.Bucket, dstKey))
+	}
+	return nil
 }
 
 // denied turns an access refusal into a UsageError naming what to grant,

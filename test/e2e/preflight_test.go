@@ -70,3 +70,18 @@ func TestPreflightNamesTheMissingPermission(t *testing.T) {
 		})
 	}
 }
+
+// TestPreflightGoesOnWithoutACopyableSample: a sample that fails for a
+// reason other than access (here a folder marker versitygw will not copy)
+// proves nothing, so the plan goes ahead with a warning.
+func TestPreflightGoesOnWithoutACopyableSample(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	src, dst := env.Bucket(t), env.Bucket(t)
+	env.Put(t, src, []testbed.Object{{Key: "only-a-folder/"}})
+	work, _ := env.Queue(t, 0)
+	r := mustRun(t, env, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work)
+	if !strings.Contains(r.stdout, "enqueued 1 objects") || !strings.Contains(r.stderr, "write permissions are unconfirmed") {
+		t.Fatalf("stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+	}
+}

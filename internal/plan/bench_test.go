@@ -58,31 +58,15 @@ func BenchmarkPlan(b *testing.B) {
 	for _, n := range []int{10_000, 1_000_000} {
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
 			for b.Loop() {
-				var peak atomic.Uint64
-				stop := make(chan struct{})
-				go func() {
-					var ms runtime.MemStats
-					t := time.NewTicker(5 * time.Millisecond)
-					defer t.Stop()
-					for {
-						select {
-						case <-stop:
-							return
-						case <-t.C:
-							runtime.ReadMemStats(&ms)
-							if ms.HeapInuse > peak.Load() {
-								peak.Store(ms.HeapInuse)
-							}
-						}
-					}
-				}()
+				peak, stop := watchHeap()
 				start := time.Now()
 				l := listing.New(syntheticBucket{n: n}, "b", "", listing.Options{}, zerolog.Nop())
 				sum := &Summary{Run: "r", Source: Location{Bucket: "b"}, Dest: Location{Bucket: "c"}}
-				if err := Enqueue(context.Background(), ListSource(l), sum, Options{}, func(context.Context, [][]byte) error { return nil }); err != nil {
+				err := Enqueue(context.Background(), ListSource(l), sum, Options{}, func(context.Context, [][]byte) error { return nil })
+				stop()
+				if err != nil {
 					b.Fatal(err)
 				}
-				close(stop)
 				if sum.Objects.Load() != int64(n) {
 					b.Fatalf("planned %d of %d keys", sum.Objects.Load(), n)
 				}
@@ -91,4 +75,55 @@ func BenchmarkPlan(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkDiff joins two synthetic buckets of n identical keys and reports
+// pairs/s and the peak heap, which must not grow with the number of keys.
+func BenchmarkDiff(b *testing.B) {
+	for _, n := range []int{10_000, 1_000_000} {
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				peak, stop := watchHeap()
+				start := time.Now()
+				side := listing.Side{API: syntheticBucket{n: n}, Bucket: "b"}
+				p := listing.NewPaired(side, side, listing.Options{})
+				var counts DiffCounts
+				err := Diff(context.Background(), p, &Comparer{}, &counts, func(context.Context, Finding) error { return nil })
+				stop()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if counts.Matching.Load() != int64(n) {
+					b.Fatalf("%d of %d keys matched", counts.Matching.Load(), n)
+				}
+				b.ReportMetric(float64(n)/time.Since(start).Seconds(), "pairs/s")
+				b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MiB")
+			}
+		})
+	}
+}
+
+// watchHeap samples the heap in use until stop is called.
+func watchHeap() (*atomic.Uint64, func()) {
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		var ms runtime.MemStats
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				runtime.ReadMemStats(&ms)
+				if ms.HeapInuse > peak.Load() {
+					peak.Store(ms.HeapInuse)
+				}
+			}
+		}
+	}()
+	return &peak, func() { close(done); <-finished }
 }

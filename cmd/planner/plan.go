@@ -188,8 +188,7 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		queueURL  string
 		reportURL string
 		dryRun    bool
-		awsFlags  config.AWS
-		logFlags  config.Logging
+		conn      config.Connection
 	)
 	f := config.NewFlags("planner plan", planUsage, os.Stderr)
 	s.register(f)
@@ -197,8 +196,7 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	f.StringVar(&queueURL, "queue-url", "", "URL of the work queue (required unless --dry-run)")
 	f.StringVar(&reportURL, "report-queue-url", "", "URL of the report queue, for planner status (recommended)")
 	f.BoolVar(&dryRun, "dry-run", false, "list and count without sending anything")
-	awsFlags.Register(f)
-	logFlags.Register(f)
+	conn.Register(f)
 	if err := f.Parse(args); err != nil {
 		return err
 	}
@@ -210,18 +208,15 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	config.CheckQueueURL(&p, "queue-url", queueURL)
 	config.CheckQueueURL(&p, "report-queue-url", reportURL)
-	awsFlags.Validate(&p)
-	logFlags.Validate(&p)
+	conn.Validate(&p)
 	if err := p.Err(); err != nil {
 		return err
 	}
-	log := logFlags.Logger(os.Stderr)
-	awsFlags.Connections = s.listers*2 + plan.Deciders + plan.Senders
-	awsCfg, err := awsFlags.Load(ctx)
+	log, awsCfg, err := conn.Open(ctx, s.listers*2+plan.Deciders+plan.Senders)
 	if err != nil {
 		return err
 	}
-	s3Client := awsFlags.S3(awsCfg)
+	s3Client := conn.AWS.S3(awsCfg)
 	if err := s.checkBuckets(ctx, s3Client); err != nil {
 		return err
 	}
@@ -229,7 +224,7 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	send := func(context.Context, [][]byte) error { return nil }
 	var reports *queue.SQS
 	if !dryRun {
-		sqsClient := awsFlags.SQS(awsCfg)
+		sqsClient := conn.AWS.SQS(awsCfg)
 		work := queue.NewSQS(sqsClient, queueURL)
 		if err := config.CheckQueue(ctx, work, "queue-url"); err != nil {
 			return err

@@ -29,18 +29,16 @@ const memoryMaxReceives = 5
 
 func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	var (
-		s        source
-		from     planFrom
-		work     config.Work
-		awsFlags config.AWS
-		logFlags config.Logging
+		s    source
+		from planFrom
+		work config.Work
+		conn config.Connection
 	)
 	f := config.NewFlags("planner run", runUsage, os.Stderr)
 	s.register(f)
 	from.register(f)
 	work.Register(f, false)
-	awsFlags.Register(f)
-	logFlags.Register(f)
+	conn.Register(f)
 	if err := f.Parse(args); err != nil {
 		return err
 	}
@@ -48,18 +46,15 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	s.validate(&p)
 	from.validate(&p, &s)
 	work.Validate(&p)
-	awsFlags.Validate(&p)
-	logFlags.Validate(&p)
+	conn.Validate(&p)
 	if err := p.Err(); err != nil {
 		return err
 	}
-	log := logFlags.Logger(os.Stderr)
-	awsFlags.Connections = work.Connections() + s.listers*2 + plan.Deciders
-	awsCfg, err := awsFlags.Load(ctx)
+	log, awsCfg, err := conn.Open(ctx, work.Connections()+s.listers*2+plan.Deciders)
 	if err != nil {
 		return err
 	}
-	s3Client := awsFlags.S3(awsCfg)
+	s3Client := conn.AWS.S3(awsCfg)
 	if err := s.checkBuckets(ctx, s3Client); err != nil {
 		return err
 	}

@@ -31,8 +31,7 @@ func statusCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		reportURL, queueURL, runID string
 		asJSON                     bool
 		deadline                   time.Duration
-		awsFlags                   config.AWS
-		logFlags                   config.Logging
+		conn                       config.Connection
 	)
 	f := config.NewFlags("planner status", statusUsage, os.Stderr)
 	f.StringVar(&reportURL, "report-queue-url", "", "URL of the report queue (required)")
@@ -40,8 +39,7 @@ func statusCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	f.StringVar(&queueURL, "queue-url", "", "work queue whose depth to show (default: the one the plan used)")
 	f.BoolVar(&asJSON, "json", false, "print JSON instead of text")
 	f.DurationVar(&deadline, "deadline", 0, "time left to finish, e.g. 30m: prints how many workers would finish the rest by then")
-	awsFlags.Register(f)
-	logFlags.Register(f)
+	conn.Register(f)
 	if err := f.Parse(args); err != nil {
 		return err
 	}
@@ -54,17 +52,15 @@ func statusCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if deadline < 0 {
 		p.Addf("--deadline %s: must be positive, e.g. 30m", deadline)
 	}
-	awsFlags.Validate(&p)
-	logFlags.Validate(&p)
+	conn.Validate(&p)
 	if err := p.Err(); err != nil {
 		return err
 	}
-	log := logFlags.Logger(os.Stderr)
-	awsCfg, err := awsFlags.Load(ctx)
+	log, awsCfg, err := conn.Open(ctx, 16)
 	if err != nil {
 		return err
 	}
-	sqsClient := awsFlags.SQS(awsCfg)
+	sqsClient := conn.AWS.SQS(awsCfg)
 	reports := queue.NewSQS(sqsClient, reportURL)
 	if err := config.CheckQueue(ctx, reports, "report-queue-url"); err != nil {
 		return err

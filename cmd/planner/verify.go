@@ -24,18 +24,16 @@ Exits 0 only when the destination matches the source, 1 when it does not.`
 
 func verifyCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	var (
-		s        source
-		out      string
-		asJSON   bool
-		awsFlags config.AWS
-		logFlags config.Logging
+		s      source
+		out    string
+		asJSON bool
+		conn   config.Connection
 	)
 	f := config.NewFlags("planner verify", verifyUsage, os.Stderr)
 	s.register(f)
 	f.StringVar(&out, "out", "", "write the keys that do not match to this file, one JSON object a line (for plan --from-file)")
 	f.BoolVar(&asJSON, "json", false, "print the counts as JSON")
-	awsFlags.Register(f)
-	logFlags.Register(f)
+	conn.Register(f)
 	if err := f.Parse(args); err != nil {
 		return err
 	}
@@ -46,17 +44,15 @@ func verifyCommand(ctx context.Context, args []string, stdout io.Writer) error {
 			p.Addf("--out %s: its directory does not exist", out)
 		}
 	}
-	awsFlags.Validate(&p)
-	logFlags.Validate(&p)
+	conn.Validate(&p)
 	if err := p.Err(); err != nil {
 		return err
 	}
-	awsFlags.Connections = s.listers*2 + plan.Deciders
-	awsCfg, err := awsFlags.Load(ctx)
+	_, awsCfg, err := conn.Open(ctx, s.listers*2+plan.Deciders)
 	if err != nil {
 		return err
 	}
-	api := awsFlags.S3(awsCfg)
+	api := conn.AWS.S3(awsCfg)
 	if err := s.checkBuckets(ctx, api); err != nil {
 		return err
 	}

@@ -22,8 +22,7 @@ type options struct {
 	reportURL string
 	id        string
 	work      config.Work
-	aws       config.AWS
-	log       config.Logging
+	conn      config.Connection
 }
 
 func parse(args []string) (*options, error) {
@@ -33,8 +32,7 @@ func parse(args []string) (*options, error) {
 	f.StringVar(&o.reportURL, "report-queue-url", "", "URL of the report queue (default: no reports, so planner status has nothing to count)")
 	f.StringVar(&o.id, "id", "", "worker name in reports (default: hostname-pid)")
 	o.work.Register(f, true)
-	o.aws.Register(f)
-	o.log.Register(f)
+	o.conn.Register(f)
 	if err := f.Parse(args); err != nil {
 		return nil, err
 	}
@@ -45,8 +43,7 @@ func parse(args []string) (*options, error) {
 	config.CheckQueueURL(&p, "queue-url", o.queueURL)
 	config.CheckQueueURL(&p, "report-queue-url", o.reportURL)
 	o.work.Validate(&p)
-	o.aws.Validate(&p)
-	o.log.Validate(&p)
+	o.conn.Validate(&p)
 	return o, p.Err()
 }
 
@@ -55,13 +52,11 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := o.log.Logger(os.Stderr)
-	o.aws.Connections = o.work.Connections()
-	awsCfg, err := o.aws.Load(ctx)
+	log, awsCfg, err := o.conn.Open(ctx, o.work.Connections())
 	if err != nil {
 		return err
 	}
-	sqsClient := o.aws.SQS(awsCfg)
+	sqsClient := o.conn.AWS.SQS(awsCfg)
 	src := queue.NewSQS(sqsClient, o.queueURL)
 	if err := config.CheckQueue(ctx, src, "queue-url"); err != nil {
 		return err
@@ -78,6 +73,6 @@ func run(ctx context.Context, args []string) error {
 	}
 	cfg := o.work.WorkerConfig()
 	cfg.ID = o.id
-	w := worker.New(cfg, src, rep, copier.New(o.aws.S3(awsCfg), o.work.CopierOptions()), log)
+	w := worker.New(cfg, src, rep, copier.New(o.conn.AWS.S3(awsCfg), o.work.CopierOptions()), log)
 	return w.Run(ctx)
 }

@@ -1,10 +1,12 @@
 package config
 
 import (
+	"context"
 	"io"
 	"os"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/rs/zerolog"
 )
 
@@ -48,4 +50,31 @@ func (l *Logging) Logger(w *os.File) zerolog.Logger {
 func isTerminal(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// Connection is what every command shares: how to reach AWS, and how to log.
+type Connection struct {
+	AWS     AWS
+	Logging Logging
+}
+
+// Register defines the AWS and log flags.
+func (c *Connection) Register(f *Flags) {
+	c.AWS.Register(f)
+	c.Logging.Register(f)
+}
+
+// Validate adds a problem for each malformed AWS or log setting.
+func (c *Connection) Validate(p *Problems) {
+	c.AWS.Validate(p)
+	c.Logging.Validate(p)
+}
+
+// Open returns the logger (to stderr) and the SDK configuration, with an
+// HTTP connection pool for conns requests in flight.
+func (c *Connection) Open(ctx context.Context, conns int) (zerolog.Logger, aws.Config, error) {
+	log := c.Logging.Logger(os.Stderr)
+	c.AWS.Connections = conns
+	cfg, err := c.AWS.Load(ctx)
+	return log, cfg, err
 }

@@ -83,21 +83,28 @@ func New(api API, bucket, prefix string, opts Options, log zerolog.Logger) *List
 // retries) or ctx's error; the pages already sent are then incomplete.
 func (l *Lister) Run(ctx context.Context, out chan<- []Object) error {
 	defer close(out)
+	return runShards(ctx, l.opts, &shard{prefix: l.prefix, delim: true}, func(ctx context.Context, sched *scheduler, s *shard) error {
+		return l.listShard(ctx, sched, s, out)
+	})
+}
+
+// runShards lists root and every shard split off it with opts.Listers
+// listers, each calling list for one shard at a time. It returns the first
+// error of any, or ctx's.
+func runShards(ctx context.Context, opts Options, root *shard, list func(context.Context, *scheduler, *shard) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-
-	sched := newScheduler(ctx, l.opts.WalkBudget)
-	sched.push(&shard{prefix: l.prefix, delim: true})
-
+	sched := newScheduler(ctx, opts.WalkBudget)
+	sched.push(root)
 	var wg sync.WaitGroup
-	for range l.opts.Listers {
+	for range opts.Listers {
 		wg.Go(func() {
 			for {
 				s, ok := sched.next()
 				if !ok {
 					return
 				}
-				err := l.listShard(ctx, sched, s, out)
+				err := list(ctx, sched, s)
 				sched.done()
 				if err != nil {
 					cancel(err)
@@ -107,10 +114,7 @@ func (l *Lister) Run(ctx context.Context, out chan<- []Object) error {
 		})
 	}
 	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
-		return err
-	}
-	return nil
+	return context.Cause(ctx)
 }
 
 func (l *Lister) listShard(ctx context.Context, sched *scheduler, s *shard, out chan<- []Object) error {

@@ -69,29 +69,10 @@ func (p *Paired) count(f func(*PairStats)) {
 // when it returns. It returns the first listing error, or ctx's.
 func (p *Paired) Run(ctx context.Context, out chan<- []Pair) error {
 	defer close(out)
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	sched := newScheduler(ctx, p.opts.WalkBudget)
-	sched.push(&shard{delim: true}) // relative keys: the whole key space
-	var wg sync.WaitGroup
-	for range p.opts.Listers {
-		wg.Go(func() {
-			for {
-				s, ok := sched.next()
-				if !ok {
-					return
-				}
-				err := p.join(ctx, sched, s, out)
-				sched.done()
-				if err != nil {
-					cancel(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return context.Cause(ctx)
+	// Relative keys: the root shard is the whole key space of both sides.
+	return runShards(ctx, p.opts, &shard{delim: true}, func(ctx context.Context, sched *scheduler, s *shard) error {
+		return p.join(ctx, sched, s, out)
+	})
 }
 
 // join merge-joins one range of both sides.

@@ -211,19 +211,26 @@ func DiffSource(p *listing.Paired, cmp *Comparer, counts *DiffCounts, mirror boo
 		defer close(copies)
 		defer close(deletes)
 		return Diff(ctx, p, cmp, counts, func(ctx context.Context, f Finding) error {
-			out, obj := copies, f.Src
-			if f.Problem == Extra {
-				if !mirror {
-					return nil
-				}
-				out, obj = deletes, f.Dst
-			}
-			select {
-			case out <- []listing.Object{*obj}:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+			return route(ctx, f.Problem, f.Src, f.Dst, mirror, copies, deletes)
 		})
+	}
+}
+
+// route sends a key that does not match where it belongs: the source object
+// of a missing or different key to copies, the destination object of an
+// extra key to deletes when mirroring, else nowhere.
+func route(ctx context.Context, p Problem, src, dst *listing.Object, mirror bool, copies, deletes chan<- []listing.Object) error {
+	out, obj := copies, src
+	if p == Extra {
+		if !mirror {
+			return nil
+		}
+		out, obj = deletes, dst
+	}
+	select {
+	case out <- []listing.Object{*obj}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }

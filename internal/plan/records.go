@@ -39,8 +39,12 @@ func info(o *listing.Object) *ObjectInfo {
 	return &ObjectInfo{Key: o.Key, Size: o.Size, ETag: o.ETag, StorageClass: o.StorageClass, LastModified: o.LastModified}
 }
 
-func (i *ObjectInfo) object() listing.Object {
-	return listing.Object{Key: i.Key, Size: i.Size, ETag: i.ETag, StorageClass: i.StorageClass, LastModified: i.LastModified}
+// object is the listing entry i describes, nil for nil.
+func (i *ObjectInfo) object() *listing.Object {
+	if i == nil {
+		return nil
+	}
+	return &listing.Object{Key: i.Key, Size: i.Size, ETag: i.ETag, StorageClass: i.StorageClass, LastModified: i.LastModified}
 }
 
 // NewRecord describes a finding.
@@ -111,19 +115,7 @@ func FileSource(path string, src, dst Location, mirror bool) Source {
 		}
 		defer f.Close()
 		return ReadRecords(f, src, dst, func(r Record) error {
-			out, obj := copies, r.Source
-			if r.Problem == Extra {
-				if !mirror {
-					return nil
-				}
-				out, obj = deletes, r.Dest
-			}
-			select {
-			case out <- []listing.Object{obj.object()}:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+			return route(ctx, r.Problem, r.Source.object(), r.Dest.object(), mirror, copies, deletes)
 		})
 	}
 }

@@ -420,3 +420,29 @@ func (e *Env) Keys(t testing.TB, bucket, prefix string) map[string]s3types.Objec
 	}
 	return out
 }
+
+// BuildBinaries builds the planner and the worker into a new temporary
+// directory and returns it; race adds the race detector. The caller removes
+// the directory.
+func BuildBinaries(race bool) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "s3clone-bin-")
+	if err != nil {
+		return "", err
+	}
+	args := []string{"build", "-o", dir + "/"}
+	if race {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "./cmd/planner", "./cmd/worker")...)
+	cmd.Dir = root
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("build planner and worker: %w", err)
+	}
+	return dir, nil
+}

@@ -22,19 +22,9 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "s3clone-bench-bin-")
-	if err == nil {
-		var root string
-		root, err = testbed.RepoRoot()
-		if err == nil {
-			cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/planner", "./cmd/worker")
-			cmd.Dir = root
-			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-			err = cmd.Run()
-		}
-	}
+	dir, err := testbed.BuildBinaries(false) // measured as shipped: no race detector
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "build: %v\n", err)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	bin = dir

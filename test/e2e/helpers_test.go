@@ -28,20 +28,9 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "s3clone-e2e-bin-")
+	dir, err := testbed.BuildBinaries(true)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	root, err := testbed.RepoRoot()
-	if err == nil {
-		cmd := exec.Command("go", "build", "-race", "-o", dir+"/", "./cmd/planner", "./cmd/worker")
-		cmd.Dir = root
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		err = cmd.Run()
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build planner and worker: %v\n", err)
 		os.Exit(1)
 	}
 	bin = dir

@@ -36,6 +36,21 @@ const preflightSample = 10
 // just changed) proves nothing either way: the next sample is tried, and if
 // none can be copied the plan goes ahead with a warning.
 func preflight(ctx context.Context, api *s3.Client, work *queue.SQS, sum *plan.Summary, log zerolog.Logger) error {
+	if err := preflightS3(ctx, api, sum, log); err != nil {
+		return err
+	}
+	probe, err := plan.ProbeBody(sum)
+	if err != nil {
+		return err
+	}
+	if err := work.Send(ctx, []queue.Outgoing{{Body: probe, Run: sum.Run, Kind: plan.OpProbe}}); err != nil {
+		return denied(err, "sqs:SendMessage", work.URL())
+	}
+	return nil
+}
+
+// preflightS3 is the S3 half of preflight: read, copy and tag a sample.
+func preflightS3(ctx context.Context, api *s3.Client, sum *plan.Summary, log zerolog.Logger) error {
 	src := sum.Source
 	page, err := api.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
 		Bucket: aws.String(src.Bucket), Prefix: aws.String(src.Prefix), MaxKeys: aws.Int32(preflightSample),
@@ -70,13 +85,6 @@ func preflight(ctx context.Context, api *s3.Client, work *queue.SQS, sum *plan.S
 	}
 	if lastErr != nil {
 		log.Warn().Err(lastErr).Msg("preflight could not copy any sample object; write permissions are unconfirmed")
-	}
-	probe, err := plan.ProbeBody(sum)
-	if err != nil {
-		return err
-	}
-	if err := work.Send(ctx, []queue.Outgoing{{Body: probe, Run: sum.Run, Kind: plan.OpProbe}}); err != nil {
-		return denied(err, "sqs:SendMessage", work.URL())
 	}
 	return nil
 }

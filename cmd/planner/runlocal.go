@@ -58,6 +58,10 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := s.checkBuckets(ctx, s3Client); err != nil {
 		return err
 	}
+	sum := s.newSummary()
+	if err := preflightS3(ctx, s3Client, sum, log); err != nil {
+		return err
+	}
 
 	// Room for a few rounds of work ahead of the copiers, no more: the
 	// listing waits for the copies, so memory stays bounded.
@@ -71,7 +75,6 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- w.Run(ctx) }()
 
-	sum := s.newSummary()
 	planErr := s.enqueue(ctx, from.source(&s, s3Client, log), sum, func(ctx context.Context, bodies [][]byte) error {
 		msgs := make([]queue.Outgoing, len(bodies))
 		for i, b := range bodies {

@@ -24,6 +24,7 @@ type Work struct {
 	StorageClass       string
 	SSEKMSKeyID        string
 	ACL                string
+	RetryBackoff       time.Duration
 }
 
 // Register defines the copy flags. idleExit is false for commands that stop
@@ -40,6 +41,7 @@ func (w *Work) Register(f *Flags, queueFlags bool) {
 		f.DurationVar(&w.Visibility, "visibility-timeout", 60*time.Second, "how long a received message stays hidden; extended every half of it while worked on")
 		f.DurationVar(&w.Grace, "grace", 25*time.Second, "on SIGTERM, how long in-flight copies may finish before their messages are released")
 		f.DurationVar(&w.IdleExit, "idle-exit", 0, "exit 0 after this long with nothing received, e.g. 5s (0: run until stopped)")
+		f.DurationVar(&w.RetryBackoff, "retry-backoff", 10*time.Second, "how long a message that failed for now (throttled, access denied) waits before it is tried again, times its receive count (at most 5m)")
 	}
 }
 
@@ -72,6 +74,9 @@ func (w *Work) Validate(p *Problems) {
 	if w.Grace < 0 {
 		p.Addf("--grace %s: must not be negative", w.Grace)
 	}
+	if w.RetryBackoff < 0 {
+		p.Addf("--retry-backoff %s: must not be negative", w.RetryBackoff)
+	}
 	if w.IdleExit < 0 {
 		p.Addf("--idle-exit %s: must not be negative (0 runs until stopped)", w.IdleExit)
 	}
@@ -100,10 +105,11 @@ func (w *Work) CopierOptions() copier.Options {
 // WorkerConfig is the worker's configuration from the flags.
 func (w *Work) WorkerConfig() worker.Config {
 	return worker.Config{
-		Concurrency: w.Concurrency,
-		Visibility:  w.Visibility,
-		Grace:       w.Grace,
-		IdleExit:    w.IdleExit,
+		Concurrency:  w.Concurrency,
+		Visibility:   w.Visibility,
+		Grace:        w.Grace,
+		IdleExit:     w.IdleExit,
+		RetryBackoff: w.RetryBackoff,
 	}
 }
 

@@ -51,6 +51,13 @@ func (e *Error) Permanent() bool {
 	return e.Reason != ReasonTransient && e.Reason != ReasonCanceled
 }
 
+// Blocked reports an error that blocks every copy alike until an operator
+// acts (a missing permission, a missing bucket): such work should wait in
+// the dead-letter queue for a redrive, not be reported as failed.
+func (e *Error) Blocked() bool {
+	return e.Reason == ReasonAccessDenied || e.Reason == ReasonNoBucket
+}
+
 // Classify wraps err in an *Error saying why the copy failed. It goes by the
 // S3 error code and HTTP status, never by the error text.
 func Classify(err error) *Error {

@@ -426,6 +426,13 @@ func (w *Worker) fail(j *job, key string, ce *copier.Error) {
 	case ce.Reason == copier.ReasonVanished:
 		j.result.Skipped = append(j.result.Skipped, f)
 		w.log.Info().Str("key", key).Msg("source object vanished since it was listed; skipped")
+	case ce.Blocked():
+		// Not the object's fault: the message waits, and after the queue's
+		// receive limit moves to the dead-letter queue for a redrive once
+		// the operator has fixed the cause.
+		j.retry = true
+		w.log.Error().Str("key", key).Str("code", f.Code).Str("fix", blockedHint(j.batch, key, ce)).Err(ce.Err).
+			Msg("blocked: the message goes back to the queue and, if this persists, to its dead-letter queue")
 	case ce.Permanent():
 		j.result.Failed = append(j.result.Failed, f)
 		w.log.Warn().Str("key", key).Str("reason", f.Reason).Str("code", f.Code).Err(ce.Err).Msg("failed")
@@ -435,6 +442,18 @@ func (w *Worker) fail(j *job, key string, ce *copier.Error) {
 		j.retry = true
 		w.log.Warn().Str("key", key).Err(ce.Err).Msg("failed for now; the message will be tried again")
 	}
+}
+
+// blockedHint says what an operator must fix for a blocked key.
+func blockedHint(b *plan.Batch, key string, ce *copier.Error) string {
+	if ce.Reason == copier.ReasonNoBucket {
+		return fmt.Sprintf("create the bucket or fix the plan: source %s, destination %s", b.Source.Bucket, b.Dest.Bucket)
+	}
+	if b.Op == plan.OpDelete {
+		return fmt.Sprintf("grant the workers s3:DeleteObject on arn:aws:s3:::%s/%s", b.Dest.Bucket, key)
+	}
+	return fmt.Sprintf("grant the workers s3:GetObject and s3:GetObjectTagging on arn:aws:s3:::%s/%s, and s3:PutObject and s3:PutObjectTagging on arn:aws:s3:::%s/%s",
+		b.Source.Bucket, key, b.Dest.Bucket, plan.DestKey(b.Source, b.Dest, key))
 }
 
 func truncate(s string, n int) string {

@@ -1,0 +1,50 @@
+package e2e
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/s3clone/s3clone/internal/testbed"
+)
+
+// TestAccessDeniedGoesToTheDeadLetterQueue: a worker that may read the
+// source but not write the destination says what to grant, reports nothing,
+// deletes nothing, and the message ends in the dead-letter queue for a
+// redrive once the permission is fixed.
+func TestAccessDeniedGoesToTheDeadLetterQueue(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	src, dst := env.Bucket(t), env.Bucket(t)
+	env.Put(t, src, []testbed.Object{{Key: "a.jpg", Body: []byte("a")}, {Key: "b.jpg", Body: []byte("b")}})
+	work, dlq := env.Queue(t, 2)
+	reports, _ := env.Queue(t, 0)
+	mustRun(t, env, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work, "--report-queue-url", reports)
+
+	user := testbed.Name("w")
+	env.User(t, user, user+"-secret")
+	env.Grant(t, src, user, "s3:ListBucket", "s3:GetObject", "s3:GetObjectTagging")
+	env.Grant(t, dst, user, "s3:ListBucket")
+	cmd := exec.Command(filepath.Join(bin, "worker"), "--queue-url", work, "--report-queue-url", reports,
+		"--visibility-timeout", "2s", "--retry-backoff", "1s", "--idle-exit", "6s")
+	cmd.Env = env.EnvironAs(user, user+"-secret")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("worker: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "s3:PutObject and s3:PutObjectTagging on arn:aws:s3:::"+dst+"/a.jpg") {
+		t.Fatalf("the worker did not say what to grant:\n%s", out)
+	}
+	waitFor(t, 20*time.Second, "the message in the dead-letter queue", func() bool {
+		n, err := queueDepth(env, dlq)
+		return err == nil && n == 1
+	})
+	if n, _ := queueDepth(env, work); n != 0 {
+		t.Fatalf("%d messages left on the work queue", n)
+	}
+	if st := status(t, env, reports); st.Messages != 0 || st.Failed != 0 {
+		t.Fatalf("blocked work was reported: %+v", st)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/s3clone/s3clone/internal/queue"
@@ -156,24 +157,56 @@ func Describe(endpoint string) string {
 }
 
 // CheckQueue fails with a UsageError when the queue named by --flag does not
-// exist, and passes other errors (network, permissions) through.
+// exist, cannot be reached, or refuses these credentials.
 func CheckQueue(ctx context.Context, q *queue.SQS, flag string) error {
 	err := q.CheckExists(ctx)
-	if errors.Is(err, queue.ErrNoSuchQueue) {
-		return Usagef("--%s %s: no such queue; create it first (see README, \"Running on AWS\") or fix the URL", flag, q.URL())
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, queue.ErrNoSuchQueue):
+		return Usagef("--%s %s: no such queue; create it first (see README, \"With a fleet, on AWS\") or fix the URL", flag, q.URL())
+	case unreachable(err):
+		return Usagef("--%s: cannot reach SQS at %s: check the URL, --sqs-endpoint or $AWS_ENDPOINT_URL_SQS, and the network (%v)", flag, q.URL(), err)
+	case refused(err):
+		return Usagef("--%s: SQS refused these credentials for %s: check $AWS_ACCESS_KEY_ID / the profile or role, and that it grants sqs:GetQueueAttributes", flag, q.URL())
 	}
-	if err != nil {
-		return fmt.Errorf("--%s: %w", flag, err)
+	return fmt.Errorf("--%s: %w", flag, err)
+}
+
+// startupCheck makes a check at start-up fail fast: two attempts, not ten.
+func startupCheck(o *s3.Options) { o.RetryMaxAttempts = 2 }
+
+// unreachable reports an error from a request that never got an answer.
+func unreachable(err error) bool {
+	var send *smithyhttp.RequestSendError
+	return errors.As(err, &send)
+}
+
+// refused reports an answer that rejects the credentials or the access.
+func refused(err error) bool {
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) && (re.HTTPStatusCode() == http.StatusForbidden || re.HTTPStatusCode() == http.StatusUnauthorized) {
+		return true
 	}
-	return nil
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		switch api.ErrorCode() {
+		case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidClientTokenId", "UnrecognizedClientException", "ExpiredToken":
+			return true
+		}
+	}
+	return false
 }
 
 // CheckBucket fails with a UsageError when bucket does not exist, and with a
 // plain error naming the permission when it cannot be read.
 func CheckBucket(ctx context.Context, api *s3.Client, flag, bucket string) error {
-	_, err := api.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(bucket)})
+	_, err := api.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(bucket)}, startupCheck)
 	if err == nil {
 		return nil
+	}
+	if unreachable(err) {
+		return Usagef("--%s: cannot reach S3: check --s3-endpoint or $AWS_ENDPOINT_URL_S3, and the network (%v)", flag, err)
 	}
 	var nf *s3types.NotFound
 	var nb *s3types.NoSuchBucket
@@ -181,8 +214,8 @@ func CheckBucket(ctx context.Context, api *s3.Client, flag, bucket string) error
 	switch {
 	case errors.As(err, &nf), errors.As(err, &nb), errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound:
 		return Usagef("--%s: bucket %q does not exist (or is in another account or partition): check the name", flag, bucket)
-	case errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden:
-		return fmt.Errorf("--%s: access to bucket %q denied: the credentials need s3:ListBucket on arn:aws:s3:::%s", flag, bucket, bucket)
+	case refused(err):
+		return Usagef("--%s: access to bucket %q denied: check $AWS_ACCESS_KEY_ID / the profile or role, and that it grants s3:ListBucket on arn:aws:s3:::%s", flag, bucket, bucket)
 	}
 	return fmt.Errorf("--%s: check bucket %q: %w", flag, bucket, err)
 }

@@ -75,6 +75,19 @@ func command(env *testbed.Env, name string, args ...string) (*exec.Cmd, *lockedB
 func run(t *testing.T, env *testbed.Env, name string, args ...string) result {
 	t.Helper()
 	cmd, out, errb := command(env, name, args...)
+	return finish(t, name, cmd, out, errb)
+}
+
+// runAs runs a binary with another user's credentials.
+func runAs(t *testing.T, env *testbed.Env, access, secret, name string, args ...string) result {
+	t.Helper()
+	cmd, out, errb := command(env, name, args...)
+	cmd.Env = env.EnvironAs(access, secret)
+	return finish(t, name, cmd, out, errb)
+}
+
+func finish(t *testing.T, name string, cmd *exec.Cmd, out, errb *lockedBuffer) result {
+	t.Helper()
 	err := cmd.Run()
 	r := result{stdout: out.String(), stderr: errb.String()}
 	var exit *exec.ExitError

@@ -70,11 +70,27 @@ func TestBadUsageExitsTwo(t *testing.T) {
 		{"worker", []string{"--queue-url", work + "-missing"}, "no such queue"},
 		{"worker", []string{"--queue-url", work, "--log-level", "loud"}, "--log-level"},
 	}
+	// Wrong credentials and an unreachable endpoint are configuration too.
+	dead := "http://127.0.0.1:1"
+	cases = append(cases, []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work, "--s3-endpoint", dead}, "cannot reach S3"},
+		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work, "--sqs-endpoint", dead}, "cannot reach SQS"},
+		{"worker", []string{"--queue-url", work, "--sqs-endpoint", dead}, "cannot reach SQS"},
+		{"planner", []string{"verify", "--source", S, "--dest", D, "--s3-endpoint", "localhost:9000"}, "not an endpoint URL"},
+	}...)
 	for _, c := range cases {
 		r := run(t, env, c.name, c.args...)
 		if r.code != 2 || !strings.Contains(r.stderr, c.want) {
 			t.Errorf("%s %s: exit %d, stderr %q; want exit 2 mentioning %q", c.name, strings.Join(c.args, " "), r.code, r.stderr, c.want)
 		}
+	}
+	r := runAs(t, env, "nobody", "wrong-secret", "planner", "plan", "--source", S, "--dest", D, "--queue-url", work)
+	if r.code != 2 || !strings.Contains(r.stderr, "check $AWS_ACCESS_KEY_ID") {
+		t.Errorf("wrong credentials: exit %d, %s", r.code, r.stderr)
 	}
 	if n, err := queueDepth(env, work); err != nil || n != 0 {
 		t.Fatalf("bad invocations left %d messages (%v)", n, err)

@@ -43,6 +43,7 @@ type Message struct {
 	Body     []byte
 	Receives int // how many times it has been received, this time included
 	handle   string
+	attrs    map[string]string // s3clone's message attributes
 }
 
 // Attribute names s3clone sets on every message it sends.
@@ -162,7 +163,8 @@ func (q *SQS) Receive(ctx context.Context, n int, wait, visibility time.Duration
 		VisibilityTimeout:   int32(visibility / time.Second),
 		// The older AttributeNames field: local-aws-sqs answers only to it,
 		// and real SQS accepts both.
-		AttributeNames: []types.QueueAttributeName{types.QueueAttributeName(types.MessageSystemAttributeNameApproximateReceiveCount)},
+		AttributeNames:        []types.QueueAttributeName{types.QueueAttributeName(types.MessageSystemAttributeNameApproximateReceiveCount)},
+		MessageAttributeNames: []string{AttrRun, AttrKind},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("receive from %s: %w", q.url, err)
@@ -170,11 +172,16 @@ func (q *SQS) Receive(ctx context.Context, n int, wait, visibility time.Duration
 	msgs := make([]Message, 0, len(out.Messages))
 	for _, m := range out.Messages {
 		receives, _ := strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
+		attrs := map[string]string{}
+		for name, v := range m.MessageAttributes {
+			attrs[name] = aws.ToString(v.StringValue)
+		}
 		msgs = append(msgs, Message{
 			ID:       aws.ToString(m.MessageId),
 			Body:     []byte(aws.ToString(m.Body)),
 			Receives: receives, // 0 when the server did not say
 			handle:   aws.ToString(m.ReceiptHandle),
+			attrs:    attrs,
 		})
 	}
 	return msgs, nil
@@ -330,4 +337,40 @@ func FromARN(ctx context.Context, api API, arn string) (*SQS, error) {
 		return nil, fmt.Errorf("find queue %s: %w", arn, err)
 	}
 	return NewSQS(api, aws.ToString(out.QueueUrl)), nil
+}
+
+// Move receives messages from one queue and sends them to another, body and
+// s3clone attributes unchanged, deleting each from the first only after the
+// second accepted it. It stops when the first queue has been empty for two
+// waits in a row, or after max messages (0: no limit), and returns how many
+// it moved.
+func Move(ctx context.Context, from, to *SQS, max int, wait time.Duration) (int, error) {
+	moved := 0
+	for empty := 0; empty < 2 && (max == 0 || moved < max); {
+		n := maxBatchEntries
+		if max > 0 {
+			n = min(n, max-moved)
+		}
+		msgs, err := from.Receive(ctx, n, wait, 60*time.Second)
+		if err != nil {
+			return moved, err
+		}
+		if len(msgs) == 0 {
+			empty++
+			continue
+		}
+		empty = 0
+		out := make([]Outgoing, len(msgs))
+		for i, m := range msgs {
+			out[i] = Outgoing{Body: m.Body, Run: m.attrs[AttrRun], Kind: m.attrs[AttrKind]}
+		}
+		if err := to.Send(ctx, out); err != nil {
+			return moved, err
+		}
+		if err := from.Delete(ctx, msgs); err != nil {
+			return moved, fmt.Errorf("moved, but not deleted from %s (they will be moved again): %w", from.url, err)
+		}
+		moved += len(msgs)
+	}
+	return moved, nil
 }

@@ -12,8 +12,8 @@ import (
 
 // TestAccessDeniedGoesToTheDeadLetterQueue: a worker that may read the
 // source but not write the destination says what to grant, reports nothing,
-// deletes nothing, and the message ends in the dead-letter queue for a
-// redrive once the permission is fixed.
+// deletes nothing, and the message ends in the dead-letter queue; once the
+// permission is granted, planner redrive moves it back and it is done.
 func TestAccessDeniedGoesToTheDeadLetterQueue(t *testing.T) {
 	t.Parallel()
 	env := testbed.Get(t)
@@ -46,5 +46,26 @@ func TestAccessDeniedGoesToTheDeadLetterQueue(t *testing.T) {
 	}
 	if st := status(t, env, reports); st.Messages != 0 || st.Failed != 0 {
 		t.Fatalf("blocked work was reported: %+v", st)
+	}
+
+	// The operator grants the permission and redrives: the work is done.
+	env.Grant(t, dst, user, "s3:ListBucket", "s3:PutObject", "s3:PutObjectTagging")
+	r := mustRun(t, env, "planner", "redrive", "--dlq-url", dlq, "--queue-url", work)
+	if !strings.Contains(r.stdout, "moved 1 messages") {
+		t.Fatalf("redrive: %s", r.stdout)
+	}
+	if n, _ := queueDepth(env, dlq); n != 0 {
+		t.Fatalf("%d messages left in the dead-letter queue", n)
+	}
+	cmd = exec.Command(filepath.Join(bin, "worker"), "--queue-url", work, "--report-queue-url", reports, "--idle-exit", "3s")
+	cmd.Env = env.EnvironAs(user, user+"-secret")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("worker after the fix: %v\n%s", err, out)
+	}
+	if st := status(t, env, reports); !st.Complete || st.Copied != 2 {
+		t.Fatalf("after the redrive: %+v", st)
+	}
+	if v, code := verify(t, env, "s3://"+src, "s3://"+dst); code != 0 || v.Matching != 2 {
+		t.Fatalf("verify %+v, exit %d", v, code)
 	}
 }

@@ -64,6 +64,8 @@ func TestBadUsageExitsTwo(t *testing.T) {
 		{"planner", []string{"verify", "--source", S, "--dest", D, "--out", "/no/such/dir/recon.jsonl"}, "--out"},
 		{"planner", []string{"verify", "--source", S}, "--dest is required"},
 		{"planner", []string{"status", "--report-queue-url", work, "--deadline", "-5m"}, "--deadline"},
+		{"planner", []string{"redrive", "--queue-url", work}, "--dlq-url is required"},
+		{"planner", []string{"redrive", "--dlq-url", work, "--queue-url", work}, "the same queue"},
 		{"worker", nil, "--queue-url is required"},
 		{"worker", []string{"--queue-url", work, "--idle-exit", "soon"}, "idle-exit"},
 		{"worker", []string{"--queue-url", work, "--visibility-timeout", "1s"}, "--visibility-timeout"},

@@ -30,8 +30,8 @@ import (
 
 // Credentials of the local S3 server.
 const (
-	AccessKey = "test"
-	SecretKey = "testsecret"
+	AccessKey = "S3CLONETESTACCESSKEY"
+	SecretKey = "s3clone-test-secret-do-not-log-5up3r"
 	Region    = "us-east-1"
 )
 

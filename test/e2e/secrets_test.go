@@ -1,0 +1,50 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/s3clone/s3clone/internal/testbed"
+)
+
+// TestNoCredentialsInLogsOrReports runs plan, a worker, status and verify
+// at debug level, with a failure among the copies so that AWS errors are
+// logged and reported, and scans everything they wrote for the credentials
+// and for request signatures.
+func TestNoCredentialsInLogsOrReports(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	src, dst := env.Bucket(t), env.Bucket(t)
+	env.Put(t, src, acceptanceObjects()[:20])
+	work, _ := env.Queue(t, 5)
+	reports, _ := env.Queue(t, 0)
+	var outputs []string
+	keep := func(r result) { outputs = append(outputs, r.stdout, r.stderr) }
+
+	keep(mustRun(t, env, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work, "--report-queue-url", reports, "--log-level", "debug"))
+	env.Put(t, src, []testbed.Object{{Key: "sub/file-000.jpg", Body: []byte("changed after planning")}}) // a 412, logged and reported
+	for _, r := range workers(t, env, 1, "--queue-url", work, "--report-queue-url", reports, "--log-level", "debug") {
+		keep(r)
+	}
+	keep(mustRun(t, env, "planner", "status", "--report-queue-url", reports, "--json", "--log-level", "debug"))
+	file := filepath.Join(t.TempDir(), "recon.jsonl")
+	keep(run(t, env, "planner", "verify", "--source", "s3://"+src, "--dest", "s3://"+dst, "--out", file, "--log-level", "debug"))
+	recon, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outputs = append(outputs, string(recon))
+
+	all := strings.Join(outputs, "\n")
+	if !strings.Contains(all, "PreconditionFailed") {
+		t.Fatal("the scan saw no AWS error: the failure case did not run")
+	}
+	for _, secret := range []string{testbed.SecretKey, testbed.AccessKey, "Signature=", "X-Amz-Signature", "Authorization", "Credential=", "X-Amz-Security-Token"} {
+		if strings.Contains(all, secret) {
+			i := strings.Index(all, secret)
+			t.Errorf("%q appears in the output: …%s…", secret, all[max(0, i-80):min(len(all), i+80)])
+		}
+	}
+}

@@ -50,6 +50,8 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := p.Err(); err != nil {
 		return err
 	}
+	limiter := worker.NewLimiter(work.Concurrency)
+	conn.AWS.OnThrottle = limiter.Throttled
 	log, awsCfg, err := conn.Open(ctx, work.Connections()+s.listers*2+plan.Deciders)
 	if err != nil {
 		return err
@@ -71,6 +73,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg := work.WorkerConfig()
 	cfg.ID = "local"
 	cfg.Visibility = 5 * time.Minute
+	cfg.Limiter = limiter
 	w := worker.New(cfg, mem, worker.TallyReporter{Tally: tally}, copier.New(s3Client, work.CopierOptions()), log)
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- w.Run(ctx) }()

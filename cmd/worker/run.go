@@ -52,6 +52,8 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	limiter := worker.NewLimiter(o.work.Concurrency)
+	o.conn.AWS.OnThrottle = limiter.Throttled
 	log, awsCfg, err := o.conn.Open(ctx, o.work.Connections())
 	if err != nil {
 		return err
@@ -73,6 +75,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	cfg := o.work.WorkerConfig()
 	cfg.ID = o.id
+	cfg.Limiter = limiter
 	w := worker.New(cfg, src, rep, copier.New(o.conn.AWS.S3(awsCfg), o.work.CopierOptions()), log)
 	return w.Run(ctx)
 }

@@ -35,6 +35,9 @@ type AWS struct {
 	// should cover every request in flight. Set by the binaries from their
 	// concurrency.
 	Connections int
+	// OnThrottle, when set, is called for every throttling answer (503
+	// SlowDown and the like), including those the SDK then retries.
+	OnThrottle func()
 }
 
 // Register defines the AWS flags.
@@ -90,11 +93,15 @@ func (a *AWS) Load(ctx context.Context) (aws.Config, error) {
 	opts := []func(*awsconfig.LoadOptions) error{
 		awsconfig.WithHTTPClient(client),
 		awsconfig.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(o *retry.StandardOptions) {
+			r := retry.NewStandard(func(o *retry.StandardOptions) {
 				o.MaxAttempts = 10
 				o.MaxBackoff = 20 * time.Second
 				o.RateLimiter = ratelimit.None
 			})
+			if a.OnThrottle == nil {
+				return r
+			}
+			return throttleObserver{RetryerV2: r, onThrottle: a.OnThrottle}
 		}),
 	}
 	if a.Region != "" {
@@ -111,6 +118,22 @@ func (a *AWS) Load(ctx context.Context) (aws.Config, error) {
 		cfg.Region = "us-east-1" // local servers ignore it, but signing needs one
 	}
 	return cfg, nil
+}
+
+// throttleObserver reports every throttling error the retryer is asked
+// about: the SDK asks once per failed attempt, so retried throttles count.
+type throttleObserver struct {
+	aws.RetryerV2
+	onThrottle func()
+}
+
+var throttles = retry.IsErrorThrottles(retry.DefaultThrottles)
+
+func (t throttleObserver) IsErrorRetryable(err error) bool {
+	if throttles.IsErrorThrottle(err) == aws.TrueTernary {
+		t.onThrottle()
+	}
+	return t.RetryerV2.IsErrorRetryable(err)
 }
 
 // S3 returns an S3 client for cfg.

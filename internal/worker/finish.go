@@ -156,7 +156,11 @@ func (w *Worker) heartbeat(ctx context.Context, stop <-chan struct{}) {
 
 func (w *Worker) logProgress(msg string) {
 	s := &w.Stats
+	throttles, cuts := w.cfg.Limiter.Throttles()
 	w.log.Info().
+		Int("limit", w.cfg.Limiter.Limit()).
+		Int64("throttles", throttles).
+		Int64("limit_cuts", cuts).
 		Int64("messages", s.Messages.Load()).
 		Int64("copied", s.Copied.Load()).
 		Int64("deleted", s.Deleted.Load()).

@@ -62,6 +62,9 @@ type Config struct {
 	Grace time.Duration
 	// Progress is how often a progress line is logged. Default 15s.
 	Progress time.Duration
+	// Limiter adapts the copies in flight to throttling, up to Concurrency.
+	// Default: a limiter nothing reports throttling to, so a fixed limit.
+	Limiter *Limiter
 	// RetryBackoff is how long a message with a transient failure stays
 	// hidden, times the number of times it was received (at most 5m).
 	// Default 10s.
@@ -90,6 +93,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RetryBackoff <= 0 {
 		c.RetryBackoff = 10 * time.Second
+	}
+	if c.Limiter == nil {
+		c.Limiter = NewLimiter(c.Concurrency)
 	}
 	return c
 }
@@ -206,7 +212,7 @@ func (w *Worker) receiveLoop(ctx context.Context, tasks chan<- task) {
 	lastMsg := time.Now()
 	failures := 0
 	for ctx.Err() == nil {
-		free := w.cfg.Concurrency - int(w.Stats.InFlight.Load())
+		free := w.cfg.Limiter.Limit() - int(w.Stats.InFlight.Load())
 		if free <= 0 {
 			select {
 			case <-w.freed:
@@ -366,8 +372,16 @@ func (w *Worker) drain(ctx context.Context, cancelWork context.CancelFunc) {
 func (w *Worker) copyKey(ctx context.Context, t task) {
 	j := t.job
 	b := j.batch
+	if err := w.cfg.Limiter.Acquire(ctx); err != nil {
+		j.mu.Lock()
+		j.canceled = true // only a stopping worker waits in vain
+		j.mu.Unlock()
+		return
+	}
+	ok := false
+	defer func() { w.cfg.Limiter.Release(ok) }()
 	if t.i == wholeBatch {
-		w.deleteBatch(ctx, j)
+		ok = w.deleteBatch(ctx, j)
 		return
 	}
 	e := b.Entries[t.i]
@@ -376,6 +390,7 @@ func (w *Worker) copyKey(ctx context.Context, t task) {
 		Bucket: b.Source.Bucket, Key: e.Key, Size: e.Size, ETag: e.ETag, StorageClass: e.StorageClass,
 	}, b.Dest.Bucket, dst)
 	if err == nil {
+		ok = true
 		j.mu.Lock()
 		j.result.Copied++
 		j.result.Bytes += e.Size
@@ -390,7 +405,7 @@ func (w *Worker) copyKey(ctx context.Context, t task) {
 
 // deleteBatch deletes every key of a delete batch, refusing any key outside
 // the destination prefix: a mirror never deletes what it was not given.
-func (w *Worker) deleteBatch(ctx context.Context, j *job) {
+func (w *Worker) deleteBatch(ctx context.Context, j *job) bool {
 	b := j.batch
 	keys := make([]string, 0, len(b.Entries))
 	for _, e := range b.Entries {
@@ -405,7 +420,7 @@ func (w *Worker) deleteBatch(ctx context.Context, j *job) {
 		for _, k := range keys {
 			w.fail(j, k, copier.Classify(err))
 		}
-		return
+		return false
 	}
 	j.mu.Lock()
 	j.result.Deleted += int64(len(keys) - len(failed))
@@ -414,6 +429,7 @@ func (w *Worker) deleteBatch(ctx context.Context, j *job) {
 	for _, f := range failed {
 		w.fail(j, f.Key, f.Err)
 	}
+	return true
 }
 
 // fail records a key that was not done: skipped, failed for good, or to be

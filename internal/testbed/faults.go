@@ -1,0 +1,64 @@
+package testbed
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"sync/atomic"
+	"testing"
+)
+
+// FaultProxy is an HTTP proxy in front of the S3 server that answers a share
+// of requests with S3's throttling or server errors, or drops the connection
+// without an answer, and passes the rest through untouched (signatures
+// included: the Host header is kept).
+type FaultProxy struct {
+	URL                        string
+	SlowDowns, Internal, Drops atomic.Int64
+	Passed                     atomic.Int64
+}
+
+// Faults starts a FaultProxy; the percentages are of all requests.
+func (e *Env) Faults(t testing.TB, slowDownPct, internalPct, dropPct float64) *FaultProxy {
+	t.Helper()
+	upstream, err := url.Parse(e.S3Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := &FaultProxy{}
+	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(upstream)
+		r.Out.Host = r.In.Host // the client signed this Host
+	}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		roll := rand.Float64() * 100
+		switch {
+		case roll < slowDownPct:
+			fp.SlowDowns.Add(1)
+			s3Error(w, http.StatusServiceUnavailable, "SlowDown", "Please reduce your request rate.")
+		case roll < slowDownPct+internalPct:
+			fp.Internal.Add(1)
+			s3Error(w, http.StatusInternalServerError, "InternalError", "We encountered an internal error. Please try again.")
+		case roll < slowDownPct+internalPct+dropPct:
+			fp.Drops.Add(1)
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				conn.Close() // no answer at all: the client sees the connection reset
+			}
+		default:
+			fp.Passed.Add(1)
+			proxy.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	fp.URL = srv.URL
+	return fp
+}
+
+func s3Error(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/xml")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>%s</Message><RequestId>injected</RequestId></Error>`, code, msg)
+}

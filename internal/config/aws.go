@@ -196,8 +196,8 @@ func CheckQueue(ctx context.Context, q *queue.SQS, flag string) error {
 	return fmt.Errorf("--%s: %w", flag, err)
 }
 
-// startupCheck makes a check at start-up fail fast: two attempts, not ten.
-func startupCheck(o *s3.Options) { o.RetryMaxAttempts = 2 }
+// startupCheck makes a check at start-up fail fast: three attempts, not ten.
+func startupCheck(o *s3.Options) { o.RetryMaxAttempts = 3 }
 
 // unreachable reports an error from a request that never got an answer.
 func unreachable(err error) bool {

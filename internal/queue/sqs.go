@@ -314,10 +314,10 @@ var ErrNoSuchQueue = errors.New("no such queue")
 // CheckExists asks SQS for the queue's attributes, to fail early and clearly
 // on a wrong URL. A missing queue gives an error wrapping ErrNoSuchQueue.
 func (q *SQS) CheckExists(ctx context.Context) error {
-	// Two attempts, not ten: a wrong endpoint should fail fast at start-up.
+	// Three attempts, not ten: a wrong endpoint should fail fast at start-up.
 	_, err := q.api.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
 		QueueUrl: &q.url, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn},
-	}, func(o *sqs.Options) { o.RetryMaxAttempts = 2 })
+	}, func(o *sqs.Options) { o.RetryMaxAttempts = 3 })
 	var missing *types.QueueDoesNotExist
 	var api smithy.APIError
 	if errors.As(err, &missing) || (errors.As(err, &api) && strings.Contains(api.ErrorCode(), "NonExistentQueue")) {

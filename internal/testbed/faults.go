@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 )
@@ -21,10 +22,29 @@ type FaultProxy struct {
 	Passed                     atomic.Int64
 }
 
-// Faults starts a FaultProxy; the percentages are of all requests.
+// Faults starts a FaultProxy in front of the S3 server; the percentages
+// are of all requests.
 func (e *Env) Faults(t testing.TB, slowDownPct, internalPct, dropPct float64) *FaultProxy {
+	return e.faults(t, e.S3Endpoint, s3Error, nil, slowDownPct, internalPct, dropPct)
+}
+
+// SQSFaults starts a FaultProxy in front of the SQS server, answering in
+// SQS's JSON protocol (RequestThrottled for "slow down"). It faults only the
+// calls that move messages (send, receive, delete, change visibility), not
+// the attribute look-ups of start-up checks.
+func (e *Env) SQSFaults(t testing.TB, throttledPct, internalPct, dropPct float64) *FaultProxy {
+	moves := func(r *http.Request) bool {
+		target := r.Header.Get("X-Amz-Target")
+		return !strings.HasSuffix(target, "GetQueueAttributes") && !strings.HasSuffix(target, "GetQueueUrl")
+	}
+	return e.faults(t, e.SQSEndpoint, sqsError, moves, throttledPct, internalPct, dropPct)
+}
+
+type errorWriter func(w http.ResponseWriter, status int, code, msg string)
+
+func (e *Env) faults(t testing.TB, target string, writeErr errorWriter, only func(*http.Request) bool, slowDownPct, internalPct, dropPct float64) *FaultProxy {
 	t.Helper()
-	upstream, err := url.Parse(e.S3Endpoint)
+	upstream, err := url.Parse(target)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,13 +55,16 @@ func (e *Env) Faults(t testing.TB, slowDownPct, internalPct, dropPct float64) *F
 	}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		roll := rand.Float64() * 100
+		if only != nil && !only(r) {
+			roll = 100 // never faulted
+		}
 		switch {
 		case roll < slowDownPct:
 			fp.SlowDowns.Add(1)
-			s3Error(w, http.StatusServiceUnavailable, "SlowDown", "Please reduce your request rate.")
+			writeErr(w, http.StatusServiceUnavailable, "SlowDown", "Please reduce your request rate.")
 		case roll < slowDownPct+internalPct:
 			fp.Internal.Add(1)
-			s3Error(w, http.StatusInternalServerError, "InternalError", "We encountered an internal error. Please try again.")
+			writeErr(w, http.StatusInternalServerError, "InternalError", "We encountered an internal error. Please try again.")
 		case roll < slowDownPct+internalPct+dropPct:
 			fp.Drops.Add(1)
 			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
@@ -61,4 +84,14 @@ func s3Error(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/xml")
 	w.WriteHeader(status)
 	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>%s</Message><RequestId>injected</RequestId></Error>`, code, msg)
+}
+
+func sqsError(w http.ResponseWriter, status int, code, msg string) {
+	if code == "SlowDown" {
+		status, code = http.StatusBadRequest, "RequestThrottled"
+	}
+	w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+	w.Header().Set("X-Amzn-Query-Error", code+";Sender")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `{"__type":"com.amazonaws.sqs#%s","message":%q}`, code, msg)
 }

@@ -72,3 +72,55 @@ func TestThrottlingAndFaultsLoseNothing(t *testing.T) {
 		t.Fatalf("the workers saw %d throttles and cut their concurrency %d times; want both", throttles, cuts)
 	}
 }
+
+// TestSQSFaultsLoseNothing runs the plan and two workers with every SQS
+// call going through a proxy that throttles 10% of the sends, receives,
+// deletes and visibility changes, fails 5% with 500 and drops 3%: all are
+// retried, no batch is lost, and status still counts exactly.
+func TestSQSFaultsLoseNothing(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	src, dst := env.Bucket(t), env.Bucket(t)
+	env.Put(t, src, acceptanceObjects())
+	work, _ := env.Queue(t, 0)
+	reports, _ := env.Queue(t, 0)
+	faults := env.SQSFaults(t, 10, 5, 3)
+	// Queue URLs name the real server; the proxy stands in as the endpoint.
+	environ := func() []string {
+		e := env.Environ()
+		for i, kv := range e {
+			if strings.HasPrefix(kv, "AWS_ENDPOINT_URL_SQS=") {
+				e[i] = "AWS_ENDPOINT_URL_SQS=" + faults.URL
+			}
+		}
+		return e
+	}
+	cmd, out, stderr := command(env, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst,
+		"--queue-url", work, "--report-queue-url", reports, "--batch-keys", "10")
+	cmd.Env = environ()
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("plan through SQS faults: %v\n%s\n%s", err, out, tail(stderr.String()))
+	}
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Go(func() {
+			cmd, _, stderr := command(env, "worker", "--queue-url", work, "--report-queue-url", reports, "--idle-exit", "4s")
+			cmd.Env = environ()
+			if err := cmd.Run(); err != nil {
+				t.Errorf("worker %d: %v\n%s", i, err, tail(stderr.String()))
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("SQS proxy: %d passed, %d throttled, %d InternalError, %d dropped", faults.Passed.Load(), faults.SlowDowns.Load(), faults.Internal.Load(), faults.Drops.Load())
+	if faults.SlowDowns.Load()+faults.Internal.Load()+faults.Drops.Load() == 0 {
+		t.Fatal("no SQS fault was injected")
+	}
+	st := status(t, env, reports)
+	if !st.Complete || st.Copied != 400 || st.Failed != 0 || st.Messages != st.Planned.Messages {
+		t.Fatalf("status %+v planned %+v", st, st.Planned)
+	}
+	if v, code := verify(t, env, "s3://"+src, "s3://"+dst); code != 0 || v.Matching != 400 {
+		t.Fatalf("verify %+v, exit %d", v, code)
+	}
+}

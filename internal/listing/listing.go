@@ -27,6 +27,8 @@ type Object struct {
 	ETag         string
 	StorageClass string
 	LastModified time.Time
+	// Token acknowledges the object to Options.Progress; zero when untracked.
+	Token Token
 }
 
 // Options tune a Lister. Zero values take the defaults.
@@ -38,6 +40,9 @@ type Options struct {
 	WalkBudget int
 	// PageSize is MaxKeys per request. Default 1000 (S3's maximum).
 	PageSize int32
+	// Progress, when set, tracks acknowledgements so that an interrupted
+	// listing can resume (Lister only).
+	Progress *Progress
 }
 
 func (o Options) withDefaults() Options {
@@ -83,19 +88,37 @@ func New(api API, bucket, prefix string, opts Options, log zerolog.Logger) *List
 // retries) or ctx's error; the pages already sent are then incomplete.
 func (l *Lister) Run(ctx context.Context, out chan<- []Object) error {
 	defer close(out)
-	return runShards(ctx, l.opts, &shard{prefix: l.prefix, delim: true}, func(ctx context.Context, sched *scheduler, s *shard) error {
-		return l.listShard(ctx, sched, s, out)
+	roots := []*shard{{prefix: l.prefix, delim: true}}
+	if p := l.opts.Progress; p != nil {
+		roots = p.roots(roots[0])
+	}
+	return runShards(ctx, l.opts, roots, func(ctx context.Context, sched *scheduler, s *shard) error {
+		err := l.listShard(ctx, sched, s, out)
+		if err == nil && l.opts.Progress != nil {
+			l.opts.Progress.ended(s)
+		}
+		return err
 	})
+}
+
+// push hands out a new shard, tracked when the listing is.
+func (l *Lister) push(sched *scheduler, s *shard) {
+	if l.opts.Progress != nil {
+		l.opts.Progress.register(s, "", nil)
+	}
+	sched.push(s)
 }
 
 // runShards lists root and every shard split off it with opts.Listers
 // listers, each calling list for one shard at a time. It returns the first
 // error of any, or ctx's.
-func runShards(ctx context.Context, opts Options, root *shard, list func(context.Context, *scheduler, *shard) error) error {
+func runShards(ctx context.Context, opts Options, roots []*shard, list func(context.Context, *scheduler, *shard) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	sched := newScheduler(ctx, opts.WalkBudget)
-	sched.push(root)
+	for _, r := range roots {
+		sched.push(r)
+	}
 	var wg sync.WaitGroup
 	for range opts.Listers {
 		wg.Go(func() {
@@ -137,6 +160,9 @@ func (l *Lister) listShard(ctx context.Context, sched *scheduler, s *shard, out 
 			return fmt.Errorf("list s3://%s/%s: %w", l.bucket, s.prefix, err)
 		}
 		objs, last, finished := l.takePage(sched, s, page)
+		if l.opts.Progress != nil {
+			objs = l.opts.Progress.emit(s, objs)
+		}
 		if len(objs) > 0 {
 			l.Stats.Objects.Add(int64(len(objs)))
 			select {
@@ -151,7 +177,7 @@ func (l *Lister) listShard(ctx context.Context, sched *scheduler, s *shard, out 
 		if sched.hungry() {
 			if m, ok := s.splitPoint(last); ok {
 				l.Stats.Splits.Add(1)
-				sched.push(s.splitAt(m))
+				l.push(sched, s.splitAt(m))
 			}
 		}
 		in.ContinuationToken = page.NextContinuationToken
@@ -182,6 +208,7 @@ func (l *Lister) takePage(sched *scheduler, s *shard, page *s3.ListObjectsV2Outp
 		})
 	}
 	var group []string
+	handedOut := ""
 	for _, cp := range page.CommonPrefixes {
 		p := aws.ToString(cp.Prefix)
 		last = max(last, p)
@@ -189,14 +216,21 @@ func (l *Lister) takePage(sched *scheduler, s *shard, page *s3.ListObjectsV2Outp
 			finished = true
 			break
 		}
+		if l.opts.Progress != nil && l.opts.Progress.handedOutBefore(s, p) {
+			continue // a shard of its own since before the resume
+		}
+		handedOut = p
 		if s.depth < maxWalkDepth && sched.reserveWalk() {
-			sched.push(&shard{prefix: p, delim: true, depth: s.depth + 1})
+			l.push(sched, &shard{prefix: p, delim: true, depth: s.depth + 1})
 			continue
 		}
 		group = append(group, p)
 	}
 	if len(group) > 0 {
-		sched.push(subtrees(s, group[0], group[len(group)-1]))
+		l.push(sched, subtrees(s, group[0], group[len(group)-1]))
+	}
+	if handedOut != "" && l.opts.Progress != nil {
+		l.opts.Progress.handedOut(s, handedOut)
 	}
 	return objs, last, finished
 }

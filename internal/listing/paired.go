@@ -70,7 +70,7 @@ func (p *Paired) count(f func(*PairStats)) {
 func (p *Paired) Run(ctx context.Context, out chan<- []Pair) error {
 	defer close(out)
 	// Relative keys: the root shard is the whole key space of both sides.
-	return runShards(ctx, p.opts, &shard{delim: true}, func(ctx context.Context, sched *scheduler, s *shard) error {
+	return runShards(ctx, p.opts, []*shard{{delim: true}}, func(ctx context.Context, sched *scheduler, s *shard) error {
 		return p.join(ctx, sched, s, out)
 	})
 }

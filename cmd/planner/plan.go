@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -74,18 +75,21 @@ func (s *source) newSummary() *plan.Summary {
 // planFrom is what a plan enqueues: everything (the default), the
 // difference with the destination (--diff), or a reconciliation file.
 type planFrom struct {
-	diff     bool
-	mirror   bool
-	fromFile string
-	counts   plan.DiffCounts
-	lister   *listing.Lister
-	paired   *listing.Paired
+	diff       bool
+	mirror     bool
+	fromFile   string
+	checkpoint string
+	progress   *listing.Progress // set when a plain listing is checkpointed
+	counts     plan.DiffCounts
+	lister     *listing.Lister
+	paired     *listing.Paired
 }
 
 func (pf *planFrom) register(f *config.Flags) {
 	f.BoolVar(&pf.diff, "diff", false, "enqueue only what is missing or different in the destination (see README, \"What --diff copies\")")
 	f.BoolVar(&pf.mirror, "delete", false, "with --diff or --from-file: also delete destination objects that are not in the source (never outside --dest)")
 	f.StringVar(&pf.fromFile, "from-file", "", "enqueue exactly the keys of a reconciliation file written by planner verify --out")
+	f.StringVar(&pf.checkpoint, "checkpoint", "", "record the plan's progress in this file; run the same command again to carry on an interrupted plan")
 }
 
 func (pf *planFrom) validate(p *config.Problems, s *source) {
@@ -94,6 +98,14 @@ func (pf *planFrom) validate(p *config.Problems, s *source) {
 	}
 	if pf.mirror && !pf.diff && pf.fromFile == "" {
 		p.Addf("--delete needs --diff or --from-file: only a comparison knows what the source no longer has")
+	}
+	if pf.checkpoint != "" && (pf.diff || pf.fromFile != "") {
+		p.Addf("--checkpoint goes with a full plan only: a --diff or --from-file plan is simply run again")
+	}
+	if pf.checkpoint != "" {
+		if st, err := os.Stat(filepath.Dir(pf.checkpoint)); err != nil || !st.IsDir() {
+			p.Addf("--checkpoint %s: its directory does not exist", pf.checkpoint)
+		}
 	}
 	if pf.fromFile == "" || s.src.Bucket == "" || s.dst.Bucket == "" {
 		return
@@ -123,6 +135,7 @@ func (pf *planFrom) source(s *source, api *s3.Client, log zerolog.Logger) plan.S
 		cmp := &plan.Comparer{Src: api, Dst: api, SrcBucket: s.src.Bucket, DstBucket: s.dst.Bucket}
 		return plan.DiffSource(pf.paired, cmp, &pf.counts, pf.mirror)
 	}
+	opts.Progress = pf.progress
 	pf.lister = listing.New(api, s.src.Bucket, s.src.Prefix, opts, log)
 	return plan.ListSource(pf.lister)
 }
@@ -142,10 +155,22 @@ func (pf *planFrom) describe(elapsed time.Duration) string {
 	return fmt.Sprintf("from      %s, %.2fs", pf.fromFile, elapsed.Seconds())
 }
 
-// enqueue runs the plan, sending its batches with send.
-func (s *source) enqueue(ctx context.Context, src plan.Source, sum *plan.Summary, send plan.SendFunc, log zerolog.Logger) error {
+// enqueue runs the plan, sending its batches with send; sent may be nil.
+func (s *source) enqueue(ctx context.Context, src plan.Source, sum *plan.Summary, send plan.SendFunc, sent plan.SentFunc, log zerolog.Logger) error {
 	log.Info().Str("run", sum.Run).Str("source", s.src.String()).Str("dest", s.dst.String()).Msg("planning")
-	return plan.Enqueue(ctx, src, sum, plan.Options{MaxKeys: s.batchKeys}, send)
+	return plan.Enqueue(ctx, src, sum, plan.Options{MaxKeys: s.batchKeys}, send, sent)
+}
+
+// resumable reads a checkpoint and checks it belongs to this plan.
+func resumable(path string, s *source, queueURL string) (*plan.CheckpointState, error) {
+	prior, err := plan.ReadCheckpoint(path)
+	if err != nil {
+		return nil, config.Usagef("--checkpoint: %v", err)
+	}
+	if prior != nil && (prior.Source != s.src || prior.Dest != s.dst || prior.Queue != queueURL) {
+		return nil, config.Usagef("--checkpoint %s records the plan %s -> %s on %s, not this one: use another file", path, prior.Source, prior.Dest, prior.Queue)
+	}
+	return prior, nil
 }
 
 func planSummary(sum *plan.Summary, queueURL string) report.Plan {
@@ -206,6 +231,9 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if queueURL == "" && !dryRun {
 		p.Addf("--queue-url is required (or --dry-run to only count)")
 	}
+	if dryRun && from.checkpoint != "" {
+		p.Addf("--checkpoint with --dry-run: a dry run sends nothing to record")
+	}
 	config.CheckQueueURL(&p, "queue-url", queueURL)
 	config.CheckQueueURL(&p, "report-queue-url", reportURL)
 	conn.Validate(&p)
@@ -221,6 +249,22 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	sum := s.newSummary()
+	var prior *plan.CheckpointState
+	if from.checkpoint != "" {
+		if prior, err = resumable(from.checkpoint, &s, queueURL); err != nil {
+			return err
+		}
+		if prior != nil && prior.Complete {
+			fmt.Fprintf(stdout, "run       %s\nplan already complete (checkpoint %s): nothing to do\n", prior.Run, from.checkpoint)
+			return nil
+		}
+		from.progress = listing.NewProgress()
+		if prior != nil {
+			prior.Resume(sum)
+			from.progress = listing.ResumeProgress(prior.Shards)
+			log.Info().Str("run", sum.Run).Int64("sent", prior.Sent.Messages).Int("shards", len(prior.Shards)).Msg("resuming an interrupted plan")
+		}
+	}
 	send := func(context.Context, [][]byte) error { return nil }
 	var reports *queue.SQS
 	if !dryRun {
@@ -246,7 +290,18 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 			return work.Send(ctx, msgs)
 		}
 	}
-	err = s.enqueue(ctx, from.source(&s, s3Client, log), sum, send, log)
+	var sent plan.SentFunc
+	var cp *plan.Checkpoint
+	if from.progress != nil {
+		cp = plan.NewCheckpoint(from.checkpoint, sum, queueURL, from.progress, prior)
+		sent = cp.Sent
+	}
+	err = s.enqueue(ctx, from.source(&s, s3Client, log), sum, send, sent, log)
+	if cp != nil {
+		if cpErr := cp.Finish(err == nil); cpErr != nil && err == nil {
+			err = cpErr
+		}
+	}
 	summary := planSummary(sum, queueURL)
 	printPlan(stdout, summary, from.describe(sum.Finished.Sub(sum.Started)), dryRun)
 	if err != nil {

@@ -84,7 +84,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 			msgs[i] = queue.Outgoing{Body: b}
 		}
 		return mem.Send(ctx, msgs)
-	}, log)
+	}, nil, log)
 	mem.Close()
 	workErr := <-workerDone
 

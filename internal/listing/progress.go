@@ -56,7 +56,7 @@ func NewProgress() *Progress { return &Progress{shards: map[*shard]*tracked{}} }
 // ResumeProgress tracks a listing that resumes from a checkpoint's shards.
 func ResumeProgress(shards []ShardState) *Progress {
 	p := NewProgress()
-	p.resume = shards
+	p.resume = append([]ShardState{}, shards...) // never nil: nil means "from the start"
 	return p
 }
 

@@ -26,6 +26,7 @@ func TestResumeHandsOutNothingTwice(t *testing.T) {
 				first := NewProgress()
 				opts.Progress = first
 				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
 				out := make(chan []Object)
 				done := make(chan error, 1)
 				go func() { done <- New(fake, "b", "", opts, zerolog.Nop()).Run(ctx, out) }()

@@ -62,7 +62,7 @@ func BenchmarkPlan(b *testing.B) {
 				start := time.Now()
 				l := listing.New(syntheticBucket{n: n}, "b", "", listing.Options{}, zerolog.Nop())
 				sum := &Summary{Run: "r", Source: Location{Bucket: "b"}, Dest: Location{Bucket: "c"}}
-				err := Enqueue(context.Background(), ListSource(l), sum, Options{}, func(context.Context, [][]byte) error { return nil })
+				err := Enqueue(context.Background(), ListSource(l), sum, Options{}, func(context.Context, [][]byte) error { return nil }, nil)
 				stop()
 				if err != nil {
 					b.Fatal(err)

@@ -28,16 +28,20 @@ func ListSource(l *listing.Lister) Source {
 	}
 }
 
+// SentFunc hears of every group of messages the queue accepted.
+type SentFunc func(sent []Body)
+
 // Enqueue runs src, groups what it produces into batches and sends them with
-// send while src is still running. It fills in sum and returns the first
-// error of any stage; the plan is then incomplete. Memory stays bounded:
-// each stage waits for the next through small channels.
-func Enqueue(ctx context.Context, src Source, sum *Summary, opts Options, send SendFunc) error {
+// send while src is still running; sent, when not nil, hears of each group
+// of messages the queue accepted. It fills in sum and returns the first error
+// of any stage; the plan is then incomplete. Memory stays bounded: each stage
+// waits for the next through small channels.
+func Enqueue(ctx context.Context, src Source, sum *Summary, opts Options, send SendFunc, sent SentFunc) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	copies := make(chan []listing.Object, 16)
 	deletes := make(chan []listing.Object, 16)
-	bodies := make(chan []byte, 4*Senders*10)
+	bodies := make(chan Body, 4*Senders*10)
 
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -60,7 +64,7 @@ func Enqueue(ctx context.Context, src Source, sum *Summary, opts Options, send S
 		close(bodies)
 	})
 	for range Senders {
-		wg.Go(func() { sendAll(ctx, bodies, send, cancel) })
+		wg.Go(func() { sendAll(ctx, bodies, send, sent, cancel) })
 	}
 	wg.Wait()
 	sum.Finished = time.Now()
@@ -70,13 +74,13 @@ func Enqueue(ctx context.Context, src Source, sum *Summary, opts Options, send S
 // sendAll sends bodies as they come, up to ten per call when several are
 // waiting. The first failure stops the whole plan through fail; it then
 // keeps draining bodies so the stages before it can end.
-func sendAll(ctx context.Context, bodies <-chan []byte, send SendFunc, fail context.CancelCauseFunc) {
+func sendAll(ctx context.Context, bodies <-chan Body, send SendFunc, sent SentFunc, fail context.CancelCauseFunc) {
 	failed := false
 	for body := range bodies {
 		if failed {
 			continue
 		}
-		batch := [][]byte{body}
+		batch := []Body{body}
 	more:
 		for len(batch) < 10 {
 			select {
@@ -89,9 +93,17 @@ func sendAll(ctx context.Context, bodies <-chan []byte, send SendFunc, fail cont
 				break more
 			}
 		}
-		if err := send(ctx, batch); err != nil {
+		data := make([][]byte, len(batch))
+		for i, b := range batch {
+			data[i] = b.Data
+		}
+		if err := send(ctx, data); err != nil {
 			failed = true
 			fail(err)
+			continue
+		}
+		if sent != nil {
+			sent(batch)
 		}
 	}
 }

@@ -58,7 +58,7 @@ func TestEnqueueStreamsWhileListing(t *testing.T) {
 		}
 		total += len(bodies)
 		return nil
-	})
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestEnqueueStopsOnSendError(t *testing.T) {
 	l := listing.New(bucket, "b", "", listing.Options{Listers: 1}, zerolog.Nop())
 	sum := &Summary{Run: "r", Source: Location{Bucket: "b"}, Dest: Location{Bucket: "c"}}
 	boom := fmt.Errorf("queue unreachable")
-	err := Enqueue(context.Background(), ListSource(l), sum, Options{}, func(context.Context, [][]byte) error { return boom })
+	err := Enqueue(context.Background(), ListSource(l), sum, Options{}, func(context.Context, [][]byte) error { return boom }, nil)
 	if err != boom {
 		t.Fatalf("Enqueue = %v, want the send error", err)
 	}

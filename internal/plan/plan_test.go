@@ -86,7 +86,7 @@ func TestBatcherLimits(t *testing.T) {
 	t.Parallel()
 	sum := &Summary{Run: "r1", Source: Location{Bucket: "src"}, Dest: Location{Bucket: "dst"}}
 	in := make(chan []listing.Object, 4)
-	out := make(chan []byte, 1000)
+	out := make(chan Body, 1000)
 	go func() {
 		defer close(in)
 		for p := range 30 {
@@ -105,9 +105,13 @@ func TestBatcherLimits(t *testing.T) {
 	close(out)
 	seen := map[string]bool{}
 	var seq int64
-	for body := range out {
+	for msg := range out {
+		body := msg.Data
 		if len(body) > MaxBodyBytes {
 			t.Errorf("message of %d bytes, over %d", len(body), MaxBodyBytes)
+		}
+		if int(msg.Objects) != len(msg.Tokens) {
+			t.Errorf("message of %d objects carries %d tokens", msg.Objects, len(msg.Tokens))
 		}
 		b, err := Decode(body)
 		if err != nil {
@@ -138,7 +142,7 @@ func TestBatcherLingers(t *testing.T) {
 	t.Parallel()
 	sum := &Summary{Run: "r", Source: Location{Bucket: "src"}, Dest: Location{Bucket: "dst"}}
 	in := make(chan []listing.Object)
-	out := make(chan []byte, 1)
+	out := make(chan Body, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
@@ -146,10 +150,10 @@ func TestBatcherLingers(t *testing.T) {
 	}()
 	in <- []listing.Object{{Key: "only"}}
 	select {
-	case body := <-out:
+	case msg := <-out:
 		var b Batch
-		if err := json.Unmarshal(body, &b); err != nil || len(b.Entries) != 1 {
-			t.Fatalf("lingered message: %s, %v", body, err)
+		if err := json.Unmarshal(msg.Data, &b); err != nil || len(b.Entries) != 1 {
+			t.Fatalf("lingered message: %s, %v", msg.Data, err)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("a partial message was held back while the listing went on")

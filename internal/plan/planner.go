@@ -42,6 +42,10 @@ type Summary struct {
 	Bytes    atomic.Int64 // bytes to copy
 	Messages atomic.Int64
 	Deletes  atomic.Int64 // keys enqueued for deletion
+	// Seq is the last sequence number given to a message. It runs ahead of
+	// Messages only in a resumed plan, whose first run may have numbered
+	// messages it never sent.
+	Seq atomic.Int64
 	Started  time.Time
 	Finished time.Time
 }
@@ -59,8 +63,17 @@ type Batcher struct {
 	op      string
 	sum     *Summary
 	cur     Batch
+	tokens  []listing.Token
 	curSize int
 	opened  time.Time
+}
+
+// Body is one encoded message and what it carries.
+type Body struct {
+	Data    []byte
+	Tokens  []listing.Token // the listed objects in it, for acknowledgement
+	Objects int64
+	Bytes   int64
 }
 
 // NewBatcher returns a Batcher of op batches that records what it emits in
@@ -71,7 +84,7 @@ func NewBatcher(sum *Summary, op string, opts Options) *Batcher {
 
 // Run reads pages from in until it is closed, and sends each full message
 // body (and the last partial one) on out. It does not close out.
-func (b *Batcher) Run(ctx context.Context, in <-chan []listing.Object, out chan<- []byte) error {
+func (b *Batcher) Run(ctx context.Context, in <-chan []listing.Object, out chan<- Body) error {
 	timer := time.NewTimer(b.opts.Linger)
 	defer timer.Stop()
 	for {
@@ -100,7 +113,7 @@ func (b *Batcher) Run(ctx context.Context, in <-chan []listing.Object, out chan<
 
 const batchOverhead = 512 // run id, sequence, locations and punctuation, generously
 
-func (b *Batcher) add(ctx context.Context, o listing.Object, out chan<- []byte) error {
+func (b *Batcher) add(ctx context.Context, o listing.Object, out chan<- Body) error {
 	e := Entry{Key: o.Key, Size: o.Size, ETag: o.ETag, StorageClass: o.StorageClass}
 	if e.StorageClass == "STANDARD" {
 		e.StorageClass = "" // the default: not worth its bytes in every entry
@@ -115,6 +128,7 @@ func (b *Batcher) add(ctx context.Context, o listing.Object, out chan<- []byte) 
 		b.opened = time.Now()
 	}
 	b.cur.Entries = append(b.cur.Entries, e)
+	b.tokens = append(b.tokens, o.Token)
 	b.curSize += n
 	if len(b.cur.Entries) >= b.opts.MaxKeys {
 		return b.flush(ctx, out)
@@ -122,11 +136,11 @@ func (b *Batcher) add(ctx context.Context, o listing.Object, out chan<- []byte) 
 	return nil
 }
 
-func (b *Batcher) flush(ctx context.Context, out chan<- []byte) error {
+func (b *Batcher) flush(ctx context.Context, out chan<- Body) error {
 	if len(b.cur.Entries) == 0 {
 		return nil
 	}
-	seq := b.sum.Messages.Add(1)
+	seq := b.sum.Seq.Add(1)
 	batch := Batch{
 		Version: SchemaVersion, Run: b.sum.Run, Seq: seq, Op: b.op,
 		Source: b.sum.Source, Dest: b.sum.Dest, Entries: b.cur.Entries,
@@ -135,18 +149,22 @@ func (b *Batcher) flush(ctx context.Context, out chan<- []byte) error {
 	if err != nil {
 		return fmt.Errorf("encode batch %d: %w", seq, err)
 	}
+	msg := Body{Data: body, Tokens: b.tokens, Objects: int64(len(batch.Entries))}
+	if b.op != OpDelete {
+		msg.Bytes = batch.Bytes()
+	}
 	select {
-	case out <- body:
+	case out <- msg:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	b.sum.Objects.Add(int64(len(batch.Entries)))
+	b.sum.Messages.Add(1)
+	b.sum.Objects.Add(msg.Objects)
+	b.sum.Bytes.Add(msg.Bytes)
 	if b.op == OpDelete {
-		b.sum.Deletes.Add(int64(len(batch.Entries)))
-	} else {
-		b.sum.Bytes.Add(batch.Bytes())
+		b.sum.Deletes.Add(msg.Objects)
 	}
-	b.cur.Entries = nil
+	b.cur.Entries, b.tokens = nil, nil
 	b.curSize = 0
 	return nil
 }

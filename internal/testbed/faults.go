@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // FaultProxy is an HTTP proxy in front of the S3 server that answers a share
@@ -20,6 +21,7 @@ type FaultProxy struct {
 	URL                        string
 	SlowDowns, Internal, Drops atomic.Int64
 	Passed                     atomic.Int64
+	delay                      time.Duration
 }
 
 // Faults starts a FaultProxy in front of the S3 server; the percentages
@@ -38,6 +40,14 @@ func (e *Env) SQSFaults(t testing.TB, throttledPct, internalPct, dropPct float64
 		return !strings.HasSuffix(target, "GetQueueAttributes") && !strings.HasSuffix(target, "GetQueueUrl")
 	}
 	return e.faults(t, e.SQSEndpoint, sqsError, moves, throttledPct, internalPct, dropPct)
+}
+
+// Slow starts a proxy in front of the S3 server that holds every request
+// for delay before passing it on, to make a listing take its time.
+func (e *Env) Slow(t testing.TB, delay time.Duration) *FaultProxy {
+	fp := e.faults(t, e.S3Endpoint, s3Error, nil, 0, 0, 0)
+	fp.delay = delay
+	return fp
 }
 
 type errorWriter func(w http.ResponseWriter, status int, code, msg string)
@@ -72,6 +82,7 @@ func (e *Env) faults(t testing.TB, target string, writeErr errorWriter, only fun
 			}
 		default:
 			fp.Passed.Add(1)
+			time.Sleep(fp.delay)
 			proxy.ServeHTTP(w, r)
 		}
 	}))

@@ -1,0 +1,177 @@
+package plan
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/s3clone/s3clone/internal/listing"
+)
+
+// CheckpointState is what a checkpoint file holds: enough to carry on an
+// interrupted plan under the same run id, without sending any key the queue
+// already accepted again.
+type CheckpointState struct {
+	Version  int                  `json:"v"`
+	Run      string               `json:"run"`
+	Source   Location             `json:"src"`
+	Dest     Location             `json:"dst"`
+	Queue    string               `json:"queue"`
+	Started  time.Time            `json:"started"`
+	Seq      int64                `json:"seq"` // last sequence number given out
+	Sent     SentCounts           `json:"sent"`
+	Complete bool                 `json:"complete"`
+	Shards   []listing.ShardState `json:"shards"` // left to list; [] when none
+}
+
+// SentCounts is what the queue has accepted.
+type SentCounts struct {
+	Objects  int64 `json:"objects"`
+	Bytes    int64 `json:"bytes"`
+	Messages int64 `json:"messages"`
+}
+
+const checkpointVersion = 1
+
+// ReadCheckpoint reads a checkpoint file: nil, nil when there is none.
+func ReadCheckpoint(path string) (*CheckpointState, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st CheckpointState
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("%s is not an s3clone checkpoint: %v", path, err)
+	}
+	if st.Version != checkpointVersion {
+		return nil, fmt.Errorf("%s: checkpoint version %d, this build reads version %d", path, st.Version, checkpointVersion)
+	}
+	if st.Shards == nil {
+		st.Shards = []listing.ShardState{}
+	}
+	return &st, nil
+}
+
+// Resume sets sum to carry on from st: same run, sequence numbers after the
+// ones given out, counts of what was already sent.
+func (st *CheckpointState) Resume(sum *Summary) {
+	sum.Run, sum.Started = st.Run, st.Started
+	sum.Seq.Store(st.Seq)
+	sum.Objects.Store(st.Sent.Objects)
+	sum.Bytes.Store(st.Sent.Bytes)
+	sum.Messages.Store(st.Sent.Messages)
+}
+
+// Checkpoint keeps a checkpoint file up to date while a plan runs: after
+// every group of messages the queue accepts, it records the listing's
+// progress, rewriting the file atomically (a new file renamed over the old).
+type Checkpoint struct {
+	path     string
+	progress *listing.Progress
+	sum      *Summary
+	queue    string
+	sent     SentCounts // guarded by progress's lock (see Sent)
+	dirty    chan struct{}
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	err      error
+}
+
+// NewCheckpoint starts keeping path up to date for the plan sum, whose
+// listing reports to progress; prior is the state it resumes, or nil.
+func NewCheckpoint(path string, sum *Summary, queue string, progress *listing.Progress, prior *CheckpointState) *Checkpoint {
+	c := &Checkpoint{path: path, progress: progress, sum: sum, queue: queue, dirty: make(chan struct{}, 1), stop: make(chan struct{})}
+	if prior != nil {
+		c.sent = prior.Sent
+	}
+	c.wg.Go(c.writer)
+	return c
+}
+
+// Sent acknowledges messages the queue accepted. Use it as Enqueue's SentFunc.
+func (c *Checkpoint) Sent(batch []Body) {
+	var tokens []listing.Token
+	for _, b := range batch {
+		tokens = append(tokens, b.Tokens...)
+	}
+	c.progress.Ack(tokens, func() {
+		for _, b := range batch {
+			c.sent.Objects += b.Objects
+			c.sent.Bytes += b.Bytes
+			c.sent.Messages++
+		}
+	})
+	select {
+	case c.dirty <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Checkpoint) writer() {
+	for {
+		select {
+		case <-c.dirty:
+			c.write(false)
+		case <-c.stop:
+			return
+		}
+	}
+}
+
+// Finish stops the writer and writes the final state; complete marks a plan
+// that sent everything. It returns the first write error.
+func (c *Checkpoint) Finish(complete bool) error {
+	close(c.stop)
+	c.wg.Wait()
+	c.write(complete)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *Checkpoint) write(complete bool) {
+	st := CheckpointState{Version: checkpointVersion, Run: c.sum.Run, Source: c.sum.Source, Dest: c.sum.Dest,
+		Queue: c.queue, Started: c.sum.Started, Complete: complete}
+	st.Shards = c.progress.Snapshot(func() {
+		st.Sent = c.sent
+		st.Seq = c.sum.Seq.Load()
+	})
+	if complete {
+		st.Shards = []listing.ShardState{}
+	}
+	err := writeAtomic(c.path, st)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil && c.err == nil {
+		c.err = fmt.Errorf("write checkpoint %s: %w", c.path, err)
+	}
+}
+
+func writeAtomic(path string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

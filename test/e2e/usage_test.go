@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -72,6 +74,26 @@ func TestBadUsageExitsTwo(t *testing.T) {
 		{"worker", []string{"--queue-url", work + "-missing"}, "no such queue"},
 		{"worker", []string{"--queue-url", work, "--log-level", "loud"}, "--log-level"},
 	}
+	junk := filepath.Join(t.TempDir(), "junk.json")
+	other := filepath.Join(t.TempDir(), "other.json")
+	if err := os.WriteFile(junk, []byte("not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(other, []byte(`{"v":1,"run":"r","src":{"bucket":"elsewhere"},"dst":{"bucket":"b"},"queue":"q","shards":[]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases = append(cases, []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work, "--diff", "--checkpoint", "cp.json"}, "--checkpoint goes with a full plan"},
+		{"planner", []string{"plan", "--source", S, "--dest", D, "--dry-run", "--checkpoint", "cp.json"}, "--checkpoint with --dry-run"},
+		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work, "--checkpoint", "/no/such/dir/cp.json"}, "directory does not exist"},
+		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work, "--checkpoint", junk}, "not an s3clone checkpoint"},
+		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work, "--checkpoint", other}, "not this one"},
+	}...)
+
 	// Wrong credentials and an unreachable endpoint are configuration too.
 	dead := "http://127.0.0.1:1"
 	cases = append(cases, []struct {

@@ -45,7 +45,7 @@ type Summary struct {
 	// Seq is the last sequence number given to a message. It runs ahead of
 	// Messages only in a resumed plan, whose first run may have numbered
 	// messages it never sent.
-	Seq atomic.Int64
+	Seq      atomic.Int64
 	Started  time.Time
 	Finished time.Time
 }

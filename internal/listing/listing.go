@@ -177,7 +177,11 @@ func (l *Lister) listShard(ctx context.Context, sched *scheduler, s *shard, out 
 		if sched.hungry() {
 			if m, ok := s.splitPoint(last); ok {
 				l.Stats.Splits.Add(1)
-				l.push(sched, s.splitAt(m))
+				if p := l.opts.Progress; p != nil {
+					sched.push(p.split(s, m))
+				} else {
+					sched.push(s.splitAt(m))
+				}
 			}
 		}
 		in.ContinuationToken = page.NextContinuationToken

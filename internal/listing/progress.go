@@ -109,6 +109,16 @@ func (p *Progress) emit(s *shard, objs []Object) []Object {
 	return kept
 }
 
+// split cuts s at m and tracks the upper part, under the lock that Snapshot
+// reads shard bounds under.
+func (p *Progress) split(s *shard, m string) *shard {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	upper := s.splitAt(m)
+	p.shards[upper] = &tracked{mark: upper.after}
+	return upper
+}
+
 // handedOutBefore reports whether s handed out the common prefix cp before
 // a resume.
 func (p *Progress) handedOutBefore(s *shard, cp string) bool {

@@ -30,6 +30,18 @@ func TestResumeHandsOutNothingTwice(t *testing.T) {
 				out := make(chan []Object)
 				done := make(chan error, 1)
 				go func() { done <- New(fake, "b", "", opts, zerolog.Nop()).Run(ctx, out) }()
+				// A checkpoint writer snapshots while the listers work.
+				snapping := make(chan struct{})
+				go func() {
+					for {
+						select {
+						case <-snapping:
+							return
+						default:
+							first.Snapshot(nil)
+						}
+					}
+				}()
 				var held []Object
 				for page := range out {
 					held = append(held, page...)
@@ -48,6 +60,7 @@ func TestResumeHandsOutNothingTwice(t *testing.T) {
 					}
 				}
 				<-done
+				close(snapping)
 				snap := first.Snapshot(nil)
 
 				opts.Progress = ResumeProgress(snap)

@@ -244,6 +244,7 @@ func (q *SQS) Depth(ctx context.Context) (Depth, error) {
 	}
 	a := out.Attributes
 	d := Depth{}
+	// An attribute the server left out reads as 0, which is what it means.
 	d.Visible, _ = strconv.ParseInt(a[string(types.QueueAttributeNameApproximateNumberOfMessages)], 10, 64)
 	d.InFlight, _ = strconv.ParseInt(a[string(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible)], 10, 64)
 	d.DeadLetterARN = deadLetterARN(a[string(types.QueueAttributeNameRedrivePolicy)])

@@ -173,7 +173,8 @@ func TestAwkwardKeysAndEveryProperty(t *testing.T) {
 }
 
 // TestChangedAndDeletedSources: objects that change or vanish between plan
-// and copy are reported as failed (changed) and skipped (vanished).
+// and copy are reported as failed (changed) and skipped (vanished), and a
+// diff re-run copies the changed one.
 func TestChangedAndDeletedSources(t *testing.T) {
 	t.Parallel()
 	env := testbed.Get(t)
@@ -198,6 +199,14 @@ func TestChangedAndDeletedSources(t *testing.T) {
 	}
 	if st.Queue.Visible+st.Queue.InFlight != 0 {
 		t.Fatalf("messages left: %+v", st.Queue)
+	}
+	// A diff re-run picks up exactly the changed object; then all matches.
+	r := mustRun(t, env, "planner", "run", "--source", "s3://"+src, "--dest", "s3://"+dst, "--diff")
+	if !strings.Contains(r.stdout, "enqueued 1 objects") || !strings.Contains(r.stdout, "copied      1 objects") {
+		t.Fatalf("diff after a change:\n%s", r.stdout)
+	}
+	if v, code := verify(t, env, "s3://"+src, "s3://"+dst); code != 0 || v.Matching != 2 {
+		t.Fatalf("verify %+v, exit %d", v, code)
 	}
 }
 

@@ -37,11 +37,21 @@ func TestNoCredentialsInLogsOrReports(t *testing.T) {
 	}
 	outputs = append(outputs, string(recon))
 
+	// versitygw refuses session tokens, so a run with one fails: its error
+	// paths must not print the token either.
+	const token = "s3clone-session-token-do-not-log"
+	cmd, out, stderr := command(env, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work, "--log-level", "debug")
+	cmd.Env = append(cmd.Env, "AWS_SESSION_TOKEN="+token)
+	if err := cmd.Run(); err == nil {
+		t.Fatal("a plan with a token versitygw refuses succeeded")
+	}
+	outputs = append(outputs, out.String(), stderr.String())
+
 	all := strings.Join(outputs, "\n")
 	if !strings.Contains(all, "PreconditionFailed") {
 		t.Fatal("the scan saw no AWS error: the failure case did not run")
 	}
-	for _, secret := range []string{testbed.SecretKey, testbed.AccessKey, "Signature=", "X-Amz-Signature", "Authorization", "Credential=", "X-Amz-Security-Token"} {
+	for _, secret := range []string{testbed.SecretKey, testbed.AccessKey, token, "Signature=", "X-Amz-Signature", "Authorization", "Credential=", "X-Amz-Security-Token"} {
 		if strings.Contains(all, secret) {
 			i := strings.Index(all, secret)
 			t.Errorf("%q appears in the output: …%s…", secret, all[max(0, i-80):min(len(all), i+80)])

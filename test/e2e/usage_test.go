@@ -82,6 +82,10 @@ func TestBadUsageExitsTwo(t *testing.T) {
 	if err := os.WriteFile(other, []byte(`{"v":1,"run":"r","src":{"bucket":"elsewhere"},"dst":{"bucket":"b"},"queue":"q","shards":[]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	future := filepath.Join(t.TempDir(), "future.json")
+	if err := os.WriteFile(future, []byte(`{"v":9,"run":"r"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cases = append(cases, []struct {
 		name string
 		args []string
@@ -92,6 +96,8 @@ func TestBadUsageExitsTwo(t *testing.T) {
 		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work, "--checkpoint", "/no/such/dir/cp.json"}, "directory does not exist"},
 		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work, "--checkpoint", junk}, "not an s3clone checkpoint"},
 		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work, "--checkpoint", other}, "not this one"},
+		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work, "--checkpoint", future}, "checkpoint version 9"},
+		{"worker", []string{"--queue-url", work, "--concurrency", "0"}, "--concurrency"},
 	}...)
 
 	// Wrong credentials and an unreachable endpoint are configuration too.

@@ -8,6 +8,10 @@ VERSITYGW_STAMP   := $(TOOLS)/versitygw-$(VERSITYGW_VERSION)
 SQSD_MODULES      := test/sqsd/node_modules/.package-lock.json
 TOXIPROXY_VERSION := v2.5.0
 TOXIPROXY_STAMP   := $(TOOLS)/toxiproxy-$(TOXIPROXY_VERSION)
+S5CMD_VERSION     := v2.3.0
+S5CMD_STAMP       := $(TOOLS)/s5cmd-$(S5CMD_VERSION)
+RCLONE_VERSION    := v1.76.0
+RCLONE_STAMP      := $(TOOLS)/rclone-$(RCLONE_VERSION)
 GO_TEST_FLAGS     ?= -race -count=1 -timeout 20m
 
 .PHONY: all build tools bench-tools test demo bench clean fmt vet
@@ -24,8 +28,23 @@ $(VERSITYGW_STAMP):
 	GOBIN=$(TOOLS)/bin go install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
 	touch $@
 
-# toxiproxy adds network latency for benchmarks (this kernel has no netem).
-bench-tools: tools $(TOXIPROXY_STAMP)
+# toxiproxy adds network latency for benchmarks (this kernel has no netem);
+# s5cmd and rclone are the peers measured against (the aws CLI is preinstalled).
+bench-tools: tools $(TOXIPROXY_STAMP) $(S5CMD_STAMP) $(RCLONE_STAMP)
+
+# The module proxy cannot list s5cmd's versions, so go install refuses it;
+# the module itself downloads, and builds from a writable copy.
+$(S5CMD_STAMP):
+	rm -rf $(TOOLS)/src/s5cmd && mkdir -p $(TOOLS)/src $(TOOLS)/peers
+	cp -r "$$(go mod download -json github.com/peak/s5cmd/v2@$(S5CMD_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p')" $(TOOLS)/src/s5cmd
+	chmod -R u+w $(TOOLS)/src/s5cmd
+	cd $(TOOLS)/src/s5cmd && go build -mod=mod -o $(TOOLS)/peers/s5cmd .
+	touch $@
+
+$(RCLONE_STAMP):
+	@echo "building rclone $(RCLONE_VERSION) (a few minutes)"
+	GOBIN=$(TOOLS)/peers go install github.com/rclone/rclone@$(RCLONE_VERSION)
+	touch $@
 
 $(TOXIPROXY_STAMP):
 	GOBIN=$(TOOLS)/toxiproxy go install github.com/Shopify/toxiproxy/v2/cmd/server@$(TOXIPROXY_VERSION)

@@ -446,3 +446,29 @@ func BuildBinaries(race bool) (string, error) {
 	}
 	return dir, nil
 }
+
+// ServerCPU is the CPU time the S3 server has used so far (user + system),
+// read from /proc: the server's share of a benchmark on a shared machine.
+func (e *Env) ServerCPU() (time.Duration, error) {
+	if len(e.procs) == 0 {
+		return 0, fmt.Errorf("no server running")
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", e.procs[0].Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command name, which is in parentheses.
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("unexpected /proc stat: %q", data)
+	}
+	var utime, stime int64
+	if _, err := fmt.Sscan(fields[11], &utime); err != nil {
+		return 0, err
+	}
+	if _, err := fmt.Sscan(fields[12], &stime); err != nil {
+		return 0, err
+	}
+	const clockTicks = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / clockTicks, nil
+}

@@ -1,0 +1,206 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/s3clone/s3clone/internal/testbed"
+)
+
+// run is one tool's clone of the seeded bucket.
+type run struct {
+	Tool          string  `json:"tool"`
+	Seconds       float64 `json:"seconds"`
+	ObjectsPerSec float64 `json:"objects_per_second"`
+	ClientCPU     float64 `json:"client_cpu_seconds"`
+	ServerCPU     float64 `json:"server_cpu_seconds"`
+	PeakRSSMiB    float64 `json:"peak_rss_mib"`
+	Copied        int     `json:"copied"`
+	Note          string  `json:"note,omitempty"`
+}
+
+// procs measures child processes: CPU summed, RSS the largest.
+type procs struct {
+	mu  sync.Mutex
+	cpu time.Duration
+	rss int64 // KiB
+}
+
+func (p *procs) add(cmd *exec.Cmd) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := cmd.ProcessState
+	if st == nil {
+		return
+	}
+	p.cpu += st.UserTime() + st.SystemTime()
+	if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
+		p.rss = max(p.rss, ru.Maxrss)
+	}
+}
+
+// exe runs a command to the end and records its resources.
+func (p *procs) exe(b *testing.B, env []string, name string, args ...string) string {
+	b.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = env
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	p.add(cmd)
+	if err != nil {
+		b.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, tailOf(out.String()))
+	}
+	return out.String()
+}
+
+func tailOf(s string) string {
+	if len(s) > 3000 {
+		return "…" + s[len(s)-3000:]
+	}
+	return s
+}
+
+// BenchmarkCompare clones one seeded bucket with aws s3 sync, s5cmd, rclone
+// and s3clone (one process; planner + 1, 2 and 4 workers), each into a fresh
+// bucket through the latency proxy, checks every clone is complete, and
+// writes the table to bench/results.
+func BenchmarkCompare(b *testing.B) {
+	env := testbed.Get(b)
+	n := setting("S3CLONE_BENCH_OBJECTS", 10000)
+	ms := setting("S3CLONE_BENCH_LATENCY_MS", 20)
+	peers := filepath.Join(env.Root, ".tools", "peers")
+	slow := env.WithLatency(b, ms)
+	src := env.Bucket(b)
+	seed(b, env, src, n)
+	base := env.EnvironFor(slow)
+	// The aws CLI v1 reads its region from AWS_DEFAULT_REGION.
+	awsEnv := append(base, "AWS_DEFAULT_REGION="+testbed.Region)
+	rcloneEnv := append(base,
+		"RCLONE_CONFIG_VGW_TYPE=s3", "RCLONE_CONFIG_VGW_PROVIDER=Other", "RCLONE_CONFIG_VGW_ENDPOINT="+slow,
+		"RCLONE_CONFIG_VGW_ACCESS_KEY_ID="+testbed.AccessKey, "RCLONE_CONFIG_VGW_SECRET_ACCESS_KEY="+testbed.SecretKey,
+		"RCLONE_CONFIG_VGW_FORCE_PATH_STYLE=true", "RCLONE_CONFIG_VGW_REGION="+testbed.Region)
+
+	tools := []struct {
+		name string
+		run  func(p *procs, dst string) string
+	}{
+		{"aws s3 sync", func(p *procs, dst string) string {
+			p.exe(b, awsEnv, "aws", "--endpoint-url", slow, "s3", "sync", "--only-show-errors", "s3://"+src, "s3://"+dst)
+			return ""
+		}},
+		{"s5cmd (256 workers)", func(p *procs, dst string) string {
+			p.exe(b, base, filepath.Join(peers, "s5cmd"), "--endpoint-url", slow, "--numworkers", "256", "cp", "s3://"+src+"/*", "s3://"+dst+"/")
+			return ""
+		}},
+		{"rclone --transfers 256 --checkers 256", func(p *procs, dst string) string {
+			p.exe(b, rcloneEnv, filepath.Join(peers, "rclone"), "copy", "vgw:"+src, "vgw:"+dst, "--transfers", "256", "--checkers", "256")
+			return ""
+		}},
+		{"s3clone planner run", func(p *procs, dst string) string {
+			p.exe(b, base, filepath.Join(bin, "planner"), "run", "--source", "s3://"+src, "--dest", "s3://"+dst, "--log-level", "warn")
+			return ""
+		}},
+		{"s3clone planner + 1 worker", fleet(b, env, base, src, 1)},
+		{"s3clone planner + 2 workers", fleet(b, env, base, src, 2)},
+		{"s3clone planner + 4 workers", fleet(b, env, base, src, 4)},
+	}
+	for b.Loop() {
+		var runs []run
+		for _, tool := range tools {
+			if _, err := os.Stat(filepath.Join(peers, "s5cmd")); err != nil && strings.HasPrefix(tool.name, "s5cmd") {
+				b.Fatalf("s5cmd is not installed: run make bench-tools")
+			}
+			dst := env.Bucket(b)
+			var p procs
+			server0, _ := env.ServerCPU()
+			start := time.Now()
+			note := tool.run(&p, dst)
+			took := time.Since(start)
+			server1, err := env.ServerCPU()
+			if err != nil {
+				b.Fatal(err)
+			}
+			copied := len(env.Keys(b, dst, ""))
+			if copied != n {
+				b.Errorf("%s copied %d of %d objects", tool.name, copied, n)
+			}
+			r := run{Tool: tool.name, Seconds: took.Seconds(), ObjectsPerSec: float64(n) / took.Seconds(),
+				ClientCPU: p.cpu.Seconds(), ServerCPU: (server1 - server0).Seconds(), PeakRSSMiB: float64(p.rss) / 1024, Copied: copied, Note: note}
+			b.Logf("%-40s %7.2fs %7.0f objects/s  client CPU %6.2fs  server CPU %6.2fs  peak RSS %5.0f MiB",
+				r.Tool, r.Seconds, r.ObjectsPerSec, r.ClientCPU, r.ServerCPU, r.PeakRSSMiB)
+			runs = append(runs, r)
+		}
+		if err := writeResults(env.Root, n, ms, runs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// fleet runs a planner and k worker processes on fresh queues. The workers
+// start first and stop 1s after the queue runs dry; that second is not
+// counted in the time (it is in their CPU, which is negligible idle).
+func fleet(b *testing.B, env *testbed.Env, base []string, src string, k int) func(p *procs, dst string) string {
+	return func(p *procs, dst string) string {
+		work, _ := env.Queue(b, 0)
+		reports, _ := env.Queue(b, 0)
+		var wg sync.WaitGroup
+		for i := range k {
+			wg.Go(func() {
+				p.exe(b, base, filepath.Join(bin, "worker"), "--id", fmt.Sprint("w", i), "--queue-url", work,
+					"--report-queue-url", reports, "--idle-exit", "1s", "--log-level", "warn")
+			})
+		}
+		p.exe(b, base, filepath.Join(bin, "planner"), "plan", "--source", "s3://"+src, "--dest", "s3://"+dst,
+			"--queue-url", work, "--report-queue-url", reports, "--log-level", "warn")
+		wg.Wait()
+		return "workers' 1s idle exit included in the time"
+	}
+}
+
+// writeResults writes the runs as bench/results/compare-<time>.{md,json}.
+func writeResults(root string, n, ms int, runs []run) error {
+	dir := filepath.Join(root, "bench", "results")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	stamp := time.Now().UTC().Format("20060102T150405Z")
+	byTool := map[string]run{}
+	for _, r := range runs {
+		byTool[r.Tool] = r
+	}
+	s5, sync := byTool["s5cmd (256 workers)"], byTool["aws s3 sync"]
+	var md strings.Builder
+	fmt.Fprintf(&md, "# Clone of %d objects (1–64 KiB) behind a %d ms latency proxy, %s\n\n", n, ms, stamp)
+	md.WriteString("Everything shares this machine's 2 cores with the S3 server (versitygw).\n\n")
+	md.WriteString("| tool | seconds | objects/s | × s5cmd | × aws s3 sync | client CPU s / 1,000 objects | server CPU s / 1,000 objects | peak RSS MiB |\n|---|---|---|---|---|---|---|---|\n")
+	for _, r := range runs {
+		fmt.Fprintf(&md, "| %s | %.2f | %.0f | %.2f | %.2f | %.3f | %.3f | %.0f |\n", r.Tool, r.Seconds, r.ObjectsPerSec,
+			ratio(r.ObjectsPerSec, s5.ObjectsPerSec), ratio(r.ObjectsPerSec, sync.ObjectsPerSec),
+			1000*r.ClientCPU/float64(n), 1000*r.ServerCPU/float64(n), r.PeakRSSMiB)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "compare-"+stamp+".md"), []byte(md.String()), 0o644); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(map[string]any{"objects": n, "latency_ms": ms, "time": stamp, "runs": runs}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "compare-"+stamp+".json"), data, 0o644)
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}

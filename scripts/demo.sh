@@ -31,7 +31,7 @@ SQS="aws --endpoint-url $AWS_ENDPOINT_URL_SQS sqs"
 step "starting versitygw on $S3_ADDR and local-aws-sqs on 127.0.0.1:$SQS_PORT"
 mkdir -p "$WORK/s3"
 .tools/bin/versitygw --access "$AWS_ACCESS_KEY_ID" --secret "$AWS_SECRET_ACCESS_KEY" \
-  --port "$S3_ADDR" --quiet posix "$WORK/s3" >"$WORK/versitygw.log" 2>&1 &
+  --port "$S3_ADDR" --keep-alive --quiet posix "$WORK/s3" >"$WORK/versitygw.log" 2>&1 &
 PIDS+=($!)
 node test/sqsd/server.mjs "$SQS_PORT" >"$WORK/sqsd.log" 2>&1 &
 PIDS+=($!)

@@ -77,5 +77,10 @@ func run(ctx context.Context, args []string) error {
 	cfg.ID = o.id
 	cfg.Limiter = limiter
 	w := worker.New(cfg, src, rep, copier.New(o.conn.AWS.S3(awsCfg), o.work.CopierOptions()), log)
+	stop, err := config.StartCPUProfile(o.work.CPUProfile)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	return w.Run(ctx)
 }

@@ -2,8 +2,10 @@ package config
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -77,4 +79,24 @@ func (c *Connection) Open(ctx context.Context, conns int) (zerolog.Logger, aws.C
 	c.AWS.Connections = conns
 	cfg, err := c.AWS.Load(ctx)
 	return log, cfg, err
+}
+
+// StartCPUProfile writes a pprof CPU profile to path until stop is called;
+// with an empty path it does nothing.
+func StartCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, Usagef("--cpu-profile: %v", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

@@ -25,6 +25,7 @@ type Work struct {
 	SSEKMSKeyID        string
 	ACL                string
 	RetryBackoff       time.Duration
+	CPUProfile         string
 }
 
 // Register defines the copy flags. idleExit is false for commands that stop
@@ -37,6 +38,7 @@ func (w *Work) Register(f *Flags, queueFlags bool) {
 	f.StringVar(&w.StorageClass, "storage-class", "", "storage class of every copy, e.g. STANDARD_IA (default: each source object's own class)")
 	f.StringVar(&w.SSEKMSKeyID, "sse-kms-key-id", "", "encrypt copies with this KMS key id or ARN (default: the destination bucket's default encryption)")
 	f.StringVar(&w.ACL, "acl", "", "canned ACL of every copy, e.g. bucket-owner-full-control (default: none)")
+	f.StringVar(&w.CPUProfile, "cpu-profile", "", "write a pprof CPU profile of the run to this file")
 	if queueFlags {
 		f.DurationVar(&w.Visibility, "visibility-timeout", 60*time.Second, "how long a received message stays hidden; extended every half of it while worked on")
 		f.DurationVar(&w.Grace, "grace", 25*time.Second, "on SIGTERM, how long in-flight copies may finish before their messages are released")

@@ -146,8 +146,10 @@ func (e *Env) startS3() error {
 	if e.adminAddr, err = freeAddr(); err != nil {
 		return err
 	}
+	// --keep-alive: versitygw closes every connection after one request
+	// unless told otherwise; S3 keeps them, and so must a fair benchmark.
 	cmd := exec.Command(bin, "--access", AccessKey, "--secret", SecretKey, "--port", addr,
-		"--admin-port", e.adminAddr, "--iam-dir", iam, "--quiet", "posix", data)
+		"--admin-port", e.adminAddr, "--iam-dir", iam, "--keep-alive", "--quiet", "posix", data)
 	if err := e.spawn(cmd, filepath.Join(e.dir, "versitygw.log")); err != nil {
 		return err
 	}

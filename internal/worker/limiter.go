@@ -13,7 +13,7 @@ import (
 // successes, up to the maximum. Safe for concurrent use.
 type Limiter struct {
 	mu      sync.Mutex
-	changed chan struct{}
+	waiters []chan struct{} // first come, first served; closed when granted
 	limit   float64
 	max     float64
 	inUse   int
@@ -32,25 +32,37 @@ const (
 
 // NewLimiter returns a limit starting at, and never above, max.
 func NewLimiter(max int) *Limiter {
-	return &Limiter{changed: make(chan struct{}), limit: float64(max), max: float64(max), now: time.Now}
+	return &Limiter{limit: float64(max), max: float64(max), now: time.Now}
 }
 
-// Acquire waits for a slot under the current limit.
+// Acquire waits for a slot under the current limit. Waiters are served in
+// order, one per freed slot.
 func (l *Limiter) Acquire(ctx context.Context) error {
-	for {
-		l.mu.Lock()
-		if l.inUse < int(l.limit) {
-			l.inUse++
-			l.mu.Unlock()
-			return nil
-		}
-		wait := l.changed
+	l.mu.Lock()
+	if len(l.waiters) == 0 && l.inUse < int(l.limit) {
+		l.inUse++
 		l.mu.Unlock()
-		select {
-		case <-wait:
-		case <-ctx.Done():
-			return ctx.Err()
+		return nil
+	}
+	ch := make(chan struct{})
+	l.waiters = append(l.waiters, ch)
+	l.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for i, w := range l.waiters {
+			if w == ch {
+				l.waiters = append(l.waiters[:i], l.waiters[i+1:]...)
+				return ctx.Err()
+			}
 		}
+		// Granted as ctx ended: hand the slot on.
+		l.inUse--
+		l.grant()
+		return ctx.Err()
 	}
 }
 
@@ -62,7 +74,16 @@ func (l *Limiter) Release(ok bool) {
 	if ok && l.limit < l.max {
 		l.limit = min(l.max, l.limit+1/l.limit)
 	}
-	l.notify()
+	l.grant()
+}
+
+// grant gives free slots to the first waiters; the caller holds mu.
+func (l *Limiter) grant() {
+	for len(l.waiters) > 0 && l.inUse < int(l.limit) {
+		l.inUse++
+		close(l.waiters[0])
+		l.waiters = l.waiters[1:]
+	}
 }
 
 // Throttled records a throttling answer.
@@ -77,13 +98,6 @@ func (l *Limiter) Throttled() {
 	l.lastCut = now
 	l.cuts++
 	l.limit = max(minLimit, l.limit*cutFactor)
-	l.notify()
-}
-
-// notify wakes waiters; the caller holds mu.
-func (l *Limiter) notify() {
-	close(l.changed)
-	l.changed = make(chan struct{})
 }
 
 // Limit is the current limit.

@@ -75,3 +75,39 @@ func TestLimiterBlocksAtTheLimit(t *testing.T) {
 		t.Fatalf("limit %d after a throttle at 2, want 1", l.Limit())
 	}
 }
+
+func TestLimiterWaitersGiveUpAndQueueInOrder(t *testing.T) {
+	t.Parallel()
+	l := NewLimiter(1)
+	if err := l.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// A waiter that gives up leaves no slot taken.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := l.Acquire(ctx); err == nil {
+		t.Fatal("acquired past the limit")
+	}
+	// Two waiters are served in the order they came.
+	order := make(chan int, 2)
+	for i := range 2 {
+		go func() {
+			if err := l.Acquire(context.Background()); err == nil {
+				order <- i
+			}
+		}()
+		time.Sleep(20 * time.Millisecond) // let waiter i queue first
+	}
+	l.Release(true)
+	if first := <-order; first != 0 {
+		t.Fatalf("waiter %d served first", first)
+	}
+	l.Release(true)
+	if second := <-order; second != 1 {
+		t.Fatalf("waiter %d served second", second)
+	}
+	l.Release(true)
+	if err := l.Acquire(context.Background()); err != nil { // nothing leaked
+		t.Fatal(err)
+	}
+}

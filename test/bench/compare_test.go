@@ -186,15 +186,15 @@ func BenchmarkCompare(b *testing.B) {
 // fleet runs a planner and k worker processes on fresh queues. The workers
 // start first and stop 1s after the queue runs dry; that second is left out
 // of the time (their idle CPU in it is negligible).
-func fleet(b *testing.B, env *testbed.Env, base []string, src string, k int) func(p *procs, dst string) time.Duration {
+func fleet(b *testing.B, env *testbed.Env, base []string, src string, k int, workerFlags ...string) func(p *procs, dst string) time.Duration {
 	return func(p *procs, dst string) time.Duration {
 		work, _ := env.Queue(b, 0)
 		reports, _ := env.Queue(b, 0)
 		var wg sync.WaitGroup
 		for i := range k {
 			wg.Go(func() {
-				p.exe(b, base, filepath.Join(bin, "worker"), "--id", fmt.Sprint("w", i), "--queue-url", work,
-					"--report-queue-url", reports, "--idle-exit", "1s", "--log-level", "warn")
+				p.exe(b, base, filepath.Join(bin, "worker"), append([]string{"--id", fmt.Sprint("w", i), "--queue-url", work,
+					"--report-queue-url", reports, "--idle-exit", "1s", "--log-level", "warn"}, workerFlags...)...)
 			})
 		}
 		p.exe(b, base, filepath.Join(bin, "planner"), "plan", "--source", "s3://"+src, "--dest", "s3://"+dst,

@@ -167,18 +167,6 @@ func CheckQueueURL(p *Problems, flag, u string) {
 	}
 }
 
-// Describe names an endpoint for logs without credentials.
-func Describe(endpoint string) string {
-	if endpoint == "" {
-		return "AWS"
-	}
-	u, err := url.Parse(endpoint)
-	if err != nil {
-		return "custom"
-	}
-	return fmt.Sprintf("%s://%s", u.Scheme, u.Host)
-}
-
 // CheckQueue fails with a UsageError when the queue named by --flag does not
 // exist, cannot be reached, or refuses these credentials.
 func CheckQueue(ctx context.Context, q *queue.SQS, flag string) error {

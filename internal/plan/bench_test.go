@@ -3,10 +3,8 @@ package plan
 import (
 	"context"
 	"fmt"
-	"os"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/s3clone/s3clone/internal/listing"
+	"github.com/s3clone/s3clone/internal/testbed"
 )
 
 // syntheticBucket serves a flat bucket of n keys, made up on the fly from
@@ -74,7 +73,7 @@ func BenchmarkPlan(b *testing.B) {
 				}
 				b.ReportMetric(float64(n)/time.Since(start).Seconds(), "keys/s")
 				b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MiB")
-				b.ReportMetric(float64(peakRSS())/1024, "process-peak-RSS-MiB")
+				b.ReportMetric(float64(testbed.PeakRSS(0))/1024, "process-peak-RSS-MiB") // the test binary included
 			}
 		})
 	}
@@ -129,21 +128,4 @@ func watchHeap() (*atomic.Uint64, func()) {
 		}
 	}()
 	return &peak, func() { close(done); <-finished }
-}
-
-// peakRSS is this process's peak resident set (VmHWM) in KiB: the test
-// binary's own baseline included, so an upper bound for the planner's.
-func peakRSS() int64 {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			var kb int64
-			fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb)
-			return kb
-		}
-	}
-	return 0
 }

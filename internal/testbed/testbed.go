@@ -474,3 +474,26 @@ func (e *Env) ServerCPU() (time.Duration, error) {
 	const clockTicks = 100 // USER_HZ on Linux
 	return time.Duration(utime+stime) * time.Second / clockTicks, nil
 }
+
+// PeakRSS is a process's peak resident set (VmHWM) in KiB, read from /proc;
+// pid 0 means this process. It is 0 when the process is gone or unreadable.
+func PeakRSS(pid int) int64 {
+	path := "/proc/self/status"
+	if pid != 0 {
+		path = fmt.Sprintf("/proc/%d/status", pid)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb); err != nil {
+				return 0
+			}
+			return kb
+		}
+	}
+	return 0
+}

@@ -55,6 +55,24 @@ func seed(b *testing.B, env *testbed.Env, bucket string, n int) {
 	env.Put(b, bucket, objs)
 }
 
+// seeded is the setup every clone benchmark shares: the testbed, a latency
+// proxy of ms milliseconds (S3CLONE_BENCH_LATENCY_MS overrides it unless
+// fixed), and a source bucket of n objects (S3CLONE_BENCH_OBJECTS, default
+// objects). It returns the proxy's URL.
+func seeded(b *testing.B, objects, ms int, fixedLatency bool) (env *testbed.Env, n int, latency int, slow, src string) {
+	b.Helper()
+	env = testbed.Get(b)
+	n = setting("S3CLONE_BENCH_OBJECTS", objects)
+	latency = ms
+	if !fixedLatency {
+		latency = setting("S3CLONE_BENCH_LATENCY_MS", ms)
+	}
+	slow = env.WithLatency(b, latency)
+	src = env.Bucket(b)
+	seed(b, env, src, n)
+	return env, n, latency, slow, src
+}
+
 // timed runs the planner with the given S3 endpoint and returns its output
 // and wall time.
 func timed(b *testing.B, env *testbed.Env, s3 string, args ...string) (string, time.Duration) {
@@ -89,12 +107,7 @@ func number(b *testing.B, re *regexp.Regexp, out string) int {
 // changed (target: enqueues 0 and takes at most 10% of the clone's time),
 // then 1% of the source changed (target: copies exactly those).
 func BenchmarkDiffAfterClone(b *testing.B) {
-	env := testbed.Get(b)
-	n := setting("S3CLONE_BENCH_OBJECTS", 10000)
-	ms := setting("S3CLONE_BENCH_LATENCY_MS", 20)
-	slow := env.WithLatency(b, ms)
-	src := env.Bucket(b)
-	seed(b, env, src, n)
+	env, n, ms, slow, src := seeded(b, 10000, 20, false)
 	for b.Loop() {
 		dst := env.Bucket(b)
 		S, D := "s3://"+src, "s3://"+dst

@@ -60,7 +60,7 @@ func (p *procs) exe(b *testing.B, env []string, name string, args ...string) str
 	done := make(chan struct{})
 	go func() {
 		for {
-			if kb := vmHWM(cmd.Process.Pid); kb > peak.Load() {
+			if kb := testbed.PeakRSS(cmd.Process.Pid); kb > peak.Load() {
 				peak.Store(kb)
 			}
 			select {
@@ -79,22 +79,6 @@ func (p *procs) exe(b *testing.B, env []string, name string, args ...string) str
 	return out.String()
 }
 
-// vmHWM is a process's peak resident set in KiB, 0 when unreadable.
-func vmHWM(pid int) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			var kb int64
-			fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb)
-			return kb
-		}
-	}
-	return 0
-}
-
 func tailOf(s string) string {
 	if len(s) > 3000 {
 		return "…" + s[len(s)-3000:]
@@ -107,13 +91,8 @@ func tailOf(s string) string {
 // bucket through the latency proxy, checks every clone is complete, and
 // writes the table to bench/results.
 func BenchmarkCompare(b *testing.B) {
-	env := testbed.Get(b)
-	n := setting("S3CLONE_BENCH_OBJECTS", 10000)
-	ms := setting("S3CLONE_BENCH_LATENCY_MS", 20)
+	env, n, ms, slow, src := seeded(b, 10000, 20, false)
 	peers := filepath.Join(env.Root, ".tools", "peers")
-	slow := env.WithLatency(b, ms)
-	src := env.Bucket(b)
-	seed(b, env, src, n)
 	base := env.EnvironFor(slow)
 	// The aws CLI v1 reads its region from AWS_DEFAULT_REGION.
 	awsEnv := append(base, "AWS_DEFAULT_REGION="+testbed.Region)

@@ -10,8 +10,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-
-	"github.com/s3clone/s3clone/internal/testbed"
 )
 
 // BenchmarkScaling: with each worker's concurrency capped at 32 behind a
@@ -19,11 +17,7 @@ import (
 // objects/s by at least 0.85 × the number of workers, until the server's
 // ceiling. S3CLONE_BENCH_OBJECTS sets the size (default 4000).
 func BenchmarkScaling(b *testing.B) {
-	env := testbed.Get(b)
-	n := setting("S3CLONE_BENCH_OBJECTS", 4000)
-	slow := env.WithLatency(b, 100)
-	src := env.Bucket(b)
-	seed(b, env, src, n)
+	env, n, _, slow, src := seeded(b, 4000, 100, true)
 	base := env.EnvironFor(slow)
 	for b.Loop() {
 		var one float64
@@ -49,12 +43,7 @@ func BenchmarkScaling(b *testing.B) {
 // the destination, with workers already waiting on the queue (target < 1s
 // on any bucket size).
 func BenchmarkFirstCopy(b *testing.B) {
-	env := testbed.Get(b)
-	n := setting("S3CLONE_BENCH_OBJECTS", 10000)
-	ms := setting("S3CLONE_BENCH_LATENCY_MS", 20)
-	slow := env.WithLatency(b, ms)
-	src := env.Bucket(b)
-	seed(b, env, src, n)
+	env, n, ms, slow, src := seeded(b, 10000, 20, false)
 	base := env.EnvironFor(slow)
 	for b.Loop() {
 		dst := env.Bucket(b)

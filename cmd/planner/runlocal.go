@@ -75,6 +75,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg.Visibility = 5 * time.Minute
 	cfg.Limiter = limiter
 	w := worker.New(cfg, mem, worker.TallyReporter{Tally: tally}, copier.New(s3Client, work.CopierOptions()), log)
+	config.TuneGCForCopying()
 	stopProfile, err := config.StartCPUProfile(work.CPUProfile)
 	if err != nil {
 		return err

@@ -77,6 +77,7 @@ func run(ctx context.Context, args []string) error {
 	cfg.ID = o.id
 	cfg.Limiter = limiter
 	w := worker.New(cfg, src, rep, copier.New(o.conn.AWS.S3(awsCfg), o.work.CopierOptions()), log)
+	config.TuneGCForCopying()
 	stop, err := config.StartCPUProfile(o.work.CPUProfile)
 	if err != nil {
 		return err

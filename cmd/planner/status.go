@@ -10,89 +10,242 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/rs/zerolog"
 
 	"github.com/s3clone/s3clone/internal/config"
+	"github.com/s3clone/s3clone/internal/fleet"
 	"github.com/s3clone/s3clone/internal/queue"
 	"github.com/s3clone/s3clone/internal/report"
 )
 
 const statusUsage = `usage: planner status --report-queue-url URL [--run-id ID] [--queue-url URL] [--json]
+       [--deadline DURATION [--scale-ecs CLUSTER/SERVICE [--min-workers N] [--max-workers N]]] [--watch INTERVAL]
 
 Counts what the workers reported for a run (the latest, unless --run-id
 says otherwise) against what its plan enqueued: each work message once,
 however often it was delivered. The tally lives on the report queue itself:
 status reads every report there, writes them back compacted into "bundle"
 messages, and deletes what it read, so any later status run, from any
-machine, starts from the same totals.`
+machine, starts from the same totals.
+
+--deadline says how many workers would finish the rest in time, from the
+rate each worker reached in the last minute; --scale-ecs sets an ECS
+service's desired count to that, within --min-workers and --max-workers
+(once the run is complete: to --min-workers). --watch refreshes the view
+every INTERVAL until the run is complete or interrupted; the deadline then
+counts down from when status started, and each refresh scales again.`
+
+// statusOptions are status's flags.
+type statusOptions struct {
+	reportURL, queueURL, runID string
+	asJSON                     bool
+	deadline, watch            time.Duration
+	scaleECS                   string
+	service                    fleet.Service
+	bounds                     fleet.Bounds
+	conn                       config.Connection
+}
 
 func statusCommand(ctx context.Context, args []string, stdout io.Writer) error {
-	var (
-		reportURL, queueURL, runID string
-		asJSON                     bool
-		deadline                   time.Duration
-		conn                       config.Connection
-	)
+	var o statusOptions
 	f := config.NewFlags("planner status", statusUsage, os.Stderr)
-	f.StringVar(&reportURL, "report-queue-url", "", "URL of the report queue (required)")
-	f.StringVar(&runID, "run-id", "", "run to show (default: the latest run reported)")
-	f.StringVar(&queueURL, "queue-url", "", "work queue whose depth to show (default: the one the plan used)")
-	f.BoolVar(&asJSON, "json", false, "print JSON instead of text")
-	f.DurationVar(&deadline, "deadline", 0, "time left to finish, e.g. 30m: prints how many workers would finish the rest by then")
-	conn.Register(f)
+	f.StringVar(&o.reportURL, "report-queue-url", "", "URL of the report queue (required)")
+	f.StringVar(&o.runID, "run-id", "", "run to show (default: the latest run reported)")
+	f.StringVar(&o.queueURL, "queue-url", "", "work queue whose depth to show (default: the one the plan used)")
+	f.BoolVar(&o.asJSON, "json", false, "print JSON instead of text (with --watch: one object per line per refresh)")
+	f.DurationVar(&o.deadline, "deadline", 0, "time left to finish, e.g. 30m: prints how many workers would finish the rest by then")
+	f.StringVar(&o.scaleECS, "scale-ecs", "", "with --deadline: set this ECS service's desired count (CLUSTER/SERVICE, the stack's ScaleEcs output) to the workers needed")
+	f.IntVar(&o.bounds.Min, "min-workers", 0, "with --scale-ecs: fewest workers to set (and what a complete run scales to)")
+	f.IntVar(&o.bounds.Max, "max-workers", 16, "with --scale-ecs: most workers to set (keep within the account's Fargate quota)")
+	f.DurationVar(&o.watch, "watch", 0, "refresh every INTERVAL (at least 1s, e.g. 10s) until the run is complete or interrupted")
+	o.conn.Register(f)
 	if err := f.Parse(args); err != nil {
 		return err
 	}
-	var p config.Problems
-	if reportURL == "" {
-		p.Addf("--report-queue-url is required: the queue the planner and workers report to")
-	}
-	config.CheckQueueURL(&p, "report-queue-url", reportURL)
-	config.CheckQueueURL(&p, "queue-url", queueURL)
-	if deadline < 0 {
-		p.Addf("--deadline %s: must be positive, e.g. 30m", deadline)
-	}
-	conn.Validate(&p)
-	if err := p.Err(); err != nil {
+	if err := o.validate(); err != nil {
 		return err
 	}
-	log, awsCfg, err := conn.Open(ctx, 16)
+	log, awsCfg, err := o.conn.Open(ctx, 16)
 	if err != nil {
 		return err
 	}
-	sqsClient := conn.AWS.SQS(awsCfg)
-	reports := queue.NewSQS(sqsClient, reportURL)
+	sqsClient := o.conn.AWS.SQS(awsCfg)
+	reports := queue.NewSQS(sqsClient, o.reportURL)
 	if err := config.CheckQueue(ctx, reports, "report-queue-url"); err != nil {
 		return err
 	}
-	tally, err := collect(ctx, reports, log)
-	if err != nil {
-		return err
+	var scaler fleet.API
+	if o.scaleECS != "" {
+		scaler = ecs.NewFromConfig(awsCfg)
 	}
+	s := statusSession{statusOptions: o, sqs: sqsClient, reports: reports, ecs: scaler, log: log, until: time.Now().Add(o.deadline)}
+	if o.watch == 0 {
+		v, err := s.refresh(ctx)
+		if err != nil {
+			return err
+		}
+		return s.show(stdout, v)
+	}
+	return s.watchLoop(ctx, stdout)
+}
+
+func (o *statusOptions) validate() error {
+	var p config.Problems
+	if o.reportURL == "" {
+		p.Addf("--report-queue-url is required: the queue the planner and workers report to")
+	}
+	config.CheckQueueURL(&p, "report-queue-url", o.reportURL)
+	config.CheckQueueURL(&p, "queue-url", o.queueURL)
+	if o.deadline < 0 {
+		p.Addf("--deadline %s: must be positive, e.g. 30m", o.deadline)
+	}
+	if o.watch != 0 && o.watch < time.Second {
+		p.Addf("--watch %s: refresh at most once a second, e.g. --watch 10s", o.watch)
+	}
+	if o.scaleECS != "" {
+		svc, err := fleet.ParseService(o.scaleECS)
+		if err != nil {
+			p.Addf("--scale-ecs: %v", err)
+		}
+		o.service = svc
+		if o.deadline == 0 {
+			p.Addf("--scale-ecs needs --deadline: the time the rest must be copied in, e.g. --deadline 45m")
+		}
+		if o.bounds.Min < 0 || o.bounds.Max < 1 || o.bounds.Min > o.bounds.Max {
+			p.Addf("--min-workers %d --max-workers %d: want 0 <= min <= max and max >= 1", o.bounds.Min, o.bounds.Max)
+		}
+	}
+	o.conn.Validate(&p)
+	return p.Err()
+}
+
+// statusSession is one status command: one view, or one per refresh.
+type statusSession struct {
+	statusOptions
+	sqs     queue.API
+	reports *queue.SQS
+	ecs     fleet.API
+	log     zerolog.Logger
+	until   time.Time // the deadline
+}
+
+// refresh collects the reports and builds the view (scaling the fleet when
+// asked to); it returns nil when no run has reported yet.
+func (s *statusSession) refresh(ctx context.Context) (*statusView, error) {
+	tally, err := collect(ctx, s.reports, s.log)
+	if err != nil {
+		return nil, err
+	}
+	runID := s.runID
 	if runID == "" {
 		runs := tally.Runs()
 		if len(runs) == 0 {
-			fmt.Fprintf(stdout, "no run has reported to %s yet\n", reportURL)
-			return nil
+			return nil, nil
 		}
 		runID = runs[len(runs)-1]
 	}
 	st := tally.Status(runID)
+	queueURL := s.queueURL
 	if queueURL == "" && st.Plan != nil {
 		queueURL = st.Plan.Queue
 	}
 	var depth *queueDepth
 	if queueURL != "" {
-		depth = readDepth(ctx, sqsClient, queueURL, log)
+		depth = readDepth(ctx, s.sqs, queueURL, s.log)
 	}
-	v := newStatusView(st, depth, deadline)
-	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
+	var left time.Duration
+	if s.deadline > 0 {
+		left = max(time.Until(s.until), time.Nanosecond) // a passed deadline still sizes for "as soon as possible"
+	}
+	v := newStatusView(st, depth, left)
+	if s.ecs != nil {
+		v.Scale = s.scale(ctx, v)
+	}
+	return &v, nil
+}
+
+// scale sizes the ECS service for the deadline. A failure is shown with the
+// view, not fatal, so a watch carries on.
+func (s *statusSession) scale(ctx context.Context, v statusView) *scaleView {
+	wanted := fleet.Unknown
+	switch {
+	case v.Complete:
+		wanted = s.bounds.Min
+	case v.Deadline != nil && v.Deadline.WorkersNeeded > 0:
+		wanted = v.Deadline.WorkersNeeded
+	} // else still planning, or no rate yet: keep the fleet, at least one worker
+	r, err := fleet.Scale(ctx, s.ecs, s.service, wanted, s.bounds)
+	sv := &scaleView{Result: r}
+	if err != nil {
+		sv.Error = err.Error()
+		s.log.Warn().Err(err).Msg("could not scale the worker service")
+	}
+	return sv
+}
+
+func (s *statusSession) show(w io.Writer, v *statusView) error {
+	if v == nil {
+		if s.asJSON {
+			_, err := fmt.Fprintln(w, "{}")
+			return err
+		}
+		_, err := fmt.Fprintf(w, "no run has reported to %s yet\n", s.reportURL)
+		return err
+	}
+	if s.asJSON {
+		enc := json.NewEncoder(w)
+		if s.watch == 0 {
+			enc.SetIndent("", "  ")
+		}
 		return enc.Encode(v)
 	}
-	v.print(stdout)
+	v.print(w)
 	return nil
+}
+
+// watchLoop refreshes until the run is complete (exit 0) or ctx ends (an
+// interrupt: exit 0 too, it is how a watch is stopped). On a terminal each
+// refresh redraws the screen; otherwise views follow one another.
+func (s *statusSession) watchLoop(ctx context.Context, w io.Writer) error {
+	redraw := !s.asJSON && isTerminal(w)
+	tick := time.NewTicker(s.watch)
+	defer tick.Stop()
+	for {
+		v, err := s.refresh(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if redraw {
+			fmt.Fprint(w, "\033[H\033[2J")
+		}
+		if !s.asJSON {
+			fmt.Fprintf(w, "--- %s (every %s; Ctrl-C to stop)\n", time.Now().Format("15:04:05"), s.watch)
+		}
+		if err := s.show(w, v); err != nil {
+			return err
+		}
+		if v != nil && v.Complete {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // collect reads every report on the queue into a tally, writes the tally
@@ -212,6 +365,13 @@ type statusView struct {
 	Deadline   *deadlineView    `json:"deadline,omitempty"`
 	Queue      *queueDepth      `json:"queue,omitempty"`
 	Failures   []report.Failure `json:"failures,omitempty"`
+	Scale      *scaleView       `json:"scale,omitempty"`
+}
+
+// scaleView is what --scale-ecs did.
+type scaleView struct {
+	fleet.Result
+	Error string `json:"error,omitempty"`
 }
 
 // deadlineView says how many workers would finish the rest in time.
@@ -289,6 +449,8 @@ func (v statusView) print(w io.Writer) {
 	if d := v.Deadline; d != nil {
 		switch {
 		case v.Complete:
+		case d.Seconds < 1 && d.WorkersNeeded > 0:
+			fmt.Fprintf(w, "deadline    passed: %.1f objects/s per worker; only more workers shorten the rest now\n", d.PerWorkerRate)
 		case d.WorkersNeeded == 0:
 			fmt.Fprintf(w, "deadline    %s: no rate yet (no worker reported in the last minute)\n", time.Duration(d.Seconds)*time.Second)
 		default:
@@ -305,6 +467,16 @@ func (v statusView) print(w io.Writer) {
 				dl = fmt.Sprintf("%d dead-lettered", *q.DeadLettered)
 			}
 			fmt.Fprintf(w, "queue       %d waiting, %d in flight, %s\n", q.Visible, q.InFlight, dl)
+		}
+	}
+	if sc := v.Scale; sc != nil {
+		switch {
+		case sc.Error != "":
+			fmt.Fprintf(w, "scale       %s: %s\n", sc.Service, sc.Error)
+		case sc.Changed:
+			fmt.Fprintf(w, "scale       %s: desired count %d -> %d (%d running)\n", sc.Service, sc.Previous, sc.Desired, sc.Running)
+		default:
+			fmt.Fprintf(w, "scale       %s: desired count stays %d (%d running)\n", sc.Service, sc.Desired, sc.Running)
 		}
 	}
 	if len(v.Failures) > 0 {

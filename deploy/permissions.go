@@ -1,0 +1,134 @@
+// Package deploy holds what an operator applies to AWS: the CloudFormation
+// template (s3clone.yaml), the Dockerfile, and the one list of AWS calls the
+// code makes with the IAM permissions each needs. Tests hold all three to
+// that list: every S3, SQS and ECS call in the code appears in it, and each
+// role in the template grants exactly its part of it, on exactly the named
+// buckets, queues and service.
+package deploy
+
+import (
+	_ "embed"
+	"slices"
+	"strings"
+)
+
+// Template is the CloudFormation template, s3clone.yaml.
+//
+//go:embed s3clone.yaml
+var Template []byte
+
+// Role is who makes a call.
+type Role string
+
+const (
+	// Worker is the fleet: it drains the work queue and copies.
+	Worker Role = "worker"
+	// Planner plans, reports status, verifies, redrives and scales the
+	// fleet. (planner run, the one-process mode, needs Planner and Worker.)
+	Planner Role = "planner"
+)
+
+// Resource is what a permission is granted on; the template names each with
+// one expression (see the template tests).
+type Resource string
+
+const (
+	SourceBucket    Resource = "source bucket"
+	SourceObjects   Resource = "source objects"
+	DestBucket      Resource = "destination bucket"
+	DestObjects     Resource = "destination objects"
+	WorkQueue       Resource = "work queue"
+	ReportQueue     Resource = "report queue"
+	DeadLetterQueue Resource = "dead-letter queue"
+	WorkerService   Resource = "worker service"
+)
+
+// Call is one AWS API operation the code calls and what it needs.
+type Call struct {
+	Service string // "s3", "sqs" or "ecs": the SDK package
+	Op      string // the SDK client's method, e.g. "CopyObject"
+	Role    Role
+	// Actions are the IAM actions the call needs, each on every resource in On.
+	Actions []string
+	On      []Resource
+	// When names the template condition under which the call is made
+	// (e.g. only with a canned ACL); empty: always.
+	When string
+	Why  string
+}
+
+// Calls is the single source of truth for permissions. The S3 rules follow
+// the S3 API reference: a copy needs s3:GetObject on the source and
+// s3:PutObject on the destination, and copying tags needs
+// s3:GetObjectTagging on the source and s3:PutObjectTagging on the
+// destination; HeadBucket needs s3:ListBucket.
+var Calls = []Call{
+	// The worker: copies, multipart copies, deletes (with --delete).
+	{Service: "s3", Op: "CopyObject", Role: Worker, Actions: []string{"s3:GetObject", "s3:GetObjectTagging"}, On: []Resource{SourceObjects}, Why: "read the source of a copy and its tags"},
+	{Service: "s3", Op: "CopyObject", Role: Worker, Actions: []string{"s3:PutObject", "s3:PutObjectTagging"}, On: []Resource{DestObjects}, Why: "write the copy with the source's tags"},
+	{Service: "s3", Op: "CopyObject", Role: Worker, Actions: []string{"s3:PutObjectAcl"}, On: []Resource{DestObjects}, When: "HasCannedAcl", Why: "--acl sets a canned ACL on each copy"},
+	{Service: "s3", Op: "HeadObject", Role: Worker, Actions: []string{"s3:GetObject"}, On: []Resource{SourceObjects}, Why: "metadata of an object copied in parts"},
+	{Service: "s3", Op: "GetObjectTagging", Role: Worker, Actions: []string{"s3:GetObjectTagging"}, On: []Resource{SourceObjects}, Why: "tags of an object copied in parts"},
+	{Service: "s3", Op: "CreateMultipartUpload", Role: Worker, Actions: []string{"s3:PutObject", "s3:PutObjectTagging"}, On: []Resource{DestObjects}, Why: "start a copy in parts, with the source's tags"},
+	{Service: "s3", Op: "UploadPartCopy", Role: Worker, Actions: []string{"s3:GetObject"}, On: []Resource{SourceObjects}, Why: "read one part's range of the source"},
+	{Service: "s3", Op: "UploadPartCopy", Role: Worker, Actions: []string{"s3:PutObject"}, On: []Resource{DestObjects}, Why: "write one part"},
+	{Service: "s3", Op: "CompleteMultipartUpload", Role: Worker, Actions: []string{"s3:PutObject"}, On: []Resource{DestObjects}, Why: "finish a copy in parts"},
+	{Service: "s3", Op: "AbortMultipartUpload", Role: Worker, Actions: []string{"s3:AbortMultipartUpload"}, On: []Resource{DestObjects}, Why: "leave nothing behind when a copy in parts fails"},
+	{Service: "s3", Op: "DeleteObjects", Role: Worker, Actions: []string{"s3:DeleteObject"}, On: []Resource{DestObjects}, Why: "plan --diff --delete: remove what the source no longer has"},
+	{Service: "sqs", Op: "GetQueueAttributes", Role: Worker, Actions: []string{"sqs:GetQueueAttributes"}, On: []Resource{WorkQueue, ReportQueue}, Why: "check the queues at start"},
+	{Service: "sqs", Op: "ReceiveMessage", Role: Worker, Actions: []string{"sqs:ReceiveMessage"}, On: []Resource{WorkQueue}, Why: "take work"},
+	{Service: "sqs", Op: "ChangeMessageVisibilityBatch", Role: Worker, Actions: []string{"sqs:ChangeMessageVisibility"}, On: []Resource{WorkQueue}, Why: "keep work hidden while copying it; hand it back on stop or for a retry later"},
+	{Service: "sqs", Op: "DeleteMessageBatch", Role: Worker, Actions: []string{"sqs:DeleteMessage"}, On: []Resource{WorkQueue}, Why: "finish work"},
+	{Service: "sqs", Op: "SendMessageBatch", Role: Worker, Actions: []string{"sqs:SendMessage"}, On: []Resource{ReportQueue}, Why: "report finished work"},
+
+	// The planner: plan (with --diff and preflight), status (with
+	// --scale-ecs), verify, redrive.
+	{Service: "s3", Op: "HeadBucket", Role: Planner, Actions: []string{"s3:ListBucket"}, On: []Resource{SourceBucket, DestBucket}, Why: "check both buckets before planning"},
+	{Service: "s3", Op: "ListObjectsV2", Role: Planner, Actions: []string{"s3:ListBucket"}, On: []Resource{SourceBucket, DestBucket}, Why: "list the source; list the destination for --diff and verify"},
+	{Service: "s3", Op: "HeadObject", Role: Planner, Actions: []string{"s3:GetObject"}, On: []Resource{SourceObjects, DestObjects}, Why: "compare checksums of same-size pairs (--diff, verify); preflight reads one source object"},
+	{Service: "s3", Op: "GetObjectTagging", Role: Planner, Actions: []string{"s3:GetObjectTagging"}, On: []Resource{SourceObjects}, Why: "preflight: check the workers will be able to copy tags"},
+	{Service: "sqs", Op: "GetQueueAttributes", Role: Planner, Actions: []string{"sqs:GetQueueAttributes"}, On: []Resource{WorkQueue, ReportQueue, DeadLetterQueue}, Why: "check the queues; queue depths and the dead-letter queue for status"},
+	{Service: "sqs", Op: "GetQueueUrl", Role: Planner, Actions: []string{"sqs:GetQueueUrl"}, On: []Resource{DeadLetterQueue}, Why: "find the dead-letter queue from the work queue's redrive policy"},
+	{Service: "sqs", Op: "SendMessageBatch", Role: Planner, Actions: []string{"sqs:SendMessage"}, On: []Resource{WorkQueue, ReportQueue}, Why: "enqueue work (and redriven work); post the plan summary and compacted tallies"},
+	{Service: "sqs", Op: "ReceiveMessage", Role: Planner, Actions: []string{"sqs:ReceiveMessage"}, On: []Resource{ReportQueue, DeadLetterQueue}, Why: "read reports for status; read dead letters to redrive"},
+	{Service: "sqs", Op: "DeleteMessageBatch", Role: Planner, Actions: []string{"sqs:DeleteMessage"}, On: []Resource{ReportQueue, DeadLetterQueue}, Why: "drop reports once compacted; drop dead letters once redriven"},
+	{Service: "sqs", Op: "ChangeMessageVisibilityBatch", Role: Planner, Actions: []string{"sqs:ChangeMessageVisibility"}, On: []Resource{ReportQueue, DeadLetterQueue}, Why: "hand back what status or redrive read but did not finish"},
+	{Service: "ecs", Op: "DescribeServices", Role: Planner, Actions: []string{"ecs:DescribeServices"}, On: []Resource{WorkerService}, Why: "status --scale-ecs: the service's desired and running counts"},
+	{Service: "ecs", Op: "UpdateService", Role: Planner, Actions: []string{"ecs:UpdateService"}, On: []Resource{WorkerService}, Why: "status --scale-ecs: set the desired count"},
+}
+
+// Grant is one action on one resource, perhaps only under a condition.
+type Grant struct {
+	Action string
+	On     Resource
+	When   string
+}
+
+// Grants returns every (action, resource, condition) the role needs,
+// sorted and without repeats.
+func Grants(role Role) []Grant {
+	var out []Grant
+	for _, c := range Calls {
+		if c.Role != role {
+			continue
+		}
+		for _, a := range c.Actions {
+			for _, r := range c.On {
+				out = append(out, Grant{Action: a, On: r, When: c.When})
+			}
+		}
+	}
+	slices.SortFunc(out, compareGrants)
+	return slices.Compact(out)
+}
+
+func compareGrants(a, b Grant) int {
+	switch {
+	case a.When != b.When:
+		return strings.Compare(a.When, b.When)
+	case a.On != b.On:
+		return strings.Compare(string(a.On), string(b.On))
+	default:
+		return strings.Compare(a.Action, b.Action)
+	}
+}

@@ -1,0 +1,446 @@
+package deploy
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/awslabs/goformation/v7"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/s3clone/s3clone/internal/testbed"
+)
+
+// template is s3clone.yaml as plain data, short-form intrinsics (!Ref X)
+// turned into their long form ({"Ref": "X"}), as CloudFormation reads it.
+type template struct {
+	Parameters map[string]any
+	Conditions map[string]any
+	Resources  map[string]resource
+	Outputs    map[string]any
+}
+
+type resource struct {
+	Type       string
+	Condition  string
+	Properties map[string]any
+}
+
+func loadTemplate(t *testing.T) template {
+	t.Helper()
+	var doc yaml.Node
+	if err := yaml.Unmarshal(Template, &doc); err != nil {
+		t.Fatalf("s3clone.yaml: %v", err)
+	}
+	raw, ok := plain(t, doc.Content[0]).(map[string]any)
+	if !ok {
+		t.Fatal("s3clone.yaml: not a mapping")
+	}
+	var tpl template
+	tpl.Parameters, _ = raw["Parameters"].(map[string]any)
+	tpl.Conditions, _ = raw["Conditions"].(map[string]any)
+	tpl.Outputs, _ = raw["Outputs"].(map[string]any)
+	tpl.Resources = map[string]resource{}
+	resources, _ := raw["Resources"].(map[string]any)
+	for name, r := range resources {
+		m, _ := r.(map[string]any)
+		typ, _ := m["Type"].(string)
+		cond, _ := m["Condition"].(string)
+		props, _ := m["Properties"].(map[string]any)
+		tpl.Resources[name] = resource{Type: typ, Condition: cond, Properties: props}
+	}
+	if len(tpl.Resources) == 0 || len(tpl.Parameters) == 0 {
+		t.Fatal("s3clone.yaml: no resources or parameters")
+	}
+	return tpl
+}
+
+// plain converts a YAML node to maps, slices and strings, with the short
+// forms of intrinsic functions in their long forms.
+func plain(t *testing.T, n *yaml.Node) any {
+	var v any
+	switch n.Kind {
+	case yaml.MappingNode:
+		m := map[string]any{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			m[n.Content[i].Value] = plain(t, n.Content[i+1])
+		}
+		v = m
+	case yaml.SequenceNode:
+		s := []any{}
+		for _, c := range n.Content {
+			s = append(s, plain(t, c))
+		}
+		v = s
+	case yaml.AliasNode:
+		t.Fatalf("line %d: YAML aliases are not CloudFormation", n.Line)
+	default:
+		v = n.Value
+	}
+	tag, ok := strings.CutPrefix(n.Tag, "!")
+	if !ok || strings.HasPrefix(tag, "!") {
+		return v // no tag, or a YAML core tag (!!str)
+	}
+	if tag == "Ref" || tag == "Condition" {
+		return map[string]any{tag: v}
+	}
+	if s, ok := v.(string); ok && tag == "GetAtt" {
+		res, attr, _ := strings.Cut(s, ".")
+		v = []any{res, attr}
+	}
+	return map[string]any{"Fn::" + tag: v}
+}
+
+var pseudoParameters = map[string]bool{
+	"AWS::AccountId": true, "AWS::NoValue": true, "AWS::Partition": true, "AWS::Region": true,
+	"AWS::StackName": true, "AWS::StackId": true, "AWS::URLSuffix": true,
+}
+
+// attributes are the Fn::GetAtt attributes the template may use, by type
+// (from the CloudFormation resource reference).
+var attributes = map[string][]string{
+	"AWS::SQS::Queue":     {"Arn", "QueueName", "QueueUrl"},
+	"AWS::IAM::Role":      {"Arn", "RoleId"},
+	"AWS::ECS::Service":   {"Name", "ServiceArn"},
+	"AWS::ECS::Cluster":   {"Arn"},
+	"AWS::Logs::LogGroup": {"Arn"},
+}
+
+// walk calls fn on every map in v, with the path to it.
+func walk(v any, path string, fn func(path string, m map[string]any)) {
+	switch x := v.(type) {
+	case map[string]any:
+		fn(path, x)
+		for k, c := range x {
+			walk(c, path+"."+k, fn)
+		}
+	case []any:
+		for i, c := range x {
+			walk(c, fmt.Sprintf("%s[%d]", path, i), fn)
+		}
+	}
+}
+
+// subVars returns the ${Name} and ${Res.Attr} variables of a Fn::Sub string.
+func subVars(s string) []string {
+	var out []string
+	for {
+		_, rest, ok := strings.Cut(s, "${")
+		if !ok {
+			return out
+		}
+		name, tail, ok := strings.Cut(rest, "}")
+		if !ok {
+			return out
+		}
+		if !strings.HasPrefix(name, "!") {
+			out = append(out, name)
+		}
+		s = tail
+	}
+}
+
+// TestTemplateMatchesTheResourceSchemas parses the template with goformation,
+// whose resource types are generated from AWS's CloudFormation resource
+// specification and refuse unknown properties and wrongly typed values.
+func TestTemplateMatchesTheResourceSchemas(t *testing.T) {
+	parsed, err := goformation.ParseYAML(Template)
+	if err != nil {
+		t.Fatalf("s3clone.yaml does not match the CloudFormation resource specification: %v", err)
+	}
+	tpl := loadTemplate(t)
+	if len(parsed.Resources) != len(tpl.Resources) {
+		t.Errorf("goformation read %d resources, the template has %d", len(parsed.Resources), len(tpl.Resources))
+	}
+	for name, r := range parsed.Resources {
+		if got, want := r.AWSCloudFormationType(), tpl.Resources[name].Type; got != want {
+			t.Errorf("%s: read as %s, declared %s", name, got, want)
+		}
+	}
+}
+
+// TestTemplateReferencesResolve checks every Ref, Fn::GetAtt, Fn::Sub
+// variable and condition names something the template defines, that every
+// parameter and condition is used, and that nothing unconditional depends on
+// a resource that exists only under a condition.
+func TestTemplateReferencesResolve(t *testing.T) {
+	tpl := loadTemplate(t)
+	usedParams, usedConds := map[string]bool{}, map[string]bool{}
+	check := func(owner, path, name string) (target string) {
+		if pseudoParameters[name] {
+			return ""
+		}
+		if _, ok := tpl.Parameters[name]; ok {
+			usedParams[name] = true
+			return ""
+		}
+		if _, ok := tpl.Resources[name]; ok {
+			return name
+		}
+		t.Errorf("%s: %s names %q: no parameter, resource or pseudo parameter has that name", owner, path, name)
+		return ""
+	}
+	getAtt := func(owner, path, res, attr string) string {
+		r, ok := tpl.Resources[res]
+		if !ok {
+			t.Errorf("%s: %s: Fn::GetAtt of %q: no such resource", owner, path, res)
+			return ""
+		}
+		if !slices.Contains(attributes[r.Type], attr) {
+			t.Errorf("%s: %s: Fn::GetAtt %s.%s: %s has no attribute %q the template may use (known: %v)", owner, path, res, attr, r.Type, attr, attributes[r.Type])
+		}
+		return res
+	}
+	refsOf := func(owner string, v any) []string {
+		var targets []string
+		walk(v, owner, func(path string, m map[string]any) {
+			if name, ok := m["Ref"].(string); ok {
+				targets = append(targets, check(owner, path, name))
+			}
+			if ga, ok := m["Fn::GetAtt"].([]any); ok && len(ga) == 2 {
+				res, _ := ga[0].(string)
+				attr, _ := ga[1].(string)
+				targets = append(targets, getAtt(owner, path, res, attr))
+			}
+			if sub, ok := m["Fn::Sub"]; ok {
+				s, _ := sub.(string)
+				if list, ok := sub.([]any); ok && len(list) > 0 {
+					s, _ = list[0].(string)
+				}
+				for _, v := range subVars(s) {
+					if res, attr, ok := strings.Cut(v, "."); ok && !pseudoParameters[v] {
+						targets = append(targets, getAtt(owner, path, res, attr))
+					} else {
+						targets = append(targets, check(owner, path, v))
+					}
+				}
+			}
+			if cond, ok := m["Fn::If"].([]any); ok && len(cond) == 3 {
+				name, _ := cond[0].(string)
+				usedConds[name] = true
+				if _, ok := tpl.Conditions[name]; !ok {
+					t.Errorf("%s: %s: Fn::If on undefined condition %q", owner, path, name)
+				}
+			}
+			if name, ok := m["Condition"].(string); ok {
+				usedConds[name] = true
+			}
+		})
+		return targets
+	}
+	for name, c := range tpl.Conditions {
+		refsOf("Conditions."+name, c)
+	}
+	for name, r := range tpl.Resources {
+		if r.Condition != "" {
+			usedConds[r.Condition] = true
+			if _, ok := tpl.Conditions[r.Condition]; !ok {
+				t.Errorf("%s: condition %q is not defined", name, r.Condition)
+			}
+		}
+		for _, target := range refsOf("Resources."+name, r.Properties) {
+			if target == "" {
+				continue
+			}
+			if target == name {
+				t.Errorf("%s refers to itself", name)
+			}
+			if tc := tpl.Resources[target].Condition; tc != "" && tc != r.Condition {
+				t.Errorf("%s (condition %q) refers to %s, which exists only when %s", name, r.Condition, target, tc)
+			}
+		}
+	}
+	for name, o := range tpl.Outputs {
+		for _, target := range refsOf("Outputs."+name, o) {
+			if target != "" && tpl.Resources[target].Condition != "" {
+				t.Errorf("output %s refers to %s, which exists only under a condition", name, target)
+			}
+		}
+	}
+	for name := range tpl.Parameters {
+		if !usedParams[name] {
+			t.Errorf("parameter %s is never used", name)
+		}
+	}
+	for name := range tpl.Conditions {
+		if !usedConds[name] {
+			t.Errorf("condition %s is never used", name)
+		}
+	}
+}
+
+// resourceKinds maps each way the template names a resource in a policy to
+// what it is.
+var resourceKinds = map[string]Resource{
+	`{"Fn::Sub":"arn:${AWS::Partition}:s3:::${SourceBucket}"}`:        SourceBucket,
+	`{"Fn::Sub":"arn:${AWS::Partition}:s3:::${SourceBucket}/*"}`:      SourceObjects,
+	`{"Fn::Sub":"arn:${AWS::Partition}:s3:::${DestinationBucket}"}`:   DestBucket,
+	`{"Fn::Sub":"arn:${AWS::Partition}:s3:::${DestinationBucket}/*"}`: DestObjects,
+	`{"Fn::GetAtt":["WorkQueue","Arn"]}`:                              WorkQueue,
+	`{"Fn::GetAtt":["ReportQueue","Arn"]}`:                            ReportQueue,
+	`{"Fn::GetAtt":["DeadLetterQueue","Arn"]}`:                        DeadLetterQueue,
+	`{"Ref":"WorkerService"}`:                                         WorkerService,
+}
+
+func key(v any) string {
+	switch x := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = fmt.Sprintf("%q:%s", k, key(x[k]))
+		}
+		return "{" + strings.Join(parts, ",") + "}"
+	case []any:
+		parts := make([]string, len(x))
+		for i, c := range x {
+			parts[i] = key(c)
+		}
+		return "[" + strings.Join(parts, ",") + "]"
+	default:
+		return fmt.Sprintf("%q", x)
+	}
+}
+
+func list(v any) []any {
+	if l, ok := v.([]any); ok {
+		return l
+	}
+	return []any{v}
+}
+
+// roleGrants reads a role's inline policies back into grants.
+func roleGrants(t *testing.T, tpl template, roleName string) []Grant {
+	t.Helper()
+	r, ok := tpl.Resources[roleName]
+	if !ok || r.Type != "AWS::IAM::Role" {
+		t.Fatalf("no IAM role %s in the template", roleName)
+	}
+	if _, ok := r.Properties["ManagedPolicyArns"]; ok {
+		t.Errorf("%s: managed policies grant more than the code calls; use the inline policy only", roleName)
+	}
+	var out []Grant
+	for _, p := range list(r.Properties["Policies"]) {
+		doc, _ := p.(map[string]any)["PolicyDocument"].(map[string]any)
+		for _, s := range list(doc["Statement"]) {
+			when := ""
+			st, _ := s.(map[string]any)
+			if cond, ok := st["Fn::If"].([]any); ok && len(cond) == 3 {
+				when, _ = cond[0].(string)
+				st, _ = cond[1].(map[string]any)
+				if key(cond[2]) != `{"Ref":"AWS::NoValue"}` {
+					t.Errorf("%s: a conditional statement's other branch must be AWS::NoValue", roleName)
+				}
+			}
+			if st["Effect"] != "Allow" || st["NotAction"] != nil || st["NotResource"] != nil || st["Condition"] != nil {
+				t.Errorf("%s: statement %v: want plain Allow statements", roleName, st["Sid"])
+			}
+			for _, res := range list(st["Resource"]) {
+				kind, ok := resourceKinds[key(res)]
+				if !ok {
+					t.Errorf("%s: statement %v grants on %s, which is none of the named buckets, queues or service", roleName, st["Sid"], key(res))
+					continue
+				}
+				for _, a := range list(st["Action"]) {
+					action, _ := a.(string)
+					if strings.Contains(action, "*") {
+						t.Errorf("%s: wildcard action %s", roleName, action)
+					}
+					out = append(out, Grant{Action: action, On: kind, When: when})
+				}
+			}
+		}
+	}
+	slices.SortFunc(out, compareGrants)
+	return out
+}
+
+// TestRolesGrantExactlyTheCalls holds each task role to deploy.Calls: no
+// action missing (the call would be denied), none extra, each on exactly
+// the resource the call touches.
+func TestRolesGrantExactlyTheCalls(t *testing.T) {
+	tpl := loadTemplate(t)
+	for roleName, role := range map[string]Role{"WorkerRole": Worker, "PlannerRole": Planner} {
+		got, want := roleGrants(t, tpl, roleName), Grants(role)
+		if dup := len(got) - len(slices.Compact(slices.Clone(got))); dup > 0 {
+			t.Errorf("%s grants %d actions twice", roleName, dup)
+		}
+		got = slices.Compact(got)
+		for _, g := range want {
+			if !slices.Contains(got, g) {
+				t.Errorf("%s lacks %s on the %s%s, which %s needs", roleName, g.Action, g.On, whenText(g.When), role)
+			}
+		}
+		for _, g := range got {
+			if !slices.Contains(want, g) {
+				t.Errorf("%s grants %s on the %s%s, which no %s call needs (deploy.Calls)", roleName, g.Action, g.On, whenText(g.When), role)
+			}
+		}
+	}
+	tasks := map[string]string{"WorkerTaskDefinition": "WorkerRole", "PlannerTaskDefinition": "PlannerRole"}
+	for task, role := range tasks {
+		if got := key(tpl.Resources[task].Properties["TaskRoleArn"]); got != key(map[string]any{"Fn::GetAtt": []any{role, "Arn"}}) {
+			t.Errorf("%s runs as %s, want %s", task, got, role)
+		}
+	}
+}
+
+func whenText(when string) string {
+	if when == "" {
+		return ""
+	}
+	return " (when " + when + ")"
+}
+
+// TestTaskEnvironmentIsUnderstood checks every S3CLONE_ variable the task
+// definitions set is one the binary reads, and that each command exists.
+func TestTaskEnvironmentIsUnderstood(t *testing.T) {
+	tpl := loadTemplate(t)
+	dir, err := testbed.BuildBinaries(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	for _, task := range []string{"WorkerTaskDefinition", "PlannerTaskDefinition"} {
+		defs := list(tpl.Resources[task].Properties["ContainerDefinitions"])
+		if len(defs) != 1 {
+			t.Fatalf("%s: want one container", task)
+		}
+		c, _ := defs[0].(map[string]any)
+		var args []string
+		for _, a := range list(c["Command"]) {
+			s, _ := a.(string)
+			args = append(args, s)
+		}
+		if len(args) == 0 || (args[0] != "worker" && args[0] != "planner") {
+			t.Fatalf("%s: command %v: want worker or planner (on the image's PATH)", task, args)
+		}
+		help, _ := exec.Command(filepath.Join(dir, args[0]), append(args[1:], "-h")...).CombinedOutput()
+		if !strings.Contains(string(help), "usage:") {
+			t.Fatalf("%s: %v -h printed no usage: %s", task, args, help)
+		}
+		n := 0
+		for _, e := range list(c["Environment"]) {
+			name, _ := e.(map[string]any)["Name"].(string)
+			if !strings.HasPrefix(name, "S3CLONE_") {
+				continue
+			}
+			n++
+			if !strings.Contains(string(help), "[$"+name+"]") {
+				t.Errorf("%s sets %s, which %v does not read", task, name, args)
+			}
+		}
+		if n < 3 {
+			t.Errorf("%s sets only %d S3CLONE_ variables", task, n)
+		}
+	}
+}

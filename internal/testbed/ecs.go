@@ -1,0 +1,130 @@
+package testbed
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// FakeECS is an ECS API on loopback that knows DescribeServices and
+// UpdateService (the JSON 1.1 protocol the SDK speaks), for the scaling that
+// no local server offers. It records every desired count it is set to.
+type FakeECS struct {
+	URL string
+
+	mu       sync.Mutex
+	services map[string]*FakeService // by "cluster/service"
+	updates  []int
+	calls    []string
+	srv      *httptest.Server
+}
+
+// FakeService is one service's state.
+type FakeService struct {
+	Status       string // ACTIVE unless set
+	DesiredCount int
+	RunningCount int
+}
+
+// NewFakeECS starts a fake ECS with these services ("cluster/service").
+func NewFakeECS(t testing.TB, services map[string]*FakeService) *FakeECS {
+	f := &FakeECS{services: services}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve)) // listens on 127.0.0.1
+	f.URL = f.srv.URL
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+// Updates are the desired counts set so far, in order.
+func (f *FakeECS) Updates() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]int(nil), f.updates...)
+}
+
+// Calls are the operations called so far, in order.
+func (f *FakeECS) Calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}
+
+// Service returns a service's current state.
+func (f *FakeECS) Service(name string) FakeService {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return *f.services[name]
+}
+
+func (f *FakeECS) serve(w http.ResponseWriter, r *http.Request) {
+	op, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), "AmazonEC2ContainerServiceV20141113.")
+	if r.Method != http.MethodPost || !ok || !strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 ") {
+		fakeError(w, 400, "InvalidParameterException", "not a signed ECS JSON 1.1 request")
+		return
+	}
+	var in struct {
+		Cluster      string   `json:"cluster"`
+		Service      string   `json:"service"`
+		Services     []string `json:"services"`
+		DesiredCount *int     `json:"desiredCount"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+		fakeError(w, 400, "InvalidParameterException", err.Error())
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, op)
+	switch op {
+	case "DescribeServices":
+		out := map[string]any{"services": []any{}, "failures": []any{}}
+		for _, name := range in.Services {
+			s, ok := f.services[in.Cluster+"/"+name]
+			if !ok {
+				out["failures"] = append(out["failures"].([]any), map[string]any{"arn": name, "reason": "MISSING"})
+				continue
+			}
+			out["services"] = append(out["services"].([]any), serviceJSON(in.Cluster, name, s))
+		}
+		json.NewEncoder(w).Encode(out)
+	case "UpdateService":
+		s, ok := f.services[in.Cluster+"/"+in.Service]
+		switch {
+		case !ok:
+			fakeError(w, 400, "ServiceNotFoundException", "Service not found.")
+		case in.DesiredCount == nil || *in.DesiredCount < 0:
+			fakeError(w, 400, "InvalidParameterException", "desiredCount")
+		default:
+			s.DesiredCount = *in.DesiredCount
+			f.updates = append(f.updates, s.DesiredCount)
+			json.NewEncoder(w).Encode(map[string]any{"service": serviceJSON(in.Cluster, in.Service, s)})
+		}
+	default:
+		fakeError(w, 400, "UnknownOperationException", op)
+	}
+}
+
+func serviceJSON(cluster, name string, s *FakeService) map[string]any {
+	status := s.Status
+	if status == "" {
+		status = "ACTIVE"
+	}
+	return map[string]any{
+		"serviceName":  name,
+		"serviceArn":   fmt.Sprintf("arn:aws:ecs:us-east-1:123456789012:service/%s/%s", cluster, name),
+		"clusterArn":   "arn:aws:ecs:us-east-1:123456789012:cluster/" + cluster,
+		"status":       status,
+		"desiredCount": s.DesiredCount,
+		"runningCount": s.RunningCount,
+	}
+}
+
+func fakeError(w http.ResponseWriter, code int, typ, msg string) {
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(map[string]string{"__type": typ, "message": msg})
+}

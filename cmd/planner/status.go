@@ -133,7 +133,11 @@ type statusSession struct {
 // refresh collects the reports and builds the view (scaling the fleet when
 // asked to); it returns nil when no run has reported yet.
 func (s *statusSession) refresh(ctx context.Context) (*statusView, error) {
-	tally, err := collect(ctx, s.reports, s.log)
+	budget := 20 * time.Second
+	if s.watch > 0 {
+		budget = max(time.Second, s.watch/2)
+	}
+	tally, err := collect(ctx, s.reports, budget, s.log)
 	if err != nil {
 		return nil, err
 	}
@@ -250,8 +254,11 @@ func isTerminal(w io.Writer) bool {
 
 // collect reads every report on the queue into a tally, writes the tally
 // back as bundles, and only then deletes what it read: a crash in between
-// leaves duplicates, which the tally ignores, never a gap.
-func collect(ctx context.Context, q *queue.SQS, log zerolog.Logger) (*report.Tally, error) {
+// leaves duplicates, which the tally ignores, never a gap. It stops reading
+// after budget even if reports keep coming (a busy fleet reports faster
+// than one reader drains, and a watch must refresh); what is left is
+// counted by the next status.
+func collect(ctx context.Context, q *queue.SQS, budget time.Duration, log zerolog.Logger) (*report.Tally, error) {
 	const hold = 5 * time.Minute
 	tally := report.NewTally()
 	var consumed, foreign []queue.Message
@@ -261,7 +268,8 @@ func collect(ctx context.Context, q *queue.SQS, log zerolog.Logger) (*report.Tal
 			log.Warn().Err(err).Msg("could not release report messages")
 		}
 	}
-	for empty := 0; empty < 2; {
+	stop := time.Now().Add(budget)
+	for empty := 0; empty < 2 && time.Now().Before(stop); {
 		msgs, err := q.Receive(ctx, 10, time.Second, hold)
 		if err != nil {
 			release()

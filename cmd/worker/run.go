@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"net"
 	"os"
 
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/copier"
+	"github.com/s3clone/s3clone/internal/metrics"
 	"github.com/s3clone/s3clone/internal/queue"
 	"github.com/s3clone/s3clone/internal/worker"
 )
@@ -21,6 +23,7 @@ type options struct {
 	queueURL  string
 	reportURL string
 	id        string
+	metrics   string
 	work      config.Work
 	conn      config.Connection
 }
@@ -31,6 +34,7 @@ func parse(args []string) (*options, error) {
 	f.StringVar(&o.queueURL, "queue-url", "", "URL of the work queue (required)")
 	f.StringVar(&o.reportURL, "report-queue-url", "", "URL of the report queue (default: no reports, so planner status has nothing to count)")
 	f.StringVar(&o.id, "id", "", "worker name in reports (default: hostname-pid)")
+	f.StringVar(&o.metrics, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. :9464 (default: no metrics server)")
 	o.work.Register(f, true)
 	o.conn.Register(f)
 	if err := f.Parse(args); err != nil {
@@ -42,6 +46,11 @@ func parse(args []string) (*options, error) {
 	}
 	config.CheckQueueURL(&p, "queue-url", o.queueURL)
 	config.CheckQueueURL(&p, "report-queue-url", o.reportURL)
+	if o.metrics != "" {
+		if _, port, err := net.SplitHostPort(o.metrics); err != nil || port == "" {
+			p.Addf("--metrics-addr %q: write it as [HOST]:PORT, e.g. :9464 or 127.0.0.1:9464", o.metrics)
+		}
+	}
 	o.work.Validate(&p)
 	o.conn.Validate(&p)
 	return o, p.Err()
@@ -76,7 +85,20 @@ func run(ctx context.Context, args []string) error {
 	cfg := o.work.WorkerConfig()
 	cfg.ID = o.id
 	cfg.Limiter = limiter
+	var m *metrics.Worker
+	if o.metrics != "" {
+		m = metrics.NewWorker(limiter)
+		cfg.Observer = m
+	}
 	w := worker.New(cfg, src, rep, copier.New(o.conn.AWS.S3(awsCfg), o.work.CopierOptions()), log)
+	if m != nil {
+		m.CountStats(&w.Stats)
+		addr, err := metrics.Serve(ctx, o.metrics, m.Registry, log)
+		if err != nil {
+			return config.Usagef("--metrics-addr %s: %v", o.metrics, err)
+		}
+		log.Info().Str("addr", addr.String()).Msg("serving metrics at /metrics")
+	}
 	config.TuneGCForCopying()
 	stop, err := config.StartCPUProfile(o.work.CPUProfile)
 	if err != nil {

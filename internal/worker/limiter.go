@@ -100,6 +100,13 @@ func (l *Limiter) Throttled() {
 	l.limit = max(minLimit, l.limit*cutFactor)
 }
 
+// InUse is how many slots are taken: the requests in flight.
+func (l *Limiter) InUse() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.inUse
+}
+
 // Limit is the current limit.
 func (l *Limiter) Limit() int {
 	l.mu.Lock()

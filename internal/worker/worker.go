@@ -65,11 +65,29 @@ type Config struct {
 	// Limiter adapts the copies in flight to throttling, up to Concurrency.
 	// Default: a limiter nothing reports throttling to, so a fixed limit.
 	Limiter *Limiter
+	// Observer hears how long each copy took and why keys were not done,
+	// for metrics. Default: nobody.
+	Observer Observer
 	// RetryBackoff is how long a message with a transient failure stays
 	// hidden, times the number of times it was received (at most 5m).
 	// Default 10s.
 	RetryBackoff time.Duration
 }
+
+// Observer hears about copies as they finish. Implementations must be safe
+// for concurrent use and quick: they run on the copying goroutines.
+type Observer interface {
+	// CopyTook is called after every copy attempt, successful or not.
+	CopyTook(d time.Duration)
+	// KeyFailed is called for every key not done: skipped, failed for
+	// good, or handed back to be tried again (not for a stop cutting it short).
+	KeyFailed(reason copier.Reason)
+}
+
+type noObserver struct{}
+
+func (noObserver) CopyTook(time.Duration)    {}
+func (noObserver) KeyFailed(copier.Reason) {}
 
 func (c Config) withDefaults() Config {
 	if c.ID == "" {
@@ -96,6 +114,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Limiter == nil {
 		c.Limiter = NewLimiter(c.Concurrency)
+	}
+	if c.Observer == nil {
+		c.Observer = noObserver{}
 	}
 	return c
 }
@@ -386,9 +407,11 @@ func (w *Worker) copyKey(ctx context.Context, t task) {
 	}
 	e := b.Entries[t.i]
 	dst := plan.DestKey(b.Source, b.Dest, e.Key)
+	start := time.Now()
 	err := w.cp.Copy(ctx, copier.Source{
 		Bucket: b.Source.Bucket, Key: e.Key, Size: e.Size, ETag: e.ETag, StorageClass: e.StorageClass,
 	}, b.Dest.Bucket, dst)
+	w.cfg.Observer.CopyTook(time.Since(start))
 	if err == nil {
 		ok = true
 		j.mu.Lock()
@@ -438,6 +461,9 @@ func (w *Worker) fail(j *job, key string, ce *copier.Error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	f := report.Failure{Key: key, Reason: string(ce.Reason), Code: ce.Code, Detail: truncate(ce.Err.Error(), 300)}
+	if ce.Reason != copier.ReasonCanceled {
+		w.cfg.Observer.KeyFailed(ce.Reason)
+	}
 	switch {
 	case ce.Reason == copier.ReasonVanished:
 		j.result.Skipped = append(j.result.Skipped, f)

@@ -2,12 +2,18 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/s3clone/s3clone/internal/testbed"
 )
@@ -139,4 +145,108 @@ func TestWatchScalesTheFleetToADeadline(t *testing.T) {
 		t.Fatalf("verify %+v, exit %d", v, code)
 	}
 	t.Logf("desired counts %v over %d refreshes; %d workers started", updates, len(views), started)
+}
+
+// TestWorkerMetrics scrapes a worker's --metrics-addr after it copied a
+// bucket through a proxy that throttles 5% of S3 requests, with one source
+// object deleted after planning: the counts match what happened.
+func TestWorkerMetrics(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	srcB, dstB := env.Bucket(t), env.Bucket(t)
+	objs := acceptanceObjects()
+	env.Put(t, srcB, objs)
+	work, _ := env.Queue(t, 0)
+	reports, _ := env.Queue(t, 0)
+	mustRun(t, env, "planner", "plan", "--source", "s3://"+srcB, "--dest", "s3://"+dstB,
+		"--queue-url", work, "--report-queue-url", reports, "--batch-keys", "20")
+	if _, err := env.S3.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String(srcB), Key: aws.String(objs[7].Key)}); err != nil {
+		t.Fatal(err)
+	}
+	var bytes int64
+	for i, o := range objs {
+		if i != 7 {
+			bytes += int64(len(o.Body))
+		}
+	}
+
+	faults := env.Faults(t, 5, 0, 0)
+	cmd, _, stderr := command(env, "worker", "--queue-url", work, "--report-queue-url", reports, "--idle-exit", "4s",
+		"--concurrency", "16", "--metrics-addr", "127.0.0.1:0", "--log-format", "json")
+	cmd.Env = env.EnvironFor(faults.URL)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var addr string
+	waitFor(t, 20*time.Second, "the metrics address in the log", func() bool {
+		for _, line := range strings.Split(stderr.String(), "\n") {
+			var ev struct{ Message, Addr string }
+			if json.Unmarshal([]byte(line), &ev) == nil && ev.Message == "serving metrics at /metrics" {
+				addr = ev.Addr
+			}
+		}
+		return addr != ""
+	})
+	var m map[string]float64
+	waitFor(t, 60*time.Second, "399 copies in the metrics", func() bool {
+		m = scrape(t, "http://"+addr+"/metrics")
+		return m["s3clone_worker_objects_copied_total"] == 399 && m["s3clone_worker_messages_done_total"] == 20
+	})
+	want := map[string]float64{
+		"s3clone_worker_bytes_copied_total":                      float64(bytes),
+		`s3clone_worker_failures_total{reason="vanished"}`:       1,
+		"s3clone_worker_copy_duration_seconds_count":             400,
+		"s3clone_worker_throttles_total":                         float64(faults.SlowDowns.Load()),
+		"s3clone_worker_copies_in_flight":                        0,
+		"s3clone_worker_keys_held":                               0,
+		"s3clone_worker_concurrency_limit":                       m["s3clone_worker_concurrency_limit"],
+		"s3clone_worker_messages_malformed_total":                0,
+		`s3clone_worker_copy_duration_seconds_bucket{le="+Inf"}`: 400,
+	}
+	for name, v := range want {
+		if got, ok := m[name]; !ok || got != v {
+			t.Errorf("%s = %v (present %v), want %v", name, got, ok, v)
+		}
+	}
+	if faults.SlowDowns.Load() == 0 || m["s3clone_worker_concurrency_cuts_total"] == 0 {
+		t.Errorf("%d SlowDowns injected, %v concurrency cuts: want some of both", faults.SlowDowns.Load(), m["s3clone_worker_concurrency_cuts_total"])
+	}
+	if lim := m["s3clone_worker_concurrency_limit"]; lim < 1 || lim > 16 {
+		t.Errorf("concurrency limit %v outside 1..16", lim)
+	}
+	if m["s3clone_worker_copy_duration_seconds_sum"] <= 0 || m["process_resident_memory_bytes"] <= 0 {
+		t.Errorf("copy duration sum %v, RSS %v: want both above 0", m["s3clone_worker_copy_duration_seconds_sum"], m["process_resident_memory_bytes"])
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("worker: %v\n%s", err, tail(stderr.String()))
+	}
+}
+
+// scrape reads a Prometheus text page into "name{labels}" -> value.
+func scrape(t *testing.T, url string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		out[line[:i]] = v
+	}
+	return out
 }

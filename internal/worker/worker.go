@@ -86,7 +86,7 @@ type Observer interface {
 
 type noObserver struct{}
 
-func (noObserver) CopyTook(time.Duration)    {}
+func (noObserver) CopyTook(time.Duration)  {}
 func (noObserver) KeyFailed(copier.Reason) {}
 
 func (c Config) withDefaults() Config {

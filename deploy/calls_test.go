@@ -5,6 +5,7 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -158,5 +159,23 @@ func TestCallsAreWellFormed(t *testing.T) {
 		if !slices.IsSortedFunc(g, compareGrants) || len(g) == 0 {
 			t.Errorf("Grants(%s) = %v: want a sorted, non-empty list", role, g)
 		}
+	}
+}
+
+// TestReadmeListsThePermissions keeps the README's IAM table generated
+// from Calls.
+func TestReadmeListsThePermissions(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const begin, end = "<!-- permissions: generated from deploy.Calls; go test ./deploy prints it when it drifts -->\n", "<!-- end permissions -->"
+	_, rest, ok1 := strings.Cut(string(readme), begin)
+	got, _, ok2 := strings.Cut(rest, end)
+	if !ok1 || !ok2 {
+		t.Fatalf("README.md has no %q ... %q section", strings.TrimSpace(begin), end)
+	}
+	if want := Table(); got != want {
+		t.Errorf("README.md's permission table is not deploy.Table(); put this between the markers:\n%s", want)
 	}
 }

@@ -8,6 +8,7 @@ package deploy
 
 import (
 	_ "embed"
+	"fmt"
 	"slices"
 	"strings"
 )
@@ -86,7 +87,9 @@ var Calls = []Call{
 	{Service: "s3", Op: "HeadBucket", Role: Planner, Actions: []string{"s3:ListBucket"}, On: []Resource{SourceBucket, DestBucket}, Why: "check both buckets before planning"},
 	{Service: "s3", Op: "ListObjectsV2", Role: Planner, Actions: []string{"s3:ListBucket"}, On: []Resource{SourceBucket, DestBucket}, Why: "list the source; list the destination for --diff and verify"},
 	{Service: "s3", Op: "HeadObject", Role: Planner, Actions: []string{"s3:GetObject"}, On: []Resource{SourceObjects, DestObjects}, Why: "compare checksums of same-size pairs (--diff, verify); preflight reads one source object"},
-	{Service: "s3", Op: "GetObjectTagging", Role: Planner, Actions: []string{"s3:GetObjectTagging"}, On: []Resource{SourceObjects}, Why: "preflight: check the workers will be able to copy tags"},
+	{Service: "s3", Op: "GetObjectTagging", Role: Planner, Actions: []string{"s3:GetObjectTagging"}, On: []Resource{SourceObjects}, Why: "preflight: read a sample's tags"},
+	{Service: "s3", Op: "CopyObject", Role: Planner, Actions: []string{"s3:GetObject", "s3:GetObjectTagging"}, On: []Resource{SourceObjects}, Why: "preflight: copy one sample object, as a worker would"},
+	{Service: "s3", Op: "CopyObject", Role: Planner, Actions: []string{"s3:PutObject", "s3:PutObjectTagging"}, On: []Resource{DestObjects}, Why: "preflight: copy one sample object, with its tags, as a worker would"},
 	{Service: "sqs", Op: "GetQueueAttributes", Role: Planner, Actions: []string{"sqs:GetQueueAttributes"}, On: []Resource{WorkQueue, ReportQueue, DeadLetterQueue}, Why: "check the queues; queue depths and the dead-letter queue for status"},
 	{Service: "sqs", Op: "GetQueueUrl", Role: Planner, Actions: []string{"sqs:GetQueueUrl"}, On: []Resource{DeadLetterQueue}, Why: "find the dead-letter queue from the work queue's redrive policy"},
 	{Service: "sqs", Op: "SendMessageBatch", Role: Planner, Actions: []string{"sqs:SendMessage"}, On: []Resource{WorkQueue, ReportQueue}, Why: "enqueue work (and redriven work); post the plan summary and compacted tallies"},
@@ -131,4 +134,51 @@ func compareGrants(a, b Grant) int {
 	default:
 		return strings.Compare(a.Action, b.Action)
 	}
+}
+
+// Table is the permission list as a Markdown table, one row per role and
+// resource (the README's "IAM permissions" section).
+func Table() string {
+	var b strings.Builder
+	b.WriteString("| role | on | actions | for |\n|---|---|---|---|\n")
+	for _, role := range []Role{Planner, Worker} {
+		type row struct {
+			on      Resource
+			when    string
+			actions []string
+			ops     []string
+		}
+		var rows []*row
+		find := func(on Resource, when string) *row {
+			for _, r := range rows {
+				if r.on == on && r.when == when {
+					return r
+				}
+			}
+			r := &row{on: on, when: when}
+			rows = append(rows, r)
+			return r
+		}
+		for _, c := range Calls {
+			if c.Role != role {
+				continue
+			}
+			for _, on := range c.On {
+				r := find(on, c.When)
+				r.actions = append(r.actions, c.Actions...)
+				r.ops = append(r.ops, c.Op)
+			}
+		}
+		for _, r := range rows {
+			slices.Sort(r.actions)
+			slices.Sort(r.ops)
+			on := string(r.on)
+			if r.when != "" {
+				on += " (" + r.when + ")"
+			}
+			fmt.Fprintf(&b, "| %s | %s | `%s` | %s |\n", role, on,
+				strings.Join(slices.Compact(r.actions), "`, `"), strings.Join(slices.Compact(r.ops), ", "))
+		}
+	}
+	return b.String()
 }

@@ -305,6 +305,14 @@ func (e *Env) Grant(t testing.TB, bucket, user string, actions ...string) {
 	}
 }
 
+// SetPolicy sets a bucket's policy document as is.
+func (e *Env) SetPolicy(t testing.TB, bucket, policy string) {
+	t.Helper()
+	if _, err := e.S3.PutBucketPolicy(context.Background(), &s3.PutBucketPolicyInput{Bucket: aws.String(bucket), Policy: aws.String(policy)}); err != nil {
+		t.Fatalf("policy on %s: %v\n%s", bucket, err, policy)
+	}
+}
+
 func jsonList(items []string) string {
 	quoted := make([]string, len(items))
 	for i, s := range items {

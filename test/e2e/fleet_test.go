@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,9 +10,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/s3clone/s3clone/internal/testbed"
 )
@@ -160,9 +156,7 @@ func TestWorkerMetrics(t *testing.T) {
 	reports, _ := env.Queue(t, 0)
 	mustRun(t, env, "planner", "plan", "--source", "s3://"+srcB, "--dest", "s3://"+dstB,
 		"--queue-url", work, "--report-queue-url", reports, "--batch-keys", "20")
-	if _, err := env.S3.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String(srcB), Key: aws.String(objs[7].Key)}); err != nil {
-		t.Fatal(err)
-	}
+	deleteKeys(t, env, srcB, objs[7].Key)
 	var bytes int64
 	for i, o := range objs {
 		if i != 7 {

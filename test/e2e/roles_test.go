@@ -1,0 +1,108 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+
+	"github.com/s3clone/s3clone/deploy"
+	"github.com/s3clone/s3clone/internal/testbed"
+)
+
+// TestRolesFromTheTemplateSuffice runs a whole clone, with a multipart
+// object and tags, then a --diff --delete re-run and verify, with the
+// planner and the worker each as a versitygw user whose S3 rights are
+// exactly its role's grants in deploy.Calls (the list the CloudFormation
+// roles are held to), as bucket policies: if a role lacked a permission
+// the code needs, a step would be refused here. (local-aws-sqs has no
+// access control, so the SQS half of the roles is held to the code by the
+// static scan in deploy only.)
+func TestRolesFromTheTemplateSuffice(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	srcB, dstB := env.Bucket(t), env.Bucket(t)
+	objs := acceptanceObjects()
+	for i := range objs {
+		if i%50 == 0 {
+			objs[i].Tagging = "team=media&keep=yes"
+		}
+	}
+	objs = append(objs, testbed.Object{Key: "big/blob.bin", Body: bytes.Repeat([]byte("0123456789abcdef"), 6<<20/16), Tagging: "size=big"})
+	env.Put(t, srcB, objs)
+	work, _ := env.Queue(t, 0)
+	reports, _ := env.Queue(t, 0)
+
+	users := map[deploy.Role]string{deploy.Planner: testbed.Name("planner"), deploy.Worker: testbed.Name("worker")}
+	for _, u := range users {
+		env.User(t, u, u+"-secret")
+	}
+	env.SetPolicy(t, srcB, rolePolicy(t, srcB, users, deploy.SourceBucket, deploy.SourceObjects))
+	env.SetPolicy(t, dstB, rolePolicy(t, dstB, users, deploy.DestBucket, deploy.DestObjects))
+	as := func(role deploy.Role, name string, args ...string) result {
+		t.Helper()
+		u := users[role]
+		r := runAs(t, env, u, u+"-secret", name, args...)
+		if r.code != 0 {
+			t.Fatalf("%s %v as the %s role: exit %d\n%s\n%s", name, args, role, r.code, r.stdout, tail(r.stderr))
+		}
+		return r
+	}
+	src, dst := "s3://"+srcB, "s3://"+dstB
+	workerArgs := []string{"--queue-url", work, "--report-queue-url", reports, "--idle-exit", "3s",
+		"--multipart-threshold", "5MiB", "--part-size", "5MiB"}
+
+	as(deploy.Planner, "planner", "plan", "--source", src, "--dest", dst, "--queue-url", work, "--report-queue-url", reports)
+	as(deploy.Worker, "worker", workerArgs...)
+	var st statusJSON
+	if err := json.Unmarshal([]byte(as(deploy.Planner, "planner", "status", "--report-queue-url", reports, "--json").stdout), &st); err != nil {
+		t.Fatal(err)
+	}
+	if !st.Complete || st.Copied != 401 || st.Failed != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	as(deploy.Planner, "planner", "verify", "--source", src, "--dest", dst)
+
+	// The source changes; a diff with deletes brings the clone back in line.
+	env.Put(t, srcB, []testbed.Object{{Key: "sub/new.jpg", Body: []byte("new")}, {Key: "sub/file-001.jpg", Body: []byte("changed")}})
+	deleteKeys(t, env, srcB, "file-399.jpg")
+	as(deploy.Planner, "planner", "plan", "--diff", "--delete", "--source", src, "--dest", dst, "--queue-url", work, "--report-queue-url", reports)
+	as(deploy.Worker, "worker", workerArgs...)
+	as(deploy.Planner, "planner", "verify", "--source", src, "--dest", dst)
+	if _, ok := env.Keys(t, dstB, "")["file-399.jpg"]; ok {
+		t.Fatal("file-399.jpg was deleted from the source but not from the clone")
+	}
+	if o, ok := env.Keys(t, dstB, "")["big/blob.bin"]; !ok || *o.Size != 6<<20 {
+		t.Fatalf("the multipart object: %+v", o)
+	}
+}
+
+// rolePolicy is a bucket policy granting each role's user exactly its
+// grants on this bucket (bucket) and its objects (objects).
+func rolePolicy(t *testing.T, bucket string, users map[deploy.Role]string, bucketKind, objectsKind deploy.Resource) string {
+	t.Helper()
+	type statement struct {
+		Effect    string
+		Principal map[string][]string
+		Action    []string
+		Resource  string
+	}
+	var sts []statement
+	for role, user := range users {
+		for kind, arn := range map[deploy.Resource]string{bucketKind: "arn:aws:s3:::" + bucket, objectsKind: "arn:aws:s3:::" + bucket + "/*"} {
+			var actions []string
+			for _, g := range deploy.Grants(role) {
+				if g.On == kind && g.When == "" {
+					actions = append(actions, g.Action)
+				}
+			}
+			if len(actions) > 0 {
+				sts = append(sts, statement{Effect: "Allow", Principal: map[string][]string{"AWS": {user}}, Action: actions, Resource: arn})
+			}
+		}
+	}
+	b, err := json.Marshal(map[string]any{"Version": "2012-10-17", "Statement": sts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

@@ -14,7 +14,7 @@ RCLONE_VERSION    := v1.76.0
 RCLONE_STAMP      := $(TOOLS)/rclone-$(RCLONE_VERSION)
 GO_TEST_FLAGS     ?= -race -count=1 -timeout 20m
 
-.PHONY: all build tools bench-tools test demo bench clean fmt vet
+.PHONY: all build tools bench-tools test demo bench clean fmt vet image
 
 all: build
 
@@ -66,6 +66,11 @@ demo: tools build
 BENCH_FLAGS ?= -bench .
 bench: bench-tools
 	go test -run '^$$' $(BENCH_FLAGS) -benchtime 1x -timeout 60m ./...
+
+# The worker/planner image (needs a Docker engine): IMAGE=repo/s3clone:tag make image
+IMAGE ?= s3clone:dev
+image:
+	docker build -f deploy/Dockerfile -t $(IMAGE) .
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

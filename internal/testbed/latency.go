@@ -35,6 +35,7 @@ func (e *Env) WithLatency(t testing.TB, ms int) string {
 	if err := e.spawn(cmd, filepath.Join(e.dir, "toxiproxy.log")); err != nil {
 		t.Fatal(err)
 	}
+	e.latency = append(e.latency, cmd)
 	if err := waitTCP(api, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}

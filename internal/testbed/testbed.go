@@ -44,6 +44,7 @@ type Env struct {
 	S3          *s3.Client
 	SQS         *sqs.Client
 	procs       []*exec.Cmd
+	latency     []*exec.Cmd // toxiproxy servers started by WithLatency
 	dir         string
 }
 
@@ -463,7 +464,26 @@ func (e *Env) ServerCPU() (time.Duration, error) {
 	if len(e.procs) == 0 {
 		return 0, fmt.Errorf("no server running")
 	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", e.procs[0].Process.Pid))
+	return ProcessCPU(e.procs[0].Process.Pid)
+}
+
+// ProxyCPU is the CPU time the latency proxies (WithLatency) have used so
+// far: on a shared machine they compete with the tools they delay.
+func (e *Env) ProxyCPU() (time.Duration, error) {
+	var sum time.Duration
+	for _, p := range e.latency {
+		d, err := ProcessCPU(p.Process.Pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += d
+	}
+	return sum, nil
+}
+
+// ProcessCPU is a live process's CPU time so far (user + system), from /proc.
+func ProcessCPU(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,16 +17,33 @@ import (
 	"github.com/s3clone/s3clone/internal/testbed"
 )
 
-// run is one tool's clone of the seeded bucket.
+// run is one tool's clones of the seeded bucket: the medians of its rounds.
 type run struct {
-	Tool          string  `json:"tool"`
-	Seconds       float64 `json:"seconds"`
-	ObjectsPerSec float64 `json:"objects_per_second"`
-	ClientCPU     float64 `json:"client_cpu_seconds"`
-	ServerCPU     float64 `json:"server_cpu_seconds"`
-	PeakRSSMiB    float64 `json:"peak_rss_mib"`
-	Copied        int     `json:"copied"`
-	Note          string  `json:"note,omitempty"`
+	Tool          string    `json:"tool"`
+	Seconds       float64   `json:"seconds"`
+	ObjectsPerSec float64   `json:"objects_per_second"`
+	ClientCPU     float64   `json:"client_cpu_seconds"`
+	ServerCPU     float64   `json:"server_cpu_seconds"`
+	ProxyCPU      float64   `json:"proxy_cpu_seconds"`
+	PeakRSSMiB    float64   `json:"peak_rss_mib"`
+	Copied        int       `json:"copied"`
+	Rounds        []float64 `json:"round_seconds"`
+	Note          string    `json:"note,omitempty"`
+}
+
+// sample is one round of one tool.
+type sample struct {
+	seconds, client, server, proxy, rss float64
+}
+
+// median of a non-empty list.
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // procs measures child processes: CPU summed, peak RSS the largest.
@@ -127,36 +145,67 @@ func BenchmarkCompare(b *testing.B) {
 		{"s3clone planner + 2 workers", fleet(b, env, base, src, 2)},
 		{"s3clone planner + 4 workers", fleet(b, env, base, src, 4)},
 	}
+	// Runs on one shared machine vary by a fifth from one to the next, so
+	// every tool runs several rounds, in a rotated order each round, and
+	// the table shows medians.
+	rounds := setting("S3CLONE_BENCH_ROUNDS", 3)
+	if _, err := os.Stat(filepath.Join(peers, "s5cmd")); err != nil {
+		b.Fatalf("s5cmd is not installed: run make bench-tools")
+	}
 	for b.Loop() {
-		var runs []run
-		for _, tool := range tools {
-			if _, err := os.Stat(filepath.Join(peers, "s5cmd")); err != nil && strings.HasPrefix(tool.name, "s5cmd") {
-				b.Fatalf("s5cmd is not installed: run make bench-tools")
+		samples := make([][]sample, len(tools))
+		notes := make([]string, len(tools))
+		for round := range rounds {
+			for k := range tools {
+				i := (k + round) % len(tools)
+				tool := tools[i]
+				dst := env.Bucket(b)
+				var p procs
+				server0, _ := env.ServerCPU()
+				proxy0, _ := env.ProxyCPU()
+				start := time.Now()
+				idle := tool.run(&p, dst)
+				took := time.Since(start) - idle
+				server1, err := env.ServerCPU()
+				if err != nil {
+					b.Fatal(err)
+				}
+				proxy1, err := env.ProxyCPU()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if copied := len(env.Keys(b, dst, "")); copied != n {
+					b.Errorf("%s copied %d of %d objects", tool.name, copied, n)
+				}
+				if idle > 0 {
+					notes[i] = fmt.Sprintf("time excludes the workers' %s idle exit", idle)
+				}
+				sm := sample{took.Seconds(), p.cpu.Seconds(), (server1 - server0).Seconds(), (proxy1 - proxy0).Seconds(), float64(p.rss) / 1024}
+				samples[i] = append(samples[i], sm)
+				b.Logf("round %d: %-40s %7.2fs %7.0f objects/s  client CPU %6.2fs  server CPU %6.2fs  proxy CPU %6.2fs  peak RSS %5.0f MiB",
+					round+1, tool.name, sm.seconds, float64(n)/sm.seconds, sm.client, sm.server, sm.proxy, sm.rss)
 			}
-			dst := env.Bucket(b)
-			var p procs
-			server0, _ := env.ServerCPU()
-			start := time.Now()
-			idle := tool.run(&p, dst)
-			took := time.Since(start) - idle
-			server1, err := env.ServerCPU()
-			if err != nil {
-				b.Fatal(err)
-			}
-			copied := len(env.Keys(b, dst, ""))
-			if copied != n {
-				b.Errorf("%s copied %d of %d objects", tool.name, copied, n)
-			}
-			r := run{Tool: tool.name, Seconds: took.Seconds(), ObjectsPerSec: float64(n) / took.Seconds(),
-				ClientCPU: p.cpu.Seconds(), ServerCPU: (server1 - server0).Seconds(), PeakRSSMiB: float64(p.rss) / 1024, Copied: copied}
-			if idle > 0 {
-				r.Note = fmt.Sprintf("time excludes the workers' %s idle exit", idle)
-			}
-			b.Logf("%-40s %7.2fs %7.0f objects/s  client CPU %6.2fs  server CPU %6.2fs  peak RSS %5.0f MiB",
-				r.Tool, r.Seconds, r.ObjectsPerSec, r.ClientCPU, r.ServerCPU, r.PeakRSSMiB)
-			runs = append(runs, r)
 		}
-		if err := writeResults(env.Root, n, ms, runs); err != nil {
+		runs := make([]run, len(tools))
+		for i, tool := range tools {
+			pick := func(f func(sample) float64) []float64 {
+				var xs []float64
+				for _, sm := range samples[i] {
+					xs = append(xs, f(sm))
+				}
+				return xs
+			}
+			secs := pick(func(sm sample) float64 { return sm.seconds })
+			runs[i] = run{
+				Tool: tool.name, Seconds: median(secs), ObjectsPerSec: float64(n) / median(secs),
+				ClientCPU:  median(pick(func(sm sample) float64 { return sm.client })),
+				ServerCPU:  median(pick(func(sm sample) float64 { return sm.server })),
+				ProxyCPU:   median(pick(func(sm sample) float64 { return sm.proxy })),
+				PeakRSSMiB: slices.Max(pick(func(sm sample) float64 { return sm.rss })),
+				Copied:     n, Rounds: secs, Note: notes[i],
+			}
+		}
+		if err := writeResults(env.Root, n, ms, rounds, runs); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -184,7 +233,7 @@ func fleet(b *testing.B, env *testbed.Env, base []string, src string, k int, wor
 }
 
 // writeResults writes the runs as bench/results/compare-<time>.{md,json}.
-func writeResults(root string, n, ms int, runs []run) error {
+func writeResults(root string, n, ms, rounds int, runs []run) error {
 	dir := filepath.Join(root, "bench", "results")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -197,17 +246,19 @@ func writeResults(root string, n, ms int, runs []run) error {
 	s5, sync := byTool["s5cmd (256 workers)"], byTool["aws s3 sync"]
 	var md strings.Builder
 	fmt.Fprintf(&md, "# Clone of %d objects (1–64 KiB) behind a %d ms latency proxy, %s\n\n", n, ms, stamp)
-	md.WriteString("Everything shares this machine's 2 cores with the S3 server (versitygw).\n\n")
-	md.WriteString("| tool | seconds | objects/s | × s5cmd | × aws s3 sync | client CPU s / 1,000 objects | server CPU s / 1,000 objects | peak RSS MiB |\n|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&md, "Everything shares this machine's 2 cores with the S3 server (versitygw) and the latency proxy (toxiproxy). "+
+		"Medians of %d rounds, each round running every tool once in a rotated order; seconds shows the range. "+
+		"Peak RSS is the largest process's.\n\n", rounds)
+	md.WriteString("| tool | seconds (min–max) | objects/s | × s5cmd | × aws s3 sync | client CPU s / 1,000 objects | server CPU s / 1,000 objects | proxy CPU s / 1,000 objects | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range runs {
-		fmt.Fprintf(&md, "| %s | %.2f | %.0f | %.2f | %.2f | %.3f | %.3f | %.0f |\n", r.Tool, r.Seconds, r.ObjectsPerSec,
+		fmt.Fprintf(&md, "| %s | %.2f (%.2f–%.2f) | %.0f | %.2f | %.2f | %.3f | %.3f | %.3f | %.0f |\n", r.Tool, r.Seconds, slices.Min(r.Rounds), slices.Max(r.Rounds), r.ObjectsPerSec,
 			ratio(r.ObjectsPerSec, s5.ObjectsPerSec), ratio(r.ObjectsPerSec, sync.ObjectsPerSec),
-			1000*r.ClientCPU/float64(n), 1000*r.ServerCPU/float64(n), r.PeakRSSMiB)
+			1000*r.ClientCPU/float64(n), 1000*r.ServerCPU/float64(n), 1000*r.ProxyCPU/float64(n), r.PeakRSSMiB)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "compare-"+stamp+".md"), []byte(md.String()), 0o644); err != nil {
 		return err
 	}
-	data, err := json.MarshalIndent(map[string]any{"objects": n, "latency_ms": ms, "time": stamp, "runs": runs}, "", "  ")
+	data, err := json.MarshalIndent(map[string]any{"objects": n, "latency_ms": ms, "rounds": rounds, "time": stamp, "runs": runs}, "", "  ")
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -24,9 +25,14 @@ func BenchmarkScaling(b *testing.B) {
 		for _, k := range []int{1, 2, 4} {
 			var p procs
 			dst := env.Bucket(b)
+			server0, _ := env.ServerCPU()
+			proxy0, _ := env.ProxyCPU()
 			start := time.Now()
 			idle := fleet(b, env, base, src, k, "--concurrency", "32")(&p, dst)
-			rate := float64(n) / (time.Since(start) - idle).Seconds()
+			took := time.Since(start) - idle
+			rate := float64(n) / took.Seconds()
+			server1, _ := env.ServerCPU()
+			proxy1, _ := env.ProxyCPU()
 			if copied := len(env.Keys(b, dst, "")); copied != n {
 				b.Fatalf("%d workers copied %d of %d", k, copied, n)
 			}
@@ -35,6 +41,11 @@ func BenchmarkScaling(b *testing.B) {
 			}
 			b.ReportMetric(rate, fmt.Sprintf("objects/s-%dw", k))
 			b.Logf("%d workers × 32 copies, 100 ms latency: %.0f objects/s = %.2f × one worker (target ≥ %.2f)", k, rate, rate/one, 0.85*float64(k))
+			// Is the machine the ceiling? CPU used by the clients, the S3
+			// server and the latency proxy, in cores over the run (of %d).
+			cores := func(d time.Duration) float64 { return d.Seconds() / took.Seconds() }
+			b.Logf("  cores busy: clients %.2f, S3 server %.2f, latency proxy %.2f, together %.2f of %d (SQS server not counted)",
+				cores(p.cpu), cores(server1-server0), cores(proxy1-proxy0), cores(p.cpu+server1-server0+proxy1-proxy0), runtime.NumCPU())
 		}
 	}
 }

@@ -174,7 +174,7 @@ func (s *statusSession) refresh(ctx context.Context) (*statusView, error) {
 func (s *statusSession) scale(ctx context.Context, v statusView) *scaleView {
 	wanted := fleet.Unknown
 	switch {
-	case v.Complete:
+	case v.Complete, v.Stalled:
 		wanted = s.bounds.Min
 	case v.Deadline != nil && v.Deadline.WorkersNeeded > 0:
 		wanted = v.Deadline.WorkersNeeded
@@ -235,6 +235,10 @@ func (s *statusSession) watchLoop(ctx context.Context, w io.Writer) error {
 		if v != nil && v.Complete {
 			return nil
 		}
+		if v != nil && v.Stalled {
+			return fmt.Errorf("%w: the work queue is empty and %d messages are in its dead-letter queue; fix what the failures above say, then planner redrive",
+				errStalled, *v.Queue.DeadLettered)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -242,6 +246,9 @@ func (s *statusSession) watchLoop(ctx context.Context, w io.Writer) error {
 		}
 	}
 }
+
+// errStalled ends a watch that cannot end by itself: exit 1.
+var errStalled = fmt.Errorf("run stalled: %w", config.ErrObjectsFailed)
 
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
@@ -370,6 +377,10 @@ type statusView struct {
 	RecentRate float64          `json:"recent_objects_per_second"`
 	ETASeconds *float64         `json:"eta_seconds,omitempty"`
 	Complete   bool             `json:"complete"`
+	// Stalled: not complete, nothing left on the work queue, and messages
+	// in its dead-letter queue: no worker can finish the run until they are
+	// fixed and redriven.
+	Stalled bool `json:"stalled,omitempty"`
 	Deadline   *deadlineView    `json:"deadline,omitempty"`
 	Queue      *queueDepth      `json:"queue,omitempty"`
 	Failures   []report.Failure `json:"failures,omitempty"`
@@ -402,6 +413,8 @@ func newStatusView(st report.Status, depth *queueDepth, deadline time.Duration) 
 		rem := st.Plan.Objects - st.Copied - st.Deleted - st.Skipped - st.Failed
 		v.Remaining = &rem
 		v.Complete = st.Done >= st.Plan.Messages
+		v.Stalled = !v.Complete && depth != nil && depth.Error == "" && depth.Visible == 0 && depth.InFlight == 0 &&
+			depth.DeadLettered != nil && *depth.DeadLettered > 0
 		rate := st.RecentRate
 		if rate <= 0 {
 			rate = st.Rate
@@ -451,6 +464,8 @@ func (v statusView) print(w io.Writer) {
 	switch {
 	case v.Complete:
 		fmt.Fprintf(w, "eta         complete\n")
+	case v.Stalled:
+		fmt.Fprintf(w, "eta         stalled: nothing left to copy but the dead-lettered messages; fix their cause, then planner redrive\n")
 	case v.ETASeconds != nil:
 		fmt.Fprintf(w, "eta         %s\n", (time.Duration(*v.ETASeconds) * time.Second).Round(time.Second))
 	}

@@ -467,6 +467,14 @@ func (e *Env) ServerCPU() (time.Duration, error) {
 	return ProcessCPU(e.procs[0].Process.Pid)
 }
 
+// SQSServerCPU is the CPU time the SQS server (local-aws-sqs) has used so far.
+func (e *Env) SQSServerCPU() (time.Duration, error) {
+	if len(e.procs) < 2 {
+		return 0, fmt.Errorf("no SQS server running")
+	}
+	return ProcessCPU(e.procs[1].Process.Pid)
+}
+
 // ProxyCPU is the CPU time the latency proxies (WithLatency) have used so
 // far: on a shared machine they compete with the tools they delay.
 func (e *Env) ProxyCPU() (time.Duration, error) {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -13,6 +14,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/s3clone/s3clone/internal/testbed"
 )
@@ -178,7 +183,7 @@ func BenchmarkCompare(b *testing.B) {
 					b.Errorf("%s copied %d of %d objects", tool.name, copied, n)
 				}
 				if idle > 0 {
-					notes[i] = fmt.Sprintf("time excludes the workers' %s idle exit", idle)
+					notes[i] = "time ends when the work queue is empty and nothing is in flight; the workers' idle exit after that is left out"
 				}
 				sm := sample{took.Seconds(), p.cpu.Seconds(), (server1 - server0).Seconds(), (proxy1 - proxy0).Seconds(), float64(p.rss) / 1024}
 				samples[i] = append(samples[i], sm)
@@ -212,8 +217,12 @@ func BenchmarkCompare(b *testing.B) {
 }
 
 // fleet runs a planner and k worker processes on fresh queues. The workers
-// start first and stop 1s after the queue runs dry; that second is left out
-// of the time (their idle CPU in it is negligible).
+// start first, as an operator would start them. The clone is done when the
+// work queue holds nothing, visible or in flight, after the plan: every
+// message copied, reported and deleted. That moment ends the time; the
+// workers' idle exit after it is left out. (Timing the workers' exit with a
+// short idle exit instead undercounted fleets: a worker that found nothing
+// before the planner's first message exited, and ran no copies.)
 func fleet(b *testing.B, env *testbed.Env, base []string, src string, k int, workerFlags ...string) func(p *procs, dst string) time.Duration {
 	return func(p *procs, dst string) time.Duration {
 		work, _ := env.Queue(b, 0)
@@ -222,13 +231,25 @@ func fleet(b *testing.B, env *testbed.Env, base []string, src string, k int, wor
 		for i := range k {
 			wg.Go(func() {
 				p.exe(b, base, filepath.Join(bin, "worker"), append([]string{"--id", fmt.Sprint("w", i), "--queue-url", work,
-					"--report-queue-url", reports, "--idle-exit", "1s", "--log-level", "warn"}, workerFlags...)...)
+					"--report-queue-url", reports, "--idle-exit", "5s", "--log-level", "warn"}, workerFlags...)...)
 			})
 		}
 		p.exe(b, base, filepath.Join(bin, "planner"), "plan", "--source", "s3://"+src, "--dest", "s3://"+dst,
 			"--queue-url", work, "--report-queue-url", reports, "--log-level", "warn")
+		for {
+			out, err := env.SQS.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: aws.String(work),
+				AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages, sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if out.Attributes["ApproximateNumberOfMessages"] == "0" && out.Attributes["ApproximateNumberOfMessagesNotVisible"] == "0" {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		done := time.Now()
 		wg.Wait()
-		return time.Second
+		return time.Since(done)
 	}
 }
 

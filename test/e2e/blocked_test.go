@@ -47,6 +47,11 @@ func TestAccessDeniedGoesToTheDeadLetterQueue(t *testing.T) {
 	if st := status(t, env, reports); st.Messages != 0 || st.Failed != 0 {
 		t.Fatalf("blocked work was reported: %+v", st)
 	}
+	// A watch cannot wait for this run to complete: it says it stalled, and why.
+	watch := run(t, env, "planner", "status", "--report-queue-url", reports, "--watch", "1s")
+	if watch.code != 1 || !strings.Contains(watch.stdout, "eta         stalled") || !strings.Contains(watch.stderr, "1 messages are in its dead-letter queue") {
+		t.Fatalf("status --watch on a stalled run: exit %d\n%s\n%s", watch.code, watch.stdout, watch.stderr)
+	}
 
 	// The operator grants the permission and redrives: the work is done.
 	env.Grant(t, dst, user, "s3:ListBucket", "s3:PutObject", "s3:PutObjectTagging")

@@ -361,30 +361,30 @@ func readDepth(ctx context.Context, client queue.API, url string, log zerolog.Lo
 
 // statusView is what status prints, as text or JSON.
 type statusView struct {
-	Run        string           `json:"run"`
-	Source     string           `json:"source,omitempty"`
-	Dest       string           `json:"dest,omitempty"`
-	Planned    *report.Plan     `json:"planned,omitempty"`
-	Messages   int64            `json:"messages_done"`
-	Copied     int64            `json:"copied"`
-	Deleted    int64            `json:"deleted"`
-	Skipped    int64            `json:"skipped"`
-	Failed     int64            `json:"failed"`
-	Bytes      int64            `json:"bytes_copied"`
-	Remaining  *int64           `json:"remaining,omitempty"`
-	Workers    int              `json:"workers"`
-	Rate       float64          `json:"objects_per_second"`
-	RecentRate float64          `json:"recent_objects_per_second"`
-	ETASeconds *float64         `json:"eta_seconds,omitempty"`
-	Complete   bool             `json:"complete"`
+	Run        string       `json:"run"`
+	Source     string       `json:"source,omitempty"`
+	Dest       string       `json:"dest,omitempty"`
+	Planned    *report.Plan `json:"planned,omitempty"`
+	Messages   int64        `json:"messages_done"`
+	Copied     int64        `json:"copied"`
+	Deleted    int64        `json:"deleted"`
+	Skipped    int64        `json:"skipped"`
+	Failed     int64        `json:"failed"`
+	Bytes      int64        `json:"bytes_copied"`
+	Remaining  *int64       `json:"remaining,omitempty"`
+	Workers    int          `json:"workers"`
+	Rate       float64      `json:"objects_per_second"`
+	RecentRate float64      `json:"recent_objects_per_second"`
+	ETASeconds *float64     `json:"eta_seconds,omitempty"`
+	Complete   bool         `json:"complete"`
 	// Stalled: not complete, nothing left on the work queue, and messages
 	// in its dead-letter queue: no worker can finish the run until they are
 	// fixed and redriven.
-	Stalled bool `json:"stalled,omitempty"`
-	Deadline   *deadlineView    `json:"deadline,omitempty"`
-	Queue      *queueDepth      `json:"queue,omitempty"`
-	Failures   []report.Failure `json:"failures,omitempty"`
-	Scale      *scaleView       `json:"scale,omitempty"`
+	Stalled  bool             `json:"stalled,omitempty"`
+	Deadline *deadlineView    `json:"deadline,omitempty"`
+	Queue    *queueDepth      `json:"queue,omitempty"`
+	Failures []report.Failure `json:"failures,omitempty"`
+	Scale    *scaleView       `json:"scale,omitempty"`
 }
 
 // scaleView is what --scale-ecs did.

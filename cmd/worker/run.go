@@ -93,7 +93,11 @@ func run(ctx context.Context, args []string) error {
 	w := worker.New(cfg, src, rep, copier.New(o.conn.AWS.S3(awsCfg), o.work.CopierOptions()), log)
 	if m != nil {
 		m.CountStats(&w.Stats)
-		addr, err := metrics.Serve(ctx, o.metrics, m.Registry, log)
+		// Served until the worker has stopped, grace period included, not
+		// just until the stop signal.
+		metricsCtx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopMetrics()
+		addr, err := metrics.Serve(metricsCtx, o.metrics, m.Registry, log)
 		if err != nil {
 			return config.Usagef("--metrics-addr %s: %v", o.metrics, err)
 		}

@@ -54,7 +54,7 @@ func NewWorker(limiter *worker.Limiter) *Worker {
 		m.latency, m.failures,
 		counter("s3clone_worker_throttles_total", "Throttling answers from S3 (503 SlowDown and the like), including those retried successfully.", func() int64 { e, _ := limiter.Throttles(); return e }),
 		counter("s3clone_worker_concurrency_cuts_total", "Times throttling cut the copies allowed in flight.", func() int64 { _, c := limiter.Throttles(); return c }),
-		gauge("s3clone_worker_copies_in_flight", "Copies under way now.", limiter.InUse),
+		gauge("s3clone_worker_copies_in_flight", "Copies (and delete batches) under way now.", limiter.InUse),
 		gauge("s3clone_worker_concurrency_limit", "Copies allowed in flight now (lowered by throttling, regained with successes).", limiter.Limit),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

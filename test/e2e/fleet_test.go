@@ -50,8 +50,9 @@ func TestWatchScalesTheFleetToADeadline(t *testing.T) {
 		wg      sync.WaitGroup
 		failed  []string
 	)
-	stopPlaying := make(chan struct{})
+	stopPlaying, played := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(played)
 		for {
 			select {
 			case <-stopPlaying:
@@ -86,6 +87,7 @@ func TestWatchScalesTheFleetToADeadline(t *testing.T) {
 		t.Fatalf("status --watch did not end with the run\nstdout:\n%s\nstderr:\n%s", tail(stdout.String()), tail(stderr.String()))
 	}
 	close(stopPlaying)
+	<-played
 	wg.Wait()
 	if len(failed) > 0 {
 		t.Fatalf("workers failed:\n%s", strings.Join(failed, "\n"))

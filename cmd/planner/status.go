@@ -208,36 +208,43 @@ func (s *statusSession) show(w io.Writer, v *statusView) error {
 	return nil
 }
 
-// watchLoop refreshes until the run is complete (exit 0) or ctx ends (an
-// interrupt: exit 0 too, it is how a watch is stopped). On a terminal each
+// watchLoop refreshes until the run is complete (exit 0), stalls (exit 1),
+// ctx ends (an interrupt: exit 0 too, it is how a watch is stopped) or five
+// refreshes in a row fail; a failed refresh is logged and tried again. On a terminal each
 // refresh redraws the screen; otherwise views follow one another.
 func (s *statusSession) watchLoop(ctx context.Context, w io.Writer) error {
 	redraw := !s.asJSON && isTerminal(w)
 	tick := time.NewTicker(s.watch)
 	defer tick.Stop()
-	for {
+	const giveUp = 5 // refreshes failed in a row (each after the SDK's own retries)
+	for failed := 0; ; {
 		v, err := s.refresh(ctx)
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if redraw {
-			fmt.Fprint(w, "\033[H\033[2J")
-		}
-		if !s.asJSON {
-			fmt.Fprintf(w, "--- %s (every %s; Ctrl-C to stop)\n", time.Now().Format("15:04:05"), s.watch)
-		}
-		if err := s.show(w, v); err != nil {
-			return err
-		}
-		if v != nil && v.Complete {
-			return nil
-		}
-		if v != nil && v.Stalled {
-			return fmt.Errorf("%w: the work queue is empty and %d messages are in its dead-letter queue; fix what the failures above say, then planner redrive",
-				errStalled, *v.Queue.DeadLettered)
+		case err != nil:
+			if failed++; failed >= giveUp {
+				return fmt.Errorf("%d refreshes in a row failed, the last: %w", failed, err)
+			}
+			s.log.Warn().Err(err).Int("failed_in_a_row", failed).Msg("refresh failed; trying again at the next interval")
+		default:
+			failed = 0
+			if redraw {
+				fmt.Fprint(w, "\033[H\033[2J")
+			}
+			if !s.asJSON {
+				fmt.Fprintf(w, "--- %s (every %s; Ctrl-C to stop)\n", time.Now().Format("15:04:05"), s.watch)
+			}
+			if err := s.show(w, v); err != nil {
+				return err
+			}
+			if v != nil && v.Complete {
+				return nil
+			}
+			if v != nil && v.Stalled {
+				return fmt.Errorf("%w: the work queue is empty and %d messages are in its dead-letter queue; fix what the failures above say, then planner redrive",
+					errStalled, *v.Queue.DeadLettered)
+			}
 		}
 		select {
 		case <-ctx.Done():

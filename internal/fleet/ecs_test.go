@@ -70,8 +70,10 @@ func TestScaleErrors(t *testing.T) {
 	fake := testbed.NewFakeECS(t, map[string]*testbed.FakeService{
 		"s3clone/workers": {DesiredCount: 1},
 		"s3clone/old":     {DesiredCount: 0, Status: "DRAINING"},
+		"s3clone/locked":  {DesiredCount: 1, RefuseUpdates: true},
 	})
 	for svc, want := range map[fleet.Service]string{
+		{Cluster: "s3clone", Name: "locked"}:  "set the desired count of ECS service s3clone/locked to 3: ",
 		{Cluster: "s3clone", Name: "missing"}: "missing: check the cluster and service names",
 		{Cluster: "other", Name: "workers"}:   "missing: check the cluster and service names",
 		{Cluster: "s3clone", Name: "old"}:     "is DRAINING, not ACTIVE",

@@ -28,6 +28,8 @@ type FakeService struct {
 	Status       string // ACTIVE unless set
 	DesiredCount int
 	RunningCount int
+	// RefuseUpdates answers UpdateService with AccessDeniedException.
+	RefuseUpdates bool
 }
 
 // NewFakeECS starts a fake ECS with these services ("cluster/service").
@@ -96,6 +98,8 @@ func (f *FakeECS) serve(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case !ok:
 			fakeError(w, 400, "ServiceNotFoundException", "Service not found.")
+		case s.RefuseUpdates:
+			fakeError(w, 400, "AccessDeniedException", "not authorized to perform: ecs:UpdateService")
 		case in.DesiredCount == nil || *in.DesiredCount < 0:
 			fakeError(w, 400, "InvalidParameterException", "desiredCount")
 		default:

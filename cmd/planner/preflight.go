@@ -36,7 +36,7 @@ const preflightSample = 10
 // just changed) proves nothing either way: the next sample is tried, and if
 // none can be copied the plan goes ahead with a warning.
 func preflight(ctx context.Context, api *s3.Client, work *queue.SQS, sum *plan.Summary, log zerolog.Logger) error {
-	if err := preflightS3(ctx, api, sum, log); err != nil {
+	if err := preflightS3(ctx, api, copier.NewDirect(api, nil), sum, log); err != nil {
 		return err
 	}
 	probe, err := plan.ProbeBody(sum)
@@ -49,8 +49,9 @@ func preflight(ctx context.Context, api *s3.Client, work *queue.SQS, sum *plan.S
 	return nil
 }
 
-// preflightS3 is the S3 half of preflight: read, copy and tag a sample.
-func preflightS3(ctx context.Context, api *s3.Client, sum *plan.Summary, log zerolog.Logger) error {
+// preflightS3 is the S3 half of preflight: read, copy and tag a sample,
+// the copy made through copies, as the workers will make theirs.
+func preflightS3(ctx context.Context, api *s3.Client, copies copier.API, sum *plan.Summary, log zerolog.Logger) error {
 	src := sum.Source
 	page, err := api.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
 		Bucket: aws.String(src.Bucket), Prefix: aws.String(src.Prefix), MaxKeys: aws.Int32(preflightSample),
@@ -72,7 +73,7 @@ func preflightS3(ctx context.Context, api *s3.Client, sum *plan.Summary, log zer
 	})
 	var lastErr error
 	for _, o := range samples {
-		err := tryCopy(ctx, api, sum, o)
+		err := tryCopy(ctx, api, copies, sum, o)
 		if err == nil {
 			lastErr = nil
 			break
@@ -91,7 +92,7 @@ func preflightS3(ctx context.Context, api *s3.Client, sum *plan.Summary, log zer
 
 // tryCopy reads one sample object and its tags and copies it to its
 // destination key, as a worker would.
-func tryCopy(ctx context.Context, api *s3.Client, sum *plan.Summary, o types.Object) error {
+func tryCopy(ctx context.Context, api *s3.Client, copies copier.API, sum *plan.Summary, o types.Object) error {
 	src, dst := sum.Source, sum.Dest
 	key := aws.ToString(o.Key)
 	if _, err := api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(src.Bucket), Key: o.Key}); err != nil {
@@ -101,7 +102,7 @@ func tryCopy(ctx context.Context, api *s3.Client, sum *plan.Summary, o types.Obj
 		return denied(err, "s3:GetObjectTagging", objectARN(src.Bucket, key))
 	}
 	dstKey := plan.DestKey(src, dst, key)
-	err := copier.New(api, copier.Options{}).Copy(ctx, copier.Source{
+	err := copier.New(copies, copier.Options{}).Copy(ctx, copier.Source{
 		Bucket: src.Bucket, Key: key, Size: aws.ToInt64(o.Size), ETag: aws.ToString(o.ETag), StorageClass: string(o.StorageClass),
 	}, dst.Bucket, dstKey)
 	if err != nil {

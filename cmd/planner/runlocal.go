@@ -61,7 +61,8 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	sum := s.newSummary()
-	if err := preflightS3(ctx, s3Client, sum, log); err != nil {
+	api := work.CopyAPI(s3Client, limiter.Throttled)
+	if err := preflightS3(ctx, s3Client, api, sum, log); err != nil {
 		return err
 	}
 
@@ -74,7 +75,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg.ID = "local"
 	cfg.Visibility = 5 * time.Minute
 	cfg.Limiter = limiter
-	w := worker.New(cfg, mem, worker.TallyReporter{Tally: tally}, copier.New(s3Client, work.CopierOptions()), log)
+	w := worker.New(cfg, mem, worker.TallyReporter{Tally: tally}, copier.New(api, work.CopierOptions()), log)
 	config.TuneGCForCopying()
 	stopProfile, err := config.StartCPUProfile(work.CPUProfile)
 	if err != nil {

@@ -85,14 +85,18 @@ func run(ctx context.Context, args []string) error {
 	cfg := o.work.WorkerConfig()
 	cfg.ID = o.id
 	cfg.Limiter = limiter
+	api := o.work.CopyAPI(o.conn.AWS.S3(awsCfg), limiter.Throttled)
 	var m *metrics.Worker
 	if o.metrics != "" {
 		m = metrics.NewWorker(limiter)
 		cfg.Observer = m
 	}
-	w := worker.New(cfg, src, rep, copier.New(o.conn.AWS.S3(awsCfg), o.work.CopierOptions()), log)
+	w := worker.New(cfg, src, rep, copier.New(api, o.work.CopierOptions()), log)
 	if m != nil {
 		m.CountStats(&w.Stats)
+		if direct, ok := api.(*copier.Direct); ok {
+			m.CountDirect(direct)
+		}
 		// Served until the worker has stopped, grace period included, not
 		// just until the stop signal.
 		metricsCtx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx))

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/s3clone/s3clone/internal/copier"
@@ -26,6 +27,7 @@ type Work struct {
 	ACL                string
 	RetryBackoff       time.Duration
 	CPUProfile         string
+	SDKCopies          bool
 }
 
 // Register defines the copy flags. idleExit is false for commands that stop
@@ -39,6 +41,7 @@ func (w *Work) Register(f *Flags, queueFlags bool) {
 	f.StringVar(&w.SSEKMSKeyID, "sse-kms-key-id", "", "encrypt copies with this KMS key id or ARN (default: the destination bucket's default encryption)")
 	f.StringVar(&w.ACL, "acl", "", "canned ACL of every copy, e.g. bucket-owner-full-control (default: none)")
 	f.StringVar(&w.CPUProfile, "cpu-profile", "", "write a pprof CPU profile of the run to this file")
+	f.BoolVar(&w.SDKCopies, "sdk-copies", false, "send every CopyObject through the AWS SDK's full request pipeline rather than the direct path (which hands anything but a clean success to the SDK anyway); costs about twice the CPU per copy")
 	if queueFlags {
 		f.DurationVar(&w.Visibility, "visibility-timeout", 60*time.Second, "how long a received message stays hidden; extended every half of it while worked on")
 		f.DurationVar(&w.Grace, "grace", 25*time.Second, "on SIGTERM, how long in-flight copies may finish before their messages are released")
@@ -102,6 +105,16 @@ func (w *Work) CopierOptions() copier.Options {
 		SSEKMSKeyID:        w.SSEKMSKeyID,
 		ACL:                types.ObjectCannedACL(w.ACL),
 	}
+}
+
+// CopyAPI is the S3 client copies go through: client's CopyObject sent
+// directly (copier.Direct) unless --sdk-copies. onThrottle hears of the
+// throttles the direct path meets.
+func (w *Work) CopyAPI(client *s3.Client, onThrottle func()) copier.API {
+	if w.SDKCopies {
+		return client
+	}
+	return copier.NewDirect(client, onThrottle)
 }
 
 // WorkerConfig is the worker's configuration from the flags.

@@ -20,12 +20,18 @@ import (
 	"github.com/s3clone/s3clone/internal/testbed"
 )
 
-func TestMain(m *testing.M) { os.Exit(testbed.Main(m)) }
+func TestMain(m *testing.M) {
+	if os.Getenv(cannedServerEnv) != "" {
+		serveCanned() // for BenchmarkClientCPUPerCopy; never returns
+	}
+	os.Exit(testbed.Main(m))
+}
 
-// recorder passes every call to the real client and records the requests
-// whose effect versitygw does not keep (it stores every object as STANDARD).
+// recorder passes every call to the real client (copies through Direct)
+// and records the requests whose effect versitygw does not keep (it stores
+// every object as STANDARD).
 type recorder struct {
-	*s3.Client
+	API
 	mu      sync.Mutex
 	copies  []*s3.CopyObjectInput
 	creates []*s3.CreateMultipartUploadInput
@@ -37,28 +43,28 @@ func (r *recorder) CopyObject(ctx context.Context, in *s3.CopyObjectInput, o ...
 	r.mu.Lock()
 	r.copies = append(r.copies, in)
 	r.mu.Unlock()
-	return r.Client.CopyObject(ctx, in, o...)
+	return r.API.CopyObject(ctx, in, o...)
 }
 
 func (r *recorder) CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, o ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error) {
 	r.mu.Lock()
 	r.creates = append(r.creates, in)
 	r.mu.Unlock()
-	return r.Client.CreateMultipartUpload(ctx, in, o...)
+	return r.API.CreateMultipartUpload(ctx, in, o...)
 }
 
 func (r *recorder) UploadPartCopy(ctx context.Context, in *s3.UploadPartCopyInput, o ...func(*s3.Options)) (*s3.UploadPartCopyOutput, error) {
 	r.mu.Lock()
 	r.parts++
 	r.mu.Unlock()
-	return r.Client.UploadPartCopy(ctx, in, o...)
+	return r.API.UploadPartCopy(ctx, in, o...)
 }
 
 func (r *recorder) AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, o ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error) {
 	r.mu.Lock()
 	r.aborts++
 	r.mu.Unlock()
-	return r.Client.AbortMultipartUpload(ctx, in, o...)
+	return r.API.AbortMultipartUpload(ctx, in, o...)
 }
 
 // props is everything about an object a clone must keep.
@@ -146,7 +152,8 @@ func TestCopyKeepsEveryProperty(t *testing.T) {
 		parts     bool
 	}{{"CopyObject", MaxCopyObjectSize, false}, {"UploadPartCopy", 5 << 20, true}} {
 		t.Run(mode.name, func(t *testing.T) {
-			rec := &recorder{Client: env.S3}
+			direct := NewDirect(env.S3, nil)
+			rec := &recorder{API: direct}
 			c := New(rec, Options{MultipartThreshold: mode.threshold, PartSize: 5 << 20})
 			for _, k := range keys {
 				h := head(t, env, src, k)
@@ -173,6 +180,9 @@ func TestCopyKeepsEveryProperty(t *testing.T) {
 					t.Errorf("asked for storage class %q, want the source's STANDARD_IA", sc)
 				}
 			}
+			if want := int64(len(rec.copies)); direct.Sent() != want || direct.FellBack() != 0 {
+				t.Errorf("%d copies sent directly, %d sent again through the SDK; want %d and 0", direct.Sent(), direct.FellBack(), want)
+			}
 			if mode.parts && rec.parts != 3*len(keys) {
 				t.Errorf("%d UploadPartCopy calls, want 3 per 12 MiB object with 5 MiB parts", rec.parts)
 			}
@@ -192,7 +202,7 @@ func TestStorageClassOverrideAndDefault(t *testing.T) {
 		{"", "GLACIER_IR", types.StorageClassGlacierIr},
 		{"ONEZONE_IA", "STANDARD", types.StorageClassOnezoneIa},
 	} {
-		rec := &recorder{Client: env.S3}
+		rec := &recorder{API: NewDirect(env.S3, nil)}
 		cp := New(rec, Options{StorageClass: types.StorageClass(c.override)})
 		if err := cp.Copy(context.Background(), Source{Bucket: src, Key: "k", Size: 1, StorageClass: c.source}, dst, "k"); err != nil {
 			t.Fatal(err)
@@ -209,8 +219,8 @@ func TestChangedAndVanishedSources(t *testing.T) {
 	env.Put(t, src, []testbed.Object{{Key: "small", Body: []byte("v1")}, {Key: "big", Body: randomBytes(11 << 20)}})
 	for _, k := range []string{"small", "big"} {
 		for _, mode := range []int64{MaxCopyObjectSize, 5 << 20} {
-			rec := &recorder{Client: env.S3}
-			c := New(rec, Options{MultipartThreshold: mode, PartSize: 5 << 20})
+			direct := NewDirect(env.S3, nil)
+			c := New(direct, Options{MultipartThreshold: mode, PartSize: 5 << 20})
 			h := head(t, env, src, k)
 			stale := Source{Bucket: src, Key: k, Size: aws.ToInt64(h.ContentLength), ETag: `"0123456789abcdef0123456789abcdef"`}
 			err := c.Copy(context.Background(), stale, dst, k)
@@ -221,6 +231,11 @@ func TestChangedAndVanishedSources(t *testing.T) {
 			err = c.Copy(context.Background(), gone, dst, k)
 			if ce := Classify(err); ce == nil || ce.Reason != ReasonVanished {
 				t.Errorf("%s (threshold %d) that does not exist: %v, want reason %q", k, mode, err, ReasonVanished)
+			}
+			// Refusals are the SDK's to parse: each single copy went out
+			// directly once, then once more through the SDK.
+			if mode == MaxCopyObjectSize && (direct.Sent() != 2 || direct.FellBack() != 2) {
+				t.Errorf("%s: %d sent directly, %d again through the SDK; want 2 and 2", k, direct.Sent(), direct.FellBack())
 			}
 		}
 	}
@@ -240,7 +255,7 @@ func TestFailedPartAbortsTheUpload(t *testing.T) {
 	env := testbed.Get(t)
 	src, dst := env.Bucket(t), env.Bucket(t)
 	env.Put(t, src, []testbed.Object{{Key: "big", Body: randomBytes(16 << 20)}})
-	api := &failingPart{recorder: recorder{Client: env.S3}, failOn: 2}
+	api := &failingPart{recorder: recorder{API: env.S3}, failOn: 2}
 	c := New(api, Options{MultipartThreshold: 5 << 20, PartSize: 5 << 20, PartConcurrency: 1})
 	h := head(t, env, src, "big")
 	err := c.Copy(context.Background(), Source{Bucket: src, Key: "big", Size: aws.ToInt64(h.ContentLength), ETag: aws.ToString(h.ETag)}, dst, "big")

@@ -77,6 +77,14 @@ func (m *Worker) CountStats(stats *worker.Stats) {
 	)
 }
 
+// CountDirect registers the direct copy path's counts.
+func (m *Worker) CountDirect(d *copier.Direct) {
+	m.Registry.MustRegister(
+		counter("s3clone_worker_direct_copies_total", "CopyObject requests sent directly, without the SDK's pipeline.", d.Sent),
+		counter("s3clone_worker_direct_fallbacks_total", "Direct copies that were not a clean success and were sent again through the SDK (refusals, throttles, faults).", d.FellBack),
+	)
+}
+
 // counter is a counter read from f at each scrape.
 func counter(name, help string, f func() int64) prometheus.Collector {
 	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })

@@ -199,6 +199,7 @@ func TestWorkerMetrics(t *testing.T) {
 		"s3clone_worker_concurrency_limit":                       m["s3clone_worker_concurrency_limit"],
 		"s3clone_worker_messages_malformed_total":                0,
 		`s3clone_worker_copy_duration_seconds_bucket{le="+Inf"}`: 400,
+		"s3clone_worker_direct_copies_total":                     400,
 	}
 	for name, v := range want {
 		if got, ok := m[name]; !ok || got != v {
@@ -207,6 +208,11 @@ func TestWorkerMetrics(t *testing.T) {
 	}
 	if faults.SlowDowns.Load() == 0 || m["s3clone_worker_concurrency_cuts_total"] == 0 {
 		t.Errorf("%d SlowDowns injected, %v concurrency cuts: want some of both", faults.SlowDowns.Load(), m["s3clone_worker_concurrency_cuts_total"])
+	}
+	// Sent again through the SDK: the vanished key's 404, and each direct
+	// attempt that met a SlowDown (the SDK's own attempts meet some too).
+	if fb := m["s3clone_worker_direct_fallbacks_total"]; fb < 1 || fb > float64(faults.SlowDowns.Load())+1 {
+		t.Errorf("%v direct copies fell back to the SDK, want 1 to %d", fb, faults.SlowDowns.Load()+1)
 	}
 	if lim := m["s3clone_worker_concurrency_limit"]; lim < 1 || lim > 16 {
 		t.Errorf("concurrency limit %v outside 1..16", lim)

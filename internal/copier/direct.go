@@ -1,0 +1,342 @@
+package copier
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	smithyauth "github.com/aws/smithy-go/auth"
+	"github.com/aws/smithy-go/encoding/httpbinding"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+)
+
+// Direct is an S3 client whose CopyObject sends a hand-built, SigV4-signed
+// request straight to the client's HTTP pool, without the SDK's middleware
+// stack. Every other call is the SDK's.
+//
+// The SDK spends several hundred allocations per call on its generic
+// pipeline, and on a small-object clone the client's CPU per copy decides
+// how many copies a machine can drive. Direct keeps to the common case and
+// hands everything else to the SDK, which stays the authority on errors:
+//   - only the CopyObject fields the copier sets are sent directly; any other
+//     field, or any per-call option, goes through the SDK;
+//   - the endpoint and signing scope come from the SDK's own endpoint rules,
+//     resolved once per bucket; a bucket whose endpoint needs anything but
+//     plain SigV4 (S3 Express, multi-region access points) goes through the
+//     SDK;
+//   - an answer other than 200 with a CopyObjectResult, or any transport
+//     fault, is retried through the SDK, which then retries, backs off,
+//     corrects clock skew and parses the error as it would have. A copy is
+//     idempotent, so sending it twice changes nothing.
+type Direct struct {
+	*s3.Client
+	http       aws.HTTPClient
+	creds      aws.CredentialsProvider
+	signer     *v4.Signer
+	params     s3.EndpointParameters // all but the bucket
+	resolver   s3.EndpointResolverV2
+	onThrottle func()
+	agent      string
+
+	endpoints sync.Map // bucket → *endpoint
+
+	sent, fellBack atomic.Int64
+}
+
+// NewDirect wraps client. onThrottle, if not nil, is called for every
+// throttling answer the direct path gets (the SDK's retryer reports those it
+// gets itself).
+func NewDirect(client *s3.Client, onThrottle func()) *Direct {
+	o := client.Options()
+	d := &Direct{
+		Client:     client,
+		http:       o.HTTPClient,
+		creds:      o.Credentials,
+		resolver:   o.EndpointResolverV2,
+		onThrottle: onThrottle,
+		agent:      "s3clone (direct copy)",
+		signer: v4.NewSigner(func(so *v4.SignerOptions) {
+			so.DisableURIPathEscaping = true // S3 signs the path as sent
+		}),
+		params: s3.EndpointParameters{
+			Region:                         aws.String(o.Region),
+			UseFIPS:                        aws.Bool(o.EndpointOptions.UseFIPSEndpoint == aws.FIPSEndpointStateEnabled),
+			UseDualStack:                   aws.Bool(o.EndpointOptions.UseDualStackEndpoint == aws.DualStackEndpointStateEnabled),
+			Endpoint:                       o.BaseEndpoint,
+			ForcePathStyle:                 aws.Bool(o.UsePathStyle),
+			Accelerate:                     aws.Bool(o.UseAccelerate),
+			DisableMultiRegionAccessPoints: aws.Bool(o.DisableMultiRegionAccessPoints),
+			UseArnRegion:                   aws.Bool(o.UseARNRegion),
+			DisableS3ExpressSessionAuth:    aws.Bool(true), // as the SDK's CopyObject sets it
+		},
+	}
+	return d
+}
+
+// Sent is how many copies went out directly; FellBack how many of them the
+// SDK then had to send again (refusals, throttles, faults).
+func (d *Direct) Sent() int64     { return d.sent.Load() }
+func (d *Direct) FellBack() int64 { return d.fellBack.Load() }
+
+// endpoint is where a bucket's objects are addressed and how requests to
+// them are signed; usable is false when Direct cannot sign for it.
+type endpoint struct {
+	base          url.URL // scheme, host and the bucket's path, if any
+	rawPath       string  // base's path as sent
+	signingName   string
+	signingRegion string
+	usable        bool
+}
+
+// CopyObject copies directly when it can, else through the SDK.
+func (d *Direct) CopyObject(ctx context.Context, in *s3.CopyObjectInput, optFns ...func(*s3.Options)) (*s3.CopyObjectOutput, error) {
+	if len(optFns) > 0 || !directInput(in) || d.http == nil || d.creds == nil {
+		return d.Client.CopyObject(ctx, in, optFns...)
+	}
+	ep := d.endpoint(ctx, aws.ToString(in.Bucket))
+	if !ep.usable {
+		return d.Client.CopyObject(ctx, in)
+	}
+	d.sent.Add(1)
+	out, err := d.send(ctx, ep, in)
+	if err == nil {
+		return out, nil
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	d.fellBack.Add(1)
+	var th throttled
+	if errors.As(err, &th) {
+		// The SDK would back off before its second attempt; so do we,
+		// with the same full jitter its first backoff uses.
+		select {
+		case <-time.After(rand.N(time.Second)):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return d.Client.CopyObject(ctx, in)
+}
+
+// directInput reports whether in sets no field but those send encodes.
+func directInput(in *s3.CopyObjectInput) bool {
+	if in == nil || in.Bucket == nil || in.Key == nil || in.CopySource == nil || *in.Bucket == "" || *in.Key == "" {
+		return false
+	}
+	rest := *in
+	rest.Bucket, rest.Key, rest.CopySource, rest.CopySourceIfMatch = nil, nil, nil, nil
+	rest.MetadataDirective, rest.TaggingDirective, rest.StorageClass, rest.ACL = "", "", "", ""
+	rest.ServerSideEncryption, rest.SSEKMSKeyId = "", nil
+	return reflect.ValueOf(rest).IsZero()
+}
+
+func (d *Direct) endpoint(ctx context.Context, bucket string) *endpoint {
+	if v, ok := d.endpoints.Load(bucket); ok {
+		return v.(*endpoint)
+	}
+	ep := d.resolve(ctx, bucket)
+	v, _ := d.endpoints.LoadOrStore(bucket, ep)
+	return v.(*endpoint)
+}
+
+// resolve runs the SDK's endpoint rules for bucket, with the parameters
+// its CopyObject would bind (the rules do not look at the key).
+func (d *Direct) resolve(ctx context.Context, bucket string) *endpoint {
+	ep := &endpoint{}
+	region := aws.ToString(d.params.Region)
+	if d.resolver == nil || region == "" || strings.Contains(region, "fips") {
+		return ep
+	}
+	params := d.params
+	params.Bucket = aws.String(bucket)
+	resolved, err := d.resolver.ResolveEndpoint(ctx, params)
+	if err != nil || len(resolved.Headers) > 0 || resolved.URI.RawQuery != "" || resolved.URI.Host == "" {
+		return ep
+	}
+	ep.base = resolved.URI
+	ep.rawPath = resolved.URI.RawPath
+	if ep.rawPath == "" {
+		ep.rawPath = resolved.URI.Path
+	}
+	ep.signingName, ep.signingRegion = "s3", region
+	if opts, ok := smithyauth.GetAuthOptions(&resolved.Properties); ok && len(opts) > 0 {
+		opt := opts[0]
+		// Endpoint rules name schemes "sigv4", "sigv4a", "sigv4-s3express".
+		if opt.SchemeID != "sigv4" && opt.SchemeID != "aws.auth#sigv4" {
+			return ep
+		}
+		if v, ok := smithyhttp.GetSigV4SigningName(&opt.SignerProperties); ok {
+			ep.signingName = v
+		}
+		if v, ok := smithyhttp.GetSigV4SigningRegion(&opt.SignerProperties); ok {
+			ep.signingRegion = v
+		}
+	}
+	ep.usable = true
+	return ep
+}
+
+// emptySHA256 is the payload hash of a request without a body.
+const emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+// throttled is a direct attempt S3 answered with a throttling error.
+type throttled struct{ code string }
+
+func (t throttled) Error() string { return "throttled: " + t.code }
+
+var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// send makes one direct attempt. Any error means "ask the SDK".
+func (d *Direct) send(ctx context.Context, ep *endpoint, in *s3.CopyObjectInput) (*s3.CopyObjectOutput, error) {
+	creds, err := d.creds.Retrieve(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// The path is joined as the SDK joins it.
+	u := ep.base // a copy
+	key := aws.ToString(in.Key)
+	u.Path = smithyhttp.JoinPath(ep.base.Path, "/"+key)
+	u.RawPath = smithyhttp.JoinPath(ep.rawPath, "/"+httpbinding.EscapePath(key, false))
+	u.RawQuery = "x-id=CopyObject"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, "", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.URL = &u
+	req.Host = u.Host
+	h := req.Header
+	h["User-Agent"] = []string{d.agent}
+	h["Accept-Encoding"] = []string{"identity"} // as the SDK asks: no transparent gzip
+	h["X-Amz-Content-Sha256"] = []string{emptySHA256}
+	h["X-Amz-Copy-Source"] = []string{*in.CopySource}
+	setHeader(h, "X-Amz-Copy-Source-If-Match", aws.ToString(in.CopySourceIfMatch))
+	setHeader(h, "X-Amz-Metadata-Directive", string(in.MetadataDirective))
+	setHeader(h, "X-Amz-Tagging-Directive", string(in.TaggingDirective))
+	setHeader(h, "X-Amz-Storage-Class", string(in.StorageClass))
+	setHeader(h, "X-Amz-Acl", string(in.ACL))
+	setHeader(h, "X-Amz-Server-Side-Encryption", string(in.ServerSideEncryption))
+	setHeader(h, "X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id", aws.ToString(in.SSEKMSKeyId))
+	err = d.signer.SignHTTP(ctx, creds, req, emptySHA256, ep.signingName, ep.signingRegion, time.Now().UTC(),
+		func(o *v4.SignerOptions) { o.DisableURIPathEscaping = true })
+	if err != nil {
+		return nil, err
+	}
+	resp, err := d.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	buf := bodies.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 64<<10 {
+			buf.Reset()
+			bodies.Put(buf)
+		}
+	}()
+	buf.Reset()
+	// S3 may hold a long copy's 200 open with whitespace before the result.
+	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, 1<<20)); err != nil {
+		return nil, err
+	}
+	body := buf.Bytes()
+	if resp.StatusCode != http.StatusOK {
+		code := xmlText(body, "Code")
+		if _, ok := retry.DefaultThrottleErrorCodes[code]; ok || resp.StatusCode == http.StatusTooManyRequests {
+			if d.onThrottle != nil {
+				d.onThrottle()
+			}
+			return nil, throttled{code}
+		}
+		return nil, fmt.Errorf("status %d %s", resp.StatusCode, code)
+	}
+	// A 200 can still carry an error, sent after the copy failed.
+	if root := rootElement(body); root != "CopyObjectResult" {
+		return nil, fmt.Errorf("200 with root element %q", root)
+	}
+	out := &s3.CopyObjectOutput{
+		CopyObjectResult:     &types.CopyObjectResult{ETag: optionalText(body, "ETag")},
+		VersionId:            optionalHeader(resp.Header, "X-Amz-Version-Id"),
+		CopySourceVersionId:  optionalHeader(resp.Header, "X-Amz-Copy-Source-Version-Id"),
+		ServerSideEncryption: types.ServerSideEncryption(resp.Header.Get("X-Amz-Server-Side-Encryption")),
+	}
+	if t, err := time.Parse(time.RFC3339Nano, xmlText(body, "LastModified")); err == nil {
+		out.CopyObjectResult.LastModified = &t
+	}
+	return out, nil
+}
+
+func setHeader(h http.Header, name, value string) {
+	if value != "" {
+		h[name] = []string{value}
+	}
+}
+
+func optionalHeader(h http.Header, name string) *string {
+	if v := h.Get(name); v != "" {
+		return &v
+	}
+	return nil
+}
+
+// rootElement is the name of the first element of an XML document.
+func rootElement(doc []byte) string {
+	for {
+		doc = bytes.TrimLeft(doc, " \t\r\n")
+		if !bytes.HasPrefix(doc, []byte("<?")) && !bytes.HasPrefix(doc, []byte("<!")) {
+			break
+		}
+		end := bytes.IndexByte(doc, '>')
+		if end < 0 {
+			return ""
+		}
+		doc = doc[end+1:]
+	}
+	if len(doc) == 0 || doc[0] != '<' {
+		return ""
+	}
+	end := bytes.IndexAny(doc, " \t\r\n/>")
+	if end < 0 {
+		return ""
+	}
+	return string(doc[1:end])
+}
+
+// xmlText is the unescaped text of the first <name> element of doc, "" if
+// there is none. S3's answers are flat enough for this.
+func xmlText(doc []byte, name string) string {
+	open := "<" + name + ">"
+	i := bytes.Index(doc, []byte(open))
+	if i < 0 {
+		return ""
+	}
+	rest := doc[i+len(open):]
+	j := bytes.Index(rest, []byte("</"+name+">"))
+	if j < 0 {
+		return ""
+	}
+	return html.UnescapeString(string(rest[:j]))
+}
+
+func optionalText(doc []byte, name string) *string {
+	if v := xmlText(doc, name); v != "" {
+		return &v
+	}
+	return nil
+}

@@ -18,7 +18,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	smithyauth "github.com/aws/smithy-go/auth"
@@ -48,7 +47,7 @@ type Direct struct {
 	*s3.Client
 	http       aws.HTTPClient
 	creds      aws.CredentialsProvider
-	signer     *v4.Signer
+	signer     signer
 	params     s3.EndpointParameters // all but the bucket
 	resolver   s3.EndpointResolverV2
 	onThrottle func()
@@ -71,9 +70,6 @@ func NewDirect(client *s3.Client, onThrottle func()) *Direct {
 		resolver:   o.EndpointResolverV2,
 		onThrottle: onThrottle,
 		agent:      "s3clone (direct copy)",
-		signer: v4.NewSigner(func(so *v4.SignerOptions) {
-			so.DisableURIPathEscaping = true // S3 signs the path as sent
-		}),
 		params: s3.EndpointParameters{
 			Region:                         aws.String(o.Region),
 			UseFIPS:                        aws.Bool(o.EndpointOptions.UseFIPSEndpoint == aws.FIPSEndpointStateEnabled),
@@ -233,11 +229,7 @@ func (d *Direct) send(ctx context.Context, ep *endpoint, in *s3.CopyObjectInput)
 	setHeader(h, "X-Amz-Acl", string(in.ACL))
 	setHeader(h, "X-Amz-Server-Side-Encryption", string(in.ServerSideEncryption))
 	setHeader(h, "X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id", aws.ToString(in.SSEKMSKeyId))
-	err = d.signer.SignHTTP(ctx, creds, req, emptySHA256, ep.signingName, ep.signingRegion, time.Now().UTC(),
-		func(o *v4.SignerOptions) { o.DisableURIPathEscaping = true })
-	if err != nil {
-		return nil, err
-	}
+	d.signer.sign(req, creds, emptySHA256, ep.signingName, ep.signingRegion, time.Now())
 	resp, err := d.http.Do(req)
 	if err != nil {
 		return nil, err

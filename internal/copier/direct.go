@@ -82,6 +82,9 @@ func NewDirect(client *s3.Client, onThrottle func()) *Direct {
 			DisableS3ExpressSessionAuth:    aws.Bool(true), // as the SDK's CopyObject sets it
 		},
 	}
+	if aws.IsCredentialsProvider(d.creds, (*aws.AnonymousCredentials)(nil)) {
+		d.creds = nil // unsigned requests are the SDK's to make
+	}
 	return d
 }
 

@@ -245,8 +245,15 @@ func TestDirectHandsTheUnusualToTheSDK(t *testing.T) {
 			t.Errorf("%s: %d requests, want 1", name, len(via.reqs)-before)
 		}
 	}
-	if direct.Sent() != 0 {
-		t.Errorf("%d sent directly, want none", direct.Sent())
+	anonymous := NewDirect(scriptedClient(via, func(o *s3.Options) { o.Credentials = aws.AnonymousCredentials{} }), nil)
+	if _, err := anonymous.CopyObject(context.Background(), base()); err != nil {
+		t.Fatalf("anonymous: %v", err)
+	}
+	if auth := via.reqs[len(via.reqs)-1].Header.Get("Authorization"); auth != "" {
+		t.Errorf("anonymous copy signed: %s", auth)
+	}
+	if direct.Sent() != 0 || anonymous.Sent() != 0 {
+		t.Errorf("%d and %d sent directly, want none", direct.Sent(), anonymous.Sent())
 	}
 	if got := via.reqs[0].Header.Get("X-Amz-Meta-A"); got != "b" {
 		t.Errorf("the SDK's request lost the metadata: X-Amz-Meta-A %q", got)

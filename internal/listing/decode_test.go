@@ -1,0 +1,198 @@
+package listing
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go/middleware"
+
+	"github.com/s3clone/s3clone/internal/testbed"
+)
+
+// canned answers every request with one status and body.
+type canned struct {
+	status int
+	body   string
+	header http.Header
+}
+
+func (c *canned) Do(req *http.Request) (*http.Response, error) {
+	h := http.Header{"Content-Type": {"application/xml"}, "X-Amz-Request-Id": {"R1"}, "X-Amz-Id-2": {"H1"}}
+	for k, v := range c.header {
+		h[k] = v
+	}
+	return &http.Response{StatusCode: c.status, Header: h, Body: io.NopCloser(strings.NewReader(c.body)), Request: req}, nil
+}
+
+func cannedClient(c *canned) *s3.Client {
+	return s3.New(s3.Options{
+		Region:      "us-east-1",
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
+		HTTPClient:  c,
+		Retryer:     aws.NopRetryer{},
+	})
+}
+
+// listBoth lists through the SDK's deserializer and through FastDecode and
+// returns both results, without the metadata that differs per call.
+func listBoth(t testing.TB, api *s3.Client, in *s3.ListObjectsV2Input) (sdk, fast *s3.ListObjectsV2Output, sdkErr, fastErr error) {
+	t.Helper()
+	sdk, sdkErr = api.ListObjectsV2(context.Background(), in)
+	fast, fastErr = api.ListObjectsV2(context.Background(), in, FastDecode)
+	for _, o := range []*s3.ListObjectsV2Output{sdk, fast} {
+		if o != nil {
+			o.ResultMetadata = middleware.Metadata{}
+		}
+	}
+	return sdk, fast, sdkErr, fastErr
+}
+
+const awsPage = `<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>src-bucket</Name><Prefix>img/</Prefix><KeyCount>4</KeyCount><MaxKeys>1000</MaxKeys><Delimiter>/</Delimiter><IsTruncated>true</IsTruncated><ContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=</ContinuationToken><NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwN=</NextContinuationToken><StartAfter>img/a</StartAfter><EncodingType>url</EncodingType>
+<Contents><Key>img/2024/photo &amp; co &lt;1&gt; &quot;q&quot; &apos;a&apos; &#x1F600; &#233; &#9;tab.jpg</Key><LastModified>2026-11-25T21:00:00.000Z</LastModified><ETag>&quot;9b2cf535f27731c974343645a3985328&quot;</ETag><ChecksumAlgorithm>CRC32</ChecksumAlgorithm><ChecksumAlgorithm>CRC64NVME</ChecksumAlgorithm><ChecksumType>FULL_OBJECT</ChecksumType><Size>65536</Size><Owner><DisplayName>ops</DisplayName><ID>75aa57f09aa0c8caeab4f8c24e99d10f8e7faeebf76c078efc7c6caea54ba06a</ID></Owner><StorageClass>GLACIER</StorageClass><RestoreStatus><IsRestoreInProgress>false</IsRestoreInProgress><RestoreExpiryDate>2026-12-01T00:00:00Z</RestoreExpiryDate></RestoreStatus></Contents>
+  <Contents>
+    <Key>img/2024/ünï/çødé.jpg</Key>
+    <LastModified>2026-11-25T21:00:01.123456Z</LastModified>
+    <ETag>"d41d8cd98f00b204e9800998ecf8427e-3"</ETag>
+    <Size>0</Size>
+    <StorageClass>STANDARD</StorageClass>
+    <FutureField><Nested a="x>y">text<Deeper/></Nested></FutureField>
+  </Contents>
+  <!-- a comment -->
+  <Contents><Key>img/empty-etag</Key><ETag></ETag><ETag/><Size>9223372036854775807</Size></Contents>
+  <Contents/>
+<CommonPrefixes><Prefix>img/2025/</Prefix></CommonPrefixes><CommonPrefixes><Prefix>img/2026/</Prefix></CommonPrefixes><CommonPrefixes/></ListBucketResult>
+`
+
+// TestFastDecodeMatchesTheSDK feeds the same answers to the SDK's
+// deserializer and to FastDecode and wants the same result or the same
+// error: pages as AWS writes them (entities, character references,
+// checksums, owners, restore status, unknown elements, comments), and
+// answers the fast reader must leave to the SDK.
+func TestFastDecodeMatchesTheSDK(t *testing.T) {
+	in := &s3.ListObjectsV2Input{Bucket: aws.String("src-bucket")}
+	for _, c := range []struct {
+		name   string
+		answer canned
+		fast   bool // FastDecode reads it itself
+	}{
+		{"aws page", canned{status: 200, body: awsPage, header: http.Header{"X-Amz-Request-Charged": {"requester"}}}, true},
+		{"empty bucket", canned{status: 200, body: `<ListBucketResult><Name>b</Name><Prefix></Prefix><KeyCount>0</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated></ListBucketResult>`}, true},
+		{"whitespace value", canned{status: 200, body: `<ListBucketResult><Prefix> </Prefix></ListBucketResult>`}, true},
+		{"empty body", canned{status: 200, body: ""}, false},
+		{"CDATA", canned{status: 200, body: `<ListBucketResult><Contents><Key><![CDATA[a<b]]></Key></Contents></ListBucketResult>`}, false},
+		{"raw carriage return", canned{status: 200, body: "<ListBucketResult><Contents><Key>a\r\nb</Key></Contents></ListBucketResult>"}, false},
+		{"unknown entity", canned{status: 200, body: `<ListBucketResult><Contents><Key>&copy;</Key></Contents></ListBucketResult>`}, false},
+		{"NUL reference", canned{status: 200, body: `<ListBucketResult><Contents><Key>a&#0;b</Key></Contents></ListBucketResult>`}, false},
+		{"mismatched tags", canned{status: 200, body: `<ListBucketResult><Contents><Key>a</Size></Contents></ListBucketResult>`}, false},
+		{"cut short", canned{status: 200, body: awsPage[:len(awsPage)/2]}, false},
+		{"bad size", canned{status: 200, body: `<ListBucketResult><Contents><Size>12x</Size></Contents></ListBucketResult>`}, false},
+		{"other root", canned{status: 200, body: `<Error><Code>InternalError</Code><Message>m</Message></Error>`}, false},
+		{"no such bucket", canned{status: 404, body: `<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message><BucketName>b</BucketName></Error>`}, false},
+		{"slow down", canned{status: 503, body: `<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			answer := c.answer
+			sdk, fast, sdkErr, fastErr := listBoth(t, cannedClient(&answer), in)
+			if fmt.Sprint(sdkErr) != fmt.Sprint(fastErr) {
+				t.Fatalf("error %v, SDK's %v", fastErr, sdkErr)
+			}
+			if !reflect.DeepEqual(sdk, fast) {
+				t.Fatalf("result differs:\n fast %s\n SDK  %s", dump(fast), dump(sdk))
+			}
+			if _, err := decodeListObjectsV2([]byte(c.answer.body)); (err == nil) != c.fast {
+				t.Errorf("fast reader error %v; want it to read this itself: %v", err, c.fast)
+			}
+		})
+	}
+	// The page above really is read in full.
+	page, err := decodeListObjectsV2([]byte(awsPage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Contents) != 4 || len(page.CommonPrefixes) != 3 || aws.ToString(page.Contents[0].Key) != "img/2024/photo & co <1> \"q\" 'a' 😀 é \ttab.jpg" {
+		t.Errorf("read %d objects, %d prefixes, first key %q", len(page.Contents), len(page.CommonPrefixes), aws.ToString(page.Contents[0].Key))
+	}
+}
+
+func dump(o *s3.ListObjectsV2Output) string {
+	if o == nil {
+		return "nil"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%+v", *o)
+	for _, c := range o.Contents {
+		fmt.Fprintf(&b, "\n  %s %+v owner %+v restore %+v", aws.ToString(c.Key), c, c.Owner, c.RestoreStatus)
+	}
+	return b.String()
+}
+
+// TestFastDecodeOnTheRealServer lists awkward keys from versitygw both
+// ways, page by page, and wants the same pages.
+func TestFastDecodeOnTheRealServer(t *testing.T) {
+	env := testbed.Get(t)
+	bucket := env.Bucket(t)
+	var objs []testbed.Object
+	for i := range 40 {
+		objs = append(objs, testbed.Object{Key: fmt.Sprintf("d%d/k %02d & <x> \"q\" 'a' ü+%%#?=.jpg", i%3, i), Body: []byte(strings.Repeat("x", i))})
+	}
+	env.Put(t, bucket, objs)
+	for _, delim := range []*string{nil, aws.String("/")} {
+		in := &s3.ListObjectsV2Input{Bucket: aws.String(bucket), MaxKeys: aws.Int32(7), Delimiter: delim}
+		pages, keys := 0, 0
+		for {
+			sdk, fast, sdkErr, fastErr := listBoth(t, env.S3, in)
+			if sdkErr != nil || fastErr != nil {
+				t.Fatalf("SDK %v, fast %v", sdkErr, fastErr)
+			}
+			if !reflect.DeepEqual(sdk, fast) {
+				t.Fatalf("page %d differs:\n fast %s\n SDK  %s", pages, dump(fast), dump(sdk))
+			}
+			pages++
+			keys += len(fast.Contents) + len(fast.CommonPrefixes)
+			if !aws.ToBool(fast.IsTruncated) {
+				break
+			}
+			in.ContinuationToken = fast.NextContinuationToken
+		}
+		if want := map[bool]int{true: 3, false: 40}[delim != nil]; keys != want {
+			t.Errorf("delimiter %v: %d entries in %d pages, want %d", aws.ToString(delim), keys, pages, want)
+		}
+	}
+}
+
+// BenchmarkDecodePage reads a 1,000-key page through the SDK's
+// deserializer and through FastDecode (the whole ListObjectsV2 call, over
+// a canned HTTP answer).
+func BenchmarkDecodePage(b *testing.B) {
+	var page strings.Builder
+	page.WriteString(`<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix></Prefix><KeyCount>1000</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated><NextContinuationToken>t</NextContinuationToken>`)
+	for i := range 1000 {
+		fmt.Fprintf(&page, `<Contents><Key>img/%d/%02d/photo-%06d.jpg</Key><LastModified>2026-11-25T21:00:00.000Z</LastModified><ETag>&quot;9b2cf535f27731c974343645a3985328&quot;</ETag><ChecksumAlgorithm>CRC64NVME</ChecksumAlgorithm><ChecksumType>FULL_OBJECT</ChecksumType><Size>%d</Size><StorageClass>STANDARD</StorageClass></Contents>`, 2020+i%5, i%12, i, 1024+i)
+	}
+	page.WriteString(`</ListBucketResult>`)
+	api := cannedClient(&canned{status: 200, body: page.String()})
+	in := &s3.ListObjectsV2Input{Bucket: aws.String("b")}
+	for _, c := range []struct {
+		name string
+		opts []func(*s3.Options)
+	}{{"sdk", nil}, {"fast", []func(*s3.Options){FastDecode}}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				out, err := api.ListObjectsV2(context.Background(), in, c.opts...)
+				if err != nil || len(out.Contents) != 1000 {
+					b.Fatalf("%v, %d keys", err, len(out.Contents))
+				}
+			}
+		})
+	}
+}

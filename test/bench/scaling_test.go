@@ -3,8 +3,10 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,6 +30,9 @@ func BenchmarkScaling(b *testing.B) {
 	base := env.EnvironFor(slow)
 	for b.Loop() {
 		var one, oneCopying float64
+		var md strings.Builder
+		fmt.Fprintf(&md, "# Scaling: %d objects, 100 ms latency, %s\n\n", n, time.Now().UTC().Format("20060102T150405Z"))
+		md.WriteString("| workers × copies in flight | objects/s | × one worker of 32 | target | copying alone, objects/s | × | planning until the first copy, s | cores busy: clients, S3 server, SQS server, proxy, together |\n|---|---|---|---|---|---|---|---|\n")
 		for _, run := range []struct{ k, conc int }{{1, 32}, {2, 32}, {4, 32}, {1, 128}} {
 			k := run.k
 			var p procs
@@ -66,7 +71,19 @@ func BenchmarkScaling(b *testing.B) {
 			all := p.cpu + server1 - server0 + proxy1 - proxy0 + sqs1 - sqs0
 			b.Logf("  cores busy: clients %.2f, S3 server %.2f, SQS server %.2f, latency proxy %.2f, together %.2f of %d",
 				cores(p.cpu), cores(server1-server0), cores(sqs1-sqs0), cores(proxy1-proxy0), cores(all), runtime.NumCPU())
+			fmt.Fprintf(&md, "| %d × %d | %.0f | %.2f | ≥ %.2f | %.0f | %.2f | %.2f | %.2f, %.2f, %.2f, %.2f, %.2f of %d |\n",
+				k, run.conc, rate, rate/one, 0.85*float64(slots), copyRate, copyRate/oneCopying, took.Seconds()-copying.Seconds(),
+				cores(p.cpu), cores(server1-server0), cores(sqs1-sqs0), cores(proxy1-proxy0), cores(all), runtime.NumCPU())
 		}
+		dir := filepath.Join(env.Root, "bench", "results")
+		name := filepath.Join(dir, "scaling-"+time.Now().UTC().Format("20060102T150405Z")+".md")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(name, []byte(md.String()), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("wrote %s", name)
 	}
 }
 

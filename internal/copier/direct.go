@@ -123,8 +123,9 @@ func (d *Direct) CopyObject(ctx context.Context, in *s3.CopyObjectInput, optFns 
 	d.fellBack.Add(1)
 	var th throttled
 	if errors.As(err, &th) {
-		// The SDK would back off before its second attempt; so do we,
-		// with the same full jitter its first backoff uses.
+		// The SDK would back off before its second attempt; so do we, for
+		// a random time under a second (what its current retry mode waits
+		// after a first throttle; the legacy mode waits under two).
 		select {
 		case <-time.After(rand.N(time.Second)):
 		case <-ctx.Done():

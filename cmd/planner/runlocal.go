@@ -61,7 +61,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	sum := s.newSummary()
-	api := work.CopyAPI(s3Client, limiter.Throttled)
+	api := work.CopyAPI(s3Client, limiter.Throttled, log)
 	if err := preflightS3(ctx, s3Client, api, sum, log); err != nil {
 		return err
 	}

@@ -85,7 +85,7 @@ func run(ctx context.Context, args []string) error {
 	cfg := o.work.WorkerConfig()
 	cfg.ID = o.id
 	cfg.Limiter = limiter
-	api := o.work.CopyAPI(o.conn.AWS.S3(awsCfg), limiter.Throttled)
+	api := o.work.CopyAPI(o.conn.AWS.S3(awsCfg), limiter.Throttled, log)
 	var m *metrics.Worker
 	if o.metrics != "" {
 		m = metrics.NewWorker(limiter)

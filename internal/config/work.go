@@ -7,6 +7,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/rs/zerolog"
 
 	"github.com/s3clone/s3clone/internal/copier"
 	"github.com/s3clone/s3clone/internal/worker"
@@ -109,12 +110,16 @@ func (w *Work) CopierOptions() copier.Options {
 
 // CopyAPI is the S3 client copies go through: client's CopyObject sent
 // directly (copier.Direct) unless --sdk-copies. onThrottle hears of the
-// throttles the direct path meets.
-func (w *Work) CopyAPI(client *s3.Client, onThrottle func()) copier.API {
+// throttles the direct path meets; log, of the direct path giving up.
+func (w *Work) CopyAPI(client *s3.Client, onThrottle func(), log zerolog.Logger) copier.API {
 	if w.SDKCopies {
 		return client
 	}
-	return copier.NewDirect(client, onThrottle)
+	d := copier.NewDirect(client, onThrottle)
+	d.OnGiveUp = func(err error) {
+		log.Warn().Err(err).Msg("direct CopyObject requests keep failing where the SDK's succeed; every copy now goes through the SDK (--sdk-copies does this from the start)")
+	}
+	return d
 }
 
 // WorkerConfig is the worker's configuration from the flags.

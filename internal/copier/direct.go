@@ -42,7 +42,10 @@ import (
 //   - an answer other than 200 with a CopyObjectResult, or any transport
 //     fault, is retried through the SDK, which then retries, backs off,
 //     corrects clock skew and parses the error as it would have. A copy is
-//     idempotent, so sending it twice changes nothing.
+//     idempotent, so sending it twice changes nothing;
+//   - a RequestTimeTooSkewed answer also sets Direct's clock by the
+//     server's, and if giveUpAfter direct attempts in a row fail where the
+//     SDK's succeed, Direct stops trying (OnGiveUp hears of it).
 type Direct struct {
 	*s3.Client
 	http       aws.HTTPClient
@@ -56,7 +59,22 @@ type Direct struct {
 	endpoints sync.Map // bucket → *endpoint
 
 	sent, fellBack atomic.Int64
+	// skew is how far the server's clock is ahead of ours, learnt from a
+	// RequestTimeTooSkewed answer, and added to the signing time.
+	skew atomic.Int64
+	// rescued counts direct attempts in a row that failed where the SDK's
+	// then succeeded; at giveUpAfter the direct path is turned off.
+	rescued atomic.Int64
+	off     atomic.Bool
+	// OnGiveUp, if set, hears once why the direct path was turned off.
+	OnGiveUp func(lastErr error)
 }
+
+// giveUpAfter is how many direct attempts in a row may fail where the SDK
+// then succeeds before Direct stops trying: something on the way (a proxy,
+// an S3-compatible server) takes the SDK's requests and not ours, and each
+// copy would otherwise be sent twice.
+const giveUpAfter = 50
 
 // NewDirect wraps client. onThrottle, if not nil, is called for every
 // throttling answer the direct path gets (the SDK's retryer reports those it
@@ -105,7 +123,7 @@ type endpoint struct {
 
 // CopyObject copies directly when it can, else through the SDK.
 func (d *Direct) CopyObject(ctx context.Context, in *s3.CopyObjectInput, optFns ...func(*s3.Options)) (*s3.CopyObjectOutput, error) {
-	if len(optFns) > 0 || !directInput(in) || d.http == nil || d.creds == nil {
+	if len(optFns) > 0 || !directInput(in) || d.http == nil || d.creds == nil || d.off.Load() {
 		return d.Client.CopyObject(ctx, in, optFns...)
 	}
 	ep := d.endpoint(ctx, aws.ToString(in.Bucket))
@@ -115,6 +133,7 @@ func (d *Direct) CopyObject(ctx context.Context, in *s3.CopyObjectInput, optFns 
 	d.sent.Add(1)
 	out, err := d.send(ctx, ep, in)
 	if err == nil {
+		d.rescued.Store(0)
 		return out, nil
 	}
 	if ctx.Err() != nil {
@@ -131,8 +150,16 @@ func (d *Direct) CopyObject(ctx context.Context, in *s3.CopyObjectInput, optFns 
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+		return d.Client.CopyObject(ctx, in)
 	}
-	return d.Client.CopyObject(ctx, in)
+	out, sdkErr := d.Client.CopyObject(ctx, in)
+	if sdkErr == nil && d.rescued.Add(1) == giveUpAfter {
+		d.off.Store(true)
+		if d.OnGiveUp != nil {
+			d.OnGiveUp(err)
+		}
+	}
+	return out, sdkErr
 }
 
 // directInput reports whether in sets no field but those send encodes.
@@ -233,7 +260,7 @@ func (d *Direct) send(ctx context.Context, ep *endpoint, in *s3.CopyObjectInput)
 	setHeader(h, "X-Amz-Acl", string(in.ACL))
 	setHeader(h, "X-Amz-Server-Side-Encryption", string(in.ServerSideEncryption))
 	setHeader(h, "X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id", aws.ToString(in.SSEKMSKeyId))
-	d.signer.sign(req, creds, emptySHA256, ep.signingName, ep.signingRegion, time.Now())
+	d.signer.sign(req, creds, emptySHA256, ep.signingName, ep.signingRegion, time.Now().Add(time.Duration(d.skew.Load())))
 	resp, err := d.http.Do(req)
 	if err != nil {
 		return nil, err
@@ -259,6 +286,12 @@ func (d *Direct) send(ctx context.Context, ep *endpoint, in *s3.CopyObjectInput)
 				d.onThrottle()
 			}
 			return nil, throttled{code}
+		}
+		if code == "RequestTimeTooSkewed" {
+			// As the SDK does: sign from now on by the server's clock.
+			if at, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+				d.skew.Store(int64(time.Until(at)))
+			}
 		}
 		return nil, fmt.Errorf("status %d %s", resp.StatusCode, code)
 	}

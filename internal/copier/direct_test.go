@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -23,13 +24,19 @@ type scripted struct {
 	mu      sync.Mutex
 	reqs    []*http.Request
 	answers []answer
+	// by, if set, answers instead, by the request.
+	by func(*http.Request) answer
 }
 
 type answer struct {
 	status int
 	body   string
 	err    error
+	header http.Header
 }
+
+// isDirect tells Direct's requests from the SDK's.
+func isDirect(req *http.Request) bool { return req.Header.Get("User-Agent") == "s3clone (direct copy)" }
 
 const copyResult = `<?xml version="1.0" encoding="UTF-8"?>
 <CopyObjectResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><LastModified>2026-11-25T21:00:00.000Z</LastModified><ETag>&quot;9b2cf535f27731c974343645a3985328&quot;</ETag></CopyObjectResult>`
@@ -43,11 +50,17 @@ func (s *scripted) Do(req *http.Request) (*http.Response, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reqs = append(s.reqs, req)
-	a := s.answers[min(len(s.reqs), len(s.answers))-1]
+	var a answer
+	if s.by != nil {
+		a = s.by(req)
+	} else {
+		a = s.answers[min(len(s.reqs), len(s.answers))-1]
+	}
 	if a.err != nil {
 		return nil, a.err
 	}
 	h := http.Header{"Content-Type": {"application/xml"}, "X-Amz-Request-Id": {"R1"}, "X-Amz-Version-Id": {"v7"}}
+	maps.Copy(h, a.header)
 	return &http.Response{StatusCode: a.status, Header: h, Body: io.NopCloser(strings.NewReader(a.body)), Request: req}, nil
 }
 
@@ -311,6 +324,77 @@ func TestDirectFallsBackToTheSDK(t *testing.T) {
 				t.Fatalf("error %v, want code %s from the SDK", err, c.wantCode)
 			}
 		})
+	}
+}
+
+// TestDirectLearnsTheServersClock: refused as too skewed, Direct signs the
+// next copies by the server's clock (from its Date header), as the SDK does.
+func TestDirectLearnsTheServersClock(t *testing.T) {
+	ahead := time.Now().Add(time.Hour).UTC()
+	via := &scripted{by: func(req *http.Request) answer {
+		at, _ := time.Parse("20060102T150405Z", req.Header.Get("X-Amz-Date"))
+		if isDirect(req) && at.Before(ahead.Add(-time.Minute)) {
+			return answer{status: 403, body: s3Err("RequestTimeTooSkewed"), header: http.Header{"Date": {ahead.Format(http.TimeFormat)}}}
+		}
+		return answer{status: 200, body: copyResult}
+	}}
+	direct := NewDirect(scriptedClient(via, func(*s3.Options) {}), nil)
+	for range 3 {
+		if _, err := direct.CopyObject(context.Background(), &s3.CopyObjectInput{Bucket: aws.String("dst"), Key: aws.String("k"), CopySource: aws.String("src/k")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if direct.Sent() != 3 || direct.FellBack() != 1 || len(via.reqs) != 4 {
+		t.Errorf("%d sent directly, %d fell back, %d requests; want 3, 1 (the first) and 4", direct.Sent(), direct.FellBack(), len(via.reqs))
+	}
+}
+
+// TestDirectGivesUp: when direct requests keep failing where the SDK's
+// succeed (something on the way refuses them), Direct stops sending them,
+// says so once, and every copy goes through the SDK alone.
+func TestDirectGivesUp(t *testing.T) {
+	via := &scripted{by: func(req *http.Request) answer {
+		if isDirect(req) {
+			return answer{status: 400, body: s3Err("InvalidRequest")}
+		}
+		return answer{status: 200, body: copyResult}
+	}}
+	direct := NewDirect(scriptedClient(via, func(*s3.Options) {}), nil)
+	var told []error
+	direct.OnGiveUp = func(err error) { told = append(told, err) }
+	copyOnce := func() {
+		t.Helper()
+		if _, err := direct.CopyObject(context.Background(), &s3.CopyObjectInput{Bucket: aws.String("dst"), Key: aws.String("k"), CopySource: aws.String("src/k")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range giveUpAfter + 20 {
+		copyOnce()
+	}
+	if direct.Sent() != giveUpAfter || len(via.reqs) != 2*giveUpAfter+20 {
+		t.Errorf("%d sent directly, %d requests; want %d and %d", direct.Sent(), len(via.reqs), giveUpAfter, 2*giveUpAfter+20)
+	}
+	if len(told) != 1 || !strings.Contains(told[0].Error(), "InvalidRequest") {
+		t.Errorf("told %v, want the last direct error once", told)
+	}
+
+	// A direct success in between starts the count again.
+	flaky := 0
+	via = &scripted{by: func(req *http.Request) answer {
+		if isDirect(req) {
+			if flaky++; flaky%giveUpAfter == 0 {
+				return answer{status: 200, body: copyResult}
+			}
+			return answer{status: 500, body: s3Err("InternalError")}
+		}
+		return answer{status: 200, body: copyResult}
+	}}
+	direct = NewDirect(scriptedClient(via, func(*s3.Options) {}), nil)
+	for range 3 * giveUpAfter {
+		copyOnce()
+	}
+	if direct.Sent() != 3*giveUpAfter {
+		t.Errorf("%d of %d sent directly; a success every %d attempts must keep the path on", direct.Sent(), 3*giveUpAfter, giveUpAfter)
 	}
 }
 

@@ -54,7 +54,6 @@ type Direct struct {
 	params     s3.EndpointParameters // all but the bucket
 	resolver   s3.EndpointResolverV2
 	onThrottle func()
-	agent      string
 
 	endpoints sync.Map // bucket → *endpoint
 
@@ -87,7 +86,6 @@ func NewDirect(client *s3.Client, onThrottle func()) *Direct {
 		creds:      o.Credentials,
 		resolver:   o.EndpointResolverV2,
 		onThrottle: onThrottle,
-		agent:      "s3clone (direct copy)",
 		params: s3.EndpointParameters{
 			Region:                         aws.String(o.Region),
 			UseFIPS:                        aws.Bool(o.EndpointOptions.UseFIPSEndpoint == aws.FIPSEndpointStateEnabled),
@@ -164,7 +162,7 @@ func (d *Direct) CopyObject(ctx context.Context, in *s3.CopyObjectInput, optFns 
 
 // directInput reports whether in sets no field but those send encodes.
 func directInput(in *s3.CopyObjectInput) bool {
-	if in == nil || in.Bucket == nil || in.Key == nil || in.CopySource == nil || *in.Bucket == "" || *in.Key == "" {
+	if in == nil || aws.ToString(in.Bucket) == "" || aws.ToString(in.Key) == "" || aws.ToString(in.CopySource) == "" {
 		return false
 	}
 	rest := *in
@@ -220,6 +218,9 @@ func (d *Direct) resolve(ctx context.Context, bucket string) *endpoint {
 	return ep
 }
 
+// directUserAgent tells direct requests from the SDK's in a server's logs.
+const directUserAgent = "s3clone (direct copy)"
+
 // emptySHA256 is the payload hash of a request without a body.
 const emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
@@ -249,7 +250,7 @@ func (d *Direct) send(ctx context.Context, ep *endpoint, in *s3.CopyObjectInput)
 	req.URL = &u
 	req.Host = u.Host
 	h := req.Header
-	h["User-Agent"] = []string{d.agent}
+	h["User-Agent"] = []string{directUserAgent}
 	h["Accept-Encoding"] = []string{"identity"} // as the SDK asks: no transparent gzip
 	h["X-Amz-Content-Sha256"] = []string{emptySHA256}
 	h["X-Amz-Copy-Source"] = []string{*in.CopySource}

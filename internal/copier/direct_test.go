@@ -36,7 +36,7 @@ type answer struct {
 }
 
 // isDirect tells Direct's requests from the SDK's.
-func isDirect(req *http.Request) bool { return req.Header.Get("User-Agent") == "s3clone (direct copy)" }
+func isDirect(req *http.Request) bool { return req.Header.Get("User-Agent") == directUserAgent }
 
 const copyResult = `<?xml version="1.0" encoding="UTF-8"?>
 <CopyObjectResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><LastModified>2026-11-25T21:00:00.000Z</LastModified><ETag>&quot;9b2cf535f27731c974343645a3985328&quot;</ETag></CopyObjectResult>`

@@ -40,6 +40,15 @@ func FastDecode(o *s3.Options) {
 	})
 }
 
+type fastDecodedKey struct{}
+
+// FastDecoded reports whether a ListObjectsV2 result's metadata says
+// FastDecode read it (rather than handing it to the SDK's reader).
+func FastDecoded(md middleware.Metadata) bool {
+	v, _ := md.Get(fastDecodedKey{}).(bool)
+	return v
+}
+
 type fastListDecoder struct {
 	sdk middleware.DeserializeMiddleware
 }
@@ -62,6 +71,7 @@ func (m *fastListDecoder) HandleDeserialize(ctx context.Context, in middleware.D
 				result.RequestCharged = types.RequestCharged(v)
 			}
 			out.Result = result
+			md.Set(fastDecodedKey{}, true)
 			return out, md, nil
 		}
 	}

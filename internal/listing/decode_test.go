@@ -42,17 +42,22 @@ func cannedClient(c *canned) *s3.Client {
 }
 
 // listBoth lists through the SDK's deserializer and through FastDecode and
-// returns both results, without the metadata that differs per call.
-func listBoth(t testing.TB, api *s3.Client, in *s3.ListObjectsV2Input) (sdk, fast *s3.ListObjectsV2Output, sdkErr, fastErr error) {
+// returns both results, without the metadata that differs per call, and
+// whether FastDecode read the answer itself.
+func listBoth(t testing.TB, api *s3.Client, in *s3.ListObjectsV2Input) (sdk, fast *s3.ListObjectsV2Output, sdkErr, fastErr error, fastRead bool) {
 	t.Helper()
 	sdk, sdkErr = api.ListObjectsV2(context.Background(), in)
 	fast, fastErr = api.ListObjectsV2(context.Background(), in, FastDecode)
+	if sdk != nil && FastDecoded(sdk.ResultMetadata) {
+		t.Error("a result read without FastDecode says FastDecode read it")
+	}
+	fastRead = fast != nil && FastDecoded(fast.ResultMetadata)
 	for _, o := range []*s3.ListObjectsV2Output{sdk, fast} {
 		if o != nil {
 			o.ResultMetadata = middleware.Metadata{}
 		}
 	}
-	return sdk, fast, sdkErr, fastErr
+	return sdk, fast, sdkErr, fastErr, fastRead
 }
 
 const awsPage = `<?xml version="1.0" encoding="UTF-8"?>
@@ -101,7 +106,7 @@ func TestFastDecodeMatchesTheSDK(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			answer := c.answer
-			sdk, fast, sdkErr, fastErr := listBoth(t, cannedClient(&answer), in)
+			sdk, fast, sdkErr, fastErr, fastRead := listBoth(t, cannedClient(&answer), in)
 			if fmt.Sprint(sdkErr) != fmt.Sprint(fastErr) {
 				t.Fatalf("error %v, SDK's %v", fastErr, sdkErr)
 			}
@@ -110,6 +115,10 @@ func TestFastDecodeMatchesTheSDK(t *testing.T) {
 			}
 			if _, err := decodeListObjectsV2([]byte(c.answer.body)); (err == nil) != c.fast {
 				t.Errorf("fast reader error %v; want it to read this itself: %v", err, c.fast)
+			}
+			// Through the client too: FastDecode did read it (or left it).
+			if fastRead != c.fast {
+				t.Errorf("read by FastDecode: %v, want %v", fastRead, c.fast)
 			}
 		})
 	}
@@ -149,12 +158,15 @@ func TestFastDecodeOnTheRealServer(t *testing.T) {
 		in := &s3.ListObjectsV2Input{Bucket: aws.String(bucket), MaxKeys: aws.Int32(7), Delimiter: delim}
 		pages, keys := 0, 0
 		for {
-			sdk, fast, sdkErr, fastErr := listBoth(t, env.S3, in)
+			sdk, fast, sdkErr, fastErr, fastRead := listBoth(t, env.S3, in)
 			if sdkErr != nil || fastErr != nil {
 				t.Fatalf("SDK %v, fast %v", sdkErr, fastErr)
 			}
 			if !reflect.DeepEqual(sdk, fast) {
 				t.Fatalf("page %d differs:\n fast %s\n SDK  %s", pages, dump(fast), dump(sdk))
+			}
+			if !fastRead {
+				t.Fatal("versitygw's page was not read by FastDecode")
 			}
 			pages++
 			keys += len(fast.Contents) + len(fast.CommonPrefixes)

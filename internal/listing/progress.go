@@ -110,12 +110,25 @@ func (p *Progress) emit(s *shard, objs []Object) []Object {
 }
 
 // split cuts s at m and tracks the upper part, under the lock that Snapshot
-// reads shard bounds under.
+// reads shard bounds under. The keys a resumed s must not hand out again
+// that lie above m go with the upper part, which lists them now.
 func (p *Progress) split(s *shard, m string) *shard {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	upper := s.splitAt(m)
-	p.shards[upper] = &tracked{mark: upper.after}
+	ut := &tracked{mark: upper.after}
+	if lower := p.shards[s]; lower != nil {
+		for k := range lower.skip {
+			if k > m {
+				if ut.skip == nil {
+					ut.skip = map[string]bool{}
+				}
+				ut.skip[k] = true
+				delete(lower.skip, k)
+			}
+		}
+	}
+	p.shards[upper] = ut
 	return upper
 }
 

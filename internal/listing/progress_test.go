@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -74,6 +75,51 @@ func TestResumeHandsOutNothingTwice(t *testing.T) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// TestSplitOfAResumedShardKeepsItsSkips: a resumed shard that is split
+// hands its acknowledged keys above the split point to the upper part, so
+// neither part hands them out again. (Found by the test above failing now
+// and then under -race, when a split landed on a resumed shard.)
+func TestSplitOfAResumedShardKeepsItsSkips(t *testing.T) {
+	p := ResumeProgress([]ShardState{{Prefix: "k/", After: "k/10", Skip: []string{"k/20", "k/70"}}})
+	roots := p.roots(nil)
+	lower := roots[0]
+	upper := p.split(lower, "k/50")
+	objs := func(keys ...string) []Object {
+		var out []Object
+		for _, k := range keys {
+			out = append(out, Object{Key: k})
+		}
+		return out
+	}
+	keys := func(objs []Object) (out []string) {
+		for _, o := range objs {
+			out = append(out, o.Key)
+		}
+		return out
+	}
+	if got := keys(p.emit(lower, objs("k/15", "k/20", "k/30"))); !slices.Equal(got, []string{"k/15", "k/30"}) {
+		t.Errorf("lower part handed out %v, want k/15 k/30", got)
+	}
+	if got := keys(p.emit(upper, objs("k/60", "k/70", "k/80"))); !slices.Equal(got, []string{"k/60", "k/80"}) {
+		t.Errorf("upper part handed out %v, want k/60 k/80", got)
+	}
+	// A snapshot now resumes each part with its own skips.
+	for _, st := range p.Snapshot(nil) {
+		switch st.After {
+		case "k/10":
+			if !slices.Equal(st.Skip, []string{"k/20"}) {
+				t.Errorf("lower part skips %v, want [k/20]", st.Skip)
+			}
+		case "k/50":
+			if !slices.Equal(st.Skip, []string{"k/70"}) {
+				t.Errorf("upper part skips %v, want [k/70]", st.Skip)
+			}
+		default:
+			t.Errorf("unexpected shard %+v", st)
 		}
 	}
 }

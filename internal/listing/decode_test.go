@@ -19,9 +19,10 @@ import (
 
 // canned answers every request with one status and body.
 type canned struct {
-	status int
-	body   string
-	header http.Header
+	status  int
+	body    string
+	header  http.Header
+	readErr error // the body fails with this after its bytes
 }
 
 func (c *canned) Do(req *http.Request) (*http.Response, error) {
@@ -29,7 +30,8 @@ func (c *canned) Do(req *http.Request) (*http.Response, error) {
 	for k, v := range c.header {
 		h[k] = v
 	}
-	return &http.Response{StatusCode: c.status, Header: h, Body: io.NopCloser(strings.NewReader(c.body)), Request: req}, nil
+	body := io.MultiReader(strings.NewReader(c.body), errReader{c.readErr})
+	return &http.Response{StatusCode: c.status, Header: h, Body: io.NopCloser(body), Request: req}, nil
 }
 
 func cannedClient(c *canned) *s3.Client {
@@ -99,6 +101,7 @@ func TestFastDecodeMatchesTheSDK(t *testing.T) {
 		{"NUL reference", canned{status: 200, body: `<ListBucketResult><Contents><Key>a&#0;b</Key></Contents></ListBucketResult>`}, false},
 		{"mismatched tags", canned{status: 200, body: `<ListBucketResult><Contents><Key>a</Size></Contents></ListBucketResult>`}, false},
 		{"cut short", canned{status: 200, body: awsPage[:len(awsPage)/2]}, false},
+		{"connection dropped mid-body", canned{status: 200, body: awsPage[:len(awsPage)/2], readErr: io.ErrUnexpectedEOF}, false},
 		{"bad size", canned{status: 200, body: `<ListBucketResult><Contents><Size>12x</Size></Contents></ListBucketResult>`}, false},
 		{"other root", canned{status: 200, body: `<Error><Code>InternalError</Code><Message>m</Message></Error>`}, false},
 		{"no such bucket", canned{status: 404, body: `<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message><BucketName>b</BucketName></Error>`}, false},

@@ -12,10 +12,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/s3clone/s3clone/internal/config"
+	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/listing"
 	"github.com/s3clone/s3clone/internal/plan"
 	"github.com/s3clone/s3clone/internal/queue"
-	"github.com/s3clone/s3clone/internal/report"
 )
 
 // source is what plan and run share: what to copy where, and how to list it.
@@ -173,22 +173,56 @@ func resumable(path string, s *source, queueURL string) (*plan.CheckpointState, 
 	return prior, nil
 }
 
-func planSummary(sum *plan.Summary, queueURL string) report.Plan {
-	return report.Plan{
-		Run: sum.Run, Source: sum.Source.String(), Dest: sum.Dest.String(), Queue: queueURL,
-		Objects: sum.Objects.Load(), Deletes: sum.Deletes.Load(), Bytes: sum.Bytes.Load(), Messages: sum.Messages.Load(),
-		Started: sum.Started, Finished: sum.Finished,
+// mode is the plan's mode for the run record.
+func (pf *planFrom) mode() string {
+	switch {
+	case pf.diff:
+		return ledger.ModeDiff
+	case pf.fromFile != "":
+		return ledger.ModeFromFile
+	}
+	return ledger.ModeFull
+}
+
+// runRecord is the ledger's record of the run sum starts.
+func (s *source) runRecord(sum *plan.Summary, from *planFrom, queueURL string, opts map[string]string) ledger.Run {
+	host, _ := os.Hostname() // "" is fine: the record says where it ran only when it can
+	return ledger.Run{
+		ID: sum.Run, Source: s.src, Dest: s.dst, Queue: queueURL, Mode: from.mode(), Delete: from.mirror,
+		Options: opts, Version: config.Version(), Host: host, Started: sum.Started.UTC(),
 	}
 }
 
-func printPlan(w io.Writer, p report.Plan, how string, dryRun bool) {
+// summaryTotals is what the plan counted as enqueued.
+func summaryTotals(sum *plan.Summary) ledger.Totals {
+	return ledger.Totals{Messages: sum.Messages.Load(), Objects: sum.Objects.Load(), Bytes: sum.Bytes.Load(), Deletes: sum.Deletes.Load()}
+}
+
+// sentGroup is what a group of accepted messages holds, for the ledger.
+func sentGroup(batch []plan.Body) ([]int64, ledger.Totals) {
+	seqs := make([]int64, len(batch))
+	var t ledger.Totals
+	for i, b := range batch {
+		seqs[i] = b.Seq
+		t.Messages++
+		t.Objects += b.Objects
+		t.Bytes += b.Bytes
+		if b.Delete {
+			t.Deletes += b.Objects
+		}
+	}
+	return seqs, t
+}
+
+func printPlan(w io.Writer, sum *plan.Summary, how string, dryRun bool) {
 	verb := "enqueued"
 	if dryRun {
 		verb = "would enqueue (dry run)"
 	}
-	fmt.Fprintf(w, "run       %s\n", p.Run)
-	fmt.Fprintf(w, "source    %s\n", p.Source)
-	fmt.Fprintf(w, "dest      %s\n", p.Dest)
+	p := summaryTotals(sum)
+	fmt.Fprintf(w, "run       %s\n", sum.Run)
+	fmt.Fprintf(w, "source    %s\n", sum.Source)
+	fmt.Fprintf(w, "dest      %s\n", sum.Dest)
 	fmt.Fprintf(w, "%s %d objects, %s (%d bytes), in %d messages\n", verb, p.Objects-p.Deletes, config.FormatSize(p.Bytes), p.Bytes, p.Messages)
 	if p.Deletes > 0 {
 		fmt.Fprintf(w, "deletes   %d destination objects not in the source\n", p.Deletes)
@@ -196,31 +230,32 @@ func printPlan(w io.Writer, p report.Plan, how string, dryRun bool) {
 	fmt.Fprintln(w, how)
 }
 
-const planUsage = `usage: planner plan --source s3://BUCKET[/PREFIX] --dest s3://BUCKET[/PREFIX] --queue-url URL [--report-queue-url URL]
-                    [--diff [--delete] | --from-file FILE] [--dry-run]
+const planUsage = `usage: planner plan --source s3://BUCKET[/PREFIX] --dest s3://BUCKET[/PREFIX] --queue-url URL --ledger s3://BUCKET/PREFIX/
+                    [--diff [--delete] | --from-file FILE] [--checkpoint FILE] [--dry-run]
 
 Lists the source with many listers at once and sends its keys, in batches,
 to the work queue while the listing goes on. With --diff, lists the
 destination alongside and sends only what is missing or different there.
 Before sending anything it checks, on a sample key, every permission the
-copy needs. Prints a summary and posts it to the report queue, where
-planner status compares it with what was done.`
+copy needs, and that it can write the run's record in the ledger. Records
+the run and every message it sends in the ledger, where planner status
+compares them with what the workers did.`
 
 func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	var (
-		s         source
-		from      planFrom
-		queueURL  string
-		reportURL string
-		dryRun    bool
-		conn      config.Connection
+		s        source
+		from     planFrom
+		queueURL string
+		led      config.Ledger
+		dryRun   bool
+		conn     config.Connection
 	)
 	f := config.NewFlags("planner plan", planUsage, os.Stderr)
 	s.register(f)
 	from.register(f)
 	f.StringVar(&queueURL, "queue-url", "", "URL of the work queue (required unless --dry-run)")
-	f.StringVar(&reportURL, "report-queue-url", "", "URL of the report queue, for planner status (recommended)")
-	f.BoolVar(&dryRun, "dry-run", false, "list and count without sending anything")
+	led.Register(f, "the run and what it sent are recorded there (required unless --dry-run)")
+	f.BoolVar(&dryRun, "dry-run", false, "list and count without sending or recording anything")
 	conn.Register(f)
 	if err := f.Parse(args); err != nil {
 		return err
@@ -235,7 +270,9 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		p.Addf("--checkpoint with --dry-run: a dry run sends nothing to record")
 	}
 	config.CheckQueueURL(&p, "queue-url", queueURL)
-	config.CheckQueueURL(&p, "report-queue-url", reportURL)
+	led.Validate(&p, !dryRun)
+	led.CheckApart(&p, "source", s.src)
+	led.CheckApart(&p, "dest", s.dst)
 	conn.Validate(&p)
 	if err := p.Err(); err != nil {
 		return err
@@ -265,64 +302,76 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 			log.Info().Str("run", sum.Run).Int64("sent", prior.Sent.Messages).Int("shards", len(prior.Shards)).Msg("resuming an interrupted plan")
 		}
 	}
-	send := func(context.Context, [][]byte) error { return nil }
-	var reports *queue.SQS
-	if !dryRun {
-		sqsClient := conn.AWS.SQS(awsCfg)
-		work := queue.NewSQS(sqsClient, queueURL)
-		if err := config.CheckQueue(ctx, work, "queue-url"); err != nil {
-			return err
-		}
-		if reportURL != "" {
-			reports = queue.NewSQS(sqsClient, reportURL)
-			if err := config.CheckQueue(ctx, reports, "report-queue-url"); err != nil {
-				return err
-			}
-		}
-		if err := preflight(ctx, s3Client, work, sum, log); err != nil {
-			return err
-		}
-		send = func(ctx context.Context, bodies [][]byte) error {
-			msgs := make([]queue.Outgoing, len(bodies))
-			for i, b := range bodies {
-				msgs[i] = queue.Outgoing{Body: b, Run: sum.Run, Kind: "batch"}
-			}
-			return work.Send(ctx, msgs)
-		}
+	if dryRun {
+		err := s.enqueue(ctx, from.source(&s, s3Client, log), sum, func(context.Context, [][]byte) error { return nil }, nil, log)
+		printPlan(stdout, sum, from.describe(sum.Finished.Sub(sum.Started)), true)
+		return err
 	}
-	var sent plan.SentFunc
+
+	work := queue.NewSQS(conn.AWS.SQS(awsCfg), queueURL)
+	if err := config.CheckQueue(ctx, work, "queue-url"); err != nil {
+		return err
+	}
+	store := led.Store(s3Client)
+	if err := store.CheckBucket(ctx); err != nil {
+		return config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket())
+	}
+	rec := s.runRecord(sum, &from, queueURL, map[string]string{"listers": fmt.Sprint(s.listers), "batch_keys": fmt.Sprint(s.batchKeys)})
+	if prior != nil {
+		rec.Planned = ledger.Totals{Messages: prior.Sent.Messages, Objects: prior.Sent.Objects, Bytes: prior.Sent.Bytes}
+	}
+	runLog, err := store.BeginRun(ctx, rec)
+	if err != nil {
+		return config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "runs/*"))
+	}
+	if err := preflight(ctx, s3Client, work, sum, log); err != nil {
+		if endErr := runLog.End(ctx, 0, fmt.Errorf("preflight: %w", err)); endErr != nil {
+			log.Warn().Err(endErr).Msg("could not record the failed preflight in the ledger")
+		}
+		return err
+	}
+	return runPlan(ctx, stdout, &s, &from, sum, prior, work, runLog, s3Client, log)
+}
+
+// runPlan sends the plan's batches to the work queue, recording each group
+// the queue accepts in the ledger before the checkpoint (if any) counts it
+// as sent, and ends the run's record.
+func runPlan(ctx context.Context, stdout io.Writer, s *source, from *planFrom, sum *plan.Summary, prior *plan.CheckpointState,
+	work *queue.SQS, runLog *ledger.RunLog, api *s3.Client, log zerolog.Logger) error {
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	runLog.OnError = func(err error) { stop(fmt.Errorf("the ledger: %w", err)) }
 	var cp *plan.Checkpoint
 	if from.progress != nil {
-		cp = plan.NewCheckpoint(from.checkpoint, sum, queueURL, from.progress, prior)
-		sent = cp.Sent
+		cp = plan.NewCheckpoint(from.checkpoint, sum, work.URL(), from.progress, prior)
 	}
-	err = s.enqueue(ctx, from.source(&s, s3Client, log), sum, send, sent, log)
+	sent := func(batch []plan.Body) {
+		seqs, t := sentGroup(batch)
+		runLog.Sent(seqs, t, func() {
+			if cp != nil {
+				cp.Sent(batch)
+			}
+		})
+	}
+	send := func(ctx context.Context, bodies [][]byte) error {
+		msgs := make([]queue.Outgoing, len(bodies))
+		for i, b := range bodies {
+			msgs[i] = queue.Outgoing{Body: b, Run: sum.Run, Kind: "batch"}
+		}
+		return work.Send(ctx, msgs)
+	}
+	err := s.enqueue(ctx, from.source(s, api, log), sum, send, sent, log)
+	if endErr := runLog.End(ctx, sum.Seq.Load(), err); endErr != nil && err == nil {
+		err = endErr
+	}
 	if cp != nil {
 		if cpErr := cp.Finish(err == nil); cpErr != nil && err == nil {
 			err = cpErr
 		}
 	}
-	summary := planSummary(sum, queueURL)
-	printPlan(stdout, summary, from.describe(sum.Finished.Sub(sum.Started)), dryRun)
+	printPlan(stdout, sum, from.describe(sum.Finished.Sub(sum.Started)), false)
 	if err != nil {
 		return fmt.Errorf("plan %s stopped after %d messages: %w", sum.Run, sum.Messages.Load(), err)
-	}
-	if reports != nil {
-		if err := postPlan(ctx, reports, summary); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// postPlan sends the plan's summary to the report queue.
-func postPlan(ctx context.Context, reports *queue.SQS, p report.Plan) error {
-	body, err := report.Encode(report.Envelope{Kind: report.KindPlan, Plans: []report.Plan{p}})
-	if err != nil {
-		return err
-	}
-	if err := reports.Send(ctx, []queue.Outgoing{{Body: body, Run: p.Run, Kind: report.KindPlan}}); err != nil {
-		return fmt.Errorf("post plan summary: %w", err)
 	}
 	return nil
 }

@@ -10,18 +10,22 @@ import (
 
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/copier"
+	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/plan"
 	"github.com/s3clone/s3clone/internal/queue"
-	"github.com/s3clone/s3clone/internal/report"
+	"github.com/s3clone/s3clone/internal/status"
 	"github.com/s3clone/s3clone/internal/worker"
 )
 
-const runUsage = `usage: planner run --source s3://BUCKET[/PREFIX] --dest s3://BUCKET[/PREFIX] [--diff [--delete] | --from-file FILE] [--concurrency N] [flags]
+const runUsage = `usage: planner run --source s3://BUCKET[/PREFIX] --dest s3://BUCKET[/PREFIX] [--diff [--delete] | --from-file FILE]
+                   [--ledger s3://BUCKET/PREFIX/] [--concurrency N] [flags]
 
 Plans and copies in this one process: the same lister, batches, copier and
-reports as a planner with a worker fleet, with an in-memory queue in place of
-SQS. For a single machine and no queues to set up. Exits 0 when every object
-was copied (or vanished from the source since listing), 1 when some failed.`
+tally as a planner with a worker fleet, with an in-memory queue in place of
+SQS. For a single machine and no queues to set up. With --ledger the run is
+recorded there as a fleet's would be, so planner status can watch it from
+another terminal. Exits 0 when every object was copied (or vanished from the
+source since listing), 1 when some failed.`
 
 // memoryMaxReceives is how often run tries a message before giving up on
 // it, like an SQS redrive policy's maxReceiveCount.
@@ -32,12 +36,14 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		s    source
 		from planFrom
 		work config.Work
+		led  config.Ledger
 		conn config.Connection
 	)
 	f := config.NewFlags("planner run", runUsage, os.Stderr)
 	s.register(f)
 	from.register(f)
 	work.Register(f, false)
+	led.Register(f, "record the run there too, for planner status in another terminal (default: none)")
 	conn.Register(f)
 	if err := f.Parse(args); err != nil {
 		return err
@@ -46,7 +52,13 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	s.validate(&p)
 	from.validate(&p, &s)
 	work.Validate(&p)
+	led.Validate(&p, false)
+	led.CheckApart(&p, "source", s.src)
+	led.CheckApart(&p, "dest", s.dst)
 	conn.Validate(&p)
+	if from.checkpoint != "" {
+		p.Addf("--checkpoint goes with planner plan: planner run keeps its queue in memory, so an interrupted run starts again")
+	}
 	if err := p.Err(); err != nil {
 		return err
 	}
@@ -61,8 +73,32 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	sum := s.newSummary()
+	rec := s.runRecord(sum, &from, "", map[string]string{"listers": fmt.Sprint(s.listers), "batch_keys": fmt.Sprint(s.batchKeys), "concurrency": fmt.Sprint(work.Concurrency)})
+	tally := ledger.NewTally()
+	tally.SetRun(rec)
+	recorder := worker.TallyRecorder{Tally: tally}
+	var runLog *ledger.RunLog
+	if led.Set() {
+		store := led.Store(s3Client)
+		if err := store.CheckBucket(ctx); err != nil {
+			return config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket())
+		}
+		if runLog, err = store.BeginRun(ctx, rec); err != nil {
+			return config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "runs/*"))
+		}
+		journal, err := store.OpenJournal(ctx, "local", config.Version())
+		if err != nil {
+			return config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "workers/*")+" and "+config.LedgerARN(store, "runs/*/done/*"))
+		}
+		recorder.Next = journal
+	}
 	api := work.CopyAPI(s3Client, limiter.Throttled, log)
 	if err := preflightS3(ctx, s3Client, api, sum, log); err != nil {
+		if runLog != nil {
+			if endErr := runLog.End(ctx, 0, fmt.Errorf("preflight: %w", err)); endErr != nil {
+				log.Warn().Err(endErr).Msg("could not record the failed preflight in the ledger")
+			}
+		}
 		return err
 	}
 
@@ -70,12 +106,11 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	// listing waits for the copies, so memory stays bounded.
 	mem := queue.NewMemory(max(64, 4*work.Concurrency/s.batchKeys))
 	mem.MaxReceives = memoryMaxReceives
-	tally := report.NewTally()
 	cfg := work.WorkerConfig()
 	cfg.ID = "local"
 	cfg.Visibility = 5 * time.Minute
 	cfg.Limiter = limiter
-	w := worker.New(cfg, mem, worker.TallyReporter{Tally: tally}, copier.New(api, work.CopierOptions()), log)
+	w := worker.New(cfg, mem, recorder, copier.New(api, work.CopierOptions()), log)
 	config.TuneGCForCopying()
 	stopProfile, err := config.StartCPUProfile(work.CPUProfile)
 	if err != nil {
@@ -85,21 +120,38 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- w.Run(ctx) }()
 
+	sent := func(batch []plan.Body) {
+		seqs, t := sentGroup(batch)
+		tally.AddSent(ledger.Sent{Seqs: ledger.Ranges(seqs), Totals: t})
+		if runLog != nil {
+			runLog.Sent(seqs, t, nil)
+		}
+	}
 	planErr := s.enqueue(ctx, from.source(&s, s3Client, log), sum, func(ctx context.Context, bodies [][]byte) error {
 		msgs := make([]queue.Outgoing, len(bodies))
 		for i, b := range bodies {
 			msgs[i] = queue.Outgoing{Body: b}
 		}
 		return mem.Send(ctx, msgs)
-	}, nil, log)
+	}, sent, log)
+	if runLog != nil {
+		if err := runLog.End(ctx, sum.Seq.Load(), planErr); err != nil && planErr == nil {
+			planErr = err
+		}
+	}
+	rec.Ended = time.Now().UTC()
+	if planErr != nil {
+		rec.Stopped = planErr.Error()
+	}
+	tally.SetRun(rec)
 	mem.Close()
 	workErr := <-workerDone
 
-	summary := planSummary(sum, "")
-	tally.AddPlan(summary)
-	printPlan(stdout, summary, from.describe(sum.Finished.Sub(sum.Started)), false)
-	st := tally.Status(sum.Run)
-	newStatusView(st, nil, 0).print(stdout)
+	printPlan(stdout, sum, from.describe(sum.Finished.Sub(sum.Started)), false)
+	st := tally.Status()
+	if err := status.New(sum.Run, st, nil, 0).Print(stdout); err != nil {
+		return err
+	}
 	fmt.Fprintf(stdout, "elapsed     %s\n", time.Since(sum.Started).Round(time.Millisecond))
 
 	if err := errors.Join(planErr, workErr); err != nil {
@@ -108,11 +160,11 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if dead := len(mem.Dead()); dead > 0 {
 		return fmt.Errorf("%w: %d messages still failing after %d tries (see the log)", config.ErrObjectsFailed, dead, memoryMaxReceives)
 	}
-	if st.Done < summary.Messages {
-		return fmt.Errorf("%d of %d messages were not finished", summary.Messages-st.Done, summary.Messages)
+	if !st.Complete {
+		return fmt.Errorf("%d of %d messages were not finished", st.Sent-st.Done, st.Sent)
 	}
 	if st.Failed > 0 {
-		return fmt.Errorf("%w: %d of %d", config.ErrObjectsFailed, st.Failed, summary.Objects)
+		return fmt.Errorf("%w: %d of %d", config.ErrObjectsFailed, st.Failed, st.Planned.Objects)
 	}
 	return nil
 }

@@ -3,57 +3,65 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
-	"strings"
+	"path/filepath"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/fleet"
+	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/queue"
-	"github.com/s3clone/s3clone/internal/report"
+	"github.com/s3clone/s3clone/internal/status"
 )
 
-const statusUsage = `usage: planner status --report-queue-url URL [--run-id ID] [--queue-url URL] [--json]
+const statusUsage = `usage: planner status --ledger s3://BUCKET/PREFIX/ [--run-id ID] [--queue-url URL] [--json] [--failures [--out FILE]]
        [--deadline DURATION [--scale-ecs CLUSTER/SERVICE [--min-workers N] [--max-workers N]]] [--watch INTERVAL]
 
-Counts what the workers reported for a run (the latest, unless --run-id
-says otherwise) against what its plan enqueued: each work message once,
-however often it was delivered. The tally lives on the report queue itself:
-status reads every report there, writes them back compacted into "bundle"
-messages, and deletes what it read, so any later status run, from any
-machine, starts from the same totals.
+Reads a run's record in the ledger (the latest run, unless --run-id says
+otherwise): what its plan sent against what the workers finished, each work
+message once, however often it was delivered. Status only reads: any number
+of status commands, anywhere, see the same totals. A run is complete when
+its plan has ended and every message it sent is done.
 
---deadline says how many workers would finish the rest in time, from the
-rate each worker reached in the last minute; --scale-ecs sets an ECS
-service's desired count to that, within --min-workers and --max-workers
-(once the run is complete: to --min-workers). --watch refreshes the view
-every INTERVAL until the run is complete or interrupted; the deadline then
-counts down from when status started, and each refresh scales again.`
+--failures lists every failed key; with --out it writes them as a
+reconciliation file for planner plan --from-file. --deadline says how many
+workers would finish the rest in time, from the rate each worker reached in
+the last minute; --scale-ecs sets an ECS service's desired count to that,
+within --min-workers and --max-workers (once the run is complete: to
+--min-workers). --watch refreshes the view every INTERVAL, reading only what
+is new, until the run is complete or interrupted; the deadline then counts
+down from when status started, and each refresh scales again.`
 
 // statusOptions are status's flags.
 type statusOptions struct {
-	reportURL, queueURL, runID string
-	asJSON                     bool
-	deadline, watch            time.Duration
-	scaleECS                   string
-	service                    fleet.Service
-	bounds                     fleet.Bounds
-	conn                       config.Connection
+	ledger          config.Ledger
+	queueURL, runID string
+	asJSON          bool
+	failures        bool
+	out             string
+	deadline, watch time.Duration
+	scaleECS        string
+	service         fleet.Service
+	bounds          fleet.Bounds
+	conn            config.Connection
 }
 
 func statusCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	var o statusOptions
 	f := config.NewFlags("planner status", statusUsage, os.Stderr)
-	f.StringVar(&o.reportURL, "report-queue-url", "", "URL of the report queue (required)")
-	f.StringVar(&o.runID, "run-id", "", "run to show (default: the latest run reported)")
+	o.ledger.Register(f, "the runs to read (required)")
+	f.StringVar(&o.runID, "run-id", "", "run to show (default: the latest run in the ledger)")
 	f.StringVar(&o.queueURL, "queue-url", "", "work queue whose depth to show (default: the one the plan used)")
 	f.BoolVar(&o.asJSON, "json", false, "print JSON instead of text (with --watch: one object per line per refresh)")
+	f.BoolVar(&o.failures, "failures", false, "list every failed key (read from the ledger) instead of the progress view")
+	f.StringVar(&o.out, "out", "", "with --failures: write the failed keys to this file as a reconciliation file, for planner plan --from-file")
 	f.DurationVar(&o.deadline, "deadline", 0, "time left to finish, e.g. 30m: prints how many workers would finish the rest by then")
 	f.StringVar(&o.scaleECS, "scale-ecs", "", "with --deadline: set this ECS service's desired count (CLUSTER/SERVICE, the stack's ScaleEcs output) to the workers needed")
 	f.IntVar(&o.bounds.Min, "min-workers", 0, "with --scale-ecs: fewest workers to set (and what a complete run scales to)")
@@ -66,22 +74,43 @@ func statusCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
-	log, awsCfg, err := o.conn.Open(ctx, 16)
+	log, awsCfg, err := o.conn.Open(ctx, 64)
 	if err != nil {
 		return err
 	}
-	sqsClient := o.conn.AWS.SQS(awsCfg)
-	reports := queue.NewSQS(sqsClient, o.reportURL)
-	if err := config.CheckQueue(ctx, reports, "report-queue-url"); err != nil {
-		return err
+	store := o.ledger.Store(o.conn.AWS.S3(awsCfg))
+	if err := store.CheckBucket(ctx); err != nil {
+		return config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket())
+	}
+	runID := o.runID
+	if runID == "" {
+		if runID, err = store.Latest(ctx); errors.Is(err, ledger.ErrNotFound) {
+			if o.asJSON {
+				_, err := fmt.Fprintln(stdout, "{}")
+				return err
+			}
+			_, err := fmt.Fprintf(stdout, "no run recorded in %s yet\n", store)
+			return err
+		} else if err != nil {
+			return config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket())
+		}
+	}
+	reader := store.Follow(runID)
+	if err := reader.Refresh(ctx); errors.Is(err, ledger.ErrNotFound) {
+		return config.Usagef("--run-id %s: no such run in %s", runID, store)
+	} else if err != nil {
+		return config.LedgerError(err, store, "s3:GetObject on "+config.LedgerARN(store, "runs/*"))
+	}
+	if o.failures {
+		return listFailures(ctx, reader, o.out, o.asJSON, stdout)
 	}
 	var scaler fleet.API
 	if o.scaleECS != "" {
 		scaler = ecs.NewFromConfig(awsCfg)
 	}
-	s := statusSession{statusOptions: o, sqs: sqsClient, reports: reports, ecs: scaler, log: log, until: time.Now().Add(o.deadline)}
+	s := statusSession{statusOptions: o, run: runID, reader: reader, sqs: o.conn.AWS.SQS(awsCfg), ecs: scaler, log: log, until: time.Now().Add(o.deadline)}
 	if o.watch == 0 {
-		v, err := s.refresh(ctx)
+		v, err := s.view(ctx)
 		if err != nil {
 			return err
 		}
@@ -92,16 +121,29 @@ func statusCommand(ctx context.Context, args []string, stdout io.Writer) error {
 
 func (o *statusOptions) validate() error {
 	var p config.Problems
-	if o.reportURL == "" {
-		p.Addf("--report-queue-url is required: the queue the planner and workers report to")
-	}
-	config.CheckQueueURL(&p, "report-queue-url", o.reportURL)
+	o.ledger.Validate(&p, true)
 	config.CheckQueueURL(&p, "queue-url", o.queueURL)
+	if o.runID != "" {
+		if err := ledger.CheckRunID(o.runID); err != nil {
+			p.Addf("--run-id: %v", err)
+		}
+	}
 	if o.deadline < 0 {
 		p.Addf("--deadline %s: must be positive, e.g. 30m", o.deadline)
 	}
 	if o.watch != 0 && o.watch < time.Second {
 		p.Addf("--watch %s: refresh at most once a second, e.g. --watch 10s", o.watch)
+	}
+	if o.out != "" && !o.failures {
+		p.Addf("--out goes with --failures: the reconciliation file lists the failed keys")
+	}
+	if o.out != "" {
+		if st, err := os.Stat(filepath.Dir(o.out)); err != nil || !st.IsDir() {
+			p.Addf("--out %s: its directory does not exist", o.out)
+		}
+	}
+	if o.failures && (o.watch != 0 || o.deadline != 0 || o.scaleECS != "") {
+		p.Addf("--failures lists the failed keys once: leave out --watch, --deadline and --scale-ecs")
 	}
 	if o.scaleECS != "" {
 		svc, err := fleet.ParseService(o.scaleECS)
@@ -123,38 +165,28 @@ func (o *statusOptions) validate() error {
 // statusSession is one status command: one view, or one per refresh.
 type statusSession struct {
 	statusOptions
-	sqs     queue.API
-	reports *queue.SQS
-	ecs     fleet.API
-	log     zerolog.Logger
-	until   time.Time // the deadline
+	run    string
+	reader *ledger.Reader
+	sqs    queue.API
+	ecs    fleet.API
+	log    zerolog.Logger
+	until  time.Time // the deadline
 }
 
-// refresh collects the reports and builds the view (scaling the fleet when
-// asked to); it returns nil when no run has reported yet.
-func (s *statusSession) refresh(ctx context.Context) (*statusView, error) {
-	budget := 20 * time.Second
-	if s.watch > 0 {
-		budget = max(time.Second, s.watch/2)
-	}
-	tally, err := collect(ctx, s.reports, budget, s.log)
+// view builds the view from what the reader has read (scaling the fleet
+// when asked to).
+func (s *statusSession) view(ctx context.Context) (*status.View, error) {
+	st := s.reader.Tally().Status()
+	failures, err := s.reader.Failures(ctx, ledger.MaxFailures)
 	if err != nil {
 		return nil, err
 	}
-	runID := s.runID
-	if runID == "" {
-		runs := tally.Runs()
-		if len(runs) == 0 {
-			return nil, nil
-		}
-		runID = runs[len(runs)-1]
-	}
-	st := tally.Status(runID)
+	st.Failures = failures
 	queueURL := s.queueURL
-	if queueURL == "" && st.Plan != nil {
-		queueURL = st.Plan.Queue
+	if queueURL == "" && st.Run != nil {
+		queueURL = st.Run.Queue
 	}
-	var depth *queueDepth
+	var depth *status.Depth
 	if queueURL != "" {
 		depth = readDepth(ctx, s.sqs, queueURL, s.log)
 	}
@@ -162,7 +194,7 @@ func (s *statusSession) refresh(ctx context.Context) (*statusView, error) {
 	if s.deadline > 0 {
 		left = max(time.Until(s.until), time.Nanosecond) // a passed deadline still sizes for "as soon as possible"
 	}
-	v := newStatusView(st, depth, left)
+	v := status.New(s.run, st, depth, left)
 	if s.ecs != nil {
 		v.Scale = s.scale(ctx, v)
 	}
@@ -171,16 +203,16 @@ func (s *statusSession) refresh(ctx context.Context) (*statusView, error) {
 
 // scale sizes the ECS service for the deadline. A failure is shown with the
 // view, not fatal, so a watch carries on.
-func (s *statusSession) scale(ctx context.Context, v statusView) *scaleView {
+func (s *statusSession) scale(ctx context.Context, v status.View) *status.Scale {
 	wanted := fleet.Unknown
 	switch {
-	case v.Complete, v.Stalled:
+	case v.Complete, v.Stalled, v.Ended():
 		wanted = s.bounds.Min
 	case v.Deadline != nil && v.Deadline.WorkersNeeded > 0:
 		wanted = v.Deadline.WorkersNeeded
 	} // else still planning, or no rate yet: keep the fleet, at least one worker
 	r, err := fleet.Scale(ctx, s.ecs, s.service, wanted, s.bounds)
-	sv := &scaleView{Result: r}
+	sv := &status.Scale{Result: r}
 	if err != nil {
 		sv.Error = err.Error()
 		s.log.Warn().Err(err).Msg("could not scale the worker service")
@@ -188,15 +220,7 @@ func (s *statusSession) scale(ctx context.Context, v statusView) *scaleView {
 	return sv
 }
 
-func (s *statusSession) show(w io.Writer, v *statusView) error {
-	if v == nil {
-		if s.asJSON {
-			_, err := fmt.Fprintln(w, "{}")
-			return err
-		}
-		_, err := fmt.Fprintf(w, "no run has reported to %s yet\n", s.reportURL)
-		return err
-	}
+func (s *statusSession) show(w io.Writer, v *status.View) error {
 	if s.asJSON {
 		enc := json.NewEncoder(w)
 		if s.watch == 0 {
@@ -204,21 +228,28 @@ func (s *statusSession) show(w io.Writer, v *statusView) error {
 		}
 		return enc.Encode(v)
 	}
-	v.print(w)
-	return nil
+	return v.Print(w)
 }
 
-// watchLoop refreshes until the run is complete (exit 0), stalls (exit 1),
-// ctx ends (an interrupt: exit 0 too, it is how a watch is stopped) or five
-// refreshes in a row fail; a failed refresh is logged and tried again. On a terminal each
-// refresh redraws the screen; otherwise views follow one another.
+// watchLoop refreshes until the run is complete (exit 0), stalls or ends
+// incomplete (exit 1), ctx ends (an interrupt: exit 0 too, it is how a
+// watch is stopped) or five refreshes in a row fail; a failed refresh is
+// logged and tried again. On a terminal each refresh redraws the screen;
+// otherwise views follow one another.
 func (s *statusSession) watchLoop(ctx context.Context, w io.Writer) error {
 	redraw := !s.asJSON && isTerminal(w)
 	tick := time.NewTicker(s.watch)
 	defer tick.Stop()
 	const giveUp = 5 // refreshes failed in a row (each after the SDK's own retries)
-	for failed := 0; ; {
-		v, err := s.refresh(ctx)
+	for failed, first := 0, true; ; first = false {
+		var v *status.View
+		err := error(nil)
+		if !first { // the first view is of what statusCommand already read
+			err = s.reader.Refresh(ctx)
+		}
+		if err == nil {
+			v, err = s.view(ctx)
+		}
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -238,12 +269,8 @@ func (s *statusSession) watchLoop(ctx context.Context, w io.Writer) error {
 			if err := s.show(w, v); err != nil {
 				return err
 			}
-			if v != nil && v.Complete {
-				return nil
-			}
-			if v != nil && v.Stalled {
-				return fmt.Errorf("%w: the work queue is empty and %d messages are in its dead-letter queue; fix what the failures above say, then planner redrive",
-					errStalled, *v.Queue.DeadLettered)
+			if done, err := watchEnd(v); done {
+				return err
 			}
 		}
 		select {
@@ -254,94 +281,32 @@ func (s *statusSession) watchLoop(ctx context.Context, w io.Writer) error {
 	}
 }
 
+// watchEnd says whether a watch ends at view v, and with what error.
+func watchEnd(v *status.View) (bool, error) {
+	switch {
+	case v.Complete:
+		return true, nil
+	case v.Stalled:
+		return true, fmt.Errorf("%w: the work queue is empty and %d messages are in its dead-letter queue; fix what the failures above say, then planner redrive",
+			errStalled, *v.Queue.DeadLettered)
+	case v.Ended():
+		return true, fmt.Errorf("%w: the plan stopped before sending everything (%s); run it again, with --checkpoint it carries on", errStalled, v.PlanError)
+	}
+	return false, nil
+}
+
 // errStalled ends a watch that cannot end by itself: exit 1.
-var errStalled = fmt.Errorf("run stalled: %w", config.ErrObjectsFailed)
+var errStalled = fmt.Errorf("run incomplete: %w", config.ErrObjectsFailed)
 
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// collect reads every report on the queue into a tally, writes the tally
-// back as bundles, and only then deletes what it read: a crash in between
-// leaves duplicates, which the tally ignores, never a gap. It stops reading
-// after budget even if reports keep coming (a busy fleet reports faster
-// than one reader drains, and a watch must refresh); what is left is
-// counted by the next status.
-func collect(ctx context.Context, q *queue.SQS, budget time.Duration, log zerolog.Logger) (*report.Tally, error) {
-	const hold = 5 * time.Minute
-	tally := report.NewTally()
-	var consumed, foreign []queue.Message
-	release := func() {
-		// Best effort: unreleased messages come back after hold anyway.
-		if err := q.ChangeVisibility(context.WithoutCancel(ctx), append(consumed, foreign...), 0); err != nil {
-			log.Warn().Err(err).Msg("could not release report messages")
-		}
-	}
-	stop := time.Now().Add(budget)
-	for empty := 0; empty < 2 && time.Now().Before(stop); {
-		msgs, err := q.Receive(ctx, 10, time.Second, hold)
-		if err != nil {
-			release()
-			return nil, err
-		}
-		if len(msgs) == 0 {
-			empty++
-			continue
-		}
-		empty = 0
-		for _, m := range msgs {
-			env, err := report.Decode(m.Body)
-			if err != nil {
-				log.Warn().Err(err).Str("message", m.ID).Msg("ignoring a message that is not an s3clone report")
-				foreign = append(foreign, m)
-				continue
-			}
-			tally.Add(env)
-			consumed = append(consumed, m)
-		}
-	}
-	if len(consumed) == 0 {
-		release()
-		return tally, nil
-	}
-	var out []queue.Outgoing
-	for _, b := range tally.Bundles(200 << 10) {
-		body, err := report.Encode(b)
-		if err != nil {
-			release()
-			return nil, err
-		}
-		out = append(out, queue.Outgoing{Body: body, Kind: report.KindBundle})
-	}
-	if err := q.Send(ctx, out); err != nil {
-		release()
-		return nil, fmt.Errorf("write the tally back to the report queue: %w", err)
-	}
-	if err := q.Delete(context.WithoutCancel(ctx), consumed); err != nil {
-		log.Warn().Err(err).Msg("some reports were not deleted; they will be read again and counted once")
-	}
-	consumed = nil
-	release()
-	return tally, nil
-}
-
-type queueDepth struct {
-	URL          string `json:"url"`
-	Visible      int64  `json:"visible"`
-	InFlight     int64  `json:"in_flight"`
-	DeadLettered *int64 `json:"dead_lettered,omitempty"`
-	Error        string `json:"error,omitempty"`
+	return ok && isatty.IsTerminal(f.Fd())
 }
 
 // readDepth reads the work queue's depth and its dead-letter queue's; a
 // failure is shown, not fatal.
-func readDepth(ctx context.Context, client queue.API, url string, log zerolog.Logger) *queueDepth {
-	d := &queueDepth{URL: url}
+func readDepth(ctx context.Context, client queue.API, url string, log zerolog.Logger) *status.Depth {
+	d := &status.Depth{URL: url}
 	work, err := queue.NewSQS(client, url).Depth(ctx)
 	if err != nil {
 		d.Error = err.Error()
@@ -366,160 +331,42 @@ func readDepth(ctx context.Context, client queue.API, url string, log zerolog.Lo
 	return d
 }
 
-// statusView is what status prints, as text or JSON.
-type statusView struct {
-	Run        string       `json:"run"`
-	Source     string       `json:"source,omitempty"`
-	Dest       string       `json:"dest,omitempty"`
-	Planned    *report.Plan `json:"planned,omitempty"`
-	Messages   int64        `json:"messages_done"`
-	Copied     int64        `json:"copied"`
-	Deleted    int64        `json:"deleted"`
-	Skipped    int64        `json:"skipped"`
-	Failed     int64        `json:"failed"`
-	Bytes      int64        `json:"bytes_copied"`
-	Remaining  *int64       `json:"remaining,omitempty"`
-	Workers    int          `json:"workers"`
-	Rate       float64      `json:"objects_per_second"`
-	RecentRate float64      `json:"recent_objects_per_second"`
-	ETASeconds *float64     `json:"eta_seconds,omitempty"`
-	Complete   bool         `json:"complete"`
-	// Stalled: not complete, nothing left on the work queue, and messages
-	// in its dead-letter queue: no worker can finish the run until they are
-	// fixed and redriven.
-	Stalled  bool             `json:"stalled,omitempty"`
-	Deadline *deadlineView    `json:"deadline,omitempty"`
-	Queue    *queueDepth      `json:"queue,omitempty"`
-	Failures []report.Failure `json:"failures,omitempty"`
-	Scale    *scaleView       `json:"scale,omitempty"`
-}
-
-// scaleView is what --scale-ecs did.
-type scaleView struct {
-	fleet.Result
-	Error string `json:"error,omitempty"`
-}
-
-// deadlineView says how many workers would finish the rest in time.
-type deadlineView struct {
-	Seconds       float64 `json:"seconds"`
-	PerWorkerRate float64 `json:"objects_per_second_per_worker"`
-	// WorkersNeeded is 0 when there is no rate to go by yet.
-	WorkersNeeded int `json:"workers_needed"`
-}
-
-func newStatusView(st report.Status, depth *queueDepth, deadline time.Duration) statusView {
-	v := statusView{
-		Run: st.Run, Planned: st.Plan, Messages: st.Done,
-		Copied: st.Copied, Deleted: st.Deleted, Skipped: st.Skipped, Failed: st.Failed, Bytes: st.Bytes,
-		Workers: st.Workers, Rate: st.Rate, RecentRate: st.RecentRate,
-		Queue: depth, Failures: st.Failures,
+// listFailures prints every failed key of the run, or writes them to out
+// as a reconciliation file (only once all were read: never half-written).
+func listFailures(ctx context.Context, r *ledger.Reader, out string, asJSON bool, stdout io.Writer) error {
+	entries, err := r.Failed(ctx, 0)
+	if err != nil {
+		return err
 	}
-	if st.Plan != nil {
-		v.Source, v.Dest = st.Plan.Source, st.Plan.Dest
-		rem := st.Plan.Objects - st.Copied - st.Deleted - st.Skipped - st.Failed
-		v.Remaining = &rem
-		v.Complete = st.Done >= st.Plan.Messages
-		v.Stalled = !v.Complete && depth != nil && depth.Error == "" && depth.Visible == 0 && depth.InFlight == 0 &&
-			depth.DeadLettered != nil && *depth.DeadLettered > 0
-		rate := st.RecentRate
-		if rate <= 0 {
-			rate = st.Rate
-		}
-		if rem > 0 && rate > 0 {
-			eta := float64(rem) / rate
-			v.ETASeconds = &eta
-		}
-		if deadline > 0 {
-			v.Deadline = planDeadline(rem, st, deadline)
-		}
+	rec, err := newRecordFile(out)
+	if err != nil {
+		return err
 	}
-	return v
-}
-
-// planDeadline sizes the fleet from the rate of the workers that reported in
-// the last minute: each is assumed to keep its share of that rate.
-func planDeadline(remaining int64, st report.Status, deadline time.Duration) *deadlineView {
-	d := &deadlineView{Seconds: deadline.Seconds()}
-	if st.RecentWorkers > 0 && st.RecentRate > 0 {
-		d.PerWorkerRate = st.RecentRate / float64(st.RecentWorkers)
-		d.WorkersNeeded = max(1, int(math.Ceil(float64(remaining)/(d.PerWorkerRate*deadline.Seconds()))))
-		if remaining <= 0 {
-			d.WorkersNeeded = 0
-		}
-	}
-	return d
-}
-
-func (v statusView) print(w io.Writer) {
-	fmt.Fprintf(w, "run         %s\n", v.Run)
-	if v.Planned == nil {
-		fmt.Fprintf(w, "planned     (no plan summary yet: the planner is still listing, or ran without --report-queue-url)\n")
-	} else {
-		p := v.Planned
-		fmt.Fprintf(w, "copy        %s -> %s\n", p.Source, p.Dest)
-		fmt.Fprintf(w, "planned     %d objects, %s, %d messages\n", p.Objects, config.FormatSize(p.Bytes), p.Messages)
-		fmt.Fprintf(w, "done        %d of %d messages (%s)\n", v.Messages, p.Messages, percent(v.Messages, p.Messages))
-	}
-	fmt.Fprintf(w, "copied      %d objects, %s\n", v.Copied, config.FormatSize(v.Bytes))
-	if v.Deleted > 0 || (v.Planned != nil && v.Planned.Deletes > 0) {
-		fmt.Fprintf(w, "deleted     %d\n", v.Deleted)
-	}
-	fmt.Fprintf(w, "skipped     %d (source object gone since it was listed)\n", v.Skipped)
-	fmt.Fprintf(w, "failed      %d\n", v.Failed)
-	fmt.Fprintf(w, "rate        %.0f objects/s overall, %.0f/s in the last minute, %d workers reported\n", v.Rate, v.RecentRate, v.Workers)
-	switch {
-	case v.Complete:
-		fmt.Fprintf(w, "eta         complete\n")
-	case v.Stalled:
-		fmt.Fprintf(w, "eta         stalled: nothing left to copy but the dead-lettered messages; fix their cause, then planner redrive\n")
-	case v.ETASeconds != nil:
-		fmt.Fprintf(w, "eta         %s\n", (time.Duration(*v.ETASeconds) * time.Second).Round(time.Second))
-	}
-	if d := v.Deadline; d != nil {
-		switch {
-		case v.Complete:
-		case d.Seconds < 1 && d.WorkersNeeded > 0:
-			fmt.Fprintf(w, "deadline    passed: %.1f objects/s per worker; only more workers shorten the rest now\n", d.PerWorkerRate)
-		case d.WorkersNeeded == 0:
-			fmt.Fprintf(w, "deadline    %s: no rate yet (no worker reported in the last minute)\n", time.Duration(d.Seconds)*time.Second)
-		default:
-			fmt.Fprintf(w, "deadline    %s: %.1f objects/s per worker; %d workers would finish the rest in time\n",
-				time.Duration(d.Seconds)*time.Second, d.PerWorkerRate, d.WorkersNeeded)
-		}
-	}
-	if q := v.Queue; q != nil {
-		if q.Error != "" {
-			fmt.Fprintf(w, "queue       unreadable: %s\n", q.Error)
-		} else {
-			dl := "no dead-letter queue"
-			if q.DeadLettered != nil {
-				dl = fmt.Sprintf("%d dead-lettered", *q.DeadLettered)
+	defer rec.discard()
+	n := 0
+	enc := json.NewEncoder(stdout)
+	for _, e := range entries {
+		for _, f := range e.Failed {
+			n++
+			switch {
+			case out != "":
+				if err := rec.enc.Encode(e.Record(f)); err != nil {
+					return err
+				}
+			case asJSON:
+				if err := enc.Encode(f); err != nil {
+					return err
+				}
+			default:
+				fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\n", f.Key, f.Reason, f.Code, f.Detail)
 			}
-			fmt.Fprintf(w, "queue       %d waiting, %d in flight, %s\n", q.Visible, q.InFlight, dl)
 		}
 	}
-	if sc := v.Scale; sc != nil {
-		switch {
-		case sc.Error != "":
-			fmt.Fprintf(w, "scale       %s: %s\n", sc.Service, sc.Error)
-		case sc.Changed:
-			fmt.Fprintf(w, "scale       %s: desired count %d -> %d (%d running)\n", sc.Service, sc.Previous, sc.Desired, sc.Running)
-		default:
-			fmt.Fprintf(w, "scale       %s: desired count stays %d (%d running)\n", sc.Service, sc.Desired, sc.Running)
-		}
+	if err := rec.commit(); err != nil {
+		return err
 	}
-	if len(v.Failures) > 0 {
-		fmt.Fprintf(w, "failures (first %d):\n", len(v.Failures))
-		for _, f := range v.Failures {
-			fmt.Fprintf(w, "  %s: %s %s\n", f.Key, f.Reason, strings.TrimSpace(f.Code))
-		}
+	if out != "" {
+		fmt.Fprintf(stdout, "written   %s (%d failed keys: planner plan --from-file %s)\n", out, n, out)
 	}
-}
-
-func percent(a, b int64) string {
-	if b == 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.1f%%", 100*float64(a)/float64(b))
+	return nil
 }

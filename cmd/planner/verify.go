@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,34 +12,50 @@ import (
 	"time"
 
 	"github.com/s3clone/s3clone/internal/config"
+	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/listing"
 	"github.com/s3clone/s3clone/internal/plan"
 )
 
 const verifyUsage = `usage: planner verify --source s3://BUCKET[/PREFIX] --dest s3://BUCKET[/PREFIX] [--out FILE]
+       planner verify --ledger s3://BUCKET/PREFIX/ [--run-id ID] [--out FILE]
 
 Compares source and destination key by key (the rule of plan --diff) and
 prints how many keys match, are missing, different, or extra. --out writes
 one JSON line per key that does not match, which plan --from-file enqueues.
-Exits 0 only when the destination matches the source, 1 when it does not.`
+With --ledger and no --source or --dest, verifies the source and
+destination of a run in the ledger (the latest, unless --run-id says
+otherwise); it only reads the ledger. Exits 0 only when the destination
+matches the source, 1 when it does not.`
 
 func verifyCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	var (
 		s      source
 		out    string
 		asJSON bool
+		led    config.Ledger
+		runID  string
 		conn   config.Connection
 	)
 	f := config.NewFlags("planner verify", verifyUsage, os.Stderr)
 	s.register(f)
 	f.StringVar(&out, "out", "", "write the keys that do not match to this file, one JSON object a line (for plan --from-file)")
 	f.BoolVar(&asJSON, "json", false, "print the counts as JSON")
+	led.Register(f, "without --source and --dest: verify a run recorded there")
+	f.StringVar(&runID, "run-id", "", "with --ledger: the run to verify (default: the latest)")
 	conn.Register(f)
 	if err := f.Parse(args); err != nil {
 		return err
 	}
 	var p config.Problems
-	s.validate(&p)
+	led.Validate(&p, false)
+	fromLedger := led.Set() && s.rawSource == "" && s.rawDest == ""
+	if !fromLedger {
+		s.validate(&p)
+	}
+	if runID != "" && !fromLedger {
+		p.Addf("--run-id goes with --ledger and no --source or --dest: it picks the run whose copy to verify")
+	}
 	if out != "" {
 		if st, err := os.Stat(filepath.Dir(out)); err != nil || !st.IsDir() {
 			p.Addf("--out %s: its directory does not exist", out)
@@ -53,6 +70,11 @@ func verifyCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	api := conn.AWS.S3(awsCfg)
+	if fromLedger {
+		if err := s.fromRun(ctx, led.Store(api), runID); err != nil {
+			return err
+		}
+	}
 	if err := s.checkBuckets(ctx, api); err != nil {
 		return err
 	}
@@ -89,6 +111,27 @@ func verifyCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if bad := v.Missing + v.Different + v.Extra; bad > 0 {
 		return fmt.Errorf("%w: %d of %d keys", config.ErrMismatch, bad, v.Compared)
 	}
+	return nil
+}
+
+// fromRun takes the source and destination of a run in the ledger (the
+// latest when runID is ""), with the default listers.
+func (s *source) fromRun(ctx context.Context, store *ledger.Store, runID string) error {
+	var err error
+	if runID == "" {
+		if runID, err = store.Latest(ctx); errors.Is(err, ledger.ErrNotFound) {
+			return config.Usagef("--ledger %s holds no run to verify: give --source and --dest", store)
+		} else if err != nil {
+			return config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket())
+		}
+	}
+	run, err := store.Run(ctx, runID)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return config.Usagef("--run-id %s: no such run in %s", runID, store)
+	} else if err != nil {
+		return config.LedgerError(err, store, "s3:GetObject on "+config.LedgerARN(store, "runs/*"))
+	}
+	s.src, s.dst = run.Source, run.Dest
 	return nil
 }
 

@@ -12,17 +12,18 @@ import (
 	"github.com/s3clone/s3clone/internal/worker"
 )
 
-const usage = `usage: worker --queue-url URL [--report-queue-url URL] [--concurrency N] [--idle-exit DURATION] [flags]
+const usage = `usage: worker --queue-url URL --ledger s3://BUCKET/PREFIX/ [--concurrency N] [--idle-exit DURATION] [flags]
 
 Drains the work queue a planner filled, copying every key server-side
-(CopyObject; UploadPartCopy above --multipart-threshold), and sends one
-report per finished message to the report queue. SIGTERM stops receiving,
-lets in-flight copies finish for --grace, and hands the rest back.`
+(CopyObject; UploadPartCopy above --multipart-threshold), and records one
+entry per finished message in the run ledger before deleting the message.
+SIGTERM stops receiving, lets in-flight copies finish for --grace, and hands
+the rest back.`
 
 type options struct {
-	queueURL  string
-	reportURL string
-	id        string
+	queueURL string
+	ledger   config.Ledger
+	id       string
 	metrics   string
 	work      config.Work
 	conn      config.Connection
@@ -32,8 +33,8 @@ func parse(args []string) (*options, error) {
 	o := &options{}
 	f := config.NewFlags("worker", usage, os.Stderr)
 	f.StringVar(&o.queueURL, "queue-url", "", "URL of the work queue (required)")
-	f.StringVar(&o.reportURL, "report-queue-url", "", "URL of the report queue (default: no reports, so planner status has nothing to count)")
-	f.StringVar(&o.id, "id", "", "worker name in reports (default: hostname-pid)")
+	o.ledger.Register(f, "where each finished message is recorded (required)")
+	f.StringVar(&o.id, "id", "", "worker name in ledger entries (default: hostname-pid)")
 	f.StringVar(&o.metrics, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. :9464 (default: no metrics server)")
 	o.work.Register(f, true)
 	o.conn.Register(f)
@@ -45,7 +46,7 @@ func parse(args []string) (*options, error) {
 		p.Addf("--queue-url is required: the URL of the queue the planner filled")
 	}
 	config.CheckQueueURL(&p, "queue-url", o.queueURL)
-	config.CheckQueueURL(&p, "report-queue-url", o.reportURL)
+	o.ledger.Validate(&p, true)
 	if o.metrics != "" {
 		if _, port, err := net.SplitHostPort(o.metrics); err != nil || port == "" {
 			p.Addf("--metrics-addr %q: write it as [HOST]:PORT, e.g. :9464 or 127.0.0.1:9464", o.metrics)
@@ -72,26 +73,23 @@ func run(ctx context.Context, args []string) error {
 	if err := config.CheckQueue(ctx, src, "queue-url"); err != nil {
 		return err
 	}
-	var rep worker.Reporter
-	if o.reportURL != "" {
-		reports := queue.NewSQS(sqsClient, o.reportURL)
-		if err := config.CheckQueue(ctx, reports, "report-queue-url"); err != nil {
-			return err
-		}
-		rep = worker.QueueReporter{Queue: reports}
-	} else {
-		log.Warn().Msg("no --report-queue-url: finished messages are not reported, so planner status cannot count them")
-	}
+	s3Client := o.conn.AWS.S3(awsCfg)
 	cfg := o.work.WorkerConfig()
 	cfg.ID = o.id
 	cfg.Limiter = limiter
-	api := o.work.CopyAPI(o.conn.AWS.S3(awsCfg), limiter.Throttled, log)
+	store := o.ledger.Store(s3Client)
+	journal, err := store.OpenJournal(ctx, worker.DefaultID(o.id), config.Version())
+	if err != nil {
+		return config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "workers/*")+" and "+config.LedgerARN(store, "runs/*/done/*"))
+	}
+	log.Info().Str("ledger", store.String()).Str("journal", journal.Name()).Str("version", config.Version()).Msg("recording finished messages in the ledger")
+	api := o.work.CopyAPI(s3Client, limiter.Throttled, log)
 	var m *metrics.Worker
 	if o.metrics != "" {
 		m = metrics.NewWorker(limiter)
 		cfg.Observer = m
 	}
-	w := worker.New(cfg, src, rep, copier.New(api, o.work.CopierOptions()), log)
+	w := worker.New(cfg, src, journal, copier.New(api, o.work.CopierOptions()), log)
 	if m != nil {
 		m.CountStats(&w.Stats)
 		if direct, ok := api.(*copier.Direct); ok {

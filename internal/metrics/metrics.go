@@ -68,10 +68,10 @@ func (m *Worker) CountStats(stats *worker.Stats) {
 		counter("s3clone_worker_objects_copied_total", "Objects copied.", stats.Copied.Load),
 		counter("s3clone_worker_bytes_copied_total", "Bytes of the objects copied (copied server-side: none pass through the worker).", stats.Bytes.Load),
 		counter("s3clone_worker_objects_deleted_total", "Destination objects deleted (plan --diff --delete).", stats.Deleted.Load),
-		counter("s3clone_worker_messages_done_total", "Work messages finished, reported and deleted.", stats.Messages.Load),
+		counter("s3clone_worker_messages_done_total", "Work messages finished, recorded in the ledger and deleted.", stats.Messages.Load),
 		counter("s3clone_worker_messages_retried_total", "Work messages handed back to the queue to be tried again.", stats.Retried.Load),
 		counter("s3clone_worker_messages_malformed_total", "Messages on the work queue that were not s3clone batches.", stats.Malformed.Load),
-		counter("s3clone_worker_report_errors_total", "Reports that could not be sent (their messages come back and are counted once).", stats.ReportErrs.Load),
+		counter("s3clone_worker_ledger_errors_total", "Finished messages whose ledger entry could not be written (they come back, are redone, and are counted once).", stats.LedgerErrs.Load),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "s3clone_worker_keys_held", Help: "Keys received and not yet finished, waiting or in flight."},
 			func() float64 { return float64(stats.InFlight.Load()) }),
 	)

@@ -22,6 +22,9 @@ const (
 	Missing   Problem = "missing"   // in the source only
 	Different Problem = "different" // in both, not the same object
 	Extra     Problem = "extra"     // in the destination only
+	// Failed is a key a run could not copy (the record names its source
+	// object) or delete (its destination object): it is enqueued again.
+	Failed Problem = "failed"
 )
 
 // HeadAPI reads object checksums.
@@ -217,11 +220,12 @@ func DiffSource(p *listing.Paired, cmp *Comparer, counts *DiffCounts, mirror boo
 }
 
 // route sends a key that does not match where it belongs: the source object
-// of a missing or different key to copies, the destination object of an
-// extra key to deletes when mirroring, else nowhere.
+// of a missing, different or failed copy to copies, the destination object
+// of an extra key or a failed deletion to deletes when mirroring, else
+// nowhere.
 func route(ctx context.Context, p Problem, src, dst *listing.Object, mirror bool, copies, deletes chan<- []listing.Object) error {
 	out, obj := copies, src
-	if p == Extra {
+	if p == Extra || (p == Failed && src == nil) {
 		if !mirror {
 			return nil
 		}

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -9,8 +10,13 @@ import (
 )
 
 // SendFunc sends up to ten message bodies to the work queue; nil means all
-// of them were accepted.
+// of them were accepted. An error that has the method Accepted() []int
+// (*queue.SendError) says which bodies, by index, the queue took anyway:
+// those count as sent.
 type SendFunc func(ctx context.Context, bodies [][]byte) error
+
+// accepter is an error saying which bodies of a failed send were accepted.
+type accepter interface{ Accepted() []int }
 
 // Senders is how many SendMessageBatch calls a plan keeps in flight.
 const Senders = 4
@@ -99,6 +105,18 @@ func sendAll(ctx context.Context, bodies <-chan Body, send SendFunc, sent SentFu
 		}
 		if err := send(ctx, data); err != nil {
 			failed = true
+			var acc accepter
+			if errors.As(err, &acc) && sent != nil {
+				var took []Body
+				for _, i := range acc.Accepted() {
+					if i >= 0 && i < len(batch) {
+						took = append(took, batch[i])
+					}
+				}
+				if len(took) > 0 {
+					sent(took)
+				}
+			}
 			fail(err)
 			continue
 		}

@@ -71,6 +71,8 @@ type Batcher struct {
 // Body is one encoded message and what it carries.
 type Body struct {
 	Data    []byte
+	Seq     int64           // the message's sequence number in its run
+	Delete  bool            // a batch of deletions
 	Tokens  []listing.Token // the listed objects in it, for acknowledgement
 	Objects int64
 	Bytes   int64
@@ -149,7 +151,7 @@ func (b *Batcher) flush(ctx context.Context, out chan<- Body) error {
 	if err != nil {
 		return fmt.Errorf("encode batch %d: %w", seq, err)
 	}
-	msg := Body{Data: body, Tokens: b.tokens, Objects: int64(len(batch.Entries))}
+	msg := Body{Data: body, Seq: seq, Delete: b.op == OpDelete, Tokens: b.tokens, Objects: int64(len(batch.Entries))}
 	if b.op != OpDelete {
 		msg.Bytes = batch.Bytes()
 	}

@@ -96,8 +96,17 @@ func (r Record) check(src, dst Location) error {
 		if !strings.HasPrefix(r.Dest.Key, dst.Prefix) {
 			return fmt.Errorf("destination key %q is not under --dest %s: was the file written for another copy?", r.Dest.Key, dst)
 		}
+	case Failed:
+		switch {
+		case r.Source != nil && !strings.HasPrefix(r.Source.Key, src.Prefix):
+			return fmt.Errorf("source key %q is not under --source %s: was the file written for another copy?", r.Source.Key, src)
+		case r.Source == nil && r.Dest == nil:
+			return fmt.Errorf("failed key %q names neither a source nor a destination object", r.Key)
+		case r.Source == nil && !strings.HasPrefix(r.Dest.Key, dst.Prefix):
+			return fmt.Errorf("destination key %q is not under --dest %s: was the file written for another copy?", r.Dest.Key, dst)
+		}
 	default:
-		return fmt.Errorf("unknown problem %q (want missing, different or extra)", r.Problem)
+		return fmt.Errorf("unknown problem %q (want missing, different, extra or failed)", r.Problem)
 	}
 	return nil
 }

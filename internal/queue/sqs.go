@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -81,48 +82,73 @@ func (q *SQS) URL() string { return q.url }
 // (ten entries and 256 KiB a call). Entries that come back in Failed are sent
 // again with backoff; a sender fault that persists after SendAttempts, or any
 // request error after the SDK's own retries, is returned, and then some of
-// msgs may have been sent. Each body must be under 256 KiB.
+// msgs may have been sent: the error is a *SendError saying which. Each body
+// must be under 256 KiB.
 func (q *SQS) Send(ctx context.Context, msgs []Outgoing) error {
-	for len(msgs) > 0 {
+	var accepted []int
+	for off := 0; off < len(msgs); {
 		n, size := 0, 0
-		for n < len(msgs) && n < maxBatchEntries && size+len(msgs[n].Body) <= maxBatchBytes {
-			size += len(msgs[n].Body)
+		for off+n < len(msgs) && n < maxBatchEntries && size+len(msgs[off+n].Body) <= maxBatchBytes {
+			size += len(msgs[off+n].Body)
 			n++
 		}
 		if n == 0 {
-			return fmt.Errorf("message of %d bytes is over SQS's 256 KiB limit", len(msgs[0].Body))
+			return &SendError{accepted: accepted, Err: fmt.Errorf("message of %d bytes is over SQS's 256 KiB limit", len(msgs[off].Body))}
 		}
-		if err := q.sendBatch(ctx, msgs[:n]); err != nil {
-			return err
+		ok, err := q.sendBatch(ctx, msgs[off:off+n])
+		for _, i := range ok {
+			accepted = append(accepted, off+i)
 		}
-		msgs = msgs[n:]
+		if err != nil {
+			return &SendError{accepted: accepted, Err: err}
+		}
+		off += n
 	}
 	return nil
 }
 
-func (q *SQS) sendBatch(ctx context.Context, msgs []Outgoing) error {
-	pending := make(map[string]Outgoing, len(msgs))
-	for i, m := range msgs {
-		pending[strconv.Itoa(i)] = m
+// SendError is a Send that failed part-way.
+type SendError struct {
+	accepted []int
+	Err      error
+}
+
+// Accepted lists the indexes (into Send's msgs) of the messages the queue
+// accepted before the failure, in order.
+func (e *SendError) Accepted() []int { return e.accepted }
+
+func (e *SendError) Error() string { return e.Err.Error() }
+func (e *SendError) Unwrap() error { return e.Err }
+
+// sendBatch sends up to ten messages in one call, again for the entries
+// that fail; it returns the indexes of those accepted.
+func (q *SQS) sendBatch(ctx context.Context, msgs []Outgoing) ([]int, error) {
+	pending := make(map[string]int, len(msgs))
+	for i := range msgs {
+		pending[strconv.Itoa(i)] = i
 	}
+	var accepted []int
 	for attempt := 1; ; attempt++ {
 		entries := make([]types.SendMessageBatchRequestEntry, 0, len(pending))
-		for id, m := range pending {
+		for id, i := range pending {
 			entries = append(entries, types.SendMessageBatchRequestEntry{
 				Id:                aws.String(id),
-				MessageBody:       aws.String(string(m.Body)),
-				MessageAttributes: attributes(m),
+				MessageBody:       aws.String(string(msgs[i].Body)),
+				MessageAttributes: attributes(msgs[i]),
 			})
 		}
 		out, err := q.api.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: &q.url, Entries: entries})
 		if err != nil {
-			return fmt.Errorf("send to %s: %w", q.url, err)
+			return sorted(accepted), fmt.Errorf("send to %s: %w", q.url, err)
 		}
 		for _, ok := range out.Successful {
-			delete(pending, aws.ToString(ok.Id))
+			if i, known := pending[aws.ToString(ok.Id)]; known {
+				accepted = append(accepted, i)
+				delete(pending, aws.ToString(ok.Id))
+			}
 		}
 		if len(pending) == 0 {
-			return nil
+			return sorted(accepted), nil
 		}
 		var senderFault error
 		for _, f := range out.Failed {
@@ -132,14 +158,19 @@ func (q *SQS) sendBatch(ctx context.Context, msgs []Outgoing) error {
 		}
 		if senderFault != nil || attempt >= q.SendAttempts {
 			if senderFault != nil {
-				return senderFault
+				return sorted(accepted), senderFault
 			}
-			return fmt.Errorf("send to %s: %d entries still failing after %d attempts", q.url, len(pending), attempt)
+			return sorted(accepted), fmt.Errorf("send to %s: %d entries still failing after %d attempts", q.url, len(pending), attempt)
 		}
 		if err := q.sleep(ctx, backoff(attempt)); err != nil {
-			return err
+			return sorted(accepted), err
 		}
 	}
+}
+
+func sorted(s []int) []int {
+	slices.Sort(s)
+	return s
 }
 
 func attributes(m Outgoing) map[string]types.MessageAttributeValue {
@@ -342,36 +373,52 @@ func FromARN(ctx context.Context, api API, arn string) (*SQS, error) {
 
 // Move receives messages from one queue and sends them to another, body and
 // s3clone attributes unchanged, deleting each from the first only after the
-// second accepted it. It stops when the first queue has been empty for two
-// waits in a row, or after max messages (0: no limit), and returns how many
-// it moved.
-func Move(ctx context.Context, from, to *SQS, max int, wait time.Duration) (int, error) {
-	moved := 0
-	for empty := 0; empty < 2 && (max == 0 || moved < max); {
+// second accepted it. Messages for which drop (when not nil) returns true
+// are deleted from the first queue without being sent. It stops when the
+// first queue has been empty for two waits in a row, or after max messages
+// (0: no limit), and returns how many it moved and how many it dropped.
+func Move(ctx context.Context, from, to *SQS, max int, wait time.Duration, drop func(Message) (bool, error)) (moved, dropped int, err error) {
+	for empty := 0; empty < 2 && (max == 0 || moved+dropped < max); {
 		n := maxBatchEntries
 		if max > 0 {
-			n = min(n, max-moved)
+			n = min(n, max-moved-dropped)
 		}
 		msgs, err := from.Receive(ctx, n, wait, 60*time.Second)
 		if err != nil {
-			return moved, err
+			return moved, dropped, err
 		}
 		if len(msgs) == 0 {
 			empty++
 			continue
 		}
 		empty = 0
-		out := make([]Outgoing, len(msgs))
-		for i, m := range msgs {
-			out[i] = Outgoing{Body: m.Body, Run: m.attrs[AttrRun], Kind: m.attrs[AttrKind]}
+		var out []Outgoing
+		var sent, gone []Message
+		for _, m := range msgs {
+			if drop != nil {
+				d, err := drop(m)
+				if err != nil {
+					_ = from.ChangeVisibility(context.WithoutCancel(ctx), msgs, 0) // best effort: they come back in a minute anyway
+					return moved, dropped, err
+				}
+				if d {
+					gone = append(gone, m)
+					continue
+				}
+			}
+			sent = append(sent, m)
+			out = append(out, Outgoing{Body: m.Body, Run: m.attrs[AttrRun], Kind: m.attrs[AttrKind]})
 		}
-		if err := to.Send(ctx, out); err != nil {
-			return moved, err
+		if len(out) > 0 {
+			if err := to.Send(ctx, out); err != nil {
+				return moved, dropped, err
+			}
 		}
-		if err := from.Delete(ctx, msgs); err != nil {
-			return moved, fmt.Errorf("moved, but not deleted from %s (they will be moved again): %w", from.url, err)
+		if err := from.Delete(ctx, append(sent, gone...)); err != nil {
+			return moved, dropped, fmt.Errorf("moved, but not deleted from %s (they will be moved again): %w", from.url, err)
 		}
-		moved += len(msgs)
+		moved += len(sent)
+		dropped += len(gone)
 	}
-	return moved, nil
+	return moved, dropped, nil
 }

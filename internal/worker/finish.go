@@ -3,15 +3,15 @@ package worker
 import (
 	"context"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/s3clone/s3clone/internal/plan"
 	"github.com/s3clone/s3clone/internal/queue"
-	"github.com/s3clone/s3clone/internal/report"
 )
 
-// callTimeout bounds each report, delete and visibility call made while
-// finishing messages, which run on even after shutdown began.
+// callTimeout bounds each ledger write, delete and visibility call made
+// while finishing messages, which run on even after shutdown began.
 const callTimeout = 30 * time.Second
 
 // finishLoop takes finished messages, up to ten at a time when several are
@@ -36,48 +36,59 @@ func (w *Worker) finishLoop(ctx context.Context, finished <-chan *job) {
 }
 
 // complete settles finished messages: those whose every key is done are
-// reported, then deleted; those with a key worth retrying go back to the
-// queue after a backoff; those cut short by shutdown go back at once.
+// recorded in the ledger, then deleted; those with a key worth retrying go
+// back to the queue after a backoff; those cut short by shutdown go back at
+// once. Every message stays held (its visibility extended) until it is
+// deleted or handed back.
 func (w *Worker) complete(ctx context.Context, jobs []*job) {
-	var done, retry, release, probes []queue.Message
-	var results []report.Result
+	var done, retry, release, probes []*job
 	for _, j := range jobs {
 		j.mu.Lock()
 		switch {
 		case j.batch.Op == plan.OpProbe:
-			probes = append(probes, j.msg)
+			probes = append(probes, j)
 		case j.canceled:
-			release = append(release, j.msg)
+			release = append(release, j)
 		case j.retry:
-			retry = append(retry, j.msg)
+			retry = append(retry, j)
 		default:
 			j.result.Finished = time.Now()
-			results = append(results, j.result)
-			done = append(done, j.msg)
+			done = append(done, j)
 		}
 		j.mu.Unlock()
 	}
-	w.unhold(jobs)
-
-	if len(done) > 0 && w.report(ctx, results) {
-		w.delete(ctx, done)
-		w.Stats.Messages.Add(int64(len(done)))
-		for _, r := range results {
-			w.Stats.Skipped.Add(int64(len(r.Skipped)))
-			w.Stats.Failed.Add(int64(len(r.Failed)))
+	if recorded := w.record(ctx, done); len(recorded) > 0 {
+		w.settle(recorded, func(msgs []queue.Message) { w.delete(ctx, msgs) })
+		w.Stats.Messages.Add(int64(len(recorded)))
+		for _, j := range recorded {
+			w.Stats.Skipped.Add(int64(len(j.result.Skipped)))
+			w.Stats.Failed.Add(int64(len(j.result.Failed)))
 		}
 	}
 	if len(probes) > 0 {
-		w.delete(ctx, probes)
+		w.settle(probes, func(msgs []queue.Message) { w.delete(ctx, msgs) })
 	}
 	if len(retry) > 0 {
 		w.Stats.Retried.Add(int64(len(retry)))
-		w.setVisibility(ctx, retry, w.retryDelay(retry))
+		w.settle(retry, func(msgs []queue.Message) { w.setVisibility(ctx, msgs, w.retryDelay(msgs)) })
 	}
 	if len(release) > 0 {
 		w.Stats.Retried.Add(int64(len(release)))
-		w.setVisibility(ctx, release, 0)
+		w.settle(release, func(msgs []queue.Message) { w.setVisibility(ctx, msgs, 0) })
 	}
+}
+
+// settle stops holding jobs' messages and does what ends them (a delete,
+// a hand-back), with no visibility extension under way in between.
+func (w *Worker) settle(jobs []*job, end func([]queue.Message)) {
+	msgs := make([]queue.Message, len(jobs))
+	for i, j := range jobs {
+		msgs[i] = j.msg
+	}
+	w.vis.Lock()
+	defer w.vis.Unlock()
+	w.unhold(jobs)
+	end(msgs)
 }
 
 // retryDelay backs off with the number of times the messages were received.
@@ -86,21 +97,38 @@ func (w *Worker) retryDelay(msgs []queue.Message) time.Duration {
 	return min(time.Duration(max(receives, 1))*w.cfg.RetryBackoff, 5*time.Minute)
 }
 
-// report sends results and says whether their messages may be deleted.
-func (w *Worker) report(ctx context.Context, results []report.Result) bool {
-	if w.rep == nil {
-		return true
+// record writes the entries of finished messages, all at once, and
+// returns the jobs whose entries are durable: only their messages may be
+// deleted. The rest stay held and are released for another try.
+func (w *Worker) record(ctx context.Context, jobs []*job) []*job {
+	if len(jobs) == 0 {
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	if err := w.rep.Report(ctx, results); err != nil {
-		// Not deleted: the messages come back and are done and reported
-		// again; status counts each message once.
-		w.Stats.ReportErrs.Add(1)
-		w.log.Error().Err(err).Int("messages", len(results)).Msg("report failed; messages will be redone")
-		return false
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Go(func() { errs[i] = w.rec.Record(ctx, &j.result) })
 	}
-	return true
+	wg.Wait()
+	var recorded, unrecorded []*job
+	for i, j := range jobs {
+		if errs[i] == nil {
+			recorded = append(recorded, j)
+			continue
+		}
+		// Not deleted: the message comes back, is done again and recorded
+		// then; the ledger counts each message once.
+		w.Stats.LedgerErrs.Add(1)
+		w.log.Error().Err(errs[i]).Str("run", j.result.Run).Int64("seq", j.result.Seq).Msg("could not record a finished message in the ledger; it will be redone")
+		unrecorded = append(unrecorded, j)
+	}
+	if len(unrecorded) > 0 {
+		w.Stats.Retried.Add(int64(len(unrecorded)))
+		w.settle(unrecorded, func(msgs []queue.Message) { w.setVisibility(ctx, msgs, w.retryDelay(msgs)) })
+	}
+	return recorded
 }
 
 func (w *Worker) delete(ctx context.Context, msgs []queue.Message) {
@@ -137,20 +165,27 @@ func (w *Worker) heartbeat(ctx context.Context, stop <-chan struct{}) {
 	for {
 		select {
 		case <-extend.C:
-			w.mu.Lock()
-			msgs := make([]queue.Message, 0, len(w.held))
-			for _, j := range w.held {
-				msgs = append(msgs, j.msg)
-			}
-			w.mu.Unlock()
-			if len(msgs) > 0 {
-				w.setVisibility(ctx, msgs, w.cfg.Visibility)
-			}
+			w.extend(ctx)
 		case <-progress.C:
 			w.logProgress("progress")
 		case <-stop:
 			return
 		}
+	}
+}
+
+// extend extends the visibility of every held message.
+func (w *Worker) extend(ctx context.Context) {
+	w.vis.Lock()
+	defer w.vis.Unlock()
+	w.mu.Lock()
+	msgs := make([]queue.Message, 0, len(w.held))
+	for _, j := range w.held {
+		msgs = append(msgs, j.msg)
+	}
+	w.mu.Unlock()
+	if len(msgs) > 0 {
+		w.setVisibility(ctx, msgs, w.cfg.Visibility)
 	}
 }
 

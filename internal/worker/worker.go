@@ -1,7 +1,7 @@
 // Package worker drains work messages from a queue and copies their keys
 // with a fixed pool of copiers, keeping each message hidden while it is
-// worked on, reporting each finished message once, and deleting it only
-// after its report is sent.
+// worked on, recording each finished message in the ledger, and deleting it
+// only once its entry is durable.
 package worker
 
 import (
@@ -17,9 +17,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/s3clone/s3clone/internal/copier"
+	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/plan"
 	"github.com/s3clone/s3clone/internal/queue"
-	"github.com/s3clone/s3clone/internal/report"
 )
 
 // Source is the queue the worker drains: *queue.SQS or *queue.Memory.
@@ -29,10 +29,12 @@ type Source interface {
 	ChangeVisibility(ctx context.Context, msgs []queue.Message, d time.Duration) error
 }
 
-// Reporter takes the results of finished messages. A nil error means they
-// are durable: the messages may then be deleted.
-type Reporter interface {
-	Report(ctx context.Context, results []report.Result) error
+// Recorder records the entry of one finished message. A nil error means it
+// is durable: the message may then be deleted. Implementations must be safe
+// for concurrent use: the worker records the messages it finished together
+// at once.
+type Recorder interface {
+	Record(ctx context.Context, e *ledger.Entry) error
 }
 
 // Copier copies one object, or deletes many: *copier.Copier.
@@ -43,7 +45,7 @@ type Copier interface {
 
 // Config tunes a Worker. Zero values take the defaults.
 type Config struct {
-	// ID names the worker in reports. Default hostname-pid.
+	// ID names the worker in ledger entries. Default hostname-pid.
 	ID string
 	// Concurrency is how many copies are in flight. Default 256.
 	Concurrency int
@@ -89,11 +91,17 @@ type noObserver struct{}
 func (noObserver) CopyTook(time.Duration)  {}
 func (noObserver) KeyFailed(copier.Reason) {}
 
-func (c Config) withDefaults() Config {
-	if c.ID == "" {
-		host, _ := os.Hostname() // "" is fine: the pid still tells workers apart
-		c.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
+// DefaultID is id, or when empty the default worker id: hostname-pid.
+func DefaultID(id string) string {
+	if id != "" {
+		return id
 	}
+	host, _ := os.Hostname() // "" is fine: the pid still tells workers apart
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
+}
+
+func (c Config) withDefaults() Config {
+	c.ID = DefaultID(c.ID)
 	if c.Concurrency <= 0 {
 		c.Concurrency = 256
 	}
@@ -123,7 +131,7 @@ func (c Config) withDefaults() Config {
 
 // Stats counts what a worker did. Safe for concurrent use.
 type Stats struct {
-	Messages   atomic.Int64 // messages finished and reported
+	Messages   atomic.Int64 // messages finished and recorded
 	Copied     atomic.Int64
 	Deleted    atomic.Int64
 	Skipped    atomic.Int64
@@ -132,14 +140,14 @@ type Stats struct {
 	Retried    atomic.Int64 // messages handed back to be tried again
 	Malformed  atomic.Int64 // messages that were not s3clone batches
 	InFlight   atomic.Int64 // keys received and not yet finished
-	ReportErrs atomic.Int64
+	LedgerErrs atomic.Int64 // entries that could not be recorded (their messages are redone)
 }
 
 // Worker drains one queue.
 type Worker struct {
 	cfg   Config
 	src   Source
-	rep   Reporter
+	rec   Recorder
 	cp    Copier
 	log   zerolog.Logger
 	Stats Stats
@@ -149,20 +157,24 @@ type Worker struct {
 	mu    sync.Mutex
 	held  map[string]*job // messages being worked on, by message id
 	avg   float64         // running mean of keys per message; 0 = unknown
+	// vis orders visibility changes: a message is handed back or deleted
+	// only while no extension of it is under way, so an extension can
+	// never hide a message again after it was released.
+	vis sync.Mutex
 }
 
-// New returns a Worker. rep may be nil when no report queue is used.
-func New(cfg Config, src Source, rep Reporter, cp Copier, log zerolog.Logger) *Worker {
+// New returns a Worker that records finished messages with rec.
+func New(cfg Config, src Source, rec Recorder, cp Copier, log zerolog.Logger) *Worker {
 	cfg = cfg.withDefaults()
 	return &Worker{
-		cfg: cfg, src: src, rep: rep, cp: cp,
+		cfg: cfg, src: src, rec: rec, cp: cp,
 		log:   log.With().Str("worker", cfg.ID).Logger(),
 		freed: make(chan struct{}, 1),
 		held:  map[string]*job{},
 	}
 }
 
-// ID is the worker's name in reports.
+// ID is the worker's name in ledger entries.
 func (w *Worker) ID() string { return w.cfg.ID }
 
 // job is one received message being worked on.
@@ -172,7 +184,7 @@ type job struct {
 	remaining atomic.Int64
 
 	mu       sync.Mutex
-	result   report.Result
+	result   ledger.Entry
 	retry    bool // a key failed in a way worth another try
 	canceled bool // a key was cut short by shutdown
 }
@@ -327,7 +339,8 @@ func (w *Worker) dispatch(m queue.Message, tasks chan<- task) {
 		return
 	}
 	j := &job{msg: m, batch: batch}
-	j.result = report.Result{Run: batch.Run, Seq: batch.Seq, Worker: w.cfg.ID, Started: time.Now()}
+	j.result = ledger.Entry{Run: batch.Run, Seq: batch.Seq, Op: batch.Op, Source: batch.Source, Dest: batch.Dest,
+		Worker: w.cfg.ID, Started: time.Now()}
 	n := len(batch.Entries)
 	switch batch.Op {
 	case plan.OpProbe:
@@ -423,7 +436,7 @@ func (w *Worker) copyKey(ctx context.Context, t task) {
 		w.log.Debug().Str("key", e.Key).Int64("bytes", e.Size).Msg("object copied")
 		return
 	}
-	w.fail(j, e.Key, copier.Classify(err))
+	w.fail(j, ledger.Failure{Key: e.Key, Size: e.Size, ETag: e.ETag, Class: e.StorageClass}, copier.Classify(err))
 }
 
 // deleteBatch deletes every key of a delete batch, refusing any key outside
@@ -433,7 +446,7 @@ func (w *Worker) deleteBatch(ctx context.Context, j *job) bool {
 	keys := make([]string, 0, len(b.Entries))
 	for _, e := range b.Entries {
 		if !strings.HasPrefix(e.Key, b.Dest.Prefix) {
-			w.fail(j, e.Key, &copier.Error{Reason: copier.ReasonRejected, Err: fmt.Errorf("key %q is outside the destination prefix %q: not deleted", e.Key, b.Dest.Prefix)})
+			w.fail(j, ledger.Failure{Key: e.Key}, &copier.Error{Reason: copier.ReasonRejected, Err: fmt.Errorf("key %q is outside the destination prefix %q: not deleted", e.Key, b.Dest.Prefix)})
 			continue
 		}
 		keys = append(keys, e.Key)
@@ -441,7 +454,7 @@ func (w *Worker) deleteBatch(ctx context.Context, j *job) bool {
 	failed, err := w.cp.Delete(ctx, b.Dest.Bucket, keys)
 	if err != nil {
 		for _, k := range keys {
-			w.fail(j, k, copier.Classify(err))
+			w.fail(j, ledger.Failure{Key: k}, copier.Classify(err))
 		}
 		return false
 	}
@@ -450,17 +463,18 @@ func (w *Worker) deleteBatch(ctx context.Context, j *job) bool {
 	j.mu.Unlock()
 	w.Stats.Deleted.Add(int64(len(keys) - len(failed)))
 	for _, f := range failed {
-		w.fail(j, f.Key, f.Err)
+		w.fail(j, ledger.Failure{Key: f.Key}, f.Err)
 	}
 	return true
 }
 
 // fail records a key that was not done: skipped, failed for good, or to be
-// tried again with its message.
-func (w *Worker) fail(j *job, key string, ce *copier.Error) {
+// tried again with its message. f names the key as the batch listed it.
+func (w *Worker) fail(j *job, f ledger.Failure, ce *copier.Error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	f := report.Failure{Key: key, Reason: string(ce.Reason), Code: ce.Code, Detail: truncate(ce.Err.Error(), 300)}
+	key := f.Key
+	f.Reason, f.Code, f.Detail = string(ce.Reason), ce.Code, truncate(ce.Err.Error(), 300)
 	if ce.Reason != copier.ReasonCanceled {
 		w.cfg.Observer.KeyFailed(ce.Reason)
 	}

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -15,9 +16,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/s3clone/s3clone/internal/copier"
+	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/plan"
 	"github.com/s3clone/s3clone/internal/queue"
-	"github.com/s3clone/s3clone/internal/report"
 	"github.com/s3clone/s3clone/internal/testbed"
 )
 
@@ -81,30 +82,44 @@ func send(t *testing.T, q *queue.SQS, msgs ...queue.Outgoing) {
 	}
 }
 
-// reports drains a report queue into a tally.
-func reports(t *testing.T, q *queue.SQS) (*report.Tally, int) {
+// newLedger starts a journal in a fresh ledger on the test S3 server.
+func newLedger(t *testing.T, env *testbed.Env) (*ledger.Store, *ledger.Journal) {
 	t.Helper()
-	tally := report.NewTally()
-	n := 0
-	for empty := 0; empty < 2; {
-		msgs, err := q.Receive(context.Background(), 10, time.Second, 30*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(msgs) == 0 {
-			empty++
-			continue
-		}
-		for _, m := range msgs {
-			env, err := report.Decode(m.Body)
-			if err != nil {
-				t.Fatalf("report %s: %v", m.Body, err)
-			}
-			tally.Add(env)
-			n++
-		}
+	store := ledger.New(env.S3, env.Bucket(t), "ledger/")
+	j, err := store.OpenJournal(context.Background(), "test-worker", "test")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return tally, n
+	return store, j
+}
+
+// recorded reads what the ledger holds of run-1: its status, and how many
+// entries (duplicates included) the journal wrote.
+func recorded(t *testing.T, store *ledger.Store) (ledger.Status, int) {
+	t.Helper()
+	r := store.Follow("run-1")
+	if err := r.Refresh(context.Background()); err != nil && !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatal(err)
+	}
+	st := r.Tally().Status()
+	failures, err := r.Failures(context.Background(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Failures = failures
+	return st, int(st.Done + st.Unrecorded + st.Duplicates)
+}
+
+// beginRun writes run-1's record, so the ledger's reader finds the run.
+func beginRun(t *testing.T, store *ledger.Store) {
+	t.Helper()
+	l, err := store.BeginRun(context.Background(), ledger.Run{ID: "run-1", Mode: ledger.ModeFull, Started: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.End(context.Background(), 0, nil); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func depth(t *testing.T, q *queue.SQS) queue.Depth {
@@ -118,9 +133,12 @@ func depth(t *testing.T, q *queue.SQS) queue.Depth {
 
 func apiErr(code string) error { return &smithy.GenericAPIError{Code: code, Message: "scripted"} }
 
-func runWorker(t *testing.T, ctx context.Context, cfg Config, src Source, rep Reporter, cp Copier) (*Worker, <-chan error) {
+func runWorker(t *testing.T, ctx context.Context, cfg Config, src Source, rec Recorder, cp Copier) (*Worker, <-chan error) {
 	t.Helper()
-	w := New(cfg, src, rep, cp, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel))
+	if rec == nil {
+		rec = TallyRecorder{Tally: ledger.NewTally()}
+	}
+	w := New(cfg, src, rec, cp, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel))
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 	return w, done
@@ -138,12 +156,13 @@ func waitDone(t *testing.T, done <-chan error, within time.Duration) {
 	}
 }
 
-func TestCopiesReportsAndDeletes(t *testing.T) {
+func TestCopiesRecordsAndDeletes(t *testing.T) {
 	t.Parallel()
 	env := testbed.Get(t)
 	workURL, _ := env.Queue(t, 0)
-	reportURL, _ := env.Queue(t, 0)
-	work, rq := queue.NewSQS(env.SQS, workURL), queue.NewSQS(env.SQS, reportURL)
+	work := queue.NewSQS(env.SQS, workURL)
+	store, journal := newLedger(t, env)
+	beginRun(t, store)
 	send(t, work, batchBody(t, 1, "a", "b", "changed"), batchBody(t, 2, "c", "gone"), batchBody(t, 3, "d"))
 	cp := newScripted(func(_ context.Context, src copier.Source, _ string) error {
 		switch src.Key {
@@ -154,7 +173,7 @@ func TestCopiesReportsAndDeletes(t *testing.T) {
 		}
 		return nil
 	})
-	w, done := runWorker(t, context.Background(), Config{Concurrency: 8, IdleExit: 2 * time.Second}, work, QueueReporter{Queue: rq}, cp)
+	w, done := runWorker(t, context.Background(), Config{Concurrency: 8, IdleExit: 2 * time.Second}, work, journal, cp)
 	waitDone(t, done, 30*time.Second)
 
 	for _, k := range []string{"a", "b", "c", "d", "changed", "gone"} {
@@ -162,13 +181,12 @@ func TestCopiesReportsAndDeletes(t *testing.T) {
 			t.Errorf("dst/out/%s copied %d times, want once (source prefix mapped to dest prefix)", k, n)
 		}
 	}
-	tally, n := reports(t, rq)
-	st := tally.Status("run-1")
-	if n != 3 || st.Done != 3 || st.Copied != 4 || st.Skipped != 1 || st.Failed != 1 || st.Bytes != 40 {
-		t.Fatalf("%d reports; status %+v", n, st)
+	st, n := recorded(t, store)
+	if n != 3 || st.Unrecorded != 3 || st.Copied != 4 || st.Skipped != 1 || st.Failed != 1 || st.Bytes != 40 {
+		t.Fatalf("%d entries; status %+v", n, st)
 	}
-	if st.Failures[0].Key != "in/changed" || st.Failures[0].Reason != string(copier.ReasonChanged) {
-		t.Errorf("failure %+v", st.Failures[0])
+	if f := st.Failures[0]; f.Key != "in/changed" || f.Reason != string(copier.ReasonChanged) || f.Size != 10 || f.ETag != `"e"` {
+		t.Errorf("failure %+v: want the key as listed, with why", f)
 	}
 	if d := depth(t, work); d.Visible+d.InFlight != 0 {
 		t.Fatalf("work queue still holds %+v", d)
@@ -215,13 +233,14 @@ func TestExtendsVisibilityWhileWorking(t *testing.T) {
 }
 
 // TestStopFinishesWithinGrace: on stop, a copy that ends within the grace
-// period completes, and its message is reported and deleted.
+// period completes, and its message is recorded and deleted.
 func TestStopFinishesWithinGrace(t *testing.T) {
 	t.Parallel()
 	env := testbed.Get(t)
 	workURL, _ := env.Queue(t, 0)
-	reportURL, _ := env.Queue(t, 0)
-	work, rq := queue.NewSQS(env.SQS, workURL), queue.NewSQS(env.SQS, reportURL)
+	work := queue.NewSQS(env.SQS, workURL)
+	store, journal := newLedger(t, env)
+	beginRun(t, store)
 	send(t, work, batchBody(t, 1, "k1", "k2"))
 	started := make(chan struct{}, 2)
 	cp := newScripted(func(ctx context.Context, _ copier.Source, _ string) error {
@@ -230,12 +249,12 @@ func TestStopFinishesWithinGrace(t *testing.T) {
 		return ctx.Err()
 	})
 	ctx, stop := context.WithCancel(context.Background())
-	_, done := runWorker(t, ctx, Config{Concurrency: 4, Grace: 10 * time.Second, Wait: time.Second}, work, QueueReporter{Queue: rq}, cp)
+	_, done := runWorker(t, ctx, Config{Concurrency: 4, Grace: 10 * time.Second, Wait: time.Second}, work, journal, cp)
 	<-started
 	stop()
 	waitDone(t, done, 15*time.Second)
-	if _, n := reports(t, rq); n != 1 {
-		t.Fatalf("%d reports, want 1", n)
+	if _, n := recorded(t, store); n != 1 {
+		t.Fatalf("%d entries, want 1", n)
 	}
 	if d := depth(t, work); d.Visible+d.InFlight != 0 {
 		t.Fatalf("work queue still holds %+v after a graceful stop", d)
@@ -243,13 +262,14 @@ func TestStopFinishesWithinGrace(t *testing.T) {
 }
 
 // TestStopReleasesAfterGrace: a copy that outlasts the grace period is cut
-// short; its message is neither reported nor deleted, but handed back.
+// short; its message is neither recorded nor deleted, but handed back.
 func TestStopReleasesAfterGrace(t *testing.T) {
 	t.Parallel()
 	env := testbed.Get(t)
 	workURL, _ := env.Queue(t, 0)
-	reportURL, _ := env.Queue(t, 0)
-	work, rq := queue.NewSQS(env.SQS, workURL), queue.NewSQS(env.SQS, reportURL)
+	work := queue.NewSQS(env.SQS, workURL)
+	store, journal := newLedger(t, env)
+	beginRun(t, store)
 	send(t, work, batchBody(t, 1, "stuck"))
 	started := make(chan struct{}, 1)
 	cp := newScripted(func(ctx context.Context, _ copier.Source, _ string) error {
@@ -258,7 +278,7 @@ func TestStopReleasesAfterGrace(t *testing.T) {
 		return ctx.Err()
 	})
 	ctx, stop := context.WithCancel(context.Background())
-	_, done := runWorker(t, ctx, Config{Concurrency: 4, Grace: 300 * time.Millisecond, Visibility: 60 * time.Second, Wait: time.Second}, work, QueueReporter{Queue: rq}, cp)
+	_, done := runWorker(t, ctx, Config{Concurrency: 4, Grace: 300 * time.Millisecond, Visibility: 60 * time.Second, Wait: time.Second}, work, journal, cp)
 	<-started
 	stopped := time.Now()
 	stop()
@@ -266,8 +286,8 @@ func TestStopReleasesAfterGrace(t *testing.T) {
 	if took := time.Since(stopped); took > 5*time.Second {
 		t.Errorf("stop took %s with a 300ms grace", took)
 	}
-	if _, n := reports(t, rq); n != 0 {
-		t.Fatalf("%d reports for an unfinished message", n)
+	if _, n := recorded(t, store); n != 0 {
+		t.Fatalf("%d entries for an unfinished message", n)
 	}
 	// Released: receivable long before its 60s visibility would end.
 	msgs, err := work.Receive(context.Background(), 10, 5*time.Second, 30*time.Second)
@@ -276,14 +296,15 @@ func TestStopReleasesAfterGrace(t *testing.T) {
 	}
 }
 
-// TestTransientFailureIsRetried: a throttled copy is not reported; the
+// TestTransientFailureIsRetried: a throttled copy is not recorded; the
 // message comes back after the backoff and is finished then.
 func TestTransientFailureIsRetried(t *testing.T) {
 	t.Parallel()
 	env := testbed.Get(t)
 	workURL, _ := env.Queue(t, 0)
-	reportURL, _ := env.Queue(t, 0)
-	work, rq := queue.NewSQS(env.SQS, workURL), queue.NewSQS(env.SQS, reportURL)
+	work := queue.NewSQS(env.SQS, workURL)
+	store, journal := newLedger(t, env)
+	beginRun(t, store)
 	send(t, work, batchBody(t, 1, "ok", "flaky"))
 	var flaky atomic.Int32
 	cp := newScripted(func(_ context.Context, src copier.Source, _ string) error {
@@ -292,14 +313,13 @@ func TestTransientFailureIsRetried(t *testing.T) {
 		}
 		return nil
 	})
-	w, done := runWorker(t, context.Background(), Config{Concurrency: 4, IdleExit: 4 * time.Second, RetryBackoff: time.Second, Wait: time.Second}, work, QueueReporter{Queue: rq}, cp)
+	w, done := runWorker(t, context.Background(), Config{Concurrency: 4, IdleExit: 4 * time.Second, RetryBackoff: time.Second, Wait: time.Second}, work, journal, cp)
 	waitDone(t, done, 60*time.Second)
 	if n := cp.count("dst/out/flaky"); n != 2 {
 		t.Fatalf("flaky key copied %d times, want 2", n)
 	}
-	tally, n := reports(t, rq)
-	if st := tally.Status("run-1"); n != 1 || st.Copied != 2 || st.Failed != 0 {
-		t.Fatalf("%d reports, status %+v; want one report of 2 copied", n, st)
+	if st, n := recorded(t, store); n != 1 || st.Copied != 2 || st.Failed != 0 {
+		t.Fatalf("%d entries, status %+v; want one entry of 2 copied", n, st)
 	}
 	if w.Stats.Retried.Load() != 1 {
 		t.Errorf("retried %d", w.Stats.Retried.Load())
@@ -365,7 +385,7 @@ func TestReceivesOnlyWhatFits(t *testing.T) {
 		return nil
 	})
 	rec := &recordingSource{Source: mem}
-	w := New(Config{Concurrency: 6}, rec, nil, cp, zerolog.Nop())
+	w := New(Config{Concurrency: 6}, rec, TallyRecorder{Tally: ledger.NewTally()}, cp, zerolog.Nop())
 	rec.w = w
 	if err := w.Run(ctx); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,111 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+
+	"github.com/s3clone/s3clone/internal/ledger"
+	"github.com/s3clone/s3clone/internal/plan"
+)
+
+// Ledger is the --ledger flag: where runs are recorded.
+type Ledger struct {
+	Raw string
+	Loc plan.Location
+}
+
+// Register defines --ledger; what says what the command does with it.
+func (l *Ledger) Register(f *Flags, what string) {
+	f.StringVar(&l.Raw, "ledger", "", "the run ledger, s3://BUCKET/PREFIX/ (README, \"The run ledger\"): "+what)
+}
+
+// Validate parses the flag; required adds a problem when it is missing.
+func (l *Ledger) Validate(p *Problems, required bool) {
+	if l.Raw == "" {
+		if required {
+			p.Addf("--ledger is required: s3://BUCKET/PREFIX/ where runs are recorded (the stack's LedgerUrl output)")
+		}
+		return
+	}
+	loc, err := plan.ParseLocation(l.Raw)
+	if err != nil {
+		p.Addf("--ledger: %v", err)
+		return
+	}
+	if loc.Prefix != "" && !strings.HasSuffix(loc.Prefix, "/") {
+		loc.Prefix += "/"
+	}
+	l.Loc = loc
+}
+
+// Set reports whether --ledger was given.
+func (l *Ledger) Set() bool { return l.Loc.Bucket != "" }
+
+// CheckApart adds a problem when the ledger lies inside what is copied or
+// written: a plan would copy it, and --delete would delete it.
+func (l *Ledger) CheckApart(p *Problems, flag string, loc plan.Location) {
+	if !l.Set() || loc.Bucket != l.Loc.Bucket {
+		return
+	}
+	if strings.HasPrefix(l.Loc.Prefix, loc.Prefix) || strings.HasPrefix(loc.Prefix, l.Loc.Prefix) {
+		p.Addf("--ledger %s overlaps --%s %s: keep the ledger outside what is copied, e.g. another bucket or prefix", l.Loc, flag, loc)
+	}
+}
+
+// Store returns the ledger through api.
+func (l *Ledger) Store(api ledger.API) *ledger.Store {
+	return ledger.New(api, l.Loc.Bucket, l.Loc.Prefix)
+}
+
+// LedgerError turns a ledger error met at start-up into a UsageError saying
+// what to fix; action is what was refused, such as "s3:PutObject on
+// arn:aws:s3:::B/P/runs/*". Other errors pass through.
+func LedgerError(err error, store *ledger.Store, action string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ledger.ErrNoBucket):
+		return Usagef("--ledger %s: bucket %q does not exist: create it (aws s3 mb s3://%s) or use the stack's LedgerUrl output (nothing was enqueued)",
+			store, store.Bucket(), store.Bucket())
+	case errors.Is(err, ledger.ErrDenied):
+		return Usagef("--ledger %s: access denied: grant %s (nothing was enqueued)", store, action)
+	case unreachable(err):
+		return Usagef("--ledger: cannot reach S3: check --s3-endpoint or $AWS_ENDPOINT_URL_S3, and the network (%v)", err)
+	}
+	return fmt.Errorf("--ledger %s: %w", store, err)
+}
+
+// LedgerARN is the ARN of keys under the ledger, for messages naming a grant.
+func LedgerARN(store *ledger.Store, rest string) string {
+	return "arn:aws:s3:::" + store.Bucket() + "/" + store.Prefix() + rest
+}
+
+// Version is this build's version: the module version and VCS revision
+// from the build information, or "devel".
+func Version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	v := bi.Main.Version
+	if v == "" || v == "(devel)" {
+		v = "devel"
+	}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = "+dirty"
+			}
+		}
+	}
+	if rev != "" {
+		v += " " + rev[:min(12, len(rev))] + modified
+	}
+	return v
+}

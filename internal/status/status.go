@@ -1,0 +1,238 @@
+// Package status turns what the ledger says of a run into what an operator
+// reads: totals against the plan, rates, the ETA, how many workers would
+// meet a deadline, and whether the run is complete or stalled, as text or
+// JSON. It reads nothing itself; the planner's status command feeds it.
+package status
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/s3clone/s3clone/internal/config"
+	"github.com/s3clone/s3clone/internal/fleet"
+	"github.com/s3clone/s3clone/internal/ledger"
+)
+
+// Depth is the work queue's depth, as status shows it.
+type Depth struct {
+	URL          string `json:"url"`
+	Visible      int64  `json:"visible"`
+	InFlight     int64  `json:"in_flight"`
+	DeadLettered *int64 `json:"dead_lettered,omitempty"` // nil: no dead-letter queue (or unreadable)
+	Error        string `json:"error,omitempty"`
+}
+
+// Plan states, in View.Plan.
+const (
+	PlanRunning  = "planning" // still sending (or the planner died without ending the run)
+	PlanFinished = "finished" // sent everything
+	PlanStopped  = "stopped"  // ended before sending everything
+)
+
+// View is one run's progress as status prints it.
+type View struct {
+	Run    string `json:"run"`
+	Source string `json:"source,omitempty"`
+	Dest   string `json:"dest,omitempty"`
+	// Plan is PlanRunning, PlanFinished or PlanStopped; PlanError says why
+	// a stopped plan stopped.
+	Plan      string         `json:"plan"`
+	PlanError string         `json:"plan_error,omitempty"`
+	Planned   *ledger.Totals `json:"planned,omitempty"`
+	// Messages is how many sent messages are done, of Sent.
+	Messages   int64    `json:"messages_done"`
+	Sent       int64    `json:"messages_sent"`
+	Unrecorded int64    `json:"messages_unrecorded,omitempty"`
+	Copied     int64    `json:"copied"`
+	Deleted    int64    `json:"deleted"`
+	Skipped    int64    `json:"skipped"`
+	Failed     int64    `json:"failed"`
+	Bytes      int64    `json:"bytes_copied"`
+	Remaining  *int64   `json:"remaining,omitempty"`
+	Workers    int      `json:"workers"`
+	Rate       float64  `json:"objects_per_second"`
+	RecentRate float64  `json:"recent_objects_per_second"`
+	ETASeconds *float64 `json:"eta_seconds,omitempty"`
+	Complete   bool     `json:"complete"`
+	// Stalled: not complete, nothing left on the work queue, and messages
+	// in its dead-letter queue: no worker can finish the run until they are
+	// fixed and redriven.
+	Stalled  bool             `json:"stalled,omitempty"`
+	Deadline *Deadline        `json:"deadline,omitempty"`
+	Queue    *Depth           `json:"queue,omitempty"`
+	Failures []ledger.Failure `json:"failures,omitempty"`
+	Scale    *Scale           `json:"scale,omitempty"`
+}
+
+// Scale is what a --scale-ecs refresh did.
+type Scale struct {
+	fleet.Result
+	Error string `json:"error,omitempty"`
+}
+
+// Deadline says how many workers would finish the rest in time.
+type Deadline struct {
+	Seconds       float64 `json:"seconds"`
+	PerWorkerRate float64 `json:"objects_per_second_per_worker"`
+	// WorkersNeeded is 0 when there is no rate to go by yet.
+	WorkersNeeded int `json:"workers_needed"`
+}
+
+// New builds the view of run from its status, the work queue's depth (nil
+// when unknown) and the time left to a deadline (0: none asked for; a
+// passed deadline should be given as a tiny positive duration).
+func New(run string, st ledger.Status, depth *Depth, deadline time.Duration) View {
+	v := View{
+		Run: run, Plan: PlanRunning, Messages: st.Done, Sent: st.Sent, Unrecorded: st.Unrecorded,
+		Copied: st.Copied, Deleted: st.Deleted, Skipped: st.Skipped, Failed: st.Failed, Bytes: st.Bytes,
+		Workers: st.Workers, Rate: st.Rate, RecentRate: st.RecentRate,
+		Queue: depth, Failures: st.Failures, Complete: st.Complete,
+	}
+	if r := st.Run; r != nil {
+		v.Source, v.Dest = r.Source.String(), r.Dest.String()
+		switch {
+		case r.Finished():
+			v.Plan = PlanFinished
+		case !r.Ended.IsZero():
+			v.Plan, v.PlanError = PlanStopped, r.Stopped
+		}
+	}
+	planned := st.Planned
+	v.Planned = &planned
+	rem := st.Remaining()
+	v.Remaining = &rem
+	v.Stalled = !v.Complete && depth != nil && depth.Error == "" && depth.Visible == 0 && depth.InFlight == 0 &&
+		depth.DeadLettered != nil && *depth.DeadLettered > 0
+	rate := st.RecentRate
+	if rate <= 0 {
+		rate = st.Rate
+	}
+	if rem > 0 && rate > 0 && !v.Complete {
+		eta := float64(rem) / rate
+		v.ETASeconds = &eta
+	}
+	if deadline > 0 {
+		v.Deadline = PlanDeadline(rem, st, deadline)
+	}
+	return v
+}
+
+// Ended reports a run that cannot progress by itself any more: complete,
+// or its plan stopped and every message it did send is done.
+func (v View) Ended() bool {
+	return v.Complete || (v.Plan == PlanStopped && v.Messages == v.Sent)
+}
+
+// PlanDeadline sizes the fleet from the rate of the workers that finished
+// messages in the last minute: each is assumed to keep its share of that
+// rate.
+func PlanDeadline(remaining int64, st ledger.Status, deadline time.Duration) *Deadline {
+	d := &Deadline{Seconds: deadline.Seconds()}
+	if st.RecentWorkers > 0 && st.RecentRate > 0 {
+		d.PerWorkerRate = st.RecentRate / float64(st.RecentWorkers)
+		d.WorkersNeeded = max(1, int(math.Ceil(float64(remaining)/(d.PerWorkerRate*deadline.Seconds()))))
+		if remaining <= 0 {
+			d.WorkersNeeded = 0
+		}
+	}
+	return d
+}
+
+// Print writes the view as aligned text.
+func (v View) Print(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(label, format string, args ...any) {
+		fmt.Fprintf(tw, "%s\t%s\n", label, fmt.Sprintf(format, args...))
+	}
+	row("run", "%s", v.Run)
+	if v.Source != "" {
+		row("copy", "%s -> %s", v.Source, v.Dest)
+	}
+	p := v.Planned
+	switch v.Plan {
+	case PlanRunning:
+		row("planned", "%d objects, %s, %d messages so far (the planner is still sending)", p.Objects, config.FormatSize(p.Bytes), p.Messages)
+	case PlanStopped:
+		row("planned", "%d objects, %s, %d messages: the plan stopped before sending everything: %s", p.Objects, config.FormatSize(p.Bytes), p.Messages, v.PlanError)
+	default:
+		row("planned", "%d objects, %s, %d messages", p.Objects, config.FormatSize(p.Bytes), p.Messages)
+	}
+	row("done", "%d of %d messages (%s)", v.Messages, v.Sent, percent(v.Messages, v.Sent))
+	if v.Unrecorded > 0 {
+		row("", "and %d messages the plan did not record as sent (a planner stopped between sending and recording; their keys were planned again)", v.Unrecorded)
+	}
+	row("copied", "%d objects, %s", v.Copied, config.FormatSize(v.Bytes))
+	if v.Deleted > 0 || p.Deletes > 0 {
+		row("deleted", "%d", v.Deleted)
+	}
+	row("skipped", "%d (source object gone since it was listed)", v.Skipped)
+	row("failed", "%d", v.Failed)
+	row("rate", "%.0f objects/s overall, %.0f/s in the last minute, %d workers", v.Rate, v.RecentRate, v.Workers)
+	switch {
+	case v.Complete:
+		row("eta", "complete")
+	case v.Stalled:
+		row("eta", "stalled: nothing left to copy but the dead-lettered messages; fix their cause, then planner redrive")
+	case v.Plan == PlanStopped && v.Messages == v.Sent:
+		row("eta", "ended incomplete: every sent message is done, but the plan stopped; run it again (with --checkpoint it carries on)")
+	case v.ETASeconds != nil:
+		row("eta", "%s", (time.Duration(*v.ETASeconds) * time.Second).Round(time.Second))
+	}
+	v.printDeadline(row)
+	if q := v.Queue; q != nil {
+		if q.Error != "" {
+			row("queue", "unreadable: %s", q.Error)
+		} else {
+			dl := "no dead-letter queue"
+			if q.DeadLettered != nil {
+				dl = fmt.Sprintf("%d dead-lettered", *q.DeadLettered)
+			}
+			row("queue", "%d waiting, %d in flight, %s", q.Visible, q.InFlight, dl)
+		}
+	}
+	if sc := v.Scale; sc != nil {
+		switch {
+		case sc.Error != "":
+			row("scale", "%s: %s", sc.Service, sc.Error)
+		case sc.Changed:
+			row("scale", "%s: desired count %d -> %d (%d running)", sc.Service, sc.Previous, sc.Desired, sc.Running)
+		default:
+			row("scale", "%s: desired count stays %d (%d running)", sc.Service, sc.Desired, sc.Running)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(v.Failures) > 0 {
+		fmt.Fprintf(w, "failures (first %d; planner status --failures lists all):\n", len(v.Failures))
+		for _, f := range v.Failures {
+			fmt.Fprintf(w, "  %s: %s %s\n", f.Key, f.Reason, strings.TrimSpace(f.Code))
+		}
+	}
+	return nil
+}
+
+func (v View) printDeadline(row func(label, format string, args ...any)) {
+	d := v.Deadline
+	switch {
+	case d == nil, v.Complete:
+	case d.Seconds < 1 && d.WorkersNeeded > 0:
+		row("deadline", "passed: %.1f objects/s per worker; only more workers shorten the rest now", d.PerWorkerRate)
+	case d.WorkersNeeded == 0:
+		row("deadline", "%s: no rate yet (no worker finished a message in the last minute)", time.Duration(d.Seconds)*time.Second)
+	default:
+		row("deadline", "%s: %.1f objects/s per worker; %d workers would finish the rest in time",
+			time.Duration(d.Seconds)*time.Second, d.PerWorkerRate, d.WorkersNeeded)
+	}
+}
+
+func percent(a, b int64) string {
+	if b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%%", 100*float64(a)/float64(b))
+}

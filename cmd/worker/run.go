@@ -24,9 +24,9 @@ type options struct {
 	queueURL string
 	ledger   config.Ledger
 	id       string
-	metrics   string
-	work      config.Work
-	conn      config.Connection
+	metrics  string
+	work     config.Work
+	conn     config.Connection
 }
 
 func parse(args []string) (*options, error) {

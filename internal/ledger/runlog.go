@@ -26,11 +26,11 @@ type RunLog struct {
 	run      Run
 	recorded Totals // in the sent records this session wrote
 	pending  []pendingSent
-	n       int // sent records written
-	err     error
-	kick    chan struct{}
-	stop    chan struct{}
-	done    chan struct{}
+	n        int // sent records written
+	err      error
+	kick     chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
 }
 
 type pendingSent struct {

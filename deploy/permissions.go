@@ -39,9 +39,16 @@ const (
 	DestBucket      Resource = "destination bucket"
 	DestObjects     Resource = "destination objects"
 	WorkQueue       Resource = "work queue"
-	ReportQueue     Resource = "report queue"
 	DeadLetterQueue Resource = "dead-letter queue"
 	WorkerService   Resource = "worker service"
+	// The run ledger (README, "The run ledger"): its bucket, listed only
+	// under the ledger's prefix, and its kinds of record.
+	LedgerBucket  Resource = "ledger bucket (under its prefix)"
+	LedgerObjects Resource = "ledger records"        // PREFIX*: everything, to read
+	LedgerRuns    Resource = "ledger run records"    // PREFIX/runs/*/run.json
+	LedgerSent    Resource = "ledger sent records"   // PREFIX/runs/*/sent/*
+	LedgerEntries Resource = "ledger entries"        // PREFIX/runs/*/done/*
+	LedgerWorkers Resource = "ledger worker records" // PREFIX/workers/*
 )
 
 // Call is one AWS API operation the code calls and what it needs.
@@ -76,26 +83,29 @@ var Calls = []Call{
 	{Service: "s3", Op: "CompleteMultipartUpload", Role: Worker, Actions: []string{"s3:PutObject"}, On: []Resource{DestObjects}, Why: "finish a copy in parts"},
 	{Service: "s3", Op: "AbortMultipartUpload", Role: Worker, Actions: []string{"s3:AbortMultipartUpload"}, On: []Resource{DestObjects}, Why: "leave nothing behind when a copy in parts fails"},
 	{Service: "s3", Op: "DeleteObjects", Role: Worker, Actions: []string{"s3:DeleteObject"}, On: []Resource{DestObjects}, Why: "plan --diff --delete: remove what the source no longer has"},
-	{Service: "sqs", Op: "GetQueueAttributes", Role: Worker, Actions: []string{"sqs:GetQueueAttributes"}, On: []Resource{WorkQueue, ReportQueue}, Why: "check the queues at start"},
+	{Service: "sqs", Op: "GetQueueAttributes", Role: Worker, Actions: []string{"sqs:GetQueueAttributes"}, On: []Resource{WorkQueue}, Why: "check the work queue at start"},
 	{Service: "sqs", Op: "ReceiveMessage", Role: Worker, Actions: []string{"sqs:ReceiveMessage"}, On: []Resource{WorkQueue}, Why: "take work"},
 	{Service: "sqs", Op: "ChangeMessageVisibilityBatch", Role: Worker, Actions: []string{"sqs:ChangeMessageVisibility"}, On: []Resource{WorkQueue}, Why: "keep work hidden while copying it; hand it back on stop or for a retry later"},
 	{Service: "sqs", Op: "DeleteMessageBatch", Role: Worker, Actions: []string{"sqs:DeleteMessage"}, On: []Resource{WorkQueue}, Why: "finish work"},
-	{Service: "sqs", Op: "SendMessageBatch", Role: Worker, Actions: []string{"sqs:SendMessage"}, On: []Resource{ReportQueue}, Why: "report finished work"},
+	{Service: "s3", Op: "PutObject", Role: Worker, Actions: []string{"s3:PutObject"}, On: []Resource{LedgerEntries, LedgerWorkers}, Why: "record each finished message in the ledger; the worker's record at start proves it may"},
 
 	// The planner: plan (with --diff and preflight), status (with
 	// --scale-ecs), verify, redrive.
 	{Service: "s3", Op: "HeadBucket", Role: Planner, Actions: []string{"s3:ListBucket"}, On: []Resource{SourceBucket, DestBucket}, Why: "check both buckets before planning"},
+	{Service: "s3", Op: "ListObjectsV2", Role: Planner, Actions: []string{"s3:ListBucket"}, On: []Resource{LedgerBucket}, Why: "check the ledger's bucket; find runs, sent records and entries (status, verify, redrive)"},
+	{Service: "s3", Op: "GetObject", Role: Planner, Actions: []string{"s3:GetObject"}, On: []Resource{LedgerObjects}, Why: "read run records, sent records and entries (status, verify, redrive)"},
+	{Service: "s3", Op: "PutObject", Role: Planner, Actions: []string{"s3:PutObject"}, On: []Resource{LedgerRuns, LedgerSent}, Why: "record the run, and every message it sends"},
 	{Service: "s3", Op: "ListObjectsV2", Role: Planner, Actions: []string{"s3:ListBucket"}, On: []Resource{SourceBucket, DestBucket}, Why: "list the source; list the destination for --diff and verify"},
 	{Service: "s3", Op: "HeadObject", Role: Planner, Actions: []string{"s3:GetObject"}, On: []Resource{SourceObjects, DestObjects}, Why: "compare checksums of same-size pairs (--diff, verify); preflight reads one source object"},
 	{Service: "s3", Op: "GetObjectTagging", Role: Planner, Actions: []string{"s3:GetObjectTagging"}, On: []Resource{SourceObjects}, Why: "preflight: read a sample's tags"},
 	{Service: "s3", Op: "CopyObject", Role: Planner, Actions: []string{"s3:GetObject", "s3:GetObjectTagging"}, On: []Resource{SourceObjects}, Why: "preflight: copy one sample object, as a worker would"},
 	{Service: "s3", Op: "CopyObject", Role: Planner, Actions: []string{"s3:PutObject", "s3:PutObjectTagging"}, On: []Resource{DestObjects}, Why: "preflight: copy one sample object, with its tags, as a worker would"},
-	{Service: "sqs", Op: "GetQueueAttributes", Role: Planner, Actions: []string{"sqs:GetQueueAttributes"}, On: []Resource{WorkQueue, ReportQueue, DeadLetterQueue}, Why: "check the queues; queue depths and the dead-letter queue for status"},
+	{Service: "sqs", Op: "GetQueueAttributes", Role: Planner, Actions: []string{"sqs:GetQueueAttributes"}, On: []Resource{WorkQueue, DeadLetterQueue}, Why: "check the queues; queue depths and the dead-letter queue for status"},
 	{Service: "sqs", Op: "GetQueueUrl", Role: Planner, Actions: []string{"sqs:GetQueueUrl"}, On: []Resource{DeadLetterQueue}, Why: "find the dead-letter queue from the work queue's redrive policy"},
-	{Service: "sqs", Op: "SendMessageBatch", Role: Planner, Actions: []string{"sqs:SendMessage"}, On: []Resource{WorkQueue, ReportQueue}, Why: "enqueue work (and redriven work); post the plan summary and compacted tallies"},
-	{Service: "sqs", Op: "ReceiveMessage", Role: Planner, Actions: []string{"sqs:ReceiveMessage"}, On: []Resource{ReportQueue, DeadLetterQueue}, Why: "read reports for status; read dead letters to redrive"},
-	{Service: "sqs", Op: "DeleteMessageBatch", Role: Planner, Actions: []string{"sqs:DeleteMessage"}, On: []Resource{ReportQueue, DeadLetterQueue}, Why: "drop reports once compacted; drop dead letters once redriven"},
-	{Service: "sqs", Op: "ChangeMessageVisibilityBatch", Role: Planner, Actions: []string{"sqs:ChangeMessageVisibility"}, On: []Resource{ReportQueue, DeadLetterQueue}, Why: "hand back what status or redrive read but did not finish"},
+	{Service: "sqs", Op: "SendMessageBatch", Role: Planner, Actions: []string{"sqs:SendMessage"}, On: []Resource{WorkQueue}, Why: "enqueue work (and redriven work)"},
+	{Service: "sqs", Op: "ReceiveMessage", Role: Planner, Actions: []string{"sqs:ReceiveMessage"}, On: []Resource{DeadLetterQueue}, Why: "read dead letters to redrive"},
+	{Service: "sqs", Op: "DeleteMessageBatch", Role: Planner, Actions: []string{"sqs:DeleteMessage"}, On: []Resource{DeadLetterQueue}, Why: "drop dead letters once redriven (or found done in the ledger)"},
+	{Service: "sqs", Op: "ChangeMessageVisibilityBatch", Role: Planner, Actions: []string{"sqs:ChangeMessageVisibility"}, On: []Resource{DeadLetterQueue}, Why: "hand back what redrive read but did not move"},
 	{Service: "ecs", Op: "DescribeServices", Role: Planner, Actions: []string{"ecs:DescribeServices"}, On: []Resource{WorkerService}, Why: "status --scale-ecs: the service's desired and running counts"},
 	{Service: "ecs", Op: "UpdateService", Role: Planner, Actions: []string{"ecs:UpdateService"}, On: []Resource{WorkerService}, Why: "status --scale-ecs: set the desired count"},
 }

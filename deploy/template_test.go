@@ -109,19 +109,32 @@ var attributes = map[string][]string{
 	"AWS::ECS::Service":   {"Name", "ServiceArn"},
 	"AWS::ECS::Cluster":   {"Arn"},
 	"AWS::Logs::LogGroup": {"Arn"},
+	"AWS::S3::Bucket":     {"Arn", "DomainName"},
 }
 
 // walk calls fn on every map in v, with the path to it.
 func walk(v any, path string, fn func(path string, m map[string]any)) {
+	walkGuarded(v, path, "", func(path, _ string, m map[string]any) { fn(path, m) })
+}
+
+// walkGuarded is walk telling fn, too, the condition under which the map
+// is used: inside the first branch of an Fn::If on a condition, that one.
+func walkGuarded(v any, path, guard string, fn func(path, guard string, m map[string]any)) {
 	switch x := v.(type) {
 	case map[string]any:
-		fn(path, x)
+		fn(path, guard, x)
 		for k, c := range x {
-			walk(c, path+"."+k, fn)
+			if cond, ok := c.([]any); k == "Fn::If" && ok && len(cond) == 3 {
+				name, _ := cond[0].(string)
+				walkGuarded(cond[1], path+".Fn::If[1]", name, fn)
+				walkGuarded(cond[2], path+".Fn::If[2]", guard, fn)
+				continue
+			}
+			walkGuarded(c, path+"."+k, guard, fn)
 		}
 	case []any:
 		for i, c := range x {
-			walk(c, fmt.Sprintf("%s[%d]", path, i), fn)
+			walkGuarded(c, fmt.Sprintf("%s[%d]", path, i), guard, fn)
 		}
 	}
 }
@@ -196,27 +209,37 @@ func TestTemplateReferencesResolve(t *testing.T) {
 		}
 		return res
 	}
-	refsOf := func(owner string, v any) []string {
-		var targets []string
-		walk(v, owner, func(path string, m map[string]any) {
+	// refsOf returns what v refers to, each with the condition guarding
+	// the reference (see walkGuarded).
+	type ref struct{ target, guard string }
+	refsOf := func(owner string, v any) []ref {
+		var targets []ref
+		walkGuarded(v, owner, "", func(path, guard string, m map[string]any) {
 			if name, ok := m["Ref"].(string); ok {
-				targets = append(targets, check(owner, path, name))
+				targets = append(targets, ref{check(owner, path, name), guard})
 			}
 			if ga, ok := m["Fn::GetAtt"].([]any); ok && len(ga) == 2 {
 				res, _ := ga[0].(string)
 				attr, _ := ga[1].(string)
-				targets = append(targets, getAtt(owner, path, res, attr))
+				targets = append(targets, ref{getAtt(owner, path, res, attr), guard})
 			}
 			if sub, ok := m["Fn::Sub"]; ok {
 				s, _ := sub.(string)
+				var vars map[string]any
 				if list, ok := sub.([]any); ok && len(list) > 0 {
 					s, _ = list[0].(string)
+					if len(list) > 1 {
+						vars, _ = list[1].(map[string]any)
+					}
 				}
 				for _, v := range subVars(s) {
+					if _, ok := vars[v]; ok {
+						continue // a variable of the Fn::Sub's own map
+					}
 					if res, attr, ok := strings.Cut(v, "."); ok && !pseudoParameters[v] {
-						targets = append(targets, getAtt(owner, path, res, attr))
+						targets = append(targets, ref{getAtt(owner, path, res, attr), guard})
 					} else {
-						targets = append(targets, check(owner, path, v))
+						targets = append(targets, ref{check(owner, path, v), guard})
 					}
 				}
 			}
@@ -243,22 +266,22 @@ func TestTemplateReferencesResolve(t *testing.T) {
 				t.Errorf("%s: condition %q is not defined", name, r.Condition)
 			}
 		}
-		for _, target := range refsOf("Resources."+name, r.Properties) {
-			if target == "" {
+		for _, rf := range refsOf("Resources."+name, r.Properties) {
+			if rf.target == "" {
 				continue
 			}
-			if target == name {
+			if rf.target == name {
 				t.Errorf("%s refers to itself", name)
 			}
-			if tc := tpl.Resources[target].Condition; tc != "" && tc != r.Condition {
-				t.Errorf("%s (condition %q) refers to %s, which exists only when %s", name, r.Condition, target, tc)
+			if tc := tpl.Resources[rf.target].Condition; tc != "" && tc != r.Condition && tc != rf.guard {
+				t.Errorf("%s (condition %q) refers to %s, which exists only when %s", name, r.Condition, rf.target, tc)
 			}
 		}
 	}
 	for name, o := range tpl.Outputs {
-		for _, target := range refsOf("Outputs."+name, o) {
-			if target != "" && tpl.Resources[target].Condition != "" {
-				t.Errorf("output %s refers to %s, which exists only under a condition", name, target)
+		for _, rf := range refsOf("Outputs."+name, o) {
+			if tc := tpl.Resources[rf.target].Condition; rf.target != "" && tc != "" && tc != rf.guard {
+				t.Errorf("output %s refers to %s, which exists only under a condition", name, rf.target)
 			}
 		}
 	}
@@ -282,10 +305,26 @@ var resourceKinds = map[string]Resource{
 	`{"Fn::Sub":"arn:${AWS::Partition}:s3:::${DestinationBucket}"}`:   DestBucket,
 	`{"Fn::Sub":"arn:${AWS::Partition}:s3:::${DestinationBucket}/*"}`: DestObjects,
 	`{"Fn::GetAtt":["WorkQueue","Arn"]}`:                              WorkQueue,
-	`{"Fn::GetAtt":["ReportQueue","Arn"]}`:                            ReportQueue,
 	`{"Fn::GetAtt":["DeadLetterQueue","Arn"]}`:                        DeadLetterQueue,
 	`{"Ref":"WorkerService"}`:                                         WorkerService,
+	ledgerARN(""):                                                     LedgerBucket,
+	ledgerARN("/${LedgerPrefix}*"):                                    LedgerObjects,
+	ledgerARN("/${LedgerPrefix}runs/*/run.json"):                      LedgerRuns,
+	ledgerARN("/${LedgerPrefix}runs/*/sent/*"):                        LedgerSent,
+	ledgerARN("/${LedgerPrefix}runs/*/done/*"):                        LedgerEntries,
+	ledgerARN("/${LedgerPrefix}workers/*"):                            LedgerWorkers,
 }
+
+// ledgerARN is how the template names an ARN in the ledger's bucket: the
+// stack's own Ledger bucket, or the one LedgerBucket names.
+func ledgerARN(rest string) string {
+	bucket := map[string]any{"Fn::If": []any{"CreateLedger", map[string]any{"Ref": "Ledger"}, map[string]any{"Ref": "LedgerBucket"}}}
+	return key(map[string]any{"Fn::Sub": []any{"arn:${AWS::Partition}:s3:::${Bucket}" + rest, map[string]any{"Bucket": bucket}}})
+}
+
+// ledgerListCondition is the one condition a policy statement may carry:
+// listing the ledger's bucket only under the ledger's prefix.
+var ledgerListCondition = key(map[string]any{"StringLike": map[string]any{"s3:prefix": map[string]any{"Fn::Sub": "${LedgerPrefix}*"}}})
 
 func key(v any) string {
 	switch x := v.(type) {
@@ -341,13 +380,20 @@ func roleGrants(t *testing.T, tpl template, roleName string) []Grant {
 					t.Errorf("%s: a conditional statement's other branch must be AWS::NoValue", roleName)
 				}
 			}
-			if st["Effect"] != "Allow" || st["NotAction"] != nil || st["NotResource"] != nil || st["Condition"] != nil {
+			if st["Effect"] != "Allow" || st["NotAction"] != nil || st["NotResource"] != nil {
 				t.Errorf("%s: statement %v: want plain Allow statements", roleName, st["Sid"])
+			}
+			onLedgerBucket := slices.ContainsFunc(list(st["Resource"]), func(r any) bool { return resourceKinds[key(r)] == LedgerBucket })
+			switch {
+			case onLedgerBucket && (len(list(st["Resource"])) != 1 || st["Condition"] == nil || key(st["Condition"]) != ledgerListCondition):
+				t.Errorf("%s: statement %v lists the ledger's bucket: it must do so alone, on the condition %s", roleName, st["Sid"], ledgerListCondition)
+			case !onLedgerBucket && st["Condition"] != nil:
+				t.Errorf("%s: statement %v: want plain Allow statements, with no condition", roleName, st["Sid"])
 			}
 			for _, res := range list(st["Resource"]) {
 				kind, ok := resourceKinds[key(res)]
 				if !ok {
-					t.Errorf("%s: statement %v grants on %s, which is none of the named buckets, queues or service", roleName, st["Sid"], key(res))
+					t.Errorf("%s: statement %v grants on %s, which is none of the named buckets, queues, ledger records or service", roleName, st["Sid"], key(res))
 					continue
 				}
 				for _, a := range list(st["Action"]) {

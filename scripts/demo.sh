@@ -52,32 +52,35 @@ for i in $(seq 0 $((OBJECTS - 1))); do
 done
 $S3 s3 mb s3://demo-source >/dev/null
 $S3 s3 mb s3://demo-clone >/dev/null
+$S3 s3 mb s3://demo-ledger >/dev/null
+LEDGER=s3://demo-ledger/s3clone/
 $S3 s3 cp --recursive --quiet "$WORK/seed" s3://demo-source/
 
-step "creating the work queue (with a dead-letter queue) and the report queue"
+step "creating the work queue (with a dead-letter queue); the run ledger is $LEDGER"
 DLQ=$($SQS create-queue --queue-name demo-work-dlq --query QueueUrl --output text)
 DLQ_ARN=$($SQS get-queue-attributes --queue-url "$DLQ" --attribute-names QueueArn --query Attributes.QueueArn --output text)
 cat >"$WORK/redrive.json" <<JSON
 {"RedrivePolicy": "{\"deadLetterTargetArn\":\"$DLQ_ARN\",\"maxReceiveCount\":\"5\"}"}
 JSON
 QUEUE=$($SQS create-queue --queue-name demo-work --attributes "file://$WORK/redrive.json" --query QueueUrl --output text)
-REPORTS=$($SQS create-queue --queue-name demo-reports --query QueueUrl --output text)
 echo "work queue:   $QUEUE"
-echo "report queue: $REPORTS"
 
 step "planner plan"
 bin/planner plan --source s3://demo-source --dest s3://demo-clone \
-  --queue-url "$QUEUE" --report-queue-url "$REPORTS" --log-level warn
+  --queue-url "$QUEUE" --ledger "$LEDGER" --log-level warn
 
 step "two workers drain the queue (each exits after 3s with nothing to do)"
-bin/worker --id worker-1 --queue-url "$QUEUE" --report-queue-url "$REPORTS" --idle-exit 3s --log-format console 2>&1 | grep -v progress &
+bin/worker --id worker-1 --queue-url "$QUEUE" --ledger "$LEDGER" --idle-exit 3s --log-format console 2>&1 | grep -v progress &
 W1=$!
-bin/worker --id worker-2 --queue-url "$QUEUE" --report-queue-url "$REPORTS" --idle-exit 3s --log-format console 2>&1 | grep -v progress &
+bin/worker --id worker-2 --queue-url "$QUEUE" --ledger "$LEDGER" --idle-exit 3s --log-format console 2>&1 | grep -v progress &
 W2=$!
 wait $W1 $W2
 
-step "planner status"
-bin/planner status --report-queue-url "$REPORTS"
+step "planner status (it only reads the ledger)"
+bin/planner status --ledger "$LEDGER"
+
+step "what the ledger holds"
+$S3 s3 ls --recursive "$LEDGER" | awk '{print $4}' | sed -E 's#(done/[^/]+/[0-9]+/).*#\1…#' | sort | uniq -c
 
 step "independent check with the aws CLI: every key, size and ETag of the source is in the clone"
 list() { $S3 s3api list-objects-v2 --bucket "$1" --query 'Contents[].[Key,Size,ETag]' --output text | sort; }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
@@ -23,7 +22,6 @@ type API interface {
 	PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error)
 	GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
 	ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, optFns ...func(*s3.Options)) (*s3.ListObjectsV2Output, error)
-	HeadBucket(ctx context.Context, in *s3.HeadBucketInput, optFns ...func(*s3.Options)) (*s3.HeadBucketOutput, error)
 }
 
 var _ API = (*s3.Client)(nil)
@@ -96,18 +94,17 @@ func classify(err error) error {
 }
 
 // CheckBucket fails with an error wrapping ErrNoBucket or ErrDenied when
-// the ledger's bucket is missing or refuses these credentials.
+// the ledger's bucket is missing or refuses to list the ledger to these
+// credentials. It lists under the prefix (HeadBucket would need the right
+// to list the whole bucket, which a shared bucket's owner may not grant).
 func (s *Store) CheckBucket(ctx context.Context) error {
 	s.Requests.Add(1)
-	_, err := s.api.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(s.bucket)}, func(o *s3.Options) { o.RetryMaxAttempts = 3 })
-	var nf *types.NotFound
-	if errors.As(err, &nf) {
-		return fmt.Errorf("%w: %w", ErrNoBucket, err)
+	_, err := s.api.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String(s.prefix), MaxKeys: aws.Int32(1)},
+		func(o *s3.Options) { o.RetryMaxAttempts = 3 })
+	if err != nil {
+		return fmt.Errorf("list s3://%s/%s: %w", s.bucket, s.prefix, classify(err))
 	}
-	if err = classify(err); errors.Is(err, ErrNotFound) {
-		return fmt.Errorf("%w: %w", ErrNoBucket, err)
-	}
-	return err
+	return nil
 }
 
 func (s *Store) put(ctx context.Context, key string, v any) error {

@@ -144,7 +144,8 @@ func PlanDeadline(remaining int64, st ledger.Status, deadline time.Duration) *De
 
 // Print writes the view as aligned text.
 func (v View) Print(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	// Labels in a column of 12, as in the plan summary printed above it.
+	tw := tabwriter.NewWriter(w, 12, 0, 1, ' ', 0)
 	row := func(label, format string, args ...any) {
 		fmt.Fprintf(tw, "%s\t%s\n", label, fmt.Sprintf(format, args...))
 	}

@@ -27,7 +27,7 @@ type FaultProxy struct {
 // Faults starts a FaultProxy in front of the S3 server; the percentages
 // are of all requests.
 func (e *Env) Faults(t testing.TB, slowDownPct, internalPct, dropPct float64) *FaultProxy {
-	return e.faults(t, e.S3Endpoint, s3Error, nil, slowDownPct, internalPct, dropPct)
+	return e.faults(t, e.S3Endpoint, s3Error, nil, 0, slowDownPct, internalPct, dropPct)
 }
 
 // SQSFaults starts a FaultProxy in front of the SQS server, answering in
@@ -39,26 +39,24 @@ func (e *Env) SQSFaults(t testing.TB, throttledPct, internalPct, dropPct float64
 		target := r.Header.Get("X-Amz-Target")
 		return !strings.HasSuffix(target, "GetQueueAttributes") && !strings.HasSuffix(target, "GetQueueUrl")
 	}
-	return e.faults(t, e.SQSEndpoint, sqsError, moves, throttledPct, internalPct, dropPct)
+	return e.faults(t, e.SQSEndpoint, sqsError, moves, 0, throttledPct, internalPct, dropPct)
 }
 
 // Slow starts a proxy in front of the S3 server that holds every request
 // for delay before passing it on, to make a listing take its time.
 func (e *Env) Slow(t testing.TB, delay time.Duration) *FaultProxy {
-	fp := e.faults(t, e.S3Endpoint, s3Error, nil, 0, 0, 0)
-	fp.delay = delay
-	return fp
+	return e.faults(t, e.S3Endpoint, s3Error, nil, delay, 0, 0, 0)
 }
 
 type errorWriter func(w http.ResponseWriter, status int, code, msg string)
 
-func (e *Env) faults(t testing.TB, target string, writeErr errorWriter, only func(*http.Request) bool, slowDownPct, internalPct, dropPct float64) *FaultProxy {
+func (e *Env) faults(t testing.TB, target string, writeErr errorWriter, only func(*http.Request) bool, delay time.Duration, slowDownPct, internalPct, dropPct float64) *FaultProxy {
 	t.Helper()
 	upstream, err := url.Parse(target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fp := &FaultProxy{}
+	fp := &FaultProxy{delay: delay}
 	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
 		r.SetURL(upstream)
 		r.Out.Host = r.In.Host // the client signed this Host

@@ -222,23 +222,23 @@ func BenchmarkCompare(b *testing.B) {
 // fleet runs a planner and k worker processes on fresh queues. The workers
 // start first, as an operator would start them. The clone is done when the
 // work queue holds nothing, visible or in flight, after the plan: every
-// message copied, reported and deleted. That moment ends the time; the
+// message copied, recorded in the ledger and deleted. That moment ends the time; the
 // workers' idle exit after it is left out. (Timing the workers' exit with a
 // short idle exit instead undercounted fleets: a worker that found nothing
 // before the planner's first message exited, and ran no copies.)
 func fleet(b *testing.B, env *testbed.Env, base []string, src string, k int, workerFlags ...string) func(p *procs, dst string) time.Duration {
 	return func(p *procs, dst string) time.Duration {
 		work, _ := env.Queue(b, 0)
-		reports, _ := env.Queue(b, 0)
+		ledger := "s3://" + env.Bucket(b) + "/s3clone/"
 		var wg sync.WaitGroup
 		for i := range k {
 			wg.Go(func() {
 				p.exe(b, base, filepath.Join(bin, "worker"), append([]string{"--id", fmt.Sprint("w", i), "--queue-url", work,
-					"--report-queue-url", reports, "--idle-exit", "5s", "--log-level", "warn"}, workerFlags...)...)
+					"--ledger", ledger, "--idle-exit", "5s", "--log-level", "warn"}, workerFlags...)...)
 			})
 		}
 		p.exe(b, base, filepath.Join(bin, "planner"), "plan", "--source", "s3://"+src, "--dest", "s3://"+dst,
-			"--queue-url", work, "--report-queue-url", reports, "--log-level", "warn")
+			"--queue-url", work, "--ledger", ledger, "--log-level", "warn")
 		for {
 			out, err := env.SQS.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: aws.String(work),
 				AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages, sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})

@@ -46,16 +46,16 @@ func TestAcceptanceWithAFleet(t *testing.T) {
 	src, dst := env.Bucket(t), env.Bucket(t)
 	env.Put(t, src, acceptanceObjects())
 	work, _ := env.Queue(t, 5)
-	reports, _ := env.Queue(t, 0)
+	led := ledgerURL(t, env)
 
-	plan := mustRun(t, env, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work, "--report-queue-url", reports)
+	plan := mustRun(t, env, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work, "--ledger", led)
 	if !strings.Contains(plan.stdout, "enqueued 400 objects") {
 		t.Fatalf("plan summary:\n%s", plan.stdout)
 	}
-	workers(t, env, 2, "--queue-url", work, "--report-queue-url", reports)
+	workers(t, env, 2, "--queue-url", work, "--ledger", led)
 
 	sameObjects(t, snapshot(t, env, src, "", true), snapshot(t, env, dst, "", true))
-	st := status(t, env, reports)
+	st := status(t, env, led)
 	if st.Run != runID(t, plan.stdout) || !st.Complete || st.Copied != 400 || st.Failed != 0 || st.Planned == nil || st.Planned.Objects != 400 {
 		t.Fatalf("status %+v", st)
 	}
@@ -93,14 +93,14 @@ func TestFiveThousandObjectsTwoWorkers(t *testing.T) {
 	}
 	env.Put(t, src, objs)
 	work, dlq := env.Queue(t, 5)
-	reports, _ := env.Queue(t, 0)
+	led := ledgerURL(t, env)
 
-	mustRun(t, env, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work, "--report-queue-url", reports, "--batch-keys", "50")
-	workers(t, env, 2, "--queue-url", work, "--report-queue-url", reports, "--concurrency", "64")
+	mustRun(t, env, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work, "--ledger", led, "--batch-keys", "50")
+	workers(t, env, 2, "--queue-url", work, "--ledger", led, "--concurrency", "64")
 
 	sameObjects(t, snapshot(t, env, src, "", false), snapshot(t, env, dst, "", false))
 	for range 2 { // a second status run, from the bundles, gives the same totals
-		st := status(t, env, reports)
+		st := status(t, env, led)
 		// At most 50 keys a message: 100 or more messages (the linger may
 		// send a partial one while the listing is slow), each counted once.
 		if !st.Complete || st.Copied != 5000 || st.Bytes != total || st.Planned.Messages < 100 || st.Messages != st.Planned.Messages || st.Planned.Bytes != total || st.Workers != 2 {
@@ -144,10 +144,10 @@ func TestAwkwardKeysAndEveryProperty(t *testing.T) {
 	env.Put(t, src, awkwardObjects("data/"))
 	env.Put(t, src, []testbed.Object{{Key: "outside/not-copied.txt", Body: []byte("x")}})
 	work, _ := env.Queue(t, 5)
-	reports, _ := env.Queue(t, 0)
+	led := ledgerURL(t, env)
 
-	mustRun(t, env, "planner", "plan", "--source", "s3://"+src+"/data/", "--dest", "s3://"+dst+"/copy/", "--queue-url", work, "--report-queue-url", reports)
-	workers(t, env, 1, "--queue-url", work, "--report-queue-url", reports, "--multipart-threshold", "8MiB", "--part-size", "5MiB")
+	mustRun(t, env, "planner", "plan", "--source", "s3://"+src+"/data/", "--dest", "s3://"+dst+"/copy/", "--queue-url", work, "--ledger", led)
+	workers(t, env, 1, "--queue-url", work, "--ledger", led, "--multipart-threshold", "8MiB", "--part-size", "5MiB")
 
 	srcObjs := snapshot(t, env, src, "data/", true)
 	if len(srcObjs) != 15 {
@@ -163,7 +163,7 @@ func TestAwkwardKeysAndEveryProperty(t *testing.T) {
 	if n := len(env.Keys(t, dst, "")); n != 14 {
 		t.Fatalf("destination holds %d objects: something outside the source prefix was copied", n)
 	}
-	st := status(t, env, reports)
+	st := status(t, env, led)
 	if !st.Complete || st.Copied != 14 || st.Failed != 1 || st.Planned.Objects != 15 {
 		t.Fatalf("status %+v", st)
 	}
@@ -181,16 +181,16 @@ func TestChangedAndDeletedSources(t *testing.T) {
 	src, dst := env.Bucket(t), env.Bucket(t)
 	env.Put(t, src, []testbed.Object{{Key: "same", Body: []byte("1")}, {Key: "changes", Body: []byte("1")}, {Key: "vanishes", Body: []byte("1")}})
 	work, _ := env.Queue(t, 5)
-	reports, _ := env.Queue(t, 0)
-	mustRun(t, env, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work, "--report-queue-url", reports)
+	led := ledgerURL(t, env)
+	mustRun(t, env, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work, "--ledger", led)
 
 	env.Put(t, src, []testbed.Object{{Key: "changes", Body: []byte("2, longer")}})
 	if _, err := env.S3.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String(src), Key: aws.String("vanishes")}); err != nil {
 		t.Fatal(err)
 	}
-	workers(t, env, 1, "--queue-url", work, "--report-queue-url", reports)
+	workers(t, env, 1, "--queue-url", work, "--ledger", led)
 
-	st := status(t, env, reports)
+	st := status(t, env, led)
 	if st.Copied != 1 || st.Failed != 1 || st.Skipped != 1 || !st.Complete {
 		t.Fatalf("status %+v", st)
 	}

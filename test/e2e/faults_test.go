@@ -24,15 +24,15 @@ func TestThrottlingAndFaultsLoseNothing(t *testing.T) {
 	}
 	env.Put(t, src, objs)
 	work, _ := env.Queue(t, 10)
-	reports, _ := env.Queue(t, 0)
-	mustRun(t, env, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work, "--report-queue-url", reports, "--batch-keys", "20")
+	led := ledgerURL(t, env)
+	mustRun(t, env, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work, "--ledger", led, "--batch-keys", "20")
 
 	faults := env.Faults(t, 5, 1, 1)
 	var wg sync.WaitGroup
 	logs := make([]string, 2)
 	for i := range logs {
 		wg.Go(func() {
-			cmd, _, stderr := command(env, "worker", "--queue-url", work, "--report-queue-url", reports, "--idle-exit", "3s",
+			cmd, _, stderr := command(env, "worker", "--queue-url", work, "--ledger", led, "--idle-exit", "3s",
 				"--concurrency", "32", "--retry-backoff", "1s", "--log-format", "json")
 			cmd.Env = env.EnvironFor(faults.URL)
 			if err := cmd.Run(); err != nil {
@@ -47,7 +47,7 @@ func TestThrottlingAndFaultsLoseNothing(t *testing.T) {
 		t.Fatal("the proxy injected too few faults for the test to mean anything")
 	}
 
-	st := status(t, env, reports)
+	st := status(t, env, led)
 	if !st.Complete || st.Copied != 800 || st.Failed != 0 {
 		t.Fatalf("status %+v", st)
 	}
@@ -83,7 +83,7 @@ func TestSQSFaultsLoseNothing(t *testing.T) {
 	src, dst := env.Bucket(t), env.Bucket(t)
 	env.Put(t, src, acceptanceObjects())
 	work, _ := env.Queue(t, 0)
-	reports, _ := env.Queue(t, 0)
+	led := ledgerURL(t, env)
 	faults := env.SQSFaults(t, 10, 5, 3)
 	// Queue URLs name the real server; the proxy stands in as the endpoint.
 	environ := func() []string {
@@ -96,7 +96,7 @@ func TestSQSFaultsLoseNothing(t *testing.T) {
 		return e
 	}
 	cmd, out, stderr := command(env, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst,
-		"--queue-url", work, "--report-queue-url", reports, "--batch-keys", "10")
+		"--queue-url", work, "--ledger", led, "--batch-keys", "10")
 	cmd.Env = environ()
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("plan through SQS faults: %v\n%s\n%s", err, out, tail(stderr.String()))
@@ -104,7 +104,7 @@ func TestSQSFaultsLoseNothing(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 2 {
 		wg.Go(func() {
-			cmd, _, stderr := command(env, "worker", "--queue-url", work, "--report-queue-url", reports, "--idle-exit", "4s")
+			cmd, _, stderr := command(env, "worker", "--queue-url", work, "--ledger", led, "--idle-exit", "4s")
 			cmd.Env = environ()
 			if err := cmd.Run(); err != nil {
 				t.Errorf("worker %d: %v\n%s", i, err, tail(stderr.String()))
@@ -116,7 +116,7 @@ func TestSQSFaultsLoseNothing(t *testing.T) {
 	if faults.SlowDowns.Load()+faults.Internal.Load()+faults.Drops.Load() == 0 {
 		t.Fatal("no SQS fault was injected")
 	}
-	st := status(t, env, reports)
+	st := status(t, env, led)
 	if !st.Complete || st.Copied != 400 || st.Failed != 0 || st.Messages != st.Planned.Messages {
 		t.Fatalf("status %+v planned %+v", st, st.Planned)
 	}

@@ -27,14 +27,14 @@ func TestWatchScalesTheFleetToADeadline(t *testing.T) {
 	srcB, dstB := env.Bucket(t), env.Bucket(t)
 	env.Put(t, srcB, acceptanceObjects())
 	work, _ := env.Queue(t, 0)
-	reports, _ := env.Queue(t, 0)
+	led := ledgerURL(t, env)
 	mustRun(t, env, "planner", "plan", "--source", "s3://"+srcB, "--dest", "s3://"+dstB,
-		"--queue-url", work, "--report-queue-url", reports, "--batch-keys", "10")
+		"--queue-url", work, "--ledger", led, "--batch-keys", "10")
 
 	fake := testbed.NewFakeECS(t, map[string]*testbed.FakeService{"s3clone/workers": {DesiredCount: 0}})
 	slow := env.Slow(t, 40*time.Millisecond)
 
-	cmd, stdout, stderr := command(env, "planner", "status", "--report-queue-url", reports, "--json",
+	cmd, stdout, stderr := command(env, "planner", "status", "--ledger", led, "--json",
 		"--watch", "1s", "--deadline", "6s", "--scale-ecs", "s3clone/workers", "--min-workers", "0", "--max-workers", "5")
 	cmd.Env = append(cmd.Env, "AWS_ENDPOINT_URL_ECS="+fake.URL)
 	if err := cmd.Start(); err != nil {
@@ -64,7 +64,7 @@ func TestWatchScalesTheFleetToADeadline(t *testing.T) {
 				started++
 				id := fmt.Sprintf("w%d", started)
 				wg.Go(func() {
-					r := run(t, env, "worker", "--id", id, "--queue-url", work, "--report-queue-url", reports,
+					r := run(t, env, "worker", "--id", id, "--queue-url", work, "--ledger", led,
 						"--s3-endpoint", slow.URL, "--concurrency", "2", "--idle-exit", "3s")
 					if r.code != 0 {
 						mu.Lock()
@@ -155,9 +155,9 @@ func TestWorkerMetrics(t *testing.T) {
 	objs := acceptanceObjects()
 	env.Put(t, srcB, objs)
 	work, _ := env.Queue(t, 0)
-	reports, _ := env.Queue(t, 0)
+	led := ledgerURL(t, env)
 	mustRun(t, env, "planner", "plan", "--source", "s3://"+srcB, "--dest", "s3://"+dstB,
-		"--queue-url", work, "--report-queue-url", reports, "--batch-keys", "20")
+		"--queue-url", work, "--ledger", led, "--batch-keys", "20")
 	deleteKeys(t, env, srcB, objs[7].Key)
 	var bytes int64
 	for i, o := range objs {
@@ -167,7 +167,7 @@ func TestWorkerMetrics(t *testing.T) {
 	}
 
 	faults := env.Faults(t, 5, 0, 0)
-	cmd, _, stderr := command(env, "worker", "--queue-url", work, "--report-queue-url", reports, "--idle-exit", "4s",
+	cmd, _, stderr := command(env, "worker", "--queue-url", work, "--ledger", led, "--idle-exit", "4s",
 		"--concurrency", "16", "--metrics-addr", "127.0.0.1:0", "--log-format", "json")
 	cmd.Env = env.EnvironFor(faults.URL)
 	if err := cmd.Start(); err != nil {

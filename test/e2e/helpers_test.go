@@ -138,16 +138,19 @@ func workers(t *testing.T, env *testbed.Env, n int, args ...string) []result {
 
 // status runs planner status --json.
 type statusJSON struct {
-	Run      string `json:"run"`
-	Messages int64  `json:"messages_done"`
-	Copied   int64  `json:"copied"`
-	Skipped  int64  `json:"skipped"`
-	Failed   int64  `json:"failed"`
-	Bytes    int64  `json:"bytes_copied"`
-	Complete bool   `json:"complete"`
-	Workers  int    `json:"workers"`
-	Deleted  int64  `json:"deleted"`
-	Deadline *struct {
+	Run        string `json:"run"`
+	Plan       string `json:"plan"`
+	Messages   int64  `json:"messages_done"`
+	Sent       int64  `json:"messages_sent"`
+	Unrecorded int64  `json:"messages_unrecorded"`
+	Copied     int64  `json:"copied"`
+	Skipped    int64  `json:"skipped"`
+	Failed     int64  `json:"failed"`
+	Bytes      int64  `json:"bytes_copied"`
+	Complete   bool   `json:"complete"`
+	Workers    int    `json:"workers"`
+	Deleted    int64  `json:"deleted"`
+	Deadline   *struct {
 		PerWorkerRate float64 `json:"objects_per_second_per_worker"`
 		WorkersNeeded int     `json:"workers_needed"`
 	} `json:"deadline"`
@@ -167,14 +170,41 @@ type statusJSON struct {
 	} `json:"failures"`
 }
 
-func status(t *testing.T, env *testbed.Env, reportURL string, extra ...string) statusJSON {
+func status(t *testing.T, env *testbed.Env, ledgerURL string, extra ...string) statusJSON {
 	t.Helper()
-	r := mustRun(t, env, "planner", append([]string{"status", "--report-queue-url", reportURL, "--json"}, extra...)...)
+	r := mustRun(t, env, "planner", append([]string{"status", "--ledger", ledgerURL, "--json"}, extra...)...)
 	var s statusJSON
 	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
 		t.Fatalf("status output %q: %v", r.stdout, err)
 	}
 	return s
+}
+
+// ledgerURL makes a bucket for a run ledger and returns its --ledger URL.
+func ledgerURL(t *testing.T, env *testbed.Env) string {
+	t.Helper()
+	return "s3://" + env.Bucket(t) + "/s3clone/"
+}
+
+// getBody reads one object whole.
+func getBody(t *testing.T, env *testbed.Env, bucket, key string) []byte {
+	t.Helper()
+	get, err := env.S3.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		t.Fatalf("get s3://%s/%s: %v", bucket, key, err)
+	}
+	defer get.Body.Close()
+	b, err := io.ReadAll(get.Body)
+	if err != nil {
+		t.Fatalf("read s3://%s/%s: %v", bucket, key, err)
+	}
+	return b
+}
+
+// bucketOf is the bucket of an s3:// URL.
+func bucketOf(url string) string {
+	b, _, _ := strings.Cut(strings.TrimPrefix(url, "s3://"), "/")
+	return b
 }
 
 // runID reads the run id from a plan summary.

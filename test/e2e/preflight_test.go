@@ -11,22 +11,26 @@ import (
 )
 
 // TestPreflightNamesTheMissingPermission runs plan as a user who lacks one
-// permission at a time: each stops it before anything is enqueued, with exit
-// code 2 and a message naming the permission and the resource.
+// permission at a time, the ledger's included: each stops it before
+// anything is enqueued, with exit code 2 and a message naming the
+// permission and the resource.
 func TestPreflightNamesTheMissingPermission(t *testing.T) {
 	t.Parallel()
 	env := testbed.Get(t)
 	read := []string{"s3:ListBucket", "s3:GetObject", "s3:GetObjectTagging"}
 	write := []string{"s3:ListBucket", "s3:PutObject", "s3:PutObjectTagging"}
+	record := []string{"s3:ListBucket", "s3:GetObject", "s3:PutObject"}
 	cases := []struct {
-		name      string
-		src, dst  []string
-		wantGrant string
-		onDest    bool
+		name             string
+		src, dst, ledger []string
+		wantGrant        string
+		on               string // src, dst or ledger
 	}{
-		{"no tag reading on the source", []string{"s3:ListBucket", "s3:GetObject"}, write, "s3:GetObjectTagging", false},
-		{"no writing to the destination", read, []string{"s3:ListBucket"}, "s3:PutObject", true},
-		{"everything granted", read, write, "", true},
+		{"no tag reading on the source", []string{"s3:ListBucket", "s3:GetObject"}, write, record, "s3:GetObjectTagging", "src"},
+		{"no writing to the destination", read, []string{"s3:ListBucket"}, record, "s3:PutObject", "dst"},
+		{"no writing to the ledger", read, write, []string{"s3:ListBucket", "s3:GetObject"}, "s3:PutObject", "ledger"},
+		{"no listing the ledger", read, write, []string{"s3:PutObject"}, "s3:ListBucket", "ledger"},
+		{"everything granted", read, write, record, "", ""},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -36,9 +40,11 @@ func TestPreflightNamesTheMissingPermission(t *testing.T) {
 			env.User(t, user, user+"-secret")
 			env.Grant(t, src, user, c.src...)
 			env.Grant(t, dst, user, c.dst...)
+			led := ledgerURL(t, env)
+			env.Grant(t, bucketOf(led), user, c.ledger...)
 			work, _ := env.Queue(t, 0)
 
-			cmd := exec.Command(filepath.Join(bin, "planner"), "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work)
+			cmd := exec.Command(filepath.Join(bin, "planner"), "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work, "--ledger", led)
 			cmd.Env = env.EnvironAs(user, user+"-secret")
 			out, err := cmd.CombinedOutput()
 			code := 0
@@ -57,15 +63,20 @@ func TestPreflightNamesTheMissingPermission(t *testing.T) {
 				}
 				return
 			}
-			resource := "arn:aws:s3:::" + src + "/photos/a.jpg"
-			if c.onDest {
-				resource = "arn:aws:s3:::" + dst + "/photos/a.jpg"
-			}
+			resource := map[string]string{
+				"src": "arn:aws:s3:::" + src + "/photos/a.jpg", "dst": "arn:aws:s3:::" + dst + "/photos/a.jpg",
+				"ledger": "arn:aws:s3:::" + bucketOf(led),
+			}[c.on]
 			if code != 2 || !strings.Contains(string(out), c.wantGrant) || !strings.Contains(string(out), resource) {
 				t.Fatalf("exit %d, output:\n%s\nwant exit 2 naming %s on %s", code, out, c.wantGrant, resource)
 			}
 			if n != 0 {
 				t.Fatalf("a failed preflight left %d messages on the queue", n)
+			}
+			if c.on == "ledger" {
+				if keys := env.Keys(t, bucketOf(led), ""); len(keys) != 0 {
+					t.Fatalf("a ledger that cannot be used holds %v", keys)
+				}
 			}
 		})
 	}
@@ -80,7 +91,7 @@ func TestPreflightGoesOnWithoutACopyableSample(t *testing.T) {
 	src, dst := env.Bucket(t), env.Bucket(t)
 	env.Put(t, src, []testbed.Object{{Key: "only-a-folder/"}})
 	work, _ := env.Queue(t, 0)
-	r := mustRun(t, env, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work)
+	r := mustRun(t, env, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work, "--ledger", ledgerURL(t, env))
 	if !strings.Contains(r.stdout, "enqueued 1 objects") || !strings.Contains(r.stderr, "write permissions are unconfirmed") {
 		t.Fatalf("stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
 	}

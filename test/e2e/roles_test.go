@@ -2,8 +2,12 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/s3clone/s3clone/deploy"
 	"github.com/s3clone/s3clone/internal/testbed"
@@ -30,14 +34,22 @@ func TestRolesFromTheTemplateSuffice(t *testing.T) {
 	objs = append(objs, testbed.Object{Key: "big/blob.bin", Body: bytes.Repeat([]byte("0123456789abcdef"), 6<<20/16), Tagging: "size=big"})
 	env.Put(t, srcB, objs)
 	work, _ := env.Queue(t, 0)
-	reports, _ := env.Queue(t, 0)
+	led := ledgerURL(t, env)
 
 	users := map[deploy.Role]string{deploy.Planner: testbed.Name("planner"), deploy.Worker: testbed.Name("worker")}
 	for _, u := range users {
 		env.User(t, u, u+"-secret")
 	}
-	env.SetPolicy(t, srcB, rolePolicy(t, srcB, users, deploy.SourceBucket, deploy.SourceObjects))
-	env.SetPolicy(t, dstB, rolePolicy(t, dstB, users, deploy.DestBucket, deploy.DestObjects))
+	env.SetPolicy(t, srcB, rolePolicy(t, users, map[deploy.Resource]string{
+		deploy.SourceBucket: "arn:aws:s3:::" + srcB, deploy.SourceObjects: "arn:aws:s3:::" + srcB + "/*"}))
+	env.SetPolicy(t, dstB, rolePolicy(t, users, map[deploy.Resource]string{
+		deploy.DestBucket: "arn:aws:s3:::" + dstB, deploy.DestObjects: "arn:aws:s3:::" + dstB + "/*"}))
+	ledgerB := bucketOf(led)
+	ledger := "arn:aws:s3:::" + ledgerB + "/s3clone/"
+	env.SetPolicy(t, ledgerB, rolePolicy(t, users, map[deploy.Resource]string{
+		deploy.LedgerBucket: "arn:aws:s3:::" + ledgerB, deploy.LedgerObjects: ledger + "*",
+		deploy.LedgerRuns: ledger + "runs/*/run.json", deploy.LedgerSent: ledger + "runs/*/sent/*",
+		deploy.LedgerEntries: ledger + "runs/*/done/*", deploy.LedgerWorkers: ledger + "workers/*"}))
 	as := func(role deploy.Role, name string, args ...string) result {
 		t.Helper()
 		u := users[role]
@@ -48,24 +60,36 @@ func TestRolesFromTheTemplateSuffice(t *testing.T) {
 		return r
 	}
 	src, dst := "s3://"+srcB, "s3://"+dstB
-	workerArgs := []string{"--queue-url", work, "--report-queue-url", reports, "--idle-exit", "3s",
+	workerArgs := []string{"--queue-url", work, "--ledger", led, "--idle-exit", "3s",
 		"--multipart-threshold", "5MiB", "--part-size", "5MiB"}
 
-	as(deploy.Planner, "planner", "plan", "--source", src, "--dest", dst, "--queue-url", work, "--report-queue-url", reports)
+	as(deploy.Planner, "planner", "plan", "--source", src, "--dest", dst, "--queue-url", work, "--ledger", led)
 	as(deploy.Worker, "worker", workerArgs...)
 	var st statusJSON
-	if err := json.Unmarshal([]byte(as(deploy.Planner, "planner", "status", "--report-queue-url", reports, "--json").stdout), &st); err != nil {
+	if err := json.Unmarshal([]byte(as(deploy.Planner, "planner", "status", "--ledger", led, "--json").stdout), &st); err != nil {
 		t.Fatal(err)
 	}
 	if !st.Complete || st.Copied != 401 || st.Failed != 0 {
 		t.Fatalf("status %+v", st)
+	}
+	// Status only reads: a user with no rights but reading the ledger sees
+	// the same run.
+	reader := testbed.Name("reader")
+	env.User(t, reader, reader+"-secret")
+	readOnly := rolePolicy(t, map[deploy.Role]string{deploy.Planner: reader}, map[deploy.Resource]string{
+		deploy.LedgerBucket: "arn:aws:s3:::" + ledgerB, deploy.LedgerObjects: ledger + "*"})
+	env.SetPolicy(t, ledgerB, mergePolicies(t, env, ledgerB, readOnly))
+	r := runAs(t, env, reader, reader+"-secret", "planner", "status", "--ledger", led, "--json")
+	var again statusJSON
+	if err := json.Unmarshal([]byte(r.stdout), &again); r.code != 0 || err != nil || again.Copied != st.Copied || !again.Complete {
+		t.Fatalf("status as a reader: exit %d %v\n%s\n%s", r.code, err, r.stdout, tail(r.stderr))
 	}
 	as(deploy.Planner, "planner", "verify", "--source", src, "--dest", dst)
 
 	// The source changes; a diff with deletes brings the clone back in line.
 	env.Put(t, srcB, []testbed.Object{{Key: "sub/new.jpg", Body: []byte("new")}, {Key: "sub/file-001.jpg", Body: []byte("changed")}})
 	deleteKeys(t, env, srcB, "file-399.jpg")
-	as(deploy.Planner, "planner", "plan", "--diff", "--delete", "--source", src, "--dest", dst, "--queue-url", work, "--report-queue-url", reports)
+	as(deploy.Planner, "planner", "plan", "--diff", "--delete", "--source", src, "--dest", dst, "--queue-url", work, "--ledger", led)
 	as(deploy.Worker, "worker", workerArgs...)
 	as(deploy.Planner, "planner", "verify", "--source", src, "--dest", dst)
 	if _, ok := env.Keys(t, dstB, "")["file-399.jpg"]; ok {
@@ -77,30 +101,63 @@ func TestRolesFromTheTemplateSuffice(t *testing.T) {
 }
 
 // rolePolicy is a bucket policy granting each role's user exactly its
-// grants on this bucket (bucket) and its objects (objects).
-func rolePolicy(t *testing.T, bucket string, users map[deploy.Role]string, bucketKind, objectsKind deploy.Resource) string {
+// grants on the resources given, each named by its ARN; listing the ledger's
+// bucket is allowed only under its prefix, as the template's roles allow it.
+func rolePolicy(t *testing.T, users map[deploy.Role]string, arns map[deploy.Resource]string) string {
 	t.Helper()
 	type statement struct {
 		Effect    string
 		Principal map[string][]string
 		Action    []string
 		Resource  string
+		Condition map[string]map[string]string `json:",omitempty"`
 	}
 	var sts []statement
 	for role, user := range users {
-		for kind, arn := range map[deploy.Resource]string{bucketKind: "arn:aws:s3:::" + bucket, objectsKind: "arn:aws:s3:::" + bucket + "/*"} {
+		for kind, arn := range arns {
 			var actions []string
 			for _, g := range deploy.Grants(role) {
 				if g.On == kind && g.When == "" {
 					actions = append(actions, g.Action)
 				}
 			}
-			if len(actions) > 0 {
-				sts = append(sts, statement{Effect: "Allow", Principal: map[string][]string{"AWS": {user}}, Action: actions, Resource: arn})
+			if len(actions) == 0 {
+				continue
 			}
+			st := statement{Effect: "Allow", Principal: map[string][]string{"AWS": {user}}, Action: actions, Resource: arn}
+			if kind == deploy.LedgerBucket {
+				st.Condition = map[string]map[string]string{"StringLike": {"s3:prefix": "s3clone/*"}}
+			}
+			sts = append(sts, st)
 		}
 	}
 	b, err := json.Marshal(map[string]any{"Version": "2012-10-17", "Statement": sts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// mergePolicies is bucket's current policy with the statements of more
+// added.
+func mergePolicies(t *testing.T, env *testbed.Env, bucket, more string) string {
+	t.Helper()
+	out, err := env.S3.GetBucketPolicy(context.Background(), &s3.GetBucketPolicyInput{Bucket: aws.String(bucket)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cur, add struct {
+		Version   string
+		Statement []json.RawMessage
+	}
+	if err := json.Unmarshal([]byte(aws.ToString(out.Policy)), &cur); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(more), &add); err != nil {
+		t.Fatal(err)
+	}
+	cur.Statement = append(cur.Statement, add.Statement...)
+	b, err := json.Marshal(cur)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,11 +24,11 @@ func TestSIGTERMHandsBackUnfinishedWork(t *testing.T) {
 	}
 	env.Put(t, src, objs)
 	work, _ := env.Queue(t, 5)
-	reports, _ := env.Queue(t, 0)
-	mustRun(t, env, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work, "--report-queue-url", reports, "--batch-keys", "10")
+	led := ledgerURL(t, env)
+	mustRun(t, env, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work, "--ledger", led, "--batch-keys", "10")
 
 	// One copy at a time, so that the signal lands mid-run.
-	cmd, _, stderr := command(env, "worker", "--queue-url", work, "--report-queue-url", reports, "--concurrency", "1", "--grace", "5s", "--log-level", "debug")
+	cmd, _, stderr := command(env, "worker", "--queue-url", work, "--ledger", led, "--concurrency", "1", "--grace", "5s", "--log-level", "debug")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestSIGTERMHandsBackUnfinishedWork(t *testing.T) {
 	if !strings.Contains(stderr.String(), "stopping: finishing in-flight copies") {
 		t.Errorf("the worker did not go through its graceful stop:\n%s", tail(stderr.String()))
 	}
-	mid := status(t, env, reports)
+	mid := status(t, env, led)
 	if mid.Complete || mid.Messages == 0 {
 		t.Fatalf("after SIGTERM: %+v; want some messages done and some left", mid)
 	}
@@ -55,8 +55,8 @@ func TestSIGTERMHandsBackUnfinishedWork(t *testing.T) {
 			*mid.Queue, mid.Messages, mid.Planned.Messages)
 	}
 
-	workers(t, env, 1, "--queue-url", work, "--report-queue-url", reports)
-	st := status(t, env, reports)
+	workers(t, env, 1, "--queue-url", work, "--ledger", led)
+	st := status(t, env, led)
 	if !st.Complete || st.Copied != 800 || st.Failed != 0 {
 		t.Fatalf("after a second worker: %+v", st)
 	}

@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -12,7 +15,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/s3clone/s3clone/internal/testbed"
 )
@@ -56,18 +58,18 @@ func TestIncrementalSync(t *testing.T) {
 	env.Put(t, dstB, []testbed.Object{{Key: "elsewhere/keep.txt", Body: []byte("not ours to delete")}})
 	src, dst := "s3://"+srcB+"/data/", "s3://"+dstB+"/mirror/"
 	work, _ := env.Queue(t, 5)
-	reports, _ := env.Queue(t, 0)
-	copyFlags := []string{"--queue-url", work, "--report-queue-url", reports, "--multipart-threshold", "8MiB", "--part-size", "5MiB"}
+	led := ledgerURL(t, env)
+	copyFlags := []string{"--queue-url", work, "--ledger", led, "--multipart-threshold", "8MiB", "--part-size", "5MiB"}
 
 	// The bulk, while production is live.
-	mustRun(t, env, "planner", "plan", "--source", src, "--dest", dst, "--queue-url", work, "--report-queue-url", reports)
+	mustRun(t, env, "planner", "plan", "--source", src, "--dest", dst, "--queue-url", work, "--ledger", led)
 	workers(t, env, 1, copyFlags...)
 	if v, code := verify(t, env, src, dst); code != 0 || v.Matching != 301 {
 		t.Fatalf("after the bulk copy: verify %+v, exit %d", v, code)
 	}
 
 	// Nothing changed: a diff enqueues nothing, the multipart copy included.
-	r := mustRun(t, env, "planner", "plan", "--source", src, "--dest", dst, "--queue-url", work, "--report-queue-url", reports, "--diff")
+	r := mustRun(t, env, "planner", "plan", "--source", src, "--dest", dst, "--queue-url", work, "--ledger", led, "--diff")
 	if !strings.Contains(r.stdout, "enqueued 0 objects") || !strings.Contains(r.stdout, "301 compared, 301 matching") {
 		t.Fatalf("diff of an unchanged clone:\n%s", r.stdout)
 	}
@@ -89,12 +91,12 @@ func TestIncrementalSync(t *testing.T) {
 	}
 
 	// The delta.
-	r = mustRun(t, env, "planner", "plan", "--source", src, "--dest", dst, "--queue-url", work, "--report-queue-url", reports, "--diff", "--delete")
+	r = mustRun(t, env, "planner", "plan", "--source", src, "--dest", dst, "--queue-url", work, "--ledger", led, "--diff", "--delete")
 	if !strings.Contains(r.stdout, "enqueued 5 objects") || !strings.Contains(r.stdout, "deletes   2") {
 		t.Fatalf("diff after the changes:\n%s", r.stdout)
 	}
 	workers(t, env, 1, copyFlags...)
-	st := status(t, env, reports, "--run-id", runID(t, r.stdout))
+	st := status(t, env, led, "--run-id", runID(t, r.stdout))
 	if !st.Complete || st.Copied != 5 || st.Failed != 0 {
 		t.Fatalf("status of the delta run: %+v", st)
 	}
@@ -132,12 +134,12 @@ func TestVerifyFileDrivesARepair(t *testing.T) {
 	}
 
 	work, _ := env.Queue(t, 5)
-	reports, _ := env.Queue(t, 0)
-	r := mustRun(t, env, "planner", "plan", "--source", src, "--dest", dst, "--queue-url", work, "--report-queue-url", reports, "--from-file", out, "--delete")
+	led := ledgerURL(t, env)
+	r := mustRun(t, env, "planner", "plan", "--source", src, "--dest", dst, "--queue-url", work, "--ledger", led, "--from-file", out, "--delete")
 	if !strings.Contains(r.stdout, "enqueued 3 objects") || !strings.Contains(r.stdout, "deletes   1") {
 		t.Fatalf("plan --from-file:\n%s", r.stdout)
 	}
-	workers(t, env, 1, "--queue-url", work, "--report-queue-url", reports)
+	workers(t, env, 1, "--queue-url", work, "--ledger", led)
 	if v, code := verify(t, env, src, dst); code != 0 || v.Matching != 100 {
 		t.Fatalf("after the repair: verify %+v, exit %d", v, code)
 	}
@@ -158,19 +160,20 @@ func TestVerifyFileDrivesARepair(t *testing.T) {
 
 // TestExactAccountingUnderRedelivery kills a worker mid-run with SIGKILL and
 // a short visibility timeout, so that its unfinished messages are delivered
-// again, and replays a report as a redelivered message would produce: status
-// still reaches exactly the planned totals.
+// again, and writes a second entry for a finished message, as a second
+// worker redoing a redelivered message would: status still reaches exactly
+// the planned totals.
 func TestExactAccountingUnderRedelivery(t *testing.T) {
 	t.Parallel()
 	env := testbed.Get(t)
 	srcB, dstB := env.Bucket(t), env.Bucket(t)
 	env.Put(t, srcB, acceptanceObjects())
 	work, _ := env.Queue(t, 0)
-	reports, _ := env.Queue(t, 0)
+	led := ledgerURL(t, env)
 	src, dst := "s3://"+srcB, "s3://"+dstB
-	mustRun(t, env, "planner", "plan", "--source", src, "--dest", dst, "--queue-url", work, "--report-queue-url", reports, "--batch-keys", "10")
+	mustRun(t, env, "planner", "plan", "--source", src, "--dest", dst, "--queue-url", work, "--ledger", led, "--batch-keys", "10")
 
-	cmd, _, stderr := command(env, "worker", "--queue-url", work, "--report-queue-url", reports, "--concurrency", "3", "--visibility-timeout", "2s", "--log-level", "debug")
+	cmd, _, stderr := command(env, "worker", "--queue-url", work, "--ledger", led, "--concurrency", "3", "--visibility-timeout", "2s", "--log-level", "debug")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -180,15 +183,15 @@ func TestExactAccountingUnderRedelivery(t *testing.T) {
 	}
 	_ = cmd.Wait() // killed: its exit status says only that
 
-	mid := status(t, env, reports, "--deadline", "1h")
+	mid := status(t, env, led, "--deadline", "1h")
 	if mid.Complete || mid.Messages == 0 || mid.Deadline == nil || mid.Deadline.WorkersNeeded < 1 || mid.Deadline.PerWorkerRate <= 0 {
 		t.Fatalf("after SIGKILL: %+v deadline %+v", mid, mid.Deadline)
 	}
-	replayOneReport(t, env, reports)
+	replayOneEntry(t, env, led)
 	time.Sleep(2500 * time.Millisecond) // the killed worker's messages become visible again
 
-	workers(t, env, 2, "--queue-url", work, "--report-queue-url", reports)
-	st := status(t, env, reports)
+	workers(t, env, 2, "--queue-url", work, "--ledger", led)
+	st := status(t, env, led)
 	if !st.Complete || st.Copied != 400 || st.Failed != 0 || st.Messages != st.Planned.Messages || st.Bytes != st.Planned.Bytes {
 		t.Fatalf("after redeliveries: %+v planned %+v", st, st.Planned)
 	}
@@ -197,15 +200,36 @@ func TestExactAccountingUnderRedelivery(t *testing.T) {
 	}
 }
 
-// replayOneReport sends a copy of the bundle status wrote back, as a worker
-// would when a message it reported is delivered again and redone.
-func replayOneReport(t *testing.T, env *testbed.Env, url string) {
+// replayOneEntry writes a copy of one finished message's entry under
+// another journal, finished later: what a second worker that redid a
+// redelivered message would write.
+func replayOneEntry(t *testing.T, env *testbed.Env, ledger string) {
 	t.Helper()
-	out, err := env.SQS.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 1, WaitTimeSeconds: 2, VisibilityTimeout: 1})
-	if err != nil || len(out.Messages) != 1 {
-		t.Fatalf("no report to replay: %v", err)
+	ctx := context.Background()
+	bucket, prefix, _ := strings.Cut(strings.TrimPrefix(ledger, "s3://"), "/")
+	var key string
+	for k := range env.Keys(t, bucket, prefix+"runs/") {
+		if strings.Contains(k, "/done/") {
+			key = k
+			break
+		}
 	}
-	if _, err := env.SQS.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: out.Messages[0].Body}); err != nil {
+	if key == "" {
+		t.Fatal("no entry to replay")
+	}
+	get, err := env.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(get.Body)
+	get.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, rest, _ := strings.Cut(key, "/done/")
+	_, name := path.Split(rest)
+	replay := done + "/done/replayed.00000000/00000/" + name
+	if _, err := env.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(replay), Body: bytes.NewReader(body)}); err != nil {
 		t.Fatal(err)
 	}
 }

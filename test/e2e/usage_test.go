@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,6 +37,7 @@ func TestBadUsageExitsTwo(t *testing.T) {
 	env.Put(t, src, []testbed.Object{{Key: "k", Body: []byte("x")}})
 	work, _ := env.Queue(t, 0)
 	S, D := "s3://"+src, "s3://"+dst
+	L := ledgerURL(t, env)
 	cases := []struct {
 		name string
 		args []string
@@ -59,17 +61,24 @@ func TestBadUsageExitsTwo(t *testing.T) {
 		{"planner", []string{"run", "--source", S, "--dest", D, "--part-size", "1MiB"}, "--part-size"},
 		{"planner", []string{"run", "--source", S, "--dest", D, "--multipart-threshold", "6GiB"}, "--multipart-threshold"},
 		{"planner", []string{"run", "--source", S, "--dest", D, "--storage-class", "CHEAP"}, "--storage-class"},
-		{"planner", []string{"status"}, "--report-queue-url is required"},
+		{"planner", []string{"status"}, "--ledger is required"},
+		{"planner", []string{"status", "--ledger", "s3://no-such-ledger-bucket/s3clone/"}, "does not exist"},
+		{"planner", []string{"status", "--ledger", L, "--run-id", "no/such"}, "--run-id"},
+		{"planner", []string{"status", "--ledger", L, "--out", "recon.jsonl"}, "--out goes with --failures"},
+		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work, "--ledger", "s3://no-such-ledger-bucket/s3clone/"}, "does not exist"},
+		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work, "--ledger", S + "/ledger/"}, "overlaps --source"},
+		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work, "--ledger", "ledger-bucket/x"}, "--ledger"},
+		{"worker", []string{"--queue-url", work, "--ledger", "s3://no-such-ledger-bucket/s3clone/"}, "does not exist"},
 		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work, "--delete"}, "--delete needs --diff"},
 		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work, "--diff", "--from-file", "x.jsonl"}, "use one"},
 		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work, "--from-file", "/no/such/file.jsonl"}, "--from-file"},
 		{"planner", []string{"verify", "--source", S, "--dest", D, "--out", "/no/such/dir/recon.jsonl"}, "--out"},
 		{"planner", []string{"verify", "--source", S}, "--dest is required"},
-		{"planner", []string{"status", "--report-queue-url", work, "--deadline", "-5m"}, "--deadline"},
-		{"planner", []string{"status", "--report-queue-url", work, "--scale-ecs", "c/s"}, "--scale-ecs needs --deadline"},
-		{"planner", []string{"status", "--report-queue-url", work, "--deadline", "5m", "--scale-ecs", "workers"}, "is not CLUSTER/SERVICE"},
-		{"planner", []string{"status", "--report-queue-url", work, "--deadline", "5m", "--scale-ecs", "c/s", "--min-workers", "9", "--max-workers", "3"}, "--min-workers 9 --max-workers 3"},
-		{"planner", []string{"status", "--report-queue-url", work, "--watch", "10ms"}, "--watch 10ms"},
+		{"planner", []string{"status", "--ledger", L, "--deadline", "-5m"}, "--deadline"},
+		{"planner", []string{"status", "--ledger", L, "--scale-ecs", "c/s"}, "--scale-ecs needs --deadline"},
+		{"planner", []string{"status", "--ledger", L, "--deadline", "5m", "--scale-ecs", "workers"}, "is not CLUSTER/SERVICE"},
+		{"planner", []string{"status", "--ledger", L, "--deadline", "5m", "--scale-ecs", "c/s", "--min-workers", "9", "--max-workers", "3"}, "--min-workers 9 --max-workers 3"},
+		{"planner", []string{"status", "--ledger", L, "--watch", "10ms"}, "--watch 10ms"},
 		{"worker", []string{"--queue-url", work, "--metrics-addr", "9464"}, "--metrics-addr"},
 		{"planner", []string{"redrive", "--queue-url", work}, "--dlq-url is required"},
 		{"planner", []string{"redrive", "--dlq-url", work, "--queue-url", work}, "the same queue"},
@@ -117,13 +126,24 @@ func TestBadUsageExitsTwo(t *testing.T) {
 		{"worker", []string{"--queue-url", work, "--sqs-endpoint", dead}, "cannot reach SQS"},
 		{"planner", []string{"verify", "--source", S, "--dest", D, "--s3-endpoint", "localhost:9000"}, "not an endpoint URL"},
 	}...)
+	for i, c := range cases {
+		// Every plan and worker names a ledger, unless the case is about it.
+		if (c.name == "worker" || len(c.args) > 0 && c.args[0] == "plan") && !slices.Contains(c.args, "--ledger") {
+			cases[i].args = append(c.args, "--ledger", L)
+		}
+	}
+	cases = append(cases, struct {
+		name string
+		args []string
+		want string
+	}{"worker", []string{"--queue-url", work}, "--ledger is required"})
 	for _, c := range cases {
 		r := run(t, env, c.name, c.args...)
 		if r.code != 2 || !strings.Contains(r.stderr, c.want) {
 			t.Errorf("%s %s: exit %d, stderr %q; want exit 2 mentioning %q", c.name, strings.Join(c.args, " "), r.code, r.stderr, c.want)
 		}
 	}
-	r := runAs(t, env, "nobody", "wrong-secret", "planner", "plan", "--source", S, "--dest", D, "--queue-url", work)
+	r := runAs(t, env, "nobody", "wrong-secret", "planner", "plan", "--source", S, "--dest", D, "--queue-url", work, "--ledger", L)
 	if r.code != 2 || !strings.Contains(r.stderr, "check $AWS_ACCESS_KEY_ID") {
 		t.Errorf("wrong credentials: exit %d, %s", r.code, r.stderr)
 	}
@@ -132,5 +152,9 @@ func TestBadUsageExitsTwo(t *testing.T) {
 	}
 	if n := len(env.Keys(t, dst, "")); n != 0 {
 		t.Fatalf("bad invocations wrote %d objects", n)
+	}
+	ledgerBucket, _, _ := strings.Cut(strings.TrimPrefix(L, "s3://"), "/")
+	if keys := env.Keys(t, ledgerBucket, ""); len(keys) != 0 {
+		t.Fatalf("bad invocations wrote %d ledger objects: %v", len(keys), keys)
 	}
 }

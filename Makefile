@@ -54,9 +54,11 @@ $(SQSD_MODULES): test/sqsd/package.json test/sqsd/package-lock.json
 	cd test/sqsd && npm ci --no-audit --no-fund
 	touch $@
 
+# Every integration test runs: with S3CLONE_REQUIRE_TESTBED set, a package
+# whose servers cannot start fails instead of skipping.
 test: tools
 	go vet ./...
-	go test $(GO_TEST_FLAGS) ./...
+	S3CLONE_REQUIRE_TESTBED=1 go test $(GO_TEST_FLAGS) ./...
 
 demo: tools build
 	./scripts/demo.sh

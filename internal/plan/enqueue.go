@@ -77,9 +77,14 @@ func Enqueue(ctx context.Context, src Source, sum *Summary, opts Options, send S
 	return context.Cause(ctx)
 }
 
+// sendTimeout bounds a send that goes on after the plan was stopped.
+const sendTimeout = 30 * time.Second
+
 // sendAll sends bodies as they come, up to ten per call when several are
 // waiting. The first failure stops the whole plan through fail; it then
-// keeps draining bodies so the stages before it can end.
+// keeps draining bodies so the stages before it can end. A send under way
+// when the plan stops is not cut short: SQS may accept a canceled request,
+// and a message sent but never heard of as sent would be planned again.
 func sendAll(ctx context.Context, bodies <-chan Body, send SendFunc, sent SentFunc, fail context.CancelCauseFunc) {
 	failed := false
 	for body := range bodies {
@@ -103,7 +108,14 @@ func sendAll(ctx context.Context, bodies <-chan Body, send SendFunc, sent SentFu
 		for i, b := range batch {
 			data[i] = b.Data
 		}
-		if err := send(ctx, data); err != nil {
+		if ctx.Err() != nil {
+			failed = true
+			continue
+		}
+		sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sendTimeout)
+		err := send(sendCtx, data)
+		cancel()
+		if err != nil {
 			failed = true
 			var acc accepter
 			if errors.As(err, &acc) && sent != nil {

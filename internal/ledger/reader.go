@@ -144,14 +144,17 @@ func (r *Reader) readDone(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var fresh, known []string
+	var fresh []string
+	known := map[string]string{} // journal prefix → the last key read
+	r.mu.Lock()
 	for _, j := range journals {
-		if _, ok := r.journals[j]; ok {
-			known = append(known, j)
+		if after, ok := r.journals[j]; ok {
+			known[j] = after
 		} else {
 			fresh = append(fresh, j)
 		}
 	}
+	r.mu.Unlock()
 	// A new journal's folders, then every folder and every known journal.
 	var folders []string
 	g, gctx := errgroup.WithContext(ctx)
@@ -173,8 +176,8 @@ func (r *Reader) readDone(ctx context.Context) error {
 	for _, prefix := range folders {
 		g.Go(func() error { return r.readEntries(gctx, prefix, "") })
 	}
-	for _, j := range known {
-		g.Go(func() error { return r.readEntries(gctx, j, r.journals[j]) })
+	for j, after := range known {
+		g.Go(func() error { return r.readEntries(gctx, j, after) })
 	}
 	return g.Wait()
 }

@@ -11,6 +11,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
 // FaultProxy is an HTTP proxy in front of the S3 server that answers a share
@@ -40,6 +44,21 @@ func (e *Env) SQSFaults(t testing.TB, throttledPct, internalPct, dropPct float64
 		return !strings.HasSuffix(target, "GetQueueAttributes") && !strings.HasSuffix(target, "GetQueueUrl")
 	}
 	return e.faults(t, e.SQSEndpoint, sqsError, moves, 0, throttledPct, internalPct, dropPct)
+}
+
+// Counting starts a proxy in front of target (an S3 endpoint, such as a
+// latency proxy) that passes every request on and counts them in Passed.
+func (e *Env) Counting(t testing.TB, target string) *FaultProxy {
+	return e.faults(t, target, s3Error, nil, 0, 0, 0, 0)
+}
+
+// Client is an S3 client for endpoint (the server, or a proxy in front of
+// it) with the testbed's credentials.
+func (e *Env) Client(endpoint string) *s3.Client {
+	return s3.New(s3.Options{
+		Region: Region, BaseEndpoint: aws.String(endpoint), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(AccessKey, SecretKey, ""),
+	})
 }
 
 // Slow starts a proxy in front of the S3 server that holds every request

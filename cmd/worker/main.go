@@ -1,5 +1,5 @@
 // Command worker drains an s3clone work queue, copying each batch of keys
-// server-side and reporting every finished message to the report queue.
+// server-side and recording every finished message in the run ledger.
 package main
 
 import (

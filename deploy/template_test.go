@@ -498,3 +498,42 @@ func TestTaskEnvironmentIsUnderstood(t *testing.T) {
 		}
 	}
 }
+
+// TestLedgerIsKept: the stack's ledger bucket survives the stack and its
+// replacement (it is the runs' history), is private and encrypted, and
+// expires nothing unless LedgerExpirationDays asks.
+func TestLedgerIsKept(t *testing.T) {
+	var doc map[string]any
+	if err := yaml.Unmarshal(Template, &doc); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := doc["Resources"].(map[string]any)["Ledger"].(map[string]any)
+	if raw["DeletionPolicy"] != "Retain" || raw["UpdateReplacePolicy"] != "Retain" {
+		t.Errorf("Ledger: DeletionPolicy %v, UpdateReplacePolicy %v; want Retain for both", raw["DeletionPolicy"], raw["UpdateReplacePolicy"])
+	}
+	tpl := loadTemplate(t)
+	ledger := tpl.Resources["Ledger"]
+	if ledger.Condition != "CreateLedger" {
+		t.Errorf("Ledger exists under %q, want CreateLedger (only when no LedgerBucket is given)", ledger.Condition)
+	}
+	lc, _ := ledger.Properties["LifecycleConfiguration"].(map[string]any)["Fn::If"].([]any)
+	if len(lc) != 3 || lc[0] != "ExpireLedger" || key(lc[2]) != `{"Ref":"AWS::NoValue"}` {
+		t.Errorf("Ledger's lifecycle rules: %v; want them only under ExpireLedger", key(ledger.Properties["LifecycleConfiguration"]))
+	}
+	if key(tpl.Conditions["ExpireLedger"]) != key(map[string]any{"Fn::And": []any{map[string]any{"Condition": "CreateLedger"},
+		map[string]any{"Fn::Not": []any{map[string]any{"Fn::Equals": []any{map[string]any{"Ref": "LedgerExpirationDays"}, "0"}}}}}}) {
+		t.Errorf("ExpireLedger is %s", key(tpl.Conditions["ExpireLedger"]))
+	}
+	if p, _ := tpl.Parameters["LedgerExpirationDays"].(map[string]any); p["Default"] != "0" {
+		t.Errorf("LedgerExpirationDays defaults to %v, want 0 (keep)", p["Default"])
+	}
+	block, _ := ledger.Properties["PublicAccessBlockConfiguration"].(map[string]any)
+	for _, k := range []string{"BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"} {
+		if block[k] != "true" {
+			t.Errorf("Ledger: %s is %v", k, block[k])
+		}
+	}
+	if ledger.Properties["BucketEncryption"] == nil {
+		t.Error("Ledger: no default encryption")
+	}
+}

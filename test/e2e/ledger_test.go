@@ -285,3 +285,42 @@ func TestAMessageWhoseKeysAllFail(t *testing.T) {
 		t.Fatalf("verify %+v, exit %d", v, code)
 	}
 }
+
+// TestWatchPlannerRunFromAnotherTerminal: planner run --ledger records its
+// run as a fleet would, so a status --watch elsewhere follows it to the
+// end and agrees with run's own summary.
+func TestWatchPlannerRunFromAnotherTerminal(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	srcB, dstB := env.Bucket(t), env.Bucket(t)
+	env.Put(t, srcB, acceptanceObjects())
+	led := ledgerURL(t, env)
+	slow := env.Slow(t, 20*time.Millisecond)
+	runCmd, runOut, runErr := command(env, "planner", "run", "--source", "s3://"+srcB, "--dest", "s3://"+dstB, "--ledger", led,
+		"--concurrency", "4", "--batch-keys", "20")
+	runCmd.Env = env.EnvironFor(slow.URL)
+	if err := runCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	runDone := make(chan error, 1)
+	go func() { runDone <- runCmd.Wait() }()
+	// The watch starts once the run is in the ledger.
+	waitFor(t, 30*time.Second, "the run in the ledger", func() bool {
+		return len(env.Keys(t, bucketOf(led), "s3clone/runs/")) > 0
+	})
+	watch := run(t, env, "planner", "status", "--ledger", led, "--json", "--watch", "1s")
+	if err := <-runDone; err != nil {
+		t.Fatalf("planner run: %v\n%s", err, tail(runErr.String()))
+	}
+	views := watchViews(t, watch.stdout)
+	if watch.code != 0 || len(views) < 2 {
+		t.Fatalf("watch: exit %d, %d views\n%s", watch.code, len(views), tail(watch.stderr))
+	}
+	last := views[len(views)-1]
+	if !last.Complete || last.Copied != 400 || last.Messages != 20 || views[0].Complete {
+		t.Fatalf("first view %+v, last %+v", views[0], last)
+	}
+	if !strings.Contains(runOut.String(), "copied      400 objects") {
+		t.Fatalf("planner run's own summary:\n%s", runOut.String())
+	}
+}

@@ -151,7 +151,7 @@ func (w *Worker) unhold(jobs []*job) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, j := range jobs {
-		delete(w.held, j.msg.ID)
+		delete(w.held, j)
 	}
 }
 
@@ -180,7 +180,7 @@ func (w *Worker) extend(ctx context.Context) {
 	defer w.vis.Unlock()
 	w.mu.Lock()
 	msgs := make([]queue.Message, 0, len(w.held))
-	for _, j := range w.held {
+	for j := range w.held {
 		msgs = append(msgs, j.msg)
 	}
 	w.mu.Unlock()

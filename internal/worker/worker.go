@@ -152,11 +152,15 @@ type Worker struct {
 	log   zerolog.Logger
 	Stats Stats
 
-	freed chan struct{}  // a key finished: there may be room to receive
-	late  sync.WaitGroup // receives still under way after stopping
-	mu    sync.Mutex
-	held  map[string]*job // messages being worked on, by message id
-	avg   float64         // running mean of keys per message; 0 = unknown
+	freed    chan struct{}  // a key finished: there may be room to receive
+	finished chan *job      // messages whose every key is done (or cut short)
+	late     sync.WaitGroup // receives still under way after stopping
+	mu       sync.Mutex
+	// held is every message received and not yet deleted or handed back:
+	// the heartbeat keeps each hidden, from the receive on. By job, not by
+	// message id: SQS may deliver one message twice to the same worker.
+	held map[*job]struct{}
+	avg  float64 // running mean of keys per message; 0 = unknown
 	// vis orders visibility changes: a message is handed back or deleted
 	// only while no extension of it is under way, so an extension can
 	// never hide a message again after it was released.
@@ -170,7 +174,7 @@ func New(cfg Config, src Source, rec Recorder, cp Copier, log zerolog.Logger) *W
 		cfg: cfg, src: src, rec: rec, cp: cp,
 		log:   log.With().Str("worker", cfg.ID).Logger(),
 		freed: make(chan struct{}, 1),
-		held:  map[string]*job{},
+		held:  map[*job]struct{}{},
 	}
 }
 
@@ -206,21 +210,18 @@ func (w *Worker) Run(ctx context.Context) error {
 	finishCtx := context.WithoutCancel(ctx)
 
 	tasks := make(chan task)
-	finished := make(chan *job, w.cfg.Concurrency)
+	w.finished = make(chan *job, w.cfg.Concurrency)
 	var pool sync.WaitGroup
 	for range w.cfg.Concurrency {
 		pool.Go(func() {
 			for t := range tasks {
 				w.copyKey(workCtx, t)
-				if t.job.remaining.Add(-1) == 0 {
-					finished <- t.job
-				}
-				w.keyDone()
+				w.keysDone(t.job, 1)
 			}
 		})
 	}
 	var finisher sync.WaitGroup
-	finisher.Go(func() { w.finishLoop(finishCtx, finished) })
+	finisher.Go(func() { w.finishLoop(finishCtx, w.finished) })
 	stopBeat := make(chan struct{})
 	var beat sync.WaitGroup
 	beat.Go(func() { w.heartbeat(finishCtx, stopBeat) })
@@ -230,7 +231,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.drain(ctx, cancelWork)
 	close(tasks)
 	pool.Wait()
-	close(finished)
+	close(w.finished)
 	finisher.Wait()
 	w.late.Wait()
 	close(stopBeat)
@@ -282,8 +283,8 @@ func (w *Worker) receiveLoop(ctx context.Context, tasks chan<- task) {
 			continue
 		}
 		lastMsg = time.Now()
-		for _, m := range msgs {
-			w.dispatch(m, tasks)
+		for _, j := range w.hold(msgs) {
+			w.dispatch(ctx, j, tasks)
 		}
 	}
 }
@@ -329,58 +330,90 @@ func (w *Worker) fetchCount(free int) int {
 	return min(max(int(float64(free)/avg), 1), 10)
 }
 
-func (w *Worker) dispatch(m queue.Message, tasks chan<- task) {
-	batch, err := plan.Decode(m.Body)
-	if err != nil {
-		// Left alone: it comes back after its visibility timeout and, after
-		// the queue's receive limit, moves to the dead-letter queue.
-		w.Stats.Malformed.Add(1)
-		w.log.Error().Err(err).Str("message", m.ID).Int("receives", m.Receives).Msg("malformed message left for the dead-letter queue")
-		return
+// hold decodes received messages into jobs and holds them: from here on
+// the heartbeat keeps them hidden until they are deleted or handed back.
+// A message that is not an s3clone batch is left alone: it comes back
+// after its visibility timeout and, after the queue's receive limit, moves
+// to the dead-letter queue.
+func (w *Worker) hold(msgs []queue.Message) []*job {
+	jobs := make([]*job, 0, len(msgs))
+	for _, m := range msgs {
+		batch, err := plan.Decode(m.Body)
+		if err != nil {
+			w.Stats.Malformed.Add(1)
+			w.log.Error().Err(err).Str("message", m.ID).Int("receives", m.Receives).Msg("malformed message left for the dead-letter queue")
+			continue
+		}
+		j := &job{msg: m, batch: batch}
+		j.result = ledger.Entry{Run: batch.Run, Seq: batch.Seq, Op: batch.Op, Source: batch.Source, Dest: batch.Dest,
+			Worker: w.cfg.ID, Started: time.Now()}
+		n := len(batch.Entries)
+		switch batch.Op {
+		case plan.OpProbe:
+			n = 0 // nothing to do: deleted unrecorded
+		case plan.OpDelete:
+			n = 1 // one DeleteObjects call for the whole batch
+		}
+		j.remaining.Store(int64(n))
+		w.Stats.InFlight.Add(int64(n))
+		jobs = append(jobs, j)
 	}
-	j := &job{msg: m, batch: batch}
-	j.result = ledger.Entry{Run: batch.Run, Seq: batch.Seq, Op: batch.Op, Source: batch.Source, Dest: batch.Dest,
-		Worker: w.cfg.ID, Started: time.Now()}
-	n := len(batch.Entries)
-	switch batch.Op {
-	case plan.OpProbe:
-		n = 0 // nothing to do: deleted unreported
-	case plan.OpDelete:
-		n = 1 // one DeleteObjects call for the whole batch
-	}
-	j.remaining.Store(int64(n))
 	w.mu.Lock()
-	w.held[m.ID] = j
-	if w.avg == 0 {
-		w.avg = float64(n)
-	} else {
-		w.avg = 0.8*w.avg + 0.2*float64(n)
+	defer w.mu.Unlock()
+	for _, j := range jobs {
+		w.held[j] = struct{}{}
+		n := float64(j.remaining.Load())
+		if w.avg == 0 {
+			w.avg = n
+		} else {
+			w.avg = 0.8*w.avg + 0.2*n
+		}
 	}
-	w.mu.Unlock()
+	return jobs
+}
+
+// dispatch hands each of j's keys to the pool as a copier frees up. When
+// ctx ends first, the keys not handed over are cut short: once those under
+// way finish, the message goes back to the queue at once.
+func (w *Worker) dispatch(ctx context.Context, j *job, tasks chan<- task) {
+	n := int(j.remaining.Load())
 	if n == 0 {
 		w.complete(context.Background(), []*job{j})
 		return
 	}
-	w.Stats.InFlight.Add(int64(n))
-	if batch.Op == plan.OpDelete {
-		tasks <- task{job: j, i: wholeBatch}
-		return
-	}
 	for i := range n {
-		tasks <- task{job: j, i: i}
+		t := task{job: j, i: i}
+		if j.batch.Op == plan.OpDelete {
+			t.i = wholeBatch
+		}
+		select {
+		case tasks <- t:
+			continue
+		case <-ctx.Done():
+		}
+		j.mu.Lock()
+		j.canceled = true
+		j.mu.Unlock()
+		w.keysDone(j, n-i)
+		return
 	}
 }
 
-// wholeBatch is the task index of a task that does a whole batch at once.
-const wholeBatch = -1
-
-func (w *Worker) keyDone() {
-	w.Stats.InFlight.Add(-1)
+// keysDone counts n of j's keys done, finished or cut short: the last of
+// them sends the job on to be settled.
+func (w *Worker) keysDone(j *job, n int) {
+	w.Stats.InFlight.Add(-int64(n))
+	if j.remaining.Add(-int64(n)) == 0 {
+		w.finished <- j
+	}
 	select {
 	case w.freed <- struct{}{}:
 	default:
 	}
 }
+
+// wholeBatch is the task index of a task that does a whole batch at once.
+const wholeBatch = -1
 
 // drain waits for in-flight keys to finish: without limit when the worker
 // stops on its own, for at most Grace when ctx ended, then cuts them short.

@@ -407,3 +407,135 @@ func TestReceivesOnlyWhatFits(t *testing.T) {
 		t.Error("never asked for more than one message at a time")
 	}
 }
+
+// greedySource hands out every message it has in one receive, which SQS
+// never does (ten at most): the way to have many messages received and not
+// yet dispatched at once.
+type greedySource struct {
+	*queue.Memory
+	once sync.Once
+}
+
+func (g *greedySource) Receive(ctx context.Context, n int, wait, vis time.Duration) ([]queue.Message, error) {
+	got := false
+	var msgs []queue.Message
+	var err error
+	g.once.Do(func() {
+		got = true
+		msgs, err = g.Memory.Receive(ctx, 1000, wait, vis)
+	})
+	if got {
+		return msgs, err
+	}
+	return g.Memory.Receive(ctx, n, wait, vis)
+}
+
+// TestStopReleasesUndispatchedMessages: 51 messages received at once, one
+// copy slot, the first copy slow. A stop releases the 50 messages waiting
+// for a slot at once (they were held, never left to time out), lets the
+// copy under way finish within the grace, and returns.
+func TestStopReleasesUndispatchedMessages(t *testing.T) {
+	t.Parallel()
+	mem := queue.NewMemory(100)
+	for i := range 51 {
+		if err := mem.Send(context.Background(), []queue.Outgoing{batchBody(t, int64(i+1), fmt.Sprint("k", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	started := make(chan struct{}, 1)
+	cp := newScripted(func(ctx context.Context, _ copier.Source, _ string) error {
+		select {
+		case started <- struct{}{}:
+			time.Sleep(500 * time.Millisecond) // the one copy under way
+		default:
+		}
+		return nil
+	})
+	tally := ledger.NewTally()
+	ctx, stop := context.WithCancel(context.Background())
+	src := &greedySource{Memory: mem}
+	_, done := runWorker(t, ctx, Config{Concurrency: 1, Grace: 5 * time.Second, Visibility: 60 * time.Second}, src, TallyRecorder{Tally: tally}, cp)
+	<-started
+	stopped := time.Now()
+	stop()
+	waitDone(t, done, 10*time.Second)
+	if took := time.Since(stopped); took > 3*time.Second {
+		t.Fatalf("stopping took %s", took)
+	}
+	if st := tally.Status(); st.Copied != 1 || st.Unrecorded != 1 {
+		t.Fatalf("the copy under way: %+v", st)
+	}
+	// All 50 are receivable now, long before their 60s visibility.
+	msgs, err := mem.Receive(context.Background(), 100, 0, time.Minute)
+	if err != nil || len(msgs) != 50 {
+		t.Fatalf("%d of 50 undispatched messages released (%v)", len(msgs), err)
+	}
+}
+
+// twiceSource delivers one message twice, as SQS does when a message's
+// visibility lapses (a failed extension, say) while a worker still has it,
+// and records what the worker does with it.
+type twiceSource struct {
+	mu       sync.Mutex
+	body     []byte
+	received int
+	extended []time.Time // extensions of the message's visibility
+	deleted  int
+}
+
+func (s *twiceSource) Receive(ctx context.Context, n int, wait, vis time.Duration) ([]queue.Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.received < 2 {
+		s.received++
+		return []queue.Message{{ID: "m1", Body: s.body, Receives: s.received}}, nil
+	}
+	s.mu.Unlock()
+	time.Sleep(wait)
+	s.mu.Lock()
+	return nil, nil
+}
+
+func (s *twiceSource) Delete(_ context.Context, msgs []queue.Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deleted += len(msgs)
+	return nil
+}
+
+func (s *twiceSource) ChangeVisibility(_ context.Context, msgs []queue.Message, d time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d > 0 && len(msgs) > 0 {
+		s.extended = append(s.extended, time.Now())
+	}
+	return nil
+}
+
+// TestAMessageReceivedTwiceStaysHeld: finishing and deleting the first
+// delivery of a message must not drop the hold of its second delivery,
+// still being copied: its visibility goes on being extended.
+func TestAMessageReceivedTwiceStaysHeld(t *testing.T) {
+	t.Parallel()
+	src := &twiceSource{body: batchBody(t, 1, "k").Body}
+	var calls atomic.Int32
+	cp := newScripted(func(context.Context, copier.Source, string) error {
+		if calls.Add(1) == 1 {
+			time.Sleep(100 * time.Millisecond)
+		} else {
+			time.Sleep(3 * time.Second)
+		}
+		return nil
+	})
+	_, done := runWorker(t, context.Background(), Config{Concurrency: 2, Visibility: 2 * time.Second, Wait: 100 * time.Millisecond, IdleExit: time.Second},
+		src, TallyRecorder{Tally: ledger.NewTally()}, cp)
+	waitDone(t, done, 30*time.Second)
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if src.deleted != 2 {
+		t.Fatalf("%d deletes, want both deliveries deleted once done", src.deleted)
+	}
+	if len(src.extended) < 2 {
+		t.Fatalf("the second delivery's visibility was extended %d times over its 3s copy (every 1s wanted)", len(src.extended))
+	}
+}

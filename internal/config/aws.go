@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -14,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -90,6 +92,9 @@ func (a *AWS) Load(ctx context.Context) (aws.Config, error) {
 		t.MaxIdleConnsPerHost = conns
 		t.IdleConnTimeout = 90 * time.Second
 	})
+	// The credentials cache, once loaded: a request refused for expired
+	// credentials invalidates it, so the retry signs with fresh ones.
+	creds := &credentialsRef{}
 	opts := []func(*awsconfig.LoadOptions) error{
 		awsconfig.WithHTTPClient(client),
 		awsconfig.WithRetryer(func() aws.Retryer {
@@ -98,10 +103,7 @@ func (a *AWS) Load(ctx context.Context) (aws.Config, error) {
 				o.MaxBackoff = 20 * time.Second
 				o.RateLimiter = ratelimit.None
 			})
-			if a.OnThrottle == nil {
-				return r
-			}
-			return throttleObserver{RetryerV2: r, onThrottle: a.OnThrottle}
+			return observer{RetryerV2: r, onThrottle: a.OnThrottle, creds: creds}
 		}),
 	}
 	if a.Region != "" {
@@ -110,6 +112,11 @@ func (a *AWS) Load(ctx context.Context) (aws.Config, error) {
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return cfg, Usagef("AWS configuration: %v", err)
+	}
+	// Static credentials (the environment's, a profile's keys) cannot be
+	// refreshed: a refusal of them is final.
+	if cache, ok := cfg.Credentials.(*aws.CredentialsCache); ok && !aws.IsCredentialsProvider(cache, credentials.StaticCredentialsProvider{}) {
+		creds.set(cache)
 	}
 	if cfg.Region == "" {
 		if a.customS3Endpoint() == "" && a.customSQSEndpoint() == "" {
@@ -120,20 +127,66 @@ func (a *AWS) Load(ctx context.Context) (aws.Config, error) {
 	return cfg, nil
 }
 
-// throttleObserver reports every throttling error the retryer is asked
-// about: the SDK asks once per failed attempt, so retried throttles count.
-type throttleObserver struct {
+// observer wraps the SDK's retryer, which it asks about every failed
+// attempt. It reports every throttling error (retried ones included), and
+// makes a refusal of expired credentials retryable after dropping the
+// cached credentials: the retry fetches fresh ones (an assumed role's
+// session lasts as little as 15 minutes; a clone can last longer).
+type observer struct {
 	aws.RetryerV2
-	onThrottle func()
+	onThrottle func() // nil: nobody listens
+	creds      *credentialsRef
 }
 
 var throttles = retry.IsErrorThrottles(retry.DefaultThrottles)
 
-func (t throttleObserver) IsErrorRetryable(err error) bool {
-	if throttles.IsErrorThrottle(err) == aws.TrueTernary {
-		t.onThrottle()
+func (o observer) IsErrorRetryable(err error) bool {
+	if o.onThrottle != nil && throttles.IsErrorThrottle(err) == aws.TrueTernary {
+		o.onThrottle()
 	}
-	return t.RetryerV2.IsErrorRetryable(err)
+	if Expired(err) && o.creds.invalidate() {
+		return true
+	}
+	return o.RetryerV2.IsErrorRetryable(err)
+}
+
+// Expired reports an error that refuses credentials as expired or out of
+// date, which fresh credentials cure.
+func Expired(err error) bool {
+	var api smithy.APIError
+	if !errors.As(err, &api) {
+		return false
+	}
+	switch api.ErrorCode() {
+	case "ExpiredToken", "ExpiredTokenException", "RequestExpired", "TokenRefreshRequired":
+		return true
+	}
+	return false
+}
+
+// credentialsRef holds the credentials cache the retryer invalidates; it
+// is set once the configuration is loaded. Safe for concurrent use.
+type credentialsRef struct {
+	mu    sync.Mutex
+	cache *aws.CredentialsCache
+}
+
+func (r *credentialsRef) set(c *aws.CredentialsCache) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cache = c
+}
+
+// invalidate drops the cached credentials, reporting whether there was a
+// cache to drop (static credentials cannot be refreshed).
+func (r *credentialsRef) invalidate() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cache == nil {
+		return false
+	}
+	r.cache.Invalidate()
+	return true
 }
 
 // S3 returns an S3 client for cfg.

@@ -297,6 +297,10 @@ func TestClassify(t *testing.T) {
 		{&smithy.GenericAPIError{Code: "AccessDenied"}, ReasonAccessDenied},
 		{&smithy.GenericAPIError{Code: "NoSuchBucket"}, ReasonNoBucket},
 		{&smithy.GenericAPIError{Code: "InvalidObjectState"}, ReasonArchived},
+		{&smithy.GenericAPIError{Code: "NoSuchUpload"}, ReasonTransient}, // the destination's upload, not the source
+		{&smithy.GenericAPIError{Code: "ExpiredToken"}, ReasonCredentials},
+		{&smithy.GenericAPIError{Code: "InvalidToken"}, ReasonCredentials},
+		{&smithy.GenericAPIError{Code: "RequestExpired"}, ReasonCredentials},
 		{&smithy.GenericAPIError{Code: "SlowDown"}, ReasonTransient},
 		{&smithy.GenericAPIError{Code: "InternalError"}, ReasonTransient},
 		{context.Canceled, ReasonCanceled},
@@ -304,8 +308,12 @@ func TestClassify(t *testing.T) {
 		{&url.Error{Op: "Put", URL: "http://x", Err: io.ErrUnexpectedEOF}, ReasonTransient},
 	}
 	for _, c := range cases {
-		if got := Classify(c.err); got.Reason != c.want {
+		got := Classify(c.err)
+		if got.Reason != c.want {
 			t.Errorf("Classify(%v) = %q, want %q", c.err, got.Reason, c.want)
+		}
+		if retried := !got.Permanent(); retried != (c.want == ReasonTransient || c.want == ReasonCanceled || c.want == ReasonCredentials) {
+			t.Errorf("Classify(%v).Permanent() = %v", c.err, !retried)
 		}
 	}
 	if Classify(nil) != nil {

@@ -23,9 +23,19 @@ const (
 	ReasonAccessDenied Reason = "access-denied"
 	// ReasonNoBucket: the source or destination bucket does not exist.
 	ReasonNoBucket Reason = "no-such-bucket"
-	// ReasonArchived: the object is in an archive storage class and must be
-	// restored before it can be copied.
+	// ReasonArchived: the object is in an archive storage class (GLACIER,
+	// DEEP_ARCHIVE, or an archive tier of INTELLIGENT_TIERING) and must be
+	// restored before it can be copied (InvalidObjectState). Failed, with
+	// how to restore it.
 	ReasonArchived Reason = "archived"
+	// ReasonNeedsKey: the source is encrypted with a customer-provided key
+	// (SSE-C), which a copy cannot read without it. Failed.
+	ReasonNeedsKey Reason = "needs-customer-key"
+	// ReasonCredentials: the credentials expired or were refused as
+	// out of date (ExpiredToken, InvalidToken, RequestExpired). The SDK
+	// fetches fresh ones and tries again; a copy still refused is tried
+	// again later with its message.
+	ReasonCredentials Reason = "credentials-expired"
 	// ReasonRejected: S3 refused the request as invalid (4xx); retrying the
 	// same request cannot succeed.
 	ReasonRejected Reason = "rejected"
@@ -48,7 +58,7 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // Permanent reports whether retrying the copy cannot help.
 func (e *Error) Permanent() bool {
-	return e.Reason != ReasonTransient && e.Reason != ReasonCanceled
+	return e.Reason != ReasonTransient && e.Reason != ReasonCanceled && e.Reason != ReasonCredentials
 }
 
 // Blocked reports an error that blocks every copy alike until an operator
@@ -84,8 +94,14 @@ func Classify(err error) *Error {
 
 func reasonFor(err error, code string, status int) Reason {
 	switch code {
-	case "NoSuchKey", "NoSuchUpload":
+	case "NoSuchKey":
 		return ReasonVanished
+	case "NoSuchUpload":
+		// The destination's upload is gone (a retried completion that had
+		// succeeded, or a lifecycle rule aborted it): copy again.
+		return ReasonTransient
+	case "ExpiredToken", "ExpiredTokenException", "InvalidToken", "RequestExpired", "TokenRefreshRequired":
+		return ReasonCredentials
 	case "PreconditionFailed":
 		return ReasonChanged
 	case "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch", "KMS.AccessDeniedException":

@@ -81,6 +81,7 @@ type planFrom struct {
 	checkpoint string
 	progress   *listing.Progress // set when a plain listing is checkpointed
 	counts     plan.DiffCounts
+	deletions  int // deletions in the --from-file file
 	lister     *listing.Lister
 	paired     *listing.Paired
 }
@@ -116,8 +117,12 @@ func (pf *planFrom) validate(p *config.Problems, s *source) {
 		return
 	}
 	defer f.Close()
-	n := 0
-	if err := plan.ReadRecords(f, s.src, s.dst, func(plan.Record) error { n++; return nil }); err != nil {
+	if err := plan.ReadRecords(f, s.src, s.dst, func(r plan.Record) error {
+		if r.Problem == plan.Extra || (r.Problem == plan.Failed && r.Source == nil) {
+			pf.deletions++
+		}
+		return nil
+	}); err != nil {
 		p.Addf("--from-file %s: %v", pf.fromFile, err)
 	}
 }
@@ -152,7 +157,11 @@ func (pf *planFrom) describe(elapsed time.Duration) string {
 		return fmt.Sprintf("diff      %.2fs, %d requests over %d shards: %d compared, %d matching, %d missing, %d different, %d extra",
 			elapsed.Seconds(), st.Requests, st.Shards, c.Compared.Load(), c.Matching.Load(), c.Missing.Load(), c.Different.Load(), c.Extra.Load())
 	}
-	return fmt.Sprintf("from      %s, %.2fs", pf.fromFile, elapsed.Seconds())
+	how := fmt.Sprintf("from      %s, %.2fs", pf.fromFile, elapsed.Seconds())
+	if pf.deletions > 0 && !pf.mirror {
+		how += fmt.Sprintf("\nskipped   %d deletions in the file (add --delete to enqueue them)", pf.deletions)
+	}
+	return how
 }
 
 // enqueue runs the plan, sending its batches with send; sent may be nil.
@@ -325,9 +334,7 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		return config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "runs/*"))
 	}
 	if err := preflight(ctx, s3Client, work, sum, log); err != nil {
-		if endErr := runLog.End(ctx, 0, fmt.Errorf("preflight: %w", err)); endErr != nil {
-			log.Warn().Err(endErr).Msg("could not record the failed preflight in the ledger")
-		}
+		endEarly(ctx, runLog, fmt.Errorf("preflight: %w", err), log)
 		return err
 	}
 	return runPlan(ctx, stdout, &s, &from, sum, prior, work, runLog, s3Client, log)
@@ -344,6 +351,7 @@ func runPlan(ctx context.Context, stdout io.Writer, s *source, from *planFrom, s
 	var cp *plan.Checkpoint
 	if from.progress != nil {
 		cp = plan.NewCheckpoint(from.checkpoint, sum, work.URL(), from.progress, prior)
+		sum.Reserve = cp.Reserve
 	}
 	sent := func(batch []plan.Body) {
 		seqs, t := sentGroup(batch)

@@ -8,6 +8,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/copier"
 	"github.com/s3clone/s3clone/internal/ledger"
@@ -88,17 +90,15 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		journal, err := store.OpenJournal(ctx, "local", config.Version())
 		if err != nil {
-			return config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "workers/*")+" and "+config.LedgerARN(store, "runs/*/done/*"))
+			err = config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "workers/*")+" and "+config.LedgerARN(store, "runs/*/done/*"))
+			endEarly(ctx, runLog, err, log)
+			return err
 		}
 		recorder.Next = journal
 	}
 	api := work.CopyAPI(s3Client, limiter.Throttled, log)
 	if err := preflightS3(ctx, s3Client, api, sum, log); err != nil {
-		if runLog != nil {
-			if endErr := runLog.End(ctx, 0, fmt.Errorf("preflight: %w", err)); endErr != nil {
-				log.Warn().Err(endErr).Msg("could not record the failed preflight in the ledger")
-			}
-		}
+		endEarly(ctx, runLog, fmt.Errorf("preflight: %w", err), log)
 		return err
 	}
 
@@ -167,4 +167,16 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("%w: %d of %d", config.ErrObjectsFailed, st.Failed, st.Planned.Objects)
 	}
 	return nil
+}
+
+// endEarly ends the ledger's record of a run that stops before planning,
+// saying why, so it does not read as a plan still running; runLog may be
+// nil (no ledger).
+func endEarly(ctx context.Context, runLog *ledger.RunLog, why error, log zerolog.Logger) {
+	if runLog == nil {
+		return
+	}
+	if err := runLog.End(ctx, 0, why); err != nil {
+		log.Warn().Err(err).Msg("could not record in the ledger why the run stopped")
+	}
 }

@@ -290,7 +290,7 @@ func watchEnd(v *status.View) (bool, error) {
 		return true, fmt.Errorf("%w: the work queue is empty and %d messages are in its dead-letter queue; fix what the failures above say, then planner redrive",
 			errStalled, *v.Queue.DeadLettered)
 	case v.Ended():
-		return true, fmt.Errorf("%w: the plan stopped before sending everything (%s); run it again, with --checkpoint it carries on", errStalled, v.PlanError)
+		return true, fmt.Errorf("%w: the plan did not finish (%s); run it again, with --checkpoint it carries on", errStalled, v.PlanError)
 	}
 	return false, nil
 }

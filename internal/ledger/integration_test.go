@@ -152,7 +152,8 @@ func TestReaderReadsOnlyWhatIsNew(t *testing.T) {
 	if err := again.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if a, b := again.Tally().Status(), r.Tally().Status(); a.Copied != b.Copied || a.Done != b.Done || a.Last != b.Last || a.RecentRate != b.RecentRate {
+	now := time.Now()
+	if a, b := again.Tally().StatusAt(now), r.Tally().StatusAt(now); a.Copied != b.Copied || a.Done != b.Done || a.Last != b.Last || a.RecentRate != b.RecentRate {
 		t.Fatalf("two readers disagree: %+v vs %+v", a, b)
 	}
 }
@@ -260,4 +261,69 @@ func TestLedgerErrorsSayWhy(t *testing.T) {
 	if _, err := ledger.New(env.S3, bucket, "x/").Run(ctx, "20261201T000000Z-00000005"); !errors.Is(err, ledger.ErrNotFound) {
 		t.Fatalf("no such run: %v", err)
 	}
+}
+
+// heldPuts holds back the PutObject of keys containing hold until release
+// is closed: an entry written late, as when a worker writes several at once.
+type heldPuts struct {
+	ledger.API
+	hold    string
+	release chan struct{}
+}
+
+func (h heldPuts) PutObject(ctx context.Context, in *s3.PutObjectInput, o ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	if strings.Contains(aws.ToString(in.Key), h.hold) {
+		<-h.release
+	}
+	return h.API.PutObject(ctx, in, o...)
+}
+
+// TestReaderFindsEntriesStoredOutOfOrder: a journal's entry 2 is stored
+// before its entry 1. A watch that read entry 2 must still find entry 1
+// when it lands.
+func TestReaderFindsEntriesStoredOutOfOrder(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	ctx := context.Background()
+	bucket := env.Bucket(t)
+	held := heldPuts{API: env.S3, hold: "/0000000001-", release: make(chan struct{})}
+	writer := ledger.New(held, bucket, "ledger/")
+	run := "20261201T000000Z-00000006"
+	l, err := writer.BeginRun(ctx, ledger.Run{ID: run})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Sent([]int64{1, 2, 3}, ledger.Totals{Messages: 3, Objects: 30}, nil)
+	if err := l.End(ctx, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	j, err := writer.OpenJournal(ctx, "w", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() { first <- j.Record(ctx, entry(run, 1, 10)) }() // number 1, held back
+	time.Sleep(200 * time.Millisecond)
+	if err := j.Record(ctx, entry(run, 2, 10)); err != nil { // number 2, stored first
+		t.Fatal(err)
+	}
+	reader := ledger.New(env.S3, bucket, "ledger/")
+	watch := reader.Follow(run)
+	if err := watch.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := watch.Tally().Status(); st.Done != 1 {
+		t.Fatalf("before entry 1 lands: %+v", st)
+	}
+	close(held.release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := watch.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := watch.Tally().Status(); st.Done != 2 || st.Copied != 20 {
+		t.Fatalf("entry 1 stored after entry 2 was read: the watch sees %+v", st)
+	}
+
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -57,9 +58,16 @@ func (s *Store) Run(ctx context.Context, id string) (*Run, error) {
 }
 
 // Reader follows one run: each Refresh reads only what was written since
-// the last (the run record until the plan ends, the sent records not read
-// yet, and each journal's entries after the last one read), so a watch
-// costs what is new, not the run's history. Not safe for concurrent use.
+// the last (the run record until the plan has finished, the sent records
+// not read yet, and each journal's entries from the first one it has not
+// read), so a watch costs what is new, not the run's history. Not safe for
+// concurrent use.
+//
+// A worker writes several entries at once, so a journal's entry n+1 may be
+// listed before entry n. Each journal therefore has a low-water mark: every
+// entry up to it was read, and the next refresh lists from the one after
+// it. A number that never appears (its write failed and the message was
+// redone under another) is given up on after GapSettle.
 type Reader struct {
 	store *Store
 	run   string
@@ -70,32 +78,84 @@ type Reader struct {
 	// of this layout (left alone).
 	Ignored int64
 
+	// GapSettle is how long a missing entry number holds a journal's
+	// low-water mark. Default 5m (an entry write takes at most 30s).
+	GapSettle time.Duration
+	// Now is the reader's clock (for tests). Default time.Now.
+	Now func() time.Time
+
 	mu       sync.Mutex
-	ended    bool
+	finished bool
 	sentRead map[string]bool
-	journals map[string]string    // journal prefix → the last key read
-	failures map[string][]Failure // entry key → its failed keys, once read
+	journals map[string]*journalState // by journal prefix
+	failures map[string][]Failure     // entry key → its failed keys, once read
+}
+
+// journalState is how far a reader has read one journal.
+type journalState struct {
+	low   int64          // every entry numbered up to low has been read
+	above map[int64]bool // entry numbers read beyond low
+	gap   time.Time      // when entry low+1 was first found missing
 }
 
 // Follow returns a Reader of run.
 func (s *Store) Follow(run string) *Reader {
-	return &Reader{store: s, run: run, tally: NewTally(), Parallel: 32,
-		sentRead: map[string]bool{}, journals: map[string]string{}, failures: map[string][]Failure{}}
+	return &Reader{store: s, run: run, tally: NewTally(), Parallel: 32, GapSettle: 5 * time.Minute, Now: time.Now,
+		sentRead: map[string]bool{}, journals: map[string]*journalState{}, failures: map[string][]Failure{}}
+}
+
+// saw records that entry number n of a journal was read.
+func (j *journalState) saw(n int64) {
+	if n > j.low {
+		j.above[n] = true
+	}
+}
+
+// settle moves the low-water mark over every number read in a row, and
+// over a missing one that has been missing for longer than settle.
+func (j *journalState) settle(now time.Time, settle time.Duration) {
+	for {
+		for j.above[j.low+1] {
+			delete(j.above, j.low+1)
+			j.low++
+		}
+		if len(j.above) == 0 {
+			j.gap = time.Time{}
+			return
+		}
+		if j.gap.IsZero() {
+			j.gap = now
+		}
+		if now.Sub(j.gap) < settle {
+			return
+		}
+		j.low++ // given up on: the next number read, or the next gap, is what counts
+		j.gap = time.Time{}
+	}
+}
+
+// after is the StartAfter key that lists a journal from its first unread
+// entry on: entry low+1's key without its summary.
+func (j *journalState) after(prefix string) string {
+	n := j.low + 1
+	return fmt.Sprintf("%s%05d/%010d", prefix, n/1000, n)
 }
 
 // Tally is what the reader has read so far.
 func (r *Reader) Tally() *Tally { return r.tally }
 
 // Refresh reads what is new. The first error ends it; what was read before
-// it stays in the tally, and the next Refresh reads the rest.
+// it stays in the tally, and the next Refresh reads the rest. The run
+// record is read again until the plan has finished: a plan that stopped can
+// be resumed, and a running one rewrites it as a sign of life.
 func (r *Reader) Refresh(ctx context.Context) error {
-	if !r.ended {
+	if !r.finished {
 		run, err := r.store.Run(ctx, r.run)
 		if err != nil {
 			return err
 		}
 		r.tally.SetRun(*run)
-		r.ended = !run.Ended.IsZero()
+		r.finished = run.Finished()
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.readSent(gctx) })
@@ -137,61 +197,93 @@ func (r *Reader) readSent(ctx context.Context) error {
 	return g.Wait()
 }
 
-// readDone lists every journal's new entries: a journal already read from
-// its last key on, a new one folder by folder, all folders at once.
+// readDone lists every journal's new entries: a known journal from its
+// low-water mark on, a new one folder by folder, all folders at once. A
+// journal's state changes only when all its listings succeeded.
 func (r *Reader) readDone(ctx context.Context) error {
-	journals, err := r.store.folders(ctx, r.store.donePrefix(r.run))
+	done := r.store.donePrefix(r.run)
+	journals, err := r.store.folders(ctx, done)
 	if err != nil {
 		return err
 	}
 	var fresh []string
-	known := map[string]string{} // journal prefix → the last key read
+	known := map[string]string{} // journal prefix → StartAfter
 	r.mu.Lock()
 	for _, j := range journals {
-		if after, ok := r.journals[j]; ok {
-			known[j] = after
+		if st, ok := r.journals[j]; ok {
+			known[j] = st.after(j)
 		} else {
 			fresh = append(fresh, j)
 		}
 	}
 	r.mu.Unlock()
-	// A new journal's folders, then every folder and every known journal.
-	var folders []string
+	folders := map[string][]string{} // new journal → its folders
+	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.parallel())
 	for _, j := range fresh {
 		g.Go(func() error {
 			f, err := r.store.folders(gctx, j)
-			r.mu.Lock()
-			folders = append(folders, f...)
-			r.mu.Unlock()
+			mu.Lock()
+			folders[j] = f
+			mu.Unlock()
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
+	read := map[string][]int64{} // journal prefix → entry numbers read
+	list := func(ctx context.Context, journal, prefix, after string) error {
+		nums, err := r.readEntries(ctx, prefix, after)
+		mu.Lock()
+		read[journal] = append(read[journal], nums...)
+		mu.Unlock()
+		return err
+	}
 	g, gctx = errgroup.WithContext(ctx)
 	g.SetLimit(r.parallel())
-	for _, prefix := range folders {
-		g.Go(func() error { return r.readEntries(gctx, prefix, "") })
+	for j, fs := range folders {
+		for _, f := range fs {
+			g.Go(func() error { return list(gctx, j, f, "") })
+		}
 	}
 	for j, after := range known {
-		g.Go(func() error { return r.readEntries(gctx, j, after) })
+		g.Go(func() error { return list(gctx, j, j, after) })
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	now := r.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for j, nums := range read {
+		st := r.journals[j]
+		if st == nil {
+			st = &journalState{above: map[int64]bool{}}
+			r.journals[j] = st
+		}
+		for _, n := range nums {
+			st.saw(n)
+		}
+	}
+	for _, st := range r.journals {
+		st.settle(now, r.GapSettle)
+	}
+	return nil
 }
 
 // readEntries lists the entries under prefix after the key after, adding
-// them to the tally and moving their journal's last key on.
-func (r *Reader) readEntries(ctx context.Context, prefix, after string) error {
+// them to the tally; it returns their numbers in their journal.
+func (r *Reader) readEntries(ctx context.Context, prefix, after string) ([]int64, error) {
 	done := r.store.donePrefix(r.run)
-	return r.store.list(ctx, prefix, after, "", func(page *s3.ListObjectsV2Output) bool {
+	var nums []int64
+	err := r.store.list(ctx, prefix, after, "", func(page *s3.ListObjectsV2Output) bool {
 		for _, o := range page.Contents {
 			key := aws.ToString(o.Key)
 			journal, rest, ok := strings.Cut(strings.TrimPrefix(key, done), "/")
 			_, name, ok2 := strings.Cut(rest, "/")
-			s := Summary{Key: key, Journal: journal}
+			s := Summary{Key: key, Journal: journal, Written: aws.ToTime(o.LastModified)}
 			if !ok || !ok2 || parseEntryName(name, &s) != nil {
 				r.mu.Lock()
 				r.Ignored++
@@ -199,15 +291,11 @@ func (r *Reader) readEntries(ctx context.Context, prefix, after string) error {
 				continue
 			}
 			r.tally.AddSummary(s)
-			jp := done + journal + "/"
-			r.mu.Lock()
-			if key > r.journals[jp] {
-				r.journals[jp] = key
-			}
-			r.mu.Unlock()
+			nums = append(nums, s.N)
 		}
 		return true
 	})
+	return nums, err
 }
 
 func (r *Reader) parallel() int {

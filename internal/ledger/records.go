@@ -39,6 +39,10 @@ type Run struct {
 	Version string            `json:"version,omitempty"` // the planner's build
 	Host    string            `json:"host,omitempty"`
 	Started time.Time         `json:"started"`
+	// Alive is when the planner last rewrote the record while planning
+	// (every Heartbeat): a plan not ended and long silent has lost its
+	// planner.
+	Alive time.Time `json:"alive,omitzero"`
 	// Ended is when the plan stopped sending, zero while it runs (or if
 	// the planner died). Stopped says why a plan ended before sending
 	// everything; "" for a plan that finished.
@@ -52,6 +56,16 @@ type Run struct {
 
 // Finished reports whether the plan ended having sent everything.
 func (r *Run) Finished() bool { return !r.Ended.IsZero() && r.Stopped == "" }
+
+// Heartbeat is how often a planner rewrites its run record while planning.
+const Heartbeat = time.Minute
+
+// Silent reports a plan not ended whose planner has not rewritten the run
+// record for three heartbeats at now: killed, most likely.
+func (r *Run) Silent(now time.Time) bool {
+	last := maxTime(r.Alive, r.Started)
+	return r.Ended.IsZero() && !last.IsZero() && now.Sub(last) > 3*Heartbeat
+}
 
 // Totals counts work messages and what is in them.
 type Totals struct {
@@ -152,7 +166,11 @@ type Summary struct {
 	Failed   int64
 	Bytes    int64
 	Started  time.Time
-	Finished time.Time
+	Finished time.Time // by the worker's clock
+	// Written is when S3 stored the entry (its LastModified): the time
+	// rates go by, the same clock for every worker. Zero for an entry not
+	// read from a listing.
+	Written time.Time
 }
 
 // Objects is how many keys the entry accounts for.

@@ -16,7 +16,7 @@ type RunLog struct {
 	session string
 	// Linger is how long accepted numbers may wait for more before they are
 	// written; a group is written sooner once it holds flushSeqs. Default
-	// 250ms.
+	// 1s: a plan writes at most one sent record a second.
 	Linger time.Duration
 	// OnError hears of a sent record that could not be written: the plan
 	// must stop, since the ledger could no longer tell when it is done.
@@ -56,7 +56,7 @@ func (s *Store) BeginRun(ctx context.Context, r Run) (*RunLog, error) {
 		return nil, err
 	}
 	l := &RunLog{store: s, session: time.Now().UTC().Format("20060102T150405.000Z") + "-" + randomHex(3),
-		Linger: 250 * time.Millisecond, run: r,
+		Linger: time.Second, run: r,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go l.flusher()
 	return l, nil
@@ -84,25 +84,41 @@ func (l *RunLog) Sent(seqs []int64, t Totals, then func()) {
 
 func (l *RunLog) flusher() {
 	defer close(l.done)
+	beat := time.NewTicker(Heartbeat)
+	defer beat.Stop()
+	var linger <-chan time.Time // set while a group waits for more
 	for {
 		select {
 		case <-l.kick:
+			if l.pendingSeqs() >= flushSeqs {
+				linger = nil
+				l.flush()
+			} else if linger == nil {
+				linger = time.After(l.Linger)
+			}
+		case <-linger:
+			linger = nil
+			l.flush()
+		case <-beat.C:
+			l.alive()
 		case <-l.stop:
 			l.flush()
 			return
 		}
-		if l.pendingSeqs() < flushSeqs {
-			t := time.NewTimer(l.Linger)
-			select {
-			case <-t.C:
-			case <-l.stop:
-				t.Stop()
-				l.flush()
-				return
-			}
-		}
-		l.flush()
 	}
+}
+
+// alive rewrites the run record with the time, a sign of life a reader
+// tells a running plan from a dead planner's by. A failure is not fatal:
+// the next beat tries again.
+func (l *RunLog) alive() {
+	l.mu.Lock()
+	l.run.Alive = time.Now().UTC()
+	r := l.run
+	l.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = l.store.put(ctx, l.store.runKey(r.ID), &r) // best effort: see above
 }
 
 func (l *RunLog) pendingSeqs() int {

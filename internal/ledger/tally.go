@@ -122,6 +122,8 @@ func (t *Tally) withFailures() []Summary {
 
 // Status is a run's progress.
 type Status struct {
+	// Now is the moment of the status (StatusAt's now).
+	Now time.Time
 	Run *Run // nil until the run record is read
 	// Planned is what the plan sent so far: all of it once it ended.
 	Planned Totals
@@ -163,11 +165,16 @@ const RateWindow = time.Minute
 // MaxFailures bounds Status.Failures.
 const MaxFailures = 100
 
-// Status returns the run's progress.
-func (t *Tally) Status() Status {
+// Status returns the run's progress now.
+func (t *Tally) Status() Status { return t.StatusAt(time.Now()) }
+
+// StatusAt returns the run's progress at now: the recent rate counts the
+// entries S3 stored in the RateWindow before now (a fleet that stopped
+// shows no recent rate a minute later).
+func (t *Tally) StatusAt(now time.Time) Status {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := Status{Planned: t.planned, Sent: int64(len(t.sent)), Duplicates: t.dups}
+	s := Status{Now: now, Planned: t.planned, Sent: int64(len(t.sent)), Duplicates: t.dups}
 	if t.run != nil {
 		r := *t.run
 		s.Run = &r
@@ -186,11 +193,11 @@ func (t *Tally) Status() Status {
 		s.Failed += e.Failed
 		s.Bytes += e.Bytes
 		workers[e.Journal] = true
-		if s.First.IsZero() || e.Started.Before(s.First) {
-			s.First = e.Started
+		if start := e.start(); s.First.IsZero() || start.Before(s.First) {
+			s.First = start
 		}
-		if e.Finished.After(s.Last) {
-			s.Last = e.Finished
+		if at := e.at(); at.After(s.Last) {
+			s.Last = at
 		}
 	}
 	s.Workers = len(workers)
@@ -202,7 +209,7 @@ func (t *Tally) Status() Status {
 	if d := s.Last.Sub(start).Seconds(); d > 0 {
 		s.Rate = float64(s.Copied+s.Deleted+s.Skipped+s.Failed) / d
 	}
-	s.RecentRate, s.RecentWorkers = t.recentRate(s.Last)
+	s.RecentRate, s.RecentWorkers = t.recentRate(maxTime(now, s.Last))
 	for _, seq := range sortedSeqs(t.failures) {
 		for _, f := range t.failures[seq] {
 			if len(s.Failures) < MaxFailures {
@@ -214,31 +221,39 @@ func (t *Tally) Status() Status {
 	return s
 }
 
-// recentRate is objects/s among the entries finished in the RateWindow
-// before last, and how many workers wrote them; the caller holds mu.
-func (t *Tally) recentRate(last time.Time) (float64, int) {
-	if last.IsZero() {
-		return 0, 0
-	}
-	from := last.Add(-RateWindow)
+// recentRate is objects/s among the entries stored in the RateWindow
+// before end, and how many workers wrote them; the caller holds mu.
+func (t *Tally) recentRate(end time.Time) (float64, int) {
+	from := end.Add(-RateWindow)
 	var n int64
-	first := last
+	first := end
 	workers := map[string]bool{}
 	for _, e := range t.entries {
-		if !e.Finished.After(from) {
+		if !e.at().After(from) {
 			continue
 		}
 		n += e.Objects()
 		workers[e.Journal] = true
-		if start := maxTime(e.Started, from); start.Before(first) {
+		if start := maxTime(e.start(), from); start.Before(first) {
 			first = start
 		}
 	}
-	if d := last.Sub(first).Seconds(); d > 0 {
+	if d := end.Sub(first).Seconds(); d > 0 {
 		return float64(n) / d, len(workers)
 	}
 	return 0, len(workers)
 }
+
+// at is when the entry was stored, by S3's clock when a listing said so.
+func (s Summary) at() time.Time {
+	if !s.Written.IsZero() {
+		return s.Written
+	}
+	return s.Finished
+}
+
+// start is when its work began, on the clock of at.
+func (s Summary) start() time.Time { return s.at().Add(-s.Finished.Sub(s.Started)) }
 
 func maxTime(a, b time.Time) time.Time {
 	if b.After(a) {

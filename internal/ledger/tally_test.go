@@ -83,7 +83,7 @@ func TestTallyCountsEachMessageOnceWhicheverOrder(t *testing.T) {
 		for _, e := range order {
 			tl.AddSummary(e)
 		}
-		st := tl.Status()
+		st := tl.StatusAt(time.Unix(1010, 0))
 		if st.Done != 3 || st.Copied != 27 || st.Bytes != 270 || st.Duplicates != 1 || !st.Complete || st.Remaining() != 0 {
 			t.Fatalf("order %d: %+v", i, st)
 		}
@@ -147,9 +147,19 @@ func TestRecentRatePerWorker(t *testing.T) {
 				Started: start.Add(time.Duration(i) * time.Second), Finished: start.Add(time.Duration(i+1) * time.Second)})
 		}
 	}
-	st := tl.Status()
+	st := tl.StatusAt(start.Add(61 * time.Second))
 	if st.RecentWorkers != 2 || st.RecentRate < 19 || st.RecentRate > 21 {
 		t.Fatalf("recent rate %.1f by %d workers, want about 20 by 2", st.RecentRate, st.RecentWorkers)
+	}
+	// The fleet stopped: a minute later there is no recent rate.
+	if st := tl.StatusAt(start.Add(3 * time.Minute)); st.RecentRate != 0 || st.RecentWorkers != 0 || st.Rate < 19 {
+		t.Fatalf("two minutes after the last entry: recent rate %.1f by %d workers, overall %.1f", st.RecentRate, st.RecentWorkers, st.Rate)
+	}
+	// S3's clock, not the workers': an entry stored late counts when stored.
+	tl.AddSummary(Summary{Key: "late", Journal: "c", Seq: 999, Copied: 600, Started: start, Finished: start.Add(time.Second),
+		Written: start.Add(170 * time.Second)})
+	if st := tl.StatusAt(start.Add(3 * time.Minute)); st.RecentWorkers != 1 || st.RecentRate < 9 {
+		t.Fatalf("an entry stored 10s ago: recent rate %.1f by %d workers", st.RecentRate, st.RecentWorkers)
 	}
 }
 
@@ -167,5 +177,43 @@ func TestFailureRecords(t *testing.T) {
 	deletes := &Entry{Op: plan.OpDelete, Source: src, Dest: dst}
 	if r := deletes.Record(Failure{Key: "out/x", Reason: "access-denied"}); r.Key != "x" || r.Dest == nil || r.Source != nil {
 		t.Fatalf("failed deletion: %+v", r)
+	}
+}
+
+// TestJournalLowWater: a journal is read again from its first missing
+// entry number, until it turns up or has been missing for the settle time.
+func TestJournalLowWater(t *testing.T) {
+	t.Parallel()
+	j := &journalState{above: map[int64]bool{}}
+	t0 := time.Unix(0, 0)
+	settle := 5 * time.Minute
+	j.saw(2)
+	j.saw(3)
+	j.settle(t0, settle)
+	if j.low != 0 || j.after("p/") != "p/00000/0000000001" {
+		t.Fatalf("entry 1 missing: low %d, after %q", j.low, j.after("p/"))
+	}
+	j.saw(1)
+	j.settle(t0.Add(time.Minute), settle)
+	if j.low != 3 || !j.gap.IsZero() {
+		t.Fatalf("entries 1-3 read: low %d gap %v", j.low, j.gap)
+	}
+	j.saw(5) // 4 never lands
+	j.settle(t0.Add(2*time.Minute), settle)
+	j.settle(t0.Add(6*time.Minute), settle)
+	if j.low != 3 {
+		t.Fatalf("entry 4 missing for 4 minutes: low %d, want 3", j.low)
+	}
+	j.settle(t0.Add(8*time.Minute), settle)
+	if j.low != 5 || j.after("p/") != "p/00000/0000000006" {
+		t.Fatalf("entry 4 given up on: low %d, after %q", j.low, j.after("p/"))
+	}
+	j.saw(1000)
+	for n := int64(6); n < 1000; n++ {
+		j.saw(n)
+	}
+	j.settle(t0.Add(9*time.Minute), settle)
+	if j.after("p/") != "p/00001/0000001001" {
+		t.Fatalf("into the second folder: %q", j.after("p/"))
 	}
 }

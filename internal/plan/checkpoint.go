@@ -16,13 +16,16 @@ import (
 // interrupted plan under the same run id, without sending any key the queue
 // already accepted again.
 type CheckpointState struct {
-	Version  int                  `json:"v"`
-	Run      string               `json:"run"`
-	Source   Location             `json:"src"`
-	Dest     Location             `json:"dst"`
-	Queue    string               `json:"queue"`
-	Started  time.Time            `json:"started"`
-	Seq      int64                `json:"seq"` // last sequence number given out
+	Version int       `json:"v"`
+	Run     string    `json:"run"`
+	Source  Location  `json:"src"`
+	Dest    Location  `json:"dst"`
+	Queue   string    `json:"queue"`
+	Started time.Time `json:"started"`
+	Seq     int64     `json:"seq"` // last sequence number given out
+	// Reserved is the last sequence number reserved: a resumed plan gives
+	// out numbers after it (see Summary.Reserve).
+	Reserved int64                `json:"reserved,omitempty"`
 	Sent     SentCounts           `json:"sent"`
 	Complete bool                 `json:"complete"`
 	Shards   []listing.ShardState `json:"shards"` // left to list; [] when none
@@ -63,7 +66,7 @@ func ReadCheckpoint(path string) (*CheckpointState, error) {
 // ones given out, counts of what was already sent.
 func (st *CheckpointState) Resume(sum *Summary) {
 	sum.Run, sum.Started = st.Run, st.Started
-	sum.Seq.Store(st.Seq)
+	sum.Seq.Store(max(st.Seq, st.Reserved))
 	sum.Objects.Store(st.Sent.Objects)
 	sum.Bytes.Store(st.Sent.Bytes)
 	sum.Messages.Store(st.Sent.Messages)
@@ -83,6 +86,10 @@ type Checkpoint struct {
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	err      error
+	// writeMu orders writes, each of the latest state: a reservation is
+	// never overwritten by an older state.
+	writeMu  sync.Mutex
+	reserved int64 // guarded by writeMu
 }
 
 // NewCheckpoint starts keeping path up to date for the plan sum, whose
@@ -90,7 +97,7 @@ type Checkpoint struct {
 func NewCheckpoint(path string, sum *Summary, queue string, progress *listing.Progress, prior *CheckpointState) *Checkpoint {
 	c := &Checkpoint{path: path, progress: progress, sum: sum, queue: queue, dirty: make(chan struct{}, 1), stop: make(chan struct{})}
 	if prior != nil {
-		c.sent = prior.Sent
+		c.sent, c.reserved = prior.Sent, prior.Reserved
 	}
 	c.wg.Go(c.writer)
 	return c
@@ -137,9 +144,23 @@ func (c *Checkpoint) Finish(complete bool) error {
 	return c.err
 }
 
+// Reserve records that sequence numbers up to upTo may be given out, and
+// returns once that is on disk. Use it as the plan's Summary.Reserve.
+func (c *Checkpoint) Reserve(upTo int64) error {
+	c.writeMu.Lock()
+	c.reserved = upTo
+	c.writeMu.Unlock()
+	c.write(false)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
 func (c *Checkpoint) write(complete bool) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
 	st := CheckpointState{Version: checkpointVersion, Run: c.sum.Run, Source: c.sum.Source, Dest: c.sum.Dest,
-		Queue: c.queue, Started: c.sum.Started, Complete: complete}
+		Queue: c.queue, Started: c.sum.Started, Complete: complete, Reserved: c.reserved}
 	st.Shards = c.progress.Snapshot(func() {
 		st.Sent = c.sent
 		st.Seq = c.sum.Seq.Load()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -158,4 +159,37 @@ func TestBatcherLingers(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("a partial message was held back while the listing went on")
 	}
+}
+
+// TestResumedNumbersNeverRepeat: a planner killed after giving out numbers
+// its checkpoint had not caught up with resumes after the reserved block,
+// so no sequence number names two messages.
+func TestResumedNumbersNeverRepeat(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "cp.json")
+	sum := &Summary{Run: "r", Source: Location{Bucket: "a"}, Dest: Location{Bucket: "b"}}
+	cp := NewCheckpoint(path, sum, "q", listing.NewProgress(), nil)
+	sum.Reserve = cp.Reserve
+	var last int64
+	for range 25 { // numbers given out; the checkpoint's own writes lag behind
+		seq, err := sum.nextSeq()
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = seq
+	}
+	// Killed: no Finish. What is on disk?
+	prior, err := ReadCheckpoint(path)
+	if err != nil || prior == nil {
+		t.Fatalf("checkpoint: %v %v", prior, err)
+	}
+	again := &Summary{}
+	prior.Resume(again)
+	if next, _ := again.nextSeq(); next <= last {
+		t.Fatalf("the resumed plan gives out %d, but %d was already given out", next, last)
+	}
+	if prior.Reserved < last {
+		t.Fatalf("reserved %d, below the %d given out", prior.Reserved, last)
+	}
+	_ = cp.Finish(false)
 }

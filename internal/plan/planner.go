@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,6 +49,37 @@ type Summary struct {
 	Seq      atomic.Int64
 	Started  time.Time
 	Finished time.Time
+	// Reserve, when set, is called before a sequence number beyond
+	// Reserved is given out, to reserve a block of numbers durably (in a
+	// checkpoint): a resumed plan numbers its messages after the block,
+	// so no number ever names two messages, even after a planner was
+	// killed between sending a message and recording it.
+	Reserve   func(upTo int64) error
+	Reserved  atomic.Int64
+	reserveMu sync.Mutex
+}
+
+// ReserveBlock is how many sequence numbers one reservation covers.
+const ReserveBlock = 10000
+
+// nextSeq gives out the next sequence number, reserving a block first
+// when Reserve asks for it.
+func (s *Summary) nextSeq() (int64, error) {
+	seq := s.Seq.Add(1)
+	if s.Reserve == nil || seq <= s.Reserved.Load() {
+		return seq, nil
+	}
+	s.reserveMu.Lock()
+	defer s.reserveMu.Unlock()
+	if seq <= s.Reserved.Load() {
+		return seq, nil
+	}
+	upTo := seq + ReserveBlock - 1
+	if err := s.Reserve(upTo); err != nil {
+		return 0, fmt.Errorf("reserve sequence numbers: %w", err)
+	}
+	s.Reserved.Store(upTo)
+	return seq, nil
 }
 
 // NewRunID returns a sortable, unique run id: UTC time plus random bits.
@@ -142,7 +174,10 @@ func (b *Batcher) flush(ctx context.Context, out chan<- Body) error {
 	if len(b.cur.Entries) == 0 {
 		return nil
 	}
-	seq := b.sum.Seq.Add(1)
+	seq, err := b.sum.nextSeq()
+	if err != nil {
+		return err
+	}
 	batch := Batch{
 		Version: SchemaVersion, Run: b.sum.Run, Seq: seq, Op: b.op,
 		Source: b.sum.Source, Dest: b.sum.Dest, Entries: b.cur.Entries,

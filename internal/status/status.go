@@ -28,9 +28,10 @@ type Depth struct {
 
 // Plan states, in View.Plan.
 const (
-	PlanRunning  = "planning" // still sending (or the planner died without ending the run)
+	PlanRunning  = "planning" // still sending
 	PlanFinished = "finished" // sent everything
 	PlanStopped  = "stopped"  // ended before sending everything
+	PlanSilent   = "silent"   // not ended, and the planner has not been heard from for minutes: killed
 )
 
 // View is one run's progress as status prints it.
@@ -99,13 +100,16 @@ func New(run string, st ledger.Status, depth *Depth, deadline time.Duration) Vie
 			v.Plan = PlanFinished
 		case !r.Ended.IsZero():
 			v.Plan, v.PlanError = PlanStopped, r.Stopped
+		case r.Silent(st.Now):
+			v.Plan = PlanSilent
+			v.PlanError = fmt.Sprintf("the planner has not been heard from since %s (killed?)", maxTime(r.Alive, r.Started).Format(time.RFC3339))
 		}
 	}
 	planned := st.Planned
 	v.Planned = &planned
 	rem := st.Remaining()
 	v.Remaining = &rem
-	v.Stalled = !v.Complete && depth != nil && depth.Error == "" && depth.Visible == 0 && depth.InFlight == 0 &&
+	v.Stalled = !v.Complete && v.Plan == PlanFinished && depth != nil && depth.Error == "" && depth.Visible == 0 && depth.InFlight == 0 &&
 		depth.DeadLettered != nil && *depth.DeadLettered > 0
 	rate := st.RecentRate
 	if rate <= 0 {
@@ -122,9 +126,10 @@ func New(run string, st ledger.Status, depth *Depth, deadline time.Duration) Vie
 }
 
 // Ended reports a run that cannot progress by itself any more: complete,
-// or its plan stopped and every message it did send is done.
+// or its plan stopped (or lost its planner) and every message it did send
+// is done.
 func (v View) Ended() bool {
-	return v.Complete || (v.Plan == PlanStopped && v.Messages == v.Sent)
+	return v.Complete || ((v.Plan == PlanStopped || v.Plan == PlanSilent) && v.Messages == v.Sent)
 }
 
 // PlanDeadline sizes the fleet from the rate of the workers that finished
@@ -159,6 +164,8 @@ func (v View) Print(w io.Writer) error {
 		row("planned", "%d objects, %s, %d messages so far (the planner is still sending)", p.Objects, config.FormatSize(p.Bytes), p.Messages)
 	case PlanStopped:
 		row("planned", "%d objects, %s, %d messages: the plan stopped before sending everything: %s", p.Objects, config.FormatSize(p.Bytes), p.Messages, v.PlanError)
+	case PlanSilent:
+		row("planned", "%d objects, %s, %d messages so far: %s; run the plan again (with --checkpoint it carries on)", p.Objects, config.FormatSize(p.Bytes), p.Messages, v.PlanError)
 	default:
 		row("planned", "%d objects, %s, %d messages", p.Objects, config.FormatSize(p.Bytes), p.Messages)
 	}
@@ -178,8 +185,8 @@ func (v View) Print(w io.Writer) error {
 		row("eta", "complete")
 	case v.Stalled:
 		row("eta", "stalled: nothing left to copy but the dead-lettered messages; fix their cause, then planner redrive")
-	case v.Plan == PlanStopped && v.Messages == v.Sent:
-		row("eta", "ended incomplete: every sent message is done, but the plan stopped; run it again (with --checkpoint it carries on)")
+	case v.Ended():
+		row("eta", "ended incomplete: every sent message is done, but the plan did not finish; run it again (with --checkpoint it carries on)")
 	case v.ETASeconds != nil:
 		row("eta", "%s", (time.Duration(*v.ETASeconds) * time.Second).Round(time.Second))
 	}
@@ -229,6 +236,13 @@ func (v View) printDeadline(row func(label, format string, args ...any)) {
 		row("deadline", "%s: %.1f objects/s per worker; %d workers would finish the rest in time",
 			time.Duration(d.Seconds)*time.Second, d.PerWorkerRate, d.WorkersNeeded)
 	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func percent(a, b int64) string {

@@ -47,6 +47,12 @@ func TestNew(t *testing.T) {
 			emptyQueue, PlanStopped, false, false, true, 0, 0},
 		{"the plan stopped, work left", ledger.Status{Run: stopped, Planned: ledger.Totals{Objects: 50}, DoneObjects: 40, Sent: 5, Done: 4, Rate: 10},
 			nil, PlanStopped, false, false, false, 10, 1},
+		{"not stalled while the plan still sends", ledger.Status{Run: planning, Now: time.Unix(30, 0), Sent: 10, Done: 9},
+			deadLetters, PlanRunning, false, false, false, 0, 0},
+		{"a planner silent for minutes, what it sent done", ledger.Status{Run: &ledger.Run{ID: "r", Started: time.Unix(0, 0), Alive: time.Unix(60, 0)},
+			Now: time.Unix(60+181, 0), Sent: 5, Done: 5}, emptyQueue, PlanSilent, false, false, true, 0, 0},
+		{"a planner heard from recently", ledger.Status{Run: &ledger.Run{ID: "r", Started: time.Unix(0, 0), Alive: time.Unix(60, 0)},
+			Now: time.Unix(60+170, 0), Sent: 5, Done: 5}, emptyQueue, PlanRunning, false, false, false, 0, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			v := New("r", c.st, c.depth, 0)

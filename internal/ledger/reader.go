@@ -305,33 +305,44 @@ func (r *Reader) parallel() int {
 	return r.Parallel
 }
 
-// Failed reads the entries that hold failed keys, in sequence order, until
-// they hold at least limit failures (0: all of them). Entries already read
-// are not read again.
-func (r *Reader) Failed(ctx context.Context, limit int) ([]*Entry, error) {
+// withFailures returns the summaries of the earliest messages with failed
+// keys, until they hold at least limit failures (0: all of them).
+func (r *Reader) withFailures(limit int) []Summary {
 	var want []Summary
-	n := 0
+	n := int64(0)
 	for _, s := range r.tally.withFailures() {
-		if limit > 0 && n >= limit {
+		if limit > 0 && n >= int64(limit) {
 			break
 		}
 		want = append(want, s)
-		n += int(s.Failed)
+		n += s.Failed
 	}
-	out := make([]*Entry, len(want))
+	return want
+}
+
+// entries reads the entries sums name, at once, calling got with each.
+func (r *Reader) entries(ctx context.Context, sums []Summary, got func(i int, e *Entry)) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.parallel())
-	for i, s := range want {
+	for i, s := range sums {
 		g.Go(func() error {
 			e, err := r.store.Entry(ctx, s.Key)
 			if err != nil {
 				return err
 			}
-			out[i] = e
+			got(i, e)
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
+	return g.Wait()
+}
+
+// Failed reads the entries that hold failed keys, in sequence order, until
+// they hold at least limit failures (0: all of them).
+func (r *Reader) Failed(ctx context.Context, limit int) ([]*Entry, error) {
+	want := r.withFailures(limit)
+	out := make([]*Entry, len(want))
+	if err := r.entries(ctx, want, func(i int, e *Entry) { out[i] = e }); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -341,36 +352,24 @@ func (r *Reader) Failed(ctx context.Context, limit int) ([]*Entry, error) {
 // earliest messages, sorted by key), reading only entries it has not read
 // before.
 func (r *Reader) Failures(ctx context.Context, limit int) ([]Failure, error) {
-	var want, missing []Summary
-	n := int64(0)
-	for _, s := range r.tally.withFailures() {
-		if n >= int64(limit) {
-			break
-		}
-		want = append(want, s)
-		n += s.Failed
-		r.mu.Lock()
-		_, ok := r.failures[s.Key]
-		r.mu.Unlock()
-		if !ok {
+	if limit <= 0 {
+		return nil, nil
+	}
+	want := r.withFailures(limit)
+	var missing []Summary
+	r.mu.Lock()
+	for _, s := range want {
+		if _, ok := r.failures[s.Key]; !ok {
 			missing = append(missing, s)
 		}
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.parallel())
-	for _, s := range missing {
-		g.Go(func() error {
-			e, err := r.store.Entry(gctx, s.Key)
-			if err != nil {
-				return err
-			}
-			r.mu.Lock()
-			r.failures[s.Key] = e.Failed
-			r.mu.Unlock()
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
+	r.mu.Unlock()
+	err := r.entries(ctx, missing, func(i int, e *Entry) {
+		r.mu.Lock()
+		r.failures[missing[i].Key] = e.Failed
+		r.mu.Unlock()
+	})
+	if err != nil {
 		return nil, err
 	}
 	var out []Failure

@@ -69,10 +69,15 @@ func post(t testing.TB, url string, body any) {
 
 // EnvironFor is Environ with another S3 endpoint, such as a latency proxy.
 func (e *Env) EnvironFor(s3Endpoint string) []string {
+	return e.environWith("AWS_ENDPOINT_URL_S3", s3Endpoint)
+}
+
+// environWith is Environ with the variable name set to value.
+func (e *Env) environWith(name, value string) []string {
 	env := e.Environ()
 	for i, kv := range env {
-		if strings.HasPrefix(kv, "AWS_ENDPOINT_URL_S3=") {
-			env[i] = "AWS_ENDPOINT_URL_S3=" + s3Endpoint
+		if strings.HasPrefix(kv, name+"=") {
+			env[i] = name + "=" + value
 		}
 	}
 	return env

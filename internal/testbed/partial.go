@@ -113,11 +113,5 @@ func (p *PartialSendProxy) halfFail(t testing.TB, w http.ResponseWriter, r *http
 
 // EnvironForSQS is Environ with another SQS endpoint.
 func (e *Env) EnvironForSQS(sqsEndpoint string) []string {
-	env := e.Environ()
-	for i, kv := range env {
-		if strings.HasPrefix(kv, "AWS_ENDPOINT_URL_SQS=") {
-			env[i] = "AWS_ENDPOINT_URL_SQS=" + sqsEndpoint
-		}
-	}
-	return env
+	return e.environWith("AWS_ENDPOINT_URL_SQS", sqsEndpoint)
 }

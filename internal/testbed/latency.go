@@ -43,7 +43,7 @@ func (e *Env) WithLatency(t testing.TB, ms int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	upstream := e.S3Endpoint[len("http://"):]
+	upstream := e.S3Direct[len("http://"):] // benchmarks measure the server, not the test bed's manners
 	post(t, "http://"+api+"/proxies", map[string]any{"name": "s3", "listen": listen, "upstream": upstream})
 	post(t, "http://"+api+"/proxies/s3/toxics", map[string]any{
 		"name": "latency", "type": "latency", "stream": "downstream", "attributes": map[string]any{"latency": ms},

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,15 +38,23 @@ const (
 
 // Env is a running pair of servers.
 type Env struct {
-	Root        string // the repository root
-	S3Endpoint  string
+	Root string // the repository root
+	// S3Endpoint is where the binaries reach S3: the Manners proxy, which
+	// answers as Amazon S3 does where versitygw is more forgiving.
+	S3Endpoint string
+	// S3Direct is versitygw itself, for set-up and benchmarks.
+	S3Direct    string
 	adminAddr   string // versitygw's admin API, for users
 	SQSEndpoint string
-	S3          *s3.Client
-	SQS         *sqs.Client
-	procs       []*exec.Cmd
-	latency     []*exec.Cmd // toxiproxy servers started by WithLatency
-	dir         string
+	// S3 is a client of S3Direct with the root credentials, for set-up.
+	S3         *s3.Client
+	SQS        *sqs.Client
+	procs      []*exec.Cmd
+	latency    []*exec.Cmd // toxiproxy servers started by WithLatency
+	dir        string
+	versitygw  string
+	manners    *Manners
+	mannersSrv *httptest.Server
 }
 
 var (
@@ -126,14 +135,12 @@ func Start() (*Env, error) {
 		env.Stop()
 		return nil, err
 	}
+	env.startManners()
 	if err := env.startSQS(); err != nil {
 		env.Stop()
 		return nil, err
 	}
-	env.S3 = s3.New(s3.Options{
-		Region: Region, BaseEndpoint: aws.String(env.S3Endpoint), UsePathStyle: true,
-		Credentials: credentials.NewStaticCredentialsProvider(AccessKey, SecretKey, ""),
-	})
+	env.S3 = env.Client(env.S3Direct)
 	env.SQS = sqs.New(sqs.Options{
 		Region: Region, BaseEndpoint: aws.String(env.SQSEndpoint),
 		Credentials: credentials.NewStaticCredentialsProvider(AccessKey, SecretKey, ""),
@@ -149,6 +156,7 @@ func (e *Env) startS3() error {
 	if _, err := os.Stat(bin); err != nil {
 		return fmt.Errorf("versitygw not found at %s: run `make tools`", bin)
 	}
+	e.versitygw = bin
 	data := filepath.Join(e.dir, "s3")
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		return err
@@ -171,7 +179,7 @@ func (e *Env) startS3() error {
 	if err := e.spawn(cmd, filepath.Join(e.dir, "versitygw.log")); err != nil {
 		return err
 	}
-	e.S3Endpoint = "http://" + addr
+	e.S3Direct = "http://" + addr
 	return waitTCP(addr, 30*time.Second)
 }
 
@@ -230,6 +238,9 @@ func (e *Env) spawn(cmd *exec.Cmd, logPath string) error {
 
 // Stop ends the servers and removes their data.
 func (e *Env) Stop() {
+	if e.mannersSrv != nil {
+		e.mannersSrv.Close()
+	}
 	for _, p := range e.procs {
 		_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL) // already gone is fine
 		_ = p.Wait()                                      // its exit status means nothing here
@@ -310,6 +321,9 @@ func (e *Env) User(t testing.TB, access, secret string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("create user %s: %v\n%s", access, err, out)
 	}
+	e.manners.mu.Lock()
+	e.manners.secrets[access] = secret
+	e.manners.mu.Unlock()
 }
 
 // Grant sets a bucket policy allowing user the actions on the bucket and

@@ -232,9 +232,9 @@ func TestStatusAmongAThousandRuns(t *testing.T) {
 	t.Logf("status among 1,000 runs took %s", took)
 }
 
-// TestAMessageWhoseKeysAllFail: one message of 1,100 keys, 1,000 of which
-// changed after planning. Its 100 copies count, its 1,000 failures are
-// recorded in full, status --failures --out writes them as a
+// TestAMessageWhoseKeysAllFail: messages of up to 1,100 keys, 1,000 of
+// which changed after planning. Their 100 copies count, their 1,000
+// failures are recorded in full, status --failures --out writes them as a
 // reconciliation file, and plan --from-file of it repairs the clone.
 func TestAMessageWhoseKeysAllFail(t *testing.T) {
 	t.Parallel()
@@ -257,8 +257,26 @@ func TestAMessageWhoseKeysAllFail(t *testing.T) {
 	workers(t, env, 1, "--queue-url", work, "--ledger", led)
 
 	st := status(t, env, led)
-	if !st.Complete || st.Messages != 1 || st.Copied != 100 || st.Failed != 1000 || len(st.Failures) != 100 {
+	if !st.Complete || st.Messages != st.Sent || st.Copied != 100 || st.Failed != 1000 || len(st.Failures) != 100 {
 		t.Fatalf("status %+v (%d failures shown)", st, len(st.Failures))
+	}
+	// A message of up to 1,100 keys (the batcher may flush one early while
+	// the listing waits): its entry holds every failure, far past the ~650
+	// a report message could.
+	reader := ledger.New(env.S3, bucketOf(led), "s3clone/").Follow(st.Run)
+	if err := reader.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := reader.Failed(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	most := 0
+	for _, e := range entries {
+		most = max(most, len(e.Failed))
+	}
+	if most < 900 {
+		t.Fatalf("the largest entry holds %d failures, want 900 or more", most)
 	}
 	recon := filepath.Join(t.TempDir(), "failed.jsonl")
 	r := mustRun(t, env, "planner", "status", "--ledger", led, "--failures", "--out", recon)

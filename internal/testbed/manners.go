@@ -1,0 +1,569 @@
+package testbed
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// Manners is a proxy in front of the local S3 server that answers as
+// Amazon S3 does where versitygw is more forgiving, or where S3 has
+// features versitygw lacks. Every binary a test runs reaches S3 through it
+// (Env.S3Endpoint). Always on:
+//   - ListObjectsV2 honours encoding-type=url (versitygw ignores it and
+//     lists keys raw, control characters included);
+//   - DeleteObjects honours each object's ETag (S3's conditional delete;
+//     versitygw deletes regardless);
+//   - HeadBucket answers a request signed for the wrong region with 301
+//     and the bucket's region, as S3 does.
+//
+// Switched on per bucket, prefix or access key by a test:
+//   - Region: the bucket lives in another region, served by a second
+//     versitygw (same data) that refuses requests signed for any other;
+//   - DenyList: a caller without s3:ListBucket gets 403, not 404, for a
+//     key that does not exist;
+//   - Expire: a caller's credentials are refused as ExpiredToken;
+//   - Archive: keys under a prefix are in GLACIER (listed so, and 403
+//     InvalidObjectState to a read or copy);
+//   - KMS: keys under a prefix read as SSE-KMS objects: ETags that are not
+//     the MD5 of the body (different in each bucket), and the header;
+//   - SSEC: keys under a prefix are encrypted with a customer key: 400 to
+//     a read or copy without it.
+type Manners struct {
+	URL string
+	env *Env
+
+	mu       sync.Mutex
+	servers  map[string]string            // region -> versitygw endpoint
+	regions  map[string]string            // bucket -> region (absent: Region)
+	secrets  map[string]string            // access key -> secret key, for re-signing
+	noList   map[string]map[string]bool   // access key -> buckets it may not list
+	expired  map[string]bool              // access keys refused as expired
+	prefixes map[string]map[string][]string // manner -> bucket -> key prefixes
+}
+
+// Per-prefix manners.
+const (
+	mannerArchive = "archive"
+	mannerKMS     = "kms"
+	mannerSSEC    = "ssec"
+)
+
+func (e *Env) startManners() {
+	m := &Manners{env: e, servers: map[string]string{Region: e.S3Direct}, regions: map[string]string{},
+		secrets: map[string]string{AccessKey: SecretKey}, noList: map[string]map[string]bool{}, expired: map[string]bool{},
+		prefixes: map[string]map[string][]string{}}
+	srv := httptest.NewServer(m)
+	e.manners, e.mannersSrv = m, srv
+	m.URL = srv.URL
+	e.S3Endpoint = srv.URL
+}
+
+// Manners is the proxy every binary reaches S3 through.
+func (e *Env) Manners() *Manners { return e.manners }
+
+// Region puts bucket in region: from now on it answers only requests
+// signed for that region, and says so as S3 does. The first use of a
+// region starts a versitygw for it over the same data.
+func (m *Manners) Region(t testing.TB, bucket, region string) {
+	t.Helper()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.servers[region]; !ok {
+		endpoint, err := m.env.startRegion(region)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.servers[region] = endpoint
+	}
+	m.regions[bucket] = region
+}
+
+// DenyList makes access key a caller without s3:ListBucket on bucket:
+// a missing key answers 403 AccessDenied, not 404.
+func (m *Manners) DenyList(access, bucket string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.noList[access] == nil {
+		m.noList[access] = map[string]bool{}
+	}
+	m.noList[access][bucket] = true
+}
+
+// Expire refuses every request signed with access key (or lets them
+// through again, with false) as S3 refuses an expired session's.
+func (m *Manners) Expire(access string, expired bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.expired[access] = expired
+}
+
+// Archive puts the keys under prefix in bucket in GLACIER.
+func (m *Manners) Archive(bucket, prefix string) { m.addPrefix(mannerArchive, bucket, prefix) }
+
+// KMS makes the keys under prefix in bucket read as SSE-KMS objects.
+func (m *Manners) KMS(bucket, prefix string) { m.addPrefix(mannerKMS, bucket, prefix) }
+
+// SSEC makes the keys under prefix in bucket SSE-C objects.
+func (m *Manners) SSEC(bucket, prefix string) { m.addPrefix(mannerSSEC, bucket, prefix) }
+
+func (m *Manners) addPrefix(manner, bucket, prefix string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.prefixes[manner] == nil {
+		m.prefixes[manner] = map[string][]string{}
+	}
+	m.prefixes[manner][bucket] = append(m.prefixes[manner][bucket], prefix)
+}
+
+func (m *Manners) has(manner, bucket, key string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range m.prefixes[manner][bucket] {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Manners) region(bucket string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r, ok := m.regions[bucket]; ok {
+		return r
+	}
+	return Region
+}
+
+func (m *Manners) server(bucket string) string {
+	r := m.region(bucket)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.servers[r]
+}
+
+// client is a root client of the server holding bucket, signing for its region.
+func (m *Manners) client(bucket string) *s3.Client {
+	c := m.env.Client(m.server(bucket))
+	return s3.New(c.Options(), func(o *s3.Options) { o.Region = m.region(bucket) })
+}
+
+// request is what the proxy reads of one S3 request.
+type request struct {
+	bucket, key           string
+	access, region        string
+	srcBucket, srcKey     string // of a copy
+	head, get, list, dels bool
+}
+
+var credentialRE = regexp.MustCompile(`Credential=([^/]+)/\d{8}/([^/]+)/`)
+
+func parseRequest(r *http.Request) request {
+	var q request
+	path := strings.TrimPrefix(r.URL.Path, "/")
+	q.bucket, q.key, _ = strings.Cut(path, "/")
+	if c := credentialRE.FindStringSubmatch(r.Header.Get("Authorization")); c != nil {
+		q.access, q.region = c[1], c[2]
+	}
+	if src := r.Header.Get("X-Amz-Copy-Source"); src != "" {
+		if s, err := url.PathUnescape(strings.TrimPrefix(src, "/")); err == nil {
+			q.srcBucket, q.srcKey, _ = strings.Cut(s, "/")
+		}
+	}
+	query := r.URL.Query()
+	q.head = r.Method == http.MethodHead && q.key != ""
+	q.get = r.Method == http.MethodGet && q.key != "" && !query.Has("tagging") && !query.Has("uploadId")
+	q.list = r.Method == http.MethodGet && q.key == "" && q.bucket != "" && query.Get("list-type") == "2"
+	q.dels = r.Method == http.MethodPost && q.key == "" && query.Has("delete")
+	return q
+}
+
+func (m *Manners) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	q := parseRequest(r)
+	m.mu.Lock()
+	expired, noList := m.expired[q.access], m.noList[q.access]
+	m.mu.Unlock()
+	switch {
+	case expired:
+		s3Error(w, http.StatusBadRequest, "ExpiredToken", "The provided token has expired.")
+		return
+	case r.Method == http.MethodHead && q.key == "" && q.bucket != "" && q.region != m.region(q.bucket):
+		w.Header().Set("X-Amz-Bucket-Region", m.region(q.bucket))
+		w.WriteHeader(http.StatusMovedPermanently)
+		return
+	case q.srcBucket != "" && m.has(mannerSSEC, q.srcBucket, q.srcKey),
+		(q.get || q.head) && m.has(mannerSSEC, q.bucket, q.key):
+		s3Error(w, http.StatusBadRequest, "InvalidRequest", "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object.")
+		return
+	case q.srcBucket != "" && m.has(mannerArchive, q.srcBucket, q.srcKey),
+		q.get && m.has(mannerArchive, q.bucket, q.key):
+		s3Error(w, http.StatusForbidden, "InvalidObjectState", "The operation is not valid for the object's storage class")
+		return
+	}
+	if err := m.rewriteRequest(r, q); err != nil {
+		s3Error(w, http.StatusInternalServerError, "InternalError", "manners: "+err.Error())
+		return
+	}
+	if q.dels {
+		m.deleteObjects(w, r, q)
+		return
+	}
+	target, _ := url.Parse(m.server(q.bucket))
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Host = pr.In.Host // the client signed this Host
+		},
+		ModifyResponse: func(resp *http.Response) error { return m.rewriteResponse(resp, r, q, noList) },
+	}
+	proxy.ServeHTTP(w, r)
+}
+
+// rewriteRequest translates what the client sent in S3's terms into what
+// versitygw understands: an If-Match on an emulated SSE-KMS ETag becomes
+// the real one (then the request is signed again).
+func (m *Manners) rewriteRequest(r *http.Request, q request) error {
+	changed := false
+	for _, h := range []struct{ header, bucket, key string }{
+		{"If-Match", q.bucket, q.key},
+		{"X-Amz-Copy-Source-If-Match", q.srcBucket, q.srcKey},
+	} {
+		v := r.Header.Get(h.header)
+		if v == "" || !m.has(mannerKMS, h.bucket, h.key) {
+			continue
+		}
+		real, err := m.realETag(r.Context(), h.bucket, h.key)
+		if err != nil {
+			continue // a missing object: let the server answer for it
+		}
+		if strings.Trim(v, `"`) == strings.Trim(kmsETag(h.bucket, h.key, real), `"`) {
+			r.Header.Set(h.header, real)
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	return m.resign(r, nil)
+}
+
+func (m *Manners) realETag(ctx context.Context, bucket, key string) (string, error) {
+	out, err := m.client(bucket).HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		return "", err
+	}
+	return aws.ToString(out.ETag), nil
+}
+
+// kmsETag is the ETag an emulated SSE-KMS object shows: not the MD5 of its
+// body, and different for the same body in another bucket or key.
+func kmsETag(bucket, key, real string) string {
+	sum := md5.Sum([]byte("kms\x00" + bucket + "\x00" + key + "\x00" + strings.Trim(real, `"`)))
+	return `"` + hex.EncodeToString(sum[:]) + `"`
+}
+
+// resign signs r again with its caller's secret, over body when it was
+// replaced (nil: the payload hash the client sent stands).
+func (m *Manners) resign(r *http.Request, body []byte) error {
+	q := parseRequest(r)
+	m.mu.Lock()
+	secret, ok := m.secrets[q.access]
+	m.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("no secret known for %q", q.access)
+	}
+	hash := r.Header.Get("X-Amz-Content-Sha256")
+	if body != nil {
+		sum := sha256.Sum256(body)
+		hash = hex.EncodeToString(sum[:])
+		r.Header.Set("X-Amz-Content-Sha256", hash)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+		r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	}
+	when, err := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
+	if err != nil {
+		return fmt.Errorf("X-Amz-Date: %w", err)
+	}
+	r.Header.Del("Authorization")
+	signer := v4.NewSigner(func(o *v4.SignerOptions) { o.DisableURIPathEscaping = true })
+	return signer.SignHTTP(r.Context(), aws.Credentials{AccessKeyID: q.access, SecretAccessKey: secret, SessionToken: r.Header.Get("X-Amz-Security-Token")},
+		r, hash, "s3", q.region, when)
+}
+
+// rewriteResponse makes versitygw's answer S3's.
+func (m *Manners) rewriteResponse(resp *http.Response, r *http.Request, q request, noList map[string]bool) error {
+	if q.bucket != "" {
+		resp.Header.Set("X-Amz-Bucket-Region", m.region(q.bucket))
+	}
+	missing := resp.StatusCode == http.StatusNotFound
+	switch {
+	case missing && (q.head || q.get) && noList[q.bucket],
+		missing && q.srcBucket != "" && noList[q.srcBucket]:
+		return replaceWithError(resp, http.StatusForbidden, "AccessDenied", "Access Denied", q.head)
+	case resp.StatusCode != http.StatusOK:
+		return nil
+	case (q.head || q.get) && m.has(mannerKMS, q.bucket, q.key):
+		resp.Header.Set("ETag", kmsETag(q.bucket, q.key, resp.Header.Get("ETag")))
+		resp.Header.Set("X-Amz-Server-Side-Encryption", "aws:kms")
+	case q.head && m.has(mannerArchive, q.bucket, q.key):
+		resp.Header.Set("X-Amz-Storage-Class", "GLACIER")
+	case q.list:
+		return m.rewriteList(resp, r, q)
+	case q.srcBucket != "" && m.has(mannerKMS, q.bucket, q.key) && r.URL.Query().Get("partNumber") == "":
+		return rewriteBody(resp, func(b []byte) []byte {
+			return etagRE.ReplaceAllFunc(b, func(tag []byte) []byte {
+				real := string(etagRE.FindSubmatch(tag)[1])
+				return []byte("<ETag>" + xmlEscape(kmsETag(q.bucket, q.key, xmlUnescape(real))) + "</ETag>")
+			})
+		})
+	}
+	return nil
+}
+
+var (
+	contentsRE = regexp.MustCompile(`(?s)<Contents>.*?</Contents>`)
+	keyRE      = regexp.MustCompile(`(?s)<Key>(.*?)</Key>`)
+	etagRE     = regexp.MustCompile(`(?s)<ETag>(.*?)</ETag>`)
+	classRE    = regexp.MustCompile(`(?s)<StorageClass>(.*?)</StorageClass>`)
+	// The fields S3 encodes with encoding-type=url.
+	encodedRE = regexp.MustCompile(`(?s)<(Key|Prefix|StartAfter|Delimiter)>(.*?)</(Key|Prefix|StartAfter|Delimiter)>`)
+)
+
+// rewriteList shows archived and SSE-KMS keys as S3 lists them, and
+// encodes names when asked to (encoding-type=url).
+func (m *Manners) rewriteList(resp *http.Response, r *http.Request, q request) error {
+	encode := r.URL.Query().Get("encoding-type") == "url"
+	return rewriteBody(resp, func(b []byte) []byte {
+		b = contentsRE.ReplaceAllFunc(b, func(c []byte) []byte {
+			k := keyRE.FindSubmatch(c)
+			if k == nil {
+				return c
+			}
+			key := xmlUnescape(string(k[1]))
+			if m.has(mannerArchive, q.bucket, key) {
+				c = classRE.ReplaceAll(c, []byte("<StorageClass>GLACIER</StorageClass>"))
+			}
+			if m.has(mannerKMS, q.bucket, key) {
+				c = etagRE.ReplaceAllFunc(c, func(tag []byte) []byte {
+					real := xmlUnescape(string(etagRE.FindSubmatch(tag)[1]))
+					return []byte("<ETag>" + xmlEscape(kmsETag(q.bucket, key, real)) + "</ETag>")
+				})
+			}
+			return c
+		})
+		if !encode {
+			return b
+		}
+		b = encodedRE.ReplaceAllFunc(b, func(f []byte) []byte {
+			p := encodedRE.FindSubmatch(f)
+			return []byte("<" + string(p[1]) + ">" + s3Encode(xmlUnescape(string(p[2]))) + "</" + string(p[1]) + ">")
+		})
+		return bytes.Replace(b, []byte("<KeyCount>"), []byte("<EncodingType>url</EncodingType><KeyCount>"), 1)
+	})
+}
+
+// s3Encode encodes a name as S3 does for encoding-type=url: form encoding,
+// a space as "+", "/" kept.
+func s3Encode(s string) string {
+	return strings.ReplaceAll(url.QueryEscape(s), "%2F", "/")
+}
+
+func xmlUnescape(s string) string {
+	if !strings.Contains(s, "&") {
+		return s
+	}
+	var out strings.Builder
+	d := xml.NewDecoder(strings.NewReader("<x>" + s + "</x>"))
+	d.Strict = false
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			break
+		}
+		if cd, ok := tok.(xml.CharData); ok {
+			out.Write(cd)
+		}
+	}
+	return out.String()
+}
+
+func xmlEscape(s string) string {
+	var b strings.Builder
+	_ = xml.EscapeText(&b, []byte(s)) // a strings.Builder never fails
+	return b.String()
+}
+
+func rewriteBody(resp *http.Response, fn func([]byte) []byte) error {
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	body = fn(body)
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	resp.Header.Del("Content-Md5")
+	return nil
+}
+
+func replaceWithError(resp *http.Response, status int, code, msg string, head bool) error {
+	resp.Body.Close()
+	body := fmt.Sprintf(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>%s</Message><RequestId>manners</RequestId></Error>`, code, msg)
+	if head {
+		body = "" // HEAD answers carry no body
+	}
+	resp.StatusCode, resp.Status = status, fmt.Sprintf("%d %s", status, http.StatusText(status))
+	resp.Body = io.NopCloser(strings.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	resp.Header.Set("Content-Type", "application/xml")
+	resp.Header.Del("ETag")
+	return nil
+}
+
+var objectRE = regexp.MustCompile(`(?s)<Object>(.*?)</Object>`)
+
+// deleteObjects deletes, as S3 does, only the objects whose ETag (when the
+// request names one) is still the one given: the others come back as
+// PreconditionFailed errors. The rest goes to versitygw, signed again.
+func (m *Manners) deleteObjects(w http.ResponseWriter, r *http.Request, q request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		s3Error(w, http.StatusBadRequest, "IncompleteBody", err.Error())
+		return
+	}
+	var refused []string
+	kept := objectRE.ReplaceAllFunc(body, func(o []byte) []byte {
+		k, e := keyRE.FindSubmatch(o), etagRE.FindSubmatch(o)
+		if k == nil || e == nil {
+			return o
+		}
+		key := xmlUnescape(string(k[1]))
+		want := strings.Trim(xmlUnescape(string(e[1])), `"`)
+		real, err := m.realETag(r.Context(), q.bucket, key)
+		if err != nil {
+			return []byte{} // gone already: nothing to delete (S3 says deleted)
+		}
+		if m.has(mannerKMS, q.bucket, key) {
+			real = kmsETag(q.bucket, key, real)
+		}
+		if strings.Trim(real, `"`) != want {
+			refused = append(refused, key)
+			return []byte{}
+		}
+		return etagRE.ReplaceAll(o, nil) // versitygw would not know what to make of it
+	})
+	var result struct {
+		XMLName xml.Name `xml:"DeleteResult"`
+		Deleted []struct {
+			Key string `xml:"Key"`
+		} `xml:"Deleted"`
+		Errors []struct {
+			Key     string `xml:"Key"`
+			Code    string `xml:"Code"`
+			Message string `xml:"Message"`
+		} `xml:"Error"`
+	}
+	if bytes.Contains(kept, []byte("<Object>")) {
+		setChecksums(r, kept)
+		if err := m.resign(r, kept); err != nil {
+			s3Error(w, http.StatusInternalServerError, "InternalError", "manners: "+err.Error())
+			return
+		}
+		target, _ := url.Parse(m.server(q.bucket))
+		r.URL.Scheme, r.URL.Host = target.Scheme, target.Host
+		r.RequestURI = ""
+		resp, err := http.DefaultTransport.RoundTrip(r)
+		if err != nil {
+			s3Error(w, http.StatusBadGateway, "InternalError", err.Error())
+			return
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body) // an answer cut short fails the decode below
+		if resp.StatusCode != http.StatusOK {
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(resp.StatusCode)
+			_, _ = w.Write(data) // the client sees a broken answer as such
+			return
+		}
+		if err := xml.Unmarshal(data, &result); err != nil {
+			s3Error(w, http.StatusBadGateway, "InternalError", "manners: "+err.Error())
+			return
+		}
+	}
+	for _, k := range refused {
+		result.Errors = append(result.Errors, struct {
+			Key     string `xml:"Key"`
+			Code    string `xml:"Code"`
+			Message string `xml:"Message"`
+		}{k, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold"})
+	}
+	out, err := xml.Marshal(result)
+	if err != nil {
+		s3Error(w, http.StatusInternalServerError, "InternalError", err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/xml")
+	_, _ = w.Write(append([]byte(xml.Header), out...)) // the client sees a broken answer as such
+}
+
+// setChecksums sets the body checksum headers the client sent, for body.
+func setChecksums(r *http.Request, body []byte) {
+	if r.Header.Get("Content-Md5") != "" {
+		sum := md5.Sum(body)
+		r.Header.Set("Content-Md5", base64.StdEncoding.EncodeToString(sum[:]))
+	}
+	for header, table := range map[string]*crc32.Table{"X-Amz-Checksum-Crc32": crc32.IEEETable, "X-Amz-Checksum-Crc32c": crc32.MakeTable(crc32.Castagnoli)} {
+		if r.Header.Get(header) == "" {
+			continue
+		}
+		var b [4]byte
+		v := crc32.Checksum(body, table)
+		b[0], b[1], b[2], b[3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+		r.Header.Set(header, base64.StdEncoding.EncodeToString(b[:]))
+	}
+}
+
+// startRegion starts a versitygw serving the testbed's data as region.
+func (e *Env) startRegion(region string) (string, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command(e.versitygw, "--access", AccessKey, "--secret", SecretKey, "--port", addr, "--region", region,
+		"--iam-dir", filepath.Join(e.dir, "iam"), "--iam-cache-disable", "--keep-alive", "--quiet", "posix", filepath.Join(e.dir, "s3"))
+	if err := e.spawn(cmd, filepath.Join(e.dir, "versitygw-"+region+".log")); err != nil {
+		return "", err
+	}
+	if err := waitTCP(addr, 30*time.Second); err != nil {
+		return "", errors.Join(err, errors.New(e.LogTail("versitygw-"+region+".log")))
+	}
+	return "http://" + addr, nil
+}

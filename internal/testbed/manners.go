@@ -58,11 +58,11 @@ type Manners struct {
 	env *Env
 
 	mu       sync.Mutex
-	servers  map[string]string            // region -> versitygw endpoint
-	regions  map[string]string            // bucket -> region (absent: Region)
-	secrets  map[string]string            // access key -> secret key, for re-signing
-	noList   map[string]map[string]bool   // access key -> buckets it may not list
-	expired  map[string]bool              // access keys refused as expired
+	servers  map[string]string              // region -> versitygw endpoint
+	regions  map[string]string              // bucket -> region (absent: Region)
+	secrets  map[string]string              // access key -> secret key, for re-signing
+	noList   map[string]map[string]bool     // access key -> buckets it may not list
+	expired  map[string]bool                // access keys refused as expired
 	prefixes map[string]map[string][]string // manner -> bucket -> key prefixes
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/copier"
+	"github.com/s3clone/s3clone/internal/listing"
 	"github.com/s3clone/s3clone/internal/plan"
 	"github.com/s3clone/s3clone/internal/queue"
 )
@@ -53,7 +54,7 @@ func preflight(ctx context.Context, api *s3.Client, work *queue.SQS, sum *plan.S
 // the copy made through copies, as the workers will make theirs.
 func preflightS3(ctx context.Context, api *s3.Client, copies copier.API, sum *plan.Summary, log zerolog.Logger) error {
 	src := sum.Source
-	page, err := api.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
+	page, err := listing.Page(ctx, api, &s3.ListObjectsV2Input{
 		Bucket: aws.String(src.Bucket), Prefix: aws.String(src.Prefix), MaxKeys: aws.Int32(preflightSample),
 	})
 	if err != nil {

@@ -155,7 +155,7 @@ func (l *Lister) listShard(ctx context.Context, sched *scheduler, s *shard, out 
 	}
 	for {
 		l.Stats.Requests.Add(1)
-		page, err := l.api.ListObjectsV2(ctx, in, FastDecode)
+		page, err := Page(ctx, l.api, in)
 		if err != nil {
 			return fmt.Errorf("list s3://%s/%s: %w", l.bucket, s.prefix, err)
 		}

@@ -239,7 +239,7 @@ func (c *cursor) next() { c.i++ }
 
 func (c *cursor) fetch(ctx context.Context) error {
 	c.p.count(func(st *PairStats) { st.Requests++ })
-	page, err := c.side.API.ListObjectsV2(ctx, c.in, FastDecode)
+	page, err := Page(ctx, c.side.API, c.in)
 	if err != nil {
 		return fmt.Errorf("list s3://%s/%s: %w", c.side.Bucket, c.side.Prefix, err)
 	}

@@ -16,9 +16,11 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -170,6 +172,13 @@ func (m *Manners) server(bucket string) string {
 // client is a root client of the server holding bucket, signing for its region.
 func (m *Manners) client(bucket string) *s3.Client {
 	c := m.env.Client(m.server(bucket))
+	return s3.New(c.Options(), func(o *s3.Options) { o.Region = m.region(bucket) })
+}
+
+// Client is a root client reaching bucket through the proxy, signing for
+// the bucket's region: a test's view of S3 as the binaries see it.
+func (m *Manners) Client(bucket string) *s3.Client {
+	c := m.env.Client(m.URL)
 	return s3.New(c.Options(), func(o *s3.Options) { o.Region = m.region(bucket) })
 }
 
@@ -355,8 +364,12 @@ var (
 	encodedRE = regexp.MustCompile(`(?s)<(Key|Prefix|StartAfter|Delimiter)>(.*?)</(Key|Prefix|StartAfter|Delimiter)>`)
 )
 
-// rewriteList shows archived and SSE-KMS keys as S3 lists them, and
-// encodes names when asked to (encoding-type=url).
+// rewriteList shows archived and SSE-KMS keys as S3 lists them, and names
+// as S3 writes them: URL-encoded when asked to (encoding-type=url), else
+// raw, where S3 writes a character XML 1.0 cannot hold as a character
+// reference (which parsers refuse) and a carriage return as it is (which
+// parsers read as a line feed). versitygw writes both as U+FFFD and &#xD;,
+// so the true names are read from its files.
 func (m *Manners) rewriteList(resp *http.Response, r *http.Request, q request) error {
 	encode := r.URL.Query().Get("encoding-type") == "url"
 	return rewriteBody(resp, func(b []byte) []byte {
@@ -365,7 +378,7 @@ func (m *Manners) rewriteList(resp *http.Response, r *http.Request, q request) e
 			if k == nil {
 				return c
 			}
-			key := xmlUnescape(string(k[1]))
+			key := m.trueName(q.bucket, xmlUnescape(string(k[1])))
 			if m.has(mannerArchive, q.bucket, key) {
 				c = classRE.ReplaceAll(c, []byte("<StorageClass>GLACIER</StorageClass>"))
 			}
@@ -377,15 +390,94 @@ func (m *Manners) rewriteList(resp *http.Response, r *http.Request, q request) e
 			}
 			return c
 		})
+		b = encodedRE.ReplaceAllFunc(b, func(f []byte) []byte {
+			p := encodedRE.FindSubmatch(f)
+			name := xmlUnescape(string(p[2]))
+			if p[1][0] == 'K' || p[1][0] == 'P' {
+				name = m.trueName(q.bucket, name)
+			}
+			if encode {
+				name = s3Encode(name)
+			} else {
+				name = s3XML(name)
+			}
+			return []byte("<" + string(p[1]) + ">" + name + "</" + string(p[1]) + ">")
+		})
+		b = encodingRE.ReplaceAll(b, nil) // versitygw writes one, empty, whatever was asked
 		if !encode {
 			return b
 		}
-		b = encodedRE.ReplaceAllFunc(b, func(f []byte) []byte {
-			p := encodedRE.FindSubmatch(f)
-			return []byte("<" + string(p[1]) + ">" + s3Encode(xmlUnescape(string(p[2]))) + "</" + string(p[1]) + ">")
-		})
-		return bytes.Replace(b, []byte("<KeyCount>"), []byte("<EncodingType>url</EncodingType><KeyCount>"), 1)
+		root := rootRE.FindIndex(b)
+		if root == nil {
+			return b
+		}
+		return slices.Concat(b[:root[1]], []byte("<EncodingType>url</EncodingType>"), b[root[1]:])
 	})
+}
+
+var (
+	rootRE     = regexp.MustCompile(`<ListBucketResult[^>]*>`)
+	encodingRE = regexp.MustCompile(`<EncodingType>[^<]*</EncodingType>`)
+)
+
+// trueName is the name versitygw's listing shows as name: the same, unless
+// it holds U+FFFD, which stands for any character XML cannot carry; then
+// the name of the file (or folder) in its data that it stands for.
+func (m *Manners) trueName(bucket, name string) string {
+	if !strings.ContainsRune(name, '\uFFFD') {
+		return name
+	}
+	dir := filepath.Join(m.env.dir, "s3", bucket)
+	parts := strings.Split(name, "/")
+	for i, part := range parts {
+		if strings.ContainsRune(part, '\uFFFD') {
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				return name
+			}
+			for _, e := range entries {
+				if xmlSanitized(e.Name()) == part {
+					parts[i] = e.Name()
+					break
+				}
+			}
+		}
+		dir = filepath.Join(dir, parts[i])
+	}
+	return strings.Join(parts, "/")
+}
+
+// xmlSanitized is name as Go's XML writer (versitygw's) writes it: every
+// character XML 1.0 cannot hold made U+FFFD.
+func xmlSanitized(name string) string {
+	return strings.Map(func(r rune) rune {
+		if !xmlChar(r) {
+			return '\uFFFD'
+		}
+		return r
+	}, name)
+}
+
+func xmlChar(r rune) bool {
+	return r == 0x09 || r == 0x0A || r == 0x0D || r >= 0x20 && r <= 0xD7FF || r >= 0xE000 && r <= 0xFFFD || r >= 0x10000 && r <= 0x10FFFF
+}
+
+// s3XML writes a name as S3 does without encoding-type: escaped, with
+// characters XML cannot hold as character references and a carriage
+// return raw.
+func s3XML(name string) string {
+	var b strings.Builder
+	for _, r := range name {
+		switch {
+		case r == '\r':
+			b.WriteByte('\r')
+		case !xmlChar(r):
+			fmt.Fprintf(&b, "&#x%X;", r)
+		default:
+			b.WriteString(xmlEscape(string(r)))
+		}
+	}
+	return b.String()
 }
 
 // s3Encode encodes a name as S3 does for encoding-type=url: form encoding,

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -447,17 +448,27 @@ func (e *Env) Put(t testing.TB, bucket string, objs []Object) {
 
 // Keys lists every key in bucket under prefix with one plain sequential
 // listing: the reference the tests compare against.
+// Keys are URL-encoded in the answer (through the Manners proxy), so keys
+// that XML cannot carry are listed too. Buckets in another region are
+// listed there.
 func (e *Env) Keys(t testing.TB, bucket, prefix string) map[string]s3types.Object {
 	t.Helper()
 	out := map[string]s3types.Object{}
-	p := s3.NewListObjectsV2Paginator(e.S3, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
+	p := s3.NewListObjectsV2Paginator(e.manners.Client(bucket), &s3.ListObjectsV2Input{
+		Bucket: aws.String(bucket), Prefix: aws.String(prefix), EncodingType: s3types.EncodingTypeUrl,
+	})
 	for p.HasMorePages() {
 		page, err := p.NextPage(context.Background())
 		if err != nil {
 			t.Fatalf("list s3://%s/%s: %v", bucket, prefix, err)
 		}
 		for _, o := range page.Contents {
-			out[aws.ToString(o.Key)] = o
+			key, err := url.QueryUnescape(aws.ToString(o.Key))
+			if err != nil {
+				t.Fatalf("list s3://%s/%s: key %q: %v", bucket, prefix, aws.ToString(o.Key), err)
+			}
+			o.Key = aws.String(key)
+			out[key] = o
 		}
 	}
 	return out

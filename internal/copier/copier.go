@@ -331,16 +331,25 @@ type KeyError struct {
 	Err *Error
 }
 
-// Delete deletes keys from bucket with as few DeleteObjects calls as S3
-// allows (1,000 keys each). It returns the keys S3 refused, each with its
-// classified error, or an error for a call that failed as a whole.
-func (c *Copier) Delete(ctx context.Context, bucket string, keys []string) ([]KeyError, error) {
+// Doomed is an object to delete, as the listing that found it saw it.
+type Doomed struct {
+	Key  string
+	ETag string // "": delete whatever is there
+}
+
+// Delete deletes objects from bucket with as few DeleteObjects calls as S3
+// allows (1,000 keys each), each only if its ETag is still the listed one
+// (S3's conditional delete): an object rewritten since it was listed is
+// left alone and comes back as changed. It returns the keys S3 refused,
+// each with its classified error, or an error for a call that failed as a
+// whole.
+func (c *Copier) Delete(ctx context.Context, bucket string, objs []Doomed) ([]KeyError, error) {
 	var failed []KeyError
-	for len(keys) > 0 {
-		n := min(len(keys), 1000)
+	for len(objs) > 0 {
+		n := min(len(objs), 1000)
 		ids := make([]types.ObjectIdentifier, n)
-		for i, k := range keys[:n] {
-			ids[i] = types.ObjectIdentifier{Key: aws.String(k)}
+		for i, o := range objs[:n] {
+			ids[i] = types.ObjectIdentifier{Key: aws.String(o.Key), ETag: optional(o.ETag)}
 		}
 		out, err := c.api.DeleteObjects(ctx, &s3.DeleteObjectsInput{
 			Bucket: aws.String(bucket), Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)},
@@ -352,7 +361,7 @@ func (c *Copier) Delete(ctx context.Context, bucket string, keys []string) ([]Ke
 			api := &smithy.GenericAPIError{Code: aws.ToString(e.Code), Message: aws.ToString(e.Message)}
 			failed = append(failed, KeyError{Key: aws.ToString(e.Key), Err: Classify(api)})
 		}
-		keys = keys[n:]
+		objs = objs[n:]
 	}
 	return failed, nil
 }

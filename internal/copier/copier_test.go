@@ -248,6 +248,35 @@ func TestChangedAndVanishedSources(t *testing.T) {
 	}
 }
 
+// TestDeleteOnlyWhatWasListed deletes through the test bed's S3 manners
+// (versitygw itself ignores a DeleteObjects ETag): an object rewritten
+// since it was listed stays, and comes back as changed; the others go.
+func TestDeleteOnlyWhatWasListed(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	ctx := context.Background()
+	b := env.Bucket(t)
+	env.Put(t, b, []testbed.Object{{Key: "stale", Body: []byte("v1")}, {Key: "same", Body: []byte("v1")}, {Key: "any", Body: []byte("v1")}})
+	listed := env.Keys(t, b, "")
+	env.Put(t, b, []testbed.Object{{Key: "stale", Body: []byte("v2, written after the listing")}})
+	c := New(env.Manners().Client(b), Options{})
+	failed, err := c.Delete(ctx, b, []Doomed{
+		{Key: "stale", ETag: aws.ToString(listed["stale"].ETag)},
+		{Key: "same", ETag: aws.ToString(listed["same"].ETag)},
+		{Key: "any"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(failed) != 1 || failed[0].Key != "stale" || failed[0].Err.Reason != ReasonChanged {
+		t.Fatalf("refused %+v; want stale refused as changed", failed)
+	}
+	left := env.Keys(t, b, "")
+	if _, ok := left["stale"]; !ok || len(left) != 1 {
+		t.Fatalf("left %v; want only the rewritten object", left)
+	}
+}
+
 // TestFailedPartAbortsTheUpload fails one UploadPartCopy (a fault a real
 // server cannot be told to make at that moment) and checks the upload is
 // aborted on the real server.

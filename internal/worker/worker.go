@@ -40,7 +40,7 @@ type Recorder interface {
 // Copier copies one object, or deletes many: *copier.Copier.
 type Copier interface {
 	Copy(ctx context.Context, src copier.Source, dstBucket, dstKey string) error
-	Delete(ctx context.Context, bucket string, keys []string) ([]copier.KeyError, error)
+	Delete(ctx context.Context, bucket string, objs []copier.Doomed) ([]copier.KeyError, error)
 }
 
 // Config tunes a Worker. Zero values take the defaults.
@@ -472,31 +472,38 @@ func (w *Worker) copyKey(ctx context.Context, t task) {
 	w.fail(j, ledger.Failure{Key: e.Key, Size: e.Size, ETag: e.ETag, Class: e.StorageClass}, copier.Classify(err))
 }
 
-// deleteBatch deletes every key of a delete batch, refusing any key outside
-// the destination prefix: a mirror never deletes what it was not given.
+// deleteBatch deletes every key of a delete batch, each only while it is
+// the object the diff listed (its ETag), refusing any key outside the
+// destination prefix: a mirror never deletes what it was not given.
 func (w *Worker) deleteBatch(ctx context.Context, j *job) bool {
 	b := j.batch
-	keys := make([]string, 0, len(b.Entries))
+	objs := make([]copier.Doomed, 0, len(b.Entries))
+	listed := map[string]plan.Entry{}
 	for _, e := range b.Entries {
 		if !strings.HasPrefix(e.Key, b.Dest.Prefix) {
 			w.fail(j, ledger.Failure{Key: e.Key}, &copier.Error{Reason: copier.ReasonRejected, Err: fmt.Errorf("key %q is outside the destination prefix %q: not deleted", e.Key, b.Dest.Prefix)})
 			continue
 		}
-		keys = append(keys, e.Key)
+		objs = append(objs, copier.Doomed{Key: e.Key, ETag: e.ETag})
+		listed[e.Key] = e
 	}
-	failed, err := w.cp.Delete(ctx, b.Dest.Bucket, keys)
+	failure := func(key string) ledger.Failure {
+		e := listed[key]
+		return ledger.Failure{Key: key, Size: e.Size, ETag: e.ETag, Class: e.StorageClass}
+	}
+	failed, err := w.cp.Delete(ctx, b.Dest.Bucket, objs)
 	if err != nil {
-		for _, k := range keys {
-			w.fail(j, ledger.Failure{Key: k}, copier.Classify(err))
+		for _, o := range objs {
+			w.fail(j, failure(o.Key), copier.Classify(err))
 		}
 		return false
 	}
 	j.mu.Lock()
-	j.result.Deleted += int64(len(keys) - len(failed))
+	j.result.Deleted += int64(len(objs) - len(failed))
 	j.mu.Unlock()
-	w.Stats.Deleted.Add(int64(len(keys) - len(failed)))
+	w.Stats.Deleted.Add(int64(len(objs) - len(failed)))
 	for _, f := range failed {
-		w.fail(j, ledger.Failure{Key: f.Key}, f.Err)
+		w.fail(j, failure(f.Key), f.Err)
 	}
 	return true
 }

@@ -46,11 +46,11 @@ func (s *scriptedCopier) Copy(ctx context.Context, src copier.Source, dstBucket,
 	return s.fn(ctx, src, dstKey)
 }
 
-func (s *scriptedCopier) Delete(_ context.Context, bucket string, keys []string) ([]copier.KeyError, error) {
+func (s *scriptedCopier) Delete(_ context.Context, bucket string, objs []copier.Doomed) ([]copier.KeyError, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, k := range keys {
-		s.calls["delete "+bucket+"/"+k]++
+	for _, o := range objs {
+		s.calls["delete "+bucket+"/"+o.Key]++
 	}
 	return nil, nil
 }

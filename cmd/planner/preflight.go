@@ -60,7 +60,11 @@ func preflightS3(ctx context.Context, api *s3.Client, copies copier.API, sum *pl
 	if err != nil {
 		return denied(err, "s3:ListBucket", bucketARN(src.Bucket))
 	}
-	samples := slices.DeleteFunc(page.Contents, func(o types.Object) bool { return aws.ToInt64(o.Size) > copier.MaxCopyObjectSize })
+	// Objects too large for one CopyObject, and archived ones (which no
+	// copy can read until restored), prove nothing about permissions.
+	samples := slices.DeleteFunc(page.Contents, func(o types.Object) bool {
+		return aws.ToInt64(o.Size) > copier.MaxCopyObjectSize || archived(o.StorageClass)
+	})
 	// Plain objects first, smallest first; folder markers last.
 	slices.SortFunc(samples, func(a, b types.Object) int {
 		am, bm := strings.HasSuffix(aws.ToString(a.Key), "/"), strings.HasSuffix(aws.ToString(b.Key), "/")
@@ -112,15 +116,23 @@ func tryCopy(ctx context.Context, api *s3.Client, copies copier.API, sum *plan.S
 	return nil
 }
 
+// archived reports a storage class whose objects must be restored before
+// they can be copied.
+func archived(class types.ObjectStorageClass) bool {
+	return class == types.ObjectStorageClassGlacier || class == types.ObjectStorageClassDeepArchive
+}
+
 // denied turns an access refusal into a UsageError naming what to grant,
-// and passes any other error through.
+// and passes any other error through. A 403 with another code (an archived
+// object's InvalidObjectState) is not a refusal of access.
 func denied(err error, permission, resource string) error {
 	var api smithy.APIError
 	var re *smithyhttp.ResponseError
-	isDenied := errors.As(err, &api) && (api.ErrorCode() == "AccessDenied" || api.ErrorCode() == "AccessDeniedException" ||
+	hasCode := errors.As(err, &api) && api.ErrorCode() != ""
+	isDenied := hasCode && (api.ErrorCode() == "AccessDenied" || api.ErrorCode() == "Forbidden" || api.ErrorCode() == "AccessDeniedException" ||
 		api.ErrorCode() == "AWS.SimpleQueueService.AccessDenied" || api.ErrorCode() == "KMS.AccessDeniedException")
-	if !isDenied && errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden {
-		isDenied = true
+	if !hasCode && errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden {
+		isDenied = true // a 403 with no code to say otherwise
 	}
 	if isDenied {
 		return config.Usagef("preflight: access denied: grant %s on %s (nothing was enqueued)", permission, resource)

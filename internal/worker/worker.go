@@ -515,6 +515,9 @@ func (w *Worker) fail(j *job, f ledger.Failure, ce *copier.Error) {
 	defer j.mu.Unlock()
 	key := f.Key
 	f.Reason, f.Code, f.Detail = string(ce.Reason), ce.Code, truncate(ce.Err.Error(), 300)
+	if hint := failHint(j.batch, key, ce); hint != "" {
+		f.Detail = hint + " (" + f.Detail + ")"
+	}
 	if ce.Reason != copier.ReasonCanceled {
 		w.cfg.Observer.KeyFailed(ce.Reason)
 	}
@@ -540,6 +543,19 @@ func (w *Worker) fail(j *job, f ledger.Failure, ce *copier.Error) {
 	}
 }
 
+// failHint says what an operator can do about a key that failed for good,
+// "" when there is nothing to say beyond the error.
+func failHint(b *plan.Batch, key string, ce *copier.Error) string {
+	switch ce.Reason {
+	case copier.ReasonArchived:
+		return fmt.Sprintf("archived: restore it, then enqueue the failures again (planner status --failures --out F; planner plan --from-file F): "+
+			"aws s3api restore-object --bucket %s --key %q --restore-request '{\"Days\":7,\"GlacierJobParameters\":{\"Tier\":\"Bulk\"}}'", b.Source.Bucket, key)
+	case copier.ReasonNeedsKey:
+		return "encrypted with a customer-provided key (SSE-C): a copy needs that key, which s3clone does not take; copy it with the key, e.g. aws s3 cp --sse-c"
+	}
+	return ""
+}
+
 // blockedHint says what an operator must fix for a blocked key.
 func blockedHint(b *plan.Batch, key string, ce *copier.Error) string {
 	if ce.Reason == copier.ReasonNoBucket {
@@ -548,8 +564,9 @@ func blockedHint(b *plan.Batch, key string, ce *copier.Error) string {
 	if b.Op == plan.OpDelete {
 		return fmt.Sprintf("grant the workers s3:DeleteObject on arn:aws:s3:::%s/%s", b.Dest.Bucket, key)
 	}
-	return fmt.Sprintf("grant the workers s3:GetObject and s3:GetObjectTagging on arn:aws:s3:::%s/%s, and s3:PutObject and s3:PutObjectTagging on arn:aws:s3:::%s/%s",
-		b.Source.Bucket, key, b.Dest.Bucket, plan.DestKey(b.Source, b.Dest, key))
+	return fmt.Sprintf("grant the workers s3:GetObject and s3:GetObjectTagging on arn:aws:s3:::%s/%s, and s3:PutObject and s3:PutObjectTagging on arn:aws:s3:::%s/%s; "+
+		"and s3:ListBucket on arn:aws:s3:::%s, without which S3 answers 403, not 404, for a source object deleted since the plan",
+		b.Source.Bucket, key, b.Dest.Bucket, plan.DestKey(b.Source, b.Dest, key), b.Source.Bucket)
 }
 
 func truncate(s string, n int) string {

@@ -51,3 +51,42 @@ func TestKeysXMLCannotCarry(t *testing.T) {
 		})
 	}
 }
+
+// TestArchivedObjects: objects in GLACIER (S3 refuses to copy them until
+// restored: 403 InvalidObjectState) do not stop preflight as if access were
+// denied, and are reported failed as archived, with how to restore them,
+// not retried into the dead-letter queue.
+func TestArchivedObjects(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	srcB, dstB := env.Bucket(t), env.Bucket(t)
+	var objs []testbed.Object
+	for i := range 12 {
+		objs = append(objs, testbed.Object{Key: fmt.Sprintf("cold/%02d.jpg", i), Body: body(i, 50)})
+	}
+	for i := range 3 {
+		objs = append(objs, testbed.Object{Key: fmt.Sprintf("warm/%02d.jpg", i), Body: body(100+i, 50)})
+	}
+	env.Put(t, srcB, objs)
+	env.Manners().Archive(srcB, "cold/")
+	work, dlq := env.Queue(t, 2)
+	led := ledgerURL(t, env)
+	mustRun(t, env, "planner", "plan", "--source", "s3://"+srcB, "--dest", "s3://"+dstB, "--queue-url", work, "--ledger", led, "--batch-keys", "5")
+	workers(t, env, 1, "--queue-url", work, "--ledger", led, "--visibility-timeout", "2s", "--retry-backoff", "1s")
+	st := status(t, env, led)
+	if !st.Complete || st.Copied != 3 || st.Failed != 12 || st.Queue == nil || st.Queue.Visible+st.Queue.InFlight != 0 {
+		t.Fatalf("status %+v queue %+v", st, st.Queue)
+	}
+	for _, f := range st.Failures {
+		if f.Reason != "archived" {
+			t.Fatalf("failure %+v, want archived", f)
+		}
+	}
+	if n, _ := queueDepth(env, dlq); n != 0 {
+		t.Fatalf("%d archived messages dead-lettered", n)
+	}
+	listed := run(t, env, "planner", "status", "--ledger", led, "--failures")
+	if !strings.Contains(listed.stdout, "aws s3api restore-object --bucket "+srcB) {
+		t.Fatalf("no restore hint:\n%s", listed.stdout)
+	}
+}

@@ -73,6 +73,7 @@ type Call struct {
 var Calls = []Call{
 	// The worker: copies, multipart copies, deletes (with --delete).
 	{Service: "s3", Op: "CopyObject", Role: Worker, Actions: []string{"s3:GetObject", "s3:GetObjectTagging"}, On: []Resource{SourceObjects}, Why: "read the source of a copy and its tags"},
+	{Service: "s3", Op: "CopyObject", Role: Worker, Actions: []string{"s3:ListBucket"}, On: []Resource{SourceBucket}, Why: "without it S3 answers 403, not 404, for a source object deleted since the plan, which reads as a missing permission"},
 	{Service: "s3", Op: "CopyObject", Role: Worker, Actions: []string{"s3:PutObject", "s3:PutObjectTagging"}, On: []Resource{DestObjects}, Why: "write the copy with the source's tags"},
 	{Service: "s3", Op: "CopyObject", Role: Worker, Actions: []string{"s3:PutObjectAcl"}, On: []Resource{DestObjects}, When: "HasCannedAcl", Why: "--acl sets a canned ACL on each copy"},
 	{Service: "s3", Op: "HeadObject", Role: Worker, Actions: []string{"s3:GetObject"}, On: []Resource{SourceObjects}, Why: "metadata of an object copied in parts"},

@@ -29,6 +29,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
@@ -37,17 +38,19 @@ import (
 // features versitygw lacks. Every binary a test runs reaches S3 through it
 // (Env.S3Endpoint). Always on:
 //   - ListObjectsV2 honours encoding-type=url (versitygw ignores it and
-//     lists keys raw, control characters included);
+//     writes a control character in a key as U+FFFD), and without it
+//     writes names as S3 does, unreadable to XML parsers;
 //   - DeleteObjects honours each object's ETag (S3's conditional delete;
 //     versitygw deletes regardless);
 //   - HeadBucket answers a request signed for the wrong region with 301
-//     and the bucket's region, as S3 does.
+//     and the bucket's region, as S3 does;
+//   - a caller without s3:ListBucket on a bucket (by the bucket's policy,
+//     which versitygw keeps) gets 403, not 404, for a key that does not
+//     exist there, as S3 answers (versitygw answers 404 to everyone).
 //
 // Switched on per bucket, prefix or access key by a test:
 //   - Region: the bucket lives in another region, served by a second
 //     versitygw (same data) that refuses requests signed for any other;
-//   - DenyList: a caller without s3:ListBucket gets 403, not 404, for a
-//     key that does not exist;
 //   - Expire: a caller's credentials are refused as ExpiredToken;
 //   - Archive: keys under a prefix are in GLACIER (listed so, and 403
 //     InvalidObjectState to a read or copy);
@@ -63,7 +66,7 @@ type Manners struct {
 	servers  map[string]string              // region -> versitygw endpoint
 	regions  map[string]string              // bucket -> region (absent: Region)
 	secrets  map[string]string              // access key -> secret key, for re-signing
-	noList   map[string]map[string]bool     // access key -> buckets it may not list
+	canList  map[[2]string]listRight        // (access key, bucket) -> may it list, lately
 	expired  map[string]bool                // access keys refused as expired
 	prefixes map[string]map[string][]string // manner -> bucket -> key prefixes
 }
@@ -77,7 +80,7 @@ const (
 
 func (e *Env) startManners() {
 	m := &Manners{env: e, servers: map[string]string{Region: e.S3Direct}, regions: map[string]string{},
-		secrets: map[string]string{AccessKey: SecretKey}, noList: map[string]map[string]bool{}, expired: map[string]bool{},
+		secrets: map[string]string{AccessKey: SecretKey}, canList: map[[2]string]listRight{}, expired: map[string]bool{},
 		prefixes: map[string]map[string][]string{}}
 	srv := httptest.NewServer(m)
 	e.manners, e.mannersSrv = m, srv
@@ -105,15 +108,36 @@ func (m *Manners) Region(t testing.TB, bucket, region string) {
 	m.regions[bucket] = region
 }
 
-// DenyList makes access key a caller without s3:ListBucket on bucket:
-// a missing key answers 403 AccessDenied, not 404.
-func (m *Manners) DenyList(access, bucket string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.noList[access] == nil {
-		m.noList[access] = map[string]bool{}
+// listRight is whether a caller may list a bucket, as found at a time.
+type listRight struct {
+	may bool
+	at  time.Time
+}
+
+// mayList reports whether the caller may list bucket (s3:ListBucket), as
+// versitygw judges by the bucket's policy: asked with an empty listing in
+// the caller's name, and remembered for a second (tests change policies).
+func (m *Manners) mayList(ctx context.Context, access, bucket string) bool {
+	if access == AccessKey || access == "" {
+		return true // the root user may do anything
 	}
-	m.noList[access][bucket] = true
+	m.mu.Lock()
+	known, ok := m.canList[[2]string{access, bucket}]
+	secret := m.secrets[access]
+	m.mu.Unlock()
+	if ok && time.Since(known.at) < time.Second {
+		return known.may
+	}
+	c := s3.New(m.client(bucket).Options(), func(o *s3.Options) {
+		o.Credentials = aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(access, secret, ""))
+		o.RetryMaxAttempts = 1
+	})
+	_, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), MaxKeys: aws.Int32(1)})
+	may := err == nil
+	m.mu.Lock()
+	m.canList[[2]string{access, bucket}] = listRight{may, time.Now()}
+	m.mu.Unlock()
+	return may
 }
 
 // Expire refuses every request signed with access key (or lets them
@@ -215,7 +239,7 @@ func parseRequest(r *http.Request) request {
 func (m *Manners) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := parseRequest(r)
 	m.mu.Lock()
-	expired, noList := m.expired[q.access], m.noList[q.access]
+	expired := m.expired[q.access]
 	m.mu.Unlock()
 	switch {
 	case expired:
@@ -248,7 +272,7 @@ func (m *Manners) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host // the client signed this Host
 		},
-		ModifyResponse: func(resp *http.Response) error { return m.rewriteResponse(resp, r, q, noList) },
+		ModifyResponse: func(resp *http.Response) error { return m.rewriteResponse(resp, r, q) },
 	}
 	proxy.ServeHTTP(w, r)
 }
@@ -326,14 +350,14 @@ func (m *Manners) resign(r *http.Request, body []byte) error {
 }
 
 // rewriteResponse makes versitygw's answer S3's.
-func (m *Manners) rewriteResponse(resp *http.Response, r *http.Request, q request, noList map[string]bool) error {
+func (m *Manners) rewriteResponse(resp *http.Response, r *http.Request, q request) error {
 	if q.bucket != "" {
 		resp.Header.Set("X-Amz-Bucket-Region", m.region(q.bucket))
 	}
 	missing := resp.StatusCode == http.StatusNotFound
 	switch {
-	case missing && (q.head || q.get) && noList[q.bucket],
-		missing && q.srcBucket != "" && noList[q.srcBucket]:
+	case missing && (q.head || q.get) && !m.mayList(r.Context(), q.access, q.bucket),
+		missing && q.srcBucket != "" && !m.mayList(r.Context(), q.access, q.srcBucket):
 		return replaceWithError(resp, http.StatusForbidden, "AccessDenied", "Access Denied", q.head)
 	case resp.StatusCode != http.StatusOK:
 		return nil

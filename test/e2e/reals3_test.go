@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/s3clone/s3clone/deploy"
 	"github.com/s3clone/s3clone/internal/testbed"
 )
 
@@ -88,5 +89,44 @@ func TestArchivedObjects(t *testing.T) {
 	listed := run(t, env, "planner", "status", "--ledger", led, "--failures")
 	if !strings.Contains(listed.stdout, "aws s3api restore-object --bucket "+srcB) {
 		t.Fatalf("no restore hint:\n%s", listed.stdout)
+	}
+}
+
+// TestDeletedSourceReadsAsDeleted: a source object deleted after the plan,
+// copied by a worker holding exactly its role's grants. S3 answers 403 for
+// a missing key to a caller that may not list the bucket, which the worker
+// would take for a permission problem and dead-letter; the role grants
+// s3:ListBucket on the source, so the answer is 404 and the key is skipped.
+func TestDeletedSourceReadsAsDeleted(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	srcB, dstB := env.Bucket(t), env.Bucket(t)
+	env.Put(t, srcB, acceptanceObjects()[:40])
+	work, dlq := env.Queue(t, 2)
+	led := ledgerURL(t, env)
+	user := testbed.Name("worker")
+	env.User(t, user, user+"-secret")
+	users := map[deploy.Role]string{deploy.Worker: user}
+	env.SetPolicy(t, srcB, rolePolicy(t, users, map[deploy.Resource]string{
+		deploy.SourceBucket: "arn:aws:s3:::" + srcB, deploy.SourceObjects: "arn:aws:s3:::" + srcB + "/*"}))
+	env.SetPolicy(t, dstB, rolePolicy(t, users, map[deploy.Resource]string{
+		deploy.DestBucket: "arn:aws:s3:::" + dstB, deploy.DestObjects: "arn:aws:s3:::" + dstB + "/*"}))
+	ledger := "arn:aws:s3:::" + bucketOf(led) + "/s3clone/"
+	env.SetPolicy(t, bucketOf(led), rolePolicy(t, users, map[deploy.Resource]string{
+		deploy.LedgerEntries: ledger + "runs/*/done/*", deploy.LedgerWorkers: ledger + "workers/*"}))
+
+	mustRun(t, env, "planner", "plan", "--source", "s3://"+srcB, "--dest", "s3://"+dstB, "--queue-url", work, "--ledger", led)
+	deleteKeys(t, env, srcB, "sub/file-003.jpg", "sub/file-017.jpg")
+	r := runAs(t, env, user, user+"-secret", "worker", "--queue-url", work, "--ledger", led, "--idle-exit", "4s",
+		"--visibility-timeout", "2s", "--retry-backoff", "1s")
+	if r.code != 0 {
+		t.Fatalf("worker: exit %d\n%s", r.code, tail(r.stderr))
+	}
+	st := status(t, env, led)
+	if !st.Complete || st.Copied != 38 || st.Skipped != 2 || st.Failed != 0 {
+		t.Fatalf("status %+v\n%s", st, tail(r.stderr))
+	}
+	if n, _ := queueDepth(env, dlq); n != 0 {
+		t.Fatalf("%d messages dead-lettered for a deleted source object", n)
 	}
 }

@@ -154,8 +154,18 @@ func (pf *planFrom) describe(elapsed time.Duration) string {
 			elapsed.Seconds(), st.Requests.Load(), st.Shards.Load(), st.Splits.Load())
 	case pf.paired != nil:
 		st, c := pf.paired.Stats(), &pf.counts
-		return fmt.Sprintf("diff      %.2fs, %d requests over %d shards: %d compared, %d matching, %d missing, %d different, %d extra",
+		how := fmt.Sprintf("diff      %.2fs, %d requests over %d shards: %d compared, %d matching, %d missing, %d different, %d extra",
 			elapsed.Seconds(), st.Requests, st.Shards, c.Compared.Load(), c.Matching.Load(), c.Missing.Load(), c.Different.Load(), c.Extra.Load())
+		if n := c.Unknown.Load(); n > 0 {
+			how += fmt.Sprintf("\nunknown   %d keys could not be inspected (HeadObject refused): enqueued as copies; the first:", n)
+			for _, u := range c.Unknowns() {
+				how += "\n          " + u
+			}
+		}
+		if n := c.Vanished.Load(); n > 0 {
+			how += fmt.Sprintf("\nvanished  %d keys deleted while the diff looked at them", n)
+		}
+		return how
 	}
 	how := fmt.Sprintf("from      %s, %.2fs", pf.fromFile, elapsed.Seconds())
 	if pf.deletions > 0 && !pf.mirror {
@@ -380,6 +390,9 @@ func runPlan(ctx context.Context, stdout io.Writer, s *source, from *planFrom, s
 	printPlan(stdout, sum, from.describe(sum.Finished.Sub(sum.Started)), false)
 	if err != nil {
 		return fmt.Errorf("plan %s stopped after %d messages: %w", sum.Run, sum.Messages.Load(), err)
+	}
+	if n := from.counts.Unknown.Load(); n > 0 {
+		return fmt.Errorf("%w: the diff could not inspect %d keys (listed above; enqueued as copies)", config.ErrMismatch, n)
 	}
 	return nil
 }

@@ -166,6 +166,9 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if st.Failed > 0 {
 		return fmt.Errorf("%w: %d of %d", config.ErrObjectsFailed, st.Failed, st.Planned.Objects)
 	}
+	if n := from.counts.Unknown.Load(); n > 0 {
+		return fmt.Errorf("%w: the diff could not inspect %d keys (listed above; enqueued as copies)", config.ErrMismatch, n)
+	}
 	return nil
 }
 

@@ -99,7 +99,7 @@ func verifyCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	v := verifyView{
 		Source: s.src.String(), Dest: s.dst.String(), Seconds: time.Since(started).Seconds(),
 		Compared: counts.Compared.Load(), Matching: counts.Matching.Load(), Missing: counts.Missing.Load(),
-		Different: counts.Different.Load(), Extra: counts.Extra.Load(), Out: out,
+		Different: counts.Different.Load(), Extra: counts.Extra.Load(), Unknown: counts.Unknown.Load(), Vanished: counts.Vanished.Load(), Out: out,
 	}
 	if asJSON {
 		if err := json.NewEncoder(stdout).Encode(v); err != nil {
@@ -110,6 +110,9 @@ func verifyCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if bad := v.Missing + v.Different + v.Extra; bad > 0 {
 		return fmt.Errorf("%w: %d of %d keys", config.ErrMismatch, bad, v.Compared)
+	}
+	if v.Unknown > 0 {
+		return fmt.Errorf("%w: %d of %d keys could not be inspected (see --out, or run with --out FILE)", config.ErrMismatch, v.Unknown, v.Compared)
 	}
 	return nil
 }
@@ -144,14 +147,22 @@ type verifyView struct {
 	Missing   int64   `json:"missing"`
 	Different int64   `json:"different"`
 	Extra     int64   `json:"extra"`
+	Unknown   int64   `json:"unknown"`            // could not be inspected
+	Vanished  int64   `json:"vanished,omitempty"` // deleted while verified
 	Out       string  `json:"out,omitempty"`
 }
 
 func (v verifyView) print(w io.Writer) {
 	fmt.Fprintf(w, "verified  %s -> %s in %.2fs\n", v.Source, v.Dest, v.Seconds)
 	fmt.Fprintf(w, "matching  %d\nmissing   %d\ndifferent %d\nextra     %d\n", v.Matching, v.Missing, v.Different, v.Extra)
+	if v.Unknown > 0 {
+		fmt.Fprintf(w, "unknown   %d (could not be inspected: HeadObject refused; see the reasons in --out)\n", v.Unknown)
+	}
+	if v.Vanished > 0 {
+		fmt.Fprintf(w, "vanished  %d (deleted while being verified)\n", v.Vanished)
+	}
 	if v.Out != "" {
-		fmt.Fprintf(w, "written   %s (%d keys to fix: planner plan --from-file %s)\n", v.Out, v.Missing+v.Different+v.Extra, v.Out)
+		fmt.Fprintf(w, "written   %s (%d keys to fix: planner plan --from-file %s)\n", v.Out, v.Missing+v.Different+v.Extra+v.Unknown, v.Out)
 	}
 }
 

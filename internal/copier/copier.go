@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // API is the part of the S3 client the copier uses.
@@ -107,9 +109,23 @@ func (c *Copier) Copy(ctx context.Context, src Source, dstBucket, dstKey string)
 		err = c.copySingle(ctx, src, dstBucket, dstKey)
 	}
 	if err != nil {
-		return Classify(fmt.Errorf("copy %s to s3://%s/%s: %w", src.Key, dstBucket, dstKey, err))
+		ce := Classify(fmt.Errorf("copy %s to s3://%s/%s: %w", src.Key, dstBucket, dstKey, err))
+		if ce.Code == "InvalidRequest" && c.customerKeyed(ctx, src) {
+			ce.Reason = ReasonNeedsKey
+		}
+		return ce
 	}
 	return nil
+}
+
+// customerKeyed reports a source that S3 will not even describe without
+// its encryption key: an SSE-C object answers HeadObject with 400, where
+// any other answers 200, 403 or 404. (A copy of one fails with a 400
+// InvalidRequest, as many malformed copies do.)
+func (c *Copier) customerKeyed(ctx context.Context, src Source) bool {
+	_, err := c.api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(src.Bucket), Key: aws.String(src.Key)})
+	var re *smithyhttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusBadRequest
 }
 
 func (c *Copier) copySingle(ctx context.Context, src Source, dstBucket, dstKey string) error {

@@ -2,14 +2,18 @@ package plan
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"regexp"
+	"slices"
 	"sync"
 	"sync/atomic"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/s3clone/s3clone/internal/listing"
 )
@@ -25,6 +29,13 @@ const (
 	// Failed is a key a run could not copy (the record names its source
 	// object) or delete (its destination object): it is enqueued again.
 	Failed Problem = "failed"
+	// Unknown is a pair that could not be inspected (HeadObject refused:
+	// an SSE-C object, a KMS key or a permission missing): reported, and a
+	// diff or verify that met one ends with exit 1. Enqueued as a copy.
+	Unknown Problem = "unknown"
+	// Vanished is a pair whose object was deleted while the diff looked at
+	// it: nothing to do, the next diff sees the bucket as it is then.
+	Vanished Problem = "vanished"
 )
 
 // HeadAPI reads object checksums.
@@ -39,18 +50,22 @@ var _ HeadAPI = (*s3.Client)(nil)
 //
 //  1. a key on one side only is missing (source only) or extra (destination only);
 //  2. different sizes: different;
-//  3. both ETags single-part (an MD5: 32 hex digits, no "-N" part count):
-//     equal ETags match, anything else is different;
-//  4. otherwise (multipart on either side, part sizes unknown) the
+//  3. equal ETags: a match;
+//  4. both ETags shaped like an MD5 (32 hex digits, no "-N" part count):
+//     the objects' HeadObject says whether they are: unless either side is
+//     encrypted with SSE-KMS or SSE-C, whose ETags are not MD5s of the
+//     content, the ETags differ, so the objects are different;
+//  5. otherwise (a multipart or an encrypted object on either side) the
 //     checksums from HeadObject, when both sides carry one of the same
 //     algorithm: equal is a match; unequal full-object checksums are
 //     different (unequal composite ones prove nothing and fall through);
-//  5. otherwise: different if the source was modified after the
+//  6. otherwise: different if the source was modified after the
 //     destination was written, else a match.
 //
-// Objects encrypted with SSE-KMS or SSE-C have ETags that are not MD5s; rule
-// 3 can then call a faithful copy different, which costs a needless copy,
-// never a missed one.
+// So a copy encrypted with SSE-KMS (by --sse-kms-key-id, or by the
+// destination bucket's default) matches its source, and a diff right after
+// a clone enqueues nothing. A pair whose HeadObject fails is Unknown (or
+// Vanished, for a 404): reported, not a reason to stop.
 type Comparer struct {
 	// Src and Dst read checksums for rule 4; nil skips it.
 	Src, Dst             HeadAPI
@@ -59,7 +74,9 @@ type Comparer struct {
 
 var md5ETag = regexp.MustCompile(`^"?[0-9a-fA-F]{32}"?$`)
 
-// Compare applies the rule to one pair and says which step decided it.
+// Compare applies the rule to one pair and says which step decided it. Its
+// error is reserved for the end of the diff (a canceled context); a key it
+// cannot inspect is Unknown, with the error as its reason.
 func (c *Comparer) Compare(ctx context.Context, pr listing.Pair) (Problem, string, error) {
 	switch {
 	case pr.Dst == nil:
@@ -68,20 +85,27 @@ func (c *Comparer) Compare(ctx context.Context, pr listing.Pair) (Problem, strin
 		return Extra, "not in source", nil
 	case pr.Src.Size != pr.Dst.Size:
 		return Different, "size", nil
-	case md5ETag.MatchString(pr.Src.ETag) && md5ETag.MatchString(pr.Dst.ETag):
-		if pr.Src.ETag == pr.Dst.ETag {
-			return Match, "etag", nil
-		}
-		return Different, "etag", nil
+	case pr.Src.ETag == pr.Dst.ETag:
+		return Match, "etag", nil
 	}
 	if c.Src != nil && c.Dst != nil {
-		verdict, err := c.checksums(ctx, pr)
-		if err != nil {
-			return "", "", err
+		src, dst, err := c.heads(ctx, pr)
+		switch {
+		case ctx.Err() != nil:
+			return "", "", ctx.Err()
+		case notFound(err):
+			return Vanished, err.Error(), nil
+		case err != nil:
+			return Unknown, err.Error(), nil
 		}
-		if verdict != "" {
+		if md5ETag.MatchString(pr.Src.ETag) && md5ETag.MatchString(pr.Dst.ETag) && !encrypted(src) && !encrypted(dst) {
+			return Different, "etag", nil
+		}
+		if verdict := compareChecksums(src, dst); verdict != "" {
 			return verdict, "checksum", nil
 		}
+	} else if md5ETag.MatchString(pr.Src.ETag) && md5ETag.MatchString(pr.Dst.ETag) {
+		return Different, "etag", nil // no way to tell: the cheaper mistake is a needless copy
 	}
 	if pr.Src.LastModified.After(pr.Dst.LastModified) {
 		return Different, "source newer", nil
@@ -89,16 +113,34 @@ func (c *Comparer) Compare(ctx context.Context, pr listing.Pair) (Problem, strin
 	return Match, "size and age", nil
 }
 
-// checksums compares the two objects' checksums: "" when they prove nothing.
-func (c *Comparer) checksums(ctx context.Context, pr listing.Pair) (Problem, error) {
-	src, err := c.Src.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(c.SrcBucket), Key: aws.String(pr.Src.Key), ChecksumMode: types.ChecksumModeEnabled})
+// heads reads both objects' metadata and checksums.
+func (c *Comparer) heads(ctx context.Context, pr listing.Pair) (src, dst *s3.HeadObjectOutput, err error) {
+	src, err = c.Src.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(c.SrcBucket), Key: aws.String(pr.Src.Key), ChecksumMode: types.ChecksumModeEnabled})
 	if err != nil {
-		return "", fmt.Errorf("head s3://%s/%s: %w", c.SrcBucket, pr.Src.Key, err)
+		return nil, nil, fmt.Errorf("head s3://%s/%s: %w", c.SrcBucket, pr.Src.Key, err)
 	}
-	dst, err := c.Dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(c.DstBucket), Key: aws.String(pr.Dst.Key), ChecksumMode: types.ChecksumModeEnabled})
+	dst, err = c.Dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(c.DstBucket), Key: aws.String(pr.Dst.Key), ChecksumMode: types.ChecksumModeEnabled})
 	if err != nil {
-		return "", fmt.Errorf("head s3://%s/%s: %w", c.DstBucket, pr.Dst.Key, err)
+		return nil, nil, fmt.Errorf("head s3://%s/%s: %w", c.DstBucket, pr.Dst.Key, err)
 	}
+	return src, dst, nil
+}
+
+// encrypted reports an object whose ETag is not the MD5 of its content:
+// SSE-KMS (and its dual-layer form) or SSE-C.
+func encrypted(h *s3.HeadObjectOutput) bool {
+	return h.ServerSideEncryption == types.ServerSideEncryptionAwsKms || h.ServerSideEncryption == types.ServerSideEncryptionAwsKmsDsse ||
+		aws.ToString(h.SSECustomerAlgorithm) != ""
+}
+
+// notFound reports a HeadObject that found no object.
+func notFound(err error) bool {
+	var re *smithyhttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound
+}
+
+// compareChecksums compares the two objects' checksums: "" when they prove nothing.
+func compareChecksums(src, dst *s3.HeadObjectOutput) Problem {
 	for _, pick := range []func(*s3.HeadObjectOutput) *string{
 		func(h *s3.HeadObjectOutput) *string { return h.ChecksumCRC64NVME },
 		func(h *s3.HeadObjectOutput) *string { return h.ChecksumCRC32C },
@@ -111,14 +153,14 @@ func (c *Comparer) checksums(ctx context.Context, pr listing.Pair) (Problem, err
 			continue
 		}
 		if a == b {
-			return Match, nil
+			return Match
 		}
 		if src.ChecksumType != types.ChecksumTypeComposite && dst.ChecksumType != types.ChecksumTypeComposite {
-			return Different, nil
+			return Different
 		}
-		return "", nil
+		return ""
 	}
-	return "", nil
+	return ""
 }
 
 // Finding is a pair that does not match, and why.
@@ -131,6 +173,22 @@ type Finding struct {
 // DiffCounts counts what a diff found. Safe for concurrent use.
 type DiffCounts struct {
 	Compared, Matching, Missing, Different, Extra atomic.Int64
+	// Unknown pairs could not be inspected; Vanished ones were deleted
+	// while the diff looked at them.
+	Unknown, Vanished atomic.Int64
+
+	mu       sync.Mutex
+	unknowns []string // the first few unknown keys, with why
+}
+
+// maxUnknowns is how many unknown keys DiffCounts keeps to show.
+const maxUnknowns = 20
+
+// Unknowns returns the first keys that could not be inspected, with why.
+func (d *DiffCounts) Unknowns() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.unknowns)
 }
 
 func (d *DiffCounts) add(p Problem) {
@@ -144,6 +202,18 @@ func (d *DiffCounts) add(p Problem) {
 		d.Different.Add(1)
 	case Extra:
 		d.Extra.Add(1)
+	case Unknown:
+		d.Unknown.Add(1)
+	case Vanished:
+		d.Vanished.Add(1)
+	}
+}
+
+func (d *DiffCounts) noteUnknown(s string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.unknowns) < maxUnknowns {
+		d.unknowns = append(d.unknowns, s)
 	}
 }
 
@@ -179,8 +249,11 @@ func Diff(ctx context.Context, p *listing.Paired, cmp *Comparer, counts *DiffCou
 						break
 					}
 					counts.add(problem)
-					if problem == Match {
+					if problem == Match || problem == Vanished {
 						continue
+					}
+					if problem == Unknown {
+						counts.noteUnknown(pr.Key + ": " + reason)
 					}
 					select {
 					case findings <- Finding{Pair: pr, Problem: problem, Reason: reason}:

@@ -2,12 +2,15 @@ package plan
 
 import (
 	"context"
+	"errors"
+	"net/http"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/s3clone/s3clone/internal/listing"
 )
@@ -16,6 +19,12 @@ import (
 type checksums map[string]*s3.HeadObjectOutput
 
 func (c checksums) HeadObject(_ context.Context, in *s3.HeadObjectInput, _ ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	switch aws.ToString(in.Key) {
+	case "s/gone":
+		return nil, &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 404}}, Err: errors.New("not found")}
+	case "s/ssec":
+		return nil, &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 400}}, Err: errors.New("bad request")}
+	}
 	if h, ok := c[aws.ToString(in.Key)]; ok {
 		return h, nil
 	}
@@ -36,6 +45,11 @@ func TestCompareRule(t *testing.T) {
 		"d/differs":  {ChecksumCRC32: aws.String("BBB="), ChecksumType: types.ChecksumTypeFullObject},
 		"s/composed": {ChecksumCRC32: aws.String("AAA=-3"), ChecksumType: types.ChecksumTypeComposite},
 		"d/composed": {ChecksumCRC32: aws.String("CCC=-2"), ChecksumType: types.ChecksumTypeComposite},
+		"s/kms":      {ServerSideEncryption: types.ServerSideEncryptionAwsKms},
+		"d/kms":      {ServerSideEncryption: types.ServerSideEncryptionAwsKms},
+		"s/kmssum":   {ServerSideEncryption: types.ServerSideEncryptionAwsKms, ChecksumCRC64NVME: aws.String("AAA="), ChecksumType: types.ChecksumTypeFullObject},
+		"d/kmssum":   {ServerSideEncryption: types.ServerSideEncryptionAwsKms, ChecksumCRC64NVME: aws.String("BBB="), ChecksumType: types.ChecksumTypeFullObject},
+		"s/plain":    {ServerSideEncryption: types.ServerSideEncryptionAes256},
 	}
 	cmp := &Comparer{Src: heads, Dst: heads}
 	cases := []struct {
@@ -51,14 +65,25 @@ func TestCompareRule(t *testing.T) {
 		{"other MD5", obj("s/k", 1, md5a, old), obj("d/k", 1, md5b, young), Different, "etag"},
 		{"multipart, same checksum", obj("s/same", 1, multi, young), obj("d/same", 1, md5b, old), Match, "checksum"},
 		{"multipart, other full checksum", obj("s/differs", 1, multi, old), obj("d/differs", 1, md5b, young), Different, "checksum"},
-		{"multipart, composite checksums prove nothing: age decides", obj("s/composed", 1, multi, old), obj("d/composed", 1, multi, young), Match, "size and age"},
+		{"multipart, composite checksums prove nothing: age decides", obj("s/composed", 1, multi, old), obj("d/composed", 1, md5b, young), Match, "size and age"},
+		{"the same multipart ETag", obj("s/k", 1, multi, young), obj("d/k", 1, multi, old), Match, "etag"},
 		{"multipart, no checksums, source older", obj("s/k", 1, multi, old), obj("d/k", 1, md5a, young), Match, "size and age"},
 		{"multipart, no checksums, source newer", obj("s/k", 1, multi, young), obj("d/k", 1, md5a, old), Different, "source newer"},
+		{"SSE-KMS on both sides: ETags are not MD5s, age decides", obj("s/kms", 1, md5a, old), obj("d/kms", 1, md5b, young), Match, "size and age"},
+		{"SSE-KMS copy of a plain source", obj("s/plain", 1, md5a, old), obj("d/kms", 1, md5b, young), Match, "size and age"},
+		{"SSE-KMS, checksums differ", obj("s/kmssum", 1, md5a, old), obj("d/kmssum", 1, md5b, young), Different, "checksum"},
+		{"SSE-KMS, source rewritten after the copy", obj("s/kms", 1, md5a, young), obj("d/kms", 1, md5b, old), Different, "source newer"},
+		{"deleted while diffed", obj("s/gone", 1, md5a, old), obj("d/k", 1, md5b, young), Vanished, "head s3:///s/gone: http response error StatusCode: 404, not found"},
 	}
 	for _, c := range cases {
 		got, reason, err := cmp.Compare(context.Background(), listing.Pair{Key: "k", Src: c.src, Dst: c.dst})
 		if err != nil || got != c.want || reason != c.reason {
 			t.Errorf("%s: %s (%s), %v; want %s (%s)", c.name, got, reason, err, c.want, c.reason)
 		}
+	}
+	// A key that cannot be inspected (an SSE-C object) is reported, not fatal.
+	got, reason, err := cmp.Compare(context.Background(), listing.Pair{Key: "k", Src: obj("s/ssec", 1, md5a, old), Dst: obj("d/k", 1, md5b, young)})
+	if err != nil || got != Unknown || reason == "" {
+		t.Errorf("SSE-C source: %s (%s), %v; want unknown", got, reason, err)
 	}
 }

@@ -82,7 +82,7 @@ func ReadRecords(r io.Reader, src, dst Location, fn func(Record) error) error {
 
 func (r Record) check(src, dst Location) error {
 	switch r.Problem {
-	case Missing, Different:
+	case Missing, Different, Unknown:
 		if r.Source == nil {
 			return fmt.Errorf("%s key %q has no source object", r.Problem, r.Key)
 		}
@@ -106,7 +106,7 @@ func (r Record) check(src, dst Location) error {
 			return fmt.Errorf("destination key %q is not under --dest %s: was the file written for another copy?", r.Dest.Key, dst)
 		}
 	default:
-		return fmt.Errorf("unknown problem %q (want missing, different, extra or failed)", r.Problem)
+		return fmt.Errorf("unknown problem %q (want missing, different, extra, failed or unknown)", r.Problem)
 	}
 	return nil
 }

@@ -130,3 +130,52 @@ func TestDeletedSourceReadsAsDeleted(t *testing.T) {
 		t.Fatalf("%d messages dead-lettered for a deleted source object", n)
 	}
 }
+
+// TestDiffConvergesForEncryptedObjects: SSE-KMS objects' ETags are not the
+// MD5 of their content (and differ between a source and its copy), so a
+// diff that trusted an MD5-shaped ETag re-copied every such object on every
+// pass. Cloned into a destination that encrypts with SSE-KMS, a diff right
+// after the clone enqueues nothing and verify passes. An SSE-C object,
+// which no copy can read without its key, is reported, not fatal: verify
+// and the diff go on and exit 1; the copy fails as needs-customer-key.
+func TestDiffConvergesForEncryptedObjects(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	srcB, dstB := env.Bucket(t), env.Bucket(t)
+	var objs []testbed.Object
+	for i := range 30 {
+		objs = append(objs, testbed.Object{Key: fmt.Sprintf("kms/%02d.jpg", i), Body: body(i, 200)})
+	}
+	for i := range 10 {
+		objs = append(objs, testbed.Object{Key: fmt.Sprintf("plain/%02d.jpg", i), Body: body(50+i, 200)})
+	}
+	env.Put(t, srcB, objs)
+	m := env.Manners()
+	m.KMS(srcB, "kms/")
+	m.KMS(dstB, "") // the destination's default encryption is SSE-KMS
+	src, dst := "s3://"+srcB, "s3://"+dstB
+	mustRun(t, env, "planner", "run", "--source", src, "--dest", dst)
+	r := mustRun(t, env, "planner", "run", "--source", src, "--dest", dst, "--diff")
+	if !strings.Contains(r.stdout, "enqueued 0 objects") || !strings.Contains(r.stdout, "40 compared, 40 matching") {
+		t.Fatalf("a diff right after the clone:\n%s", r.stdout)
+	}
+	if v, code := verify(t, env, src, dst); code != 0 || v.Matching != 40 {
+		t.Fatalf("verify %+v, exit %d", v, code)
+	}
+
+	// An SSE-C object in the source.
+	env.Put(t, srcB, []testbed.Object{{Key: "ssec/secret.bin", Body: body(99, 200)}})
+	env.Put(t, dstB, []testbed.Object{{Key: "ssec/secret.bin", Body: body(98, 200)}}) // same size, another body
+	m.SSEC(srcB, "ssec/")
+	v, code := verify(t, env, src, dst)
+	if code != 1 || v.Unknown != 1 || v.Matching != 40 {
+		t.Fatalf("verify with an SSE-C object: %+v, exit %d", v, code)
+	}
+	r = run(t, env, "planner", "run", "--source", src, "--dest", dst, "--diff")
+	if r.code != 1 || !strings.Contains(r.stdout, "ssec/secret.bin") || !strings.Contains(r.stdout, "failed      1") {
+		t.Fatalf("a diff with an SSE-C object: exit %d\n%s\n%s", r.code, r.stdout, tail(r.stderr))
+	}
+	if !strings.Contains(r.stderr, "needs-customer-key") {
+		t.Fatalf("the SSE-C copy did not fail as needs-customer-key:\n%s", tail(r.stderr))
+	}
+}

@@ -20,7 +20,7 @@ import (
 )
 
 type verifyJSON struct {
-	Compared, Matching, Missing, Different, Extra int64
+	Compared, Matching, Missing, Different, Extra, Unknown int64
 }
 
 func verify(t *testing.T, env *testbed.Env, src, dst string, extra ...string) (verifyJSON, int) {

@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/s3clone/s3clone/deploy"
 	"github.com/s3clone/s3clone/internal/testbed"
@@ -177,5 +180,71 @@ func TestDiffConvergesForEncryptedObjects(t *testing.T) {
 	}
 	if !strings.Contains(r.stderr, "needs-customer-key") {
 		t.Fatalf("the SSE-C copy did not fail as needs-customer-key:\n%s", tail(r.stderr))
+	}
+}
+
+// TestCredentialsExpireMidRun: a worker's credentials come from a
+// credential process (as an assumed role's do) and are refused as expired
+// part-way through the run (S3's ExpiredToken). The worker fetches fresh
+// ones and goes on: every object is copied, none reported failed.
+func TestCredentialsExpireMidRun(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	srcB, dstB := env.Bucket(t), env.Bucket(t)
+	env.Put(t, srcB, acceptanceObjects())
+	work, _ := env.Queue(t, 0)
+	led := ledgerURL(t, env)
+	mustRun(t, env, "planner", "plan", "--source", "s3://"+srcB, "--dest", "s3://"+dstB, "--queue-url", work, "--ledger", led, "--batch-keys", "10")
+
+	// Two sessions of one role: the process hands out the first, then the second.
+	dir := t.TempDir()
+	sessions := []string{testbed.Name("session"), testbed.Name("session")}
+	for _, user := range sessions {
+		env.User(t, user, user+"-secret")
+	}
+	for _, b := range []string{srcB, dstB, bucketOf(led)} {
+		env.SetPolicy(t, b, fmt.Sprintf(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":[%q,%q]},`+
+			`"Action":["s3:ListBucket","s3:GetObject","s3:GetObjectTagging","s3:PutObject","s3:PutObjectTagging"],"Resource":["arn:aws:s3:::%s","arn:aws:s3:::%s/*"]}]}`,
+			sessions[0], sessions[1], b, b))
+	}
+	script := filepath.Join(dir, "credentials.sh")
+	state := filepath.Join(dir, "calls")
+	expiry := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	if err := os.WriteFile(script, []byte(fmt.Sprintf(`#!/bin/sh
+echo x >> %[1]s
+if [ "$(wc -l < %[1]s)" -le 1 ]; then user=%[2]s; else user=%[3]s; fi
+printf '{"Version":1,"AccessKeyId":"%%s","SecretAccessKey":"%%s-secret","Expiration":"%[4]s"}' "$user" "$user"
+`, state, sessions[0], sessions[1], expiry)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	config := filepath.Join(dir, "config")
+	if err := os.WriteFile(config, []byte("[default]\ncredential_process = "+script+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	slow := env.Slow(t, 10*time.Millisecond)
+	cmd, _, stderr := command(env, "worker", "--queue-url", work, "--ledger", led, "--idle-exit", "4s", "--concurrency", "4",
+		"--retry-backoff", "1s", "--visibility-timeout", "10s", "--log-level", "debug")
+	var environ []string
+	for _, kv := range env.EnvironFor(slow.URL) {
+		if !strings.HasPrefix(kv, "AWS_ACCESS_KEY_ID=") && !strings.HasPrefix(kv, "AWS_SECRET_ACCESS_KEY=") {
+			environ = append(environ, kv)
+		}
+	}
+	cmd.Env = append(environ, "AWS_CONFIG_FILE="+config, "AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(dir, "none"))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "the first hundred copies", func() bool { return strings.Count(stderr.String(), "object copied") >= 100 })
+	env.Manners().Expire(sessions[0], true)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("worker: %v\n%s", err, tail(stderr.String()))
+	}
+	st := status(t, env, led)
+	if !st.Complete || st.Copied != 400 || st.Failed != 0 || st.Skipped != 0 {
+		t.Fatalf("status %+v\n%s", st, tail(stderr.String()))
+	}
+	calls, err := os.ReadFile(state)
+	if err != nil || strings.Count(string(calls), "x") < 2 {
+		t.Fatalf("the credential process was called %d times; want a refresh after the expiry", strings.Count(string(calls), "x"))
 	}
 }

@@ -18,17 +18,23 @@ import (
 	"github.com/s3clone/s3clone/internal/queue"
 )
 
-// source is what plan and run share: what to copy where, and how to list it.
+// source is what plan, run and verify share: what to copy where, and how
+// to list it.
 type source struct {
-	rawSource, rawDest string
-	src, dst           plan.Location
-	listers            int
-	batchKeys          int
+	rawSource, rawDest   string
+	srcRegion, dstRegion string // from the flags: "" finds them
+	src, dst             plan.Location
+	listers              int
+	batchKeys            int
+	// srcAPI and dstAPI are clients of each bucket's region (connect).
+	srcAPI, dstAPI *s3.Client
 }
 
 func (s *source) register(f *config.Flags) {
 	f.StringVar(&s.rawSource, "source", "", "what to copy: s3://BUCKET or s3://BUCKET/PREFIX (required)")
 	f.StringVar(&s.rawDest, "dest", "", "where to copy it: s3://BUCKET or s3://BUCKET/PREFIX; the source prefix is replaced by this one (required)")
+	f.StringVar(&s.srcRegion, "source-region", "", "the source bucket's region (default: asked of S3, HeadBucket)")
+	f.StringVar(&s.dstRegion, "dest-region", "", "the destination bucket's region (default: asked of S3, HeadBucket)")
 	f.IntVar(&s.listers, "listers", 16, "ListObjectsV2 calls in flight at once")
 	f.IntVar(&s.batchKeys, "batch-keys", 100, "most keys per work message (messages also stay under 240KiB)")
 }
@@ -58,12 +64,26 @@ func (s *source) validate(p *config.Problems) {
 	}
 }
 
-// checkBuckets fails with a UsageError when either bucket does not exist.
-func (s *source) checkBuckets(ctx context.Context, api *s3.Client) error {
-	if err := config.CheckBucket(ctx, api, "source", s.src.Bucket); err != nil {
-		return err
+// connect finds each bucket's region (unless a flag gave it), takes a
+// client of it, and fails with a UsageError when either bucket does not
+// exist or cannot be read.
+func (s *source) connect(ctx context.Context, regions *config.Regions) error {
+	for _, b := range []struct {
+		flag string
+		loc  *plan.Location
+		hint string
+		api  **s3.Client
+	}{{"source", &s.src, s.srcRegion, &s.srcAPI}, {"dest", &s.dst, s.dstRegion, &s.dstAPI}} {
+		client, region, err := regions.For(ctx, b.loc.Bucket, b.hint)
+		if err != nil {
+			return config.CheckBucketError(err, b.flag, b.loc.Bucket)
+		}
+		if err := config.CheckBucket(ctx, client, b.flag, b.loc.Bucket); err != nil {
+			return err
+		}
+		b.loc.Region, *b.api = region, client
 	}
-	return config.CheckBucket(ctx, api, "dest", s.dst.Bucket)
+	return nil
 }
 
 // newSummary starts a plan: a fresh run id, the locations, the start time.
@@ -127,22 +147,32 @@ func (pf *planFrom) validate(p *config.Problems, s *source) {
 	}
 }
 
-// source builds the plan's source of keys.
-func (pf *planFrom) source(s *source, api *s3.Client, log zerolog.Logger) plan.Source {
+// source builds the plan's source of keys, listing each bucket in its
+// region (connect first).
+func (pf *planFrom) source(s *source, log zerolog.Logger) plan.Source {
 	opts := listing.Options{Listers: s.listers}
 	switch {
 	case pf.fromFile != "":
 		return plan.FileSource(pf.fromFile, s.src, s.dst, pf.mirror)
 	case pf.diff:
-		pf.paired = listing.NewPaired(
-			listing.Side{API: api, Bucket: s.src.Bucket, Prefix: s.src.Prefix},
-			listing.Side{API: api, Bucket: s.dst.Bucket, Prefix: s.dst.Prefix}, opts)
-		cmp := &plan.Comparer{Src: api, Dst: api, SrcBucket: s.src.Bucket, DstBucket: s.dst.Bucket}
-		return plan.DiffSource(pf.paired, cmp, &pf.counts, pf.mirror)
+		pf.paired = s.paired(opts)
+		return plan.DiffSource(pf.paired, s.comparer(), &pf.counts, pf.mirror)
 	}
 	opts.Progress = pf.progress
-	pf.lister = listing.New(api, s.src.Bucket, s.src.Prefix, opts, log)
+	pf.lister = listing.New(s.srcAPI, s.src.Bucket, s.src.Prefix, opts, log)
 	return plan.ListSource(pf.lister)
+}
+
+// paired lists the source and the destination side by side.
+func (s *source) paired(opts listing.Options) *listing.Paired {
+	return listing.NewPaired(
+		listing.Side{API: s.srcAPI, Bucket: s.src.Bucket, Prefix: s.src.Prefix},
+		listing.Side{API: s.dstAPI, Bucket: s.dst.Bucket, Prefix: s.dst.Prefix}, opts)
+}
+
+// comparer compares a source object with its copy, each in its region.
+func (s *source) comparer() *plan.Comparer {
+	return &plan.Comparer{Src: s.srcAPI, Dst: s.dstAPI, SrcBucket: s.src.Bucket, DstBucket: s.dst.Bucket}
 }
 
 // describe says how the keys were found, for the plan summary.
@@ -186,7 +216,8 @@ func resumable(path string, s *source, queueURL string) (*plan.CheckpointState, 
 	if err != nil {
 		return nil, config.Usagef("--checkpoint: %v", err)
 	}
-	if prior != nil && (prior.Source != s.src || prior.Dest != s.dst || prior.Queue != queueURL) {
+	sameBucket := func(a, b plan.Location) bool { return a.Bucket == b.Bucket && a.Prefix == b.Prefix }
+	if prior != nil && (!sameBucket(prior.Source, s.src) || !sameBucket(prior.Dest, s.dst) || prior.Queue != queueURL) {
 		return nil, config.Usagef("--checkpoint %s records the plan %s -> %s on %s, not this one: use another file", path, prior.Source, prior.Dest, prior.Queue)
 	}
 	return prior, nil
@@ -300,8 +331,8 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	s3Client := conn.AWS.S3(awsCfg)
-	if err := s.checkBuckets(ctx, s3Client); err != nil {
+	regions := conn.AWS.Regions(awsCfg)
+	if err := s.connect(ctx, regions); err != nil {
 		return err
 	}
 	sum := s.newSummary()
@@ -322,7 +353,7 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	if dryRun {
-		err := s.enqueue(ctx, from.source(&s, s3Client, log), sum, func(context.Context, [][]byte) error { return nil }, nil, log)
+		err := s.enqueue(ctx, from.source(&s, log), sum, func(context.Context, [][]byte) error { return nil }, nil, log)
 		printPlan(stdout, sum, from.describe(sum.Finished.Sub(sum.Started)), true)
 		return err
 	}
@@ -331,7 +362,7 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := config.CheckQueue(ctx, work, "queue-url"); err != nil {
 		return err
 	}
-	store := led.Store(s3Client)
+	store := led.Open(ctx, regions)
 	if err := store.CheckBucket(ctx); err != nil {
 		return config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket())
 	}
@@ -343,18 +374,18 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "runs/*"))
 	}
-	if err := preflight(ctx, s3Client, work, sum, log); err != nil {
+	if err := preflight(ctx, &s, work, sum, log); err != nil {
 		endEarly(ctx, runLog, fmt.Errorf("preflight: %w", err), log)
 		return err
 	}
-	return runPlan(ctx, stdout, &s, &from, sum, prior, work, runLog, s3Client, log)
+	return runPlan(ctx, stdout, &s, &from, sum, prior, work, runLog, log)
 }
 
 // runPlan sends the plan's batches to the work queue, recording each group
 // the queue accepts in the ledger before the checkpoint (if any) counts it
 // as sent, and ends the run's record.
 func runPlan(ctx context.Context, stdout io.Writer, s *source, from *planFrom, sum *plan.Summary, prior *plan.CheckpointState,
-	work *queue.SQS, runLog *ledger.RunLog, api *s3.Client, log zerolog.Logger) error {
+	work *queue.SQS, runLog *ledger.RunLog, log zerolog.Logger) error {
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	runLog.OnError = func(err error) { stop(fmt.Errorf("the ledger: %w", err)) }
@@ -378,7 +409,7 @@ func runPlan(ctx context.Context, stdout io.Writer, s *source, from *planFrom, s
 		}
 		return work.Send(ctx, msgs)
 	}
-	err := s.enqueue(ctx, from.source(s, api, log), sum, send, sent, log)
+	err := s.enqueue(ctx, from.source(s, log), sum, send, sent, log)
 	if endErr := runLog.End(ctx, sum.Seq.Load(), err); endErr != nil && err == nil {
 		err = endErr
 	}

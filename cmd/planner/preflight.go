@@ -36,8 +36,8 @@ const preflightSample = 10
 // archived object, a folder marker the server will not copy, an object that
 // just changed) proves nothing either way: the next sample is tried, and if
 // none can be copied the plan goes ahead with a warning.
-func preflight(ctx context.Context, api *s3.Client, work *queue.SQS, sum *plan.Summary, log zerolog.Logger) error {
-	if err := preflightS3(ctx, api, copier.NewDirect(api, nil), sum, log); err != nil {
+func preflight(ctx context.Context, s *source, work *queue.SQS, sum *plan.Summary, log zerolog.Logger) error {
+	if err := preflightS3(ctx, s, copier.NewBetween(s.srcAPI, copier.NewDirect(s.dstAPI, nil), copier.Options{}), sum, log); err != nil {
 		return err
 	}
 	probe, err := plan.ProbeBody(sum)
@@ -50,10 +50,16 @@ func preflight(ctx context.Context, api *s3.Client, work *queue.SQS, sum *plan.S
 	return nil
 }
 
+// sampleCopier copies the preflight's sample: *copier.Copier or
+// *copier.Regional.
+type sampleCopier interface {
+	Copy(ctx context.Context, src copier.Source, dst copier.Target) error
+}
+
 // preflightS3 is the S3 half of preflight: read, copy and tag a sample,
 // the copy made through copies, as the workers will make theirs.
-func preflightS3(ctx context.Context, api *s3.Client, copies copier.API, sum *plan.Summary, log zerolog.Logger) error {
-	src := sum.Source
+func preflightS3(ctx context.Context, s *source, copies sampleCopier, sum *plan.Summary, log zerolog.Logger) error {
+	src, api := sum.Source, s.srcAPI
 	page, err := listing.Page(ctx, api, &s3.ListObjectsV2Input{
 		Bucket: aws.String(src.Bucket), Prefix: aws.String(src.Prefix), MaxKeys: aws.Int32(preflightSample),
 	})
@@ -97,7 +103,7 @@ func preflightS3(ctx context.Context, api *s3.Client, copies copier.API, sum *pl
 
 // tryCopy reads one sample object and its tags and copies it to its
 // destination key, as a worker would.
-func tryCopy(ctx context.Context, api *s3.Client, copies copier.API, sum *plan.Summary, o types.Object) error {
+func tryCopy(ctx context.Context, api *s3.Client, copies sampleCopier, sum *plan.Summary, o types.Object) error {
 	src, dst := sum.Source, sum.Dest
 	key := aws.ToString(o.Key)
 	if _, err := api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(src.Bucket), Key: o.Key}); err != nil {
@@ -107,9 +113,9 @@ func tryCopy(ctx context.Context, api *s3.Client, copies copier.API, sum *plan.S
 		return denied(err, "s3:GetObjectTagging", objectARN(src.Bucket, key))
 	}
 	dstKey := plan.DestKey(src, dst, key)
-	err := copier.New(copies, copier.Options{}).Copy(ctx, copier.Source{
-		Bucket: src.Bucket, Key: key, Size: aws.ToInt64(o.Size), ETag: aws.ToString(o.ETag), StorageClass: string(o.StorageClass),
-	}, dst.Bucket, dstKey)
+	err := copies.Copy(ctx, copier.Source{
+		Bucket: src.Bucket, Region: src.Region, Key: key, Size: aws.ToInt64(o.Size), ETag: aws.ToString(o.ETag), StorageClass: string(o.StorageClass),
+	}, copier.Target{Bucket: dst.Bucket, Region: dst.Region, Key: dstKey})
 	if err != nil {
 		return denied(err, "s3:PutObject and s3:PutObjectTagging", objectARN(dst.Bucket, dstKey))
 	}

@@ -74,7 +74,7 @@ func redriveCommand(ctx context.Context, args []string, stdout io.Writer) error 
 	client := conn.AWS.SQS(awsCfg)
 	var done *doneMessages
 	if led.Set() {
-		store := led.Store(conn.AWS.S3(awsCfg))
+		store := led.Open(ctx, conn.AWS.Regions(awsCfg))
 		done = &doneMessages{ctx: ctx, store: store, readers: map[string]*ledger.Reader{}}
 		if queueURL == "" {
 			if queueURL, err = runQueue(ctx, store, runID); err != nil {

@@ -11,7 +11,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/s3clone/s3clone/internal/config"
-	"github.com/s3clone/s3clone/internal/copier"
 	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/plan"
 	"github.com/s3clone/s3clone/internal/queue"
@@ -70,8 +69,8 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	s3Client := conn.AWS.S3(awsCfg)
-	if err := s.checkBuckets(ctx, s3Client); err != nil {
+	regions := conn.AWS.Regions(awsCfg)
+	if err := s.connect(ctx, regions); err != nil {
 		return err
 	}
 	sum := s.newSummary()
@@ -81,7 +80,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	recorder := worker.TallyRecorder{Tally: tally}
 	var runLog *ledger.RunLog
 	if led.Set() {
-		store := led.Store(s3Client)
+		store := led.Open(ctx, regions)
 		if err := store.CheckBucket(ctx); err != nil {
 			return config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket())
 		}
@@ -96,8 +95,8 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		recorder.Next = journal
 	}
-	api := work.CopyAPI(s3Client, limiter.Throttled, log)
-	if err := preflightS3(ctx, s3Client, api, sum, log); err != nil {
+	copies := work.Copier(regions, limiter.Throttled, log)
+	if err := preflightS3(ctx, &s, copies, sum, log); err != nil {
 		endEarly(ctx, runLog, fmt.Errorf("preflight: %w", err), log)
 		return err
 	}
@@ -110,7 +109,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg.ID = "local"
 	cfg.Visibility = 5 * time.Minute
 	cfg.Limiter = limiter
-	w := worker.New(cfg, mem, recorder, copier.New(api, work.CopierOptions()), log)
+	w := worker.New(cfg, mem, recorder, copies, log)
 	config.TuneGCForCopying()
 	stopProfile, err := config.StartCPUProfile(work.CPUProfile)
 	if err != nil {
@@ -127,7 +126,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 			runLog.Sent(seqs, t, nil)
 		}
 	}
-	planErr := s.enqueue(ctx, from.source(&s, s3Client, log), sum, func(ctx context.Context, bodies [][]byte) error {
+	planErr := s.enqueue(ctx, from.source(&s, log), sum, func(ctx context.Context, bodies [][]byte) error {
 		msgs := make([]queue.Outgoing, len(bodies))
 		for i, b := range bodies {
 			msgs[i] = queue.Outgoing{Body: b}

@@ -78,7 +78,7 @@ func statusCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store := o.ledger.Store(o.conn.AWS.S3(awsCfg))
+	store := o.ledger.Open(ctx, o.conn.AWS.Regions(awsCfg))
 	if err := store.CheckBucket(ctx); err != nil {
 		return config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket())
 	}

@@ -69,13 +69,14 @@ func verifyCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	api := conn.AWS.S3(awsCfg)
+	regions := conn.AWS.Regions(awsCfg)
 	if fromLedger {
-		if err := s.fromRun(ctx, led.Store(api), runID); err != nil {
+		if err := s.fromRun(ctx, led.Open(ctx, regions), runID); err != nil {
 			return err
 		}
+		s.srcRegion, s.dstRegion = s.src.Region, s.dst.Region // as the planner found them
 	}
-	if err := s.checkBuckets(ctx, api); err != nil {
+	if err := s.connect(ctx, regions); err != nil {
 		return err
 	}
 	rec, err := newRecordFile(out)
@@ -85,12 +86,8 @@ func verifyCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	defer rec.discard()
 
 	started := time.Now()
-	paired := listing.NewPaired(
-		listing.Side{API: api, Bucket: s.src.Bucket, Prefix: s.src.Prefix},
-		listing.Side{API: api, Bucket: s.dst.Bucket, Prefix: s.dst.Prefix}, listing.Options{Listers: s.listers})
-	cmp := &plan.Comparer{Src: api, Dst: api, SrcBucket: s.src.Bucket, DstBucket: s.dst.Bucket}
 	var counts plan.DiffCounts
-	if err := plan.Diff(ctx, paired, cmp, &counts, rec.write); err != nil {
+	if err := plan.Diff(ctx, s.paired(listing.Options{Listers: s.listers}), s.comparer(), &counts, rec.write); err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
 	if err := rec.commit(); err != nil {

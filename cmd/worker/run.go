@@ -6,7 +6,6 @@ import (
 	"os"
 
 	"github.com/s3clone/s3clone/internal/config"
-	"github.com/s3clone/s3clone/internal/copier"
 	"github.com/s3clone/s3clone/internal/metrics"
 	"github.com/s3clone/s3clone/internal/queue"
 	"github.com/s3clone/s3clone/internal/worker"
@@ -73,28 +72,26 @@ func run(ctx context.Context, args []string) error {
 	if err := config.CheckQueue(ctx, src, "queue-url"); err != nil {
 		return err
 	}
-	s3Client := o.conn.AWS.S3(awsCfg)
+	regions := o.conn.AWS.Regions(awsCfg)
 	cfg := o.work.WorkerConfig()
 	cfg.ID = o.id
 	cfg.Limiter = limiter
-	store := o.ledger.Store(s3Client)
+	store := o.ledger.Open(ctx, regions)
 	journal, err := store.OpenJournal(ctx, worker.DefaultID(o.id), config.Version())
 	if err != nil {
 		return config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "workers/*")+" and "+config.LedgerARN(store, "runs/*/done/*"))
 	}
 	log.Info().Str("ledger", store.String()).Str("journal", journal.Name()).Str("version", config.Version()).Msg("recording finished messages in the ledger")
-	api := o.work.CopyAPI(s3Client, limiter.Throttled, log)
+	copies := o.work.Copier(regions, limiter.Throttled, log)
 	var m *metrics.Worker
 	if o.metrics != "" {
 		m = metrics.NewWorker(limiter)
 		cfg.Observer = m
 	}
-	w := worker.New(cfg, src, journal, copier.New(api, o.work.CopierOptions()), log)
+	w := worker.New(cfg, src, journal, copies, log)
 	if m != nil {
 		m.CountStats(&w.Stats)
-		if direct, ok := api.(*copier.Direct); ok {
-			m.CountDirect(direct)
-		}
+		m.CountDirect(copies.Directs)
 		// Served until the worker has stopped, grace period included, not
 		// just until the stop signal.
 		metricsCtx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx))

@@ -266,6 +266,12 @@ func refused(err error) bool {
 // plain error naming the permission when it cannot be read.
 func CheckBucket(ctx context.Context, api *s3.Client, flag, bucket string) error {
 	_, err := api.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(bucket)}, startupCheck)
+	return CheckBucketError(err, flag, bucket)
+}
+
+// CheckBucketError is CheckBucket's verdict on a HeadBucket's error (nil
+// for none).
+func CheckBucketError(err error, flag, bucket string) error {
 	if err == nil {
 		return nil
 	}
@@ -280,6 +286,9 @@ func CheckBucket(ctx context.Context, api *s3.Client, flag, bucket string) error
 		return Usagef("--%s: bucket %q does not exist (or is in another account or partition): check the name", flag, bucket)
 	case refused(err):
 		return Usagef("--%s: access to bucket %q denied: check $AWS_ACCESS_KEY_ID / the profile or role, and that it grants s3:ListBucket on arn:aws:s3:::%s", flag, bucket, bucket)
+	case errors.As(err, &re) && re.Response != nil && re.Response.Header.Get("X-Amz-Bucket-Region") != "":
+		return Usagef("--%s: bucket %q is in region %s, not the one given: fix --%s-region, or leave it out to have it found",
+			flag, bucket, re.Response.Header.Get("X-Amz-Bucket-Region"), flag)
 	}
 	return fmt.Errorf("--%s: check bucket %q: %w", flag, bucket, err)
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -57,6 +58,17 @@ func (l *Ledger) CheckApart(p *Problems, flag string, loc plan.Location) {
 // Store returns the ledger through api.
 func (l *Ledger) Store(api ledger.API) *ledger.Store {
 	return ledger.New(api, l.Loc.Bucket, l.Loc.Prefix)
+}
+
+// Open returns the ledger through a client of its bucket's region. A
+// region it cannot find (a missing bucket, say) leaves the configured
+// region's client, whose first call then says what is wrong.
+func (l *Ledger) Open(ctx context.Context, regions *Regions) *ledger.Store {
+	region, err := regions.Region(ctx, l.Loc.Bucket, "")
+	if err != nil {
+		region = regions.cfg.Region
+	}
+	return l.Store(regions.Client(region))
 }
 
 // LedgerError turns a ledger error met at start-up into a UsageError saying

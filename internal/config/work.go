@@ -122,6 +122,14 @@ func (w *Work) CopyAPI(client *s3.Client, onThrottle func(), log zerolog.Logger)
 	return d
 }
 
+// Copier is how workers copy: in each bucket's region (found once, or as a
+// message names it), through CopyAPI's path.
+func (w *Work) Copier(regions *Regions, onThrottle func(), log zerolog.Logger) *copier.Regional {
+	c := copier.NewRegional(regions, w.CopierOptions())
+	c.API = func(_ string, client *s3.Client) copier.API { return w.CopyAPI(client, onThrottle, log) }
+	return c
+}
+
 // WorkerConfig is the worker's configuration from the flags.
 func (w *Work) WorkerConfig() worker.Config {
 	return worker.Config{

@@ -83,25 +83,52 @@ func (o Options) withDefaults() Options {
 // Source is the object to copy, as it was listed.
 type Source struct {
 	Bucket       string
+	Region       string // the bucket's region; "" for the copier's own
 	Key          string
 	Size         int64
 	ETag         string // "" copies whatever version is current
 	StorageClass string
 }
 
-// Copier copies objects. Safe for concurrent use.
+// Target is where a copy goes: a key in a bucket, or a bucket (to delete
+// from), with the bucket's region ("" for the copier's own).
+type Target struct {
+	Bucket, Region, Key string
+}
+
+// SourceAPI is what a copy asks of the source's region: a copy in parts
+// reads the source's metadata and tags there. (CopyObject and
+// UploadPartCopy go to the destination's region, which reads the source
+// wherever it is.)
+type SourceAPI interface {
+	HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
+	GetObjectTagging(ctx context.Context, in *s3.GetObjectTaggingInput, optFns ...func(*s3.Options)) (*s3.GetObjectTaggingOutput, error)
+}
+
+// Copier copies objects within one pair of regions (or one region).
+// Safe for concurrent use.
 type Copier struct {
-	api  API
+	api  API       // the destination's region
+	src  SourceAPI // the source's region
 	opts Options
 }
 
-// New returns a Copier.
+// New returns a Copier whose source and destination are in the region of
+// api's client.
 func New(api API, opts Options) *Copier {
-	return &Copier{api: api, opts: opts.withDefaults()}
+	return &Copier{api: api, src: api, opts: opts.withDefaults()}
 }
 
-// Copy copies src to dstBucket/dstKey. Errors are *Error, classified.
-func (c *Copier) Copy(ctx context.Context, src Source, dstBucket, dstKey string) error {
+// NewBetween returns a Copier that reads the source through src (a client
+// of its region) and writes through dst (one of the destination's).
+func NewBetween(src SourceAPI, dst API, opts Options) *Copier {
+	return &Copier{api: dst, src: src, opts: opts.withDefaults()}
+}
+
+// Copy copies src to dst; the regions in them are the caller's to match to
+// the copier's clients. Errors are *Error, classified.
+func (c *Copier) Copy(ctx context.Context, src Source, dst Target) error {
+	dstBucket, dstKey := dst.Bucket, dst.Key
 	var err error
 	if src.Size > c.opts.MultipartThreshold {
 		err = c.copyMultipart(ctx, src, dstBucket, dstKey)
@@ -123,7 +150,7 @@ func (c *Copier) Copy(ctx context.Context, src Source, dstBucket, dstKey string)
 // any other answers 200, 403 or 404. (A copy of one fails with a 400
 // InvalidRequest, as many malformed copies do.)
 func (c *Copier) customerKeyed(ctx context.Context, src Source) bool {
-	_, err := c.api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(src.Bucket), Key: aws.String(src.Key)})
+	_, err := c.src.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(src.Bucket), Key: aws.String(src.Key)})
 	var re *smithyhttp.ResponseError
 	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusBadRequest
 }
@@ -162,7 +189,7 @@ func (c *Copier) storageClass(src Source) types.StorageClass {
 }
 
 func (c *Copier) copyMultipart(ctx context.Context, src Source, dstBucket, dstKey string) error {
-	head, err := c.api.HeadObject(ctx, &s3.HeadObjectInput{
+	head, err := c.src.HeadObject(ctx, &s3.HeadObjectInput{
 		Bucket: aws.String(src.Bucket), Key: aws.String(src.Key), IfMatch: optional(src.ETag),
 	})
 	if err != nil {
@@ -230,7 +257,7 @@ func (c *Copier) tagging(ctx context.Context, src Source, head *s3.HeadObjectOut
 	if head.TagCount != nil && *head.TagCount == 0 {
 		return nil, nil
 	}
-	out, err := c.api.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: aws.String(src.Bucket), Key: aws.String(src.Key)})
+	out, err := c.src.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: aws.String(src.Bucket), Key: aws.String(src.Key)})
 	if err != nil {
 		return nil, fmt.Errorf("get source tags: %w", err)
 	}
@@ -359,7 +386,8 @@ type Doomed struct {
 // left alone and comes back as changed. It returns the keys S3 refused,
 // each with its classified error, or an error for a call that failed as a
 // whole.
-func (c *Copier) Delete(ctx context.Context, bucket string, objs []Doomed) ([]KeyError, error) {
+func (c *Copier) Delete(ctx context.Context, dst Target, objs []Doomed) ([]KeyError, error) {
+	bucket := dst.Bucket
 	var failed []KeyError
 	for len(objs) > 0 {
 		n := min(len(objs), 1000)

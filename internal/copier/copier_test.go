@@ -159,7 +159,7 @@ func TestCopyKeepsEveryProperty(t *testing.T) {
 				h := head(t, env, src, k)
 				source := Source{Bucket: src, Key: k, Size: aws.ToInt64(h.ContentLength), ETag: aws.ToString(h.ETag), StorageClass: "STANDARD_IA"}
 				dstKey := mode.name + "/" + k
-				if err := c.Copy(context.Background(), source, dst, dstKey); err != nil {
+				if err := c.Copy(context.Background(), source, Target{Bucket: dst, Key: dstKey}); err != nil {
 					t.Fatalf("copy %q: %v", k, err)
 				}
 				sameProps(t, k, readProps(t, env, dst, dstKey), readProps(t, env, src, k))
@@ -204,7 +204,7 @@ func TestStorageClassOverrideAndDefault(t *testing.T) {
 	} {
 		rec := &recorder{API: NewDirect(env.S3, nil)}
 		cp := New(rec, Options{StorageClass: types.StorageClass(c.override)})
-		if err := cp.Copy(context.Background(), Source{Bucket: src, Key: "k", Size: 1, StorageClass: c.source}, dst, "k"); err != nil {
+		if err := cp.Copy(context.Background(), Source{Bucket: src, Key: "k", Size: 1, StorageClass: c.source}, Target{Bucket: dst, Key: "k"}); err != nil {
 			t.Fatal(err)
 		}
 		if got := rec.copies[0].StorageClass; got != c.want {
@@ -223,12 +223,12 @@ func TestChangedAndVanishedSources(t *testing.T) {
 			c := New(direct, Options{MultipartThreshold: mode, PartSize: 5 << 20})
 			h := head(t, env, src, k)
 			stale := Source{Bucket: src, Key: k, Size: aws.ToInt64(h.ContentLength), ETag: `"0123456789abcdef0123456789abcdef"`}
-			err := c.Copy(context.Background(), stale, dst, k)
+			err := c.Copy(context.Background(), stale, Target{Bucket: dst, Key: k})
 			if ce := Classify(err); ce == nil || ce.Reason != ReasonChanged || !ce.Permanent() {
 				t.Errorf("%s (threshold %d) with a stale ETag: %v, want reason %q", k, mode, err, ReasonChanged)
 			}
 			gone := Source{Bucket: src, Key: k + "-gone", Size: stale.Size, ETag: stale.ETag}
-			err = c.Copy(context.Background(), gone, dst, k)
+			err = c.Copy(context.Background(), gone, Target{Bucket: dst, Key: k})
 			if ce := Classify(err); ce == nil || ce.Reason != ReasonVanished {
 				t.Errorf("%s (threshold %d) that does not exist: %v, want reason %q", k, mode, err, ReasonVanished)
 			}
@@ -260,7 +260,7 @@ func TestDeleteOnlyWhatWasListed(t *testing.T) {
 	listed := env.Keys(t, b, "")
 	env.Put(t, b, []testbed.Object{{Key: "stale", Body: []byte("v2, written after the listing")}})
 	c := New(env.Manners().Client(b), Options{})
-	failed, err := c.Delete(ctx, b, []Doomed{
+	failed, err := c.Delete(ctx, Target{Bucket: b}, []Doomed{
 		{Key: "stale", ETag: aws.ToString(listed["stale"].ETag)},
 		{Key: "same", ETag: aws.ToString(listed["same"].ETag)},
 		{Key: "any"},
@@ -287,7 +287,7 @@ func TestFailedPartAbortsTheUpload(t *testing.T) {
 	api := &failingPart{recorder: recorder{API: env.S3}, failOn: 2}
 	c := New(api, Options{MultipartThreshold: 5 << 20, PartSize: 5 << 20, PartConcurrency: 1})
 	h := head(t, env, src, "big")
-	err := c.Copy(context.Background(), Source{Bucket: src, Key: "big", Size: aws.ToInt64(h.ContentLength), ETag: aws.ToString(h.ETag)}, dst, "big")
+	err := c.Copy(context.Background(), Source{Bucket: src, Key: "big", Size: aws.ToInt64(h.ContentLength), ETag: aws.ToString(h.ETag)}, Target{Bucket: dst, Key: "big"})
 	if ce := Classify(err); ce == nil || ce.Reason != ReasonTransient {
 		t.Fatalf("copy with a failing part: %v, want a transient error", err)
 	}

@@ -110,6 +110,10 @@ func reasonFor(err error, code string, status int) Reason {
 		return ReasonNoBucket
 	case "InvalidObjectState":
 		return ReasonArchived
+	case "AuthorizationHeaderMalformed", "PermanentRedirect", "IllegalLocationConstraintException", "MovedPermanently":
+		// Addressed to the wrong region: Regional asks again and retries;
+		// a copier without regions can only report it.
+		return ReasonRejected
 	case "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
 		"InternalError", "ServiceUnavailable", "OperationAborted":
 		return ReasonTransient

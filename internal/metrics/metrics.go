@@ -77,11 +77,21 @@ func (m *Worker) CountStats(stats *worker.Stats) {
 	)
 }
 
-// CountDirect registers the direct copy path's counts.
-func (m *Worker) CountDirect(d *copier.Direct) {
+// CountDirect registers the direct copy path's counts, summed over the
+// direct paths (one per region) directs returns at each scrape.
+func (m *Worker) CountDirect(directs func() []*copier.Direct) {
+	sum := func(count func(*copier.Direct) int64) func() int64 {
+		return func() int64 {
+			var n int64
+			for _, d := range directs() {
+				n += count(d)
+			}
+			return n
+		}
+	}
 	m.Registry.MustRegister(
-		counter("s3clone_worker_direct_copies_total", "CopyObject requests sent directly, without the SDK's pipeline.", d.Sent),
-		counter("s3clone_worker_direct_fallbacks_total", "Direct copies that were not a clean success and were sent again through the SDK (refusals, throttles, faults).", d.FellBack),
+		counter("s3clone_worker_direct_copies_total", "CopyObject requests sent directly, without the SDK's pipeline.", sum((*copier.Direct).Sent)),
+		counter("s3clone_worker_direct_fallbacks_total", "Direct copies that were not a clean success and were sent again through the SDK (refusals, throttles, faults).", sum((*copier.Direct).FellBack)),
 	)
 }
 

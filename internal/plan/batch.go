@@ -10,10 +10,16 @@ import (
 )
 
 // SchemaVersion is the version of the Batch JSON body. A worker refuses a
-// body of any other version rather than guess at its meaning. Version 2
-// added Op: a version-1 worker would have taken a batch of deletions for
-// copies of vanished keys.
-const SchemaVersion = 2
+// body of a version it does not know rather than guess at its meaning.
+// Version 2 added Op: a version-1 worker would have taken a batch of
+// deletions for copies of vanished keys. Version 3 added the buckets'
+// regions: a version-2 worker would sign for its own region, be refused
+// by a bucket elsewhere, and report every key failed. This version still
+// reads version 2 (finding the regions itself).
+const SchemaVersion = 3
+
+// oldestVersion is the oldest Batch version this build reads.
+const oldestVersion = 2
 
 // Operations a batch asks for.
 const (
@@ -66,8 +72,8 @@ func Decode(body []byte) (*Batch, error) {
 	if err := json.Unmarshal(body, &b); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrSchema, err)
 	}
-	if b.Version != SchemaVersion {
-		return nil, fmt.Errorf("%w: schema version %d, this build reads version %d", ErrSchema, b.Version, SchemaVersion)
+	if b.Version < oldestVersion || b.Version > SchemaVersion {
+		return nil, fmt.Errorf("%w: schema version %d, this build reads versions %d to %d", ErrSchema, b.Version, oldestVersion, SchemaVersion)
 	}
 	if b.Run == "" || b.Source.Bucket == "" || b.Dest.Bucket == "" {
 		return nil, fmt.Errorf("%w: run, source or destination missing", ErrSchema)

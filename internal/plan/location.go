@@ -7,10 +7,12 @@ import (
 	"unicode/utf8"
 )
 
-// Location is a bucket and a key prefix: s3://bucket/prefix.
+// Location is a bucket and a key prefix: s3://bucket/prefix, and, once a
+// planner has found it, the bucket's region.
 type Location struct {
 	Bucket string `json:"bucket"`
 	Prefix string `json:"prefix,omitempty"`
+	Region string `json:"region,omitempty"`
 }
 
 func (l Location) String() string { return "s3://" + l.Bucket + "/" + l.Prefix }

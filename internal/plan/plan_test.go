@@ -72,11 +72,20 @@ func TestDecodeRejectsForeignBodies(t *testing.T) {
 	for _, body := range []string{
 		"", "hello", `{"v":1}`, `{"Records":[]}`,
 		`{"v":1,"run":"r","src":{"bucket":"a"},"dst":{"bucket":"b"}}`, // version 1 had no op: refused
-		`{"v":3,"run":"r","src":{"bucket":"a"},"dst":{"bucket":"b"}}`,
+		`{"v":4,"run":"r","src":{"bucket":"a"},"dst":{"bucket":"b"}}`, // from a newer planner
 		`{"v":2,"run":"r","op":"move","src":{"bucket":"a"},"dst":{"bucket":"b"}}`,
 	} {
 		if _, err := Decode([]byte(body)); err == nil {
 			t.Errorf("Decode(%q) accepted it", body)
+		}
+	}
+	// Version 2 (no regions: the worker finds them) and 3 are read.
+	for _, body := range []string{
+		`{"v":2,"run":"r","src":{"bucket":"a"},"dst":{"bucket":"b"}}`,
+		`{"v":3,"run":"r","src":{"bucket":"a","region":"eu-west-1"},"dst":{"bucket":"b","region":"us-east-1"}}`,
+	} {
+		if _, err := Decode([]byte(body)); err != nil {
+			t.Errorf("Decode(%q): %v", body, err)
 		}
 	}
 }

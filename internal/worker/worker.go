@@ -37,10 +37,11 @@ type Recorder interface {
 	Record(ctx context.Context, e *ledger.Entry) error
 }
 
-// Copier copies one object, or deletes many: *copier.Copier.
+// Copier copies one object, or deletes many: *copier.Regional (or, in one
+// region, *copier.Copier).
 type Copier interface {
-	Copy(ctx context.Context, src copier.Source, dstBucket, dstKey string) error
-	Delete(ctx context.Context, bucket string, objs []copier.Doomed) ([]copier.KeyError, error)
+	Copy(ctx context.Context, src copier.Source, dst copier.Target) error
+	Delete(ctx context.Context, dst copier.Target, objs []copier.Doomed) ([]copier.KeyError, error)
 }
 
 // Config tunes a Worker. Zero values take the defaults.
@@ -455,8 +456,8 @@ func (w *Worker) copyKey(ctx context.Context, t task) {
 	dst := plan.DestKey(b.Source, b.Dest, e.Key)
 	start := time.Now()
 	err := w.cp.Copy(ctx, copier.Source{
-		Bucket: b.Source.Bucket, Key: e.Key, Size: e.Size, ETag: e.ETag, StorageClass: e.StorageClass,
-	}, b.Dest.Bucket, dst)
+		Bucket: b.Source.Bucket, Region: b.Source.Region, Key: e.Key, Size: e.Size, ETag: e.ETag, StorageClass: e.StorageClass,
+	}, copier.Target{Bucket: b.Dest.Bucket, Region: b.Dest.Region, Key: dst})
 	w.cfg.Observer.CopyTook(time.Since(start))
 	if err == nil {
 		ok = true
@@ -491,7 +492,7 @@ func (w *Worker) deleteBatch(ctx context.Context, j *job) bool {
 		e := listed[key]
 		return ledger.Failure{Key: key, Size: e.Size, ETag: e.ETag, Class: e.StorageClass}
 	}
-	failed, err := w.cp.Delete(ctx, b.Dest.Bucket, objs)
+	failed, err := w.cp.Delete(ctx, copier.Target{Bucket: b.Dest.Bucket, Region: b.Dest.Region}, objs)
 	if err != nil {
 		for _, o := range objs {
 			w.fail(j, failure(o.Key), copier.Classify(err))

@@ -36,21 +36,21 @@ func newScripted(fn func(ctx context.Context, src copier.Source, dstKey string) 
 	return &scriptedCopier{calls: map[string]int{}, fn: fn}
 }
 
-func (s *scriptedCopier) Copy(ctx context.Context, src copier.Source, dstBucket, dstKey string) error {
+func (s *scriptedCopier) Copy(ctx context.Context, src copier.Source, dst copier.Target) error {
 	s.mu.Lock()
-	s.calls[dstBucket+"/"+dstKey]++
+	s.calls[dst.Bucket+"/"+dst.Key]++
 	s.mu.Unlock()
 	if s.fn == nil {
 		return nil
 	}
-	return s.fn(ctx, src, dstKey)
+	return s.fn(ctx, src, dst.Key)
 }
 
-func (s *scriptedCopier) Delete(_ context.Context, bucket string, objs []copier.Doomed) ([]copier.KeyError, error) {
+func (s *scriptedCopier) Delete(_ context.Context, dst copier.Target, objs []copier.Doomed) ([]copier.KeyError, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, o := range objs {
-		s.calls["delete "+bucket+"/"+o.Key]++
+		s.calls["delete "+dst.Bucket+"/"+o.Key]++
 	}
 	return nil, nil
 }

@@ -248,3 +248,58 @@ printf '{"Version":1,"AccessKeyId":"%%s","SecretAccessKey":"%%s-secret","Expirat
 		t.Fatalf("the credential process was called %d times; want a refresh after the expiry", strings.Count(string(calls), "x"))
 	}
 }
+
+// TestCrossRegionClone: the source in one region, the destination in
+// another, neither the region the binaries are configured with, and no
+// region flag: each bucket answers only requests signed for its own
+// region (as S3 does, with a redirect or AuthorizationHeaderMalformed).
+// Plan, workers, status, a diff and verify all find the regions themselves.
+func TestCrossRegionClone(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	srcB, dstB := env.Bucket(t), env.Bucket(t)
+	objs := acceptanceObjects()[:100]
+	objs = append(objs, testbed.Object{Key: "big/part.bin", Body: body(7, 11<<20)})
+	env.Put(t, srcB, objs)
+	env.Manners().Region(t, srcB, "eu-west-1")
+	env.Manners().Region(t, dstB, "ap-southeast-2")
+	work, _ := env.Queue(t, 2)
+	led := ledgerURL(t, env)
+	src, dst := "s3://"+srcB, "s3://"+dstB
+	r := mustRun(t, env, "planner", "plan", "--source", src, "--dest", dst, "--queue-url", work, "--ledger", led)
+	workers(t, env, 2, "--queue-url", work, "--ledger", led, "--multipart-threshold", "8MiB", "--part-size", "5MiB")
+	st := status(t, env, led)
+	if st.Run != runID(t, r.stdout) || !st.Complete || st.Copied != 101 || st.Failed != 0 || st.Skipped != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	if v, code := verify(t, env, src, dst); code != 0 || v.Matching != 101 {
+		t.Fatalf("verify %+v, exit %d", v, code)
+	}
+	diff := mustRun(t, env, "planner", "run", "--source", src, "--dest", dst, "--diff")
+	if !strings.Contains(diff.stdout, "enqueued 0 objects") {
+		t.Fatalf("a diff right after:\n%s", diff.stdout)
+	}
+	// verify --ledger takes the buckets, and their regions, from the run.
+	if v, code := verify(t, env, "", "", "--ledger", led); code != 0 || v.Matching != 101 {
+		t.Fatalf("verify --ledger %+v, exit %d", v, code)
+	}
+}
+
+// TestWrongRegionFlag: a region flag that names the wrong region is bad
+// usage (exit 2, the bucket's real region named), nothing enqueued.
+func TestWrongRegionFlag(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	srcB, dstB := env.Bucket(t), env.Bucket(t)
+	env.Put(t, srcB, acceptanceObjects()[:5])
+	env.Manners().Region(t, dstB, "eu-west-1")
+	work, _ := env.Queue(t, 0)
+	r := run(t, env, "planner", "plan", "--source", "s3://"+srcB, "--dest", "s3://"+dstB, "--queue-url", work, "--ledger", ledgerURL(t, env),
+		"--dest-region", "us-west-2")
+	if r.code != 2 || !strings.Contains(r.stderr, `bucket "`+dstB+`" is in region eu-west-1`) {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if n, err := queueDepth(env, work); err != nil || n != 0 {
+		t.Fatalf("%d messages enqueued (%v)", n, err)
+	}
+}

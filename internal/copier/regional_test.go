@@ -68,7 +68,9 @@ func TestRegionalAsksAgainAfterAWrongRegion(t *testing.T) {
 	regions := &fakeRegions{truth: truth, known: map[string]string{}}
 	copies := 0
 	r := NewRegional(regions, Options{})
-	r.API = func(region string, _ *s3.Client) API { return regionalAPI{region: region, truth: truth, copies: &copies} }
+	r.API = func(region string, _ *s3.Client) API {
+		return regionalAPI{region: region, truth: truth, copies: &copies}
+	}
 
 	err := r.Copy(context.Background(), Source{Bucket: "src", Region: "eu-west-1", Key: "k", Size: 1},
 		Target{Bucket: "dst", Region: "us-east-1", Key: "k"}) // the message is wrong about dst

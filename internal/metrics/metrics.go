@@ -44,7 +44,7 @@ func NewWorker(limiter *worker.Limiter) *Worker {
 		}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "s3clone_worker_failures_total",
-			Help: "Keys not done, by reason: vanished and changed (skipped), access-denied and no-such-bucket (blocked: retried, then dead-lettered), archived and rejected (failed for good), transient (retried).",
+			Help: "Keys not done, by reason: vanished (skipped), changed, archived, needs-customer-key and rejected (failed for good), access-denied and no-such-bucket (blocked: retried, then dead-lettered), credentials-expired and transient (retried).",
 		}, []string{"reason"}),
 	}
 	gauge := func(name, help string, f func() int) prometheus.Collector {

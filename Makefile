@@ -58,6 +58,7 @@ $(SQSD_MODULES): test/sqsd/package.json test/sqsd/package-lock.json
 # whose servers cannot start fails instead of skipping.
 test: tools
 	go vet ./...
+	cfn-lint deploy/s3clone.yaml
 	S3CLONE_REQUIRE_TESTBED=1 go test $(GO_TEST_FLAGS) ./...
 
 demo: tools build

@@ -49,6 +49,10 @@ const (
 	LedgerSent    Resource = "ledger sent records"   // PREFIX/runs/*/sent/*
 	LedgerEntries Resource = "ledger entries"        // PREFIX/runs/*/done/*
 	LedgerWorkers Resource = "ledger worker records" // PREFIX/workers/*
+	// Customer-managed KMS keys, when the stack names them: S3 calls on
+	// SSE-KMS objects need the caller to be allowed the key.
+	SourceKmsKey Resource = "source KMS key"
+	DestKmsKey   Resource = "destination KMS key"
 )
 
 // Call is one AWS API operation the code calls and what it needs.
@@ -83,7 +87,9 @@ var Calls = []Call{
 	{Service: "s3", Op: "UploadPartCopy", Role: Worker, Actions: []string{"s3:PutObject"}, On: []Resource{DestObjects}, Why: "write one part"},
 	{Service: "s3", Op: "CompleteMultipartUpload", Role: Worker, Actions: []string{"s3:PutObject"}, On: []Resource{DestObjects}, Why: "finish a copy in parts"},
 	{Service: "s3", Op: "AbortMultipartUpload", Role: Worker, Actions: []string{"s3:AbortMultipartUpload"}, On: []Resource{DestObjects}, Why: "leave nothing behind when a copy in parts fails"},
-	{Service: "s3", Op: "DeleteObjects", Role: Worker, Actions: []string{"s3:DeleteObject"}, On: []Resource{DestObjects}, Why: "plan --diff --delete: remove what the source no longer has"},
+	{Service: "s3", Op: "DeleteObjects", Role: Worker, Actions: []string{"s3:DeleteObject"}, On: []Resource{DestObjects}, When: "AllowDelete", Why: "plan --diff --delete: remove what the source no longer has (granted only with AllowDelete)"},
+	{Service: "s3", Op: "CopyObject", Role: Worker, Actions: []string{"kms:Decrypt"}, On: []Resource{SourceKmsKey}, When: "HasSourceKmsKey", Why: "read a source object encrypted with the source's KMS key"},
+	{Service: "s3", Op: "CopyObject", Role: Worker, Actions: []string{"kms:Decrypt", "kms:GenerateDataKey"}, On: []Resource{DestKmsKey}, When: "HasDestinationKmsKey", Why: "write a copy encrypted with the destination's KMS key (Decrypt: a copy in parts)"},
 	{Service: "sqs", Op: "GetQueueAttributes", Role: Worker, Actions: []string{"sqs:GetQueueAttributes"}, On: []Resource{WorkQueue}, Why: "check the work queue at start"},
 	{Service: "sqs", Op: "ReceiveMessage", Role: Worker, Actions: []string{"sqs:ReceiveMessage"}, On: []Resource{WorkQueue}, Why: "take work"},
 	{Service: "sqs", Op: "ChangeMessageVisibilityBatch", Role: Worker, Actions: []string{"sqs:ChangeMessageVisibility"}, On: []Resource{WorkQueue}, Why: "keep work hidden while copying it; hand it back on stop or for a retry later"},
@@ -101,6 +107,8 @@ var Calls = []Call{
 	{Service: "s3", Op: "GetObjectTagging", Role: Planner, Actions: []string{"s3:GetObjectTagging"}, On: []Resource{SourceObjects}, Why: "preflight: read a sample's tags"},
 	{Service: "s3", Op: "CopyObject", Role: Planner, Actions: []string{"s3:GetObject", "s3:GetObjectTagging"}, On: []Resource{SourceObjects}, Why: "preflight: copy one sample object, as a worker would"},
 	{Service: "s3", Op: "CopyObject", Role: Planner, Actions: []string{"s3:PutObject", "s3:PutObjectTagging"}, On: []Resource{DestObjects}, Why: "preflight: copy one sample object, with its tags, as a worker would"},
+	{Service: "s3", Op: "CopyObject", Role: Planner, Actions: []string{"kms:Decrypt"}, On: []Resource{SourceKmsKey}, When: "HasSourceKmsKey", Why: "preflight: read a sample encrypted with the source's KMS key"},
+	{Service: "s3", Op: "CopyObject", Role: Planner, Actions: []string{"kms:Decrypt", "kms:GenerateDataKey"}, On: []Resource{DestKmsKey}, When: "HasDestinationKmsKey", Why: "preflight: write the sample's copy encrypted with the destination's KMS key"},
 	{Service: "sqs", Op: "GetQueueAttributes", Role: Planner, Actions: []string{"sqs:GetQueueAttributes"}, On: []Resource{WorkQueue, DeadLetterQueue}, Why: "check the queues; queue depths and the dead-letter queue for status"},
 	{Service: "sqs", Op: "GetQueueUrl", Role: Planner, Actions: []string{"sqs:GetQueueUrl"}, On: []Resource{DeadLetterQueue}, Why: "find the dead-letter queue from the work queue's redrive policy"},
 	{Service: "sqs", Op: "SendMessageBatch", Role: Planner, Actions: []string{"sqs:SendMessage"}, On: []Resource{WorkQueue}, Why: "enqueue work (and redriven work)"},

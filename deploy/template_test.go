@@ -307,6 +307,8 @@ var resourceKinds = map[string]Resource{
 	`{"Fn::GetAtt":["WorkQueue","Arn"]}`:                              WorkQueue,
 	`{"Fn::GetAtt":["DeadLetterQueue","Arn"]}`:                        DeadLetterQueue,
 	`{"Ref":"WorkerService"}`:                                         WorkerService,
+	`{"Ref":"SourceKmsKeyArn"}`:                                       SourceKmsKey,
+	`{"Ref":"DestinationKmsKeyArn"}`:                                  DestKmsKey,
 	ledgerARN(""):                                                     LedgerBucket,
 	ledgerARN("/${LedgerPrefix}*"):                                    LedgerObjects,
 	ledgerARN("/${LedgerPrefix}runs/*/run.json"):                      LedgerRuns,

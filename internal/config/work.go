@@ -45,7 +45,7 @@ func (w *Work) Register(f *Flags, queueFlags bool) {
 	f.BoolVar(&w.SDKCopies, "sdk-copies", false, "send every CopyObject through the AWS SDK's full request pipeline rather than the direct path (which hands anything but a clean success to the SDK anyway); costs about twice the CPU per copy")
 	if queueFlags {
 		f.DurationVar(&w.Visibility, "visibility-timeout", 60*time.Second, "how long a received message stays hidden; extended every half of it while worked on")
-		f.DurationVar(&w.Grace, "grace", 25*time.Second, "on SIGTERM, how long in-flight copies may finish before their messages are released")
+		f.DurationVar(&w.Grace, "grace", worker.DefaultGrace, "on SIGTERM, how long in-flight copies may finish before their messages are released")
 		f.DurationVar(&w.IdleExit, "idle-exit", 0, "exit 0 after this long with nothing received, e.g. 5s (0: run until stopped)")
 		f.DurationVar(&w.RetryBackoff, "retry-backoff", 10*time.Second, "how long a message that failed for now (throttled, access denied) waits before it is tried again, times its receive count (at most 5m)")
 	}

@@ -10,9 +10,9 @@ import (
 	"github.com/s3clone/s3clone/internal/queue"
 )
 
-// callTimeout bounds each ledger write, delete and visibility call made
+// CallTimeout bounds each ledger write, delete and visibility call made
 // while finishing messages, which run on even after shutdown began.
-const callTimeout = 30 * time.Second
+const CallTimeout = 30 * time.Second
 
 // finishLoop takes finished messages, up to ten at a time when several are
 // ready, and completes them.
@@ -104,7 +104,7 @@ func (w *Worker) record(ctx context.Context, jobs []*job) []*job {
 	if len(jobs) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	ctx, cancel := context.WithTimeout(ctx, CallTimeout)
 	defer cancel()
 	errs := make([]error, len(jobs))
 	var wg sync.WaitGroup
@@ -132,7 +132,7 @@ func (w *Worker) record(ctx context.Context, jobs []*job) []*job {
 }
 
 func (w *Worker) delete(ctx context.Context, msgs []queue.Message) {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	ctx, cancel := context.WithTimeout(ctx, CallTimeout)
 	defer cancel()
 	if err := w.src.Delete(ctx, msgs); err != nil {
 		w.log.Warn().Err(err).Msg("delete failed; the messages will be redone and counted once")
@@ -140,7 +140,7 @@ func (w *Worker) delete(ctx context.Context, msgs []queue.Message) {
 }
 
 func (w *Worker) setVisibility(ctx context.Context, msgs []queue.Message, d time.Duration) {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	ctx, cancel := context.WithTimeout(ctx, CallTimeout)
 	defer cancel()
 	if err := w.src.ChangeVisibility(ctx, msgs, d); err != nil {
 		w.log.Warn().Err(err).Dur("visibility", d).Msg("could not hand messages back; they return when their visibility runs out")

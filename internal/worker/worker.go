@@ -92,6 +92,13 @@ type noObserver struct{}
 func (noObserver) CopyTook(time.Duration)  {}
 func (noObserver) KeyFailed(copier.Reason) {}
 
+// Defaults a stop's length depends on (the deploy template's StopTimeout
+// is held to them).
+const (
+	DefaultGrace = 25 * time.Second // Config.Grace
+	DefaultWait  = 10 * time.Second // Config.Wait
+)
+
 // DefaultID is id, or when empty the default worker id: hostname-pid.
 func DefaultID(id string) string {
 	if id != "" {
@@ -110,10 +117,10 @@ func (c Config) withDefaults() Config {
 		c.Visibility = 60 * time.Second
 	}
 	if c.Wait <= 0 {
-		c.Wait = 10 * time.Second
+		c.Wait = DefaultWait
 	}
 	if c.Grace <= 0 {
-		c.Grace = 25 * time.Second
+		c.Grace = DefaultGrace
 	}
 	if c.Progress <= 0 {
 		c.Progress = 15 * time.Second

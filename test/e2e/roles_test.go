@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -42,8 +43,9 @@ func TestRolesFromTheTemplateSuffice(t *testing.T) {
 	}
 	env.SetPolicy(t, srcB, rolePolicy(t, users, map[deploy.Resource]string{
 		deploy.SourceBucket: "arn:aws:s3:::" + srcB, deploy.SourceObjects: "arn:aws:s3:::" + srcB + "/*"}))
+	// The stack deployed with AllowDelete=true, as plan --diff --delete needs.
 	env.SetPolicy(t, dstB, rolePolicy(t, users, map[deploy.Resource]string{
-		deploy.DestBucket: "arn:aws:s3:::" + dstB, deploy.DestObjects: "arn:aws:s3:::" + dstB + "/*"}))
+		deploy.DestBucket: "arn:aws:s3:::" + dstB, deploy.DestObjects: "arn:aws:s3:::" + dstB + "/*"}, "AllowDelete"))
 	ledgerB := bucketOf(led)
 	ledger := "arn:aws:s3:::" + ledgerB + "/s3clone/"
 	env.SetPolicy(t, ledgerB, rolePolicy(t, users, map[deploy.Resource]string{
@@ -101,9 +103,11 @@ func TestRolesFromTheTemplateSuffice(t *testing.T) {
 }
 
 // rolePolicy is a bucket policy granting each role's user exactly its
-// grants on the resources given, each named by its ARN; listing the ledger's
-// bucket is allowed only under its prefix, as the template's roles allow it.
-func rolePolicy(t *testing.T, users map[deploy.Role]string, arns map[deploy.Resource]string) string {
+// grants on the resources given, each named by its ARN, those the
+// template grants only under a condition when that condition is in on;
+// listing the ledger's bucket is allowed only under its prefix, as the
+// template's roles allow it.
+func rolePolicy(t *testing.T, users map[deploy.Role]string, arns map[deploy.Resource]string, on ...string) string {
 	t.Helper()
 	type statement struct {
 		Effect    string
@@ -117,7 +121,7 @@ func rolePolicy(t *testing.T, users map[deploy.Role]string, arns map[deploy.Reso
 		for kind, arn := range arns {
 			var actions []string
 			for _, g := range deploy.Grants(role) {
-				if g.On == kind && g.When == "" {
+				if g.On == kind && (g.When == "" || slices.Contains(on, g.When)) {
 					actions = append(actions, g.Action)
 				}
 			}

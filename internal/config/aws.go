@@ -169,7 +169,13 @@ func Expired(err error) bool {
 type credentialsRef struct {
 	mu    sync.Mutex
 	cache *aws.CredentialsCache
+	last  time.Time // the last invalidation
 }
+
+// refreshEvery is the least time between two invalidations: with hundreds
+// of requests in flight, the refusals of the old credentials keep arriving
+// after fresh ones were fetched, and must not drop those too.
+const refreshEvery = 10 * time.Second
 
 func (r *credentialsRef) set(c *aws.CredentialsCache) {
 	r.mu.Lock()
@@ -177,15 +183,19 @@ func (r *credentialsRef) set(c *aws.CredentialsCache) {
 	r.cache = c
 }
 
-// invalidate drops the cached credentials, reporting whether there was a
-// cache to drop (static credentials cannot be refreshed).
+// invalidate drops the cached credentials (at most once every
+// refreshEvery), reporting whether a retry may find fresh ones: false for
+// static credentials, which cannot be refreshed.
 func (r *credentialsRef) invalidate() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.cache == nil {
 		return false
 	}
-	r.cache.Invalidate()
+	if time.Since(r.last) >= refreshEvery {
+		r.cache.Invalidate()
+		r.last = time.Now()
+	}
 	return true
 }
 

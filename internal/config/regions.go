@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"golang.org/x/sync/singleflight"
 )
 
 // Regions finds each bucket's region once (HeadBucket, whose answer, even
@@ -23,6 +24,7 @@ type Regions struct {
 	mu      sync.Mutex
 	clients map[string]*s3.Client // by region
 	buckets map[string]string     // bucket -> region
+	finding singleflight.Group    // one HeadBucket a bucket at a time
 }
 
 // Regions returns the region finder of cfg's clients.
@@ -71,12 +73,17 @@ func (r *Regions) Region(ctx context.Context, bucket, hint string) (string, erro
 	if ok {
 		return region, nil
 	}
-	region, err := r.find(ctx, bucket)
+	v, err, _ := r.finding.Do(bucket, func() (any, error) {
+		region, said, err := r.find(ctx, bucket)
+		if err == nil && said {
+			r.Set(bucket, region) // what S3 did not say is asked again next time
+		}
+		return region, err
+	})
 	if err != nil {
 		return "", err
 	}
-	r.Set(bucket, region)
-	return region, nil
+	return v.(string), nil
 }
 
 // For is bucket's region and the client signed for it.
@@ -90,25 +97,26 @@ func (r *Regions) For(ctx context.Context, bucket, hint string) (*s3.Client, str
 
 // find asks S3 for bucket's region with a HeadBucket in the configured
 // region: a bucket elsewhere answers 301 (or 400) naming its region, and
-// one these credentials may not read answers 403 naming it too.
-func (r *Regions) find(ctx context.Context, bucket string) (string, error) {
+// one these credentials may not read answers 403 naming it too. said is
+// false when the answer named no region and the configured one stands in.
+func (r *Regions) find(ctx context.Context, bucket string) (region string, said bool, err error) {
 	out, err := r.Client(r.cfg.Region).HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(bucket)}, startupCheck)
 	if err == nil {
 		if region := aws.ToString(out.BucketRegion); region != "" {
-			return region, nil
+			return region, true, nil
 		}
-		return r.cfg.Region, nil
+		return r.cfg.Region, true, nil // a server that does not say has one region
 	}
 	var re *smithyhttp.ResponseError
 	if errors.As(err, &re) && re.Response != nil {
 		if region := re.Response.Header.Get("X-Amz-Bucket-Region"); region != "" {
-			return region, nil
+			return region, true, nil
 		}
 	}
 	var nf *s3types.NotFound
 	var nb *s3types.NoSuchBucket
 	if errors.As(err, &nf) || errors.As(err, &nb) || (errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound) || unreachable(err) {
-		return "", err
+		return "", false, err
 	}
-	return r.cfg.Region, nil // refused without saying where: the calls that follow will say why
+	return r.cfg.Region, false, nil // refused without saying where: the calls that follow will say why
 }

@@ -137,7 +137,9 @@ func (c *Copier) Copy(ctx context.Context, src Source, dst Target) error {
 	}
 	if err != nil {
 		ce := Classify(fmt.Errorf("copy %s to s3://%s/%s: %w", src.Key, dstBucket, dstKey, err))
-		if ce.Code == "InvalidRequest" && c.customerKeyed(ctx, src) {
+		// A copy of an SSE-C object fails with 400 InvalidRequest, or, in
+		// parts, at its first HeadObject with a bodiless 400.
+		if (ce.Code == "InvalidRequest" || ce.Code == "BadRequest") && !WrongRegion(err) && c.customerKeyed(ctx, src) {
 			ce.Reason = ReasonNeedsKey
 		}
 		return ce
@@ -152,7 +154,7 @@ func (c *Copier) Copy(ctx context.Context, src Source, dst Target) error {
 func (c *Copier) customerKeyed(ctx context.Context, src Source) bool {
 	_, err := c.src.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(src.Bucket), Key: aws.String(src.Key)})
 	var re *smithyhttp.ResponseError
-	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusBadRequest
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusBadRequest && !WrongRegion(err)
 }
 
 func (c *Copier) copySingle(ctx context.Context, src Source, dstBucket, dstKey string) error {

@@ -151,7 +151,8 @@ func (d *Direct) CopyObject(ctx context.Context, in *s3.CopyObjectInput, optFns 
 		return d.Client.CopyObject(ctx, in)
 	}
 	out, sdkErr := d.Client.CopyObject(ctx, in)
-	if sdkErr == nil && d.rescued.Add(1) == giveUpAfter {
+	var exp expired
+	if sdkErr == nil && !errors.As(err, &exp) && d.rescued.Add(1) == giveUpAfter {
 		d.off.Store(true)
 		if d.OnGiveUp != nil {
 			d.OnGiveUp(err)
@@ -229,6 +230,14 @@ type throttled struct{ code string }
 
 func (t throttled) Error() string { return "throttled: " + t.code }
 
+// expired is a direct attempt refused for out-of-date credentials: the
+// SDK's retry fetches fresh ones, which is no fault of the direct path.
+type expired struct{ code string }
+
+func (e expired) Error() string { return "credentials refused: " + e.code }
+
+var expiredCodes = map[string]bool{"ExpiredToken": true, "ExpiredTokenException": true, "RequestExpired": true, "TokenRefreshRequired": true}
+
 var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // send makes one direct attempt. Any error means "ask the SDK".
@@ -293,6 +302,9 @@ func (d *Direct) send(ctx context.Context, ep *endpoint, in *s3.CopyObjectInput)
 			if at, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
 				d.skew.Store(int64(time.Until(at)))
 			}
+		}
+		if expiredCodes[code] {
+			return nil, expired{code}
 		}
 		return nil, fmt.Errorf("status %d %s", resp.StatusCode, code)
 	}

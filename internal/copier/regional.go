@@ -3,6 +3,7 @@ package copier
 import (
 	"context"
 	"errors"
+	"net/http"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -80,11 +81,11 @@ func (r *Regional) Copy(ctx context.Context, src Source, dst Target) error {
 	for attempt := 0; ; attempt++ {
 		srcRegion, err := r.regions.Region(ctx, src.Bucket, src.Region)
 		if err != nil {
-			return Classify(err)
+			return lookupError(err)
 		}
 		dstRegion, err := r.regions.Region(ctx, dst.Bucket, dst.Region)
 		if err != nil {
-			return Classify(err)
+			return lookupError(err)
 		}
 		err = r.copier(srcRegion, dstRegion).Copy(ctx, src, dst)
 		if attempt > 0 || !WrongRegion(err) {
@@ -102,7 +103,7 @@ func (r *Regional) Delete(ctx context.Context, dst Target, objs []Doomed) ([]Key
 	for attempt := 0; ; attempt++ {
 		region, err := r.regions.Region(ctx, dst.Bucket, dst.Region)
 		if err != nil {
-			return nil, Classify(err)
+			return nil, lookupError(err)
 		}
 		failed, err := r.copier(region, region).Delete(ctx, dst, objs)
 		if attempt > 0 || !WrongRegion(err) {
@@ -126,8 +127,20 @@ func (r *Regional) Directs() []*Direct {
 	return out
 }
 
+// lookupError classifies a failure to find a bucket's region: a 404 there
+// means the bucket is missing, not an object.
+func lookupError(err error) *Error {
+	ce := Classify(err)
+	if ce.Reason == ReasonVanished {
+		ce.Reason = ReasonNoBucket
+	}
+	return ce
+}
+
 // WrongRegion reports an answer S3 gives a request signed for, or sent
-// to, another region than its bucket's.
+// to, another region than its bucket's: a redirect, a refusal naming the
+// region, or (to a HEAD, which carries no error body) a 400 with the
+// bucket's region in x-amz-bucket-region.
 func WrongRegion(err error) bool {
 	var api smithy.APIError
 	if errors.As(err, &api) {
@@ -137,5 +150,10 @@ func WrongRegion(err error) bool {
 		}
 	}
 	var re *smithyhttp.ResponseError
-	return errors.As(err, &re) && re.HTTPStatusCode() == 301
+	if !errors.As(err, &re) {
+		return false
+	}
+	return re.HTTPStatusCode() == http.StatusMovedPermanently ||
+		(re.HTTPStatusCode() == http.StatusBadRequest && re.Response != nil && re.Response.Header.Get("X-Amz-Bucket-Region") != "" &&
+			(api == nil || api.ErrorCode() == "BadRequest" || api.ErrorCode() == ""))
 }

@@ -185,14 +185,27 @@ func writeAtomic(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+	// Synced before the rename, and the directory after it: a machine that
+	// loses power must find the old checkpoint or the new one, never an
+	// empty file under the name (the planner has already sent what the new
+	// one records).
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
 		os.Remove(tmp.Name())
 		return err
 	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
+	if dir, err := os.Open(filepath.Dir(path)); err == nil {
+		dir.Sync() // best effort: not every file system syncs a directory
+		dir.Close()
 	}
-	return os.Rename(tmp.Name(), path)
+	return nil
 }

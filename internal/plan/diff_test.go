@@ -20,7 +20,12 @@ type checksums map[string]*s3.HeadObjectOutput
 
 func (c checksums) HeadObject(_ context.Context, in *s3.HeadObjectInput, _ ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
 	switch aws.ToString(in.Key) {
-	case "s/gone":
+	case "s/kmsdenied":
+		if in.ChecksumMode == types.ChecksumModeEnabled { // a checksum of an SSE-KMS object needs kms:Decrypt
+			return nil, &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 403}}, Err: errors.New("forbidden")}
+		}
+		return &s3.HeadObjectOutput{ServerSideEncryption: types.ServerSideEncryptionAwsKms}, nil
+	case "d/gone", "s/gone":
 		return nil, &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 404}}, Err: errors.New("not found")}
 	case "s/ssec":
 		return nil, &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 400}}, Err: errors.New("bad request")}
@@ -74,6 +79,8 @@ func TestCompareRule(t *testing.T) {
 		{"SSE-KMS, checksums differ", obj("s/kmssum", 1, md5a, old), obj("d/kmssum", 1, md5b, young), Different, "checksum"},
 		{"SSE-KMS, source rewritten after the copy", obj("s/kms", 1, md5a, young), obj("d/kms", 1, md5b, old), Different, "source newer"},
 		{"deleted while diffed", obj("s/gone", 1, md5a, old), obj("d/k", 1, md5b, young), Vanished, "head s3:///s/gone: http response error StatusCode: 404, not found"},
+		{"the copy deleted while diffed", obj("s/k", 1, md5a, old), obj("d/gone", 1, md5b, young), Missing, "not in destination (deleted while compared)"},
+		{"no kms:Decrypt for the checksum: the metadata still says SSE-KMS", obj("s/kmsdenied", 1, md5a, old), obj("d/kms", 1, md5b, young), Match, "size and age"},
 	}
 	for _, c := range cases {
 		got, reason, err := cmp.Compare(context.Background(), listing.Pair{Key: "k", Src: c.src, Dst: c.dst})

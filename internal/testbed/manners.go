@@ -31,6 +31,7 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // Manners is a proxy in front of the local S3 server that answers as
@@ -106,6 +107,25 @@ func (m *Manners) Region(t testing.TB, bucket, region string) {
 		m.servers[region] = endpoint
 	}
 	m.regions[bucket] = region
+}
+
+// mayGet reports whether the caller may read key (s3:GetObject), as
+// versitygw judges by the bucket's policy: a HEAD in the caller's name
+// refused with 403.
+func (m *Manners) mayGet(ctx context.Context, access, bucket, key string) bool {
+	if access == AccessKey || access == "" {
+		return true
+	}
+	m.mu.Lock()
+	secret := m.secrets[access]
+	m.mu.Unlock()
+	c := s3.New(m.client(bucket).Options(), func(o *s3.Options) {
+		o.Credentials = aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(access, secret, ""))
+		o.RetryMaxAttempts = 1
+	})
+	_, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	var re *smithyhttp.ResponseError
+	return !(errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden)
 }
 
 // listRight is whether a caller may list a bucket, as found at a time.
@@ -351,8 +371,14 @@ func (m *Manners) resign(r *http.Request, body []byte) error {
 
 // rewriteResponse makes versitygw's answer S3's.
 func (m *Manners) rewriteResponse(resp *http.Response, r *http.Request, q request) error {
-	if q.bucket != "" {
+	// S3 names a bucket's region on HeadBucket's answers, and on a refusal
+	// of a request signed for another region; not on other answers.
+	headBucket := r.Method == http.MethodHead && q.bucket != "" && q.key == ""
+	wrongRegion := q.bucket != "" && q.region != "" && q.region != m.region(q.bucket) && resp.StatusCode >= 300
+	if headBucket || wrongRegion {
 		resp.Header.Set("X-Amz-Bucket-Region", m.region(q.bucket))
+	} else {
+		resp.Header.Del("X-Amz-Bucket-Region")
 	}
 	missing := resp.StatusCode == http.StatusNotFound
 	switch {
@@ -575,13 +601,18 @@ func (m *Manners) deleteObjects(w http.ResponseWriter, r *http.Request, q reques
 		s3Error(w, http.StatusBadRequest, "IncompleteBody", err.Error())
 		return
 	}
-	var refused []string
+	var refused, denied []string
 	kept := objectRE.ReplaceAllFunc(body, func(o []byte) []byte {
 		k, e := keyRE.FindSubmatch(o), etagRE.FindSubmatch(o)
 		if k == nil || e == nil {
 			return o
 		}
 		key := xmlUnescape(string(k[1]))
+		// S3 requires s3:GetObject of a delete conditional on an ETag.
+		if !m.mayGet(r.Context(), q.access, q.bucket, key) {
+			denied = append(denied, key)
+			return []byte{}
+		}
 		want := strings.Trim(xmlUnescape(string(e[1])), `"`)
 		real, err := m.realETag(r.Context(), q.bucket, key)
 		if err != nil {
@@ -640,6 +671,13 @@ func (m *Manners) deleteObjects(w http.ResponseWriter, r *http.Request, q reques
 			Code    string `xml:"Code"`
 			Message string `xml:"Message"`
 		}{k, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold"})
+	}
+	for _, k := range denied {
+		result.Errors = append(result.Errors, struct {
+			Key     string `xml:"Key"`
+			Code    string `xml:"Code"`
+			Message string `xml:"Message"`
+		}{k, "AccessDenied", "Access Denied"})
 	}
 	out, err := xml.Marshal(result)
 	if err != nil {

@@ -523,7 +523,7 @@ func (w *Worker) fail(j *job, f ledger.Failure, ce *copier.Error) {
 	defer j.mu.Unlock()
 	key := f.Key
 	f.Reason, f.Code, f.Detail = string(ce.Reason), ce.Code, truncate(ce.Err.Error(), 300)
-	if hint := failHint(j.batch, key, ce); hint != "" {
+	if hint := failHint(j.batch, f, ce); hint != "" {
 		f.Detail = hint + " (" + f.Detail + ")"
 	}
 	if ce.Reason != copier.ReasonCanceled {
@@ -545,6 +545,10 @@ func (w *Worker) fail(j *job, f ledger.Failure, ce *copier.Error) {
 		w.log.Warn().Str("key", key).Str("reason", f.Reason).Str("code", f.Code).Err(ce.Err).Msg("failed")
 	case ce.Reason == copier.ReasonCanceled:
 		j.canceled = true
+	case ce.Reason == copier.ReasonCredentials:
+		j.retry = true
+		w.log.Warn().Str("key", key).Str("code", f.Code).Err(ce.Err).
+			Msg("credentials refused as out of date even after a refresh: the message will be tried again; a worker with static keys needs credentials that renew (an IAM role)")
 	default:
 		j.retry = true
 		w.log.Warn().Str("key", key).Err(ce.Err).Msg("failed for now; the message will be tried again")
@@ -553,11 +557,18 @@ func (w *Worker) fail(j *job, f ledger.Failure, ce *copier.Error) {
 
 // failHint says what an operator can do about a key that failed for good,
 // "" when there is nothing to say beyond the error.
-func failHint(b *plan.Batch, key string, ce *copier.Error) string {
+func failHint(b *plan.Batch, f ledger.Failure, ce *copier.Error) string {
 	switch ce.Reason {
 	case copier.ReasonArchived:
+		// An INTELLIGENT_TIERING archive tier is restored without Days (the
+		// object moves back to the frequent tier); GLACIER and DEEP_ARCHIVE
+		// restore a temporary copy for Days.
+		request := `{"Days":7,"GlacierJobParameters":{"Tier":"Bulk"}}`
+		if f.Class == "INTELLIGENT_TIERING" {
+			request = `{}`
+		}
 		return fmt.Sprintf("archived: restore it, then enqueue the failures again (planner status --failures --out F; planner plan --from-file F): "+
-			"aws s3api restore-object --bucket %s --key %q --restore-request '{\"Days\":7,\"GlacierJobParameters\":{\"Tier\":\"Bulk\"}}'", b.Source.Bucket, key)
+			"aws s3api restore-object --bucket %s --key %s --restore-request '%s'", shellQuote(b.Source.Bucket), shellQuote(f.Key), request)
 	case copier.ReasonNeedsKey:
 		return "encrypted with a customer-provided key (SSE-C): a copy needs that key, which s3clone does not take; copy it with the key, e.g. aws s3 cp --sse-c"
 	}
@@ -570,11 +581,17 @@ func blockedHint(b *plan.Batch, key string, ce *copier.Error) string {
 		return fmt.Sprintf("create the bucket or fix the plan: source %s, destination %s", b.Source.Bucket, b.Dest.Bucket)
 	}
 	if b.Op == plan.OpDelete {
-		return fmt.Sprintf("grant the workers s3:DeleteObject on arn:aws:s3:::%s/%s", b.Dest.Bucket, key)
+		return fmt.Sprintf("grant the workers s3:DeleteObject and s3:GetObject (a delete conditional on the listed ETag needs both) on arn:aws:s3:::%s/%s", b.Dest.Bucket, key)
 	}
 	return fmt.Sprintf("grant the workers s3:GetObject and s3:GetObjectTagging on arn:aws:s3:::%s/%s, and s3:PutObject and s3:PutObjectTagging on arn:aws:s3:::%s/%s; "+
 		"and s3:ListBucket on arn:aws:s3:::%s, without which S3 answers 403, not 404, for a source object deleted since the plan",
 		b.Source.Bucket, key, b.Dest.Bucket, plan.DestKey(b.Source, b.Dest, key), b.Source.Bucket)
+}
+
+// shellQuote quotes s for a POSIX shell: single quotes keep every byte as
+// is but a single quote, which is closed, escaped and reopened.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func truncate(s string, n int) string {

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -537,5 +539,45 @@ func TestAMessageReceivedTwiceStaysHeld(t *testing.T) {
 	}
 	if len(src.extended) < 2 {
 		t.Fatalf("the second delivery's visibility was extended %d times over its 3s copy (every 1s wanted)", len(src.extended))
+	}
+}
+
+func TestFailHintRestoreCommand(t *testing.T) {
+	b := &plan.Batch{Source: plan.Location{Bucket: "src"}, Dest: plan.Location{Bucket: "dst"}}
+	archived := &copier.Error{Reason: copier.ReasonArchived, Err: errors.New("InvalidObjectState")}
+	cases := []struct {
+		f    ledger.Failure
+		want string
+	}{
+		{ledger.Failure{Key: "a/b.jpg", Class: "GLACIER"},
+			`aws s3api restore-object --bucket 'src' --key 'a/b.jpg' --restore-request '{"Days":7,"GlacierJobParameters":{"Tier":"Bulk"}}'`},
+		{ledger.Failure{Key: "it's $HOME `x`", Class: "DEEP_ARCHIVE"},
+			`--key 'it'\''s $HOME ` + "`x`" + `'`},
+		{ledger.Failure{Key: "tiered", Class: "INTELLIGENT_TIERING"},
+			`--key 'tiered' --restore-request '{}'`},
+	}
+	for _, c := range cases {
+		got := failHint(b, c.f, archived)
+		if !strings.Contains(got, c.want) {
+			t.Errorf("hint for %+v:\n%s\nwant it to contain\n%s", c.f, got, c.want)
+		}
+	}
+	if got := failHint(b, ledger.Failure{Key: "k"}, &copier.Error{Reason: copier.ReasonRejected, Err: errors.New("x")}); got != "" {
+		t.Errorf("hint for a rejected key: %q, want none", got)
+	}
+}
+
+func TestShellQuoteRoundTrips(t *testing.T) {
+	if _, err := exec.LookPath("sh"); err != nil {
+		t.Skip("no sh")
+	}
+	for _, s := range []string{"plain", "it's", "'", "''", "a\nb", "$(rm -rf /)", "`x`", `\`, ""} {
+		out, err := exec.Command("sh", "-c", "printf %s "+shellQuote(s)).Output()
+		if err != nil {
+			t.Fatalf("sh for %q: %v", s, err)
+		}
+		if string(out) != s {
+			t.Errorf("shellQuote(%q) reads back as %q", s, out)
+		}
 	}
 }

@@ -90,7 +90,7 @@ func TestArchivedObjects(t *testing.T) {
 		t.Fatalf("%d archived messages dead-lettered", n)
 	}
 	listed := run(t, env, "planner", "status", "--ledger", led, "--failures")
-	if !strings.Contains(listed.stdout, "aws s3api restore-object --bucket "+srcB) {
+	if !strings.Contains(listed.stdout, "aws s3api restore-object --bucket '"+srcB+"' --key '") {
 		t.Fatalf("no restore hint:\n%s", listed.stdout)
 	}
 }
@@ -301,5 +301,32 @@ func TestWrongRegionFlag(t *testing.T) {
 	}
 	if n, err := queueDepth(env, work); err != nil || n != 0 {
 		t.Fatalf("%d messages enqueued (%v)", n, err)
+	}
+}
+
+// TestStaleRegionInMessages: messages name a region the destination is no
+// longer answered in (the plan was made, then the bucket "moved": a stale
+// message, a mistaken flag). Each copy is refused once as addressed to the
+// wrong region, the worker asks S3 anew and copies there: nothing fails,
+// nothing is dead-lettered.
+func TestStaleRegionInMessages(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	srcB, dstB := env.Bucket(t), env.Bucket(t)
+	env.Put(t, srcB, acceptanceObjects()[:40])
+	env.Manners().Region(t, dstB, "eu-west-1")
+	work, dlq := env.Queue(t, 2)
+	led := ledgerURL(t, env)
+	mustRun(t, env, "planner", "plan", "--source", "s3://"+srcB, "--dest", "s3://"+dstB, "--queue-url", work, "--ledger", led)
+	env.Manners().Region(t, dstB, "ap-southeast-2")
+	workers(t, env, 1, "--queue-url", work, "--ledger", led)
+	if st := status(t, env, led); !st.Complete || st.Copied != 40 || st.Failed != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	if n, err := queueDepth(env, dlq); err != nil || n != 0 {
+		t.Fatalf("%d messages dead-lettered (%v)", n, err)
+	}
+	if v, code := verify(t, env, "s3://"+srcB, "s3://"+dstB); code != 0 || v.Matching != 40 {
+		t.Fatalf("verify %+v, exit %d", v, code)
 	}
 }

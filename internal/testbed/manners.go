@@ -58,7 +58,11 @@ import (
 //   - KMS: keys under a prefix read as SSE-KMS objects: ETags that are not
 //     the MD5 of the body (different in each bucket), and the header;
 //   - SSEC: keys under a prefix are encrypted with a customer key: 400 to
-//     a read or copy without it.
+//     a read or copy without it;
+//   - LoseUploads: the first multipart upload of each key under a prefix
+//     is aborted just before it is completed (as a lifecycle rule that
+//     aborts incomplete uploads would), and its completion answered 404
+//     NoSuchUpload.
 type Manners struct {
 	URL string
 	env *Env
@@ -70,6 +74,7 @@ type Manners struct {
 	canList  map[[2]string]listRight        // (access key, bucket) -> may it list, lately
 	expired  map[string]bool                // access keys refused as expired
 	prefixes map[string]map[string][]string // manner -> bucket -> key prefixes
+	lost     map[string]bool                // bucket/key whose upload was lost
 }
 
 // Per-prefix manners.
@@ -77,12 +82,13 @@ const (
 	mannerArchive = "archive"
 	mannerKMS     = "kms"
 	mannerSSEC    = "ssec"
+	mannerLose    = "lose-uploads"
 )
 
 func (e *Env) startManners() {
 	m := &Manners{env: e, servers: map[string]string{Region: e.S3Direct}, regions: map[string]string{},
 		secrets: map[string]string{AccessKey: SecretKey}, canList: map[[2]string]listRight{}, expired: map[string]bool{},
-		prefixes: map[string]map[string][]string{}}
+		prefixes: map[string]map[string][]string{}, lost: map[string]bool{}}
 	srv := httptest.NewServer(m)
 	e.manners, e.mannersSrv = m, srv
 	m.URL = srv.URL
@@ -176,6 +182,29 @@ func (m *Manners) KMS(bucket, prefix string) { m.addPrefix(mannerKMS, bucket, pr
 
 // SSEC makes the keys under prefix in bucket SSE-C objects.
 func (m *Manners) SSEC(bucket, prefix string) { m.addPrefix(mannerSSEC, bucket, prefix) }
+
+// LoseUploads aborts the first multipart upload of each key under prefix
+// in bucket as it is being completed, answering NoSuchUpload.
+func (m *Manners) LoseUploads(bucket, prefix string) { m.addPrefix(mannerLose, bucket, prefix) }
+
+// loseUpload aborts r's multipart upload if it is a completion LoseUploads
+// applies to and the key has not lost one yet.
+func (m *Manners) loseUpload(r *http.Request, q request) bool {
+	id := r.URL.Query().Get("uploadId")
+	if r.Method != http.MethodPost || id == "" || q.key == "" || !m.has(mannerLose, q.bucket, q.key) {
+		return false
+	}
+	m.mu.Lock()
+	if m.lost[q.bucket+"/"+q.key] {
+		m.mu.Unlock()
+		return false
+	}
+	m.lost[q.bucket+"/"+q.key] = true
+	m.mu.Unlock()
+	_, err := m.client(q.bucket).AbortMultipartUpload(r.Context(), &s3.AbortMultipartUploadInput{
+		Bucket: aws.String(q.bucket), Key: aws.String(q.key), UploadId: aws.String(id)})
+	return err == nil
+}
 
 func (m *Manners) addPrefix(manner, bucket, prefix string) {
 	m.mu.Lock()
@@ -276,6 +305,9 @@ func (m *Manners) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case q.srcBucket != "" && m.has(mannerArchive, q.srcBucket, q.srcKey),
 		q.get && m.has(mannerArchive, q.bucket, q.key):
 		s3Error(w, http.StatusForbidden, "InvalidObjectState", "The operation is not valid for the object's storage class")
+		return
+	case m.loseUpload(r, q):
+		s3Error(w, http.StatusNotFound, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.")
 		return
 	}
 	if err := m.rewriteRequest(r, q); err != nil {

@@ -330,3 +330,29 @@ func TestStaleRegionInMessages(t *testing.T) {
 		t.Fatalf("verify %+v, exit %d", v, code)
 	}
 }
+
+// TestLostUploadIsCopiedAgain: a multipart copy whose upload is aborted
+// under it (a lifecycle rule on the destination) is answered NoSuchUpload
+// at completion. That is about the destination's upload, not the source:
+// the copy is made again, not skipped as a vanished source.
+func TestLostUploadIsCopiedAgain(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	srcB, dstB := env.Bucket(t), env.Bucket(t)
+	objs := append(acceptanceObjects()[:5], testbed.Object{Key: "big/a.bin", Body: body(3, 11<<20)})
+	env.Put(t, srcB, objs)
+	env.Manners().LoseUploads(dstB, "big/")
+	work, dlq := env.Queue(t, 3)
+	led := ledgerURL(t, env)
+	mustRun(t, env, "planner", "plan", "--source", "s3://"+srcB, "--dest", "s3://"+dstB, "--queue-url", work, "--ledger", led)
+	workers(t, env, 1, "--queue-url", work, "--ledger", led, "--multipart-threshold", "8MiB", "--part-size", "5MiB", "--retry-backoff", "1s")
+	if st := status(t, env, led); !st.Complete || st.Copied != 6 || st.Failed != 0 || st.Skipped != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	if n, err := queueDepth(env, dlq); err != nil || n != 0 {
+		t.Fatalf("%d messages dead-lettered (%v)", n, err)
+	}
+	if v, code := verify(t, env, "s3://"+srcB, "s3://"+dstB); code != 0 || v.Matching != 6 {
+		t.Fatalf("verify %+v, exit %d", v, code)
+	}
+}

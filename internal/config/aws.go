@@ -136,18 +136,30 @@ type observer struct {
 	aws.RetryerV2
 	onThrottle func() // nil: nobody listens
 	creds      *credentialsRef
+	// s3: the retryer is an S3 client's, for which every 503 is a
+	// throttle: S3 says SlowDown to a HEAD by its status alone (the
+	// answer has no body to name the code).
+	s3 bool
 }
 
 var throttles = retry.IsErrorThrottles(retry.DefaultThrottles)
 
 func (o observer) IsErrorRetryable(err error) bool {
-	if o.onThrottle != nil && throttles.IsErrorThrottle(err) == aws.TrueTernary {
+	if o.onThrottle != nil && o.throttled(err) {
 		o.onThrottle()
 	}
 	if Expired(err) && o.creds.invalidate() {
 		return true
 	}
 	return o.RetryerV2.IsErrorRetryable(err)
+}
+
+func (o observer) throttled(err error) bool {
+	if throttles.IsErrorThrottle(err) == aws.TrueTernary {
+		return true
+	}
+	var re *smithyhttp.ResponseError
+	return o.s3 && errors.As(err, &re) && re.HTTPStatusCode() == http.StatusServiceUnavailable
 }
 
 // Expired reports an error that refuses credentials as expired or out of
@@ -207,6 +219,10 @@ func (a *AWS) S3(cfg aws.Config) *s3.Client {
 			o.BaseEndpoint = aws.String(a.S3Endpoint)
 		}
 		o.UsePathStyle = a.PathStyle || custom
+		if obs, ok := o.Retryer.(observer); ok {
+			obs.s3 = true
+			o.Retryer = obs
+		}
 	})
 }
 

@@ -1,0 +1,56 @@
+package config
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// TestThrottlesSeenOnHeads: S3 says SlowDown to a HEAD by a 503 alone
+// (a HEAD's answer has no body to carry the code); the throttle listener
+// hears it as it hears a SlowDown with a body, and the SDK retries both.
+func TestThrottlesSeenOnHeads(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1)%2 == 1 { // every first attempt is refused
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			if r.Method != http.MethodHead {
+				w.Write([]byte(`<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`))
+			}
+			return
+		}
+		w.Header().Set("Content-Length", "0")
+		if r.Method == http.MethodGet {
+			w.Header().Set("Content-Type", "application/xml")
+			w.Write([]byte(`<Tagging><TagSet></TagSet></Tagging>`))
+		}
+	}))
+	defer srv.Close()
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	t.Setenv("AWS_CONFIG_FILE", "/nonexistent")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+	var throttles atomic.Int32
+	a := &AWS{Region: "us-east-1", S3Endpoint: srv.URL, OnThrottle: func() { throttles.Add(1) }}
+	cfg, err := a.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := a.S3(cfg)
+	ctx := context.Background()
+	if _, err := client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("b"), Key: aws.String("k")}); err != nil {
+		t.Fatalf("HeadObject: %v", err)
+	}
+	if _, err := client.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: aws.String("b"), Key: aws.String("k")}); err != nil {
+		t.Fatalf("GetObjectTagging: %v", err)
+	}
+	if n := throttles.Load(); n != 2 {
+		t.Fatalf("%d throttles heard, want 2 (the HEAD's bare 503 and the GET's SlowDown)", n)
+	}
+}

@@ -6,12 +6,14 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/s3clone/s3clone/internal/testbed"
@@ -209,5 +211,35 @@ func BenchmarkDecodePage(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestFastDecodeKnowsEveryField pins the fields of the SDK's output types
+// that the fast page reader fills. An SDK upgrade that adds a field to
+// ListObjectsV2's answer fails here, loudly, instead of the field reading
+// as empty: teach decodeListObjectsV2 the new element, then add it here.
+func TestFastDecodeKnowsEveryField(t *testing.T) {
+	decoded := map[reflect.Type][]string{
+		// RequestCharged is a header, read in HandleDeserialize;
+		// ResultMetadata is the middleware's.
+		reflect.TypeOf(s3.ListObjectsV2Output{}): {"CommonPrefixes", "Contents", "ContinuationToken", "Delimiter", "EncodingType", "IsTruncated",
+			"KeyCount", "MaxKeys", "Name", "NextContinuationToken", "Prefix", "RequestCharged", "StartAfter", "ResultMetadata"},
+		reflect.TypeOf(types.Object{}):        {"ChecksumAlgorithm", "ChecksumType", "ETag", "Key", "LastModified", "Owner", "RestoreStatus", "Size", "StorageClass"},
+		reflect.TypeOf(types.CommonPrefix{}):  {"Prefix"},
+		reflect.TypeOf(types.Owner{}):         {"DisplayName", "ID"},
+		reflect.TypeOf(types.RestoreStatus{}): {"IsRestoreInProgress", "RestoreExpiryDate"},
+	}
+	for typ, want := range decoded {
+		var got []string
+		for _, f := range reflect.VisibleFields(typ) {
+			if f.IsExported() {
+				got = append(got, f.Name)
+			}
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s has fields %q; the fast page reader knows %q", typ, got, want)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -96,7 +97,7 @@ func TestLimiterWaitersGiveUpAndQueueInOrder(t *testing.T) {
 				order <- i
 			}
 		}()
-		time.Sleep(20 * time.Millisecond) // let waiter i queue first
+		waitForWaiters(t, l, i+1) // waiter i is queued before the next comes
 	}
 	l.Release(true)
 	if first := <-order; first != 0 {
@@ -109,5 +110,21 @@ func TestLimiterWaitersGiveUpAndQueueInOrder(t *testing.T) {
 	l.Release(true)
 	if err := l.Acquire(context.Background()); err != nil { // nothing leaked
 		t.Fatal(err)
+	}
+}
+
+// waitForWaiters waits until n callers are queued in l.
+func waitForWaiters(t *testing.T, l *Limiter, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; runtime.Gosched() {
+		l.mu.Lock()
+		queued := len(l.waiters)
+		l.mu.Unlock()
+		if queued == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d waiters queued, want %d", queued, n)
+		}
 	}
 }

@@ -18,8 +18,11 @@ GO_TEST_FLAGS     ?= -race -count=1 -timeout 20m
 
 all: build
 
+# What --version prints: the checkout's tag or revision.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+
 build:
-	go build -o bin/ ./cmd/planner ./cmd/worker
+	go build -ldflags "-X github.com/s3clone/s3clone/internal/config.version=$(VERSION)" -o bin/ ./cmd/planner ./cmd/worker
 
 tools: $(VERSITYGW_STAMP) $(SQSD_MODULES)
 
@@ -73,7 +76,7 @@ bench: bench-tools
 # The worker/planner image (needs a Docker engine): IMAGE=repo/s3clone:tag make image
 IMAGE ?= s3clone:dev
 image:
-	docker build -f deploy/Dockerfile -t $(IMAGE) .
+	docker build -f deploy/Dockerfile --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

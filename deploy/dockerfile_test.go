@@ -104,7 +104,7 @@ func TestDockerfileBuildsStaticBinaries(t *testing.T) {
 		// RUN runs its line with /bin/sh -c in the source directory.
 		cmd := exec.Command("/bin/sh", "-c", strings.ReplaceAll(line, "/out/", out+"/"))
 		cmd.Dir = ".."
-		cmd.Env = append(os.Environ(), "TARGETOS=linux", "TARGETARCH="+arch)
+		cmd.Env = append(os.Environ(), "TARGETOS=linux", "TARGETARCH="+arch, "VERSION=v9.8.7-test")
 		if b, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("%s: %s: %v\n%s", arch, line, err, b)
 		}
@@ -137,6 +137,11 @@ func TestDockerfileBuildsStaticBinaries(t *testing.T) {
 		}
 		if b, _ := exec.Command(filepath.Join(out, "worker"), "-h").CombinedOutput(); !strings.Contains(string(b), "usage: worker") {
 			t.Errorf("the static worker does not run: %s", b)
+		}
+		for _, name := range []string{"planner", "worker"} {
+			if b, _ := exec.Command(filepath.Join(out, name), "--version").CombinedOutput(); !strings.HasPrefix(string(b), name+" v9.8.7-test ") {
+				t.Errorf("%s --version: %q, want the build's VERSION", name, b)
+			}
 		}
 	}
 }

@@ -7,10 +7,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -20,6 +22,7 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/smithy-go"
+	smithymiddleware "github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/s3clone/s3clone/internal/queue"
@@ -106,6 +109,10 @@ func (a *AWS) Load(ctx context.Context) (aws.Config, error) {
 			return observer{RetryerV2: r, onThrottle: a.OnThrottle, creds: creds}
 		}),
 	}
+	// Every request says who sends it (in S3's and CloudTrail's logs):
+	// "app/s3clone" and "s3clone/VERSION" in its User-Agent.
+	opts = append(opts, awsconfig.WithAppID("s3clone"),
+		awsconfig.WithAPIOptions([]func(*smithymiddleware.Stack) error{awsmiddleware.AddUserAgentKeyValue("s3clone", userAgentVersion())}))
 	if a.Region != "" {
 		opts = append(opts, awsconfig.WithRegion(a.Region))
 	}
@@ -125,6 +132,11 @@ func (a *AWS) Load(ctx context.Context) (aws.Config, error) {
 		cfg.Region = "us-east-1" // local servers ignore it, but signing needs one
 	}
 	return cfg, nil
+}
+
+// userAgentVersion is Version as one User-Agent token.
+func userAgentVersion() string {
+	return strings.NewReplacer(" ", "_", "+", "-").Replace(Version())
 }
 
 // observer wraps the SDK's retryer, which it asks about every failed

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -16,7 +17,9 @@ import (
 // hears it as it hears a SlowDown with a body, and the SDK retries both.
 func TestThrottlesSeenOnHeads(t *testing.T) {
 	var calls atomic.Int32
+	var agent atomic.Value
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		agent.Store(r.Header.Get("User-Agent"))
 		if calls.Add(1)%2 == 1 { // every first attempt is refused
 			w.Header().Set("Content-Type", "application/xml")
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -52,5 +55,9 @@ func TestThrottlesSeenOnHeads(t *testing.T) {
 	}
 	if n := throttles.Load(); n != 2 {
 		t.Fatalf("%d throttles heard, want 2 (the HEAD's bare 503 and the GET's SlowDown)", n)
+	}
+	// Every request names s3clone and its version to S3's logs.
+	if ua := agent.Load().(string); !strings.Contains(ua, "app/s3clone") || !strings.Contains(ua, "s3clone/"+userAgentVersion()) {
+		t.Fatalf("User-Agent %q names neither the app nor its version", ua)
 	}
 }

@@ -94,9 +94,16 @@ func LedgerARN(store *ledger.Store, rest string) string {
 	return "arn:aws:s3:::" + store.Bucket() + "/" + store.Prefix() + rest
 }
 
-// Version is this build's version: the module version and VCS revision
-// from the build information, or "devel".
+// version is set by the image's and the Makefile's builds:
+// -ldflags "-X github.com/s3clone/s3clone/internal/config.version=V".
+var version string
+
+// Version is this build's version: the one the build set, else the module
+// version and VCS revision from the build information, or "devel".
 func Version() string {
+	if version != "" {
+		return version
+	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "devel"

@@ -32,6 +32,7 @@ import (
 // region come from the SDK's default chain (environment, profile, ECS task
 // role, instance role).
 type AWS struct {
+	Profile     string
 	Region      string
 	S3Endpoint  string
 	SQSEndpoint string
@@ -47,6 +48,7 @@ type AWS struct {
 
 // Register defines the AWS flags.
 func (a *AWS) Register(f *Flags) {
+	f.StringVar(&a.Profile, "profile", "", "named profile from the AWS config and credentials files, as the aws CLI's --profile (default: $AWS_PROFILE, else default)")
 	f.StringVar(&a.Region, "region", "", "AWS region (default: the SDK's chain, $AWS_REGION or the profile's; us-east-1 with a custom endpoint)")
 	f.StringVar(&a.S3Endpoint, "s3-endpoint", "", "S3 endpoint URL (default: $AWS_ENDPOINT_URL_S3, else $AWS_ENDPOINT_URL, else AWS)")
 	f.StringVar(&a.SQSEndpoint, "sqs-endpoint", "", "SQS endpoint URL (default: $AWS_ENDPOINT_URL_SQS, else $AWS_ENDPOINT_URL, else AWS)")
@@ -113,6 +115,9 @@ func (a *AWS) Load(ctx context.Context) (aws.Config, error) {
 	// "app/s3clone" and "s3clone/VERSION" in its User-Agent.
 	opts = append(opts, awsconfig.WithAppID("s3clone"),
 		awsconfig.WithAPIOptions([]func(*smithymiddleware.Stack) error{awsmiddleware.AddUserAgentKeyValue("s3clone", userAgentVersion())}))
+	if a.Profile != "" {
+		opts = append(opts, awsconfig.WithSharedConfigProfile(a.Profile))
+	}
 	if a.Region != "" {
 		opts = append(opts, awsconfig.WithRegion(a.Region))
 	}

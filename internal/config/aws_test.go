@@ -2,8 +2,10 @@ package config
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -59,5 +61,37 @@ func TestThrottlesSeenOnHeads(t *testing.T) {
 	// Every request names s3clone and its version to S3's logs.
 	if ua := agent.Load().(string); !strings.Contains(ua, "app/s3clone") || !strings.Contains(ua, "s3clone/"+userAgentVersion()) {
 		t.Fatalf("User-Agent %q names neither the app nor its version", ua)
+	}
+}
+
+// TestProfile: --profile picks a named profile from the AWS files, as the
+// aws CLI's does; one that does not exist is bad usage.
+func TestProfile(t *testing.T) {
+	dir := t.TempDir()
+	conf, creds := dir+"/config", dir+"/credentials"
+	if err := os.WriteFile(conf, []byte("[profile clone]\nregion = eu-north-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(creds, []byte("[clone]\naws_access_key_id = AKIDCLONE\naws_secret_access_key = secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_CONFIG_FILE", conf)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", creds)
+	for _, v := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION"} {
+		t.Setenv(v, "")
+	}
+	a := &AWS{Profile: "clone"}
+	cfg, err := a.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := cfg.Credentials.Retrieve(context.Background())
+	if err != nil || cfg.Region != "eu-north-1" || got.AccessKeyID != "AKIDCLONE" {
+		t.Fatalf("profile clone: region %q, key %q (%v)", cfg.Region, got.AccessKeyID, err)
+	}
+	_, err = (&AWS{Profile: "nosuch"}).Load(context.Background())
+	var usage *UsageError
+	if !errors.As(err, &usage) {
+		t.Fatalf("a missing profile: %v, want a usage error", err)
 	}
 }

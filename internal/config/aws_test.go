@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -93,5 +94,20 @@ func TestProfile(t *testing.T) {
 	var usage *UsageError
 	if !errors.As(err, &usage) {
 		t.Fatalf("a missing profile: %v, want a usage error", err)
+	}
+}
+
+// TestLogDurationsReadAsDurations: idle=3.1s, not 3100 (milliseconds).
+func TestLogDurationsReadAsDurations(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	log := (&Logging{Level: "info", Format: "json"}).Logger(f)
+	log.Info().Dur("idle", 3100*time.Millisecond).Msg("x")
+	b, err := os.ReadFile(f.Name())
+	if err != nil || !strings.Contains(string(b), `"idle":"3.1s"`) {
+		t.Fatalf("log line %s (%v), want \"idle\":\"3.1s\"", b, err)
 	}
 }

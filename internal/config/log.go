@@ -42,6 +42,9 @@ func (l *Logging) Logger(w *os.File) zerolog.Logger {
 	if err != nil || l.Level == "" {
 		level = zerolog.InfoLevel
 	}
+	// Durations read as durations, "idle=3.1s", in text and JSON alike
+	// (Go's time.ParseDuration reads them back).
+	zerolog.DurationFieldFormat = zerolog.DurationFormatString
 	var out io.Writer = w
 	if l.Format == "console" || (l.Format == "auto" && isTerminal(w)) {
 		out = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}

@@ -285,7 +285,7 @@ func (w *Worker) receiveLoop(ctx context.Context, tasks chan<- task) {
 		failures = 0
 		if len(msgs) == 0 {
 			if w.cfg.IdleExit > 0 && time.Since(lastMsg) >= w.cfg.IdleExit && w.Stats.InFlight.Load() == 0 {
-				w.log.Info().Dur("idle", time.Since(lastMsg)).Msg("nothing received; exiting")
+				w.log.Info().Dur("idle", time.Since(lastMsg).Round(100*time.Millisecond)).Msg("nothing received; exiting")
 				return
 			}
 			continue

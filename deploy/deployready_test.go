@@ -143,6 +143,17 @@ func TestRulesRefuseWhatParametersCannot(t *testing.T) {
 	if !found {
 		t.Error("no rule holds the subnets to VpcId")
 	}
+	// Fargate Spot runs no ARM64 task: the pair is refused before anything is made.
+	spot := key(map[string]any{
+		"RuleCondition": map[string]any{"Fn::Equals": []any{map[string]any{"Ref": "CpuArchitecture"}, "ARM64"}},
+		"Assertions": []any{map[string]any{
+			"Assert":            map[string]any{"Fn::Not": []any{map[string]any{"Fn::Equals": []any{map[string]any{"Ref": "CapacityProvider"}, "FARGATE_SPOT"}}}},
+			"AssertDescription": "Fargate Spot does not run ARM64 tasks; choose CapacityProvider FARGATE or CpuArchitecture X86_64",
+		}},
+	})
+	if got := key(rules["SpotRunsX86Only"]); got != spot {
+		t.Errorf("SpotRunsX86Only: %s\nwant %s", got, spot)
+	}
 }
 
 // TestFleetSurvivesUpdatesAndStops: no DesiredCount (an update would reset
@@ -193,14 +204,39 @@ func TestScalingStartsFromZero(t *testing.T) {
 	tpl := loadTemplate(t)
 	policy := tpl.Resources["WorkerFromZero"]
 	cfg, _ := policy.Properties["StepScalingPolicyConfiguration"].(map[string]any)
-	if policy.Condition != "BacklogScaling" || cfg["AdjustmentType"] != "ExactCapacity" ||
+	// CloudWatch repeats an Auto Scaling action every minute its alarm is in
+	// ALARM: an exact count would cut a grown fleet back to it, so only add.
+	if policy.Condition != "BacklogScaling" || cfg["AdjustmentType"] != "ChangeInCapacity" ||
 		key(cfg["StepAdjustments"]) != `[{"MetricIntervalLowerBound":"0","ScalingAdjustment":"1"}]` {
 		t.Fatalf("WorkerFromZero: %s %s", policy.Condition, key(cfg))
 	}
 	alarm := tpl.Resources["WorkWaitingAlarm"].Properties
-	if key(alarm["AlarmActions"]) != `[{"Ref":"WorkerFromZero"}]` || alarm["MetricName"] != "ApproximateNumberOfMessagesVisible" ||
-		!strings.Contains(key(alarm["Dimensions"]), `["WorkQueue","QueueName"]`) || alarm["Threshold"] != "0" {
+	if key(alarm["AlarmActions"]) != `[{"Ref":"WorkerFromZero"}]` || alarm["Threshold"] != "0" || alarm["ComparisonOperator"] != "GreaterThanThreshold" {
 		t.Fatalf("WorkWaitingAlarm: %s", key(alarm))
+	}
+	// The alarm fires only while no worker drains the queue: messages wait
+	// and none is in flight.
+	metrics := map[string]string{}
+	var expr string
+	for _, m := range alarm["Metrics"].([]any) {
+		m := m.(map[string]any)
+		if e, ok := m["Expression"]; ok {
+			expr = e.(string)
+			if m["ReturnData"] != "true" {
+				t.Errorf("the expression %q is not what the alarm watches", expr)
+			}
+			continue
+		}
+		stat := m["MetricStat"].(map[string]any)
+		metric := stat["Metric"].(map[string]any)
+		if !strings.Contains(key(metric["Dimensions"]), `["WorkQueue","QueueName"]`) {
+			t.Errorf("%s is not the work queue's: %s", m["Id"], key(metric))
+		}
+		metrics[m["Id"].(string)] = metric["MetricName"].(string)
+	}
+	if metrics["visible"] != "ApproximateNumberOfMessagesVisible" || metrics["inflight"] != "ApproximateNumberOfMessagesNotVisible" ||
+		expr != "IF(visible > 0 AND FILL(inflight, 0) == 0, 1, 0)" {
+		t.Fatalf("WorkWaitingAlarm watches %v with %q; want waiting messages with none in flight", metrics, expr)
 	}
 }
 
@@ -251,6 +287,18 @@ func TestContainersReadOnly(t *testing.T) {
 	if mp := key(container(t, tpl, "PlannerTaskDefinition")["MountPoints"]); !strings.Contains(mp, `"ContainerPath":"/tmp"`) {
 		t.Errorf("the planner has no writable /tmp: %s", mp)
 	}
+	// A Fargate volume is root's, 0755, unless the image declares the path a
+	// VOLUME: then it takes the image's permissions, which uid 65532 can write.
+	lines := dockerfile(t)
+	final := 0
+	for i, l := range lines {
+		if strings.HasPrefix(l, "FROM ") {
+			final = i
+		}
+	}
+	if !slices.Contains(lines[final:], `VOLUME ["/tmp"]`) {
+		t.Errorf("the image's last stage does not declare /tmp a VOLUME: the planner (uid 65532) could not write the task's scratch volume")
+	}
 }
 
 // TestCannedAclIsOneS3Knows: a typo in CannedAcl would crash-loop every
@@ -295,6 +343,11 @@ func TestEveryResourceIsTagged(t *testing.T) {
 	if key(lg.Properties["LogGroupName"]) != `{"Fn::Sub":"/aws/ecs/containerinsights/${AWS::StackName}/performance"}` ||
 		key(tpl.Resources["Cluster"].Properties["ClusterName"]) != `{"Ref":"AWS::StackName"}` || lg.Properties["RetentionInDays"] == nil {
 		t.Errorf("Container Insights' log group %s for cluster %s", key(lg.Properties), key(tpl.Resources["Cluster"].Properties["ClusterName"]))
+	}
+	// The cluster goes first on delete: its draining service's last metrics
+	// cannot make the log group again, outside the stack.
+	if deps := key(tpl.Resources["Cluster"].DependsOn); lg.Condition != "" || !strings.Contains(deps, `"ContainerInsightsLogGroup"`) || !strings.Contains(deps, `"LogGroup"`) {
+		t.Errorf("the cluster depends on %s (Container Insights' log group's condition %q): want both log groups, always made", deps, lg.Condition)
 	}
 }
 

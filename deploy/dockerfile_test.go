@@ -84,15 +84,45 @@ func TestDockerfileShape(t *testing.T) {
 // each binary is for that machine and needs no dynamic loader or shared
 // library, as distroless/static has none.
 func TestDockerfileBuildsStaticBinaries(t *testing.T) {
+	// The build's RUN sees only the ARGs its stage declares (after its
+	// FROM): an undeclared TARGETARCH is empty there, and Go builds for the
+	// build host.
 	var build string
+	declared := map[string]string{} // in the build's stage, before its RUN
 	for _, l := range dockerfile(t) {
+		if strings.HasPrefix(l, "FROM ") && build == "" {
+			clear(declared)
+		}
 		if strings.HasPrefix(l, "RUN ") && strings.Contains(l, "go build") {
 			build = l
 		}
-		// A default would override the builder's per-platform value.
-		if arg, ok := strings.CutPrefix(l, "ARG "); ok && strings.HasPrefix(arg, "TARGET") && strings.Contains(arg, "=") {
-			t.Errorf("%q gives the platform a default, which wins over the builder's: declare it without one", l)
+		if arg, ok := strings.CutPrefix(l, "ARG "); ok && build == "" {
+			name, value, _ := strings.Cut(arg, "=")
+			declared[name] = value
+			// A default would override the builder's per-platform value.
+			if strings.HasPrefix(name, "TARGET") && strings.Contains(arg, "=") {
+				t.Errorf("%q gives the platform a default, which wins over the builder's: declare it without one", l)
+			}
 		}
+	}
+	for _, name := range []string{"TARGETOS", "TARGETARCH", "VERSION"} {
+		if _, ok := declared[name]; !ok {
+			t.Errorf("ARG %s is not declared in the build's stage: its RUN would see it empty", name)
+		}
+	}
+	environ := func(vars map[string]string) []string {
+		var env []string
+		for _, kv := range os.Environ() {
+			if name, _, _ := strings.Cut(kv, "="); name != "TARGETOS" && name != "TARGETARCH" && name != "VERSION" {
+				env = append(env, kv)
+			}
+		}
+		for name, v := range vars {
+			if _, ok := declared[name]; ok {
+				env = append(env, name+"="+v)
+			}
+		}
+		return env
 	}
 	line := regexp.MustCompile(`CGO_ENABLED=0 GOOS=\$TARGETOS GOARCH=\$TARGETARCH go build .*$`).FindString(build)
 	if line == "" || !strings.Contains(line, "/out/") {
@@ -104,7 +134,7 @@ func TestDockerfileBuildsStaticBinaries(t *testing.T) {
 		// RUN runs its line with /bin/sh -c in the source directory.
 		cmd := exec.Command("/bin/sh", "-c", strings.ReplaceAll(line, "/out/", out+"/"))
 		cmd.Dir = ".."
-		cmd.Env = append(os.Environ(), "TARGETOS=linux", "TARGETARCH="+arch, "VERSION=v9.8.7-test")
+		cmd.Env = environ(map[string]string{"TARGETOS": "linux", "TARGETARCH": arch, "VERSION": "v9.8.7-test"})
 		if b, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("%s: %s: %v\n%s", arch, line, err, b)
 		}

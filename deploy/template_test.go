@@ -28,6 +28,7 @@ type template struct {
 type resource struct {
 	Type       string
 	Condition  string
+	DependsOn  any
 	Properties map[string]any
 }
 
@@ -52,7 +53,7 @@ func loadTemplate(t *testing.T) template {
 		typ, _ := m["Type"].(string)
 		cond, _ := m["Condition"].(string)
 		props, _ := m["Properties"].(map[string]any)
-		tpl.Resources[name] = resource{Type: typ, Condition: cond, Properties: props}
+		tpl.Resources[name] = resource{Type: typ, Condition: cond, DependsOn: m["DependsOn"], Properties: props}
 	}
 	if len(tpl.Resources) == 0 || len(tpl.Parameters) == 0 {
 		t.Fatal("s3clone.yaml: no resources or parameters")

@@ -253,8 +253,8 @@ func TestExecutionRoleIsScoped(t *testing.T) {
 		"ecr:BatchCheckLayerAvailability": `{"Fn::Sub":"arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${EcrRepository}"}`,
 		"ecr:BatchGetImage":               `{"Fn::Sub":"arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${EcrRepository}"}`,
 		"ecr:GetDownloadUrlForLayer":      `{"Fn::Sub":"arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${EcrRepository}"}`,
-		"logs:CreateLogStream":            `{"Fn::Sub":"${LogGroup.Arn}:*"}`,
-		"logs:PutLogEvents":               `{"Fn::Sub":"${LogGroup.Arn}:*"}`,
+		"logs:CreateLogStream":            `{"Fn::GetAtt":["LogGroup","Arn"]}`, // arn:...:log-group:NAME:*
+		"logs:PutLogEvents":               `{"Fn::GetAtt":["LogGroup","Arn"]}`,
 	}
 	got := map[string]string{}
 	walk(role["Policies"], "", func(_ string, m map[string]any) {

@@ -2,6 +2,11 @@ module github.com/s3clone/s3clone
 
 go 1.26.8
 
+// The toolchain make test, CI and the image build with (GOTOOLCHAIN in the
+// Makefile and .ci/run); go 1.26.8 stays the oldest that builds it, so a
+// plain go test runs with the Go installed.
+toolchain go1.27.3
+
 require (
 	github.com/aws/aws-sdk-go-v2 v1.48.0
 	github.com/aws/aws-sdk-go-v2/config v1.33.18

@@ -72,9 +72,19 @@ func TestDockerfileShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	goLine := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(mod)
-	if goLine == nil || string(goLine[1]) != goArg {
-		t.Errorf("Dockerfile GO_VERSION %q, go.mod says go %s: keep them equal", goArg, goLine[1])
+	// The image is built with the toolchain go.mod names (the one make test
+	// builds and checks for vulnerabilities with), not merely the oldest
+	// Go the module accepts.
+	toolchain := regexp.MustCompile(`(?m)^toolchain go(\S+)$`).FindSubmatch(mod)
+	if toolchain == nil || string(toolchain[1]) != goArg {
+		t.Errorf("Dockerfile GO_VERSION %q, go.mod's toolchain line %q: keep them equal", goArg, toolchain)
+	}
+	makefile, err := os.ReadFile("../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if toolchain != nil && !strings.Contains(string(makefile), "export GOTOOLCHAIN := go"+string(toolchain[1])+"\n") {
+		t.Errorf("the Makefile does not export GOTOOLCHAIN=go%s, go.mod's toolchain", toolchain[1])
 	}
 }
 

@@ -202,15 +202,16 @@ func (c *Copier) copyMultipart(ctx context.Context, src Source, dstBucket, dstKe
 		return err
 	}
 	create := &s3.CreateMultipartUploadInput{
-		Bucket:                  aws.String(dstBucket),
-		Key:                     aws.String(dstKey),
-		Metadata:                head.Metadata,
-		ContentType:             head.ContentType,
-		CacheControl:            head.CacheControl,
-		ContentDisposition:      head.ContentDisposition,
-		ContentEncoding:         head.ContentEncoding,
-		ContentLanguage:         head.ContentLanguage,
-		Expires:                 head.Expires, //nolint:staticcheck // the only typed form of the header
+		Bucket:             aws.String(dstBucket),
+		Key:                aws.String(dstKey),
+		Metadata:           head.Metadata,
+		ContentType:        head.ContentType,
+		CacheControl:       head.CacheControl,
+		ContentDisposition: head.ContentDisposition,
+		ContentEncoding:    head.ContentEncoding,
+		ContentLanguage:    head.ContentLanguage,
+		//lint:ignore SA1019 the only typed form of the header CreateMultipartUpload takes
+		Expires:                 head.Expires,
 		WebsiteRedirectLocation: head.WebsiteRedirectLocation,
 		Tagging:                 tagging,
 		StorageClass:            c.storageClass(src),

@@ -194,6 +194,7 @@ func (q *SQS) Receive(ctx context.Context, n int, wait, visibility time.Duration
 		VisibilityTimeout:   int32(visibility / time.Second),
 		// The older AttributeNames field: local-aws-sqs answers only to it,
 		// and real SQS accepts both.
+		//lint:ignore SA1019 see above
 		AttributeNames:        []types.QueueAttributeName{types.QueueAttributeName(types.MessageSystemAttributeNameApproximateReceiveCount)},
 		MessageAttributeNames: []string{AttrRun, AttrKind},
 	})

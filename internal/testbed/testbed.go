@@ -82,7 +82,7 @@ func Main(m *testing.M) int {
 			return 1
 		}
 		missing = err
-		fmt.Fprintf(os.Stderr, "testbed: %v: integration tests skip (make test runs them all)\n", err)
+		skipLine(fmt.Sprintf("testbed: %v; this package's integration tests skip (make test runs them all)\n", err))
 		return m.Run()
 	}
 	current = env
@@ -574,4 +574,16 @@ func PeakRSS(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// skipLine says why integration tests skip. go test shows a passing
+// package's output only with -v, so the line also goes to the terminal, if
+// there is one: a person running a plain go test ./... sees one line per
+// package that skipped, and why.
+func skipLine(line string) {
+	fmt.Fprint(os.Stderr, line)
+	if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil {
+		fmt.Fprint(tty, line)
+		tty.Close()
+	}
 }

@@ -10,7 +10,7 @@ import (
 
 func TestParseSize(t *testing.T) {
 	t.Parallel()
-	good := map[string]Size{"1024": 1024, "8MiB": 8 << 20, "8mib": 8 << 20, "5GiB": 5 << 30, "100MB": 100e6, "1.5KiB": 1536, "64M": 64 << 20, "0": 0, "10B": 10}
+	good := map[string]Size{"1024": 1024, "8MiB": 8 << 20, "8mib": 8 << 20, "5GiB": 5 << 30, "100MB": 100 << 20, "8mb": 8 << 20, "1KB": 1024, "1.5KiB": 1536, "64M": 64 << 20, "0": 0, "10B": 10}
 	for in, want := range good {
 		if got, err := ParseSize(in); err != nil || got != want {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)

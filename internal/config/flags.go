@@ -84,7 +84,7 @@ func (f *Flags) DurationVar(p *time.Duration, name string, value time.Duration, 
 
 func (f *Flags) SizeVar(p *Size, name string, value Size, usage string) {
 	*p = value
-	f.FlagSet.Var(p, name, help(name, usage))
+	f.FlagSet.Var(p, name, help(name, usage+"; units are binary: 8MB, 8M and 8MiB are all 8 MiB, as in the aws CLI"))
 }
 
 // ErrHelp is returned by Parse when -h or --help was asked for.
@@ -132,12 +132,15 @@ var sizeUnits = []struct {
 	mult   int64
 }{
 	{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40},
-	{"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9}, {"tb", 1e12},
+	// As the aws CLI reads multipart_chunksize and multipart_threshold:
+	// 8MB is 8 MiB, which is also what S3's part limits are written in.
+	{"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30}, {"tb", 1 << 40},
 	{"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"t", 1 << 40},
 	{"b", 1},
 }
 
-// ParseSize parses a size such as 8MiB, 5GiB, 100MB or 1024.
+// ParseSize parses a size such as 8MiB, 5GiB, 8MB or 1024. Units are
+// binary, whether written MiB, MB or M (the aws CLI's sense).
 func ParseSize(s string) (Size, error) {
 	t := strings.ToLower(strings.TrimSpace(s))
 	mult := int64(1)
@@ -149,7 +152,7 @@ func ParseSize(s string) (Size, error) {
 	}
 	n, err := strconv.ParseFloat(t, 64)
 	if err != nil || n < 0 || t == "" {
-		return 0, fmt.Errorf("%q is not a size: write bytes or a number with a unit, such as 8MiB, 5GiB or 100MB", s)
+		return 0, fmt.Errorf("%q is not a size: write bytes or a number with a unit, such as 8MiB, 5GiB or 8MB (binary units: 8MB is 8 MiB, as in the aws CLI)", s)
 	}
 	v := n * float64(mult)
 	if v > float64(1<<62) {

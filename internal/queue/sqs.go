@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -311,9 +312,12 @@ func forBatches(msgs []Message, do func([]Message) (int, error), what string) er
 	return nil
 }
 
+// backoff is the wait before attempt: exponential from 50ms up to 10s, with
+// "equal jitter" (half fixed, half random) so that many planners or workers
+// refused at once do not all come back at once.
 func backoff(attempt int) time.Duration {
-	d := 50 * time.Millisecond << min(attempt, 8)
-	return min(d, 10*time.Second)
+	d := min(50*time.Millisecond<<min(attempt, 8), 10*time.Second)
+	return d/2 + rand.N(d/2+1)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -50,7 +51,7 @@ type Direct struct {
 	*s3.Client
 	http       aws.HTTPClient
 	creds      aws.CredentialsProvider
-	signer     signer
+	signer     *v4.Signer
 	params     s3.EndpointParameters // all but the bucket
 	resolver   s3.EndpointResolverV2
 	onThrottle func()
@@ -86,6 +87,7 @@ func NewDirect(client *s3.Client, onThrottle func()) *Direct {
 		creds:      o.Credentials,
 		resolver:   o.EndpointResolverV2,
 		onThrottle: onThrottle,
+		signer:     v4.NewSigner(func(o *v4.SignerOptions) { o.DisableURIPathEscaping = true }),
 		params: s3.EndpointParameters{
 			Region:                         aws.String(o.Region),
 			UseFIPS:                        aws.Bool(o.EndpointOptions.UseFIPSEndpoint == aws.FIPSEndpointStateEnabled),
@@ -270,7 +272,11 @@ func (d *Direct) send(ctx context.Context, ep *endpoint, in *s3.CopyObjectInput)
 	setHeader(h, "X-Amz-Acl", string(in.ACL))
 	setHeader(h, "X-Amz-Server-Side-Encryption", string(in.ServerSideEncryption))
 	setHeader(h, "X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id", aws.ToString(in.SSEKMSKeyId))
-	d.signer.sign(req, creds, emptySHA256, ep.signingName, ep.signingRegion, time.Now().Add(time.Duration(d.skew.Load())))
+	// The SDK's own signer, set as the S3 client sets it (S3 paths are
+	// escaped once, not twice).
+	if err := d.signer.SignHTTP(ctx, creds, req, emptySHA256, ep.signingName, ep.signingRegion, time.Now().Add(time.Duration(d.skew.Load()))); err != nil {
+		return nil, err
+	}
 	resp, err := d.http.Do(req)
 	if err != nil {
 		return nil, err

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/encoding/httpbinding"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
@@ -348,27 +348,9 @@ func optional(s string) *string {
 // EscapeCopySource renders bucket/key as the CopySource header wants it:
 // URL-encoded, "/" kept between path segments. The Go SDK sends it as given.
 func EscapeCopySource(bucket, key string) string {
-	var b strings.Builder
-	b.Grow(len(bucket) + len(key)*3/2 + 1)
-	b.WriteString(bucket)
-	b.WriteByte('/')
-	const hex = "0123456789ABCDEF"
-	for i := 0; i < len(key); i++ {
-		c := key[i]
-		if isUnreserved(c) || c == '/' {
-			b.WriteByte(c)
-			continue
-		}
-		b.WriteByte('%')
-		b.WriteByte(hex[c>>4])
-		b.WriteByte(hex[c&15])
-	}
-	return b.String()
-}
-
-func isUnreserved(c byte) bool {
-	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' ||
-		c == '-' || c == '_' || c == '.' || c == '~'
+	// The SDK's escaper for S3 paths: everything but unreserved characters
+	// and "/" is percent-encoded, as S3 expects in x-amz-copy-source.
+	return bucket + "/" + httpbinding.EscapePath(key, false)
 }
 
 // KeyError is one key a batch operation could not do.

@@ -320,15 +320,7 @@ func TestStaleRegionInMessages(t *testing.T) {
 	mustRun(t, env, "planner", "plan", "--source", "s3://"+srcB, "--dest", "s3://"+dstB, "--queue-url", work, "--ledger", led)
 	env.Manners().Region(t, dstB, "ap-southeast-2")
 	workers(t, env, 1, "--queue-url", work, "--ledger", led)
-	if st := status(t, env, led); !st.Complete || st.Copied != 40 || st.Failed != 0 {
-		t.Fatalf("status %+v", st)
-	}
-	if n, err := queueDepth(env, dlq); err != nil || n != 0 {
-		t.Fatalf("%d messages dead-lettered (%v)", n, err)
-	}
-	if v, code := verify(t, env, "s3://"+srcB, "s3://"+dstB); code != 0 || v.Matching != 40 {
-		t.Fatalf("verify %+v, exit %d", v, code)
-	}
+	clonedExactly(t, env, led, dlq, srcB, dstB, 40)
 }
 
 // TestLostUploadIsCopiedAgain: a multipart copy whose upload is aborted
@@ -346,13 +338,20 @@ func TestLostUploadIsCopiedAgain(t *testing.T) {
 	led := ledgerURL(t, env)
 	mustRun(t, env, "planner", "plan", "--source", "s3://"+srcB, "--dest", "s3://"+dstB, "--queue-url", work, "--ledger", led)
 	workers(t, env, 1, "--queue-url", work, "--ledger", led, "--multipart-threshold", "8MiB", "--part-size", "5MiB", "--retry-backoff", "1s")
-	if st := status(t, env, led); !st.Complete || st.Copied != 6 || st.Failed != 0 || st.Skipped != 0 {
-		t.Fatalf("status %+v", st)
+	clonedExactly(t, env, led, dlq, srcB, dstB, 6)
+}
+
+// clonedExactly checks that a run copied all n objects, none failed or
+// skipped, nothing went to the dead-letter queue, and verify matches.
+func clonedExactly(t *testing.T, env *testbed.Env, led, dlq, srcB, dstB string, n int64) {
+	t.Helper()
+	if st := status(t, env, led); !st.Complete || st.Copied != n || st.Failed != 0 || st.Skipped != 0 {
+		t.Fatalf("status %+v, want all %d copied", st, n)
 	}
-	if n, err := queueDepth(env, dlq); err != nil || n != 0 {
-		t.Fatalf("%d messages dead-lettered (%v)", n, err)
+	if d, err := queueDepth(env, dlq); err != nil || d != 0 {
+		t.Fatalf("%d messages dead-lettered (%v)", d, err)
 	}
-	if v, code := verify(t, env, "s3://"+srcB, "s3://"+dstB); code != 0 || v.Matching != 6 {
+	if v, code := verify(t, env, "s3://"+srcB, "s3://"+dstB); code != 0 || int64(v.Matching) != n {
 		t.Fatalf("verify %+v, exit %d", v, code)
 	}
 }

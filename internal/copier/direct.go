@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"html"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -54,6 +53,7 @@ type Direct struct {
 	signer     *v4.Signer
 	params     s3.EndpointParameters // all but the bucket
 	resolver   s3.EndpointResolverV2
+	retryer    aws.Retryer
 	onThrottle func()
 
 	endpoints sync.Map // bucket → *endpoint
@@ -86,6 +86,7 @@ func NewDirect(client *s3.Client, onThrottle func()) *Direct {
 		http:       o.HTTPClient,
 		creds:      o.Credentials,
 		resolver:   o.EndpointResolverV2,
+		retryer:    o.Retryer,
 		onThrottle: onThrottle,
 		signer:     v4.NewSigner(func(o *v4.SignerOptions) { o.DisableURIPathEscaping = true }),
 		params: s3.EndpointParameters{
@@ -143,12 +144,9 @@ func (d *Direct) CopyObject(ctx context.Context, in *s3.CopyObjectInput, optFns 
 	var th throttled
 	if errors.As(err, &th) {
 		// The SDK would back off before its second attempt; so do we, for
-		// a random time under a second (what its current retry mode waits
-		// after a first throttle; the legacy mode waits under two).
-		select {
-		case <-time.After(rand.N(time.Second)):
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		// as long as its retryer says after a first throttle.
+		if err := d.backOff(ctx, th); err != nil {
+			return nil, err
 		}
 		return d.Client.CopyObject(ctx, in)
 	}
@@ -232,6 +230,30 @@ type throttled struct{ code string }
 
 func (t throttled) Error() string { return "throttled: " + t.code }
 
+// ErrorCode is what the SDK's retryer reads to know a throttle (its backoff
+// waits longer after one than after other faults).
+func (t throttled) ErrorCode() string { return t.code }
+
+// backOff waits as long as the client's retryer would before retrying an
+// attempt that failed with err, or until ctx ends.
+func (d *Direct) backOff(ctx context.Context, err error) error {
+	if d.retryer == nil {
+		return nil
+	}
+	wait, rerr := d.retryer.RetryDelay(1, err)
+	if rerr != nil || wait <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // expired is a direct attempt refused for out-of-date credentials: the
 // SDK's retry fetches fresh ones, which is no fault of the direct path.
 type expired struct{ code string }
@@ -300,6 +322,9 @@ func (d *Direct) send(ctx context.Context, ep *endpoint, in *s3.CopyObjectInput)
 		if _, ok := retry.DefaultThrottleErrorCodes[code]; ok || resp.StatusCode == http.StatusTooManyRequests {
 			if d.onThrottle != nil {
 				d.onThrottle()
+			}
+			if code == "" {
+				code = "TooManyRequestsException" // a bare 429, named so the retryer knows it
 			}
 			return nil, throttled{code}
 		}

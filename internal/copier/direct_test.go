@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -439,5 +440,40 @@ func TestRootElementAndText(t *testing.T) {
 	}
 	if got := xmlText([]byte("<Code>unclosed"), "Code"); got != "" {
 		t.Errorf("unclosed element gave %q", got)
+	}
+}
+
+// recordingRetryer is the client's retryer, noting what it is asked to wait
+// for and answering a fixed wait.
+type recordingRetryer struct {
+	aws.Retryer
+	wait  time.Duration
+	asked []error
+}
+
+func (r *recordingRetryer) RetryDelay(attempt int, err error) (time.Duration, error) {
+	r.asked = append(r.asked, err)
+	return r.wait, nil
+}
+
+// TestDirectBacksOffAsTheRetryerSays: after a throttled direct attempt,
+// Direct waits what the client's retryer gives for a first throttle (which
+// the retryer must recognise as one, bare 429 included) before the SDK's.
+func TestDirectBacksOffAsTheRetryerSays(t *testing.T) {
+	for _, first := range []answer{{status: 503, body: s3Err("SlowDown")}, {status: 429}} {
+		via := &scripted{answers: []answer{first, {status: 200, body: copyResult}}}
+		r := &recordingRetryer{Retryer: aws.NopRetryer{}, wait: 40 * time.Millisecond}
+		client := scriptedClient(via, func(*s3.Options) {})
+		direct := NewDirect(s3.New(client.Options(), func(o *s3.Options) { o.Retryer = r }), nil)
+		start := time.Now()
+		if _, err := direct.CopyObject(context.Background(), &s3.CopyObjectInput{Bucket: aws.String("dst"), Key: aws.String("k"), CopySource: aws.String("src/k")}); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took < r.wait {
+			t.Errorf("%d: the SDK's attempt went after %s, want at least the retryer's %s", first.status, took, r.wait)
+		}
+		if len(r.asked) != 1 || retry.IsErrorThrottles(retry.DefaultThrottles).IsErrorThrottle(r.asked[0]) != aws.TrueTernary {
+			t.Errorf("%d: retryer asked about %v, want one error it knows for a throttle", first.status, r.asked)
+		}
 	}
 }

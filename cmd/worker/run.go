@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"os"
+	"time"
 
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/metrics"
@@ -24,6 +25,8 @@ type options struct {
 	ledger   config.Ledger
 	id       string
 	metrics  string
+	emf      string
+	emfEvery time.Duration
 	work     config.Work
 	conn     config.Connection
 }
@@ -35,6 +38,8 @@ func parse(args []string) (*options, error) {
 	o.ledger.Register(f, "where each finished message is recorded (required)")
 	f.StringVar(&o.id, "id", "", "worker name in ledger entries (default: hostname-pid)")
 	f.StringVar(&o.metrics, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. :9464 (default: no metrics server)")
+	f.StringVar(&o.emf, "emf", "", "write metrics to stdout as CloudWatch Embedded Metric Format records, namespace s3clone, dimension Fleet=`FLEET`; on ECS the awslogs driver carries them to CloudWatch (default: none)")
+	f.DurationVar(&o.emfEvery, "emf-interval", time.Minute, "how often --emf writes a record; dashboards Sum the Workers metric over this period")
 	o.work.Register(f, true)
 	o.conn.Register(f)
 	if err := f.Parse(args); err != nil {
@@ -50,6 +55,9 @@ func parse(args []string) (*options, error) {
 		if _, port, err := net.SplitHostPort(o.metrics); err != nil || port == "" {
 			p.Addf("--metrics-addr %q: write it as [HOST]:PORT, e.g. :9464 or 127.0.0.1:9464", o.metrics)
 		}
+	}
+	if o.emfEvery < time.Second {
+		p.Addf("--emf-interval %s: must be at least 1s (CloudWatch keeps standard metrics per minute)", o.emfEvery)
 	}
 	o.work.Validate(&p)
 	o.conn.Validate(&p)
@@ -84,7 +92,7 @@ func run(ctx context.Context, args []string) error {
 	log.Info().Str("ledger", store.String()).Str("journal", journal.Name()).Str("version", config.Version()).Msg("recording finished messages in the ledger")
 	copies := o.work.Copier(regions, limiter.Throttled, log)
 	var m *metrics.Worker
-	if o.metrics != "" {
+	if o.metrics != "" || o.emf != "" {
 		m = metrics.NewWorker(limiter)
 		cfg.Observer = m
 	}
@@ -92,15 +100,31 @@ func run(ctx context.Context, args []string) error {
 	if m != nil {
 		m.CountStats(&w.Stats)
 		m.CountDirect(copies.Directs)
-		// Served until the worker has stopped, grace period included, not
-		// just until the stop signal.
-		metricsCtx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx))
-		defer stopMetrics()
+	}
+	// Metrics are served (and written) until the worker has stopped, grace
+	// period included, not just until the stop signal.
+	metricsCtx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopMetrics()
+	if o.metrics != "" {
 		addr, err := metrics.Serve(metricsCtx, o.metrics, m.Registry, log)
 		if err != nil {
 			return config.Usagef("--metrics-addr %s: %v", o.metrics, err)
 		}
 		log.Info().Str("addr", addr.String()).Msg("serving metrics at /metrics")
+	}
+	if o.emf != "" {
+		emf := metrics.NewEMF(os.Stdout, m, o.emf, journal.Name())
+		written := make(chan struct{})
+		go func() {
+			defer close(written)
+			if err := emf.Run(metricsCtx, o.emfEvery); err != nil {
+				log.Error().Err(err).Msg("EMF metrics stopped")
+			}
+		}()
+		// The last record, with the counts since the one before, is
+		// written once the worker has stopped.
+		defer func() { stopMetrics(); <-written }()
+		log.Info().Str("fleet", o.emf).Dur("every", o.emfEvery).Msg("writing CloudWatch EMF metrics to stdout")
 	}
 	config.TuneGCForCopying()
 	stop, err := config.StartCPUProfile(o.work.CPUProfile)

@@ -5,11 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/s3clone/s3clone/internal/testbed"
 )
@@ -167,8 +171,9 @@ func TestWorkerMetrics(t *testing.T) {
 	}
 
 	faults := env.Faults(t, 5, 0, 0)
-	cmd, _, stderr := command(env, "worker", "--queue-url", work, "--ledger", led, "--idle-exit", "4s",
-		"--concurrency", "16", "--metrics-addr", "127.0.0.1:0", "--log-format", "json")
+	cmd, stdout, stderr := command(env, "worker", "--queue-url", work, "--ledger", led, "--idle-exit", "4s",
+		"--concurrency", "16", "--metrics-addr", "127.0.0.1:0", "--log-format", "json",
+		"--emf", "e2e-fleet", "--emf-interval", "1s")
 	cmd.Env = env.EnvironFor(faults.URL)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -223,9 +228,47 @@ func TestWorkerMetrics(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("worker: %v\n%s", err, tail(stderr.String()))
 	}
+
+	// The EMF records on stdout add up to the same counts: their
+	// increases sum to the totals, failures come by reason.
+	sums := map[string]float64{}
+	records := 0
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("stdout line %q is not an EMF record: %v", line, err)
+		}
+		aws, _ := rec["_aws"].(map[string]any)
+		if aws == nil || rec["Fleet"] != "e2e-fleet" {
+			t.Fatalf("stdout line %q: want an EMF record of fleet e2e-fleet", line)
+		}
+		records++
+		for _, d := range aws["CloudWatchMetrics"].([]any) {
+			for _, m := range d.(map[string]any)["Metrics"].([]any) {
+				name := m.(map[string]any)["Name"].(string)
+				if reason, ok := rec["Reason"].(string); ok {
+					name += "/" + reason
+				}
+				sums[name] += rec[m.(map[string]any)["Name"].(string)].(float64)
+			}
+		}
+	}
+	for name, want := range map[string]float64{"Copies": 399, "Bytes": float64(bytes), "Messages": 20,
+		"Failures/vanished": 1} {
+		if sums[name] != want {
+			t.Errorf("EMF %s adds up to %v, want %v (%d records)", name, sums[name], want, records)
+		}
+	}
+	// Throttles may still come after the scrape (ledger writes, deletes).
+	if sums["Workers"] < 1 || sums["Throttles"] < m["s3clone_worker_throttles_total"] {
+		t.Errorf("EMF: Workers %v, Throttles %v; want the worker counted, at least the %v throttles scraped (%d records)",
+			sums["Workers"], sums["Throttles"], m["s3clone_worker_throttles_total"], records)
+	}
 }
 
-// scrape reads a Prometheus text page into "name{labels}" -> value.
+// scrape reads a Prometheus text page, with Prometheus's own parser, into
+// "name{label="value"}" -> value; a histogram gives its _count, _sum and
+// _bucket{le="..."} series.
 func scrape(t *testing.T, url string) map[string]float64 {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -236,19 +279,41 @@ func scrape(t *testing.T, url string) map[string]float64 {
 	if resp.StatusCode != 200 {
 		t.Fatalf("GET %s: %s", url, resp.Status)
 	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("metrics page: %v", err)
+	}
 	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
+	for name, f := range families {
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			series := func(name string, extra ...string) string {
+				if all := append(slices.Clone(labels), extra...); len(all) > 0 {
+					return name + "{" + strings.Join(all, ",") + "}"
+				}
+				return name
+			}
+			switch {
+			case m.GetHistogram() != nil:
+				h := m.GetHistogram()
+				out[series(name+"_count")] = float64(h.GetSampleCount())
+				out[series(name+"_sum")] = h.GetSampleSum()
+				for _, b := range h.GetBucket() {
+					out[series(name+"_bucket", fmt.Sprintf("le=%q", strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64)))] = float64(b.GetCumulativeCount())
+				}
+				out[series(name+"_bucket", `le="+Inf"`)] = float64(h.GetSampleCount())
+			case m.GetCounter() != nil:
+				out[series(name)] = m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				out[series(name)] = m.GetGauge().GetValue()
+			case m.GetUntyped() != nil:
+				out[series(name)] = m.GetUntyped().GetValue()
+			}
 		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("metrics line %q: %v", line, err)
-		}
-		out[line[:i]] = v
 	}
 	return out
 }

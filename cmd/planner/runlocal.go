@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -63,6 +64,18 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := p.Err(); err != nil {
 		return err
 	}
+	// A person at a terminal sees one live progress line below the logs; a
+	// pipe or --log-format json gets log lines only.
+	var (
+		w        *worker.Worker
+		sum      *plan.Summary
+		listed   atomic.Bool
+		progress *status.Progress
+	)
+	if conn.Logging.Format != "json" && config.IsTerminal(os.Stderr) {
+		progress = status.NewProgress(os.Stderr, func() status.Counts { return runCounts(w, sum, listed.Load()) }, progressEvery)
+		conn.Logging.Through = progress
+	}
 	limiter := worker.NewLimiter(work.Concurrency)
 	conn.AWS.OnThrottle = limiter.Throttled
 	log, awsCfg, err := conn.Open(ctx, work.Connections()+s.listers*2+plan.Deciders)
@@ -73,7 +86,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := s.connect(ctx, regions); err != nil {
 		return err
 	}
-	sum := s.newSummary()
+	sum = s.newSummary()
 	rec := s.runRecord(sum, &from, "", map[string]string{"listers": fmt.Sprint(s.listers), "batch_keys": fmt.Sprint(s.batchKeys), "concurrency": fmt.Sprint(work.Concurrency)})
 	tally := ledger.NewTally()
 	tally.SetRun(rec)
@@ -109,7 +122,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg.ID = "local"
 	cfg.Visibility = 5 * time.Minute
 	cfg.Limiter = limiter
-	w := worker.New(cfg, mem, recorder, copies, log)
+	w = worker.New(cfg, mem, recorder, copies, log)
 	config.TuneGCForCopying()
 	stopProfile, err := config.StartCPUProfile(work.CPUProfile)
 	if err != nil {
@@ -118,6 +131,10 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	defer stopProfile()
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- w.Run(ctx) }()
+	if progress != nil {
+		progress.Start()
+		defer progress.Stop(false)
+	}
 
 	sent := func(batch []plan.Body) {
 		seqs, t := sentGroup(batch)
@@ -143,8 +160,12 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		rec.Stopped = planErr.Error()
 	}
 	tally.SetRun(rec)
+	listed.Store(true)
 	mem.Close()
 	workErr := <-workerDone
+	if progress != nil {
+		progress.Stop(true) // the last counts stay above the summary
+	}
 
 	printPlan(stdout, sum, from.describe(sum.Finished.Sub(sum.Started)), false)
 	st := tally.Status()
@@ -169,6 +190,28 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("%w: the diff could not inspect %d keys (listed above; enqueued as copies)", config.ErrMismatch, n)
 	}
 	return nil
+}
+
+// progressEvery is how often the progress line is redrawn.
+const progressEvery = 500 * time.Millisecond
+
+// runCounts is what the progress line shows of a local run: keys finished
+// (copied, deleted, skipped or failed for good), per key as the worker
+// finishes them, against what the plan has listed.
+func runCounts(w *worker.Worker, sum *plan.Summary, listed bool) status.Counts {
+	st := &w.Stats
+	c := status.Counts{
+		Done:         st.Copied.Load() + st.Deleted.Load() + st.Skipped.Load() + st.Failed.Load(),
+		Bytes:        st.Bytes.Load(),
+		Failed:       st.Failed.Load(),
+		Planned:      sum.Objects.Load(),
+		PlannedBytes: sum.Bytes.Load(),
+		PlanFinished: listed,
+	}
+	// A message tried again counts its keys again: the line never shows
+	// more done than planned (the summary's counts are exact).
+	c.Done, c.Bytes = min(c.Done, c.Planned), min(c.Bytes, c.PlannedBytes)
+	return c
 }
 
 // endEarly ends the ledger's record of a run that stops before planning,

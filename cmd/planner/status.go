@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
-	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 
 	"github.com/s3clone/s3clone/internal/config"
@@ -237,7 +236,7 @@ func (s *statusSession) show(w io.Writer, v *status.View) error {
 // logged and tried again. On a terminal each refresh redraws the screen;
 // otherwise views follow one another.
 func (s *statusSession) watchLoop(ctx context.Context, w io.Writer) error {
-	redraw := !s.asJSON && isTerminal(w)
+	redraw := !s.asJSON && config.IsTerminal(w)
 	tick := time.NewTicker(s.watch)
 	defer tick.Stop()
 	const giveUp = 5 // refreshes failed in a row (each after the SDK's own retries)
@@ -297,11 +296,6 @@ func watchEnd(v *status.View) (bool, error) {
 
 // errStalled ends a watch that cannot end by itself: exit 1.
 var errStalled = fmt.Errorf("run incomplete: %w", config.ErrObjectsFailed)
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && isatty.IsTerminal(f.Fd())
-}
 
 // readDepth reads the work queue's depth and its dead-letter queue's; a
 // failure is shown, not fatal.

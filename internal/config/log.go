@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 )
 
@@ -16,10 +18,16 @@ import (
 type Logging struct {
 	Level  string
 	Format string
+	// Through, if set, is where log lines go instead of straight to the
+	// file: a progress line that keeps them above it.
+	Through io.Writer
+
+	command string // what the first log line names
 }
 
 // Register defines --log-level and --log-format.
 func (l *Logging) Register(f *Flags) {
+	l.command = f.Name()
 	f.StringVar(&l.Level, "log-level", "info", "log level: debug, info, warn or error (debug logs every object)")
 	f.StringVar(&l.Format, "log-format", "auto", "log format: json, console, or auto (console on a terminal, else json)")
 }
@@ -46,15 +54,25 @@ func (l *Logging) Logger(w *os.File) zerolog.Logger {
 	// (Go's time.ParseDuration reads them back).
 	zerolog.DurationFieldFormat = zerolog.DurationFormatString
 	var out io.Writer = w
-	if l.Format == "console" || (l.Format == "auto" && isTerminal(w)) {
-		out = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	if l.Through != nil {
+		out = l.Through
+	}
+	if l.Console(w) {
+		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.TimeOnly}
 	}
 	return zerolog.New(out).Level(level).With().Timestamp().Logger()
 }
 
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+// Console says whether logs to w are for a person: --log-format console,
+// or auto on a terminal.
+func (l *Logging) Console(w io.Writer) bool {
+	return l.Format == "console" || (l.Format == "auto" && IsTerminal(w))
+}
+
+// IsTerminal says whether w is a terminal (a person reads it).
+func IsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }
 
 // Connection is what every command shares: how to reach AWS, and how to log.
@@ -79,6 +97,7 @@ func (c *Connection) Validate(p *Problems) {
 // HTTP connection pool for conns requests in flight.
 func (c *Connection) Open(ctx context.Context, conns int) (zerolog.Logger, aws.Config, error) {
 	log := c.Logging.Logger(os.Stderr)
+	log.Info().Str("command", c.Logging.command).Str("version", Version()).Str("go", runtime.Version()).Msg("s3clone starting")
 	c.AWS.Connections = conns
 	cfg, err := c.AWS.Load(ctx)
 	return log, cfg, err

@@ -1,0 +1,198 @@
+package status
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/s3clone/s3clone/internal/config"
+)
+
+// Counts is what a progress line shows: keys and bytes done (copied,
+// deleted, skipped or failed for good) against what the plan has listed so
+// far, and whether the plan has finished listing.
+type Counts struct {
+	Done, Bytes, Failed   int64
+	Planned, PlannedBytes int64
+	PlanFinished          bool
+}
+
+// Progress is one line of progress for a person at a terminal, redrawn in
+// place: keys and bytes done of planned, the rate, the ETA and failures.
+// Log lines written through it (it is an io.Writer) go above the line, which
+// is drawn again below them, so the two never mix. Safe for concurrent use.
+type Progress struct {
+	out   io.Writer
+	read  func() Counts
+	now   func() time.Time
+	every time.Duration
+
+	mu      sync.Mutex
+	shown   bool      // the line is on the screen
+	samples []sample  // recent (time, done) pairs, for the rate
+	stop    chan bool // true: leave the last line on the screen
+	stopped chan struct{}
+}
+
+type sample struct {
+	at   time.Time
+	done int64
+}
+
+// rateWindow is how far back the rate looks: long enough to smooth
+// message-sized steps, short enough to follow throttling.
+const rateWindow = 10 * time.Second
+
+// NewProgress draws read's counts on out (a terminal) every interval once
+// Start is called.
+func NewProgress(out io.Writer, read func() Counts, every time.Duration) *Progress {
+	return &Progress{out: out, read: read, now: time.Now, every: every}
+}
+
+// Start draws the line, then redraws it every interval until Stop.
+func (p *Progress) Start() {
+	p.stop, p.stopped = make(chan bool), make(chan struct{})
+	p.Draw()
+	go func() {
+		defer close(p.stopped)
+		tick := time.NewTicker(p.every)
+		defer tick.Stop()
+		for {
+			select {
+			case keep := <-p.stop:
+				p.mu.Lock()
+				defer p.mu.Unlock()
+				if keep {
+					p.drawLocked()
+					fmt.Fprint(p.out, "\n")
+				} else if p.shown {
+					fmt.Fprint(p.out, clearLine)
+				}
+				p.shown = false
+				return
+			case <-tick.C:
+				p.Draw()
+			}
+		}
+	}()
+}
+
+// Stop stops redrawing; with keep the final counts stay on the screen, else
+// the line is erased. Log lines written after Stop go straight to out.
+func (p *Progress) Stop(keep bool) {
+	if p.stop == nil {
+		return
+	}
+	p.stop <- keep
+	<-p.stopped
+	p.stop = nil
+}
+
+// clearLine returns to the start of the line and erases it.
+const clearLine = "\r\033[K"
+
+// Draw draws the line now.
+func (p *Progress) Draw() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.drawLocked()
+}
+
+func (p *Progress) drawLocked() {
+	c := p.read()
+	fmt.Fprint(p.out, clearLine+p.line(c))
+	p.shown = true
+}
+
+// Write writes log lines above the progress line.
+func (p *Progress) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.shown {
+		return p.out.Write(b)
+	}
+	fmt.Fprint(p.out, clearLine)
+	n, err := p.out.Write(b)
+	if err == nil && len(b) > 0 && b[len(b)-1] == '\n' {
+		p.drawLocked()
+	}
+	return n, err
+}
+
+// line formats c, kept under 80 columns so the terminal never wraps it
+// (a wrapped line could not be redrawn in place):
+//
+//	12,345/50,000 objects 24%  1.20GiB/4.80GiB  1,234/s  ETA 29s  0 failed
+//
+// While the plan still lists, the planned totals carry a "+" and there is
+// no ETA.
+func (p *Progress) line(c Counts) string {
+	now := p.now()
+	p.samples = append(p.samples, sample{now, c.Done})
+	for len(p.samples) > 2 && now.Sub(p.samples[1].at) >= rateWindow {
+		p.samples = p.samples[1:]
+	}
+	var rate float64
+	if first := p.samples[0]; now.Sub(first.at) > 0 {
+		rate = float64(c.Done-first.done) / now.Sub(first.at).Seconds()
+	}
+	more := ""
+	if !c.PlanFinished {
+		more = "+"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s/%s%s objects", thousands(c.Done), thousands(c.Planned), more)
+	if c.PlanFinished && c.Planned > 0 {
+		fmt.Fprintf(&b, " %d%%", c.Done*100/c.Planned)
+	}
+	fmt.Fprintf(&b, "  %s/%s%s  %s/s", shortSize(c.Bytes), shortSize(c.PlannedBytes), more, thousands(int64(rate+0.5)))
+	switch left := c.Planned - c.Done; {
+	case !c.PlanFinished:
+		b.WriteString("  listing")
+	case left <= 0:
+		b.WriteString("  done")
+	case rate > 0:
+		fmt.Fprintf(&b, "  ETA %s", roundETA(time.Duration(float64(left)/rate*float64(time.Second))))
+	}
+	fmt.Fprintf(&b, "  %s failed", thousands(c.Failed))
+	return b.String()
+}
+
+// shortSize is a size in at most seven characters.
+func shortSize(n int64) string {
+	s := config.FormatSize(n)
+	if i := strings.IndexByte(s, '.'); i >= 0 && len(s) > 7 {
+		return s[:i] + s[i+3:] // 1023.45MiB → 1023MiB
+	}
+	return s
+}
+
+func roundETA(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Hour:
+		return d.Round(time.Minute)
+	case d >= time.Minute:
+		return d.Round(10 * time.Second)
+	}
+	return d.Round(time.Second)
+}
+
+// thousands writes n with commas: 1,234,567.
+func thousands(n int64) string {
+	s := fmt.Sprint(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -21,6 +20,7 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/encoding/httpbinding"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"golang.org/x/sync/errgroup"
 )
 
 // API is the part of the S3 client the copier uses.
@@ -287,45 +287,40 @@ func (c *Copier) copyParts(ctx context.Context, src Source, up *s3.CreateMultipa
 	if n == 0 {
 		n = 1 // an empty object still needs one (empty) part
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-
 	parts := make([]types.CompletedPart, n)
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(c.opts.PartConcurrency, n) {
-		wg.Go(func() {
-			for i := range next {
-				first := int64(i) * partSize
-				last := min(first+partSize, size) - 1
-				out, err := c.api.UploadPartCopy(ctx, &s3.UploadPartCopyInput{
-					Bucket: up.Bucket, Key: up.Key, UploadId: up.UploadId,
-					PartNumber:        aws.Int32(int32(i + 1)),
-					CopySource:        aws.String(EscapeCopySource(src.Bucket, src.Key)),
-					CopySourceRange:   copyRange(first, last),
-					CopySourceIfMatch: optional(src.ETag),
-				})
-				if err != nil {
-					cancel(fmt.Errorf("copy part %d: %w", i+1, err))
-					continue
-				}
-				parts[i] = types.CompletedPart{ETag: out.CopyPartResult.ETag, PartNumber: aws.Int32(int32(i + 1))}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.opts.PartConcurrency)
+	for i := range n {
+		if gctx.Err() != nil {
+			break // a part failed or ctx ended: the copy is over
+		}
+		g.Go(func() error {
+			if gctx.Err() != nil {
+				return nil // the copy ended while this part waited for a slot
 			}
+			first := int64(i) * partSize
+			last := min(first+partSize, size) - 1
+			out, err := c.api.UploadPartCopy(gctx, &s3.UploadPartCopyInput{
+				Bucket: up.Bucket, Key: up.Key, UploadId: up.UploadId,
+				PartNumber:        aws.Int32(int32(i + 1)),
+				CopySource:        aws.String(EscapeCopySource(src.Bucket, src.Key)),
+				CopySourceRange:   copyRange(first, last),
+				CopySourceIfMatch: optional(src.ETag),
+			})
+			if err != nil {
+				return fmt.Errorf("copy part %d: %w", i+1, err)
+			}
+			parts[i] = types.CompletedPart{ETag: out.CopyPartResult.ETag, PartNumber: aws.Int32(int32(i + 1))}
+			return nil
 		})
 	}
-	for i := range n {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
+	if g.Wait() != nil {
+		// gctx's cause rather than Wait's error: if ctx ended first, the
+		// errors of the parts only echo that, and ctx's cause says why.
+		return nil, context.Cause(gctx)
 	}
-	close(next)
-	wg.Wait()
 	if err := context.Cause(ctx); err != nil {
-		return nil, err
+		return nil, err // ctx ended with no part failing: some may never have been handed out
 	}
 	slices.SortFunc(parts, func(a, b types.CompletedPart) int { return int(*a.PartNumber - *b.PartNumber) })
 	return parts, nil

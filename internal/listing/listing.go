@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
 )
 
 // API is the part of the S3 client the lister uses.
@@ -113,30 +114,31 @@ func (l *Lister) push(sched *scheduler, s *shard) {
 // listers, each calling list for one shard at a time. It returns the first
 // error of any, or ctx's.
 func runShards(ctx context.Context, opts Options, roots []*shard, list func(context.Context, *scheduler, *shard) error) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	sched := newScheduler(ctx, opts.WalkBudget)
+	g, gctx := errgroup.WithContext(ctx)
+	sched := newScheduler(gctx, opts.WalkBudget)
 	for _, r := range roots {
 		sched.push(r)
 	}
-	var wg sync.WaitGroup
 	for range opts.Listers {
-		wg.Go(func() {
+		g.Go(func() error {
 			for {
 				s, ok := sched.next()
 				if !ok {
-					return
+					return nil
 				}
-				err := list(ctx, sched, s)
+				err := list(gctx, sched, s)
 				sched.done()
 				if err != nil {
-					cancel(err)
-					return
+					return err
 				}
 			}
 		})
 	}
-	wg.Wait()
+	if g.Wait() != nil {
+		// gctx's cause rather than Wait's error: if ctx ended first, the
+		// errors of the listers only echo that, and ctx's cause says why.
+		return context.Cause(gctx)
+	}
 	return context.Cause(ctx)
 }
 

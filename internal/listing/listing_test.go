@@ -2,12 +2,17 @@ package listing
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/rs/zerolog"
 )
 
@@ -187,5 +192,64 @@ func TestBetween(t *testing.T) {
 		if ok && (m <= c.lo || (c.hi != "" && m >= c.hi) || m[:c.start] != c.lo[:c.start]) {
 			t.Errorf("between(%q, %q) = %q: not strictly between, or prefix lost", c.lo, c.hi, m)
 		}
+	}
+}
+
+// stuckBucket has four top-level prefixes. The listing of one of them
+// fails; the others hang until their context ends, as on a slow server,
+// and the first of them to start calls held.
+type stuckBucket struct {
+	failing string // the prefix whose listing fails with err
+	err     error
+	held    func()
+	once    sync.Once
+}
+
+func (b *stuckBucket) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, _ ...func(*s3.Options)) (*s3.ListObjectsV2Output, error) {
+	switch p := aws.ToString(in.Prefix); {
+	case p == "":
+		out := &s3.ListObjectsV2Output{}
+		for _, cp := range []string{"a/", "b/", "c/", "d/"} {
+			out.CommonPrefixes = append(out.CommonPrefixes, types.CommonPrefix{Prefix: aws.String(cp)})
+		}
+		return out, nil
+	case p == b.failing:
+		return nil, b.err
+	}
+	if b.held != nil {
+		b.once.Do(b.held)
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestRunReturnsTheFirstCause: Run returns the listing error that stopped
+// it, not the cancellations it caused in the other listers; and when ctx
+// ends first, ctx's cause, not the listers' reports of it.
+func TestRunReturnsTheFirstCause(t *testing.T) {
+	t.Parallel()
+	errBoom, errStop := errors.New("boom"), errors.New("stopped")
+	cases := map[string]struct {
+		failing string
+		stop    bool
+		want    error
+	}{
+		"a listing fails": {failing: "c/", want: errBoom},
+		"ctx ends":        {stop: true, want: errStop},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithCancelCause(context.Background())
+			defer cancel(nil)
+			b := &stuckBucket{failing: c.failing, err: errBoom}
+			if c.stop {
+				b.held = func() { cancel(errStop) }
+			}
+			err := New(b, "b", "", Options{Listers: 4}, zerolog.Nop()).Run(ctx, make(chan []Object))
+			if !errors.Is(err, c.want) {
+				t.Fatalf("Run = %v, want %v", err, c.want)
+			}
+		})
 	}
 }

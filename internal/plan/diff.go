@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/s3clone/s3clone/internal/listing"
 )
@@ -248,58 +249,70 @@ const Deciders = 64
 // and hands each one that does not match to found, which is called from one
 // goroutine at a time. It returns the first error of any stage.
 func Diff(ctx context.Context, p *listing.Paired, cmp *Comparer, counts *DiffCounts, found func(context.Context, Finding) error) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	pairs := make(chan []listing.Pair, 16)
 	findings := make(chan Finding, 256)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := p.Run(ctx, pairs); err != nil {
-			cancel(err)
-		}
-	})
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return p.Run(gctx, pairs) })
+	// Counts the deciders alone: the last one out closes findings.
 	var deciders sync.WaitGroup
+	deciders.Add(Deciders)
 	for range Deciders {
-		deciders.Go(func() {
-			for page := range pairs {
-				if ctx.Err() != nil {
-					continue // drain, so the listing can end
-				}
-				for _, pr := range page {
-					problem, reason, err := cmp.Compare(ctx, pr)
-					if err != nil {
-						cancel(err)
-						break
-					}
-					counts.add(problem)
-					if problem == Match || problem == Vanished {
-						continue
-					}
-					if problem == Unknown {
-						counts.noteUnknown(pr.Key + ": " + reason)
-					}
-					select {
-					case findings <- Finding{Pair: pr, Problem: problem, Reason: reason}:
-					case <-ctx.Done():
-					}
-				}
-			}
+		g.Go(func() error {
+			defer deciders.Done()
+			return decide(gctx, cmp, counts, pairs, findings)
 		})
 	}
-	wg.Go(func() {
+	g.Go(func() error {
 		deciders.Wait()
 		close(findings)
+		return nil
 	})
-	for f := range findings {
-		if ctx.Err() != nil {
-			continue
+	g.Go(func() error {
+		for f := range findings {
+			if gctx.Err() != nil {
+				return gctx.Err()
+			}
+			if err := found(gctx, f); err != nil {
+				return err
+			}
 		}
-		if err := found(ctx, f); err != nil {
-			cancel(err)
+		return nil
+	})
+	if g.Wait() != nil {
+		// gctx's cause rather than Wait's error: if ctx ended first, the
+		// errors of the stages only echo that, and ctx's cause says why.
+		return context.Cause(gctx)
+	}
+	return context.Cause(ctx)
+}
+
+// decide compares the pairs of every page from pairs, counts them and sends
+// those that do not match to findings, until pairs is closed or ctx ends.
+func decide(ctx context.Context, cmp *Comparer, counts *DiffCounts, pairs <-chan []listing.Pair, findings chan<- Finding) error {
+	for page := range pairs {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		for _, pr := range page {
+			problem, reason, err := cmp.Compare(ctx, pr)
+			if err != nil {
+				return err
+			}
+			counts.add(problem)
+			if problem == Match || problem == Vanished {
+				continue
+			}
+			if problem == Unknown {
+				counts.noteUnknown(pr.Key + ": " + reason)
+			}
+			select {
+			case findings <- Finding{Pair: pr, Problem: problem, Reason: reason}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 	}
-	wg.Wait()
-	return context.Cause(ctx)
+	return nil
 }
 
 // DiffSource enqueues what a diff finds: copies of missing and different

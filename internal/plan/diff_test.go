@@ -94,3 +94,43 @@ func TestCompareRule(t *testing.T) {
 		t.Errorf("SSE-C source: %s (%s), %v; want unknown", got, reason, err)
 	}
 }
+
+// TestDiffReturnsTheFirstCause: a diff stops at the first error of found,
+// with many findings still on the way, and returns it; stopped from
+// outside, it returns why. found hears of nothing after it failed.
+func TestDiffReturnsTheFirstCause(t *testing.T) {
+	t.Parallel()
+	errBoom, errStop := errors.New("boom"), errors.New("stopped")
+	cases := map[string]struct {
+		stop bool
+		want error
+	}{
+		"found fails": {want: errBoom},
+		"ctx ends":    {stop: true, want: errStop},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithCancelCause(context.Background())
+			defer cancel(nil)
+			// Every source key is missing from the empty destination.
+			p := listing.NewPaired(listing.Side{API: syntheticBucket{n: 20_000}, Bucket: "s"}, listing.Side{API: syntheticBucket{}, Bucket: "d"}, listing.Options{})
+			var counts DiffCounts
+			calls := 0
+			err := Diff(ctx, p, &Comparer{}, &counts, func(ctx context.Context, _ Finding) error {
+				calls++
+				if c.stop {
+					cancel(errStop)
+					return ctx.Err()
+				}
+				return errBoom
+			})
+			if !errors.Is(err, c.want) {
+				t.Fatalf("Diff = %v, want %v", err, c.want)
+			}
+			if calls != 1 {
+				t.Errorf("found called %d times, want once", calls)
+			}
+		})
+	}
+}

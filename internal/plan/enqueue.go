@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/s3clone/s3clone/internal/listing"
 )
 
@@ -23,7 +25,8 @@ const Senders = 4
 
 // Source produces what a plan enqueues: source objects to copy and
 // destination objects to delete. It must close both channels when it
-// returns.
+// returns, and give up a send when ctx ends: once the plan stops, nothing
+// reads them.
 type Source func(ctx context.Context, copies, deletes chan<- []listing.Object) error
 
 // ListSource copies everything a listing finds.
@@ -43,37 +46,36 @@ type SentFunc func(sent []Body)
 // of any stage; the plan is then incomplete. Memory stays bounded: each stage
 // waits for the next through small channels.
 func Enqueue(ctx context.Context, src Source, sum *Summary, opts Options, send SendFunc, sent SentFunc) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	copies := make(chan []listing.Object, 16)
 	deletes := make(chan []listing.Object, 16)
 	bodies := make(chan Body, 4*Senders*10)
 
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := src(ctx, copies, deletes); err != nil {
-			cancel(err)
-		}
-	})
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return src(gctx, copies, deletes) })
+	// Counts the batchers alone: the last one out closes bodies.
 	var batchers sync.WaitGroup
 	for op, in := range map[string]chan []listing.Object{OpCopy: copies, OpDelete: deletes} {
-		batchers.Go(func() {
-			if err := NewBatcher(sum, op, opts).Run(ctx, in, bodies); err != nil {
-				cancel(err)
-				for range in { // let the source finish its send and see ctx
-				}
-			}
+		batchers.Add(1)
+		g.Go(func() error {
+			defer batchers.Done()
+			return NewBatcher(sum, op, opts).Run(gctx, in, bodies)
 		})
 	}
-	wg.Go(func() {
+	g.Go(func() error {
 		batchers.Wait()
 		close(bodies)
+		return nil
 	})
 	for range Senders {
-		wg.Go(func() { sendAll(ctx, bodies, send, sent, cancel) })
+		g.Go(func() error { return sendAll(gctx, bodies, send, sent) })
 	}
-	wg.Wait()
+	err := g.Wait()
 	sum.Finished = time.Now()
+	if err != nil {
+		// gctx's cause rather than Wait's error: if ctx ended first, the
+		// errors of the stages only echo that, and ctx's cause says why.
+		return context.Cause(gctx)
+	}
 	return context.Cause(ctx)
 }
 
@@ -81,16 +83,12 @@ func Enqueue(ctx context.Context, src Source, sum *Summary, opts Options, send S
 const sendTimeout = 30 * time.Second
 
 // sendAll sends bodies as they come, up to ten per call when several are
-// waiting. The first failure stops the whole plan through fail; it then
-// keeps draining bodies so the stages before it can end. A send under way
-// when the plan stops is not cut short: SQS may accept a canceled request,
-// and a message sent but never heard of as sent would be planned again.
-func sendAll(ctx context.Context, bodies <-chan Body, send SendFunc, sent SentFunc, fail context.CancelCauseFunc) {
-	failed := false
+// waiting, until bodies is closed. It returns the first failure, or ctx's
+// error once ctx ends. A send under way when the plan stops is not cut
+// short: SQS may accept a canceled request, and a message sent but never
+// heard of as sent would be planned again.
+func sendAll(ctx context.Context, bodies <-chan Body, send SendFunc, sent SentFunc) error {
 	for body := range bodies {
-		if failed {
-			continue
-		}
 		batch := []Body{body}
 	more:
 		for len(batch) < 10 {
@@ -104,19 +102,17 @@ func sendAll(ctx context.Context, bodies <-chan Body, send SendFunc, sent SentFu
 				break more
 			}
 		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		data := make([][]byte, len(batch))
 		for i, b := range batch {
 			data[i] = b.Data
-		}
-		if ctx.Err() != nil {
-			failed = true
-			continue
 		}
 		sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sendTimeout)
 		err := send(sendCtx, data)
 		cancel()
 		if err != nil {
-			failed = true
 			var acc accepter
 			if errors.As(err, &acc) && sent != nil {
 				var took []Body
@@ -129,11 +125,11 @@ func sendAll(ctx context.Context, bodies <-chan Body, send SendFunc, sent SentFu
 					sent(took)
 				}
 			}
-			fail(err)
-			continue
+			return err
 		}
 		if sent != nil {
 			sent(batch)
 		}
 	}
+	return nil
 }

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -82,5 +83,26 @@ func TestEnqueueStopsOnSendError(t *testing.T) {
 	}
 	if bucket.done.Load() {
 		t.Fatal("the listing ran to the end after sending had failed")
+	}
+}
+
+// TestEnqueueReturnsTheCtxCause: a plan stopped from outside returns why
+// it was stopped, not a stage's report that it was.
+func TestEnqueueReturnsTheCtxCause(t *testing.T) {
+	t.Parallel()
+	errStop := errors.New("stopped")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	src := func(ctx context.Context, copies, deletes chan<- []listing.Object) error {
+		defer close(copies)
+		defer close(deletes)
+		cancel(errStop)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	sum := &Summary{Run: "r", Source: Location{Bucket: "b"}, Dest: Location{Bucket: "c"}}
+	err := Enqueue(ctx, src, sum, Options{}, func(context.Context, [][]byte) error { return nil }, nil)
+	if !errors.Is(err, errStop) {
+		t.Fatalf("Enqueue = %v, want the cause of the stop", err)
 	}
 }

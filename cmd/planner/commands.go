@@ -16,6 +16,7 @@ Commands:
   status   show a run's progress: planned vs copied, skipped, failed; rate, ETA, queue depth
   run      plan and copy in this one process, with an in-memory queue
   verify   compare source and destination key by key; exit 0 only when they match
+  cutover  the frozen window: plan the difference, wait for the fleet, exit 0 only when all of it was done
   redrive  move dead-lettered messages back to the work queue once their cause is fixed
 
 Run "planner COMMAND -h" for a command's flags.`
@@ -23,7 +24,7 @@ Run "planner COMMAND -h" for a command's flags.`
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprintln(os.Stderr, topUsage)
-		return config.Usagef("no command given: use plan, status, run, verify or redrive")
+		return config.Usagef("no command given: use plan, status, run, verify, redrive or cutover")
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
@@ -37,10 +38,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return verifyCommand(ctx, rest, stdout)
 	case "redrive":
 		return redriveCommand(ctx, rest, stdout)
+	case "cutover":
+		return cutoverCommand(ctx, rest, stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, topUsage)
 		return nil
 	}
 	fmt.Fprintln(os.Stderr, topUsage)
-	return config.Usagef("unknown command %q: use plan, status, run, verify or redrive", cmd)
+	return config.Usagef("unknown command %q: use plan, status, run, verify, redrive or cutover", cmd)
 }

@@ -264,6 +264,17 @@ func sentGroup(batch []plan.Body) ([]int64, ledger.Totals) {
 	return seqs, t
 }
 
+// sendTo sends a plan's message bodies to the work queue.
+func sendTo(work *queue.SQS, run string) plan.SendFunc {
+	return func(ctx context.Context, bodies [][]byte) error {
+		msgs := make([]queue.Outgoing, len(bodies))
+		for i, b := range bodies {
+			msgs[i] = queue.Outgoing{Body: b, Run: run, Kind: "batch"}
+		}
+		return work.Send(ctx, msgs)
+	}
+}
+
 func printPlan(w io.Writer, sum *plan.Summary, how string, dryRun bool) {
 	verb := "enqueued"
 	if dryRun {
@@ -358,27 +369,36 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 
-	work := queue.NewSQS(conn.AWS.SQS(awsCfg), queueURL)
-	if err := config.CheckQueue(ctx, work, "queue-url"); err != nil {
-		return err
-	}
-	store := led.Open(ctx, regions)
-	if err := store.CheckBucket(ctx); err != nil {
-		return config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket())
-	}
 	rec := s.runRecord(sum, &from, queueURL, map[string]string{"listers": fmt.Sprint(s.listers), "batch_keys": fmt.Sprint(s.batchKeys)})
 	if prior != nil {
 		rec.Planned = ledger.Totals{Messages: prior.Sent.Messages, Objects: prior.Sent.Objects, Bytes: prior.Sent.Bytes}
 	}
-	runLog, err := store.BeginRun(ctx, rec)
+	work, _, runLog, err := beginPlan(ctx, &s, sum, rec, queue.NewSQS(conn.AWS.SQS(awsCfg), queueURL), led.Open(ctx, regions), log)
 	if err != nil {
-		return config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "runs/*"))
-	}
-	if err := preflight(ctx, &s, work, sum, log); err != nil {
-		endEarly(ctx, runLog, fmt.Errorf("preflight: %w", err), log)
 		return err
 	}
 	return runPlan(ctx, stdout, &s, &from, sum, prior, work, runLog, log)
+}
+
+// beginPlan checks the work queue and the ledger, records the run, and
+// checks on a sample key that the fleet may copy: what every plan that
+// sends to a fleet does before sending.
+func beginPlan(ctx context.Context, s *source, sum *plan.Summary, rec ledger.Run, work *queue.SQS, store *ledger.Store, log zerolog.Logger) (*queue.SQS, *ledger.Store, *ledger.RunLog, error) {
+	if err := config.CheckQueue(ctx, work, "queue-url"); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := store.CheckBucket(ctx); err != nil {
+		return nil, nil, nil, config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket())
+	}
+	runLog, err := store.BeginRun(ctx, rec)
+	if err != nil {
+		return nil, nil, nil, config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "runs/*"))
+	}
+	if err := preflight(ctx, s, work, sum, log); err != nil {
+		endEarly(ctx, runLog, fmt.Errorf("preflight: %w", err), log)
+		return nil, nil, nil, err
+	}
+	return work, store, runLog, nil
 }
 
 // runPlan sends the plan's batches to the work queue, recording each group
@@ -402,14 +422,7 @@ func runPlan(ctx context.Context, stdout io.Writer, s *source, from *planFrom, s
 			}
 		})
 	}
-	send := func(ctx context.Context, bodies [][]byte) error {
-		msgs := make([]queue.Outgoing, len(bodies))
-		for i, b := range bodies {
-			msgs[i] = queue.Outgoing{Body: b, Run: sum.Run, Kind: "batch"}
-		}
-		return work.Send(ctx, msgs)
-	}
-	err := s.enqueue(ctx, from.source(s, log), sum, send, sent, log)
+	err := s.enqueue(ctx, from.source(s, log), sum, sendTo(work, sum.Run), sent, log)
 	if endErr := runLog.End(ctx, sum.Seq.Load(), err); endErr != nil && err == nil {
 		err = endErr
 	}

@@ -348,6 +348,18 @@ func (r *Reader) Failed(ctx context.Context, limit int) ([]*Entry, error) {
 	return out, nil
 }
 
+// NotDone reads every entry that holds keys not copied or deleted as
+// planned: failed keys, and skipped ones (their source vanished), in
+// sequence order.
+func (r *Reader) NotDone(ctx context.Context) ([]*Entry, error) {
+	want := r.tally.notDone()
+	out := make([]*Entry, len(want))
+	if err := r.entries(ctx, want, func(i int, e *Entry) { out[i] = e }); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // Failures returns the first limit failed keys of the run (those of the
 // earliest messages, sorted by key), reading only entries it has not read
 // before.

@@ -105,6 +105,36 @@ func (t *Tally) Has(seq int64) bool {
 	return ok
 }
 
+// Unfinished returns the sequence numbers sent that have no entry, in
+// order.
+func (t *Tally) Unfinished() []int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []int64
+	for seq := range t.sent {
+		if _, ok := t.entries[seq]; !ok {
+			out = append(out, seq)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// notDone returns the summaries of entries with failed or skipped keys, in
+// sequence order.
+func (t *Tally) notDone() []Summary {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []Summary
+	for _, s := range t.entries {
+		if s.Failed > 0 || s.Skipped > 0 {
+			out = append(out, s)
+		}
+	}
+	slices.SortFunc(out, func(a, b Summary) int { return cmp.Compare(a.Seq, b.Seq) })
+	return out
+}
+
 // withFailures returns the summaries of entries with failed keys, in
 // sequence order.
 func (t *Tally) withFailures() []Summary {

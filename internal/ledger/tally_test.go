@@ -217,3 +217,28 @@ func TestJournalLowWater(t *testing.T) {
 		t.Fatalf("into the second folder: %q", j.after("p/"))
 	}
 }
+
+// TestUnfinishedAndNotDone: the messages sent without an entry, and the
+// entries holding keys not done as planned (failed or skipped), in order.
+func TestUnfinishedAndNotDone(t *testing.T) {
+	tally := NewTally()
+	tally.AddSent(Sent{Seqs: Ranges([]int64{1, 2, 3, 4, 5, 7})})
+	for _, s := range []Summary{
+		{Key: "a", Seq: 1, Copied: 10},
+		{Key: "b", Seq: 3, Copied: 8, Failed: 2},
+		{Key: "c", Seq: 4, Copied: 9, Skipped: 1},
+		{Key: "d", Seq: 9, Copied: 1}, // not sent: not unfinished either
+	} {
+		tally.AddSummary(s)
+	}
+	if got := tally.Unfinished(); !slices.Equal(got, []int64{2, 5, 7}) {
+		t.Errorf("unfinished %v, want [2 5 7]", got)
+	}
+	var seqs []int64
+	for _, s := range tally.notDone() {
+		seqs = append(seqs, s.Seq)
+	}
+	if !slices.Equal(seqs, []int64{3, 4}) {
+		t.Errorf("entries with keys not done: %v, want [3 4]", seqs)
+	}
+}

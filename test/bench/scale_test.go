@@ -1,0 +1,319 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/s3clone/s3clone/internal/ledger"
+	"github.com/s3clone/s3clone/internal/testbed"
+)
+
+// tracked is a child process whose peak RSS is sampled while it runs.
+type tracked struct {
+	name     string
+	cmd      *exec.Cmd
+	out      bytes.Buffer // stdout
+	errb     bytes.Buffer // stderr
+	peak     atomic.Int64 // KiB
+	done     chan struct{}
+	started  time.Time
+	finished time.Time
+}
+
+func start(b *testing.B, env []string, name string, args ...string) *tracked {
+	b.Helper()
+	p := &tracked{name: name + " " + args[0], cmd: exec.Command(filepath.Join(bin, name), args...), done: make(chan struct{})}
+	p.cmd.Env = env
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.errb
+	p.started = time.Now()
+	if err := p.cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		for {
+			if kb := testbed.PeakRSS(p.cmd.Process.Pid); kb > p.peak.Load() {
+				p.peak.Store(kb)
+			}
+			select {
+			case <-p.done:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	return p
+}
+
+// wait waits for the process to exit and fails the benchmark unless it
+// exits with one of codes (0 if none given).
+func (p *tracked) wait(b *testing.B, codes ...int) {
+	b.Helper()
+	err := p.cmd.Wait()
+	p.finished = time.Now()
+	close(p.done)
+	code := p.cmd.ProcessState.ExitCode()
+	if len(codes) == 0 {
+		codes = []int{0}
+	}
+	for _, c := range codes {
+		if c == code {
+			return
+		}
+	}
+	b.Fatalf("%s: exit %d (%v)\n%s\n%s", p.name, code, err, tailOf(p.out.String()), tailOf(p.errb.String()))
+}
+
+func (p *tracked) took() time.Duration { return p.finished.Sub(p.started) }
+func (p *tracked) cpu() time.Duration {
+	return p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
+}
+func (p *tracked) rssMiB() float64 { return float64(p.peak.Load()) / 1024 }
+
+// BenchmarkScale is the seed's bucket at its real count: make bench-scale.
+// 1,000,000 small objects shaped like an image store (S3CLONE_BENCH_OBJECTS
+// to change it) behind 20 ms: seeding, a full clone by a planner and two
+// workers (copies per second over time, peak RSS), status of the finished
+// run, an unchanged diff, a diff after 1% changed, the cutover of that 1%,
+// and verify of every key. Results go to bench/results/scale-*.md.
+func BenchmarkScale(b *testing.B) {
+	if os.Getenv("S3CLONE_BENCH_SCALE") == "" {
+		b.Skip("the million-object benchmark runs with make bench-scale (S3CLONE_BENCH_SCALE=1)")
+	}
+	env := testbed.Get(b)
+	n := setting("S3CLONE_BENCH_OBJECTS", 1000000)
+	ms := setting("S3CLONE_BENCH_LATENCY_MS", 20)
+	slow := env.WithLatency(b, ms)
+	base := env.EnvironFor(slow)
+	var report strings.Builder
+	say := func(format string, args ...any) {
+		line := fmt.Sprintf(format, args...)
+		b.Log(line)
+		report.WriteString(line + "\n")
+	}
+	for b.Loop() {
+		src, dst := env.Bucket(b), env.Bucket(b)
+		seeding := env.Seed(b, src, n, 0, testbed.ImageStoreKey, testbed.ImageStoreSize)
+		say("| seeding %d objects (128 PUTs in flight, no proxy) | %.0fs | %.0f objects/s |", n, seeding.Seconds(), float64(n)/seeding.Seconds())
+
+		// The full clone: a planner and two workers, each worker writing its
+		// counts every 5 s as EMF records (copies per second over time).
+		work, _ := env.Queue(b, 5)
+		led := "s3://" + env.Bucket(b) + "/s3clone/"
+		var workers []*tracked
+		for i := range 2 {
+			workers = append(workers, start(b, base, "worker", "--id", fmt.Sprint("w", i), "--queue-url", work, "--ledger", led,
+				"--idle-exit", "20s", "--log-level", "warn", "--emf", "bench", "--emf-interval", "5s"))
+		}
+		planner := start(b, base, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work, "--ledger", led, "--log-level", "warn")
+		cloneStart := planner.started
+		planner.wait(b)
+		drained := waitDrained(b, env, work)
+		clone := drained.Sub(cloneStart)
+		for _, w := range workers {
+			w.wait(b)
+		}
+		rates := emfRates(b, workers, cloneStart)
+		say("| full clone, planner + 2 workers | %.0fs | %.0f objects/s; plan sent in %.0fs |", clone.Seconds(), float64(n)/clone.Seconds(), planner.took().Seconds())
+		say("| copies/s by tenth of the clone | %s | |", strings.Join(rates, ", "))
+		say("| peak RSS | planner %.0f MiB, workers %.0f and %.0f MiB | |", planner.rssMiB(), workers[0].rssMiB(), workers[1].rssMiB())
+		say("| client CPU | planner %.1fs, workers %.1fs and %.1fs | %.1f µs per object |", planner.cpu().Seconds(), workers[0].cpu().Seconds(), workers[1].cpu().Seconds(),
+			float64((planner.cpu()+workers[0].cpu()+workers[1].cpu()).Microseconds())/float64(n))
+
+		// status of the finished run, and a --watch refresh.
+		st := start(b, base, "planner", "status", "--ledger", led, "--json")
+		st.wait(b)
+		var v struct {
+			Complete bool  `json:"complete"`
+			Copied   int64 `json:"copied"`
+		}
+		if err := json.Unmarshal(st.out.Bytes(), &v); err != nil || !v.Complete || v.Copied != int64(n) {
+			b.Fatalf("status after the clone: %s (%v)", st.out.String(), err)
+		}
+		refresh := watchRefreshAt(b, env, slow, led)
+		say("| status of the finished run | %.2fs | peak RSS %.0f MiB; a --watch refresh %.2fs |", st.took().Seconds(), st.rssMiB(), refresh.Seconds())
+
+		// An unchanged diff enqueues nothing.
+		diff := start(b, base, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--diff", "--delete", "--dry-run", "--log-level", "warn")
+		diff.wait(b)
+		if got := number(b, regexp.MustCompile(`would enqueue \(dry run\) (\d+) objects`), diff.out.String()); got != 0 {
+			b.Fatalf("unchanged diff would enqueue %d objects", got)
+		}
+		say("| unchanged diff (enqueues 0) | %.1fs | %.1f%% of the full clone (target under 10%%) |", diff.took().Seconds(), 100*diff.took().Seconds()/clone.Seconds())
+
+		// 1% changed: half overwritten, a quarter added, a quarter deleted.
+		changed := changeOnePercent(b, env, src, n)
+		diff1 := start(b, base, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--diff", "--delete", "--dry-run", "--log-level", "warn")
+		diff1.wait(b)
+		say("| diff after 1%% changed (%d keys) | %.1fs | %.1f%% of the full clone |", changed, diff1.took().Seconds(), 100*diff1.took().Seconds()/clone.Seconds())
+
+		// The frozen window: the cutover of that 1%, by the same two workers.
+		work2, _ := env.Queue(b, 5)
+		workers = workers[:0]
+		for i := range 2 {
+			workers = append(workers, start(b, base, "worker", "--id", fmt.Sprint("c", i), "--queue-url", work2, "--ledger", led, "--idle-exit", "20s", "--log-level", "warn"))
+		}
+		cut := start(b, base, "planner", "cutover", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work2, "--ledger", led, "--log-level", "warn")
+		cut.wait(b)
+		window := regexp.MustCompile(`(?m)^window .*$`).FindString(cut.out.String())
+		if !strings.Contains(cut.out.String(), "verdict   clean") {
+			b.Fatalf("cutover:\n%s", cut.out.String())
+		}
+		say("| cutover of the 1%% (process start to exit) | %.1fs | %.1f%% of the full clone; %s; peak RSS %.0f MiB |", cut.took().Seconds(), 100*cut.took().Seconds()/clone.Seconds(), strings.TrimSpace(strings.TrimPrefix(window, "window")), cut.rssMiB())
+		for _, w := range workers {
+			w.cmd.Process.Signal(os.Interrupt)
+			w.wait(b, 0, 3)
+		}
+
+		// verify every key.
+		ver := start(b, base, "planner", "verify", "--source", "s3://"+src, "--dest", "s3://"+dst, "--json", "--log-level", "warn")
+		ver.wait(b)
+		var vv struct {
+			Matching int64 `json:"matching"`
+		}
+		if err := json.Unmarshal(bytes.SplitN(ver.out.Bytes(), []byte("\n"), 2)[0], &vv); err != nil {
+			b.Fatal(err)
+		}
+		say("| verify of every key (%d matching) | %.1fs | peak RSS %.0f MiB |", vv.Matching, ver.took().Seconds(), ver.rssMiB())
+	}
+	if err := writeScale(env.Root, n, ms, report.String()); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// waitDrained waits until the work queue holds no message, visible or in
+// flight, and returns when it saw that.
+func waitDrained(b *testing.B, env *testbed.Env, queueURL string) time.Time {
+	b.Helper()
+	for {
+		out, err := env.SQS.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: aws.String(queueURL),
+			AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages, sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if out.Attributes["ApproximateNumberOfMessages"] == "0" && out.Attributes["ApproximateNumberOfMessagesNotVisible"] == "0" {
+			return time.Now()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// emfRates sums the workers' EMF Copies by time since start and gives the
+// copies per second of each tenth of the clone.
+func emfRates(b *testing.B, workers []*tracked, start time.Time) []string {
+	b.Helper()
+	type point struct {
+		at     time.Time
+		copies float64
+	}
+	var points []point
+	for _, w := range workers {
+		sc := bufio.NewScanner(bytes.NewReader(w.out.Bytes()))
+		for sc.Scan() {
+			var rec struct {
+				AWS struct{ Timestamp int64 } `json:"_aws"`
+				Copies float64
+			}
+			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.AWS.Timestamp > 0 {
+				points = append(points, point{time.UnixMilli(rec.AWS.Timestamp), rec.Copies})
+			}
+		}
+	}
+	sort.Slice(points, func(i, j int) bool { return points[i].at.Before(points[j].at) })
+	if len(points) == 0 {
+		b.Fatal("no EMF records from the workers")
+	}
+	var end time.Time
+	for _, p := range points {
+		if p.copies > 0 {
+			end = p.at
+		}
+	}
+	tenth := end.Sub(start) / 10
+	sums := make([]float64, 10)
+	for _, p := range points {
+		if i := int(p.at.Sub(start) / tenth); i >= 0 && i < 10 {
+			sums[i] += p.copies
+		} else if i == 10 && p.at.Equal(end) {
+			sums[9] += p.copies
+		}
+	}
+	var out []string
+	for _, s := range sums {
+		out = append(out, fmt.Sprintf("%.0f", s/tenth.Seconds()))
+	}
+	return out
+}
+
+// watchRefreshAt times a --watch refresh of the latest run with nothing new:
+// a reader that has read the run reads again.
+func watchRefreshAt(b *testing.B, env *testbed.Env, endpoint, led string) time.Duration {
+	b.Helper()
+	ctx := context.Background()
+	bucket := strings.TrimPrefix(strings.TrimSuffix(led, "/s3clone/"), "s3://")
+	store := ledger.New(env.Client(endpoint), bucket, "s3clone/")
+	run, err := store.Latest(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := store.Follow(run)
+	if err := r.Refresh(ctx); err != nil {
+		b.Fatal(err)
+	}
+	started := time.Now()
+	if err := r.Refresh(ctx); err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(started)
+}
+
+// changeOnePercent changes 1% of the n seeded objects: half of them
+// overwritten, a quarter added and a quarter deleted. It returns how many.
+func changeOnePercent(b *testing.B, env *testbed.Env, bucket string, n int) int {
+	b.Helper()
+	k := n / 100
+	env.Seed(b, bucket, k/2, 0, func(i int) string { return testbed.ImageStoreKey(i * 199 % n) }, func(i int) int { return 100 + i%50 })
+	env.Seed(b, bucket, k/4, n, testbed.ImageStoreKey, testbed.ImageStoreSize)
+	var keys []s3types.ObjectIdentifier
+	for i := range k / 4 {
+		keys = append(keys, s3types.ObjectIdentifier{Key: aws.String(testbed.ImageStoreKey(i*211%n + 1))})
+	}
+	for len(keys) > 0 {
+		batch := keys[:min(1000, len(keys))]
+		keys = keys[len(batch):]
+		if _, err := env.S3.DeleteObjects(context.Background(), &s3.DeleteObjectsInput{Bucket: aws.String(bucket), Delete: &s3types.Delete{Objects: batch, Quiet: aws.Bool(true)}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return k/2 + 2*(k/4)
+}
+
+// writeScale writes the report as bench/results/scale-<time>.md.
+func writeScale(root string, n, ms int, rows string) error {
+	host, _ := os.Hostname()
+	var b strings.Builder
+	fmt.Fprintf(&b, "# %d objects behind %d ms (make bench-scale, %s)\n\n", n, ms, time.Now().UTC().Format(time.RFC3339))
+	fmt.Fprintf(&b, "Host %s, %d CPUs; versitygw, the SQS emulator and every s3clone process on it.\n\n", host, runtime.NumCPU())
+	b.WriteString("| what | time | |\n|---|---|---|\n")
+	b.WriteString(rows)
+	name := filepath.Join(root, "bench", "results", "scale-"+time.Now().UTC().Format("20060102T150405Z")+".md")
+	return os.WriteFile(name, []byte(b.String()), 0o644)
+}

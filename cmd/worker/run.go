@@ -39,7 +39,7 @@ func parse(args []string) (*options, error) {
 	f.StringVar(&o.id, "id", "", "worker name in ledger entries (default: hostname-pid)")
 	f.StringVar(&o.metrics, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. :9464 (default: no metrics server)")
 	f.StringVar(&o.emf, "emf", "", "write metrics to stdout as CloudWatch Embedded Metric Format records, namespace s3clone, dimension Fleet=`FLEET`; on ECS the awslogs driver carries them to CloudWatch (default: none)")
-	f.DurationVar(&o.emfEvery, "emf-interval", time.Minute, "how often --emf writes a record; dashboards Sum the Workers metric over this period")
+	f.DurationVar(&o.emfEvery, "emf-interval", time.Minute, "how often --emf writes a record (each carries Workers as its share of a minute)")
 	o.work.Register(f, true)
 	o.conn.Register(f)
 	if err := f.Parse(args); err != nil {

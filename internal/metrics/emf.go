@@ -31,8 +31,8 @@ type emfMetric struct {
 	counter          bool
 }
 
-// emfMetrics are the metrics in each record, besides Workers (1 per
-// worker per record) and Failures (one record per reason that had some).
+// emfMetrics are the metrics in each record, besides Workers (see Run) and
+// Failures (one record per reason that had some).
 var emfMetrics = []emfMetric{
 	{"Copies", "Count", "s3clone_worker_objects_copied_total", true},
 	{"Bytes", "Bytes", "s3clone_worker_bytes_copied_total", true},
@@ -62,20 +62,25 @@ type EMF struct {
 	id     string
 	now    func() time.Time
 	sent   map[string]float64 // counters' values at the last record
+	share  float64            // Workers in a periodic record: the interval in minutes
 }
 
 // NewEMF writes m's metrics to w with the dimension Fleet=fleet; id, the
 // worker's name, goes in each record as a property (searchable in Logs
 // Insights, not a dimension: one metric per worker would cost per worker).
 func NewEMF(w io.Writer, m *Worker, fleet, id string) *EMF {
-	return &EMF{w: w, worker: m, fleet: fleet, id: id, now: time.Now, sent: map[string]float64{}}
+	return &EMF{w: w, worker: m, fleet: fleet, id: id, now: time.Now, sent: map[string]float64{}, share: 1}
 }
 
 // Run writes a record every interval until ctx ends, then a last one with
-// what happened since; it returns the first write error, if any. The last
-// one does not count the worker in Workers: a Sum of Workers over a period
-// as long as the interval is the number of workers running in it.
+// the counts since the one before; it returns the first write error, if
+// any. Each periodic record carries Workers = interval / 1 minute, so that
+// the Sum of Workers over a minute is the number of workers running in it
+// whatever the interval (about: a worker's ticks do not line up with the
+// minute). The last record carries counts only: no Workers and no gauges,
+// which the record before already gave for that minute.
 func (e *EMF) Run(ctx context.Context, interval time.Duration) error {
+	e.share = interval.Minutes()
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
@@ -94,7 +99,8 @@ func (e *EMF) Run(ctx context.Context, interval time.Duration) error {
 // main record, and a Failures record per reason that had failures.
 func (e *EMF) Flush() error { return e.flush(true) }
 
-func (e *EMF) flush(counted bool) error {
+// flush writes the records; periodic ones carry Workers and the gauges.
+func (e *EMF) flush(periodic bool) error {
 	families, err := e.worker.Registry.Gather()
 	if err != nil {
 		return fmt.Errorf("emf: gather: %w", err)
@@ -106,13 +112,13 @@ func (e *EMF) flush(counted bool) error {
 	at := e.now().UnixMilli()
 	values := map[string]any{}
 	var defs []emfMetric
-	if counted {
-		values["Workers"] = 1
+	if periodic {
+		values["Workers"] = e.share
 		defs = append(defs, emfMetric{Name: "Workers", Unit: "Count"})
 	}
 	for _, m := range emfMetrics {
 		f, ok := byName[m.from]
-		if !ok || len(f.GetMetric()) == 0 {
+		if !ok || len(f.GetMetric()) == 0 || (!m.counter && !periodic) {
 			continue
 		}
 		values[m.Name] = e.value(m.from, value(f.GetMetric()[0]), m.counter)

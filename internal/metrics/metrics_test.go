@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -178,9 +179,10 @@ func TestEMFSendsIncreasesAndGauges(t *testing.T) {
 		}
 	}
 	// Counters are sent as increases; gauges as they are; the last record
-	// leaves Workers out, so a minute's Sum counts running workers once.
-	if last["Copies"] != 5.0 || last["Bytes"] != 0.0 || last["CopiesInFlight"] != 3.0 || last["Workers"] != nil {
-		t.Errorf("last record %v: want 5 copies, 0 bytes, 3 in flight, no Workers", last)
+	// leaves Workers and the gauges out: the record before gave them for
+	// its minute.
+	if last["Copies"] != 5.0 || last["Bytes"] != 0.0 || last["CopiesInFlight"] != nil || last["Workers"] != nil {
+		t.Errorf("last record %v: want 5 copies, 0 bytes, and neither gauges nor Workers", last)
 	}
 	reasons := map[string]float64{}
 	for _, r := range []record{recs[1], recs[2], recs[4]} {
@@ -248,5 +250,32 @@ func TestServeStopsWithItsContext(t *testing.T) {
 	}
 	if _, err := Serve(context.Background(), addr.String()+"x", m.Registry, zerolog.Nop()); err == nil {
 		t.Error("a bad address was accepted")
+	}
+}
+
+// TestEMFWorkersSumToTheFleetPerMinute: at any interval, a minute's records
+// of one worker add up to one worker.
+func TestEMFWorkersSumToTheFleetPerMinute(t *testing.T) {
+	m, _, _ := busyWorker(t)
+	var out bytes.Buffer
+	e := NewEMF(&out, m, "f", "")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx, 20*time.Millisecond) }()
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	periodic := 0
+	for _, r := range readRecords(t, out.Bytes()) {
+		if w, ok := r.Values["Workers"].(float64); ok {
+			sum += w
+			periodic++
+		}
+	}
+	if want := float64(periodic) * (20 * time.Millisecond).Minutes(); periodic < 2 || math.Abs(sum-want) > 1e-9 {
+		t.Errorf("%d periodic records carry Workers %v in all; want %v each", periodic, sum, (20 * time.Millisecond).Minutes())
 	}
 }

@@ -196,8 +196,9 @@ type Finding struct {
 // DiffCounts counts what a diff found. Safe for concurrent use.
 type DiffCounts struct {
 	Compared, Matching, Missing, Different, Extra atomic.Int64
-	// Unknown pairs could not be inspected; Vanished ones were deleted
-	// while the diff looked at them.
+	// Unknown pairs could not be inspected; Vanished ones were deleted from
+	// the source while the diff looked at them (and are counted Extra as
+	// well: the destination still has them).
 	Unknown, Vanished atomic.Int64
 
 	mu       sync.Mutex
@@ -297,6 +298,14 @@ func decide(ctx context.Context, cmp *Comparer, counts *DiffCounts, pairs <-chan
 			problem, reason, err := cmp.Compare(ctx, pr)
 			if err != nil {
 				return err
+			}
+			if problem == Vanished && pr.Dst != nil {
+				// Deleted from the source while compared: the destination's
+				// object is now one the source does not have (a diff with
+				// --delete removes it; a verify reports it). Counted as
+				// vanished too, so the summary says what happened.
+				counts.Vanished.Add(1)
+				problem, reason = Extra, "deleted from the source while compared"
 			}
 			counts.add(problem)
 			if problem == Match || problem == Vanished {

@@ -134,3 +134,30 @@ func TestDiffReturnsTheFirstCause(t *testing.T) {
 		})
 	}
 }
+
+// TestVanishedWhileComparedIsExtra: a source object deleted between the
+// listing and its HeadObject leaves the destination's copy as an object the
+// source does not have: found as extra (a --delete diff removes it, a
+// verify reports it), and counted vanished too.
+func TestVanishedWhileComparedIsExtra(t *testing.T) {
+	t.Parallel()
+	at := time.Unix(1000, 0)
+	pairs := make(chan []listing.Pair, 1)
+	pairs <- []listing.Pair{{Key: "gone",
+		Src: &listing.Object{Key: "s/gone", Size: 5, ETag: `"0123456789abcdef0123456789abcdef"`, LastModified: at},
+		Dst: &listing.Object{Key: "d/gone2", Size: 5, ETag: `"fedcba9876543210fedcba9876543210"`, LastModified: at}}}
+	close(pairs)
+	findings := make(chan Finding, 1)
+	var counts DiffCounts
+	if err := decide(context.Background(), &Comparer{Src: checksums{}, Dst: checksums{}}, &counts, pairs, findings); err != nil {
+		t.Fatal(err)
+	}
+	close(findings)
+	f, ok := <-findings
+	if !ok || f.Problem != Extra || f.Dst == nil || f.Dst.Key != "d/gone2" {
+		t.Fatalf("finding %+v, want the destination's object as extra", f)
+	}
+	if counts.Extra.Load() != 1 || counts.Vanished.Load() != 1 || counts.Compared.Load() != 1 {
+		t.Errorf("counts: extra %d, vanished %d, compared %d; want 1, 1, 1", counts.Extra.Load(), counts.Vanished.Load(), counts.Compared.Load())
+	}
+}

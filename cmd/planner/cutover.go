@@ -1,31 +1,22 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
-	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/rs/zerolog"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/s3clone/s3clone/internal/config"
-	"github.com/s3clone/s3clone/internal/copier"
 	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/listing"
 	"github.com/s3clone/s3clone/internal/plan"
 	"github.com/s3clone/s3clone/internal/queue"
+	"github.com/s3clone/s3clone/internal/status"
 )
 
 const cutoverUsage = `usage: planner cutover --source s3://BUCKET[/PREFIX] --dest s3://BUCKET[/PREFIX] --queue-url URL --ledger s3://BUCKET/PREFIX/
@@ -49,9 +40,22 @@ runs are expected then, and do not fail it.`
 // verdict comes a fraction of a second after the last entry is written.
 const cutoverPoll = 200 * time.Millisecond
 
+// cutoverSlowPoll is how often the ledger is read once no entry has come in
+// for ten seconds: each read lists the run's journals, and a long wait need
+// not cost hundreds of LIST requests a second.
+const cutoverSlowPoll = time.Second
+
+// cutoverRefreshLimit bounds one reading of the ledger.
+const cutoverRefreshLimit = time.Minute
+
 // cutoverDepthEvery is how often the queues are read, to notice a run that
-// cannot finish (its work queue empty, messages in its dead-letter queue).
-const cutoverDepthEvery = 5 * time.Second
+// cannot finish (its work queue empty, messages in its dead-letter queue);
+// cutoverStallFor is how long that must last, with no entry coming in,
+// before the cutover gives up: SQS's counts are approximate.
+const (
+	cutoverDepthEvery = 5 * time.Second
+	cutoverStallFor   = 30 * time.Second
+)
 
 type cutoverOptions struct {
 	s                source
@@ -146,6 +150,8 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 		return err
 	}
 	defer spill.remove()
+	// Dead letters already there (an earlier run's) are not this run's.
+	baseline := deadLettered(readDepth(ctx, o.conn.AWS.SQS(awsCfg), o.queueURL, log))
 	planErr := sendDelta(ctx, s, &o.from, sum, work, runLog, spill, log)
 	w.plan = time.Since(w.started)
 	printPlan(stdout, sum, o.from.describe(sum.Finished.Sub(sum.Started)), false)
@@ -153,13 +159,19 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 		return fmt.Errorf("cutover %s: the plan stopped after %d messages: %w", sum.Run, sum.Messages.Load(), planErr)
 	}
 
+	// The fleet's work, followed in the ledger. An interrupt (or --timeout)
+	// still ends with a verdict on what was done, read with a fresh context.
 	reader := store.Follow(sum.Run)
-	st, waitErr := waitForFleet(ctx, reader, o.conn.AWS.SQS(awsCfg), o.queueURL, o.timeout, log)
+	sqsAPI := o.conn.AWS.SQS(awsCfg)
+	st, waitErr := waitForFleet(ctx, reader, spill, sqsAPI, o.queueURL, baseline, o.timeout, log)
 	w.fleet = time.Since(w.started) - w.plan
-	if waitErr != nil && ctx.Err() != nil {
-		return waitErr
+	judgeCtx := ctx
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		judgeCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
 	}
-	v, err := judge(ctx, s, reader, spill, st, o.rehearse, log)
+	v, err := judge(judgeCtx, s, reader, spill, o.rehearse, log)
 	if err != nil {
 		return err
 	}
@@ -189,8 +201,11 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 	if err := rec.commit(); err != nil {
 		return err
 	}
-	v.print(stdout, sum, st, w, o.out, o.rehearse)
-	if !v.clean() {
+	v.print(stdout, st, w, o.out, o.rehearse, o.from.mirror)
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("cutover %s: %w (the keys above were not done when it stopped; the fleet goes on with them)", sum.Run, ctx.Err())
+	case !v.clean():
 		return fmt.Errorf("%w: cutover %s: %d keys not copied or deleted as listed", config.ErrMismatch, sum.Run, len(v.notRight))
 	}
 	return nil
@@ -220,322 +235,102 @@ func sendDelta(ctx context.Context, s *source, from *planFrom, sum *plan.Summary
 	return err
 }
 
-// waitForFleet reads the ledger until every message the plan sent has an
-// entry; it gives up when the run cannot finish (the work queue is empty
-// and messages wait in its dead-letter queue), after timeout (if not 0),
-// or when ctx ends, returning the last status and why it stopped.
-func waitForFleet(ctx context.Context, reader *ledger.Reader, sqs queue.API, queueURL string, timeout time.Duration, log zerolog.Logger) (ledger.Status, error) {
+// waitForFleet reads the ledger until every message the plan sent (those
+// spill holds) has an entry. It polls every cutoverPoll while entries come
+// in, and up to a second apart when none has for a while. It gives up when
+// the run cannot finish (the work queue empty, nothing in flight and more
+// dead letters than before the plan, for cutoverStallFor with no entry
+// coming in), after timeout (if not 0), or when ctx ends; it returns the
+// last status and why it stopped early.
+func waitForFleet(ctx context.Context, reader *ledger.Reader, spill *spill, sqs queue.API, queueURL string, baseline int64, timeout time.Duration, log zerolog.Logger) (ledger.Status, error) {
 	started := time.Now()
-	poll := time.NewTicker(cutoverPoll)
-	defer poll.Stop()
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
 	var (
-		st         ledger.Status
-		lastDepth  time.Time
-		lastLog    = started
-		failedRead int
+		st           ledger.Status
+		lastEntry    = started // when the number of entries last went up
+		entries      = int64(-1)
+		lastDepth    time.Time
+		stalledSince time.Time // since when the queues have looked stalled
+		lastLog      = started
+		failedRead   int
 	)
 	for {
-		if err := reader.Refresh(ctx); err != nil {
-			if ctx.Err() != nil {
-				return st, ctx.Err()
-			}
+		refresh, cancel := context.WithTimeout(ctx, cutoverRefreshLimit)
+		err := reader.Refresh(refresh)
+		cancel()
+		now := time.Now()
+		switch {
+		case ctx.Err() != nil:
+			return st, waitEnded(ctx, timeout, st)
+		case err != nil:
 			if failedRead++; failedRead >= 10 {
 				return st, fmt.Errorf("reading the ledger failed 10 times in a row: %w", err)
 			}
 			log.Warn().Err(err).Msg("reading the ledger failed; trying again")
-		} else {
+		default:
 			failedRead = 0
 			st = reader.Tally().Status()
-			if st.Complete {
+			if st.Done != entries {
+				entries, lastEntry, stalledSince = st.Done, now, time.Time{}
+			}
+			if st.Complete && spill.allDone(reader.Tally()) {
 				return st, nil
 			}
 		}
-		now := time.Now()
-		if timeout > 0 && now.Sub(started) >= timeout {
-			return st, fmt.Errorf("gave up waiting after --timeout %s: %d of %d messages done", timeout, st.Done, st.Sent)
-		}
 		if now.Sub(lastDepth) >= cutoverDepthEvery {
 			lastDepth = now
-			if d := readDepth(ctx, sqs, queueURL, log); d.Error == "" && d.Visible == 0 && d.InFlight == 0 && d.DeadLettered != nil && *d.DeadLettered > 0 {
-				// Read once more: the last message may have been finished
-				// just after the refresh above.
-				if err := reader.Refresh(ctx); err == nil {
-					if st = reader.Tally().Status(); st.Complete {
-						return st, nil
-					}
-				}
-				return st, fmt.Errorf("the work queue is empty and %d messages are in its dead-letter queue: fix what the workers' log says, then planner redrive", *d.DeadLettered)
+			d := readDepth(ctx, sqs, queueURL, log)
+			switch dead := deadLettered(d); {
+			case d.Error != "" || d.Visible > 0 || d.InFlight > 0 || dead <= baseline:
+				stalledSince = time.Time{}
+			case stalledSince.IsZero():
+				stalledSince = now
+			case now.Sub(stalledSince) >= cutoverStallFor && now.Sub(lastEntry) >= cutoverStallFor:
+				return st, fmt.Errorf("the work queue has been empty for %s with %d more messages in its dead-letter queue than before the plan: fix what the workers' log says, then planner redrive",
+					now.Sub(stalledSince).Round(time.Second), dead-baseline)
 			}
 		}
 		if now.Sub(lastLog) >= 10*time.Second {
 			lastLog = now
-			msg := log.Info().Int64("done", st.Done).Int64("sent", st.Sent).Int64("keys_done", st.DoneObjects).Int64("keys", st.Planned.Objects)
-			if st.Done == 0 {
+			msg := log.Info().Int64("done", st.Done).Int64("sent", int64(spill.sent())).Int64("keys_done", st.DoneObjects).Int64("keys", st.Planned.Objects)
+			switch {
+			case st.Done == 0:
 				msg.Msg("waiting for the fleet: no message finished yet (is a worker running?)")
-			} else {
+			case now.Sub(lastEntry) >= time.Minute:
+				msg.Dur("since_last", now.Sub(lastEntry).Round(time.Second)).Msg("waiting for the fleet: no message finished lately (a large copy, or a stuck worker?)")
+			default:
 				msg.Msg("waiting for the fleet")
 			}
 		}
+		poll := cutoverPoll
+		if now.Sub(lastEntry) >= 10*time.Second {
+			poll = cutoverSlowPoll // nothing has come in for a while: read the ledger less often
+		}
 		select {
 		case <-ctx.Done():
-			return st, ctx.Err()
-		case <-poll.C:
+			return st, waitEnded(ctx, timeout, st)
+		case <-time.After(poll):
 		}
 	}
 }
 
-// notRight is a key the cutover did not copy or delete as listed, and
-// what its pair is now (rec; Match when it is right after all).
-type notRight struct {
-	rec plan.Record
-	why string // what happened to it in the window
+// waitEnded says why ctx ended a wait.
+func waitEnded(ctx context.Context, timeout time.Duration, st ledger.Status) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) && timeout > 0 {
+		return fmt.Errorf("gave up waiting after --timeout %s: %d of %d messages done", timeout, st.Done, st.Sent)
+	}
+	return ctx.Err()
 }
 
-// verdict is what a cutover concludes.
-type verdict struct {
-	notRight []notRight
-	// changedLive counts keys a rehearsal saw change while it ran (they do
-	// not fail a rehearsal).
-	changedLive int
-	verified    int64  // keys compared by --verify
-	why         string // why the wait ended early, if it did
-}
-
-func (v *verdict) clean() bool { return len(v.notRight) == 0 && v.why == "" }
-
-// judge reads what the fleet did not do as listed (failed and skipped keys,
-// and the keys of messages without an entry) and looks at each pair again
-// now. A rehearsal lets keys that changed or vanished while production was
-// live pass, counting them.
-func judge(ctx context.Context, s *source, reader *ledger.Reader, spill *spill, st ledger.Status, rehearse bool, log zerolog.Logger) (*verdict, error) {
-	v := &verdict{}
-	type pending struct {
-		srcKey, dstKey, why string
+// deadLettered is how many messages wait in the dead-letter queue, 0 when
+// there is none or it cannot be read.
+func deadLettered(d *status.Depth) int64 {
+	if d == nil || d.DeadLettered == nil {
+		return 0
 	}
-	var todo []pending
-	entries, err := reader.NotDone(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read the ledger's failed keys: %w", err)
-	}
-	for _, e := range entries {
-		for _, f := range append(slices.Clone(e.Failed), e.Skipped...) {
-			if rehearse && (f.Reason == string(copier.ReasonChanged) || f.Reason == string(copier.ReasonVanished)) {
-				v.changedLive++
-				continue
-			}
-			why := f.Reason
-			if f.Code != "" {
-				why += " (" + f.Code + ")"
-			}
-			if e.Op == plan.OpDelete {
-				todo = append(todo, pending{s.sourceKey(f.Key), f.Key, "delete " + why})
-			} else {
-				todo = append(todo, pending{f.Key, s.destKey(f.Key), why})
-			}
-		}
-	}
-	if unfinished := reader.Tally().Unfinished(); len(unfinished) > 0 {
-		err := spill.each(unfinished, func(b *plan.Batch) {
-			for _, e := range b.Entries {
-				why := fmt.Sprintf("not finished (message %d)", b.Seq)
-				if b.Op == plan.OpDelete {
-					todo = append(todo, pending{s.sourceKey(e.Key), e.Key, "delete " + why})
-				} else {
-					todo = append(todo, pending{e.Key, s.destKey(e.Key), why})
-				}
-			}
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	v.notRight = make([]notRight, len(todo))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(plan.Deciders)
-	for i, p := range todo {
-		g.Go(func() error {
-			rec, err := s.recheck(gctx, p.srcKey, p.dstKey)
-			v.notRight[i] = notRight{rec: rec, why: p.why}
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, fmt.Errorf("look again at the keys not done: %w", err)
-	}
-	slices.SortFunc(v.notRight, func(a, b notRight) int { return strings.Compare(a.rec.Key, b.rec.Key) })
-	return v, nil
-}
-
-// sourceKey and destKey map a key to the other side: the source prefix is
-// replaced by the destination's.
-func (s *source) destKey(srcKey string) string {
-	return s.dst.Prefix + strings.TrimPrefix(srcKey, s.src.Prefix)
-}
-
-func (s *source) sourceKey(dstKey string) string {
-	return s.src.Prefix + strings.TrimPrefix(dstKey, s.dst.Prefix)
-}
-
-// recheck compares a pair as it is now (HeadObject on each side, then the
-// rule of plan --diff): the record to enqueue, or a Match. Its error is
-// for a context that ended; a key it cannot inspect is Unknown.
-func (s *source) recheck(ctx context.Context, srcKey, dstKey string) (plan.Record, error) {
-	var src, dst *listing.Object
-	var srcErr, dstErr error
-	var wg sync.WaitGroup
-	wg.Go(func() { src, srcErr = headObject(ctx, s.srcAPI, s.src.Bucket, srcKey) })
-	dst, dstErr = headObject(ctx, s.dstAPI, s.dst.Bucket, dstKey)
-	wg.Wait()
-	pair := listing.Pair{Key: strings.TrimPrefix(srcKey, s.src.Prefix), Src: src, Dst: dst}
-	if err := errors.Join(srcErr, dstErr); err != nil {
-		if ctx.Err() != nil {
-			return plan.Record{}, ctx.Err()
-		}
-		if src == nil && srcErr != nil {
-			src = &listing.Object{Key: srcKey} // enqueued as a copy: the worker will say why
-		}
-		pair.Src = src
-		return plan.NewRecord(plan.Finding{Pair: pair, Problem: plan.Unknown, Reason: err.Error()}), nil
-	}
-	if src == nil && dst == nil {
-		return plan.Record{Key: pair.Key, Problem: plan.Match, Reason: "in neither bucket"}, nil
-	}
-	problem, reason, err := s.comparer().Compare(ctx, pair)
-	if err != nil {
-		return plan.Record{}, err
-	}
-	if problem == plan.Match {
-		return plan.Record{Key: pair.Key, Problem: plan.Match, Reason: reason}, nil
-	}
-	return plan.NewRecord(plan.Finding{Pair: pair, Problem: problem, Reason: reason}), nil
-}
-
-// headObject is what a listing would say of one object now; nil, nil when
-// there is none.
-func headObject(ctx context.Context, api *s3.Client, bucket, key string) (*listing.Object, error) {
-	out, err := api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
-	var re *smithyhttp.ResponseError
-	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("head s3://%s/%s: %w", bucket, key, err)
-	}
-	return &listing.Object{Key: key, Size: aws.ToInt64(out.ContentLength), ETag: aws.ToString(out.ETag),
-		StorageClass: string(out.StorageClass), LastModified: aws.ToTime(out.LastModified)}, nil
-}
-
-// print writes the verdict and the window's timings.
-func (v *verdict) print(w io.Writer, sum *plan.Summary, st ledger.Status, win window, out string, rehearse bool) {
-	fmt.Fprintf(w, "fleet     %d of %d messages done: %d copied, %d deleted, %d skipped, %d failed\n",
-		st.Done, st.Sent, st.Copied, st.Deleted, st.Skipped, st.Failed)
-	fmt.Fprintf(w, "window    %s: plan %s, then the fleet %s", seconds(win.total), seconds(win.plan), seconds(win.fleet))
-	if win.verify > 0 {
-		fmt.Fprintf(w, ", verify %s (%d keys)", seconds(win.verify), v.verified)
-	}
-	fmt.Fprintln(w)
-	if rehearse {
-		rate := ""
-		if d := win.fleet + win.plan; st.DoneObjects > 0 && d > 0 {
-			rate = fmt.Sprintf(" at %.0f keys/s", float64(st.DoneObjects)/d.Seconds())
-		}
-		fmt.Fprintf(w, "rehearsal the window would take about %s, plus the copies of what changes until the freeze%s\n", seconds(win.total), rate)
-		if v.changedLive > 0 {
-			fmt.Fprintf(w, "          %d keys changed while production was live (expected in a rehearsal)\n", v.changedLive)
-		}
-	}
-	if v.clean() {
-		fmt.Fprintln(w, "verdict   clean: every difference was copied or deleted as listed")
-		return
-	}
-	fmt.Fprintf(w, "verdict   NOT CLEAN: %d keys not copied or deleted as listed\n", len(v.notRight))
-	if v.why != "" {
-		fmt.Fprintf(w, "          %s\n", v.why)
-	}
-	const show = 50
-	for i, n := range v.notRight {
-		if i == show {
-			fmt.Fprintf(w, "          ... and %d more\n", len(v.notRight)-show)
-			break
-		}
-		now := string(n.rec.Problem)
-		if n.rec.Problem == plan.Match {
-			now = "right now (" + n.rec.Reason + ")"
-		}
-		fmt.Fprintf(w, "  %s\t%s\tnow: %s\n", n.rec.Key, n.why, now)
-	}
-	if out != "" {
-		fmt.Fprintf(w, "written   %s (planner plan --from-file %s --delete, once the cause is fixed)\n", out, out)
-	} else {
-		fmt.Fprintln(w, "          (--out FILE writes them for planner plan --from-file)")
-	}
-}
-
-func seconds(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
-
-// spill keeps each message body sent, one a line, in a temporary file.
-type spill struct {
-	mu  sync.Mutex
-	f   *os.File
-	buf *bufio.Writer
-}
-
-func newSpill() (*spill, error) {
-	f, err := os.CreateTemp("", "s3clone-cutover-*.jsonl")
-	if err != nil {
-		return nil, fmt.Errorf("a temporary file for the plan's messages: %w", err)
-	}
-	return &spill{f: f, buf: bufio.NewWriterSize(f, 1<<20)}, nil
-}
-
-func (s *spill) add(batch []plan.Body) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, b := range batch {
-		s.buf.Write(b.Data)
-		if err := s.buf.WriteByte('\n'); err != nil {
-			return fmt.Errorf("write %s: %w", s.f.Name(), err)
-		}
-	}
-	return nil
-}
-
-func (s *spill) flush() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.buf.Flush(); err != nil {
-		return fmt.Errorf("write %s: %w", s.f.Name(), err)
-	}
-	return nil
-}
-
-// each calls fn with every message whose sequence number is in seqs.
-func (s *spill) each(seqs []int64, fn func(*plan.Batch)) error {
-	want := map[int64]bool{}
-	for _, n := range seqs {
-		want[n] = true
-	}
-	if err := s.flush(); err != nil {
-		return err
-	}
-	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	sc := bufio.NewScanner(s.f)
-	sc.Buffer(make([]byte, 0, 64<<10), plan.MaxBodyBytes+1)
-	for sc.Scan() {
-		b, err := plan.Decode(sc.Bytes())
-		if err != nil {
-			return fmt.Errorf("read back %s: %w", s.f.Name(), err)
-		}
-		if want[b.Seq] {
-			fn(b)
-		}
-	}
-	return sc.Err()
-}
-
-func (s *spill) remove() {
-	s.f.Close()
-	os.Remove(s.f.Name())
+	return *d.DeadLettered
 }

@@ -193,7 +193,7 @@ func (pf *planFrom) describe(elapsed time.Duration) string {
 			}
 		}
 		if n := c.Vanished.Load(); n > 0 {
-			how += fmt.Sprintf("\nvanished  %d keys deleted while the diff looked at them", n)
+			how += fmt.Sprintf("\nvanished  %d keys deleted from the source while the diff looked at them (their destination copies count as extra)", n)
 		}
 		return how
 	}

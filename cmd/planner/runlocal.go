@@ -71,9 +71,10 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		sum      *plan.Summary
 		listed   atomic.Bool
 		progress *status.Progress
+		tally    = ledger.NewTally()
 	)
 	if conn.Logging.Format != "json" && config.IsTerminal(os.Stderr) {
-		progress = status.NewProgress(os.Stderr, func() status.Counts { return runCounts(w, sum, listed.Load()) }, progressEvery)
+		progress = status.NewProgress(os.Stderr, func() status.Counts { return runCounts(w, sum, tally, listed.Load()) }, progressEvery)
 		conn.Logging.Through = progress
 	}
 	limiter := worker.NewLimiter(work.Concurrency)
@@ -88,7 +89,6 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	sum = s.newSummary()
 	rec := s.runRecord(sum, &from, "", map[string]string{"listers": fmt.Sprint(s.listers), "batch_keys": fmt.Sprint(s.batchKeys), "concurrency": fmt.Sprint(work.Concurrency)})
-	tally := ledger.NewTally()
 	tally.SetRun(rec)
 	recorder := worker.TallyRecorder{Tally: tally}
 	var runLog *ledger.RunLog
@@ -198,7 +198,7 @@ const progressEvery = 500 * time.Millisecond
 // runCounts is what the progress line shows of a local run: keys finished
 // (copied, deleted, skipped or failed for good), per key as the worker
 // finishes them, against what the plan has listed.
-func runCounts(w *worker.Worker, sum *plan.Summary, listed bool) status.Counts {
+func runCounts(w *worker.Worker, sum *plan.Summary, tally *ledger.Tally, listed bool) status.Counts {
 	st := &w.Stats
 	c := status.Counts{
 		Done:         st.Copied.Load() + st.Deleted.Load() + st.Skipped.Load() + st.Failed.Load(),
@@ -207,6 +207,7 @@ func runCounts(w *worker.Worker, sum *plan.Summary, listed bool) status.Counts {
 		Planned:      sum.Objects.Load(),
 		PlannedBytes: sum.Bytes.Load(),
 		PlanFinished: listed,
+		Complete:     listed && tally.Status().Complete,
 	}
 	// A message tried again counts its keys again: the line never shows
 	// more done than planned (the summary's counts are exact).

@@ -156,7 +156,7 @@ func (v verifyView) print(w io.Writer) {
 		fmt.Fprintf(w, "unknown   %d (could not be inspected: HeadObject refused; see the reasons in --out)\n", v.Unknown)
 	}
 	if v.Vanished > 0 {
-		fmt.Fprintf(w, "vanished  %d (deleted while being verified)\n", v.Vanished)
+		fmt.Fprintf(w, "vanished  %d (deleted from the source while being verified: counted extra)\n", v.Vanished)
 	}
 	if v.Out != "" {
 		fmt.Fprintf(w, "written   %s (%d keys to fix: planner plan --from-file %s)\n", v.Out, v.Missing+v.Different+v.Extra+v.Unknown, v.Out)

@@ -319,12 +319,14 @@ func (d *Direct) send(ctx context.Context, ep *endpoint, in *s3.CopyObjectInput)
 	body := buf.Bytes()
 	if resp.StatusCode != http.StatusOK {
 		code := xmlText(body, "Code")
-		if _, ok := retry.DefaultThrottleErrorCodes[code]; ok || resp.StatusCode == http.StatusTooManyRequests {
+		// Every 503 from S3 is a throttle (SlowDown; a HEAD's has no body),
+		// as the client's retry observer counts it.
+		if _, ok := retry.DefaultThrottleErrorCodes[code]; ok || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 			if d.onThrottle != nil {
 				d.onThrottle()
 			}
-			if code == "" {
-				code = "TooManyRequestsException" // a bare 429, named so the retryer knows it
+			if _, ok := retry.DefaultThrottleErrorCodes[code]; !ok {
+				code = "SlowDown" // a bare 429 or 503, named so the retryer backs off as from a throttle
 			}
 			return nil, throttled{code}
 		}

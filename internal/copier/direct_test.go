@@ -293,6 +293,8 @@ func TestDirectFallsBackToTheSDK(t *testing.T) {
 		{"success", []answer{ok}, 0, ""},
 		{"slow down", []answer{{status: 503, body: s3Err("SlowDown")}, ok}, 1, ""},
 		{"too many requests", []answer{{status: 429}, ok}, 1, ""},
+		{"bare 503", []answer{{status: 503}, ok}, 1, ""},
+		{"service unavailable", []answer{{status: 503, body: s3Err("ServiceUnavailable")}, ok}, 1, ""},
 		{"200 with an error", []answer{{status: 200, body: "\n\n   " + s3Err("InternalError")}, ok}, 0, ""},
 		{"empty 200", []answer{{status: 200}, ok}, 0, ""},
 		{"dropped connection", []answer{{err: io.ErrUnexpectedEOF}, ok}, 0, ""},
@@ -460,7 +462,7 @@ func (r *recordingRetryer) RetryDelay(attempt int, err error) (time.Duration, er
 // Direct waits what the client's retryer gives for a first throttle (which
 // the retryer must recognise as one, bare 429 included) before the SDK's.
 func TestDirectBacksOffAsTheRetryerSays(t *testing.T) {
-	for _, first := range []answer{{status: 503, body: s3Err("SlowDown")}, {status: 429}} {
+	for _, first := range []answer{{status: 503, body: s3Err("SlowDown")}, {status: 429}, {status: 503}} {
 		via := &scripted{answers: []answer{first, {status: 200, body: copyResult}}}
 		r := &recordingRetryer{Retryer: aws.NopRetryer{}, wait: 40 * time.Millisecond}
 		client := scriptedClient(via, func(*s3.Options) {})

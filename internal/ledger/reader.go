@@ -86,7 +86,11 @@ type Reader struct {
 
 	mu       sync.Mutex
 	finished bool
-	sentRead map[string]bool
+	// sentSettled: the sent records were listed after the run record said
+	// the plan had finished. A planner writes them all before that record,
+	// so there are no more to read.
+	sentSettled bool
+	sentRead    map[string]bool
 	journals map[string]*journalState // by journal prefix
 	failures map[string][]Failure     // entry key → its failed keys, once read
 }
@@ -158,9 +162,15 @@ func (r *Reader) Refresh(ctx context.Context) error {
 		r.finished = run.Finished()
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return r.readSent(gctx) })
+	if !r.sentSettled {
+		g.Go(func() error { return r.readSent(gctx) })
+	}
 	g.Go(func() error { return r.readDone(gctx) })
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	r.sentSettled = r.finished
+	return nil
 }
 
 func (r *Reader) readSent(ctx context.Context) error {

@@ -105,21 +105,6 @@ func (t *Tally) Has(seq int64) bool {
 	return ok
 }
 
-// Unfinished returns the sequence numbers sent that have no entry, in
-// order.
-func (t *Tally) Unfinished() []int64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var out []int64
-	for seq := range t.sent {
-		if _, ok := t.entries[seq]; !ok {
-			out = append(out, seq)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
 // notDone returns the summaries of entries with failed or skipped keys, in
 // sequence order.
 func (t *Tally) notDone() []Summary {

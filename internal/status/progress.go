@@ -17,6 +17,9 @@ type Counts struct {
 	Done, Bytes, Failed   int64
 	Planned, PlannedBytes int64
 	PlanFinished          bool
+	// Complete: every message planned is finished (Done alone can reach
+	// Planned while a retried message is redone).
+	Complete bool
 }
 
 // Progress is one line of progress for a person at a terminal, redrawn in
@@ -24,10 +27,11 @@ type Counts struct {
 // Log lines written through it (it is an io.Writer) go above the line, which
 // is drawn again below them, so the two never mix. Safe for concurrent use.
 type Progress struct {
-	out   io.Writer
-	read  func() Counts
-	now   func() time.Time
-	every time.Duration
+	out     io.Writer
+	read    func() Counts
+	now     func() time.Time
+	every   time.Duration
+	columns func() int // the terminal's width, 0 when unknown
 
 	mu      sync.Mutex
 	shown   bool      // the line is on the screen
@@ -48,7 +52,7 @@ const rateWindow = 10 * time.Second
 // NewProgress draws read's counts on out (a terminal) every interval once
 // Start is called.
 func NewProgress(out io.Writer, read func() Counts, every time.Duration) *Progress {
-	return &Progress{out: out, read: read, now: time.Now, every: every}
+	return &Progress{out: out, read: read, now: time.Now, every: every, columns: func() int { return terminalWidth(out) }}
 }
 
 // Start draws the line, then redraws it every interval until Stop.
@@ -102,8 +106,22 @@ func (p *Progress) Draw() {
 
 func (p *Progress) drawLocked() {
 	c := p.read()
-	fmt.Fprint(p.out, clearLine+p.line(c))
+	line := p.line(c)
+	if w := p.width(); len(line) >= w {
+		line = line[:max(w-1, 0)] // a wrapped line could not be redrawn in place
+	}
+	fmt.Fprint(p.out, clearLine+line)
 	p.shown = true
+}
+
+// width is the terminal's width in columns, 80 when it cannot be told.
+func (p *Progress) width() int {
+	if p.columns != nil {
+		if w := p.columns(); w > 0 {
+			return w
+		}
+	}
+	return 80
 }
 
 // Write writes log lines above the progress line.
@@ -121,8 +139,8 @@ func (p *Progress) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// line formats c, kept under 80 columns so the terminal never wraps it
-// (a wrapped line could not be redrawn in place):
+// line formats c, short enough for 80 columns in all but the largest runs
+// (drawing cuts it to the terminal's width):
 //
 //	12,345/50,000 objects 24%  1.20GiB/4.80GiB  1,234/s  ETA 29s  0 failed
 //
@@ -151,8 +169,10 @@ func (p *Progress) line(c Counts) string {
 	switch left := c.Planned - c.Done; {
 	case !c.PlanFinished:
 		b.WriteString("  listing")
-	case left <= 0:
+	case c.Complete:
 		b.WriteString("  done")
+	case left <= 0:
+		b.WriteString("  finishing")
 	case rate > 0:
 		fmt.Fprintf(&b, "  ETA %s", roundETA(time.Duration(float64(left)/rate*float64(time.Second))))
 	}
@@ -169,14 +189,20 @@ func shortSize(n int64) string {
 	return s
 }
 
-func roundETA(d time.Duration) time.Duration {
+// roundETA writes an ETA as a person reads one: 45s, 3m20s, 2h05m, 3d04h.
+func roundETA(d time.Duration) string {
 	switch {
+	case d >= 48*time.Hour:
+		h := int(d.Round(time.Hour).Hours())
+		return fmt.Sprintf("%dd%02dh", h/24, h%24)
 	case d >= time.Hour:
-		return d.Round(time.Minute)
+		m := int(d.Round(time.Minute).Minutes())
+		return fmt.Sprintf("%dh%02dm", m/60, m%60)
 	case d >= time.Minute:
-		return d.Round(10 * time.Second)
+		s := int(d.Round(10 * time.Second).Seconds())
+		return fmt.Sprintf("%dm%02ds", s/60, s%60)
 	}
-	return d.Round(time.Second)
+	return d.Round(time.Second).String()
 }
 
 // thousands writes n with commas: 1,234,567.

@@ -38,8 +38,14 @@ func TestProgressLine(t *testing.T) {
 		{"an ETA from the recent rate", []Counts{{Done: 0, Planned: 50000, PlanFinished: true}, {Done: 1000, Planned: 50000, PlanFinished: true},
 			{Done: 3000, Failed: 2, Bytes: 3 << 30, Planned: 50000, PlannedBytes: 50 << 30, PlanFinished: true}},
 			"3,000/50,000 objects 6%  3GiB/50GiB  1,500/s  ETA 31s  2 failed"},
-		{"done", []Counts{{Done: 1234567, Bytes: 1536 << 20, Planned: 1234567, PlannedBytes: 1536 << 20, PlanFinished: true}},
+		{"done", []Counts{{Done: 1234567, Bytes: 1536 << 20, Planned: 1234567, PlannedBytes: 1536 << 20, PlanFinished: true, Complete: true}},
 			"1,234,567/1,234,567 objects 100%  1.50GiB/1.50GiB  0/s  done  0 failed"},
+		{"every key counted, a message still redone", []Counts{{Done: 10, Planned: 10, PlanFinished: true}},
+			"10/10 objects 100%  0B/0B  0/s  finishing  0 failed"},
+		{"days to go", []Counts{{Done: 0, Planned: 10000000, PlanFinished: true}, {Done: 10, Planned: 10000000, PlanFinished: true}},
+			"10/10,000,000 objects 0%  0B/0B  10/s  ETA 11d14h  0 failed"},
+		{"hours to go", []Counts{{Done: 0, Planned: 100000, PlanFinished: true}, {Done: 10, Planned: 100000, PlanFinished: true}},
+			"10/100,000 objects 0%  0B/0B  10/s  ETA 2h47m  0 failed"},
 		{"no rate yet", []Counts{{Planned: 10, PlanFinished: true}}, "0/10 objects 0%  0B/0B  0/s  0 failed"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -93,7 +99,7 @@ func TestProgressKeepsLogLinesAbove(t *testing.T) {
 		t.Fatal(err)
 	}
 	mu.Lock()
-	counts.Done = 10
+	counts.Done, counts.Complete = 10, true
 	mu.Unlock()
 	p.Stop(true)
 	if _, err := p.Write([]byte("after stop\n")); err != nil {
@@ -108,5 +114,24 @@ func TestProgressKeepsLogLinesAbove(t *testing.T) {
 		"after stop\n"
 	if got := screen.String(); got != want {
 		t.Errorf("screen:\n%q\nwant:\n%q", got, want)
+	}
+}
+
+// TestProgressFitsTheTerminal: a line longer than the terminal is wide is
+// cut to one column less, so it never wraps (a wrapped line cannot be
+// redrawn in place).
+func TestProgressFitsTheTerminal(t *testing.T) {
+	screen := &lockedBuffer{}
+	p := NewProgress(screen, func() Counts {
+		return Counts{Done: 1234572, Planned: 10000000, Bytes: 900 << 30, PlannedBytes: 1000 << 30, Failed: 12345, PlanFinished: true}
+	}, time.Hour)
+	for _, cols := range []int{40, 30} {
+		p.columns = func() int { return cols }
+		p.Draw()
+		got := screen.String()
+		line := got[strings.LastIndex(got, clearLine)+len(clearLine):]
+		if len(line) != cols-1 || !strings.HasPrefix(line, "1,234,572/10,000,000") {
+			t.Errorf("%d columns: drew %q (%d)", cols, line, len(line))
+		}
 	}
 }

@@ -144,7 +144,7 @@ func TestCutoverNamesWhatChangedInTheWindow(t *testing.T) {
 			err := cmd.Wait()
 			code := cmd.ProcessState.ExitCode()
 			if rehearse {
-				if err != nil || !strings.Contains(stdout.String(), "2 keys changed while production was live") || !strings.Contains(stdout.String(), "rehearsal the window would take about") {
+				if err != nil || !strings.Contains(stdout.String(), "2 keys changed while production was live") || !strings.Contains(stdout.String(), "rehearsal this delta") {
 					t.Fatalf("rehearsal exit %d:\n%s\n%s", code, stdout.String(), tail(stderr.String()))
 				}
 				return

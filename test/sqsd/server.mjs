@@ -18,8 +18,8 @@ const emulator = await createSqsServer({
 });
 const inner = `http://127.0.0.1:${emulator.address().port}`;
 
-// forward sends a request to the emulator and reads its whole answer. The Host header goes
-// along, so the queue URLs the emulator writes name this server, not the emulator.
+// forward sends a request to the emulator and reads its whole answer. (Queue URLs the emulator
+// writes name its own port; s3clone sends every request to the endpoint it is given, this one.)
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 function forward(method, url, headers, body) {
   return new Promise((resolve, reject) => {
@@ -53,8 +53,15 @@ async function receive(method, url, headers, body) {
   const first = await forward(method, url, headers, json({ ...ask, MaxNumberOfMessages: 1 }));
   const one = messages(first);
   if (one === null || one.length === 0) return first;
-  const more = await forward(method, url, headers, json({ ...ask, MaxNumberOfMessages: want - 1, WaitTimeSeconds: 0 }));
-  const rest = messages(more) ?? [];
+  // The message in hand is the caller's whatever happens to the top-up: a failed top-up
+  // returns it alone rather than lose it to its visibility timeout.
+  let rest = [];
+  try {
+    const more = await forward(method, url, headers, json({ ...ask, MaxNumberOfMessages: want - 1, WaitTimeSeconds: 0 }));
+    rest = messages(more) ?? [];
+  } catch {
+    rest = [];
+  }
   return { ...first, body: json({ ...parsed(first), Messages: one.concat(rest) }) };
 }
 

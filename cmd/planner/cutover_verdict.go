@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/s3clone/s3clone/internal/copier"
+	"github.com/s3clone/s3clone/internal/ledger"
+	"github.com/s3clone/s3clone/internal/listing"
+	"github.com/s3clone/s3clone/internal/plan"
+)
+
+// notRight is a key the cutover did not copy or delete as listed, and
+// what its pair is now (rec; Match when it is right after all).
+type notRight struct {
+	rec       plan.Record
+	why       string // what happened to it in the window
+	unchecked bool   // not looked at again: rec is what the plan listed
+}
+
+// verdict is what a cutover concludes.
+type verdict struct {
+	notRight []notRight
+	// changedLive counts keys a rehearsal saw change while it ran (they do
+	// not fail a rehearsal).
+	changedLive int
+	// unchecked counts keys not looked at again (past recheckMax): their
+	// records are what the plan listed.
+	unchecked int
+	verified  int64  // keys compared by --verify
+	why       string // why the wait ended early, if it did
+}
+
+func (v *verdict) clean() bool { return len(v.notRight) == 0 && v.why == "" }
+
+// recheckMax bounds how many keys a verdict looks at again (two or three
+// HEADs each): a cutover cut short with a million keys to go names them all
+// from what the plan listed, at once, rather than after minutes of HEADs.
+const recheckMax = 2000
+
+// pending is a key not done as listed: the record of what the plan (or the
+// worker) knew of it, used when the pair cannot be looked at again.
+type pending struct {
+	srcKey, dstKey, why string
+	listed              plan.Record
+}
+
+// judge reads what the fleet did not do as listed (failed and skipped keys,
+// and the keys of sent messages without an entry) and looks at each pair
+// again now. A rehearsal lets keys that changed or vanished while
+// production was live pass, counting them.
+func judge(ctx context.Context, s *source, reader *ledger.Reader, spill *spill, rehearse bool, log zerolog.Logger) (*verdict, error) {
+	v := &verdict{}
+	var todo []pending
+	entries, err := reader.NotDone(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the ledger's failed keys: %w", err)
+	}
+	for _, e := range entries {
+		for _, f := range append(slices.Clone(e.Failed), e.Skipped...) {
+			if rehearse && (f.Reason == string(copier.ReasonChanged) || f.Reason == string(copier.ReasonVanished)) {
+				v.changedLive++
+				continue
+			}
+			why := f.Reason
+			if f.Code != "" {
+				why += " (" + f.Code + ")"
+			}
+			if e.Op == plan.OpDelete {
+				todo = append(todo, pending{s.sourceKey(f.Key), f.Key, "delete " + why, e.Record(f)})
+			} else {
+				todo = append(todo, pending{f.Key, s.destKey(f.Key), why, e.Record(f)})
+			}
+		}
+	}
+	err = spill.unfinished(reader.Tally(), func(b *plan.Batch) {
+		why := fmt.Sprintf("not finished (message %d)", b.Seq)
+		for _, e := range b.Entries {
+			obj := &plan.ObjectInfo{Key: e.Key, Size: e.Size, ETag: e.ETag, StorageClass: e.StorageClass}
+			if b.Op == plan.OpDelete {
+				rel := strings.TrimPrefix(e.Key, s.dst.Prefix)
+				todo = append(todo, pending{s.sourceKey(e.Key), e.Key, "delete " + why, plan.Record{Key: rel, Problem: plan.Failed, Reason: why, Dest: obj}})
+			} else {
+				rel := strings.TrimPrefix(e.Key, s.src.Prefix)
+				todo = append(todo, pending{e.Key, s.destKey(e.Key), why, plan.Record{Key: rel, Problem: plan.Failed, Reason: why, Source: obj}})
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(todo) > recheckMax {
+		log.Warn().Int("keys", len(todo)).Int("looked_at", recheckMax).Msg("many keys not done: looking again at the first ones only; the rest are named as the plan listed them")
+	}
+	v.notRight = make([]notRight, len(todo))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(plan.Deciders)
+	for i, p := range todo {
+		if i >= recheckMax {
+			v.notRight[i] = notRight{rec: p.listed, why: p.why, unchecked: true}
+			v.unchecked++
+			continue
+		}
+		g.Go(func() error {
+			rec, err := s.recheck(gctx, p.srcKey, p.dstKey)
+			if err != nil {
+				return err
+			}
+			if rec.Problem == plan.Unknown {
+				// Not readable now: enqueue it as the plan knew it, which
+				// plan --from-file takes, pinned to the ETag listed.
+				p.listed.Reason += "; now: " + rec.Reason
+				rec = p.listed
+			}
+			v.notRight[i] = notRight{rec: rec, why: p.why}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, fmt.Errorf("look again at the keys not done: %w", err)
+	}
+	slices.SortFunc(v.notRight, func(a, b notRight) int { return strings.Compare(a.rec.Key, b.rec.Key) })
+	return v, nil
+}
+
+// sourceKey and destKey map a key to the other side: the source prefix is
+// replaced by the destination's.
+func (s *source) destKey(srcKey string) string {
+	return s.dst.Prefix + strings.TrimPrefix(srcKey, s.src.Prefix)
+}
+
+func (s *source) sourceKey(dstKey string) string {
+	return s.src.Prefix + strings.TrimPrefix(dstKey, s.dst.Prefix)
+}
+
+// recheck compares a pair as it is now (HeadObject on each side, then the
+// rule of plan --diff): the record to enqueue, a Match, or Unknown when a
+// side cannot be read. Its error is for a context that ended.
+func (s *source) recheck(ctx context.Context, srcKey, dstKey string) (plan.Record, error) {
+	var src, dst *listing.Object
+	var srcErr, dstErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { src, srcErr = headObject(ctx, s.srcAPI, s.src.Bucket, srcKey) })
+	dst, dstErr = headObject(ctx, s.dstAPI, s.dst.Bucket, dstKey)
+	wg.Wait()
+	rel := strings.TrimPrefix(srcKey, s.src.Prefix)
+	if err := errors.Join(srcErr, dstErr); err != nil {
+		if ctx.Err() != nil {
+			return plan.Record{}, ctx.Err()
+		}
+		return plan.Record{Key: rel, Problem: plan.Unknown, Reason: err.Error()}, nil
+	}
+	if src == nil && dst == nil {
+		return plan.Record{Key: rel, Problem: plan.Match, Reason: "in neither bucket"}, nil
+	}
+	pair := listing.Pair{Key: rel, Src: src, Dst: dst}
+	problem, reason, err := s.comparer().Compare(ctx, pair)
+	if err != nil {
+		return plan.Record{}, err
+	}
+	if problem == plan.Match {
+		return plan.Record{Key: rel, Problem: plan.Match, Reason: reason}, nil
+	}
+	if problem == plan.Vanished { // the source went between the two looks
+		problem, pair.Src = plan.Extra, nil
+	}
+	return plan.NewRecord(plan.Finding{Pair: pair, Problem: problem, Reason: reason}), nil
+}
+
+// headObject is what a listing would say of one object now; nil, nil when
+// there is none.
+func headObject(ctx context.Context, api *s3.Client, bucket, key string) (*listing.Object, error) {
+	out, err := api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("head s3://%s/%s: %w", bucket, key, err)
+	}
+	return &listing.Object{Key: key, Size: aws.ToInt64(out.ContentLength), ETag: aws.ToString(out.ETag),
+		StorageClass: string(out.StorageClass), LastModified: aws.ToTime(out.LastModified)}, nil
+}
+
+// print writes the verdict and the window's timings.
+func (v *verdict) print(w io.Writer, st ledger.Status, win window, out string, rehearse, mirror bool) {
+	fmt.Fprintf(w, "fleet     %d of %d messages done: %d copied, %d deleted, %d skipped, %d failed\n",
+		st.Done, st.Sent, st.Copied, st.Deleted, st.Skipped, st.Failed)
+	fmt.Fprintf(w, "window    %s: plan %s, then the fleet %s", seconds(win.total), seconds(win.plan), seconds(win.fleet))
+	if win.verify > 0 {
+		fmt.Fprintf(w, ", verify %s (%d keys)", seconds(win.verify), v.verified)
+	}
+	fmt.Fprintln(w)
+	if rehearse {
+		fmt.Fprintf(w, "rehearsal this delta (%d keys) took %s; the window at the freeze takes about the plan's %s\n", st.DoneObjects, seconds(win.total), seconds(win.plan))
+		fmt.Fprintln(w, "          (listing and comparing both buckets), plus the fleet's time for what changes until then")
+		if v.changedLive > 0 {
+			fmt.Fprintf(w, "          %d keys changed while production was live (expected in a rehearsal)\n", v.changedLive)
+		}
+	}
+	if v.clean() {
+		fmt.Fprintln(w, "verdict   clean: every difference was copied or deleted as listed")
+		return
+	}
+	fmt.Fprintf(w, "verdict   NOT CLEAN: %d keys not copied or deleted as listed\n", len(v.notRight))
+	if v.why != "" {
+		fmt.Fprintf(w, "          %s\n", v.why)
+	}
+	const show = 50
+	for i, n := range v.notRight {
+		if i == show {
+			fmt.Fprintf(w, "          ... and %d more\n", len(v.notRight)-show)
+			break
+		}
+		now := string(n.rec.Problem)
+		switch {
+		case n.rec.Problem == plan.Match:
+			now = "right now (" + n.rec.Reason + ")"
+		case n.unchecked:
+			now = "not looked at again"
+		}
+		fmt.Fprintf(w, "  %s\t%s\tnow: %s\n", n.rec.Key, n.why, now)
+	}
+	if v.unchecked > 0 {
+		fmt.Fprintf(w, "          %d of them not looked at again: their records are as the plan listed them\n", v.unchecked)
+	}
+	delete := ""
+	if mirror {
+		delete = " --delete"
+	}
+	if out != "" {
+		fmt.Fprintf(w, "written   %s (planner plan --from-file %s%s, once the cause is fixed)\n", out, out, delete)
+	} else {
+		fmt.Fprintln(w, "          (--out FILE writes them for planner plan --from-file)")
+	}
+}
+
+func seconds(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }

@@ -91,8 +91,8 @@ type Reader struct {
 	// so there are no more to read.
 	sentSettled bool
 	sentRead    map[string]bool
-	journals map[string]*journalState // by journal prefix
-	failures map[string][]Failure     // entry key → its failed keys, once read
+	journals    map[string]*journalState // by journal prefix
+	failures    map[string][]Failure     // entry key → its failed keys, once read
 }
 
 // journalState is how far a reader has read one journal.

@@ -229,7 +229,7 @@ func emfRates(b *testing.B, workers []*tracked, start time.Time) []string {
 		sc := bufio.NewScanner(bytes.NewReader(w.out.Bytes()))
 		for sc.Scan() {
 			var rec struct {
-				AWS struct{ Timestamp int64 } `json:"_aws"`
+				AWS    struct{ Timestamp int64 } `json:"_aws"`
 				Copies float64
 			}
 			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.AWS.Timestamp > 0 {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -24,22 +25,29 @@ import (
 
 // run is one tool's clones of the seeded bucket: the medians of its rounds.
 type run struct {
-	Tool          string    `json:"tool"`
-	Seconds       float64   `json:"seconds"`
-	ObjectsPerSec float64   `json:"objects_per_second"`
-	ClientCPU     float64   `json:"client_cpu_seconds"`
-	ServerCPU     float64   `json:"server_cpu_seconds"`
-	ProxyCPU      float64   `json:"proxy_cpu_seconds"`
-	PeakRSSMiB    float64   `json:"peak_rss_mib"`
-	Copied        int       `json:"copied"`
-	Rounds        []float64 `json:"round_seconds"`
-	Note          string    `json:"note,omitempty"`
+	Tool          string  `json:"tool"`
+	Seconds       float64 `json:"seconds"`
+	ObjectsPerSec float64 `json:"objects_per_second"`
+	ClientCPU     float64 `json:"client_cpu_seconds"`
+	ServerCPU     float64 `json:"server_cpu_seconds"`
+	ProxyCPU      float64 `json:"proxy_cpu_seconds"`
+	PeakRSSMiB    float64 `json:"peak_rss_mib"`
+	// WallSeconds is the time as a user times it: from the first process's
+	// start to the last one's exit (a fleet's idle exit included).
+	WallSeconds float64 `json:"wall_seconds"`
+	// ProcessCPU is each process's user+sys CPU in the round of median
+	// client CPU, e.g. "planner plan 0.31s, worker 1.02s, worker 0.98s".
+	ProcessCPU string    `json:"process_cpu"`
+	Copied     int       `json:"copied"`
+	Rounds     []float64 `json:"round_seconds"`
+	Note       string    `json:"note,omitempty"`
 }
 
 // sample is one round of one tool.
 type sample struct {
-	seconds, client, server, proxy, rss float64
-	copied                              int
+	seconds, client, server, proxy, rss, wall float64
+	copied                                    int
+	processes                                 string
 }
 
 // median of a non-empty list.
@@ -54,18 +62,39 @@ func median(xs []float64) float64 {
 
 // procs measures child processes: CPU summed, peak RSS the largest.
 type procs struct {
-	mu  sync.Mutex
-	cpu time.Duration
-	rss int64 // KiB
+	mu   sync.Mutex
+	cpu  time.Duration
+	rss  int64    // KiB
+	each []string // "name CPU" of each process, in the order they ended
 }
 
-func (p *procs) add(cmd *exec.Cmd, peak int64) {
+func (p *procs) add(cmd *exec.Cmd, peak int64, name string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if st := cmd.ProcessState; st != nil {
-		p.cpu += st.UserTime() + st.SystemTime()
+		cpu := st.UserTime() + st.SystemTime()
+		p.cpu += cpu
+		p.each = append(p.each, fmt.Sprintf("%s %.2fs", name, cpu.Seconds()))
 	}
 	p.rss = max(p.rss, peak)
+}
+
+// breakdown is each process's CPU, the planner first.
+func (p *procs) breakdown() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	each := slices.Clone(p.each)
+	slices.SortStableFunc(each, func(a, b string) int {
+		return cmp.Compare(boolInt(!strings.HasPrefix(a, "planner")), boolInt(!strings.HasPrefix(b, "planner")))
+	})
+	return strings.Join(each, ", ")
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // exe runs a command to the end and records its resources. Peak RSS is the
@@ -96,7 +125,11 @@ func (p *procs) exe(b *testing.B, env []string, name string, args ...string) str
 	}()
 	err := cmd.Wait()
 	close(done)
-	p.add(cmd, peak.Load())
+	label := filepath.Base(name)
+	if label == "planner" && len(args) > 0 {
+		label += " " + args[0]
+	}
+	p.add(cmd, peak.Load(), label)
 	if err != nil {
 		b.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, tailOf(out.String()))
 	}
@@ -171,7 +204,8 @@ func BenchmarkCompare(b *testing.B) {
 				proxy0, _ := env.ProxyCPU()
 				start := time.Now()
 				idle := tool.run(&p, dst)
-				took := time.Since(start) - idle
+				wall := time.Since(start)
+				took := wall - idle
 				server1, err := env.ServerCPU()
 				if err != nil {
 					b.Fatal(err)
@@ -187,10 +221,10 @@ func BenchmarkCompare(b *testing.B) {
 				if idle > 0 {
 					notes[i] = "time ends when the work queue is empty and nothing is in flight; the workers' idle exit after that is left out"
 				}
-				sm := sample{took.Seconds(), p.cpu.Seconds(), (server1 - server0).Seconds(), (proxy1 - proxy0).Seconds(), float64(p.rss) / 1024, copied}
+				sm := sample{took.Seconds(), p.cpu.Seconds(), (server1 - server0).Seconds(), (proxy1 - proxy0).Seconds(), float64(p.rss) / 1024, wall.Seconds(), copied, p.breakdown()}
 				samples[i] = append(samples[i], sm)
-				b.Logf("round %d: %-40s %7.2fs %7.0f objects/s  client CPU %6.2fs  server CPU %6.2fs  proxy CPU %6.2fs  peak RSS %5.0f MiB",
-					round+1, tool.name, sm.seconds, float64(n)/sm.seconds, sm.client, sm.server, sm.proxy, sm.rss)
+				b.Logf("round %d: %-40s %7.2fs (wall %.2fs) %7.0f objects/s  client CPU %6.2fs (%s)  server CPU %6.2fs  proxy CPU %6.2fs  peak RSS %5.0f MiB",
+					round+1, tool.name, sm.seconds, sm.wall, float64(n)/sm.seconds, sm.client, sm.processes, sm.server, sm.proxy, sm.rss)
 			}
 		}
 		runs := make([]run, len(tools))
@@ -203,6 +237,8 @@ func BenchmarkCompare(b *testing.B) {
 				return xs
 			}
 			secs := pick(func(sm sample) float64 { return sm.seconds })
+			byCPU := slices.Clone(samples[i])
+			slices.SortFunc(byCPU, func(a, b sample) int { return cmp.Compare(a.client, b.client) })
 			runs[i] = run{
 				Tool: tool.name, Seconds: median(secs), ObjectsPerSec: float64(n) / median(secs),
 				ClientCPU:  median(pick(func(sm sample) float64 { return sm.client })),
@@ -211,6 +247,8 @@ func BenchmarkCompare(b *testing.B) {
 				PeakRSSMiB: slices.Max(pick(func(sm sample) float64 { return sm.rss })),
 				Copied:     int(slices.Min(pick(func(sm sample) float64 { return float64(sm.copied) }))), // the worst round's
 				Rounds:     secs, Note: notes[i],
+				WallSeconds: median(pick(func(sm sample) float64 { return sm.wall })),
+				ProcessCPU:  byCPU[len(byCPU)/2].processes,
 			}
 		}
 		if err := writeResults(env.Root, n, ms, rounds, runs); err != nil {
@@ -273,11 +311,15 @@ func writeResults(root string, n, ms, rounds int, runs []run) error {
 	fmt.Fprintf(&md, "Everything shares this machine's 2 cores with the S3 server (versitygw) and the latency proxy (toxiproxy). "+
 		"Medians of %d rounds, each round running every tool once in a rotated order; seconds shows the range. "+
 		"Peak RSS is the largest process's.\n\n", rounds)
-	md.WriteString("| tool | seconds (min–max) | objects/s | × s5cmd | × aws s3 sync | client CPU s / 1,000 objects | server CPU s / 1,000 objects | proxy CPU s / 1,000 objects | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|\n")
+	md.WriteString("| tool | seconds (min–max) | wall s, start to exit | objects/s | × s5cmd | × aws s3 sync | client CPU s / 1,000 objects | client CPU × s5cmd | server CPU s / 1,000 objects | proxy CPU s / 1,000 objects | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range runs {
-		fmt.Fprintf(&md, "| %s | %.2f (%.2f–%.2f) | %.0f | %.2f | %.2f | %.3f | %.3f | %.3f | %.0f |\n", r.Tool, r.Seconds, slices.Min(r.Rounds), slices.Max(r.Rounds), r.ObjectsPerSec,
+		fmt.Fprintf(&md, "| %s | %.2f (%.2f–%.2f) | %.2f | %.0f | %.2f | %.2f | %.3f | %.2f | %.3f | %.3f | %.0f |\n", r.Tool, r.Seconds, slices.Min(r.Rounds), slices.Max(r.Rounds), r.WallSeconds, r.ObjectsPerSec,
 			ratio(r.ObjectsPerSec, s5.ObjectsPerSec), ratio(r.ObjectsPerSec, sync.ObjectsPerSec),
-			1000*r.ClientCPU/float64(n), 1000*r.ServerCPU/float64(n), 1000*r.ProxyCPU/float64(n), r.PeakRSSMiB)
+			1000*r.ClientCPU/float64(n), ratio(r.ClientCPU, s5.ClientCPU), 1000*r.ServerCPU/float64(n), 1000*r.ProxyCPU/float64(n), r.PeakRSSMiB)
+	}
+	md.WriteString("\nEach process's CPU (user + sys), in the round of median client CPU:\n\n| tool | processes |\n|---|---|\n")
+	for _, r := range runs {
+		fmt.Fprintf(&md, "| %s | %s |\n", r.Tool, r.ProcessCPU)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "compare-"+stamp+".md"), []byte(md.String()), 0o644); err != nil {
 		return err

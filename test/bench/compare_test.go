@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"cmp"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -15,10 +14,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/s3clone/s3clone/internal/testbed"
 )
@@ -277,18 +272,7 @@ func fleet(b *testing.B, env *testbed.Env, base []string, src string, k int, wor
 		}
 		p.exe(b, base, filepath.Join(bin, "planner"), "plan", "--source", "s3://"+src, "--dest", "s3://"+dst,
 			"--queue-url", work, "--ledger", ledger, "--log-level", "warn")
-		for {
-			out, err := env.SQS.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: aws.String(work),
-				AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages, sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if out.Attributes["ApproximateNumberOfMessages"] == "0" && out.Attributes["ApproximateNumberOfMessagesNotVisible"] == "0" {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		done := time.Now()
+		done := waitDrained(b, env, work)
 		wg.Wait()
 		return time.Since(done)
 	}

@@ -28,12 +28,8 @@ import (
 func BenchmarkCutover(b *testing.B) {
 	env, n, ms, slow, src := seeded(b, 8000, 20, false)
 	base := env.EnvironFor(slow)
-	var report strings.Builder
-	say := func(format string, args ...any) {
-		line := fmt.Sprintf(format, args...)
-		b.Log(line)
-		report.WriteString(line + "\n")
-	}
+	report := &rows{b: b}
+	say := report.say
 	for b.Loop() {
 		dst := env.Bucket(b)
 		S, D := "s3://"+src, "s3://"+dst

@@ -27,6 +27,18 @@ import (
 	"github.com/s3clone/s3clone/internal/testbed"
 )
 
+// rows is a results table as it is measured: each row logged, and kept.
+type rows struct {
+	b *testing.B
+	strings.Builder
+}
+
+func (r *rows) say(format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	r.b.Log(line)
+	r.WriteString(line + "\n")
+}
+
 // tracked is a child process whose peak RSS is sampled while it runs.
 type tracked struct {
 	name     string
@@ -103,12 +115,8 @@ func BenchmarkScale(b *testing.B) {
 	ms := setting("S3CLONE_BENCH_LATENCY_MS", 20)
 	slow := env.WithLatency(b, ms)
 	base := env.EnvironFor(slow)
-	var report strings.Builder
-	say := func(format string, args ...any) {
-		line := fmt.Sprintf(format, args...)
-		b.Log(line)
-		report.WriteString(line + "\n")
-	}
+	report := &rows{b: b}
+	say := report.say
 	for b.Loop() {
 		src, dst := env.Bucket(b), env.Bucket(b)
 		seeding := env.Seed(b, src, n, 0, testbed.ImageStoreKey, testbed.ImageStoreSize)

@@ -92,6 +92,9 @@ func (o *cutoverOptions) parse(args []string) error {
 	o.led.Validate(&p, true)
 	o.led.CheckApart(&p, "source", o.s.src)
 	o.led.CheckApart(&p, "dest", o.s.dst)
+	if o.rehearse && o.verify {
+		p.Addf("--verify with --rehearse: a full comparison against a source production still writes to cannot come out equal; verify in the real window")
+	}
 	if o.timeout < 0 {
 		p.Addf("--timeout %s: must be positive, e.g. 20m", o.timeout)
 	}

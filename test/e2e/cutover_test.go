@@ -242,6 +242,7 @@ func TestCutoverBadInput(t *testing.T) {
 		{[]string{"--source", "s3://" + src, "--dest", "s3://" + src, "--queue-url", work, "--ledger", led}, "source"},
 		{[]string{"--source", "s3://" + src, "--dest", "s3://" + dst, "--queue-url", work, "--ledger", led, "--timeout", "-1s"}, "--timeout"},
 		{[]string{"--source", "s3://" + src, "--dest", "s3://" + dst, "--queue-url", work, "--ledger", led, "--out", "/no/such/dir/x.jsonl"}, "--out"},
+		{[]string{"--source", "s3://" + src, "--dest", "s3://" + dst, "--queue-url", work, "--ledger", led, "--rehearse", "--verify"}, "--verify with --rehearse"},
 		{[]string{"--source", "s3://no-such-bucket-here", "--dest", "s3://" + dst, "--queue-url", work, "--ledger", led}, "no-such-bucket-here"},
 	} {
 		r := run(t, env, "planner", append([]string{"cutover"}, c.args...)...)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -99,11 +100,14 @@ func TestCutoverClean(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("cutover exit %d\n%s\n%s", r.code, r.stdout, tail(r.stderr))
 	}
-	for _, want := range []string{"enqueued 4 objects", "deletes   2 destination objects", "fleet     3 of 3 messages done: 4 copied, 2 deleted, 0 skipped, 0 failed",
+	for _, want := range []string{"enqueued 4 objects", "deletes   2 destination objects", "messages done: 4 copied, 2 deleted, 0 skipped, 0 failed",
 		"verdict   clean", "verify ", "(200 keys)"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("cutover output lacks %q:\n%s", want, r.stdout)
 		}
+	}
+	if m := regexp.MustCompile(`fleet     (\d+) of (\d+) messages done`).FindStringSubmatch(r.stdout); m == nil || m[1] != m[2] {
+		t.Errorf("not every message done: %v", m)
 	}
 	if v, code := verify(t, f.env, "s3://"+f.srcB, "s3://"+f.dstB); code != 0 || v.Matching != 200 {
 		t.Fatalf("verify %+v, exit %d", v, code)

@@ -160,10 +160,10 @@ func BenchmarkScale(b *testing.B) {
 		refresh := watchRefreshAt(b, env, slow, led)
 		say("| status of the finished run | %.2fs | peak RSS %.0f MiB; a --watch refresh %.2fs |", st.took().Seconds(), st.rssMiB(), refresh.Seconds())
 
-		// The S3 server here writes to a local file system, which is still
-		// writing the fresh clone back: the first listing after it met that
-		// (10.6–12.5% of the clone in two runs, 6.9% once more). Flushed
-		// first, and the flush timed, the diffs measure s3clone.
+		// The first listing after the clone has been the slowest (10.6–12.5%
+		// of the clone in two runs, 6.9% once more); the file system is
+		// flushed first, and the flush timed, to tell whether writing the
+		// clone back is why.
 		flushed := time.Now()
 		syscall.Sync()
 		say("| the test box's file system flushing the clone (sync) | %.1fs | not s3clone's time |", time.Since(flushed).Seconds())

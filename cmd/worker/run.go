@@ -56,8 +56,8 @@ func parse(args []string) (*options, error) {
 			p.Addf("--metrics-addr %q: write it as [HOST]:PORT, e.g. :9464 or 127.0.0.1:9464", o.metrics)
 		}
 	}
-	if o.emfEvery < time.Second {
-		p.Addf("--emf-interval %s: must be at least 1s (CloudWatch keeps standard metrics per minute)", o.emfEvery)
+	if o.emfEvery < time.Second || o.emfEvery > time.Minute {
+		p.Addf("--emf-interval %s: use 1s to 1m (CloudWatch keeps standard metrics per minute: a longer interval leaves minutes empty)", o.emfEvery)
 	}
 	o.work.Validate(&p)
 	o.conn.Validate(&p)

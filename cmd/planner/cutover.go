@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -98,11 +97,7 @@ func (o *cutoverOptions) parse(args []string) error {
 	if o.timeout < 0 {
 		p.Addf("--timeout %s: must be positive, e.g. 20m", o.timeout)
 	}
-	if o.out != "" {
-		if st, err := os.Stat(filepath.Dir(o.out)); err != nil || !st.IsDir() {
-			p.Addf("--out %s: its directory does not exist", o.out)
-		}
-	}
+	checkFileDir(&p, "out", o.out)
 	o.conn.Validate(&p)
 	return p.Err()
 }
@@ -140,7 +135,8 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 		mode = "rehearsal"
 	}
 	run := s.runRecord(sum, &o.from, o.queueURL, map[string]string{"listers": fmt.Sprint(s.listers), "batch_keys": fmt.Sprint(s.batchKeys), "cutover": mode})
-	work, store, runLog, err := beginPlan(ctx, s, sum, run, queue.NewSQS(o.conn.AWS.SQS(awsCfg), o.queueURL), o.led.Open(ctx, regions), log)
+	sqsAPI := o.conn.AWS.SQS(awsCfg)
+	work, store, runLog, err := beginPlan(ctx, s, sum, run, queue.NewSQS(sqsAPI, o.queueURL), o.led.Open(ctx, regions), log)
 	if err != nil {
 		return err
 	}
@@ -154,8 +150,11 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 	}
 	defer spill.remove()
 	// Dead letters already there (an earlier run's) are not this run's.
-	baseline := deadLettered(readDepth(ctx, o.conn.AWS.SQS(awsCfg), o.queueURL, log))
-	planErr := sendDelta(ctx, s, &o.from, sum, work, runLog, spill, log)
+	baseline := deadLettered(readDepth(ctx, sqsAPI, o.queueURL, log))
+	planErr := sendPlan(ctx, s, &o.from, sum, work, runLog, spill.add, nil, log)
+	if planErr == nil {
+		planErr = spill.flush()
+	}
 	w.plan = time.Since(w.started)
 	printPlan(stdout, sum, o.from.describe(sum.Finished.Sub(sum.Started)), false)
 	if planErr != nil {
@@ -165,7 +164,6 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 	// The fleet's work, followed in the ledger. An interrupt (or --timeout)
 	// still ends with a verdict on what was done, read with a fresh context.
 	reader := store.Follow(sum.Run)
-	sqsAPI := o.conn.AWS.SQS(awsCfg)
 	st, waitErr := waitForFleet(ctx, reader, spill, sqsAPI, o.queueURL, baseline, o.timeout, log)
 	w.fleet = time.Since(w.started) - w.plan
 	judgeCtx := ctx
@@ -212,30 +210,6 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 		return fmt.Errorf("%w: cutover %s: %d keys not copied or deleted as listed", config.ErrMismatch, sum.Run, len(v.notRight))
 	}
 	return nil
-}
-
-// sendDelta plans the difference and sends it to the fleet, each message
-// also written to spill.
-func sendDelta(ctx context.Context, s *source, from *planFrom, sum *plan.Summary, work *queue.SQS, runLog *ledger.RunLog, spill *spill, log zerolog.Logger) error {
-	ctx, stop := context.WithCancelCause(ctx)
-	defer stop(nil)
-	runLog.OnError = func(err error) { stop(fmt.Errorf("the ledger: %w", err)) }
-	sent := func(batch []plan.Body) {
-		seqs, t := sentGroup(batch)
-		if err := spill.add(batch); err != nil {
-			stop(err)
-			return
-		}
-		runLog.Sent(seqs, t, nil)
-	}
-	err := s.enqueue(ctx, from.source(s, log), sum, sendTo(work, sum.Run), sent, log)
-	if endErr := runLog.End(ctx, sum.Seq.Load(), err); endErr != nil && err == nil {
-		err = endErr
-	}
-	if err == nil {
-		err = spill.flush()
-	}
-	return err
 }
 
 // waitForFleet reads the ledger until every message the plan sent (those

@@ -2,24 +2,17 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/s3clone/s3clone/internal/copier"
 	"github.com/s3clone/s3clone/internal/ledger"
-	"github.com/s3clone/s3clone/internal/listing"
 	"github.com/s3clone/s3clone/internal/plan"
 )
 
@@ -115,7 +108,7 @@ func judge(ctx context.Context, s *source, reader *ledger.Reader, spill *spill, 
 			continue
 		}
 		g.Go(func() error {
-			rec, err := s.recheck(gctx, p.srcKey, p.dstKey)
+			rec, err := s.comparer().Recheck(gctx, strings.TrimPrefix(p.srcKey, s.src.Prefix), p.srcKey, p.dstKey)
 			if err != nil {
 				return err
 			}
@@ -144,55 +137,6 @@ func (s *source) destKey(srcKey string) string {
 
 func (s *source) sourceKey(dstKey string) string {
 	return s.src.Prefix + strings.TrimPrefix(dstKey, s.dst.Prefix)
-}
-
-// recheck compares a pair as it is now (HeadObject on each side, then the
-// rule of plan --diff): the record to enqueue, a Match, or Unknown when a
-// side cannot be read. Its error is for a context that ended.
-func (s *source) recheck(ctx context.Context, srcKey, dstKey string) (plan.Record, error) {
-	var src, dst *listing.Object
-	var srcErr, dstErr error
-	var wg sync.WaitGroup
-	wg.Go(func() { src, srcErr = headObject(ctx, s.srcAPI, s.src.Bucket, srcKey) })
-	dst, dstErr = headObject(ctx, s.dstAPI, s.dst.Bucket, dstKey)
-	wg.Wait()
-	rel := strings.TrimPrefix(srcKey, s.src.Prefix)
-	if err := errors.Join(srcErr, dstErr); err != nil {
-		if ctx.Err() != nil {
-			return plan.Record{}, ctx.Err()
-		}
-		return plan.Record{Key: rel, Problem: plan.Unknown, Reason: err.Error()}, nil
-	}
-	if src == nil && dst == nil {
-		return plan.Record{Key: rel, Problem: plan.Match, Reason: "in neither bucket"}, nil
-	}
-	pair := listing.Pair{Key: rel, Src: src, Dst: dst}
-	problem, reason, err := s.comparer().Compare(ctx, pair)
-	if err != nil {
-		return plan.Record{}, err
-	}
-	if problem == plan.Match {
-		return plan.Record{Key: rel, Problem: plan.Match, Reason: reason}, nil
-	}
-	if problem == plan.Vanished { // the source went between the two looks
-		problem, pair.Src = plan.Extra, nil
-	}
-	return plan.NewRecord(plan.Finding{Pair: pair, Problem: problem, Reason: reason}), nil
-}
-
-// headObject is what a listing would say of one object now; nil, nil when
-// there is none.
-func headObject(ctx context.Context, api *s3.Client, bucket, key string) (*listing.Object, error) {
-	out, err := api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
-	var re *smithyhttp.ResponseError
-	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("head s3://%s/%s: %w", bucket, key, err)
-	}
-	return &listing.Object{Key: key, Size: aws.ToInt64(out.ContentLength), ETag: aws.ToString(out.ETag),
-		StorageClass: string(out.StorageClass), LastModified: aws.ToTime(out.LastModified)}, nil
 }
 
 // print writes the verdict and the window's timings.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -123,11 +122,7 @@ func (pf *planFrom) validate(p *config.Problems, s *source) {
 	if pf.checkpoint != "" && (pf.diff || pf.fromFile != "") {
 		p.Addf("--checkpoint goes with a full plan only: a --diff or --from-file plan is simply run again")
 	}
-	if pf.checkpoint != "" {
-		if st, err := os.Stat(filepath.Dir(pf.checkpoint)); err != nil || !st.IsDir() {
-			p.Addf("--checkpoint %s: its directory does not exist", pf.checkpoint)
-		}
-	}
+	checkFileDir(p, "checkpoint", pf.checkpoint)
 	if pf.fromFile == "" || s.src.Bucket == "" || s.dst.Bucket == "" {
 		return
 	}
@@ -262,6 +257,36 @@ func sentGroup(batch []plan.Body) ([]int64, ledger.Totals) {
 		}
 	}
 	return seqs, t
+}
+
+// sendPlan runs the plan into the work queue and ends the run's record.
+// Each group of messages the queue accepts is recorded in the ledger;
+// accepted, if not nil, hears of it at once (its error stops the plan), and
+// recorded, if not nil, once the ledger holds it. A failed ledger write
+// stops the plan too.
+func sendPlan(ctx context.Context, s *source, from *planFrom, sum *plan.Summary, work *queue.SQS, runLog *ledger.RunLog,
+	accepted func([]plan.Body) error, recorded func([]plan.Body), log zerolog.Logger) error {
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	runLog.OnError = func(err error) { stop(fmt.Errorf("the ledger: %w", err)) }
+	sent := func(batch []plan.Body) {
+		if accepted != nil {
+			if err := accepted(batch); err != nil {
+				stop(err)
+			}
+		}
+		seqs, t := sentGroup(batch)
+		var then func()
+		if recorded != nil {
+			then = func() { recorded(batch) }
+		}
+		runLog.Sent(seqs, t, then)
+	}
+	err := s.enqueue(ctx, from.source(s, log), sum, sendTo(work, sum.Run), sent, log)
+	if endErr := runLog.End(ctx, sum.Seq.Load(), err); endErr != nil && err == nil {
+		err = endErr
+	}
+	return err
 }
 
 // sendTo sends a plan's message bodies to the work queue.
@@ -406,26 +431,14 @@ func beginPlan(ctx context.Context, s *source, sum *plan.Summary, rec ledger.Run
 // as sent, and ends the run's record.
 func runPlan(ctx context.Context, stdout io.Writer, s *source, from *planFrom, sum *plan.Summary, prior *plan.CheckpointState,
 	work *queue.SQS, runLog *ledger.RunLog, log zerolog.Logger) error {
-	ctx, stop := context.WithCancelCause(ctx)
-	defer stop(nil)
-	runLog.OnError = func(err error) { stop(fmt.Errorf("the ledger: %w", err)) }
 	var cp *plan.Checkpoint
+	var recorded func([]plan.Body)
 	if from.progress != nil {
 		cp = plan.NewCheckpoint(from.checkpoint, sum, work.URL(), from.progress, prior)
 		sum.Reserve = cp.Reserve
+		recorded = cp.Sent
 	}
-	sent := func(batch []plan.Body) {
-		seqs, t := sentGroup(batch)
-		runLog.Sent(seqs, t, func() {
-			if cp != nil {
-				cp.Sent(batch)
-			}
-		})
-	}
-	err := s.enqueue(ctx, from.source(s, log), sum, sendTo(work, sum.Run), sent, log)
-	if endErr := runLog.End(ctx, sum.Seq.Load(), err); endErr != nil && err == nil {
-		err = endErr
-	}
+	err := sendPlan(ctx, s, from, sum, work, runLog, nil, recorded, log)
 	if cp != nil {
 		if cpErr := cp.Finish(err == nil); cpErr != nil && err == nil {
 			err = cpErr

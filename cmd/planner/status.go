@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
@@ -136,11 +135,7 @@ func (o *statusOptions) validate() error {
 	if o.out != "" && !o.failures {
 		p.Addf("--out goes with --failures: the reconciliation file lists the failed keys")
 	}
-	if o.out != "" {
-		if st, err := os.Stat(filepath.Dir(o.out)); err != nil || !st.IsDir() {
-			p.Addf("--out %s: its directory does not exist", o.out)
-		}
-	}
+	checkFileDir(&p, "out", o.out)
 	if o.failures && (o.watch != 0 || o.deadline != 0 || o.scaleECS != "") {
 		p.Addf("--failures lists the failed keys once: leave out --watch, --deadline and --scale-ecs")
 	}

@@ -56,11 +56,7 @@ func verifyCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if runID != "" && !fromLedger {
 		p.Addf("--run-id goes with --ledger and no --source or --dest: it picks the run whose copy to verify")
 	}
-	if out != "" {
-		if st, err := os.Stat(filepath.Dir(out)); err != nil || !st.IsDir() {
-			p.Addf("--out %s: its directory does not exist", out)
-		}
-	}
+	checkFileDir(&p, "out", out)
 	conn.Validate(&p)
 	if err := p.Err(); err != nil {
 		return err
@@ -160,6 +156,17 @@ func (v verifyView) print(w io.Writer) {
 	}
 	if v.Out != "" {
 		fmt.Fprintf(w, "written   %s (%d keys to fix: planner plan --from-file %s)\n", v.Out, v.Missing+v.Different+v.Extra+v.Unknown, v.Out)
+	}
+}
+
+// checkFileDir adds a problem when the file a flag names could not be
+// written: its directory does not exist. An empty path is no file.
+func checkFileDir(p *config.Problems, flag, path string) {
+	if path == "" {
+		return
+	}
+	if st, err := os.Stat(filepath.Dir(path)); err != nil || !st.IsDir() {
+		p.Addf("--%s %s: its directory does not exist", flag, path)
 	}
 }
 

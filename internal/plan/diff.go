@@ -119,6 +119,55 @@ func (c *Comparer) Compare(ctx context.Context, pr listing.Pair) (Problem, strin
 	return Match, "size and age", nil
 }
 
+// Recheck compares one pair as it is now: a HeadObject of srcKey in the
+// source bucket and of dstKey in the destination, then the rule. It returns
+// the record that enqueues the fix (key is the pair's key relative to the
+// prefixes), a Match (its Reason says why: "in neither bucket" when both
+// are gone), or Unknown when a side cannot be read. Its error is reserved
+// for a context that ended.
+func (c *Comparer) Recheck(ctx context.Context, key, srcKey, dstKey string) (Record, error) {
+	var src, dst *listing.Object
+	var srcErr, dstErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { src, srcErr = lookup(ctx, c.Src, c.SrcBucket, srcKey) })
+	dst, dstErr = lookup(ctx, c.Dst, c.DstBucket, dstKey)
+	wg.Wait()
+	if err := errors.Join(srcErr, dstErr); err != nil {
+		if ctx.Err() != nil {
+			return Record{}, ctx.Err()
+		}
+		return Record{Key: key, Problem: Unknown, Reason: err.Error()}, nil
+	}
+	if src == nil && dst == nil {
+		return Record{Key: key, Problem: Match, Reason: "in neither bucket"}, nil
+	}
+	pair := listing.Pair{Key: key, Src: src, Dst: dst}
+	problem, reason, err := c.Compare(ctx, pair)
+	switch {
+	case err != nil:
+		return Record{}, err
+	case problem == Match:
+		return Record{Key: key, Problem: Match, Reason: reason}, nil
+	case problem == Vanished: // the source went between the two looks
+		problem, pair.Src = Extra, nil
+	}
+	return NewRecord(Finding{Pair: pair, Problem: problem, Reason: reason}), nil
+}
+
+// lookup is what a listing would say of one object now: nil, nil when
+// there is none.
+func lookup(ctx context.Context, api HeadAPI, bucket, key string) (*listing.Object, error) {
+	out, err := head(ctx, api, bucket, key)
+	if notFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &listing.Object{Key: key, Size: aws.ToInt64(out.ContentLength), ETag: aws.ToString(out.ETag),
+		StorageClass: string(out.StorageClass), LastModified: aws.ToTime(out.LastModified)}, nil
+}
+
 // heads reads both objects' metadata and checksums, at once.
 func (c *Comparer) heads(ctx context.Context, pr listing.Pair) (src, dst *s3.HeadObjectOutput, srcErr, dstErr error) {
 	var wg sync.WaitGroup

@@ -161,3 +161,54 @@ func TestVanishedWhileComparedIsExtra(t *testing.T) {
 		t.Errorf("counts: extra %d, vanished %d, compared %d; want 1, 1, 1", counts.Extra.Load(), counts.Vanished.Load(), counts.Compared.Load())
 	}
 }
+
+// TestRecheck: a pair looked at again now, by HeadObject on each side,
+// gives the record that fixes it, or says it is right (both gone counts),
+// or Unknown when a side cannot be read.
+func TestRecheck(t *testing.T) {
+	t.Parallel()
+	heads := checksums{
+		"s/big":   {ContentLength: aws.Int64(5), ETag: aws.String(`"a"`)},
+		"d/small": {ContentLength: aws.Int64(3), ETag: aws.String(`"b"`)},
+		"s/same":  {ContentLength: aws.Int64(4), ETag: aws.String(`"c"`)},
+		"d/same":  {ContentLength: aws.Int64(4), ETag: aws.String(`"c"`)},
+	}
+	cmp := &Comparer{Src: heads, Dst: heads, SrcBucket: "src", DstBucket: "dst"}
+	for _, c := range []struct {
+		src, dst string
+		want     Problem
+		reason   string
+		hasSrc   bool
+		hasDst   bool
+	}{
+		{"s/gone", "d/gone", Match, "in neither bucket", false, false},
+		{"s/same", "d/same", Match, "etag", false, false},
+		{"s/big", "d/gone", Missing, "not in destination", true, false},
+		{"s/gone", "d/small", Extra, "not in source", false, true},
+		{"s/big", "d/small", Different, "size", true, true},
+		{"s/ssec", "d/small", Unknown, "", false, false},
+	} {
+		rec, err := cmp.Recheck(context.Background(), "k", c.src, c.dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Key != "k" || rec.Problem != c.want || (c.reason != "" && rec.Reason != c.reason) || (rec.Source != nil) != c.hasSrc || (rec.Dest != nil) != c.hasDst {
+			t.Errorf("%s ~ %s: %+v; want %s (%s), source %v, destination %v", c.src, c.dst, rec, c.want, c.reason, c.hasSrc, c.hasDst)
+		}
+		if c.hasSrc && (rec.Source.Key != c.src || rec.Source.ETag == "") {
+			t.Errorf("%s: the record's source %+v is not what HeadObject said", c.src, rec.Source)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := (&Comparer{Src: stopped{}, Dst: stopped{}}).Recheck(ctx, "k", "s", "d"); !errors.Is(err, context.Canceled) {
+		t.Errorf("a canceled recheck returned %v, want context.Canceled", err)
+	}
+}
+
+// stopped answers every HeadObject with its context's error.
+type stopped struct{}
+
+func (stopped) HeadObject(ctx context.Context, _ *s3.HeadObjectInput, _ ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	return nil, ctx.Err()
+}

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -92,43 +90,17 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// exe runs a command to the end and records its resources. Peak RSS is the
-// child's own VmHWM, sampled while it runs: the rusage of a forked child
-// also counts the (large) test process it was forked from.
-func (p *procs) exe(b *testing.B, env []string, name string, args ...string) string {
+// exe runs a command to the end, failing the benchmark unless it exits 0,
+// and records its CPU and peak RSS.
+func (p *procs) exe(b *testing.B, env []string, name string, args ...string) {
 	b.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Env = env
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	var peak atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		for {
-			if kb := testbed.PeakRSS(cmd.Process.Pid); kb > peak.Load() {
-				peak.Store(kb)
-			}
-			select {
-			case <-done:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}()
-	err := cmd.Wait()
-	close(done)
+	t := startPath(b, env, name, args...)
+	t.wait(b)
 	label := filepath.Base(name)
 	if label == "planner" && len(args) > 0 {
 		label += " " + args[0]
 	}
-	p.add(cmd, peak.Load(), label)
-	if err != nil {
-		b.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, tailOf(out.String()))
-	}
-	return out.String()
+	p.add(t.cmd, t.peak.Load(), label)
 }
 
 func tailOf(s string) string {

@@ -40,7 +40,9 @@ func (r *rows) say(format string, args ...any) {
 	r.WriteString(line + "\n")
 }
 
-// tracked is a child process whose peak RSS is sampled while it runs.
+// tracked is a child process whose peak RSS is sampled while it runs: its
+// own VmHWM, as the rusage of a forked child also counts the (large) test
+// process it was forked from.
 type tracked struct {
 	name     string
 	cmd      *exec.Cmd
@@ -52,9 +54,16 @@ type tracked struct {
 	finished time.Time
 }
 
+// start starts one of the binaries under test.
 func start(b *testing.B, env []string, name string, args ...string) *tracked {
 	b.Helper()
-	p := &tracked{name: name + " " + args[0], cmd: exec.Command(filepath.Join(bin, name), args...), done: make(chan struct{})}
+	return startPath(b, env, filepath.Join(bin, name), args...)
+}
+
+// startPath starts the program at path.
+func startPath(b *testing.B, env []string, path string, args ...string) *tracked {
+	b.Helper()
+	p := &tracked{name: strings.Join(append([]string{filepath.Base(path)}, args...), " "), cmd: exec.Command(path, args...), done: make(chan struct{})}
 	p.cmd.Env = env
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.errb
 	p.started = time.Now()
@@ -69,7 +78,7 @@ func start(b *testing.B, env []string, name string, args ...string) *tracked {
 			select {
 			case <-p.done:
 				return
-			case <-time.After(50 * time.Millisecond):
+			case <-time.After(20 * time.Millisecond):
 			}
 		}
 	}()

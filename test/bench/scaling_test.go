@@ -113,15 +113,16 @@ func BenchmarkFirstCopy(b *testing.B) {
 	for b.Loop() {
 		dst := env.Bucket(b)
 		work, _ := env.Queue(b, 0)
+		led := "s3://" + env.Bucket(b) + "/s3clone/"
 		var p procs
 		var wg sync.WaitGroup
 		wg.Go(func() {
-			p.exe(b, base, filepath.Join(bin, "worker"), "--queue-url", work, "--idle-exit", "2s", "--log-level", "warn")
+			p.exe(b, base, filepath.Join(bin, "worker"), "--queue-url", work, "--ledger", led, "--idle-exit", "2s", "--log-level", "warn")
 		})
 		time.Sleep(500 * time.Millisecond) // the worker is polling
 		start := time.Now()
 		wg.Go(func() {
-			p.exe(b, base, filepath.Join(bin, "planner"), "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work, "--log-level", "warn")
+			p.exe(b, base, filepath.Join(bin, "planner"), "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work, "--ledger", led, "--log-level", "warn")
 		})
 		var first time.Duration
 		for first == 0 && time.Since(start) < 30*time.Second {
@@ -135,6 +136,9 @@ func BenchmarkFirstCopy(b *testing.B) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		wg.Wait()
+		if first == 0 {
+			b.Fatal("no worker copied anything within 30s")
+		}
 		b.ReportMetric(first.Seconds(), "s-to-first-copy")
 		b.Logf("%d objects, %d ms latency: first object copied by a worker %.3fs after plan started (target < 1s)", n, ms, first.Seconds())
 	}

@@ -242,10 +242,10 @@ func TestCutoverBadInput(t *testing.T) {
 		want string
 	}{
 		{[]string{"--source", "s3://" + src, "--dest", "s3://" + dst, "--ledger", led}, "--queue-url is required"},
-		{[]string{"--source", "s3://" + src, "--dest", "s3://" + dst, "--queue-url", work}, "--ledger"},
-		{[]string{"--source", "s3://" + src, "--dest", "s3://" + src, "--queue-url", work, "--ledger", led}, "source"},
-		{[]string{"--source", "s3://" + src, "--dest", "s3://" + dst, "--queue-url", work, "--ledger", led, "--timeout", "-1s"}, "--timeout"},
-		{[]string{"--source", "s3://" + src, "--dest", "s3://" + dst, "--queue-url", work, "--ledger", led, "--out", "/no/such/dir/x.jsonl"}, "--out"},
+		{[]string{"--source", "s3://" + src, "--dest", "s3://" + dst, "--queue-url", work}, "--ledger is required"},
+		{[]string{"--source", "s3://" + src, "--dest", "s3://" + src, "--queue-url", work, "--ledger", led}, "source and destination are both"},
+		{[]string{"--source", "s3://" + src, "--dest", "s3://" + dst, "--queue-url", work, "--ledger", led, "--timeout", "-1s"}, "--timeout -1s: must be positive"},
+		{[]string{"--source", "s3://" + src, "--dest", "s3://" + dst, "--queue-url", work, "--ledger", led, "--out", "/no/such/dir/x.jsonl"}, "--out /no/such/dir/x.jsonl: its directory does not exist"},
 		{[]string{"--source", "s3://" + src, "--dest", "s3://" + dst, "--queue-url", work, "--ledger", led, "--rehearse", "--verify"}, "--verify with --rehearse"},
 		{[]string{"--source", "s3://no-such-bucket-here", "--dest", "s3://" + dst, "--queue-url", work, "--ledger", led}, "no-such-bucket-here"},
 	} {

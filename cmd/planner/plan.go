@@ -334,6 +334,7 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		queueURL string
 		led      config.Ledger
 		dryRun   bool
+		profile  string
 		conn     config.Connection
 	)
 	f := config.NewFlags("planner plan", planUsage, os.Stderr)
@@ -342,6 +343,7 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	f.StringVar(&queueURL, "queue-url", "", "URL of the work queue (required unless --dry-run)")
 	led.Register(f, "the run and what it sent are recorded there (required unless --dry-run)")
 	f.BoolVar(&dryRun, "dry-run", false, "list and count without sending or recording anything")
+	f.StringVar(&profile, "cpu-profile", "", "write a pprof CPU profile of the plan to this file")
 	conn.Register(f)
 	if err := f.Parse(args); err != nil {
 		return err
@@ -363,6 +365,11 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := p.Err(); err != nil {
 		return err
 	}
+	stopProfile, err := config.StartCPUProfile(profile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	log, awsCfg, err := conn.Open(ctx, s.listers*2+plan.Deciders+plan.Senders)
 	if err != nil {
 		return err

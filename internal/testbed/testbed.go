@@ -509,6 +509,9 @@ func (e *Env) ServerCPU() (time.Duration, error) {
 	return ProcessCPU(e.procs[0].Process.Pid)
 }
 
+// ServerPID is the S3 server's process id, for tools that watch it.
+func (e *Env) ServerPID() int { return e.procs[0].Process.Pid }
+
 // SQSServerCPU is the CPU time the SQS server (local-aws-sqs) has used so far.
 func (e *Env) SQSServerCPU() (time.Duration, error) {
 	if len(e.procs) < 2 {

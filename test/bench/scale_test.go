@@ -169,32 +169,39 @@ func BenchmarkScale(b *testing.B) {
 		refresh := watchRefreshAt(b, env, slow, led)
 		say("| status of the finished run | %.2fs | peak RSS %.0f MiB; a --watch refresh %.2fs |", st.took().Seconds(), st.rssMiB(), refresh.Seconds())
 
-		// The first listing after the clone has been the slowest (10.6–12.5%
-		// of the clone in two runs, 6.9% once more); the file system is
-		// flushed first, and the flush timed, to tell whether writing the
-		// clone back is why.
+		// The first listing after the clone has been the slowest (10.6–13.2%
+		// of the clone in three runs, 6.9–9.3% once more). Where each
+		// listing's time goes, on the box and in the planner (a CPU profile
+		// of each), says whose time that is: the box at rest first, then a
+		// flush of the file system, then the two unchanged diffs.
+		rest := env.Usage(b)
+		time.Sleep(10 * time.Second)
+		say("| the box at rest after the clone (10 s) | | %s |", env.Usage(b).Since(rest))
 		flushed := time.Now()
 		syscall.Sync()
 		say("| the test box's file system flushing the clone (sync) | %.1fs | not s3clone's time |", time.Since(flushed).Seconds())
 
 		// An unchanged diff enqueues nothing.
-		diff := start(b, base, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--diff", "--delete", "--dry-run", "--log-level", "warn")
-		diff.wait(b)
+		profiles := b.TempDir()
+		diff, used := listDiff(b, env, base, src, dst, filepath.Join(profiles, "diff-1.prof"))
 		if got := number(b, regexp.MustCompile(`would enqueue \(dry run\) (\d+) objects`), diff.out.String()); got != 0 {
 			b.Fatalf("unchanged diff would enqueue %d objects", got)
 		}
-		say("| unchanged diff (enqueues 0) | %.1fs | %.1f%% of the full clone (target under 10%%) |", diff.took().Seconds(), 100*diff.took().Seconds()/clone.Seconds())
-		// Once more: the first listing after a clone meets a file system
-		// still writing the clone back.
-		again := start(b, base, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--diff", "--delete", "--dry-run", "--log-level", "warn")
-		again.wait(b)
-		say("| unchanged diff, again | %.1fs | %.1f%% of the full clone |", again.took().Seconds(), 100*again.took().Seconds()/clone.Seconds())
+		say("| unchanged diff (enqueues 0) | %.1fs | %.1f%% of the full clone (target under 10%%); planner %.1fs CPU; %s |", diff.took().Seconds(), 100*diff.took().Seconds()/clone.Seconds(), diff.cpu().Seconds(), used)
+		again, used := listDiff(b, env, base, src, dst, filepath.Join(profiles, "diff-2.prof"))
+		say("| unchanged diff, again | %.1fs | %.1f%% of the full clone; planner %.1fs CPU; %s |", again.took().Seconds(), 100*again.took().Seconds()/clone.Seconds(), again.cpu().Seconds(), used)
+		if dir := os.Getenv("S3CLONE_BENCH_PROFILES"); dir != "" {
+			for _, name := range []string{"diff-1.prof", "diff-2.prof"} {
+				if data, err := os.ReadFile(filepath.Join(profiles, name)); err == nil {
+					os.WriteFile(filepath.Join(dir, name), data, 0o644)
+				}
+			}
+		}
 
 		// 1% changed: half overwritten, a quarter added, a quarter deleted.
 		changed := changeOnePercent(b, env, src, n)
-		diff1 := start(b, base, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--diff", "--delete", "--dry-run", "--log-level", "warn")
-		diff1.wait(b)
-		say("| diff after 1%% changed (%d keys) | %.1fs | %.1f%% of the full clone |", changed, diff1.took().Seconds(), 100*diff1.took().Seconds()/clone.Seconds())
+		diff1, used := listDiff(b, env, base, src, dst, "")
+		say("| diff after 1%% changed (%d keys) | %.1fs | %.1f%% of the full clone; planner %.1fs CPU; %s |", changed, diff1.took().Seconds(), 100*diff1.took().Seconds()/clone.Seconds(), diff1.cpu().Seconds(), used)
 
 		// The frozen window: the cutover of that 1%, by the same two workers.
 		work2, _ := env.Queue(b, 5)
@@ -228,6 +235,36 @@ func BenchmarkScale(b *testing.B) {
 	if err := writeScale(env.Root, n, ms, report.String()); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// listDiff runs a dry-run diff --delete of src against dst, with a CPU
+// profile to profile unless it is empty, and returns it with what the box
+// and the servers used meanwhile.
+func listDiff(b *testing.B, env *testbed.Env, environ []string, src, dst, profile string) (*tracked, testbed.Usage) {
+	b.Helper()
+	args := []string{"plan", "--source", "s3://" + src, "--dest", "s3://" + dst, "--diff", "--delete", "--dry-run", "--log-level", "warn"}
+	if profile != "" {
+		args = append(args, "--cpu-profile", profile)
+	}
+	// With S3CLONE_BENCH_PROFILES, perf samples the S3 server meanwhile.
+	var perf *exec.Cmd
+	if dir := os.Getenv("S3CLONE_BENCH_PROFILES"); dir != "" && profile != "" {
+		out := filepath.Join(dir, "server-"+strings.TrimSuffix(filepath.Base(profile), ".prof")+".perf")
+		perf = exec.Command("perf", "record", "-F", "199", "-g", "-p", fmt.Sprint(env.ServerPID()), "-o", out)
+		if err := perf.Start(); err != nil {
+			b.Logf("perf: %v", err)
+			perf = nil
+		}
+	}
+	before := env.Usage(b)
+	p := start(b, environ, "planner", args...)
+	p.wait(b)
+	used := env.Usage(b).Since(before)
+	if perf != nil {
+		perf.Process.Signal(os.Interrupt)
+		perf.Wait()
+	}
+	return p, used
 }
 
 // waitDrained waits until the work queue holds no message, visible or in

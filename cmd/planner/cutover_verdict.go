@@ -22,6 +22,7 @@ type notRight struct {
 	rec       plan.Record
 	why       string // what happened to it in the window
 	unchecked bool   // not looked at again: rec is what the plan listed
+	unread    string // why the pair could not be looked at again: rec is what the plan listed
 }
 
 // verdict is what a cutover concludes.
@@ -116,7 +117,8 @@ func judge(ctx context.Context, s *source, reader *ledger.Reader, spill *spill, 
 				// Not readable now: enqueue it as the plan knew it, which
 				// plan --from-file takes, pinned to the ETag listed.
 				p.listed.Reason += "; now: " + rec.Reason
-				rec = p.listed
+				v.notRight[i] = notRight{rec: p.listed, why: p.why, unread: rec.Reason}
+				return nil
 			}
 			v.notRight[i] = notRight{rec: rec, why: p.why}
 			return nil
@@ -175,6 +177,8 @@ func (v *verdict) print(w io.Writer, st ledger.Status, win window, out string, r
 			now = "right now (" + n.rec.Reason + ")"
 		case n.unchecked:
 			now = "not looked at again"
+		case n.unread != "":
+			now = "cannot tell (" + n.unread + ")"
 		}
 		fmt.Fprintf(w, "  %s\t%s\tnow: %s\n", n.rec.Key, n.why, now)
 	}

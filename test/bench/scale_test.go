@@ -232,17 +232,72 @@ func BenchmarkScale(b *testing.B) {
 		}
 		say("| verify of every key (%d matching) | %.1fs | peak RSS %.0f MiB |", vv.Matching, ver.took().Seconds(), ver.rssMiB())
 	}
-	if err := writeScale(env.Root, n, ms, report.String()); err != nil {
+	title := fmt.Sprintf("%d objects behind %d ms (make bench-scale", n, ms)
+	if err := writeResult(env.Root, "scale", title, report.String()); err != nil {
 		b.Fatal(err)
 	}
 }
 
-// listDiff runs a dry-run diff --delete of src against dst, with a CPU
-// profile to profile unless it is empty, and returns it with what the box
+// BenchmarkListingCold lists two identical buckets (an unchanged diff) with
+// the test box's page cache warm and emptied, with 16 and 64 listers: what a
+// listing costs the local S3 server when its metadata must come back from
+// disk, as after a million-object clone, and whether more listing
+// concurrency hides it. Runs with make bench-scale, as root (it writes
+// /proc/sys/vm/drop_caches). S3CLONE_BENCH_COLD_OBJECTS objects a side,
+// default 200,000.
+func BenchmarkListingCold(b *testing.B) {
+	if os.Getenv("S3CLONE_BENCH_SCALE") == "" {
+		b.Skip("runs with make bench-scale (S3CLONE_BENCH_SCALE=1)")
+	}
+	if err := dropCaches(); err != nil {
+		b.Skipf("cannot empty the page cache (%v): run as root", err)
+	}
+	env := testbed.Get(b)
+	n := setting("S3CLONE_BENCH_COLD_OBJECTS", 200000)
+	ms := setting("S3CLONE_BENCH_LATENCY_MS", 20)
+	base := env.EnvironFor(env.WithLatency(b, ms))
+	report := &rows{b: b}
+	for b.Loop() {
+		src, dst := env.Bucket(b), env.Bucket(b)
+		env.Seed(b, src, n, 0, testbed.ImageStoreKey, testbed.ImageStoreSize)
+		env.Seed(b, dst, n, 0, testbed.ImageStoreKey, testbed.ImageStoreSize)
+		for _, run := range []struct {
+			cold    bool
+			listers int
+		}{{false, 16}, {true, 16}, {true, 64}, {false, 64}, {true, 16}, {false, 16}} {
+			cache := "warm"
+			if run.cold {
+				cache = "emptied"
+				if err := dropCaches(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			diff, used := listDiff(b, env, base, src, dst, "", "--listers", fmt.Sprint(run.listers))
+			if got := number(b, regexp.MustCompile(`would enqueue \(dry run\) (\d+) objects`), diff.out.String()); got != 0 {
+				b.Fatalf("unchanged diff would enqueue %d objects", got)
+			}
+			report.say("| page cache %s, %d listers | %.1fs | planner %.1fs CPU; %s |", cache, run.listers, diff.took().Seconds(), diff.cpu().Seconds(), used)
+		}
+	}
+	title := fmt.Sprintf("An unchanged diff of %d objects a side behind %d ms, page cache warm and emptied (make bench-scale", n, ms)
+	if err := writeResult(env.Root, "listing-cold", title, report.String()); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// dropCaches writes the file system back and empties the page cache, the
+// dentries and the inodes (root only).
+func dropCaches() error {
+	syscall.Sync()
+	return os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0o644)
+}
+
+// listDiff runs a dry-run diff --delete of src against dst (with extra
+// flags), with a CPU profile to profile unless it is empty, and returns it with what the box
 // and the servers used meanwhile.
-func listDiff(b *testing.B, env *testbed.Env, environ []string, src, dst, profile string) (*tracked, testbed.Usage) {
+func listDiff(b *testing.B, env *testbed.Env, environ []string, src, dst, profile string, extra ...string) (*tracked, testbed.Usage) {
 	b.Helper()
-	args := []string{"plan", "--source", "s3://" + src, "--dest", "s3://" + dst, "--diff", "--delete", "--dry-run", "--log-level", "warn"}
+	args := append([]string{"plan", "--source", "s3://" + src, "--dest", "s3://" + dst, "--diff", "--delete", "--dry-run", "--log-level", "warn"}, extra...)
 	if profile != "" {
 		args = append(args, "--cpu-profile", profile)
 	}
@@ -374,14 +429,14 @@ func changeOnePercent(b *testing.B, env *testbed.Env, bucket string, n int) int 
 	return k/2 + 2*(k/4)
 }
 
-// writeScale writes the report as bench/results/scale-<time>.md.
-func writeScale(root string, n, ms int, rows string) error {
+// writeResult writes a report as bench/results/<name>-<time>.md.
+func writeResult(root, name, title, rows string) error {
 	host, _ := os.Hostname()
 	var b strings.Builder
-	fmt.Fprintf(&b, "# %d objects behind %d ms (make bench-scale, %s)\n\n", n, ms, time.Now().UTC().Format(time.RFC3339))
+	fmt.Fprintf(&b, "# %s, %s)\n\n", title, time.Now().UTC().Format(time.RFC3339))
 	fmt.Fprintf(&b, "Host %s, %d CPUs; versitygw, the SQS emulator and every s3clone process on it.\n\n", host, runtime.NumCPU())
 	b.WriteString("| what | time | |\n|---|---|---|\n")
 	b.WriteString(rows)
-	name := filepath.Join(root, "bench", "results", "scale-"+time.Now().UTC().Format("20060102T150405Z")+".md")
-	return os.WriteFile(name, []byte(b.String()), 0o644)
+	path := filepath.Join(root, "bench", "results", name+"-"+time.Now().UTC().Format("20060102T150405Z")+".md")
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }

@@ -195,6 +195,32 @@ func TestCutoverNamesAFailedCopy(t *testing.T) {
 	}
 }
 
+// TestCutoverNamesAKeyItCannotLookAt: a key whose source cannot be read
+// at the verdict (SSE-C, whose key the fleet does not have) is named with
+// what S3 says now ("cannot tell"), and its reconciliation record is the
+// one the fleet reported (failed, with the listed ETag), which plan
+// --from-file takes.
+func TestCutoverNamesAKeyItCannotLookAt(t *testing.T) {
+	t.Parallel()
+	f := clonedThenChanged(t, 3)
+	f.env.Put(t, f.srcB, []testbed.Object{{Key: "vault/secret.jpg", Body: body(3001, 100)}})
+	f.env.Manners().SSEC(f.srcB, "vault/")
+	f.worker(t)
+	out := filepath.Join(t.TempDir(), "not-right.jsonl")
+	r := run(t, f.env, "planner", f.cutoverArgs("--out", out)...)
+	line := regexp.MustCompile(`(?m)^.*vault/secret\.jpg\t.*$`).FindString(r.stdout)
+	if r.code != 1 || !strings.Contains(r.stdout, "NOT CLEAN: 1 keys") || !strings.Contains(line, "needs-customer-key (InvalidRequest)\tnow: cannot tell (") || !strings.Contains(line, "HeadObject") {
+		t.Fatalf("cutover exit %d, want 1 naming the unreadable key with what S3 says now:\n%s\n%s", r.code, r.stdout, tail(r.stderr))
+	}
+	if recs := records(t, out); len(recs) != 1 || recs["vault/secret.jpg"] != "failed" {
+		t.Fatalf("reconciliation file %v, want the listed record of vault/secret.jpg", recs)
+	}
+	dry := run(t, f.env, "planner", "plan", "--source", "s3://"+f.srcB, "--dest", "s3://"+f.dstB, "--from-file", out, "--dry-run")
+	if dry.code != 0 || !strings.Contains(dry.stdout, "would enqueue (dry run) 1 objects") {
+		t.Fatalf("plan --from-file of the reconciliation file: exit %d\n%s\n%s", dry.code, dry.stdout, tail(dry.stderr))
+	}
+}
+
 // TestCutoverEndsWhenTheRunCannotFinish: a message the workers may not do
 // (the destination refuses them) goes to the dead-letter queue; the cutover
 // notices the run cannot finish, exits 1 and names the message's keys,

@@ -34,7 +34,7 @@ func (s *source) register(f *config.Flags) {
 	f.StringVar(&s.rawDest, "dest", "", "where to copy it: s3://BUCKET or s3://BUCKET/PREFIX; the source prefix is replaced by this one (required)")
 	f.StringVar(&s.srcRegion, "source-region", "", "the source bucket's region (default: asked of S3, HeadBucket)")
 	f.StringVar(&s.dstRegion, "dest-region", "", "the destination bucket's region (default: asked of S3, HeadBucket)")
-	f.IntVar(&s.listers, "listers", 16, "ListObjectsV2 calls in flight at once")
+	f.IntVar(&s.listers, "listers", 64, "ListObjectsV2 calls in flight at once")
 	f.IntVar(&s.batchKeys, "batch-keys", 100, "most keys per work message (messages also stay under 240KiB)")
 }
 

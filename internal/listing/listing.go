@@ -34,7 +34,7 @@ type Object struct {
 
 // Options tune a Lister. Zero values take the defaults.
 type Options struct {
-	// Listers is how many ListObjectsV2 calls may be in flight. Default 16.
+	// Listers is how many ListObjectsV2 calls may be in flight. Default 64.
 	Listers int
 	// WalkBudget is how many prefixes the delimiter walk may open before it
 	// lists the remaining subtrees flat. Default 8 × Listers.
@@ -48,7 +48,7 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	if o.Listers <= 0 {
-		o.Listers = 16
+		o.Listers = 64
 	}
 	if o.WalkBudget <= 0 {
 		o.WalkBudget = 8 * o.Listers

@@ -96,11 +96,11 @@ bench: bench-tools
 
 # The seed's bucket at its real size: a million objects behind 20 ms, seeded,
 # cloned by a planner and two workers, diffed, cut over and verified (about
-# an hour on two cores; needs some 10 GB of disk). Results in bench/results/scale-*.md.
+# 25 minutes on two cores; needs some 10 GB of disk). Results in bench/results/scale-*.md.
 # Then, as root, an unchanged diff with the page cache warm and emptied
-# (bench/results/listing-cold-*.md).
+# (about 10 minutes more; bench/results/listing-cold-*.md).
 bench-scale: tools $(TOXIPROXY_STAMP)
-	S3CLONE_BENCH_SCALE=1 go test -run '^$$' -bench 'Scale|ListingCold' -benchtime 1x -timeout 180m ./test/bench/
+	S3CLONE_BENCH_SCALE=1 go test -run '^$$' -bench '^Benchmark(Scale|ListingCold)$$' -benchtime 1x -timeout 180m ./test/bench/
 
 # The worker/planner image (needs a Docker engine): IMAGE=repo/s3clone:tag make image
 IMAGE ?= s3clone:dev

@@ -290,10 +290,11 @@ func (d *DiffCounts) noteUnknown(s string) {
 	}
 }
 
-// Deciders is how many goroutines compare pairs; more than the listers so
-// that HeadObject look-ups (two for each same-size pair whose ETags differ:
-// every pair of an SSE-KMS clone) do not hold up the listing.
-const Deciders = 64
+// Deciders is how many goroutines compare pairs; more than the default
+// listers (64) so that HeadObject look-ups (two for each same-size pair
+// whose ETags differ: every pair of an SSE-KMS clone) do not hold up the
+// listing.
+const Deciders = 128
 
 // Diff joins both sides with p, compares every pair with cmp, counts them,
 // and hands each one that does not match to found, which is called from one

@@ -169,10 +169,9 @@ func BenchmarkScale(b *testing.B) {
 		refresh := watchRefreshAt(b, env, slow, led)
 		say("| status of the finished run | %.2fs | peak RSS %.0f MiB; a --watch refresh %.2fs |", st.took().Seconds(), st.rssMiB(), refresh.Seconds())
 
-		// The first listing after the clone has been the slowest (10.6–13.2%
-		// of the clone in three runs, 6.9–9.3% once more). Where each
-		// listing's time goes, on the box and in the planner (a CPU profile
-		// of each), says whose time that is: the box at rest first, then a
+		// The first listing after the clone has been the slowest: where each
+		// listing's time goes (the server's CPU and storage reads, the box's
+		// idle time) says whose time that is. The box at rest first, then a
 		// flush of the file system, then the two unchanged diffs.
 		rest := env.Usage(b)
 		time.Sleep(10 * time.Second)
@@ -182,26 +181,18 @@ func BenchmarkScale(b *testing.B) {
 		say("| the test box's file system flushing the clone (sync) | %.1fs | not s3clone's time |", time.Since(flushed).Seconds())
 
 		// An unchanged diff enqueues nothing.
-		profiles := b.TempDir()
-		diff, used := listDiff(b, env, base, src, dst, filepath.Join(profiles, "diff-1.prof"))
+		diff, used := listDiff(b, env, base, src, dst, "diff-1")
 		if got := number(b, regexp.MustCompile(`would enqueue \(dry run\) (\d+) objects`), diff.out.String()); got != 0 {
 			b.Fatalf("unchanged diff would enqueue %d objects", got)
 		}
-		say("| unchanged diff (enqueues 0) | %.1fs | %.1f%% of the full clone (target under 10%%); planner %.1fs CPU; %s |", diff.took().Seconds(), 100*diff.took().Seconds()/clone.Seconds(), diff.cpu().Seconds(), used)
-		again, used := listDiff(b, env, base, src, dst, filepath.Join(profiles, "diff-2.prof"))
-		say("| unchanged diff, again | %.1fs | %.1f%% of the full clone; planner %.1fs CPU; %s |", again.took().Seconds(), 100*again.took().Seconds()/clone.Seconds(), again.cpu().Seconds(), used)
-		if dir := os.Getenv("S3CLONE_BENCH_PROFILES"); dir != "" {
-			for _, name := range []string{"diff-1.prof", "diff-2.prof"} {
-				if data, err := os.ReadFile(filepath.Join(profiles, name)); err == nil {
-					os.WriteFile(filepath.Join(dir, name), data, 0o644)
-				}
-			}
-		}
+		say("| unchanged diff (enqueues 0) | %.1fs | %.1f%% of the full clone (target under 10%%); planner %.1fs CPU, %s; %s |", diff.took().Seconds(), 100*diff.took().Seconds()/clone.Seconds(), diff.cpu().Seconds(), requests(diff), used)
+		again, used := listDiff(b, env, base, src, dst, "diff-2")
+		say("| unchanged diff, again | %.1fs | %.1f%% of the full clone; planner %.1fs CPU, %s; %s |", again.took().Seconds(), 100*again.took().Seconds()/clone.Seconds(), again.cpu().Seconds(), requests(again), used)
 
 		// 1% changed: half overwritten, a quarter added, a quarter deleted.
 		changed := changeOnePercent(b, env, src, n)
-		diff1, used := listDiff(b, env, base, src, dst, "")
-		say("| diff after 1%% changed (%d keys) | %.1fs | %.1f%% of the full clone; planner %.1fs CPU; %s |", changed, diff1.took().Seconds(), 100*diff1.took().Seconds()/clone.Seconds(), diff1.cpu().Seconds(), used)
+		diff1, used := listDiff(b, env, base, src, dst, "diff-changed")
+		say("| diff after 1%% changed (%d keys) | %.1fs | %.1f%% of the full clone; planner %.1fs CPU, %s; %s |", changed, diff1.took().Seconds(), 100*diff1.took().Seconds()/clone.Seconds(), diff1.cpu().Seconds(), requests(diff1), used)
 
 		// The frozen window: the cutover of that 1%, by the same two workers.
 		work2, _ := env.Queue(b, 5)
@@ -261,22 +252,28 @@ func BenchmarkListingCold(b *testing.B) {
 		src, dst := env.Bucket(b), env.Bucket(b)
 		env.Seed(b, src, n, 0, testbed.ImageStoreKey, testbed.ImageStoreSize)
 		env.Seed(b, dst, n, 0, testbed.ImageStoreKey, testbed.ImageStoreSize)
-		for _, run := range []struct {
+		// The seeding written back and listed once, not counted: warm rows
+		// then start from the same state.
+		syscall.Sync()
+		listDiff(b, env, base, src, dst, "cold-warmup")
+		for i, run := range []struct {
 			cold    bool
 			listers int
-		}{{false, 16}, {true, 16}, {true, 64}, {false, 64}, {true, 16}, {false, 16}} {
+		}{{false, 16}, {false, 64}, {true, 16}, {true, 64}, {false, 64}, {false, 16}, {true, 64}, {true, 16}} {
 			cache := "warm"
 			if run.cold {
 				cache = "emptied"
 				if err := dropCaches(); err != nil {
 					b.Fatal(err)
 				}
+			} else {
+				syscall.Sync()
 			}
-			diff, used := listDiff(b, env, base, src, dst, "", "--listers", fmt.Sprint(run.listers))
+			diff, used := listDiff(b, env, base, src, dst, fmt.Sprintf("cold-%d-%s-%d", i, cache, run.listers), "--listers", fmt.Sprint(run.listers))
 			if got := number(b, regexp.MustCompile(`would enqueue \(dry run\) (\d+) objects`), diff.out.String()); got != 0 {
 				b.Fatalf("unchanged diff would enqueue %d objects", got)
 			}
-			report.say("| page cache %s, %d listers | %.1fs | planner %.1fs CPU; %s |", cache, run.listers, diff.took().Seconds(), diff.cpu().Seconds(), used)
+			report.say("| page cache %s, %d listers (walk budget %d) | %.1fs | planner %.1fs CPU, %s; %s |", cache, run.listers, 8*run.listers, diff.took().Seconds(), diff.cpu().Seconds(), requests(diff), used)
 		}
 	}
 	title := fmt.Sprintf("An unchanged diff of %d objects a side behind %d ms, page cache warm and emptied (make bench-scale", n, ms)
@@ -293,19 +290,16 @@ func dropCaches() error {
 }
 
 // listDiff runs a dry-run diff --delete of src against dst (with extra
-// flags), with a CPU profile to profile unless it is empty, and returns it with what the box
-// and the servers used meanwhile.
-func listDiff(b *testing.B, env *testbed.Env, environ []string, src, dst, profile string, extra ...string) (*tracked, testbed.Usage) {
+// flags) and returns it with what the box and the servers used meanwhile.
+// With S3CLONE_BENCH_PROFILES=DIR, the planner's CPU profile goes to
+// DIR/name.prof and perf samples the S3 server into DIR/server-name.perf.
+func listDiff(b *testing.B, env *testbed.Env, environ []string, src, dst, name string, extra ...string) (*tracked, testbed.Usage) {
 	b.Helper()
 	args := append([]string{"plan", "--source", "s3://" + src, "--dest", "s3://" + dst, "--diff", "--delete", "--dry-run", "--log-level", "warn"}, extra...)
-	if profile != "" {
-		args = append(args, "--cpu-profile", profile)
-	}
-	// With S3CLONE_BENCH_PROFILES, perf samples the S3 server meanwhile.
 	var perf *exec.Cmd
-	if dir := os.Getenv("S3CLONE_BENCH_PROFILES"); dir != "" && profile != "" {
-		out := filepath.Join(dir, "server-"+strings.TrimSuffix(filepath.Base(profile), ".prof")+".perf")
-		perf = exec.Command("perf", "record", "-F", "199", "-g", "-p", fmt.Sprint(env.ServerPID()), "-o", out)
+	if dir := os.Getenv("S3CLONE_BENCH_PROFILES"); dir != "" {
+		args = append(args, "--cpu-profile", filepath.Join(dir, name+".prof"))
+		perf = exec.Command("perf", "record", "-F", "199", "-g", "-p", fmt.Sprint(env.ServerPID()), "-o", filepath.Join(dir, "server-"+name+".perf"))
 		if err := perf.Start(); err != nil {
 			b.Logf("perf: %v", err)
 			perf = nil
@@ -320,6 +314,12 @@ func listDiff(b *testing.B, env *testbed.Env, environ []string, src, dst, profil
 		perf.Wait()
 	}
 	return p, used
+}
+
+// requests is what a diff's own summary says of its listing: requests
+// over shards.
+func requests(diff *tracked) string {
+	return regexp.MustCompile(`\d+ requests over \d+ shards`).FindString(diff.out.String())
 }
 
 // waitDrained waits until the work queue holds no message, visible or in

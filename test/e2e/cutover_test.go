@@ -209,11 +209,23 @@ func TestCutoverNamesAKeyItCannotLookAt(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "not-right.jsonl")
 	r := run(t, f.env, "planner", f.cutoverArgs("--out", out)...)
 	line := regexp.MustCompile(`(?m)^.*vault/secret\.jpg\t.*$`).FindString(r.stdout)
-	if r.code != 1 || !strings.Contains(r.stdout, "NOT CLEAN: 1 keys") || !strings.Contains(line, "needs-customer-key (InvalidRequest)\tnow: cannot tell (") || !strings.Contains(line, "HeadObject") {
+	if r.code != 1 || !strings.Contains(r.stdout, "NOT CLEAN: 1 keys") || !strings.Contains(line, "needs-customer-key (InvalidRequest)\tnow: cannot tell (head ") ||
+		!strings.Contains(line, "HeadObject") || strings.Contains(line, "; now:") {
 		t.Fatalf("cutover exit %d, want 1 naming the unreadable key with what S3 says now:\n%s\n%s", r.code, r.stdout, tail(r.stderr))
 	}
 	if recs := records(t, out); len(recs) != 1 || recs["vault/secret.jpg"] != "failed" {
 		t.Fatalf("reconciliation file %v, want the listed record of vault/secret.jpg", recs)
+	}
+	// Pinned to the ETag the plan listed.
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec struct {
+		Src struct{ ETag string } `json:"src"`
+	}
+	if err := json.Unmarshal(data, &rec); err != nil || rec.Src.ETag != *f.env.Keys(t, f.srcB, "vault/")["vault/secret.jpg"].ETag {
+		t.Fatalf("reconciliation record %s (%v), want the listed ETag", data, err)
 	}
 	dry := run(t, f.env, "planner", "plan", "--source", "s3://"+f.srcB, "--dest", "s3://"+f.dstB, "--from-file", out, "--dry-run")
 	if dry.code != 0 || !strings.Contains(dry.stdout, "would enqueue (dry run) 1 objects") {

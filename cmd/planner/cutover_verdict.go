@@ -22,7 +22,7 @@ type notRight struct {
 	rec       plan.Record
 	why       string // what happened to it in the window
 	unchecked bool   // not looked at again: rec is what the plan listed
-	unread    string // why the pair could not be looked at again: rec is what the plan listed
+	unread    string // why the pair could not be looked at again: rec is what the fleet or the plan recorded
 }
 
 // verdict is what a cutover concludes.

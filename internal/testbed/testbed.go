@@ -552,9 +552,11 @@ func ProcessCPU(pid int) (time.Duration, error) {
 	if _, err := fmt.Sscan(fields[12], &stime); err != nil {
 		return 0, err
 	}
-	const clockTicks = 100 // USER_HZ on Linux
-	return time.Duration(utime+stime) * time.Second / clockTicks, nil
+	return time.Duration(utime+stime) * time.Second / userHZ, nil
 }
+
+// userHZ is the unit of /proc's CPU times on Linux (USER_HZ).
+const userHZ = 100
 
 // PeakRSS is a process's peak resident set (VmHWM) in KiB, read from /proc;
 // pid 0 means this process. It is 0 when the process is gone or unreadable.

@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -65,7 +66,7 @@ func (e *Env) usage() (Usage, error) {
 // Since is the usage between before and u.
 func (u Usage) Since(before Usage) Usage {
 	if u.err != nil || before.err != nil {
-		return Usage{At: u.At, err: cmpErr(u.err, before.err)}
+		return Usage{At: u.At, err: errors.Join(u.err, before.err)}
 	}
 	return Usage{
 		At: u.At, S3CPU: u.S3CPU - before.S3CPU, SQSCPU: u.SQSCPU - before.SQSCPU, ProxyCPU: u.ProxyCPU - before.ProxyCPU,
@@ -73,13 +74,6 @@ func (u Usage) Since(before Usage) Usage {
 		Busy: u.Busy - before.Busy, IOWait: u.IOWait - before.IOWait, Steal: u.Steal - before.Steal,
 		CPUs: u.CPUs, Wall: u.At.Sub(before.At),
 	}
-}
-
-func cmpErr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // String says where a step's time went: each server's CPU, what the S3
@@ -153,7 +147,6 @@ func machineCPU() (busy, iowait, steal time.Duration, cpus int, err error) {
 			}
 		}
 	}
-	const clockTicks = 100 // USER_HZ on Linux
-	tick := time.Second / clockTicks
+	tick := time.Second / userHZ
 	return time.Duration(run) * tick, time.Duration(wait) * tick, time.Duration(stolen) * tick, cpus, nil
 }

@@ -182,9 +182,7 @@ func BenchmarkScale(b *testing.B) {
 
 		// An unchanged diff enqueues nothing.
 		diff, used := listDiff(b, env, base, src, dst, "diff-1")
-		if got := number(b, regexp.MustCompile(`would enqueue \(dry run\) (\d+) objects`), diff.out.String()); got != 0 {
-			b.Fatalf("unchanged diff would enqueue %d objects", got)
-		}
+		unchanged(b, diff)
 		say("| unchanged diff (enqueues 0) | %.1fs | %.1f%% of the full clone (target under 10%%); planner %.1fs CPU, %s; %s |", diff.took().Seconds(), 100*diff.took().Seconds()/clone.Seconds(), diff.cpu().Seconds(), requests(diff), used)
 		again, used := listDiff(b, env, base, src, dst, "diff-2")
 		say("| unchanged diff, again | %.1fs | %.1f%% of the full clone; planner %.1fs CPU, %s; %s |", again.took().Seconds(), 100*again.took().Seconds()/clone.Seconds(), again.cpu().Seconds(), requests(again), used)
@@ -223,7 +221,7 @@ func BenchmarkScale(b *testing.B) {
 		}
 		say("| verify of every key (%d matching) | %.1fs | peak RSS %.0f MiB |", vv.Matching, ver.took().Seconds(), ver.rssMiB())
 	}
-	title := fmt.Sprintf("%d objects behind %d ms (make bench-scale", n, ms)
+	title := fmt.Sprintf("%d objects behind %d ms", n, ms)
 	if err := writeResult(env.Root, "scale", title, report.String()); err != nil {
 		b.Fatal(err)
 	}
@@ -270,13 +268,11 @@ func BenchmarkListingCold(b *testing.B) {
 				syscall.Sync()
 			}
 			diff, used := listDiff(b, env, base, src, dst, fmt.Sprintf("cold-%d-%s-%d", i, cache, run.listers), "--listers", fmt.Sprint(run.listers))
-			if got := number(b, regexp.MustCompile(`would enqueue \(dry run\) (\d+) objects`), diff.out.String()); got != 0 {
-				b.Fatalf("unchanged diff would enqueue %d objects", got)
-			}
+			unchanged(b, diff)
 			report.say("| page cache %s, %d listers (walk budget %d) | %.1fs | planner %.1fs CPU, %s; %s |", cache, run.listers, 8*run.listers, diff.took().Seconds(), diff.cpu().Seconds(), requests(diff), used)
 		}
 	}
-	title := fmt.Sprintf("An unchanged diff of %d objects a side behind %d ms, page cache warm and emptied (make bench-scale", n, ms)
+	title := fmt.Sprintf("An unchanged diff of %d objects a side behind %d ms, page cache warm and emptied", n, ms)
 	if err := writeResult(env.Root, "listing-cold", title, report.String()); err != nil {
 		b.Fatal(err)
 	}
@@ -314,6 +310,14 @@ func listDiff(b *testing.B, env *testbed.Env, environ []string, src, dst, name s
 		perf.Wait()
 	}
 	return p, used
+}
+
+// unchanged fails the benchmark unless a dry-run diff would enqueue nothing.
+func unchanged(b *testing.B, diff *tracked) {
+	b.Helper()
+	if got := number(b, regexp.MustCompile(`would enqueue \(dry run\) (\d+) objects`), diff.out.String()); got != 0 {
+		b.Fatalf("unchanged diff would enqueue %d objects", got)
+	}
 }
 
 // requests is what a diff's own summary says of its listing: requests
@@ -429,11 +433,12 @@ func changeOnePercent(b *testing.B, env *testbed.Env, bucket string, n int) int 
 	return k/2 + 2*(k/4)
 }
 
-// writeResult writes a report as bench/results/<name>-<time>.md.
+// writeResult writes a make bench-scale report as
+// bench/results/<name>-<time>.md.
 func writeResult(root, name, title, rows string) error {
 	host, _ := os.Hostname()
 	var b strings.Builder
-	fmt.Fprintf(&b, "# %s, %s)\n\n", title, time.Now().UTC().Format(time.RFC3339))
+	fmt.Fprintf(&b, "# %s (make bench-scale, %s)\n\n", title, time.Now().UTC().Format(time.RFC3339))
 	fmt.Fprintf(&b, "Host %s, %d CPUs; versitygw, the SQS emulator and every s3clone process on it.\n\n", host, runtime.NumCPU())
 	b.WriteString("| what | time | |\n|---|---|---|\n")
 	b.WriteString(rows)

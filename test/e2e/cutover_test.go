@@ -176,16 +176,24 @@ func TestCutoverNamesWhatChangedInTheWindow(t *testing.T) {
 	}
 }
 
+// cutoverWithOneBadKey is a cutover with a worker, after a source key was
+// added whose prefix manner makes S3 refuse it; it returns the frozen run,
+// the cutover's result and its reconciliation file.
+func cutoverWithOneBadKey(t *testing.T, key string, manner func(m *testbed.Manners, bucket, prefix string)) (*frozen, result, string) {
+	t.Helper()
+	f := clonedThenChanged(t, 3)
+	f.env.Put(t, f.srcB, []testbed.Object{{Key: key, Body: body(3000, 100)}})
+	manner(f.env.Manners(), f.srcB, key[:strings.IndexByte(key, '/')+1])
+	f.worker(t)
+	out := filepath.Join(t.TempDir(), "not-right.jsonl")
+	return f, run(t, f.env, "planner", f.cutoverArgs("--out", out)...), out
+}
+
 // TestCutoverNamesAFailedCopy: a key S3 refuses to copy (archived) fails
 // the cutover, named with its reason, while everything else is done.
 func TestCutoverNamesAFailedCopy(t *testing.T) {
 	t.Parallel()
-	f := clonedThenChanged(t, 3)
-	f.env.Put(t, f.srcB, []testbed.Object{{Key: "cold/archived.jpg", Body: body(3000, 100)}})
-	f.env.Manners().Archive(f.srcB, "cold/")
-	f.worker(t)
-	out := filepath.Join(t.TempDir(), "not-right.jsonl")
-	r := run(t, f.env, "planner", f.cutoverArgs("--out", out)...)
+	_, r, out := cutoverWithOneBadKey(t, "cold/archived.jpg", (*testbed.Manners).Archive)
 	if r.code != 1 || !strings.Contains(r.stdout, "cold/archived.jpg\tarchived (InvalidObjectState)\tnow: missing") ||
 		!strings.Contains(r.stdout, "NOT CLEAN: 1 keys") {
 		t.Fatalf("cutover exit %d, want 1 naming the archived key:\n%s\n%s", r.code, r.stdout, tail(r.stderr))
@@ -202,12 +210,7 @@ func TestCutoverNamesAFailedCopy(t *testing.T) {
 // --from-file takes.
 func TestCutoverNamesAKeyItCannotLookAt(t *testing.T) {
 	t.Parallel()
-	f := clonedThenChanged(t, 3)
-	f.env.Put(t, f.srcB, []testbed.Object{{Key: "vault/secret.jpg", Body: body(3001, 100)}})
-	f.env.Manners().SSEC(f.srcB, "vault/")
-	f.worker(t)
-	out := filepath.Join(t.TempDir(), "not-right.jsonl")
-	r := run(t, f.env, "planner", f.cutoverArgs("--out", out)...)
+	f, r, out := cutoverWithOneBadKey(t, "vault/secret.jpg", (*testbed.Manners).SSEC)
 	line := regexp.MustCompile(`(?m)^.*vault/secret\.jpg\t.*$`).FindString(r.stdout)
 	if r.code != 1 || !strings.Contains(r.stdout, "NOT CLEAN: 1 keys") || !strings.Contains(line, "needs-customer-key (InvalidRequest)\tnow: cannot tell (head ") ||
 		!strings.Contains(line, "HeadObject") || strings.Contains(line, "; now:") {

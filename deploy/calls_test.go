@@ -164,10 +164,10 @@ func TestCallsAreWellFormed(t *testing.T) {
 	}
 }
 
-// TestReadmeListsThePermissions keeps the README's IAM table generated
-// from Calls.
+// TestReadmeListsThePermissions keeps the IAM table in docs/operations.md
+// ("IAM permissions") generated from Calls.
 func TestReadmeListsThePermissions(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
+	readme, err := os.ReadFile("../docs/operations.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,9 +175,9 @@ func TestReadmeListsThePermissions(t *testing.T) {
 	_, rest, ok1 := strings.Cut(string(readme), begin)
 	got, _, ok2 := strings.Cut(rest, end)
 	if !ok1 || !ok2 {
-		t.Fatalf("README.md has no %q ... %q section", strings.TrimSpace(begin), end)
+		t.Fatalf("docs/operations.md has no %q ... %q section", strings.TrimSpace(begin), end)
 	}
 	if want := Table(); got != want {
-		t.Errorf("README.md's permission table is not deploy.Table(); put this between the markers:\n%s", want)
+		t.Errorf("docs/operations.md's permission table is not deploy.Table(); put this between the markers:\n%s", want)
 	}
 }

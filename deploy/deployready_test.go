@@ -351,11 +351,12 @@ func TestEveryResourceIsTagged(t *testing.T) {
 	}
 }
 
-// TestOperatorGuideMatchesTheOutputs: every output the README's commands
-// read (OUT Name) exists, and what an operator needs is among them.
+// TestOperatorGuideMatchesTheOutputs: every output the operator's guide's
+// commands (docs/operations.md) read (OUT Name) exists, and what an operator
+// needs is among them.
 func TestOperatorGuideMatchesTheOutputs(t *testing.T) {
 	tpl := loadTemplate(t)
-	readme, err := os.ReadFile("../README.md")
+	readme, err := os.ReadFile("../docs/operations.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +364,7 @@ func TestOperatorGuideMatchesTheOutputs(t *testing.T) {
 	for _, m := range regexp.MustCompile(`OUT ([A-Za-z]+)`).FindAllStringSubmatch(string(readme), -1) {
 		used[m[1]] = true
 		if _, ok := tpl.Outputs[m[1]]; !ok {
-			t.Errorf("the README reads output %s, which the template does not have", m[1])
+			t.Errorf("docs/operations.md reads output %s, which the template does not have", m[1])
 		}
 	}
 	for _, need := range []string{"WorkQueueUrl", "LedgerUrl", "DeadLetterQueueUrl", "ClusterName", "ScaleEcs", "PlannerTaskDefinition",
@@ -382,6 +383,6 @@ func TestOperatorGuideMatchesTheOutputs(t *testing.T) {
 		}
 	}
 	if !strings.Contains(string(readme), `--network-configuration "$(OUT RunTaskNetwork)"`) {
-		t.Error("the README's run-task does not take its network configuration from RunTaskNetwork")
+		t.Error("docs/operations.md's run-task does not take its network configuration from RunTaskNetwork")
 	}
 }

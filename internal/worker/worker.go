@@ -160,6 +160,8 @@ type Worker struct {
 	log   zerolog.Logger
 	Stats Stats
 
+	access *access // tells a key refused alone from refused work
+
 	freed    chan struct{}  // a key finished: there may be room to receive
 	finished chan *job      // messages whose every key is done (or cut short)
 	late     sync.WaitGroup // receives still under way after stopping
@@ -181,8 +183,9 @@ func New(cfg Config, src Source, rec Recorder, cp Copier, log zerolog.Logger) *W
 	return &Worker{
 		cfg: cfg, src: src, rec: rec, cp: cp,
 		log:   log.With().Str("worker", cfg.ID).Logger(),
-		freed: make(chan struct{}, 1),
-		held:  map[*job]struct{}{},
+		freed:  make(chan struct{}, 1),
+		held:   map[*job]struct{}{},
+		access: newAccess(),
 	}
 }
 
@@ -460,14 +463,14 @@ func (w *Worker) copyKey(ctx context.Context, t task) {
 		return
 	}
 	e := b.Entries[t.i]
-	dst := plan.DestKey(b.Source, b.Dest, e.Key)
+	src := copier.Source{Bucket: b.Source.Bucket, Region: b.Source.Region, Key: e.Key, Size: e.Size, ETag: e.ETag, StorageClass: e.StorageClass}
+	dst := copier.Target{Bucket: b.Dest.Bucket, Region: b.Dest.Region, Key: plan.DestKey(b.Source, b.Dest, e.Key)}
 	start := time.Now()
-	err := w.cp.Copy(ctx, copier.Source{
-		Bucket: b.Source.Bucket, Region: b.Source.Region, Key: e.Key, Size: e.Size, ETag: e.ETag, StorageClass: e.StorageClass,
-	}, copier.Target{Bucket: b.Dest.Bucket, Region: b.Dest.Region, Key: dst})
+	err := w.cp.Copy(ctx, src, dst)
 	w.cfg.Observer.CopyTook(time.Since(start))
 	if err == nil {
 		ok = true
+		w.access.succeeded(src, dst)
 		j.mu.Lock()
 		j.result.Copied++
 		j.result.Bytes += e.Size
@@ -477,7 +480,11 @@ func (w *Worker) copyKey(ctx context.Context, t task) {
 		w.log.Debug().Str("key", e.Key).Int64("bytes", e.Size).Msg("object copied")
 		return
 	}
-	w.fail(j, ledger.Failure{Key: e.Key, Size: e.Size, ETag: e.ETag, Class: e.StorageClass}, copier.Classify(err))
+	ce := copier.Classify(err)
+	// A refusal of this key alone, while the buckets copy, is the key's
+	// failure; only a refusal of all the work blocks the message.
+	blocked := ce.Blocked() && !(ce.Reason == copier.ReasonAccessDenied && w.access.keyOnly(ctx, w.cp, src, dst, start))
+	w.fail(j, ledger.Failure{Key: e.Key, Size: e.Size, ETag: e.ETag, Class: e.StorageClass}, ce, blocked)
 }
 
 // deleteBatch deletes every key of a delete batch, each only while it is
@@ -489,7 +496,7 @@ func (w *Worker) deleteBatch(ctx context.Context, j *job) bool {
 	listed := map[string]plan.Entry{}
 	for _, e := range b.Entries {
 		if !strings.HasPrefix(e.Key, b.Dest.Prefix) {
-			w.fail(j, ledger.Failure{Key: e.Key}, &copier.Error{Reason: copier.ReasonRejected, Err: fmt.Errorf("key %q is outside the destination prefix %q: not deleted", e.Key, b.Dest.Prefix)})
+			w.fail(j, ledger.Failure{Key: e.Key}, &copier.Error{Reason: copier.ReasonRejected, Err: fmt.Errorf("key %q is outside the destination prefix %q: not deleted", e.Key, b.Dest.Prefix)}, false)
 			continue
 		}
 		objs = append(objs, copier.Doomed{Key: e.Key, ETag: e.ETag})
@@ -501,24 +508,29 @@ func (w *Worker) deleteBatch(ctx context.Context, j *job) bool {
 	}
 	failed, err := w.cp.Delete(ctx, copier.Target{Bucket: b.Dest.Bucket, Region: b.Dest.Region}, objs)
 	if err != nil {
+		ce := copier.Classify(err)
 		for _, o := range objs {
-			w.fail(j, failure(o.Key), copier.Classify(err))
+			w.fail(j, failure(o.Key), ce, ce.Blocked())
 		}
 		return false
 	}
+	deleted := len(objs) - len(failed)
 	j.mu.Lock()
-	j.result.Deleted += int64(len(objs) - len(failed))
+	j.result.Deleted += int64(deleted)
 	j.mu.Unlock()
-	w.Stats.Deleted.Add(int64(len(objs) - len(failed)))
+	w.Stats.Deleted.Add(int64(deleted))
 	for _, f := range failed {
-		w.fail(j, failure(f.Key), f.Err)
+		// A key refused while others of the same call were deleted is
+		// refused alone: its failure, not the message's.
+		w.fail(j, failure(f.Key), f.Err, f.Err.Blocked() && !(f.Err.Reason == copier.ReasonAccessDenied && deleted > 0))
 	}
 	return true
 }
 
 // fail records a key that was not done: skipped, failed for good, or to be
-// tried again with its message. f names the key as the batch listed it.
-func (w *Worker) fail(j *job, f ledger.Failure, ce *copier.Error) {
+// tried again with its message (blocked: the cause blocks all of its work,
+// not this key alone). f names the key as the batch listed it.
+func (w *Worker) fail(j *job, f ledger.Failure, ce *copier.Error, blocked bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	key := f.Key
@@ -533,7 +545,7 @@ func (w *Worker) fail(j *job, f ledger.Failure, ce *copier.Error) {
 	case ce.Reason == copier.ReasonVanished:
 		j.result.Skipped = append(j.result.Skipped, f)
 		w.log.Info().Str("key", key).Msg("source object vanished since it was listed; skipped")
-	case ce.Blocked():
+	case blocked:
 		// Not the object's fault: the message waits, and after the queue's
 		// receive limit moves to the dead-letter queue for a redrive once
 		// the operator has fixed the cause.
@@ -571,6 +583,10 @@ func failHint(b *plan.Batch, f ledger.Failure, ce *copier.Error) string {
 			"aws s3api restore-object --bucket %s --key %s --restore-request '%s'", shellQuote(b.Source.Bucket), shellQuote(f.Key), request)
 	case copier.ReasonNeedsKey:
 		return "encrypted with a customer-provided key (SSE-C): a copy needs that key, which s3clone does not take; copy it with the key, e.g. aws s3 cp --sse-c"
+	case copier.ReasonAccessDenied:
+		// Refused for this key alone: the rest of the bucket copies.
+		return "refused for this key alone while the rest of its bucket copies (an object another account owns, a KMS key of its own, a policy on its tags or prefix): " +
+			"grant the workers access to it, then enqueue the failures again (planner status --failures --out F; planner plan --from-file F)"
 	}
 	return ""
 }

@@ -182,7 +182,7 @@ func New(cfg Config, src Source, rec Recorder, cp Copier, log zerolog.Logger) *W
 	cfg = cfg.withDefaults()
 	return &Worker{
 		cfg: cfg, src: src, rec: rec, cp: cp,
-		log:   log.With().Str("worker", cfg.ID).Logger(),
+		log:    log.With().Str("worker", cfg.ID).Logger(),
 		freed:  make(chan struct{}, 1),
 		held:   map[*job]struct{}{},
 		access: newAccess(),

@@ -41,7 +41,7 @@ const (
 	WorkQueue       Resource = "work queue"
 	DeadLetterQueue Resource = "dead-letter queue"
 	WorkerService   Resource = "worker service"
-	// The run ledger (README, "The run ledger"): its bucket, listed only
+	// The run ledger (docs/design.md, "The run ledger"): its bucket, listed only
 	// under the ledger's prefix, and its kinds of record.
 	LedgerBucket  Resource = "ledger bucket (under its prefix)"
 	LedgerObjects Resource = "ledger records"        // PREFIX*: everything, to read
@@ -161,7 +161,7 @@ func compareGrants(a, b Grant) int {
 }
 
 // Table is the permission list as a Markdown table, one row per role and
-// resource (the README's "IAM permissions" section).
+// resource (docs/operations.md, "IAM permissions").
 func Table() string {
 	var b strings.Builder
 	b.WriteString("| role | on | actions | for |\n|---|---|---|---|\n")

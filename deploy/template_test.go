@@ -479,7 +479,7 @@ func TestTaskEnvironmentIsUnderstood(t *testing.T) {
 		}
 		if args[0] == "planner" {
 			// The planner task runs other commands too, by command override
-			// (README): their variables count as read.
+			// (docs/operations.md): their variables count as read.
 			for _, cmd := range []string{"status", "verify", "redrive"} {
 				more, _ := exec.Command(filepath.Join(dir, "planner"), cmd, "-h").CombinedOutput()
 				help = append(help, more...)

@@ -106,7 +106,7 @@ type planFrom struct {
 }
 
 func (pf *planFrom) register(f *config.Flags) {
-	f.BoolVar(&pf.diff, "diff", false, "enqueue only what is missing or different in the destination (see README, \"What --diff copies\")")
+	f.BoolVar(&pf.diff, "diff", false, "enqueue only what is missing or different in the destination (see docs/design.md, \"What --diff copies\")")
 	f.BoolVar(&pf.mirror, "delete", false, "with --diff or --from-file: also delete destination objects that are not in the source (never outside --dest)")
 	f.StringVar(&pf.fromFile, "from-file", "", "enqueue exactly the keys of a reconciliation file written by planner verify --out")
 	f.StringVar(&pf.checkpoint, "checkpoint", "", "record the plan's progress in this file; run the same command again to carry on an interrupted plan")

@@ -271,7 +271,7 @@ func CheckQueue(ctx context.Context, q *queue.SQS, flag string) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, queue.ErrNoSuchQueue):
-		return Usagef("--%s %s: no such queue; create it first (see README, \"With a fleet, on AWS\") or fix the URL", flag, q.URL())
+		return Usagef("--%s %s: no such queue; create it first (see docs/operations.md, \"With a fleet, on AWS\") or fix the URL", flag, q.URL())
 	case unreachable(err):
 		return Usagef("--%s: cannot reach SQS at %s: check the URL, --sqs-endpoint or $AWS_ENDPOINT_URL_SQS, and the network (%v)", flag, q.URL(), err)
 	case refused(err):

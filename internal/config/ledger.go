@@ -19,7 +19,7 @@ type Ledger struct {
 
 // Register defines --ledger; what says what the command does with it.
 func (l *Ledger) Register(f *Flags, what string) {
-	f.StringVar(&l.Raw, "ledger", "", "the run ledger, s3://BUCKET/PREFIX/ (README, \"The run ledger\"): "+what)
+	f.StringVar(&l.Raw, "ledger", "", "the run ledger, s3://BUCKET/PREFIX/ (docs/design.md, \"The run ledger\"): "+what)
 }
 
 // Validate parses the flag; required adds a problem when it is missing.

@@ -11,8 +11,8 @@ import (
 // of it scanning the deep SDK middleware stacks of hundreds of goroutines
 // with copies in flight; the live heap is small (tens of MiB at 256 copies in
 // flight), so collecting a fifth as often costs little memory (about 110
-// MiB instead of 55) and saves about 19% of the CPU per copy (README,
-// "Performance").
+// MiB instead of 55) and saves about 19% of the CPU per copy
+// (docs/performance.md).
 const CopyGCPercent = 400
 
 // TuneGCForCopying applies CopyGCPercent unless the operator chose a GOGC.

@@ -6,8 +6,8 @@
 //
 // # Layout (version 1)
 //
-// Under the ledger's location s3://BUCKET/PREFIX/ (the README documents the
-// same layout; it is an interface):
+// Under the ledger's location s3://BUCKET/PREFIX/ (docs/design.md documents
+// the same layout; it is an interface):
 //
 //	runs/RUN/run.json                       the run record (planner): source, destination, queue,
 //	                                        options, version, started; rewritten when the plan ends

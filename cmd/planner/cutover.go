@@ -70,6 +70,8 @@ type cutoverOptions struct {
 func (o *cutoverOptions) parse(args []string) error {
 	f := config.NewFlags("planner cutover", cutoverUsage, os.Stderr)
 	o.s.register(f)
+	o.s.write.Register(f)
+	o.s.registerLock(f)
 	f.StringVar(&o.queueURL, "queue-url", "", "URL of the work queue the fleet drains (required)")
 	o.led.Register(f, "the run is recorded there, and the fleet's work read back from it (required)")
 	f.BoolVar(&o.noDelete, "no-delete", false, "leave destination objects that are not in the source (default: delete them, as plan --delete)")
@@ -83,6 +85,7 @@ func (o *cutoverOptions) parse(args []string) error {
 	}
 	var p config.Problems
 	o.s.validate(&p)
+	o.s.write.Validate(&p)
 	o.from = planFrom{diff: true, mirror: !o.noDelete}
 	if o.queueURL == "" {
 		p.Addf("--queue-url is required: the work queue the fleet drains")
@@ -122,6 +125,9 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 	}
 	regions := o.conn.AWS.Regions(awsCfg)
 	if err := s.connect(ctx, regions); err != nil {
+		return err
+	}
+	if err := s.inspect(ctx); err != nil {
 		return err
 	}
 	rec, err := newRecordFile(o.out)

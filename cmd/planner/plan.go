@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -27,6 +28,38 @@ type source struct {
 	batchKeys            int
 	// srcAPI and dstAPI are clients of each bucket's region (connect).
 	srcAPI, dstAPI *s3.Client
+	// write is how copies are written (the commands that plan); skipLock
+	// copies from an Object Lock source into a destination without it.
+	write    config.Copy
+	skipLock bool
+	// copy is the run's copy options: write's, and what the buckets'
+	// settings say the copies must carry (inspect).
+	copy plan.Copy
+}
+
+// registerLock defines --skip-object-lock, for the commands that plan.
+func (s *source) registerLock(f *config.Flags) {
+	f.BoolVar(&s.skipLock, "skip-object-lock", false, "copy from a source with Object Lock into a destination without it: the copies keep no retention or legal hold (without this the plan refuses)")
+}
+
+// inspect decides the run's copy options: the write flags, and what the
+// buckets' settings say the copies must carry that S3 does not copy by
+// itself (plan.Inspect). Connect first.
+func (s *source) inspect(ctx context.Context) error {
+	c, err := plan.Inspect(ctx, s.srcAPI, s.dstAPI, s.src, s.dst, s.skipLock)
+	var se *plan.SettingError
+	switch {
+	case errors.Is(err, plan.ErrNoLockAtDest):
+		return config.Usagef("%v: create the destination bucket with Object Lock enabled, or pass --skip-object-lock to copy without them", err)
+	case errors.As(err, &se):
+		return denied(se.Err, se.Action, bucketARN(se.Bucket))
+	case err != nil:
+		return err
+	}
+	w := s.write.Options()
+	c.StorageClass, c.SSEKMSKeyID, c.ACL = w.StorageClass, w.SSEKMSKeyID, w.ACL
+	s.copy = c
+	return nil
 }
 
 func (s *source) register(f *config.Flags) {
@@ -88,7 +121,7 @@ func (s *source) connect(ctx context.Context, regions *config.Regions) error {
 // newSummary starts a plan: a fresh run id, the locations, the start time.
 func (s *source) newSummary() *plan.Summary {
 	now := time.Now()
-	return &plan.Summary{Run: plan.NewRunID(now), Source: s.src, Dest: s.dst, Started: now}
+	return &plan.Summary{Run: plan.NewRunID(now), Source: s.src, Dest: s.dst, Copy: s.copy, Started: now}
 }
 
 // planFrom is what a plan enqueues: everything (the default), the
@@ -167,7 +200,7 @@ func (s *source) paired(opts listing.Options) *listing.Paired {
 
 // comparer compares a source object with its copy, each in its region.
 func (s *source) comparer() *plan.Comparer {
-	return &plan.Comparer{Src: s.srcAPI, Dst: s.dstAPI, SrcBucket: s.src.Bucket, DstBucket: s.dst.Bucket}
+	return &plan.Comparer{Src: s.srcAPI, Dst: s.dstAPI, SrcBucket: s.src.Bucket, DstBucket: s.dst.Bucket, Redirects: s.copy.Redirects}
 }
 
 // describe says how the keys were found, for the plan summary.
@@ -233,7 +266,7 @@ func (pf *planFrom) mode() string {
 func (s *source) runRecord(sum *plan.Summary, from *planFrom, queueURL string, opts map[string]string) ledger.Run {
 	host, _ := os.Hostname() // "" is fine: the record says where it ran only when it can
 	return ledger.Run{
-		ID: sum.Run, Source: s.src, Dest: s.dst, Queue: queueURL, Mode: from.mode(), Delete: from.mirror,
+		ID: sum.Run, Source: s.src, Dest: s.dst, Queue: queueURL, Mode: from.mode(), Delete: from.mirror, Copy: s.copy,
 		Options: opts, Version: config.Version(), Host: host, Started: sum.Started.UTC(),
 	}
 }
@@ -339,6 +372,8 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	)
 	f := config.NewFlags("planner plan", planUsage, os.Stderr)
 	s.register(f)
+	s.write.Register(f)
+	s.registerLock(f)
 	from.register(f)
 	f.StringVar(&queueURL, "queue-url", "", "URL of the work queue (required unless --dry-run)")
 	led.Register(f, "the run and what it sent are recorded there (required unless --dry-run)")
@@ -350,6 +385,7 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	var p config.Problems
 	s.validate(&p)
+	s.write.Validate(&p)
 	from.validate(&p, &s)
 	if queueURL == "" && !dryRun {
 		p.Addf("--queue-url is required (or --dry-run to only count)")
@@ -376,6 +412,9 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	regions := conn.AWS.Regions(awsCfg)
 	if err := s.connect(ctx, regions); err != nil {
+		return err
+	}
+	if err := s.inspect(ctx); err != nil {
 		return err
 	}
 	sum := s.newSummary()

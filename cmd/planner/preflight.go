@@ -21,6 +21,7 @@ import (
 	"github.com/s3clone/s3clone/internal/listing"
 	"github.com/s3clone/s3clone/internal/plan"
 	"github.com/s3clone/s3clone/internal/queue"
+	"github.com/s3clone/s3clone/internal/worker"
 )
 
 // preflightSample is how many source keys preflight looks at for one it can
@@ -113,13 +114,32 @@ func tryCopy(ctx context.Context, api *s3.Client, copies sampleCopier, sum *plan
 		return denied(err, "s3:GetObjectTagging", objectARN(src.Bucket, key))
 	}
 	dstKey := plan.DestKey(src, dst, key)
+	// Written as the workers will write it: with the run's copy options,
+	// which a destination's policy may demand (an ACL, SSE-KMS).
 	err := copies.Copy(ctx, copier.Source{
 		Bucket: src.Bucket, Region: src.Region, Key: key, Size: aws.ToInt64(o.Size), ETag: aws.ToString(o.ETag), StorageClass: string(o.StorageClass),
-	}, copier.Target{Bucket: dst.Bucket, Region: dst.Region, Key: dstKey})
+	}, copier.Target{Bucket: dst.Bucket, Region: dst.Region, Key: dstKey, Write: worker.WriteOf(sum.Copy)})
 	if err != nil {
-		return denied(err, "s3:PutObject and s3:PutObjectTagging", objectARN(dst.Bucket, dstKey))
+		return denied(err, writeGrants(sum.Copy), objectARN(dst.Bucket, dstKey))
 	}
 	return nil
+}
+
+// writeGrants names what a copy written with c's options needs granted on
+// the destination object, and the options a destination's policy may
+// demand (a refusal can be either).
+func writeGrants(c plan.Copy) string {
+	grants := "s3:PutObject and s3:PutObjectTagging"
+	if c.ACL != "" {
+		grants += " and s3:PutObjectAcl"
+	}
+	if c.SSEKMSKeyID != "" {
+		grants += ", kms:GenerateDataKey on " + c.SSEKMSKeyID + ","
+	}
+	if c.Lock {
+		grants += " and s3:PutObjectRetention and s3:PutObjectLegalHold"
+	}
+	return grants + fmt.Sprintf(" (copies written with --acl %q --sse-kms-key-id %q --storage-class %q: if the destination's policy demands an ACL or encryption, give them to the plan)", c.ACL, c.SSEKMSKeyID, c.StorageClass)
 }
 
 // archived reports a storage class whose objects must be restored before

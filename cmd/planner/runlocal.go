@@ -45,6 +45,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	s.register(f)
 	from.register(f)
 	work.Register(f, false)
+	s.registerLock(f)
 	led.Register(f, "record the run there too, for planner status in another terminal (default: none)")
 	conn.Register(f)
 	if err := f.Parse(args); err != nil {
@@ -85,6 +86,10 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	regions := conn.AWS.Regions(awsCfg)
 	if err := s.connect(ctx, regions); err != nil {
+		return err
+	}
+	s.write = work.Copy
+	if err := s.inspect(ctx); err != nil {
 		return err
 	}
 	sum = s.newSummary()

@@ -75,6 +75,10 @@ func verifyCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := s.connect(ctx, regions); err != nil {
 		return err
 	}
+	s.skipLock = true // verify compares website redirects, not locks
+	if err := s.inspect(ctx); err != nil {
+		return err
+	}
 	rec, err := newRecordFile(out)
 	if err != nil {
 		return err

@@ -61,7 +61,7 @@ func TestBadEnvironmentIsAUsageError(t *testing.T) {
 
 func TestWorkValidateNamesEveryProblem(t *testing.T) {
 	t.Parallel()
-	w := Work{Concurrency: 0, PartConcurrency: 8, MultipartThreshold: 1 << 20, PartSize: 6 << 30, StorageClass: "FAST", ACL: "everyone", Visibility: time.Second, Grace: -1}
+	w := Work{Copy: Copy{StorageClass: "FAST", ACL: "everyone"}, Concurrency: 0, PartConcurrency: 8, MultipartThreshold: 1 << 20, PartSize: 6 << 30, Visibility: time.Second, Grace: -1}
 	var p Problems
 	w.Validate(&p)
 	err := p.Err()

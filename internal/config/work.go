@@ -10,12 +10,45 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/s3clone/s3clone/internal/copier"
+	"github.com/s3clone/s3clone/internal/plan"
 	"github.com/s3clone/s3clone/internal/worker"
 )
+
+// Copy is how a run writes its copies: flags of every command that plans
+// (the run records them and every message carries them) and of the worker
+// (its own, for messages of planners older than that).
+type Copy struct {
+	StorageClass string
+	SSEKMSKeyID  string
+	ACL          string
+}
+
+// Register defines the copy-option flags.
+func (c *Copy) Register(f *Flags) {
+	f.StringVar(&c.StorageClass, "storage-class", "", "storage class of every copy, e.g. STANDARD_IA (default: each source object's own class)")
+	f.StringVar(&c.SSEKMSKeyID, "sse-kms-key-id", "", "encrypt copies with this KMS key id or ARN (default: the destination bucket's default encryption)")
+	f.StringVar(&c.ACL, "acl", "", "canned ACL of every copy, e.g. bucket-owner-full-control (default: none)")
+}
+
+// Validate adds a problem for each option S3 cannot take.
+func (c *Copy) Validate(p *Problems) {
+	if c.StorageClass != "" && !slices.Contains(types.StorageClass("").Values(), types.StorageClass(c.StorageClass)) {
+		p.Addf("--storage-class %q: use one of %s", c.StorageClass, joinValues(types.StorageClass("").Values()))
+	}
+	if c.ACL != "" && !slices.Contains(types.ObjectCannedACL("").Values(), types.ObjectCannedACL(c.ACL)) {
+		p.Addf("--acl %q: use one of %s", c.ACL, joinValues(types.ObjectCannedACL("").Values()))
+	}
+}
+
+// Options are the flags as a run's copy options.
+func (c *Copy) Options() plan.Copy {
+	return plan.Copy{StorageClass: c.StorageClass, SSEKMSKeyID: c.SSEKMSKeyID, ACL: c.ACL}
+}
 
 // Work is how copies are done: the flags of the worker, which the planner's
 // one-process `run` shares.
 type Work struct {
+	Copy
 	Concurrency        int
 	Visibility         time.Duration
 	Grace              time.Duration
@@ -23,9 +56,6 @@ type Work struct {
 	MultipartThreshold Size
 	PartSize           Size
 	PartConcurrency    int
-	StorageClass       string
-	SSEKMSKeyID        string
-	ACL                string
 	RetryBackoff       time.Duration
 	CPUProfile         string
 	SDKCopies          bool
@@ -34,13 +64,11 @@ type Work struct {
 // Register defines the copy flags. idleExit is false for commands that stop
 // on their own.
 func (w *Work) Register(f *Flags, queueFlags bool) {
+	w.Copy.Register(f)
 	f.IntVar(&w.Concurrency, "concurrency", 256, "copies in flight at once (server-side copies wait on latency, not bandwidth)")
 	f.SizeVar(&w.MultipartThreshold, "multipart-threshold", copier.MaxCopyObjectSize, "objects larger than this `size` are copied in parts with UploadPartCopy (at most 5GiB, CopyObject's limit)")
 	f.SizeVar(&w.PartSize, "part-size", copier.DefaultPartSize, "`size` of each part of a multipart copy, 5MiB to 5GiB (raised as needed to stay within 10,000 parts)")
 	f.IntVar(&w.PartConcurrency, "part-concurrency", 8, "parts of one object copied at once")
-	f.StringVar(&w.StorageClass, "storage-class", "", "storage class of every copy, e.g. STANDARD_IA (default: each source object's own class)")
-	f.StringVar(&w.SSEKMSKeyID, "sse-kms-key-id", "", "encrypt copies with this KMS key id or ARN (default: the destination bucket's default encryption)")
-	f.StringVar(&w.ACL, "acl", "", "canned ACL of every copy, e.g. bucket-owner-full-control (default: none)")
 	f.StringVar(&w.CPUProfile, "cpu-profile", "", "write a pprof CPU profile of the run to this file")
 	f.BoolVar(&w.SDKCopies, "sdk-copies", false, "send every CopyObject through the AWS SDK's full request pipeline rather than the direct path (which hands anything but a clean success to the SDK anyway); costs about twice the CPU per copy")
 	if queueFlags {
@@ -65,12 +93,7 @@ func (w *Work) Validate(p *Problems) {
 	if w.PartSize < copier.MinPartSize || w.PartSize > copier.MaxPartSize {
 		p.Addf("--part-size %s: S3 takes parts of 5MiB to 5GiB", w.PartSize.String())
 	}
-	if w.StorageClass != "" && !slices.Contains(types.StorageClass("").Values(), types.StorageClass(w.StorageClass)) {
-		p.Addf("--storage-class %q: use one of %s", w.StorageClass, joinValues(types.StorageClass("").Values()))
-	}
-	if w.ACL != "" && !slices.Contains(types.ObjectCannedACL("").Values(), types.ObjectCannedACL(w.ACL)) {
-		p.Addf("--acl %q: use one of %s", w.ACL, joinValues(types.ObjectCannedACL("").Values()))
-	}
+	w.Copy.Validate(p)
 	if w.Visibility != 0 && (w.Visibility < 2*time.Second || w.Visibility > 12*time.Hour) {
 		p.Addf("--visibility-timeout %s: use 2s to 12h (SQS's range)", w.Visibility)
 	}
@@ -102,9 +125,6 @@ func (w *Work) CopierOptions() copier.Options {
 		MultipartThreshold: int64(w.MultipartThreshold),
 		PartSize:           int64(w.PartSize),
 		PartConcurrency:    w.PartConcurrency,
-		StorageClass:       types.StorageClass(w.StorageClass),
-		SSEKMSKeyID:        w.SSEKMSKeyID,
-		ACL:                types.ObjectCannedACL(w.ACL),
 	}
 }
 
@@ -133,6 +153,7 @@ func (w *Work) Copier(regions *Regions, onThrottle func(), log zerolog.Logger) *
 // WorkerConfig is the worker's configuration from the flags.
 func (w *Work) WorkerConfig() worker.Config {
 	return worker.Config{
+		Write:        w.Copy.Options(),
 		Concurrency:  w.Concurrency,
 		Visibility:   w.Visibility,
 		Grace:        w.Grace,

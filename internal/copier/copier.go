@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -33,6 +34,7 @@ type API interface {
 	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
 	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
 	DeleteObjects(ctx context.Context, in *s3.DeleteObjectsInput, optFns ...func(*s3.Options)) (*s3.DeleteObjectsOutput, error)
+	DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, optFns ...func(*s3.Options)) (*s3.DeleteObjectOutput, error)
 }
 
 var _ API = (*s3.Client)(nil)
@@ -58,13 +60,6 @@ type Options struct {
 	// PartConcurrency is how many parts of one object are copied at once.
 	// Default 8.
 	PartConcurrency int
-	// StorageClass of every destination object; "" keeps each source
-	// object's class.
-	StorageClass types.StorageClass
-	// SSEKMSKeyID encrypts destination objects with this KMS key.
-	SSEKMSKeyID string
-	// ACL is a canned ACL for destination objects; "" sets none.
-	ACL types.ObjectCannedACL
 }
 
 func (o Options) withDefaults() Options {
@@ -91,9 +86,11 @@ type Source struct {
 }
 
 // Target is where a copy goes: a key in a bucket, or a bucket (to delete
-// from), with the bucket's region ("" for the copier's own).
+// from), with the bucket's region ("" for the copier's own), and how the
+// copy is written there.
 type Target struct {
 	Bucket, Region, Key string
+	Write               Write
 }
 
 // SourceAPI is what a copy asks of the source's region: a copy in parts
@@ -128,15 +125,14 @@ func NewBetween(src SourceAPI, dst API, opts Options) *Copier {
 // Copy copies src to dst; the regions in them are the caller's to match to
 // the copier's clients. Errors are *Error, classified.
 func (c *Copier) Copy(ctx context.Context, src Source, dst Target) error {
-	dstBucket, dstKey := dst.Bucket, dst.Key
 	var err error
 	if src.Size > c.opts.MultipartThreshold {
-		err = c.copyMultipart(ctx, src, dstBucket, dstKey)
+		err = c.copyMultipart(ctx, src, dst)
 	} else {
-		err = c.copySingle(ctx, src, dstBucket, dstKey)
+		err = c.copySingle(ctx, src, dst)
 	}
 	if err != nil {
-		ce := Classify(fmt.Errorf("copy %s to s3://%s/%s: %w", src.Key, dstBucket, dstKey, err))
+		ce := Classify(fmt.Errorf("copy %s to s3://%s/%s: %w", src.Key, dst.Bucket, dst.Key, err))
 		// A copy of an SSE-C object fails with 400 InvalidRequest, or, in
 		// parts, at its first HeadObject with a bodiless 400.
 		if (ce.Code == "InvalidRequest" || ce.Code == "BadRequest") && !WrongRegion(err) && c.customerKeyed(ctx, src) {
@@ -157,32 +153,41 @@ func (c *Copier) customerKeyed(ctx context.Context, src Source) bool {
 	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusBadRequest && !WrongRegion(err)
 }
 
-func (c *Copier) copySingle(ctx context.Context, src Source, dstBucket, dstKey string) error {
+func (c *Copier) copySingle(ctx context.Context, src Source, dst Target) error {
+	w := dst.Write
 	in := &s3.CopyObjectInput{
-		Bucket:            aws.String(dstBucket),
-		Key:               aws.String(dstKey),
+		Bucket:            aws.String(dst.Bucket),
+		Key:               aws.String(dst.Key),
 		CopySource:        aws.String(EscapeCopySource(src.Bucket, src.Key)),
 		MetadataDirective: types.MetadataDirectiveCopy,
 		TaggingDirective:  types.TaggingDirectiveCopy,
-		StorageClass:      c.storageClass(src),
-		ACL:               c.opts.ACL,
+		StorageClass:      storageClass(src, w),
+		ACL:               w.ACL,
 	}
 	if src.ETag != "" {
 		in.CopySourceIfMatch = aws.String(src.ETag)
 	}
-	if c.opts.SSEKMSKeyID != "" {
+	if w.SSEKMSKeyID != "" {
 		in.ServerSideEncryption = types.ServerSideEncryptionAwsKms
-		in.SSEKMSKeyId = aws.String(c.opts.SSEKMSKeyID)
+		in.SSEKMSKeyId = aws.String(w.SSEKMSKeyID)
+	}
+	if w.inspects() {
+		// What S3 does not copy is read first, of the listed version.
+		head, err := c.src.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(src.Bucket), Key: aws.String(src.Key), IfMatch: optional(src.ETag)})
+		if err != nil {
+			return fmt.Errorf("head source: %w", err)
+		}
+		carrySingle(in, head, w, time.Now())
 	}
 	_, err := c.api.CopyObject(ctx, in)
 	return err
 }
 
-// storageClass is the class to ask for: the override, else the source's.
-// S3 would otherwise write every copy as STANDARD.
-func (c *Copier) storageClass(src Source) types.StorageClass {
-	if c.opts.StorageClass != "" {
-		return c.opts.StorageClass
+// storageClass is the class to ask for: w's, else the source's. S3 would
+// otherwise write every copy as STANDARD.
+func storageClass(src Source, w Write) types.StorageClass {
+	if w.StorageClass != "" {
+		return w.StorageClass
 	}
 	if src.StorageClass == "" || src.StorageClass == string(types.StorageClassStandard) {
 		return ""
@@ -190,7 +195,8 @@ func (c *Copier) storageClass(src Source) types.StorageClass {
 	return types.StorageClass(src.StorageClass)
 }
 
-func (c *Copier) copyMultipart(ctx context.Context, src Source, dstBucket, dstKey string) error {
+func (c *Copier) copyMultipart(ctx context.Context, src Source, dst Target) error {
+	w := dst.Write
 	head, err := c.src.HeadObject(ctx, &s3.HeadObjectInput{
 		Bucket: aws.String(src.Bucket), Key: aws.String(src.Key), IfMatch: optional(src.ETag),
 	})
@@ -202,8 +208,8 @@ func (c *Copier) copyMultipart(ctx context.Context, src Source, dstBucket, dstKe
 		return err
 	}
 	create := &s3.CreateMultipartUploadInput{
-		Bucket:             aws.String(dstBucket),
-		Key:                aws.String(dstKey),
+		Bucket:             aws.String(dst.Bucket),
+		Key:                aws.String(dst.Key),
 		Metadata:           head.Metadata,
 		ContentType:        head.ContentType,
 		CacheControl:       head.CacheControl,
@@ -214,13 +220,14 @@ func (c *Copier) copyMultipart(ctx context.Context, src Source, dstBucket, dstKe
 		Expires:                 head.Expires,
 		WebsiteRedirectLocation: head.WebsiteRedirectLocation,
 		Tagging:                 tagging,
-		StorageClass:            c.storageClass(src),
-		ACL:                     c.opts.ACL,
+		StorageClass:            storageClass(src, w),
+		ACL:                     w.ACL,
 	}
-	if c.opts.SSEKMSKeyID != "" {
+	if w.SSEKMSKeyID != "" {
 		create.ServerSideEncryption = types.ServerSideEncryptionAwsKms
-		create.SSEKMSKeyId = aws.String(c.opts.SSEKMSKeyID)
+		create.SSEKMSKeyId = aws.String(w.SSEKMSKeyID)
 	}
+	carryMultipart(create, head, w, time.Now())
 	up, err := c.api.CreateMultipartUpload(ctx, create)
 	if err != nil {
 		return fmt.Errorf("create multipart upload: %w", err)
@@ -360,32 +367,103 @@ type Doomed struct {
 	ETag string // "": delete whatever is there
 }
 
-// Delete deletes objects from bucket with as few DeleteObjects calls as S3
-// allows (1,000 keys each), each only if its ETag is still the listed one
-// (S3's conditional delete): an object rewritten since it was listed is
-// left alone and comes back as changed. It returns the keys S3 refused,
-// each with its classified error, or an error for a call that failed as a
-// whole.
+// Delete deletes objects from bucket, each only if its ETag is still the
+// listed one (S3's conditional delete): an object rewritten since it was
+// listed is left alone and comes back as changed. Keys go by DeleteObjects,
+// 1,000 a call, whose request is XML; a key with a character XML 1.0 cannot
+// hold (a control character, U+FFFE) would reach S3 as another name (the
+// SDK writes U+FFFD for it), so such keys go one by one by DeleteObject.
+// A deletion counts only when S3 names that exact key deleted (or, one by
+// one, finds no such key): Delete returns every other key, each with its
+// classified error, or an error for a call that failed as a whole.
 func (c *Copier) Delete(ctx context.Context, dst Target, objs []Doomed) ([]KeyError, error) {
-	bucket := dst.Bucket
+	var batch, single []Doomed
+	for _, o := range objs {
+		if xmlSafe(o.Key) {
+			batch = append(batch, o)
+		} else {
+			single = append(single, o)
+		}
+	}
 	var failed []KeyError
-	for len(objs) > 0 {
-		n := min(len(objs), 1000)
-		ids := make([]types.ObjectIdentifier, n)
-		for i, o := range objs[:n] {
-			ids[i] = types.ObjectIdentifier{Key: aws.String(o.Key), ETag: optional(o.ETag)}
+	for _, o := range single {
+		if err := c.deleteOne(ctx, dst.Bucket, o); err != nil {
+			failed = append(failed, KeyError{Key: o.Key, Err: err})
 		}
-		out, err := c.api.DeleteObjects(ctx, &s3.DeleteObjectsInput{
-			Bucket: aws.String(bucket), Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)},
-		})
+	}
+	for len(batch) > 0 {
+		n := min(len(batch), 1000)
+		f, err := c.deleteBatch(ctx, dst.Bucket, batch[:n])
+		failed = append(failed, f...)
 		if err != nil {
-			return failed, Classify(fmt.Errorf("delete %d keys from s3://%s: %w", n, bucket, err))
+			return failed, err
 		}
-		for _, e := range out.Errors {
-			api := &smithy.GenericAPIError{Code: aws.ToString(e.Code), Message: aws.ToString(e.Message)}
-			failed = append(failed, KeyError{Key: aws.ToString(e.Key), Err: Classify(api)})
-		}
-		objs = objs[n:]
+		batch = batch[n:]
 	}
 	return failed, nil
+}
+
+// deleteBatch deletes up to 1,000 objects with one DeleteObjects call.
+func (c *Copier) deleteBatch(ctx context.Context, bucket string, objs []Doomed) ([]KeyError, error) {
+	ids := make([]types.ObjectIdentifier, len(objs))
+	for i, o := range objs {
+		ids[i] = types.ObjectIdentifier{Key: aws.String(o.Key), ETag: optional(o.ETag)}
+	}
+	// Not Quiet: S3 then names every key it deleted, and a deletion counts
+	// only when it names that key.
+	out, err := c.api.DeleteObjects(ctx, &s3.DeleteObjectsInput{
+		Bucket: aws.String(bucket), Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(false)},
+	})
+	if err != nil {
+		return nil, Classify(fmt.Errorf("delete %d keys from s3://%s: %w", len(objs), bucket, err))
+	}
+	deleted := make(map[string]bool, len(out.Deleted))
+	for _, d := range out.Deleted {
+		deleted[aws.ToString(d.Key)] = true
+	}
+	refused := make(map[string]bool, len(out.Errors))
+	var failed []KeyError
+	for _, e := range out.Errors {
+		api := &smithy.GenericAPIError{Code: aws.ToString(e.Code), Message: aws.ToString(e.Message)}
+		failed = append(failed, KeyError{Key: aws.ToString(e.Key), Err: Classify(api)})
+		refused[aws.ToString(e.Key)] = true
+	}
+	for _, o := range objs {
+		if !deleted[o.Key] && !refused[o.Key] {
+			failed = append(failed, KeyError{Key: o.Key, Err: &Error{Reason: ReasonRejected,
+				Err: fmt.Errorf("delete s3://%s/%s: S3 did not say it deleted this exact key", bucket, o.Key)}})
+		}
+	}
+	return failed, nil
+}
+
+// deleteOne deletes one object with DeleteObject, only if its ETag is still
+// the listed one. No such key (404, which S3 answers a conditional delete
+// of a key that is gone) counts as deleted.
+func (c *Copier) deleteOne(ctx context.Context, bucket string, o Doomed) *Error {
+	_, err := c.api.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String(o.Key), IfMatch: optional(o.ETag)})
+	if err == nil {
+		return nil
+	}
+	ce := Classify(fmt.Errorf("delete s3://%s/%s: %w", bucket, o.Key, err))
+	if ce.Reason == ReasonVanished {
+		return nil
+	}
+	return ce
+}
+
+// xmlSafe reports a key XML 1.0 can carry as it is: every character is one
+// XML allows (#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD |
+// #x10000-#x10FFFF), and it is valid UTF-8.
+func xmlSafe(key string) bool {
+	for _, r := range key {
+		switch {
+		case r == utf8.RuneError:
+			return false // invalid UTF-8 reads as U+FFFD too; a real U+FFFD is rare enough to go one by one
+		case r == 0x09 || r == 0x0A || r == 0x0D, r >= 0x20 && r <= 0xD7FF, r >= 0xE000 && r <= 0xFFFD, r >= 0x10000 && r <= 0x10FFFF:
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -203,8 +203,8 @@ func TestStorageClassOverrideAndDefault(t *testing.T) {
 		{"ONEZONE_IA", "STANDARD", types.StorageClassOnezoneIa},
 	} {
 		rec := &recorder{API: NewDirect(env.S3, nil)}
-		cp := New(rec, Options{StorageClass: types.StorageClass(c.override)})
-		if err := cp.Copy(context.Background(), Source{Bucket: src, Key: "k", Size: 1, StorageClass: c.source}, Target{Bucket: dst, Key: "k"}); err != nil {
+		cp := New(rec, Options{})
+		if err := cp.Copy(context.Background(), Source{Bucket: src, Key: "k", Size: 1, StorageClass: c.source}, Target{Bucket: dst, Key: "k", Write: Write{StorageClass: types.StorageClass(c.override)}}); err != nil {
 			t.Fatal(err)
 		}
 		if got := rec.copies[0].StorageClass; got != c.want {

@@ -35,6 +35,7 @@ type Run struct {
 	Queue   string            `json:"queue,omitempty"` // the work queue's URL; "" for planner run
 	Mode    string            `json:"mode"`
 	Delete  bool              `json:"delete,omitempty"`
+	Copy    plan.Copy         `json:"copy,omitzero"` // how its copies are written
 	Options map[string]string `json:"options,omitempty"`
 	Version string            `json:"version,omitempty"` // the planner's build
 	Host    string            `json:"host,omitempty"`

@@ -4,6 +4,7 @@
 package plan
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,8 +16,12 @@ import (
 // deletions for copies of vanished keys. Version 3 added the buckets'
 // regions: a version-2 worker would sign for its own region, be refused
 // by a bucket elsewhere, and report every key failed. This version still
-// reads version 2 (finding the regions itself).
-const SchemaVersion = 3
+// reads version 2 (finding the regions itself). Version 4 added the run's
+// copy options (Copy): a version-3 worker would write copies without the
+// ACL or encryption the run asked for, and drop website redirects and
+// Object Lock, which S3 does not copy by itself. This version still reads
+// versions 2 and 3, whose copies take the worker's own options.
+const SchemaVersion = 4
 
 // oldestVersion is the oldest Batch version this build reads.
 const oldestVersion = 2
@@ -50,7 +55,53 @@ type Batch struct {
 	Op      string   `json:"op,omitempty"`
 	Source  Location `json:"src"`
 	Dest    Location `json:"dst"`
+	Copy    *Copy    `json:"copy,omitempty"` // nil: none (version 4 on)
 	Entries []Entry  `json:"keys"`
+}
+
+// Copy is how a run writes its copies, the same for every key: chosen once
+// by the planner, recorded with the run, made so by its preflight, and
+// carried in every message, so that every worker writes alike. The zero
+// value writes as S3 would by default, keeping each object's class.
+type Copy struct {
+	StorageClass string `json:"class,omitempty"` // "" keeps each source object's class
+	SSEKMSKeyID  string `json:"kms,omitempty"`   // encrypt with this KMS key; "": the bucket's default
+	ACL          string `json:"acl,omitempty"`   // a canned ACL; "": none
+	// Redirects: the source has a website configuration, so an object may
+	// carry a website redirect, which S3 does not copy: each object's is
+	// read (a HeadObject) and set on its copy.
+	Redirects bool `json:"redirects,omitempty"`
+	// Lock: the source has Object Lock: each object's retention and legal
+	// hold, which S3 does not copy, are read (a HeadObject) and set on its
+	// copy, never shorter than LockFloor would make it.
+	Lock bool `json:"lock,omitempty"`
+	// LockFloor is the destination bucket's default retention, which an
+	// object's own retention must not undercut; nil when it has none.
+	LockFloor *Retention `json:"lock_floor,omitempty"`
+}
+
+// Retention is a bucket's default retention: a mode and a period, in days
+// or years (S3 takes one of the two).
+type Retention struct {
+	Mode  string `json:"mode"` // GOVERNANCE or COMPLIANCE
+	Days  int32  `json:"days,omitempty"`
+	Years int32  `json:"years,omitempty"`
+}
+
+// IsZero reports options that ask for nothing.
+func (c Copy) IsZero() bool { return c == Copy{} }
+
+// Options returns the copy options the batch carries, and false for a
+// batch older than version 4, which carries none (its copies take the
+// worker's own).
+func (b *Batch) Options() (Copy, bool) {
+	if b.Version < 4 {
+		return Copy{}, false
+	}
+	if b.Copy == nil {
+		return Copy{}, true
+	}
+	return *b.Copy, true
 }
 
 // Bytes is the total size of the batch's objects.
@@ -86,9 +137,26 @@ func Decode(body []byte) (*Batch, error) {
 	return &b, nil
 }
 
+// Encode writes a message body as JSON that SQS accepts. SQS takes only
+// #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF in a
+// message (anything else fails it with InvalidMessageContents); JSON
+// escapes the control characters, and invalid UTF-8 cannot be in a key, but
+// U+FFFE and U+FFFF, which S3 keys may hold, JSON writes as they are: they
+// are written as \u escapes, which decode to the same key.
+func Encode(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range []struct{ raw, escaped string }{{"\uFFFE", `\ufffe`}, {"\uFFFF", `\uffff`}} {
+		b = bytes.ReplaceAll(b, []byte(r.raw), []byte(r.escaped))
+	}
+	return b, nil
+}
+
 // entrySize is the number of bytes e adds to an encoded Batch.
 func entrySize(e Entry) int {
-	b, err := json.Marshal(e)
+	b, err := Encode(e)
 	if err != nil {
 		return MaxBodyBytes // cannot happen for strings and ints
 	}
@@ -98,5 +166,5 @@ func entrySize(e Entry) int {
 // ProbeBody is a probe message for sum's run: workers delete it without a
 // report. Preflight sends one to prove it may send to the queue.
 func ProbeBody(sum *Summary) ([]byte, error) {
-	return json.Marshal(Batch{Version: SchemaVersion, Run: sum.Run, Op: OpProbe, Source: sum.Source, Dest: sum.Dest})
+	return Encode(Batch{Version: SchemaVersion, Run: sum.Run, Op: OpProbe, Source: sum.Source, Dest: sum.Dest})
 }

@@ -64,6 +64,11 @@ var _ HeadAPI = (*s3.Client)(nil)
 //  6. otherwise: different if the source was modified after the
 //     destination was written, else a match.
 //
+// With Redirects (a source with a website configuration), a pair found to
+// match is also looked at with HeadObject: a website redirect
+// (x-amz-website-redirect-location) that differs, or that the copy lacks,
+// makes it different, since S3 does not copy one by itself.
+//
 // So a copy encrypted with SSE-KMS (by --sse-kms-key-id, or by the
 // destination bucket's default) matches its source, and a diff right after
 // a clone enqueues nothing. A pair whose HeadObject fails is Unknown (or
@@ -72,6 +77,8 @@ type Comparer struct {
 	// Src and Dst read checksums for rule 4; nil skips it.
 	Src, Dst             HeadAPI
 	SrcBucket, DstBucket string
+	// Redirects compares website redirects too (two HeadObjects a pair).
+	Redirects bool
 }
 
 var md5ETag = regexp.MustCompile(`^"?[0-9a-fA-F]{32}"?$`)
@@ -87,32 +94,45 @@ func (c *Comparer) Compare(ctx context.Context, pr listing.Pair) (Problem, strin
 		return Extra, "not in source", nil
 	case pr.Src.Size != pr.Dst.Size:
 		return Different, "size", nil
-	case pr.Src.ETag == pr.Dst.ETag:
+	}
+	heads := c.Src != nil && c.Dst != nil
+	if pr.Src.ETag == pr.Dst.ETag && !(heads && c.Redirects) {
 		return Match, "etag", nil
 	}
-	if c.Src != nil && c.Dst != nil {
-		src, dst, srcErr, dstErr := c.heads(ctx, pr)
-		switch {
-		case ctx.Err() != nil:
-			return "", "", ctx.Err()
-		case notFound(srcErr):
-			return Vanished, srcErr.Error(), nil // deleted while the diff looked: nothing to copy
-		case notFound(dstErr):
-			return Missing, "not in destination (deleted while compared)", nil
-		case srcErr != nil:
-			return Unknown, srcErr.Error(), nil
-		case dstErr != nil:
-			return Unknown, dstErr.Error(), nil
+	if !heads {
+		if md5ETag.MatchString(pr.Src.ETag) && md5ETag.MatchString(pr.Dst.ETag) {
+			return Different, "etag", nil // no way to tell: the cheaper mistake is a needless copy
 		}
-		if md5ETag.MatchString(pr.Src.ETag) && md5ETag.MatchString(pr.Dst.ETag) && !encrypted(src) && !encrypted(dst) {
-			return Different, "etag", nil
-		}
-		if verdict := compareChecksums(src, dst); verdict != "" {
-			return verdict, "checksum", nil
-		}
-	} else if md5ETag.MatchString(pr.Src.ETag) && md5ETag.MatchString(pr.Dst.ETag) {
-		return Different, "etag", nil // no way to tell: the cheaper mistake is a needless copy
+		return byAge(pr)
 	}
+	src, dst, problem, reason, err := c.heads(ctx, pr)
+	if err != nil || problem != "" {
+		return problem, reason, err
+	}
+	problem, reason = c.byContent(pr, src, dst)
+	if problem == Match && c.Redirects && aws.ToString(src.WebsiteRedirectLocation) != aws.ToString(dst.WebsiteRedirectLocation) {
+		return Different, "website redirect", nil
+	}
+	return problem, reason, nil
+}
+
+// byContent applies rules 3 to 6 with both objects' HeadObject.
+func (c *Comparer) byContent(pr listing.Pair, src, dst *s3.HeadObjectOutput) (Problem, string) {
+	switch {
+	case pr.Src.ETag == pr.Dst.ETag:
+		return Match, "etag"
+	case md5ETag.MatchString(pr.Src.ETag) && md5ETag.MatchString(pr.Dst.ETag) && !encrypted(src) && !encrypted(dst):
+		return Different, "etag"
+	}
+	if verdict := compareChecksums(src, dst); verdict != "" {
+		return verdict, "checksum"
+	}
+	p, r, _ := byAge(pr)
+	return p, r
+}
+
+// byAge is rule 6.
+func byAge(pr listing.Pair) (Problem, string, error) {
 	if pr.Src.LastModified.After(pr.Dst.LastModified) {
 		return Different, "source newer", nil
 	}
@@ -168,13 +188,29 @@ func lookup(ctx context.Context, api HeadAPI, bucket, key string) (*listing.Obje
 		StorageClass: string(out.StorageClass), LastModified: aws.ToTime(out.LastModified)}, nil
 }
 
-// heads reads both objects' metadata and checksums, at once.
-func (c *Comparer) heads(ctx context.Context, pr listing.Pair) (src, dst *s3.HeadObjectOutput, srcErr, dstErr error) {
+// heads reads both objects' metadata and checksums, at once. A side that
+// cannot be read decides the pair (problem is then not ""): Vanished for a
+// source gone since the listing, Missing for a destination gone, else
+// Unknown. Its error is ctx's, once ctx ended.
+func (c *Comparer) heads(ctx context.Context, pr listing.Pair) (src, dst *s3.HeadObjectOutput, problem Problem, reason string, err error) {
+	var srcErr, dstErr error
 	var wg sync.WaitGroup
 	wg.Go(func() { src, srcErr = head(ctx, c.Src, c.SrcBucket, pr.Src.Key) })
 	dst, dstErr = head(ctx, c.Dst, c.DstBucket, pr.Dst.Key)
 	wg.Wait()
-	return src, dst, srcErr, dstErr
+	switch {
+	case ctx.Err() != nil:
+		return nil, nil, "", "", ctx.Err()
+	case notFound(srcErr):
+		return nil, nil, Vanished, srcErr.Error(), nil // deleted while the diff looked: nothing to copy
+	case notFound(dstErr):
+		return nil, nil, Missing, "not in destination (deleted while compared)", nil
+	case srcErr != nil:
+		return nil, nil, Unknown, srcErr.Error(), nil
+	case dstErr != nil:
+		return nil, nil, Unknown, dstErr.Error(), nil
+	}
+	return src, dst, "", "", nil
 }
 
 // head reads one object's metadata with its checksum. Reading the checksum

@@ -72,20 +72,77 @@ func TestDecodeRejectsForeignBodies(t *testing.T) {
 	for _, body := range []string{
 		"", "hello", `{"v":1}`, `{"Records":[]}`,
 		`{"v":1,"run":"r","src":{"bucket":"a"},"dst":{"bucket":"b"}}`, // version 1 had no op: refused
-		`{"v":4,"run":"r","src":{"bucket":"a"},"dst":{"bucket":"b"}}`, // from a newer planner
+		`{"v":5,"run":"r","src":{"bucket":"a"},"dst":{"bucket":"b"}}`, // from a newer planner
 		`{"v":2,"run":"r","op":"move","src":{"bucket":"a"},"dst":{"bucket":"b"}}`,
 	} {
 		if _, err := Decode([]byte(body)); err == nil {
 			t.Errorf("Decode(%q) accepted it", body)
 		}
 	}
-	// Version 2 (no regions: the worker finds them) and 3 are read.
+	// Version 2 (no regions: the worker finds them), 3 and 4 are read.
 	for _, body := range []string{
 		`{"v":2,"run":"r","src":{"bucket":"a"},"dst":{"bucket":"b"}}`,
 		`{"v":3,"run":"r","src":{"bucket":"a","region":"eu-west-1"},"dst":{"bucket":"b","region":"us-east-1"}}`,
+		`{"v":4,"run":"r","src":{"bucket":"a"},"dst":{"bucket":"b"},"copy":{"acl":"bucket-owner-full-control","redirects":true}}`,
 	} {
 		if _, err := Decode([]byte(body)); err != nil {
 			t.Errorf("Decode(%q): %v", body, err)
+		}
+	}
+}
+
+// TestBatchCarriesItsRunsCopyOptions: a version-4 batch says how its
+// copies are written, none meaning none; an older one carries nothing, so
+// its copies take the worker's own options.
+func TestBatchCarriesItsRunsCopyOptions(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		body    string
+		want    Copy
+		carried bool
+	}{
+		{`{"v":3,"run":"r","src":{"bucket":"a"},"dst":{"bucket":"b"}}`, Copy{}, false},
+		{`{"v":4,"run":"r","src":{"bucket":"a"},"dst":{"bucket":"b"}}`, Copy{}, true},
+		{`{"v":4,"run":"r","src":{"bucket":"a"},"dst":{"bucket":"b"},"copy":{"acl":"bucket-owner-full-control","kms":"k","class":"STANDARD_IA","redirects":true}}`,
+			Copy{ACL: "bucket-owner-full-control", SSEKMSKeyID: "k", StorageClass: "STANDARD_IA", Redirects: true}, true},
+	} {
+		b, err := Decode([]byte(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, carried := b.Options(); got != c.want || carried != c.carried {
+			t.Errorf("%s: Options() = %+v, %v; want %+v, %v", c.body, got, carried, c.want, c.carried)
+		}
+	}
+	// The batcher puts the summary's options in every copy batch, not in
+	// deletions, and keeps the body under the size limit with them.
+	sum := &Summary{Run: "r1", Source: Location{Bucket: "src"}, Dest: Location{Bucket: "dst"},
+		Copy: Copy{ACL: "bucket-owner-full-control", SSEKMSKeyID: strings.Repeat("k", 2048)}}
+	for _, op := range []string{OpCopy, OpDelete} {
+		in := make(chan []listing.Object, 1)
+		out := make(chan Body, 100)
+		var page []listing.Object
+		for i := range 3000 {
+			page = append(page, listing.Object{Key: fmt.Sprintf("%0200d", i), Size: 1})
+		}
+		in <- page
+		close(in)
+		if err := NewBatcher(sum, op, Options{MaxKeys: 10000}).Run(context.Background(), in, out); err != nil {
+			t.Fatal(err)
+		}
+		close(out)
+		for body := range out {
+			if len(body.Data) > MaxBodyBytes {
+				t.Fatalf("%s body of %d bytes", op, len(body.Data))
+			}
+			b, err := Decode(body.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := b.Options()
+			if want := map[string]Copy{OpCopy: sum.Copy, OpDelete: {}}[op]; got != want {
+				t.Fatalf("%s batch carries %+v", op, got)
+			}
 		}
 	}
 }
@@ -201,4 +258,46 @@ func TestResumedNumbersNeverRepeat(t *testing.T) {
 		t.Fatalf("reserved %d, below the %d given out", prior.Reserved, last)
 	}
 	_ = cp.Finish(false)
+}
+
+// TestBodiesHoldOnlyWhatSQSTakes: SQS refuses a message holding a
+// character outside #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD |
+// #x10000-#x10FFFF (the SendMessage API reference). Keys with control
+// characters and with U+FFFE and U+FFFF (which encoding/json writes raw)
+// come out of the batcher as bodies of only those characters, and decode
+// to the same keys.
+func TestBodiesHoldOnlyWhatSQSTakes(t *testing.T) {
+	t.Parallel()
+	keys := []string{"a\uFFFEb", "c\uFFFFd", "ctl\x01\x1f\x7f", "cr\r\nlf\ttab", "😀/\u2028", "plain"}
+	sum := &Summary{Run: "r1", Source: Location{Bucket: "src"}, Dest: Location{Bucket: "dst"}}
+	in := make(chan []listing.Object, 1)
+	out := make(chan Body, 10)
+	var page []listing.Object
+	for _, k := range keys {
+		page = append(page, listing.Object{Key: k, Size: 1})
+	}
+	in <- page
+	close(in)
+	if err := NewBatcher(sum, OpCopy, Options{}).Run(context.Background(), in, out); err != nil {
+		t.Fatal(err)
+	}
+	close(out)
+	var got []string
+	for body := range out {
+		for _, r := range string(body.Data) {
+			if !(r == 0x9 || r == 0xA || r == 0xD || r >= 0x20 && r <= 0xD7FF || r >= 0xE000 && r <= 0xFFFD || r >= 0x10000 && r <= 0x10FFFF) {
+				t.Fatalf("body holds %U, which SQS refuses: %q", r, body.Data)
+			}
+		}
+		b, err := Decode(body.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range b.Entries {
+			got = append(got, e.Key)
+		}
+	}
+	if strings.Join(got, "|") != strings.Join(keys, "|") {
+		t.Fatalf("keys %q, want %q", got, keys)
+	}
 }

@@ -36,9 +36,11 @@ func (o Options) withDefaults() Options {
 // Summary is what a plan enqueued. Its counters are safe to read while the
 // plan runs.
 type Summary struct {
-	Run      string
-	Source   Location
-	Dest     Location
+	Run    string
+	Source Location
+	Dest   Location
+	// Copy is how the run's copies are written; every message carries it.
+	Copy     Copy
 	Objects  atomic.Int64 // keys enqueued, deletions included
 	Bytes    atomic.Int64 // bytes to copy
 	Messages atomic.Int64
@@ -97,6 +99,7 @@ type Batcher struct {
 	cur     Batch
 	tokens  []listing.Token
 	curSize int
+	fixed   int // bytes every body of this batcher holds beyond batchOverhead
 	opened  time.Time
 }
 
@@ -113,7 +116,12 @@ type Body struct {
 // NewBatcher returns a Batcher of op batches that records what it emits in
 // sum. Several batchers may share a summary.
 func NewBatcher(sum *Summary, op string, opts Options) *Batcher {
-	return &Batcher{opts: opts.withDefaults(), op: op, sum: sum}
+	fixed := len(sum.Source.Prefix) + len(sum.Dest.Prefix)
+	if op == OpCopy && !sum.Copy.IsZero() {
+		c, _ := json.Marshal(sum.Copy) // strings, ints and bools always encode
+		fixed += len(c)
+	}
+	return &Batcher{opts: opts.withDefaults(), op: op, sum: sum, fixed: fixed}
 }
 
 // Run reads pages from in until it is closed, and sends each full message
@@ -153,7 +161,7 @@ func (b *Batcher) add(ctx context.Context, o listing.Object, out chan<- Body) er
 		e.StorageClass = "" // the default: not worth its bytes in every entry
 	}
 	n := entrySize(e)
-	if len(b.cur.Entries) > 0 && b.curSize+n+batchOverhead+len(b.sum.Source.Prefix)+len(b.sum.Dest.Prefix) > MaxBodyBytes {
+	if len(b.cur.Entries) > 0 && b.curSize+n+batchOverhead+b.fixed > MaxBodyBytes {
 		if err := b.flush(ctx, out); err != nil {
 			return err
 		}
@@ -182,7 +190,10 @@ func (b *Batcher) flush(ctx context.Context, out chan<- Body) error {
 		Version: SchemaVersion, Run: b.sum.Run, Seq: seq, Op: b.op,
 		Source: b.sum.Source, Dest: b.sum.Dest, Entries: b.cur.Entries,
 	}
-	body, err := json.Marshal(batch)
+	if b.op == OpCopy && !b.sum.Copy.IsZero() {
+		batch.Copy = &b.sum.Copy
+	}
+	body, err := Encode(batch)
 	if err != nil {
 		return fmt.Errorf("encode batch %d: %w", seq, err)
 	}

@@ -62,7 +62,14 @@ import (
 //   - LoseUploads: the first multipart upload of each key under a prefix
 //     is aborted just before it is completed (as a lifecycle rule that
 //     aborts incomplete uploads would), and its completion answered 404
-//     NoSuchUpload.
+//     NoSuchUpload;
+//   - RequireOnWrite: a bucket's policy refuses writes without a canned
+//     ACL or an encryption (403 AccessDenied), as the S3 user guide's
+//     policies requiring bucket-owner-full-control or SSE-KMS do.
+//
+// An object written with x-amz-server-side-encryption: aws:kms reads back
+// as SSE-KMS (versitygw ignores the header), and Written tells what every
+// write asked for (versitygw keeps no storage class).
 type Manners struct {
 	URL string
 	env *Env
@@ -75,6 +82,14 @@ type Manners struct {
 	expired  map[string]bool                // access keys refused as expired
 	prefixes map[string]map[string][]string // manner -> bucket -> key prefixes
 	lost     map[string]bool                // bucket/key whose upload was lost
+	require  map[string]Written             // bucket -> what its writes must ask for
+	written  map[string]Written             // bucket/key -> what its last write asked for
+}
+
+// Written is what a write (PutObject, CopyObject, CreateMultipartUpload)
+// asked of the object it wrote.
+type Written struct {
+	ACL, SSE, KMSKeyID, StorageClass string
 }
 
 // Per-prefix manners.
@@ -88,7 +103,7 @@ const (
 func (e *Env) startManners() {
 	m := &Manners{env: e, servers: map[string]string{Region: e.S3Direct}, regions: map[string]string{},
 		secrets: map[string]string{AccessKey: SecretKey}, canList: map[[2]string]listRight{}, expired: map[string]bool{},
-		prefixes: map[string]map[string][]string{}, lost: map[string]bool{}}
+		prefixes: map[string]map[string][]string{}, lost: map[string]bool{}, require: map[string]Written{}, written: map[string]Written{}}
 	srv := httptest.NewServer(m)
 	e.manners, e.mannersSrv = m, srv
 	m.URL = srv.URL
@@ -182,6 +197,71 @@ func (m *Manners) KMS(bucket, prefix string) { m.addPrefix(mannerKMS, bucket, pr
 
 // SSEC makes the keys under prefix in bucket SSE-C objects.
 func (m *Manners) SSEC(bucket, prefix string) { m.addPrefix(mannerSSEC, bucket, prefix) }
+
+// RequireOnWrite refuses, as the bucket's policy would, every write into
+// bucket that does not ask for want's ACL and encryption (each "" for
+// either): the policies of the S3 user guide's "Granting cross-account
+// permissions to upload objects while ensuring the bucket owner has full
+// control" (a Deny unless s3:x-amz-acl is bucket-owner-full-control) and
+// "Requiring server-side encryption with AWS KMS keys" (a Deny unless
+// s3:x-amz-server-side-encryption is aws:kms). S3 evaluates these on
+// PutObject, CopyObject and CreateMultipartUpload; versitygw cannot, as it
+// never reads the encryption header.
+func (m *Manners) RequireOnWrite(bucket string, want Written) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.require[bucket] = want
+}
+
+// Written is what the last write of bucket/key through the proxy asked
+// for, and whether there was one.
+func (m *Manners) Written(bucket, key string) (Written, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w, ok := m.written[bucket+"/"+key]
+	return w, ok
+}
+
+// writeOf is what r asks of the object it writes, if it is a write.
+func writeOf(r *http.Request, q request) (Written, bool) {
+	query := r.URL.Query()
+	create := r.Method == http.MethodPost && query.Has("uploads")
+	put := r.Method == http.MethodPut && !query.Has("partNumber") && !query.Has("tagging") && !query.Has("acl") &&
+		!query.Has("retention") && !query.Has("legal-hold")
+	if q.key == "" || !(create || put) {
+		return Written{}, false
+	}
+	h := r.Header
+	return Written{ACL: h.Get("X-Amz-Acl"), SSE: h.Get("X-Amz-Server-Side-Encryption"),
+		KMSKeyID: h.Get("X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id"), StorageClass: h.Get("X-Amz-Storage-Class")}, true
+}
+
+// refusesWrite reports a write bucket's policy refuses.
+func (m *Manners) refusesWrite(w Written, bucket string) bool {
+	m.mu.Lock()
+	want, ok := m.require[bucket]
+	m.mu.Unlock()
+	return ok && ((want.ACL != "" && w.ACL != want.ACL) || (want.SSE != "" && w.SSE != want.SSE))
+}
+
+// wrote notes a write that succeeded: what it asked for, and whether its
+// object now reads as SSE-KMS.
+func (m *Manners) wrote(bucket, key string, w Written) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.written[bucket+"/"+key] = w
+}
+
+// encryptedKMS reports an object that reads as SSE-KMS: under a KMS
+// prefix, or last written asking for it.
+func (m *Manners) encryptedKMS(bucket, key string) bool {
+	if m.has(mannerKMS, bucket, key) {
+		return true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.written[bucket+"/"+key].SSE == "aws:kms"
+}
 
 // LoseUploads aborts the first multipart upload of each key under prefix
 // in bucket as it is being completed, answering NoSuchUpload.
@@ -310,6 +390,14 @@ func (m *Manners) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s3Error(w, http.StatusNotFound, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.")
 		return
 	}
+	if r.Method == http.MethodDelete && q.key != "" && r.Header.Get("If-Match") != "" && m.refuseConditionalDelete(w, r, q) {
+		return
+	}
+	write, isWrite := writeOf(r, q)
+	if isWrite && m.refusesWrite(write, q.bucket) {
+		s3Error(w, http.StatusForbidden, "AccessDenied", "Access Denied")
+		return
+	}
 	if err := m.rewriteRequest(r, q); err != nil {
 		s3Error(w, http.StatusInternalServerError, "InternalError", "manners: "+err.Error())
 		return
@@ -324,7 +412,12 @@ func (m *Manners) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host // the client signed this Host
 		},
-		ModifyResponse: func(resp *http.Response) error { return m.rewriteResponse(resp, r, q) },
+		ModifyResponse: func(resp *http.Response) error {
+			if isWrite && resp.StatusCode == http.StatusOK {
+				m.wrote(q.bucket, q.key, write)
+			}
+			return m.rewriteResponse(resp, r, q)
+		},
 	}
 	proxy.ServeHTTP(w, r)
 }
@@ -339,7 +432,7 @@ func (m *Manners) rewriteRequest(r *http.Request, q request) error {
 		{"X-Amz-Copy-Source-If-Match", q.srcBucket, q.srcKey},
 	} {
 		v := r.Header.Get(h.header)
-		if v == "" || !m.has(mannerKMS, h.bucket, h.key) {
+		if v == "" || !m.encryptedKMS(h.bucket, h.key) {
 			continue
 		}
 		real, err := m.realETag(r.Context(), h.bucket, h.key)
@@ -419,14 +512,14 @@ func (m *Manners) rewriteResponse(resp *http.Response, r *http.Request, q reques
 		return replaceWithError(resp, http.StatusForbidden, "AccessDenied", "Access Denied", q.head)
 	case resp.StatusCode != http.StatusOK:
 		return nil
-	case (q.head || q.get) && m.has(mannerKMS, q.bucket, q.key):
+	case (q.head || q.get) && m.encryptedKMS(q.bucket, q.key):
 		resp.Header.Set("ETag", kmsETag(q.bucket, q.key, resp.Header.Get("ETag")))
 		resp.Header.Set("X-Amz-Server-Side-Encryption", "aws:kms")
 	case q.head && m.has(mannerArchive, q.bucket, q.key):
 		resp.Header.Set("X-Amz-Storage-Class", "GLACIER")
 	case q.list:
 		return m.rewriteList(resp, r, q)
-	case q.srcBucket != "" && m.has(mannerKMS, q.bucket, q.key) && r.URL.Query().Get("partNumber") == "":
+	case q.srcBucket != "" && m.encryptedKMS(q.bucket, q.key) && r.URL.Query().Get("partNumber") == "":
 		return rewriteBody(resp, func(b []byte) []byte {
 			return etagRE.ReplaceAllFunc(b, func(tag []byte) []byte {
 				real := string(etagRE.FindSubmatch(tag)[1])
@@ -464,7 +557,7 @@ func (m *Manners) rewriteList(resp *http.Response, r *http.Request, q request) e
 			if m.has(mannerArchive, q.bucket, key) {
 				c = classRE.ReplaceAll(c, []byte("<StorageClass>GLACIER</StorageClass>"))
 			}
-			if m.has(mannerKMS, q.bucket, key) {
+			if m.encryptedKMS(q.bucket, key) {
 				c = etagRE.ReplaceAllFunc(c, func(tag []byte) []byte {
 					real := xmlUnescape(string(etagRE.FindSubmatch(tag)[1]))
 					return []byte("<ETag>" + xmlEscape(kmsETag(q.bucket, key, real)) + "</ETag>")
@@ -622,6 +715,27 @@ func replaceWithError(resp *http.Response, status int, code, msg string, head bo
 	return nil
 }
 
+// refuseConditionalDelete answers a DeleteObject with If-Match as S3 does
+// where versitygw does not (the S3 user guide, "How to perform conditional
+// deletes"): 403 to a caller without s3:GetObject, which a delete
+// conditional on an ETag needs besides s3:DeleteObject, and 404 NoSuchKey
+// for a key that is not there (versitygw answers 204). It reports whether
+// it answered; if not, versitygw judges the ETag.
+func (m *Manners) refuseConditionalDelete(w http.ResponseWriter, r *http.Request, q request) bool {
+	if !m.mayGet(r.Context(), q.access, q.bucket, q.key) {
+		s3Error(w, http.StatusForbidden, "AccessDenied", "Access Denied")
+		return true
+	}
+	if _, err := m.realETag(r.Context(), q.bucket, q.key); err != nil {
+		var re *smithyhttp.ResponseError
+		if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound {
+			s3Error(w, http.StatusNotFound, "NoSuchKey", "The specified key does not exist.")
+			return true
+		}
+	}
+	return false
+}
+
 var objectRE = regexp.MustCompile(`(?s)<Object>(.*?)</Object>`)
 
 // deleteObjects deletes, as S3 does, only the objects whose ETag (when the
@@ -633,7 +747,7 @@ func (m *Manners) deleteObjects(w http.ResponseWriter, r *http.Request, q reques
 		s3Error(w, http.StatusBadRequest, "IncompleteBody", err.Error())
 		return
 	}
-	var refused, denied []string
+	var refused, denied, gone []string
 	kept := objectRE.ReplaceAllFunc(body, func(o []byte) []byte {
 		k, e := keyRE.FindSubmatch(o), etagRE.FindSubmatch(o)
 		if k == nil || e == nil {
@@ -648,9 +762,10 @@ func (m *Manners) deleteObjects(w http.ResponseWriter, r *http.Request, q reques
 		want := strings.Trim(xmlUnescape(string(e[1])), `"`)
 		real, err := m.realETag(r.Context(), q.bucket, key)
 		if err != nil {
-			return []byte{} // gone already: nothing to delete (S3 says deleted)
+			gone = append(gone, key) // gone already: nothing to delete (S3 says deleted)
+			return []byte{}
 		}
-		if m.has(mannerKMS, q.bucket, key) {
+		if m.encryptedKMS(q.bucket, key) {
 			real = kmsETag(q.bucket, key, real)
 		}
 		if strings.Trim(real, `"`) != want {
@@ -695,6 +810,13 @@ func (m *Manners) deleteObjects(w http.ResponseWriter, r *http.Request, q reques
 		if err := xml.Unmarshal(data, &result); err != nil {
 			s3Error(w, http.StatusBadGateway, "InternalError", "manners: "+err.Error())
 			return
+		}
+	}
+	if !bytes.Contains(body, []byte("<Quiet>true</Quiet>")) {
+		for _, k := range gone {
+			result.Deleted = append(result.Deleted, struct {
+				Key string `xml:"Key"`
+			}{k})
 		}
 	}
 	for _, k := range refused {
@@ -744,7 +866,7 @@ func (e *Env) startRegion(region string) (string, error) {
 		return "", err
 	}
 	cmd := exec.Command(e.versitygw, "--access", AccessKey, "--secret", SecretKey, "--port", addr, "--region", region,
-		"--iam-dir", filepath.Join(e.dir, "iam"), "--iam-cache-disable", "--keep-alive", "--quiet", "posix", filepath.Join(e.dir, "s3"))
+		"--iam-dir", filepath.Join(e.dir, "iam"), "--iam-cache-disable", "--keep-alive", "--quiet", "posix", "--versioning-dir", e.versions(), filepath.Join(e.dir, "s3"))
 	if err := e.spawn(cmd, filepath.Join(e.dir, "versitygw-"+region+".log")); err != nil {
 		return "", err
 	}

@@ -163,8 +163,10 @@ func (e *Env) startS3() error {
 		return err
 	}
 	iam := filepath.Join(e.dir, "iam")
-	if err := os.MkdirAll(iam, 0o755); err != nil {
-		return err
+	for _, d := range []string{iam, e.versions()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
 	}
 	addr, err := freeAddr()
 	if err != nil {
@@ -175,14 +177,20 @@ func (e *Env) startS3() error {
 	}
 	// --keep-alive: versitygw closes every connection after one request
 	// unless told otherwise; S3 keeps them, and so must a fair benchmark.
+	// --versioning-dir: as in S3, a bucket with Object Lock is versioned
+	// and a write over a locked object makes a new version (without it
+	// versitygw refuses the write); other buckets stay unversioned.
 	cmd := exec.Command(bin, "--access", AccessKey, "--secret", SecretKey, "--port", addr,
-		"--admin-port", e.adminAddr, "--iam-dir", iam, "--keep-alive", "--quiet", "posix", data)
+		"--admin-port", e.adminAddr, "--iam-dir", iam, "--keep-alive", "--quiet", "posix", "--versioning-dir", e.versions(), data)
 	if err := e.spawn(cmd, filepath.Join(e.dir, "versitygw.log")); err != nil {
 		return err
 	}
 	e.S3Direct = "http://" + addr
 	return waitTCP(addr, 30*time.Second)
 }
+
+// versions is where versitygw keeps the versions of versioned buckets.
+func (e *Env) versions() string { return filepath.Join(e.dir, "versions") }
 
 func (e *Env) startSQS() error {
 	script := filepath.Join(e.Root, "test", "sqsd", "server.mjs")
@@ -283,6 +291,17 @@ func (e *Env) Bucket(t testing.TB) string {
 	name := Name("b")
 	if _, err := e.S3.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
 		t.Fatalf("create bucket %s: %v", name, err)
+	}
+	return name
+}
+
+// LockedBucket creates a fresh bucket with Object Lock enabled (and so
+// versioning, as S3 requires).
+func (e *Env) LockedBucket(t testing.TB) string {
+	t.Helper()
+	name := Name("lk")
+	if _, err := e.S3.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(name), ObjectLockEnabledForBucket: aws.Bool(true)}); err != nil {
+		t.Fatalf("create bucket %s with Object Lock: %v", name, err)
 	}
 	return name
 }
@@ -410,6 +429,7 @@ type Object struct {
 	CacheControl string
 	Metadata     map[string]string
 	Tagging      string // URL-encoded, e.g. "a=1&b=two"
+	Redirect     string // x-amz-website-redirect-location
 }
 
 // Put uploads objects with 32 uploads in flight.
@@ -431,6 +451,9 @@ func (e *Env) Put(t testing.TB, bucket string, objs []Object) {
 			}
 			if o.Tagging != "" {
 				in.Tagging = aws.String(o.Tagging)
+			}
+			if o.Redirect != "" {
+				in.WebsiteRedirectLocation = aws.String(o.Redirect)
 			}
 			if _, err := e.S3.PutObject(ctx, in); err != nil {
 				errs <- fmt.Errorf("put %q: %w", o.Key, err)

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/rs/zerolog"
 
 	"github.com/s3clone/s3clone/internal/copier"
@@ -48,6 +49,11 @@ type Copier interface {
 type Config struct {
 	// ID names the worker in ledger entries. Default hostname-pid.
 	ID string
+	// Write is how this worker was told to write copies: used for messages
+	// that carry no copy options (planners before schema version 4). A
+	// message's own options (its run's) win; where this is set and they
+	// differ, the worker says so, once per run.
+	Write plan.Copy
 	// Concurrency is how many copies are in flight. Default 256.
 	Concurrency int
 	// Visibility is how long a received message stays hidden; it is extended
@@ -171,6 +177,9 @@ type Worker struct {
 	// message id: SQS may deliver one message twice to the same worker.
 	held map[*job]struct{}
 	avg  float64 // running mean of keys per message; 0 = unknown
+	// warned holds the runs whose copy options this worker said differ
+	// from its own.
+	warned map[string]struct{}
 	// vis orders visibility changes: a message is handed back or deleted
 	// only while no extension of it is under way, so an extension can
 	// never hide a message again after it was released.
@@ -197,6 +206,8 @@ type job struct {
 	msg       queue.Message
 	batch     *plan.Batch
 	remaining atomic.Int64
+
+	write copier.Write // how its copies are written
 
 	mu       sync.Mutex
 	result   ledger.Entry
@@ -355,7 +366,7 @@ func (w *Worker) hold(msgs []queue.Message) []*job {
 			w.log.Error().Err(err).Str("message", m.ID).Int("receives", m.Receives).Msg("malformed message left for the dead-letter queue")
 			continue
 		}
-		j := &job{msg: m, batch: batch}
+		j := &job{msg: m, batch: batch, write: w.writeFor(batch)}
 		j.result = ledger.Entry{Run: batch.Run, Seq: batch.Seq, Op: batch.Op, Source: batch.Source, Dest: batch.Dest,
 			Worker: w.cfg.ID, Started: time.Now()}
 		n := len(batch.Entries)
@@ -408,6 +419,47 @@ func (w *Worker) dispatch(ctx context.Context, j *job, tasks chan<- task) {
 		w.keysDone(j, n-i)
 		return
 	}
+}
+
+// writeFor is how the copies of b are written: its run's options, or for
+// a batch that carries none this worker's own. A worker told to write
+// otherwise than a run says so, once per run.
+func (w *Worker) writeFor(b *plan.Batch) copier.Write {
+	opts, carried := b.Options()
+	if !carried {
+		return WriteOf(w.cfg.Write)
+	}
+	mine := w.cfg.Write
+	if mine.IsZero() || (mine.StorageClass == opts.StorageClass && mine.SSEKMSKeyID == opts.SSEKMSKeyID && mine.ACL == opts.ACL) {
+		return WriteOf(opts)
+	}
+	w.mu.Lock()
+	_, said := w.warned[b.Run]
+	if w.warned == nil {
+		w.warned = map[string]struct{}{}
+	}
+	w.warned[b.Run] = struct{}{}
+	w.mu.Unlock()
+	if !said {
+		w.log.Warn().Str("run", b.Run).
+			Str("run_acl", opts.ACL).Str("worker_acl", mine.ACL).
+			Str("run_sse_kms_key_id", opts.SSEKMSKeyID).Str("worker_sse_kms_key_id", mine.SSEKMSKeyID).
+			Str("run_storage_class", opts.StorageClass).Str("worker_storage_class", mine.StorageClass).
+			Msg("this worker's copy options differ from its run's: copying as the run says (the planner's --acl, --sse-kms-key-id and --storage-class, checked by its preflight)")
+	}
+	return WriteOf(opts)
+}
+
+// WriteOf is how the copier writes copies under a run's options.
+func WriteOf(c plan.Copy) copier.Write {
+	w := copier.Write{
+		StorageClass: types.StorageClass(c.StorageClass), SSEKMSKeyID: c.SSEKMSKeyID, ACL: types.ObjectCannedACL(c.ACL),
+		Redirects: c.Redirects, Lock: c.Lock,
+	}
+	if f := c.LockFloor; f != nil {
+		w.LockFloor = &copier.Retention{Mode: types.ObjectLockRetentionMode(f.Mode), Years: f.Years, Days: f.Days}
+	}
+	return w
 }
 
 // keysDone counts n of j's keys done, finished or cut short: the last of
@@ -464,7 +516,7 @@ func (w *Worker) copyKey(ctx context.Context, t task) {
 	}
 	e := b.Entries[t.i]
 	src := copier.Source{Bucket: b.Source.Bucket, Region: b.Source.Region, Key: e.Key, Size: e.Size, ETag: e.ETag, StorageClass: e.StorageClass}
-	dst := copier.Target{Bucket: b.Dest.Bucket, Region: b.Dest.Region, Key: plan.DestKey(b.Source, b.Dest, e.Key)}
+	dst := copier.Target{Bucket: b.Dest.Bucket, Region: b.Dest.Region, Key: plan.DestKey(b.Source, b.Dest, e.Key), Write: j.write}
 	start := time.Now()
 	err := w.cp.Copy(ctx, src, dst)
 	w.cfg.Observer.CopyTook(time.Since(start))

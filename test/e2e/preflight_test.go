@@ -17,7 +17,10 @@ import (
 func TestPreflightNamesTheMissingPermission(t *testing.T) {
 	t.Parallel()
 	env := testbed.Get(t)
-	read := []string{"s3:ListBucket", "s3:GetObject", "s3:GetObjectTagging"}
+	// The source's website and Object Lock settings say what the copies
+	// must carry that S3 does not copy.
+	settings := []string{"s3:GetBucketWebsite", "s3:GetBucketObjectLockConfiguration"}
+	read := append([]string{"s3:ListBucket", "s3:GetObject", "s3:GetObjectTagging"}, settings...)
 	write := []string{"s3:ListBucket", "s3:PutObject", "s3:PutObjectTagging"}
 	record := []string{"s3:ListBucket", "s3:GetObject", "s3:PutObject"}
 	cases := []struct {
@@ -26,7 +29,8 @@ func TestPreflightNamesTheMissingPermission(t *testing.T) {
 		wantGrant        string
 		on               string // src, dst or ledger
 	}{
-		{"no tag reading on the source", []string{"s3:ListBucket", "s3:GetObject"}, write, record, "s3:GetObjectTagging", "src"},
+		{"no tag reading on the source", append([]string{"s3:ListBucket", "s3:GetObject"}, settings...), write, record, "s3:GetObjectTagging", "src"},
+		{"no reading the source's website configuration", []string{"s3:ListBucket", "s3:GetObject", "s3:GetObjectTagging", "s3:GetBucketObjectLockConfiguration"}, write, record, "s3:GetBucketWebsite", "srcBucket"},
 		{"no writing to the destination", read, []string{"s3:ListBucket"}, record, "s3:PutObject", "dst"},
 		{"no writing to the ledger", read, write, []string{"s3:ListBucket", "s3:GetObject"}, "s3:PutObject", "ledger"},
 		{"no listing the ledger", read, write, []string{"s3:PutObject"}, "s3:ListBucket", "ledger"},
@@ -64,7 +68,7 @@ func TestPreflightNamesTheMissingPermission(t *testing.T) {
 				return
 			}
 			resource := map[string]string{
-				"src": "arn:aws:s3:::" + src + "/photos/a.jpg", "dst": "arn:aws:s3:::" + dst + "/photos/a.jpg",
+				"src": "arn:aws:s3:::" + src + "/photos/a.jpg", "srcBucket": "arn:aws:s3:::" + src + " ", "dst": "arn:aws:s3:::" + dst + "/photos/a.jpg",
 				"ledger": "arn:aws:s3:::" + bucketOf(led),
 			}[c.on]
 			if code != 2 || !strings.Contains(string(out), c.wantGrant) || !strings.Contains(string(out), resource) {

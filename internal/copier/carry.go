@@ -1,0 +1,104 @@
+package copier
+
+import (
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+)
+
+// Write says how a copy is written, and what it carries over that S3 does
+// not copy by itself. The zero value writes as S3 would by default, keeping
+// the source's storage class.
+type Write struct {
+	// StorageClass of the copy; "" keeps the source object's.
+	StorageClass types.StorageClass
+	// SSEKMSKeyID encrypts the copy with this KMS key; "": the
+	// destination bucket's default encryption.
+	SSEKMSKeyID string
+	// ACL is a canned ACL for the copy; "" sets none.
+	ACL types.ObjectCannedACL
+	// Redirects reads the source's website redirect and sets it on the
+	// copy: CopyObject's API reference says S3 does not copy
+	// x-amz-website-redirect-location under a metadata directive.
+	Redirects bool
+	// Lock reads the source's Object Lock retention, legal hold and event
+	// hold and sets them on the copy (S3 does not copy them): the
+	// retention never shorter or weaker than LockFloor would make it.
+	Lock bool
+	// LockFloor is the destination bucket's default retention, nil for
+	// none.
+	LockFloor *Retention
+}
+
+// inspects reports whether a copy needs the source's HeadObject first.
+func (w Write) inspects() bool { return w.Redirects || w.Lock }
+
+// Retention is a bucket's default retention: S3 gives each new object
+// mode until its creation plus Years and Days.
+type Retention struct {
+	Mode        types.ObjectLockRetentionMode
+	Years, Days int32
+}
+
+// lock is the Object Lock of a copy.
+type lock struct {
+	mode      types.ObjectLockMode
+	until     *time.Time
+	legalHold types.ObjectLockLegalHoldStatus
+	eventHold types.ObjectLockEventHold
+	eventDays *int32
+	eventYrs  *int32
+}
+
+// lockOf is the Object Lock a copy, made at now, of the object head
+// describes takes under w: the source's retention, lengthened to what the
+// destination's default would give the copy and made COMPLIANCE when either
+// is (never shorter, never weaker); no retention at all when the source's
+// has run out or it has none (the destination's default then applies by
+// itself); and the source's legal and event holds.
+func lockOf(head *s3.HeadObjectOutput, w Write, now time.Time) lock {
+	if !w.Lock {
+		return lock{}
+	}
+	l := lock{legalHold: head.ObjectLockLegalHoldStatus}
+	if head.ObjectLockEventHold == types.ObjectLockEventHoldOn {
+		l.eventHold, l.eventDays, l.eventYrs = head.ObjectLockEventHold, head.ObjectLockEventHoldDurationDays, head.ObjectLockEventHoldDurationYears
+	}
+	until := aws.ToTime(head.ObjectLockRetainUntilDate)
+	if head.ObjectLockMode == "" || !until.After(now) {
+		return l
+	}
+	l.mode = head.ObjectLockMode
+	if f := w.LockFloor; f != nil {
+		if floor := now.AddDate(int(f.Years), 0, int(f.Days)); floor.After(until) {
+			until = floor
+		}
+		if f.Mode == types.ObjectLockRetentionModeCompliance {
+			l.mode = types.ObjectLockModeCompliance
+		}
+	}
+	l.until = aws.Time(until.UTC())
+	return l
+}
+
+// carrySingle sets on a CopyObject what S3 does not copy of the object
+// head describes.
+func carrySingle(in *s3.CopyObjectInput, head *s3.HeadObjectOutput, w Write, now time.Time) {
+	if w.Redirects {
+		in.WebsiteRedirectLocation = head.WebsiteRedirectLocation
+	}
+	l := lockOf(head, w, now)
+	in.ObjectLockMode, in.ObjectLockRetainUntilDate, in.ObjectLockLegalHoldStatus = l.mode, l.until, l.legalHold
+	in.ObjectLockEventHold, in.ObjectLockEventHoldDurationDays, in.ObjectLockEventHoldDurationYears = l.eventHold, l.eventDays, l.eventYrs
+}
+
+// carryMultipart sets on a CreateMultipartUpload the Object Lock of the
+// object head describes (the rest of what a copy in parts carries is set
+// field by field in copyMultipart).
+func carryMultipart(in *s3.CreateMultipartUploadInput, head *s3.HeadObjectOutput, w Write, now time.Time) {
+	l := lockOf(head, w, now)
+	in.ObjectLockMode, in.ObjectLockRetainUntilDate, in.ObjectLockLegalHoldStatus = l.mode, l.until, l.legalHold
+	in.ObjectLockEventHold, in.ObjectLockEventHoldDurationDays, in.ObjectLockEventHoldDurationYears = l.eventHold, l.eventDays, l.eventYrs
+}

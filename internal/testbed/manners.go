@@ -548,12 +548,13 @@ var (
 func (m *Manners) rewriteList(resp *http.Response, r *http.Request, q request) error {
 	encode := r.URL.Query().Get("encoding-type") == "url"
 	return rewriteBody(resp, func(b []byte) []byte {
+		contents, names := m.trueNamer(q.bucket), m.trueNamer(q.bucket)
 		b = contentsRE.ReplaceAllFunc(b, func(c []byte) []byte {
 			k := keyRE.FindSubmatch(c)
 			if k == nil {
 				return c
 			}
-			key := m.trueName(q.bucket, xmlUnescape(string(k[1])))
+			key := contents("K", xmlUnescape(string(k[1])))
 			if m.has(mannerArchive, q.bucket, key) {
 				c = classRE.ReplaceAll(c, []byte("<StorageClass>GLACIER</StorageClass>"))
 			}
@@ -569,7 +570,7 @@ func (m *Manners) rewriteList(resp *http.Response, r *http.Request, q request) e
 			p := encodedRE.FindSubmatch(f)
 			name := xmlUnescape(string(p[2]))
 			if p[1][0] == 'K' || p[1][0] == 'P' {
-				name = m.trueName(q.bucket, name)
+				name = names(string(p[1]), name)
 			}
 			if encode {
 				name = s3Encode(name)
@@ -595,31 +596,60 @@ var (
 	encodingRE = regexp.MustCompile(`<EncodingType>[^<]*</EncodingType>`)
 )
 
-// trueName is the name versitygw's listing shows as name: the same, unless
-// it holds U+FFFD, which stands for any character XML cannot carry; then
-// the name of the file (or folder) in its data that it stands for.
-func (m *Manners) trueName(bucket, name string) string {
-	if !strings.ContainsRune(name, '\uFFFD') {
+// trueNamer reads the true names behind one listing of bucket, in order:
+// each name versitygw shows is the same, unless it holds U+FFFD, which
+// stands for any character XML cannot carry; then it is the name of a file
+// (or folder) in its data that it stands for. Names that show alike (two
+// keys differing only in such characters) are listed in key order, so the
+// n-th of them in a listing (of one kind of element) is the n-th such file.
+func (m *Manners) trueNamer(bucket string) func(kind, name string) string {
+	seen := map[string]int{}
+	return func(kind, name string) string {
+		if !strings.ContainsRune(name, '\uFFFD') {
+			return name
+		}
+		n := seen[kind+name]
+		seen[kind+name]++
+		if names := m.trueNames(bucket, name); n < len(names) {
+			return names[n]
+		}
 		return name
 	}
-	dir := filepath.Join(m.env.dir, "s3", bucket)
+}
+
+// trueNames is every name in bucket's data that versitygw would show as
+// name, in key order.
+func (m *Manners) trueNames(bucket, name string) []string {
+	paths := []string{""}
+	root := filepath.Join(m.env.dir, "s3", bucket)
 	parts := strings.Split(name, "/")
 	for i, part := range parts {
-		if strings.ContainsRune(part, '\uFFFD') {
-			entries, err := os.ReadDir(dir)
+		var next []string
+		for _, p := range paths {
+			join := func(s string) string {
+				if i == 0 {
+					return s
+				}
+				return p + "/" + s
+			}
+			if !strings.ContainsRune(part, '\uFFFD') {
+				next = append(next, join(part))
+				continue
+			}
+			entries, err := os.ReadDir(filepath.Join(root, filepath.FromSlash(p)))
 			if err != nil {
-				return name
+				continue
 			}
 			for _, e := range entries {
 				if xmlSanitized(e.Name()) == part {
-					parts[i] = e.Name()
-					break
+					next = append(next, join(e.Name()))
 				}
 			}
 		}
-		dir = filepath.Join(dir, parts[i])
+		paths = next
 	}
-	return strings.Join(parts, "/")
+	slices.Sort(paths)
+	return paths
 }
 
 // xmlSanitized is name as Go's XML writer (versitygw's) writes it: every

@@ -5,8 +5,11 @@
 // The emulator holds a long poll asking for up to N messages until N are there or the wait ends;
 // SQS answers as soon as one is there. So requests go through a thin shim that gives SQS's
 // answer: a ReceiveMessage for N > 1 with a wait first asks without waiting; if that finds
-// nothing, it waits for one message; then it tops up without waiting. Every other request
-// passes through as it is.
+// nothing, it waits for one message; then it tops up without waiting. SendMessage and
+// SendMessageBatch are held to SQS's character rule, which the emulator does not check: a message
+// body holding a character outside #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD |
+// #x10000-#x10FFFF is refused with InvalidMessageContents (the SendMessage API reference), in a
+// batch per entry. Every other request passes through as it is.
 import http from "node:http";
 import { createSqsServer } from "local-aws-sqs";
 
@@ -65,6 +68,44 @@ async function receive(method, url, headers, body) {
   return { ...first, body: json({ ...parsed(first), Messages: one.concat(rest) }) };
 }
 
+// sqsChars reports a message body SQS accepts.
+function sqsChars(body) {
+  for (const ch of body ?? "") {
+    const c = ch.codePointAt(0);
+    const ok = c === 0x9 || c === 0xa || c === 0xd || (c >= 0x20 && c <= 0xd7ff) || (c >= 0xe000 && c <= 0xfffd) || (c >= 0x10000 && c <= 0x10ffff);
+    if (!ok) return false;
+  }
+  return true;
+}
+
+const invalidContents =
+  "Invalid characters found. Valid unicode characters are #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF";
+const jsonAnswer = (status, o) => ({
+  status,
+  headers: { "content-type": "application/x-amz-json-1.0" },
+  body: Buffer.from(JSON.stringify(o)),
+});
+
+// send holds SendMessage and SendMessageBatch to SQS's character rule.
+async function send(batch, method, url, headers, body) {
+  const ask = JSON.parse(body.toString("utf8"));
+  if (!batch) {
+    if (sqsChars(ask.MessageBody)) return forward(method, url, headers, body);
+    return jsonAnswer(400, { __type: "com.amazonaws.sqs#InvalidMessageContents", message: invalidContents });
+  }
+  const entries = ask.Entries ?? [];
+  const good = entries.filter((e) => sqsChars(e.MessageBody));
+  if (good.length === entries.length) return forward(method, url, headers, body);
+  const failed = entries
+    .filter((e) => !sqsChars(e.MessageBody))
+    .map((e) => ({ Id: e.Id, SenderFault: true, Code: "InvalidMessageContents", Message: invalidContents }));
+  if (good.length === 0) return jsonAnswer(200, { Successful: [], Failed: failed });
+  const r = await forward(method, url, headers, Buffer.from(JSON.stringify({ ...ask, Entries: good })));
+  if (r.status !== 200) return r;
+  const answer = JSON.parse(r.body.toString("utf8"));
+  return { ...r, body: Buffer.from(JSON.stringify({ ...answer, Failed: (answer.Failed ?? []).concat(failed) })) };
+}
+
 const server = http.createServer((req, res) => {
   const chunks = [];
   req.on("data", (c) => chunks.push(c));
@@ -74,7 +115,9 @@ const server = http.createServer((req, res) => {
       const target = req.headers["x-amz-target"] ?? "";
       const r = target.endsWith(".ReceiveMessage")
         ? await receive(req.method, req.url, req.headers, body)
-        : await forward(req.method, req.url, req.headers, body);
+        : target.endsWith(".SendMessage") || target.endsWith(".SendMessageBatch")
+          ? await send(target.endsWith(".SendMessageBatch"), req.method, req.url, req.headers, body)
+          : await forward(req.method, req.url, req.headers, body);
       const headers = { ...r.headers, "content-length": String(r.body.length) };
       delete headers["transfer-encoding"];
       delete headers["content-encoding"];

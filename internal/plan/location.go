@@ -29,6 +29,11 @@ func ParseLocation(raw string) (Location, error) {
 	if err := checkBucket(bucket); err != nil {
 		return Location{}, fmt.Errorf("%q: %w", raw, err)
 	}
+	if DirectoryBucket(bucket) {
+		return Location{}, fmt.Errorf("%q is an S3 Express One Zone directory bucket: directory buckets list keys out of order and refuse StartAfter, "+
+			"which s3clone's parallel listing and its --diff, verify and cutover depend on, and their storage class is refused by general purpose buckets; "+
+			"s3clone does not copy to or from them (copy it with aws s3 sync, or to a general purpose bucket first)", raw)
+	}
 	if !utf8.ValidString(prefix) {
 		return Location{}, fmt.Errorf("%q: the prefix is not valid UTF-8", raw)
 	}
@@ -36,6 +41,14 @@ func ParseLocation(raw string) (Location, error) {
 		return Location{}, fmt.Errorf("%q: the prefix is longer than S3's 1,024-byte key limit", raw)
 	}
 	return Location{Bucket: bucket, Prefix: prefix}, nil
+}
+
+// DirectoryBucket reports an S3 Express One Zone directory bucket: S3's
+// naming rules for them end every name in --ZONE-ID--x-s3
+// (bucket-base-name--usw2-az1--x-s3), a suffix no general purpose bucket
+// may have.
+func DirectoryBucket(bucket string) bool {
+	return strings.HasSuffix(bucket, "--x-s3")
 }
 
 // checkBucket applies S3's general-purpose bucket naming rules.

@@ -33,6 +33,13 @@ func TestParseLocation(t *testing.T) {
 			t.Errorf("ParseLocation(%q) accepted a bad URL", raw)
 		}
 	}
+	// S3 Express One Zone directory buckets list unsorted and refuse
+	// StartAfter (the S3 user guide, "Directory buckets"): refused by name.
+	for _, raw := range []string{"s3://logs--usw2-az1--x-s3", "s3://my-bucket--use1-az4--x-s3/photos/"} {
+		if _, err := ParseLocation(raw); err == nil || !strings.Contains(err.Error(), "directory bucket") {
+			t.Errorf("ParseLocation(%q) = %v, want a directory bucket refused", raw, err)
+		}
+	}
 }
 
 func TestDestKeyMapsPrefixes(t *testing.T) {

@@ -69,3 +69,22 @@ func TestListingMatchesTheServer(t *testing.T) {
 		}
 	}
 }
+
+// TestNonASCIIBucketIsSplitOnTheServer: a flat bucket of keys that start
+// beyond ASCII, on versitygw, is listed exactly once and spread over
+// listers by key ranges whose bounds are non-ASCII (StartAfter and the
+// listing both in UTF-8 order, as S3's).
+func TestNonASCIIBucketIsSplitOnTheServer(t *testing.T) {
+	env := testbed.Get(t)
+	bucket := env.Bucket(t)
+	var keys []string
+	for i := range 1200 {
+		keys = append(keys, fmt.Sprintf("%c%c-%04d.jpg", rune(0x5199+i%3), rune(0x4E00+i*37%2000), i))
+	}
+	env.Seed(t, bucket, len(keys), 0, func(i int) string { return keys[i] }, func(int) int { return 1 })
+	l := New(env.S3, bucket, "", Options{Listers: 8, PageSize: 25}, zerolog.Nop())
+	checkExactlyOnce(t, keys, "", collectAll(t, l))
+	if l.Stats.Splits.Load() < 4 {
+		t.Fatalf("%d key-range splits over %d shards: the non-ASCII bucket was listed by one lister", l.Stats.Splits.Load(), l.Stats.Shards.Load())
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -181,7 +182,13 @@ func TestBetween(t *testing.T) {
 		{"P/abc/", "", 2, true},
 		{"a", "a", 0, false},
 		{"a", "a!", 0, false},
-		{"ü", "", 0, false},
+		{"ü", "", 0, true},
+		{"写真/1.jpg", "", 0, true},
+		{"写真/1.jpg", "写真/2.jpg", 7, true},
+		{"z", "é", 0, true},
+		{"😀", "", 0, true},
+		{"\uFFFD", "", 0, true},
+		{"a\uD7FF", "a\uE000", 0, true}, // not a surrogate, but past lo
 	}
 	for _, c := range cases {
 		m, ok := between(c.lo, c.hi, c.start)
@@ -189,8 +196,51 @@ func TestBetween(t *testing.T) {
 			t.Errorf("between(%q, %q) ok = %v, want %v (m=%q)", c.lo, c.hi, ok, c.ok, m)
 			continue
 		}
-		if ok && (m <= c.lo || (c.hi != "" && m >= c.hi) || m[:c.start] != c.lo[:c.start]) {
-			t.Errorf("between(%q, %q) = %q: not strictly between, or prefix lost", c.lo, c.hi, m)
+		if ok && (m <= c.lo || (c.hi != "" && m >= c.hi) || m[:c.start] != c.lo[:c.start] || !utf8.ValidString(m)) {
+			t.Errorf("between(%q, %q) = %q: not strictly between, prefix lost, or not UTF-8", c.lo, c.hi, m)
+		}
+	}
+	// Any two keys: a split point, when there is one, is strictly between
+	// them, valid UTF-8, and never "/" past the start.
+	r := rand.New(rand.NewPCG(3, 4))
+	alphabet := []rune("a/~!é写真😀\u0080\u07FF\u0800\uFFFD\U0010FFFF")
+	word := func() string {
+		w := make([]rune, 1+r.IntN(4))
+		for i := range w {
+			w[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		return string(w)
+	}
+	for range 20000 {
+		lo, hi := word(), word()
+		if r.IntN(4) == 0 {
+			hi = ""
+		} else if lo >= hi {
+			continue
+		}
+		m, ok := between(lo, hi, 0)
+		if ok && (m <= lo || (hi != "" && m >= hi) || !utf8.ValidString(m) || strings.ContainsRune(m[len(commonPrefix(lo, m)):], '/')) {
+			t.Fatalf("between(%q, %q) = %q", lo, hi, m)
+		}
+	}
+}
+
+// TestNonASCIIKeysAreSplitAcrossListers: a bucket whose keys all start
+// beyond ASCII (Japanese, Cyrillic, emoji paths) is spread over several
+// listers by key range as an ASCII one is, not listed by one.
+func TestNonASCIIKeysAreSplitAcrossListers(t *testing.T) {
+	t.Parallel()
+	for _, script := range []string{"写真", "фото", "📷"} {
+		var keys []string
+		for i := range 3000 {
+			keys = append(keys, fmt.Sprintf("%s%c%05d.jpg", script, rune(0x4E00+i%400), i))
+		}
+		fake := newFake(keys)
+		fake.delay = time.Millisecond
+		l := New(fake, "bucket", "", Options{Listers: 8, PageSize: 50}, zerolog.Nop())
+		checkExactlyOnce(t, keys, "", collectAll(t, l))
+		if l.Stats.Splits.Load() < 4 || l.Stats.Shards.Load() < 5 {
+			t.Fatalf("%s keys listed with %d shards and %d splits; want them spread over several listers", script, l.Stats.Shards.Load(), l.Stats.Splits.Load())
 		}
 	}
 }

@@ -104,66 +104,77 @@ func (s *shard) splitPoint(last string) (string, bool) {
 	return m, true
 }
 
-// Printable ASCII is the alphabet split points are drawn from: they stay
-// valid UTF-8, and keys above it (non-ASCII) simply land in the last range.
-const (
-	lowByte  = 0x21 // '!'
-	ceilByte = 0x7f // one past '~'
-)
-
 // between returns a string m with lo < m < hi (hi == "" meaning no upper
-// bound), sharing lo's first `start` bytes, choosing the byte halfway between
-// lo's and hi's at the first position where there is room.
+// bound), sharing lo's first `start` bytes, choosing the character halfway
+// between lo's and hi's at the first position where there is room. Keys
+// are UTF-8, whose byte order is the order of code points, so split points
+// are drawn from the whole of Unicode: a bucket whose keys start with
+// Cyrillic, CJK or emoji is split as one in ASCII is. Split points are
+// valid UTF-8, and never a control character, a space, "/" or a surrogate.
 func between(lo, hi string, start int) (string, bool) {
-	if len(lo) < start {
+	if len(lo) < start || len(hi) > 0 && len(hi) < start || !utf8.ValidString(lo[start:]) {
 		return "", false
 	}
 	buf := []byte(lo[:start])
 	free := hi == "" // true once buf is already below hi
-	for i := start; i <= len(lo); i++ {
-		a := -1 // lo exhausted: any byte makes m > lo
+	for i := start; ; {
+		a, width := rune(-1), 0 // lo exhausted: any character makes m > lo
 		if i < len(lo) {
-			a = int(lo[i])
+			a, width = utf8.DecodeRuneInString(lo[i:])
 		}
-		b := ceilByte
+		b := ceiling(a)
 		if !free {
 			if i >= len(hi) {
 				return "", false // buf == hi: nothing fits below it
 			}
-			b = int(hi[i])
+			b, _ = utf8.DecodeRuneInString(hi[i:])
 		}
-		if mid, ok := midByte(a, b); ok {
-			return string(append(buf, byte(mid))), true
+		if mid, ok := midRune(a, b); ok {
+			return string(utf8.AppendRune(buf, mid)), true
 		}
-		if a < 0 || a >= 0x80 || a > b {
+		if a < 0 || a > b {
 			return "", false
 		}
-		buf = append(buf, byte(a))
+		buf = append(buf, lo[i:i+width]...)
 		if a < b {
 			free = true
 		}
+		i += width
 	}
-	return "", false
 }
 
-// midByte returns a printable ASCII byte strictly between a and b, other than
-// the delimiter, as close to halfway as it can.
-func midByte(a, b int) (int, bool) {
-	lo := max(a+1, lowByte)
-	hi := min(b-1, ceilByte-1)
-	if lo > hi {
-		return 0, false
+// ceiling is the bound, exclusive, of split points above a when nothing
+// bounds them: the end of the range of characters that take as many UTF-8
+// bytes as a. Keys of one script share a range, so halving within it
+// spreads them; halving up to U+10FFFF would put them all on one side.
+func ceiling(a rune) rune {
+	switch {
+	case a < 0x7F:
+		return 0x7F // printable ASCII, DEL aside
+	case a < 0x800:
+		return 0x800
+	case a < 0x10000:
+		return 0xFFFE // U+FFFE and U+FFFF are not characters
 	}
-	mid := (lo + hi) / 2
-	if mid == '/' {
-		switch {
-		case mid+1 <= hi:
-			mid++
-		case mid-1 >= lo:
-			mid--
-		default:
-			return 0, false
+	return utf8.MaxRune + 1
+}
+
+// midRune returns a character strictly between a and b, as close to halfway
+// as it can: never below "!", never "/", DEL or a surrogate.
+func midRune(a, b rune) (rune, bool) {
+	lo, hi := max(a+1, '!'), b-1
+	mid := lo + (hi-lo)/2
+	for _, skip := range []struct{ first, last rune }{{'/', '/'}, {0x7F, 0x7F}, {0xD800, 0xDFFF}} {
+		if mid >= skip.first && mid <= skip.last {
+			if skip.last+1 <= hi {
+				mid = skip.last + 1
+			} else {
+				mid = skip.first - 1
+			}
 		}
+	}
+	if mid < lo || mid > hi || mid == '/' || mid == 0x7F || mid >= 0xD800 && mid <= 0xDFFF {
+		return 0, false
 	}
 	return mid, true
 }

@@ -197,12 +197,13 @@ func storageClass(src Source, w Write) types.StorageClass {
 
 func (c *Copier) copyMultipart(ctx context.Context, src Source, dst Target) error {
 	w := dst.Write
-	head, err := c.src.HeadObject(ctx, &s3.HeadObjectInput{
+	head, err := headWithChecksum(ctx, c.src, &s3.HeadObjectInput{
 		Bucket: aws.String(src.Bucket), Key: aws.String(src.Key), IfMatch: optional(src.ETag),
 	})
 	if err != nil {
 		return fmt.Errorf("head source: %w", err)
 	}
+	sum := checksumOf(head).multipart()
 	tagging, err := c.tagging(ctx, src, head)
 	if err != nil {
 		return err
@@ -228,17 +229,31 @@ func (c *Copier) copyMultipart(ctx context.Context, src Source, dst Target) erro
 		create.SSEKMSKeyId = aws.String(w.SSEKMSKeyID)
 	}
 	carryMultipart(create, head, w, time.Now())
-	up, err := c.api.CreateMultipartUpload(ctx, create)
+	create.ChecksumAlgorithm, create.ChecksumType = sum.algorithm, sum.typ
+	var optFns []func(*s3.Options)
+	if raw := aws.ToString(head.ExpiresString); raw != "" {
+		// Expires as S3 keeps it, date or not ("0", "-1"): the typed field
+		// takes only an RFC 1123 date and would drop anything else.
+		create.Expires = nil
+		optFns = append(optFns, s3.WithAPIOptions(smithyhttp.SetHeaderValue("Expires", raw)))
+	}
+	up, err := c.api.CreateMultipartUpload(ctx, create, optFns...)
 	if err != nil {
 		return fmt.Errorf("create multipart upload: %w", err)
 	}
 	size := aws.ToInt64(head.ContentLength)
-	parts, err := c.copyParts(ctx, src, up, size)
+	parts, err := c.copyParts(ctx, src, up, size, sum.algorithm)
 	if err == nil {
-		_, err = c.api.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		complete := &s3.CompleteMultipartUploadInput{
 			Bucket: up.Bucket, Key: up.Key, UploadId: up.UploadId,
 			MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
-		})
+			ChecksumType:    sum.typ,
+		}
+		if f := checksumField(complete, sum.algorithm); f != nil && sum.value != nil {
+			// The source's full-object checksum: S3 checks the copy against it.
+			*f = sum.value
+		}
+		_, err = c.api.CompleteMultipartUpload(ctx, complete)
 		if err != nil {
 			err = fmt.Errorf("complete multipart upload: %w", err)
 		}
@@ -288,7 +303,7 @@ func PartSize(size, want int64) int64 {
 	return min(max(want, need, MinPartSize), MaxPartSize)
 }
 
-func (c *Copier) copyParts(ctx context.Context, src Source, up *s3.CreateMultipartUploadOutput, size int64) ([]types.CompletedPart, error) {
+func (c *Copier) copyParts(ctx context.Context, src Source, up *s3.CreateMultipartUploadOutput, size int64, alg types.ChecksumAlgorithm) ([]types.CompletedPart, error) {
 	partSize := PartSize(size, c.opts.PartSize)
 	n := int((size + partSize - 1) / partSize)
 	if n == 0 {
@@ -318,6 +333,10 @@ func (c *Copier) copyParts(ctx context.Context, src Source, up *s3.CreateMultipa
 				return fmt.Errorf("copy part %d: %w", i+1, err)
 			}
 			parts[i] = types.CompletedPart{ETag: out.CopyPartResult.ETag, PartNumber: aws.Int32(int32(i + 1))}
+			// Each part's checksum, which an upload with one needs.
+			if to, from := checksumField(&parts[i], alg), checksumField(out.CopyPartResult, alg); to != nil && from != nil {
+				*to = *from
+			}
 			return nil
 		})
 	}

@@ -245,12 +245,18 @@ func notFound(err error) bool {
 
 // compareChecksums compares the two objects' checksums: "" when they prove nothing.
 func compareChecksums(src, dst *s3.HeadObjectOutput) Problem {
+	// Every algorithm S3 reports (one per object).
 	for _, pick := range []func(*s3.HeadObjectOutput) *string{
 		func(h *s3.HeadObjectOutput) *string { return h.ChecksumCRC64NVME },
 		func(h *s3.HeadObjectOutput) *string { return h.ChecksumCRC32C },
 		func(h *s3.HeadObjectOutput) *string { return h.ChecksumCRC32 },
+		func(h *s3.HeadObjectOutput) *string { return h.ChecksumSHA512 },
 		func(h *s3.HeadObjectOutput) *string { return h.ChecksumSHA256 },
 		func(h *s3.HeadObjectOutput) *string { return h.ChecksumSHA1 },
+		func(h *s3.HeadObjectOutput) *string { return h.ChecksumMD5 },
+		func(h *s3.HeadObjectOutput) *string { return h.ChecksumXXHASH128 },
+		func(h *s3.HeadObjectOutput) *string { return h.ChecksumXXHASH64 },
+		func(h *s3.HeadObjectOutput) *string { return h.ChecksumXXHASH3 },
 	} {
 		a, b := aws.ToString(pick(src)), aws.ToString(pick(dst))
 		if a == "" || b == "" {

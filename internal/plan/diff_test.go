@@ -55,6 +55,15 @@ func TestCompareRule(t *testing.T) {
 		"s/kmssum":   {ServerSideEncryption: types.ServerSideEncryptionAwsKms, ChecksumCRC64NVME: aws.String("AAA="), ChecksumType: types.ChecksumTypeFullObject},
 		"d/kmssum":   {ServerSideEncryption: types.ServerSideEncryptionAwsKms, ChecksumCRC64NVME: aws.String("BBB="), ChecksumType: types.ChecksumTypeFullObject},
 		"s/plain":    {ServerSideEncryption: types.ServerSideEncryptionAes256},
+		// Newer algorithms S3 reports (HeadObject's ChecksumSHA512, ...XXHASH*).
+		"s/xx":  {ChecksumXXHASH64: aws.String("AAA="), ChecksumType: types.ChecksumTypeFullObject},
+		"d/xx":  {ChecksumXXHASH64: aws.String("BBB="), ChecksumType: types.ChecksumTypeFullObject},
+		"s/sha": {ChecksumSHA512: aws.String("AAA="), ChecksumType: types.ChecksumTypeFullObject},
+		"d/sha": {ChecksumSHA512: aws.String("AAA="), ChecksumType: types.ChecksumTypeFullObject},
+		"s/md5": {ChecksumMD5: aws.String("AAA="), ChecksumType: types.ChecksumTypeFullObject},
+		"d/md5": {ChecksumMD5: aws.String("BBB="), ChecksumType: types.ChecksumTypeFullObject},
+		// A website redirect the copy lacks.
+		"s/redirect": {WebsiteRedirectLocation: aws.String("/new.html")},
 	}
 	cmp := &Comparer{Src: heads, Dst: heads}
 	cases := []struct {
@@ -81,11 +90,27 @@ func TestCompareRule(t *testing.T) {
 		{"deleted while diffed", obj("s/gone", 1, md5a, old), obj("d/k", 1, md5b, young), Vanished, "head s3:///s/gone: http response error StatusCode: 404, not found"},
 		{"the copy deleted while diffed", obj("s/k", 1, md5a, old), obj("d/gone", 1, md5b, young), Missing, "not in destination (deleted while compared)"},
 		{"no kms:Decrypt for the checksum: the metadata still says SSE-KMS", obj("s/kmsdenied", 1, md5a, old), obj("d/kms", 1, md5b, young), Match, "size and age"},
+		{"XXHASH64 checksums differ", obj("s/xx", 1, multi, old), obj("d/xx", 1, md5b, young), Different, "checksum"},
+		{"SHA512 checksums equal", obj("s/sha", 1, multi, young), obj("d/sha", 1, md5b, old), Match, "checksum"},
+		{"MD5 checksums differ", obj("s/md5", 1, multi, old), obj("d/md5", 1, md5b, young), Different, "checksum"},
+		{"a redirect is not compared without Redirects", obj("s/redirect", 1, md5a, old), obj("d/k", 1, md5a, young), Match, "etag"},
 	}
 	for _, c := range cases {
 		got, reason, err := cmp.Compare(context.Background(), listing.Pair{Key: "k", Src: c.src, Dst: c.dst})
 		if err != nil || got != c.want || reason != c.reason {
 			t.Errorf("%s: %s (%s), %v; want %s (%s)", c.name, got, reason, err, c.want, c.reason)
+		}
+	}
+	// With Redirects, a pair with equal ETags is looked at too: a redirect
+	// the copy lacks makes it different.
+	redirects := &Comparer{Src: heads, Dst: heads, Redirects: true}
+	for _, c := range []struct {
+		src  string
+		want Problem
+	}{{"s/redirect", Different}, {"s/k", Match}} {
+		got, reason, err := redirects.Compare(context.Background(), listing.Pair{Key: "k", Src: obj(c.src, 1, md5a, old), Dst: obj("d/k", 1, md5a, young)})
+		if err != nil || got != c.want {
+			t.Errorf("Redirects, %s: %s (%s), %v; want %s", c.src, got, reason, err, c.want)
 		}
 	}
 	// A key that cannot be inspected (an SSE-C object) is reported, not fatal.

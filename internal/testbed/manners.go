@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"mime"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -31,6 +32,7 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
@@ -75,15 +77,16 @@ type Manners struct {
 	env *Env
 
 	mu       sync.Mutex
-	servers  map[string]string              // region -> versitygw endpoint
-	regions  map[string]string              // bucket -> region (absent: Region)
-	secrets  map[string]string              // access key -> secret key, for re-signing
-	canList  map[[2]string]listRight        // (access key, bucket) -> may it list, lately
-	expired  map[string]bool                // access keys refused as expired
-	prefixes map[string]map[string][]string // manner -> bucket -> key prefixes
-	lost     map[string]bool                // bucket/key whose upload was lost
-	require  map[string]Written             // bucket -> what its writes must ask for
-	written  map[string]Written             // bucket/key -> what its last write asked for
+	servers  map[string]string                  // region -> versitygw endpoint
+	regions  map[string]string                  // bucket -> region (absent: Region)
+	secrets  map[string]string                  // access key -> secret key, for re-signing
+	canList  map[[2]string]listRight            // (access key, bucket) -> may it list, lately
+	expired  map[string]bool                    // access keys refused as expired
+	prefixes map[string]map[string][]string     // manner -> bucket -> key prefixes
+	lost     map[string]bool                    // bucket/key whose upload was lost
+	require  map[string]Written                 // bucket -> what its writes must ask for
+	written  map[string]Written                 // bucket/key -> what its last write asked for
+	uploads  map[string]types.ChecksumAlgorithm // upload id -> the checksum it asked for
 }
 
 // Written is what a write (PutObject, CopyObject, CreateMultipartUpload)
@@ -103,7 +106,8 @@ const (
 func (e *Env) startManners() {
 	m := &Manners{env: e, servers: map[string]string{Region: e.S3Direct}, regions: map[string]string{},
 		secrets: map[string]string{AccessKey: SecretKey}, canList: map[[2]string]listRight{}, expired: map[string]bool{},
-		prefixes: map[string]map[string][]string{}, lost: map[string]bool{}, require: map[string]Written{}, written: map[string]Written{}}
+		prefixes: map[string]map[string][]string{}, lost: map[string]bool{}, require: map[string]Written{}, written: map[string]Written{},
+		uploads: map[string]types.ChecksumAlgorithm{}}
 	srv := httptest.NewServer(m)
 	e.manners, e.mannersSrv = m, srv
 	m.URL = srv.URL
@@ -413,8 +417,20 @@ func (m *Manners) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			pr.Out.Host = pr.In.Host // the client signed this Host
 		},
 		ModifyResponse: func(resp *http.Response) error {
-			if isWrite && resp.StatusCode == http.StatusOK {
-				m.wrote(q.bucket, q.key, write)
+			if resp.StatusCode == http.StatusOK {
+				if isWrite {
+					m.wrote(q.bucket, q.key, write)
+				}
+				var err error
+				switch query := r.URL.Query(); {
+				case r.Method == http.MethodPost && query.Has("uploads"):
+					err = m.noteUpload(resp, r)
+				case r.Method == http.MethodPut && query.Has("partNumber") && q.srcBucket != "":
+					err = m.fixPartChecksum(resp, r, q)
+				}
+				if err != nil {
+					return err
+				}
 			}
 			return m.rewriteResponse(resp, r, q)
 		},
@@ -444,10 +460,51 @@ func (m *Manners) rewriteRequest(r *http.Request, q request) error {
 			changed = true
 		}
 	}
+	if _, isWrite := writeOf(r, q); isWrite && decodeMetadata(r.Header) {
+		changed = true
+	}
 	if !changed {
 		return nil
 	}
 	return m.resign(r, nil)
+}
+
+// decodeMetadata decodes user metadata sent RFC 2047-encoded, as S3 does
+// before storing it, and reports whether any was (the S3 user guide,
+// "Working with object metadata": non-US-ASCII values are decoded per RFC
+// 2047 before storing and encoded per RFC 2047 when returned). A copy in
+// parts sends back the metadata as HeadObject returned it, encoded.
+func decodeMetadata(h http.Header) bool {
+	changed := false
+	var dec mime.WordDecoder
+	for name, vs := range h {
+		if !strings.HasPrefix(name, "X-Amz-Meta-") {
+			continue
+		}
+		for i, v := range vs {
+			if d, err := dec.DecodeHeader(v); err == nil && d != v {
+				vs[i], changed = d, true
+			}
+		}
+	}
+	return changed
+}
+
+// encodeMetadata encodes non-US-ASCII user metadata as S3 returns it.
+func encodeMetadata(h http.Header) {
+	for name, vs := range h {
+		if !strings.HasPrefix(name, "X-Amz-Meta-") {
+			continue
+		}
+		for i, v := range vs {
+			for _, c := range []byte(v) {
+				if c >= 0x80 {
+					vs[i] = mime.BEncoding.Encode("UTF-8", v)
+					break
+				}
+			}
+		}
+	}
 }
 
 func (m *Manners) realETag(ctx context.Context, bucket, key string) (string, error) {
@@ -504,6 +561,9 @@ func (m *Manners) rewriteResponse(resp *http.Response, r *http.Request, q reques
 		resp.Header.Set("X-Amz-Bucket-Region", m.region(q.bucket))
 	} else {
 		resp.Header.Del("X-Amz-Bucket-Region")
+	}
+	if q.head || q.get {
+		encodeMetadata(resp.Header)
 	}
 	missing := resp.StatusCode == http.StatusNotFound
 	switch {

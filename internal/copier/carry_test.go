@@ -81,7 +81,7 @@ func TestCarriesWhatS3DoesNotCopy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c := New(NewDirect(env.S3, nil), Options{MultipartThreshold: 5 << 20, PartSize: 5 << 20})
+	c := New(NewDirect(env.Manners().Client(src), nil), Options{MultipartThreshold: 5 << 20, PartSize: 5 << 20})
 	for _, carry := range []bool{true, false} {
 		for _, k := range []string{"small", "big"} {
 			to := k + "-copy"

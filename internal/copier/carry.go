@@ -1,11 +1,17 @@
 package copier
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 )
 
 // Write says how a copy is written, and what it carries over that S3 does
@@ -101,4 +107,62 @@ func carryMultipart(in *s3.CreateMultipartUploadInput, head *s3.HeadObjectOutput
 	l := lockOf(head, w, now)
 	in.ObjectLockMode, in.ObjectLockRetainUntilDate, in.ObjectLockLegalHoldStatus = l.mode, l.until, l.legalHold
 	in.ObjectLockEventHold, in.ObjectLockEventHoldDurationDays, in.ObjectLockEventHoldDurationYears = l.eventHold, l.eventDays, l.eventYrs
+}
+
+// copyAnnotations puts the source's annotations on a copy in parts, whose
+// ETag is etag: CopyObject copies them (its annotation directive is COPY by
+// default), a multipart upload does not (CopyObject's API reference). A
+// server that does not know annotations has none to copy.
+func (c *Copier) copyAnnotations(ctx context.Context, src Source, dst Target, etag string) error {
+	list := &s3.ListObjectAnnotationsInput{Bucket: aws.String(src.Bucket), Key: aws.String(src.Key)}
+	for {
+		page, err := c.src.ListObjectAnnotations(ctx, list)
+		if absentFeature(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("list source annotations: %w", err)
+		}
+		for _, a := range page.Annotations {
+			if err := c.copyAnnotation(ctx, src, dst, aws.ToString(a.AnnotationName), etag); err != nil {
+				return err
+			}
+		}
+		if page.NextContinuationToken == nil {
+			return nil
+		}
+		list.ContinuationToken = page.NextContinuationToken
+	}
+}
+
+// copyAnnotation copies one annotation (at most 1 MiB) from src to dst.
+func (c *Copier) copyAnnotation(ctx context.Context, src Source, dst Target, name, etag string) error {
+	get, err := c.src.GetObjectAnnotation(ctx, &s3.GetObjectAnnotationInput{Bucket: aws.String(src.Bucket), Key: aws.String(src.Key), AnnotationName: aws.String(name)})
+	if err != nil {
+		return fmt.Errorf("get source annotation %q: %w", name, err)
+	}
+	payload, err := io.ReadAll(io.LimitReader(get.AnnotationPayload, 1<<20+1))
+	get.AnnotationPayload.Close()
+	if err != nil {
+		return fmt.Errorf("read source annotation %q: %w", name, err)
+	}
+	_, err = c.api.PutObjectAnnotation(ctx, &s3.PutObjectAnnotationInput{Bucket: aws.String(dst.Bucket), Key: aws.String(dst.Key),
+		AnnotationName: aws.String(name), AnnotationPayload: bytes.NewReader(payload), ObjectIfMatch: optional(etag)})
+	if err != nil {
+		return fmt.Errorf("put annotation %q: %w", name, err)
+	}
+	return nil
+}
+
+// absentFeature reports a server that does not implement a call.
+func absentFeature(err error) bool {
+	var api smithy.APIError
+	if !errors.As(err, &api) {
+		return false
+	}
+	switch api.ErrorCode() {
+	case "NotImplemented", "MethodNotAllowed":
+		return true
+	}
+	return false
 }

@@ -3,6 +3,7 @@ package copier
 import (
 	"bytes"
 	"context"
+	"maps"
 	"testing"
 	"time"
 
@@ -110,6 +111,39 @@ func TestCarriesWhatS3DoesNotCopy(t *testing.T) {
 			if got.ObjectLockMode != "" || got.ObjectLockLegalHoldStatus == types.ObjectLockLegalHoldStatusOn {
 				t.Errorf("%s: the server copied Object Lock by itself: the test bed no longer shows S3's behaviour", to)
 			}
+		}
+	}
+}
+
+// TestCopiesAnnotations: CopyObject copies an object's annotations (its
+// annotation directive is COPY by default); a multipart upload has none
+// (CopyObject's API reference), so a copy in parts puts the source's on
+// the copy itself. Through the test bed's Manners, which serves
+// annotations as S3 does (versitygw knows none).
+func TestCopiesAnnotations(t *testing.T) {
+	env := testbed.Get(t)
+	ctx := context.Background()
+	src, dst := env.Bucket(t), env.Bucket(t)
+	m := env.Manners()
+	api := m.Client(src)
+	env.Put(t, src, []testbed.Object{{Key: "small", Body: randomBytes(100)}, {Key: "big", Body: randomBytes(11 << 20)}})
+	want := map[string]string{"labels": `{"cat":0.98}`, "lineage": "etl-run-42"}
+	for _, key := range []string{"small", "big"} {
+		for name, payload := range want {
+			if _, err := api.PutObjectAnnotation(ctx, &s3.PutObjectAnnotationInput{Bucket: aws.String(src), Key: aws.String(key),
+				AnnotationName: aws.String(name), AnnotationPayload: bytes.NewReader([]byte(payload))}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c := New(NewDirect(api, nil), Options{MultipartThreshold: 5 << 20, PartSize: 5 << 20})
+	for _, key := range []string{"small", "big"} {
+		h := head(t, env, src, key)
+		if err := c.Copy(ctx, Source{Bucket: src, Key: key, Size: aws.ToInt64(h.ContentLength), ETag: aws.ToString(h.ETag)}, Target{Bucket: dst, Key: key}); err != nil {
+			t.Fatalf("copy %s: %v", key, err)
+		}
+		if got := m.Annotations(dst, key); !maps.Equal(got, want) {
+			t.Errorf("%s: the copy's annotations %v, want %v", key, got, want)
 		}
 	}
 }

@@ -35,6 +35,9 @@ type API interface {
 	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
 	DeleteObjects(ctx context.Context, in *s3.DeleteObjectsInput, optFns ...func(*s3.Options)) (*s3.DeleteObjectsOutput, error)
 	DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, optFns ...func(*s3.Options)) (*s3.DeleteObjectOutput, error)
+	PutObjectAnnotation(ctx context.Context, in *s3.PutObjectAnnotationInput, optFns ...func(*s3.Options)) (*s3.PutObjectAnnotationOutput, error)
+	ListObjectAnnotations(ctx context.Context, in *s3.ListObjectAnnotationsInput, optFns ...func(*s3.Options)) (*s3.ListObjectAnnotationsOutput, error)
+	GetObjectAnnotation(ctx context.Context, in *s3.GetObjectAnnotationInput, optFns ...func(*s3.Options)) (*s3.GetObjectAnnotationOutput, error)
 }
 
 var _ API = (*s3.Client)(nil)
@@ -100,6 +103,8 @@ type Target struct {
 type SourceAPI interface {
 	HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
 	GetObjectTagging(ctx context.Context, in *s3.GetObjectTaggingInput, optFns ...func(*s3.Options)) (*s3.GetObjectTaggingOutput, error)
+	ListObjectAnnotations(ctx context.Context, in *s3.ListObjectAnnotationsInput, optFns ...func(*s3.Options)) (*s3.ListObjectAnnotationsOutput, error)
+	GetObjectAnnotation(ctx context.Context, in *s3.GetObjectAnnotationInput, optFns ...func(*s3.Options)) (*s3.GetObjectAnnotationOutput, error)
 }
 
 // Copier copies objects within one pair of regions (or one region).
@@ -253,15 +258,17 @@ func (c *Copier) copyMultipart(ctx context.Context, src Source, dst Target) erro
 			// The source's full-object checksum: S3 checks the copy against it.
 			*f = sum.value
 		}
-		_, err = c.api.CompleteMultipartUpload(ctx, complete)
+		var done *s3.CompleteMultipartUploadOutput
+		done, err = c.api.CompleteMultipartUpload(ctx, complete)
 		if err != nil {
-			err = fmt.Errorf("complete multipart upload: %w", err)
+			return errors.Join(fmt.Errorf("complete multipart upload: %w", err), c.abort(ctx, up))
 		}
+		// Annotations, which a multipart upload never has: on the copy now
+		// in place, pinned to it. (Until they are, it is without them; a
+		// failure here fails the copy, which is then made again.)
+		return c.copyAnnotations(ctx, src, dst, aws.ToString(done.ETag))
 	}
-	if err != nil {
-		return errors.Join(err, c.abort(ctx, up))
-	}
-	return nil
+	return errors.Join(err, c.abort(ctx, up))
 }
 
 // abort cancels an upload, even when ctx is already canceled, so that no

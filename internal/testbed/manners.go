@@ -87,6 +87,8 @@ type Manners struct {
 	require  map[string]Written                 // bucket -> what its writes must ask for
 	written  map[string]Written                 // bucket/key -> what its last write asked for
 	uploads  map[string]types.ChecksumAlgorithm // upload id -> the checksum it asked for
+	// annotations: bucket/key -> name -> annotation (annotations.go)
+	annotations map[string]map[string]annotation
 }
 
 // Written is what a write (PutObject, CopyObject, CreateMultipartUpload)
@@ -107,7 +109,7 @@ func (e *Env) startManners() {
 	m := &Manners{env: e, servers: map[string]string{Region: e.S3Direct}, regions: map[string]string{},
 		secrets: map[string]string{AccessKey: SecretKey}, canList: map[[2]string]listRight{}, expired: map[string]bool{},
 		prefixes: map[string]map[string][]string{}, lost: map[string]bool{}, require: map[string]Written{}, written: map[string]Written{},
-		uploads: map[string]types.ChecksumAlgorithm{}}
+		uploads: map[string]types.ChecksumAlgorithm{}, annotations: map[string]map[string]annotation{}}
 	srv := httptest.NewServer(m)
 	e.manners, e.mannersSrv = m, srv
 	m.URL = srv.URL
@@ -394,6 +396,10 @@ func (m *Manners) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s3Error(w, http.StatusNotFound, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.")
 		return
 	}
+	if annotationRequest(r, q) {
+		m.serveAnnotation(w, r, q)
+		return
+	}
 	if r.Method == http.MethodDelete && q.key != "" && r.Header.Get("If-Match") != "" && m.refuseConditionalDelete(w, r, q) {
 		return
 	}
@@ -418,8 +424,12 @@ func (m *Manners) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			if resp.StatusCode == http.StatusOK {
+				completed := r.Method == http.MethodPost && r.URL.Query().Has("uploadId")
 				if isWrite {
 					m.wrote(q.bucket, q.key, write)
+				}
+				if (isWrite && !r.URL.Query().Has("uploads")) || completed {
+					m.replaced(r, q)
 				}
 				var err error
 				switch query := r.URL.Query(); {
@@ -513,6 +523,14 @@ func (m *Manners) realETag(ctx context.Context, bucket, key string) (string, err
 		return "", err
 	}
 	return aws.ToString(out.ETag), nil
+}
+
+// shownETag is the ETag bucket/key shows a client, given its real one.
+func (m *Manners) shownETag(bucket, key, real string) string {
+	if m.encryptedKMS(bucket, key) {
+		return kmsETag(bucket, key, real)
+	}
+	return real
 }
 
 // kmsETag is the ETag an emulated SSE-KMS object shows: not the MD5 of its

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -14,6 +15,7 @@ import (
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/listing"
+	"github.com/s3clone/s3clone/internal/ownership"
 	"github.com/s3clone/s3clone/internal/plan"
 	"github.com/s3clone/s3clone/internal/queue"
 )
@@ -35,6 +37,8 @@ type source struct {
 	// copy is the run's copy options: write's, and what the buckets'
 	// settings say the copies must carry (inspect).
 	copy plan.Copy
+	// owners is the book every S3 client follows (connect).
+	owners *ownership.Book
 }
 
 // registerLock defines --skip-object-lock, for the commands that plan.
@@ -67,11 +71,20 @@ func (s *source) register(f *config.Flags) {
 	f.StringVar(&s.rawDest, "dest", "", "where to copy it: s3://BUCKET or s3://BUCKET/PREFIX; the source prefix is replaced by this one (required)")
 	f.StringVar(&s.srcRegion, "source-region", "", "the source bucket's region (default: asked of S3, HeadBucket)")
 	f.StringVar(&s.dstRegion, "dest-region", "", "the destination bucket's region (default: asked of S3, HeadBucket)")
+	f.BoolVar(&s.src.RequesterPays, "request-payer", false, "the source bucket is Requester Pays: this account pays for reading it (every request to it says so)")
+	f.StringVar(&s.src.Owner, "source-owner", "", "the account ID that must own the source bucket: every request says so, and S3 refuses it if another account does (default: no check)")
+	f.StringVar(&s.dst.Owner, "dest-owner", "", "the account ID that must own the destination bucket, as --source-owner")
 	f.IntVar(&s.listers, "listers", 64, "ListObjectsV2 calls in flight at once")
 	f.IntVar(&s.batchKeys, "batch-keys", 100, "most keys per work message (messages also stay under 240KiB)")
 }
 
 func (s *source) validate(p *config.Problems) {
+	for flag, owner := range map[string]string{"source-owner": s.src.Owner, "dest-owner": s.dst.Owner} {
+		if owner != "" && !accountID.MatchString(owner) {
+			p.Addf("--%s %q: an AWS account ID is 12 digits", flag, owner)
+		}
+	}
+	src, dst := s.src, s.dst // the flags' owner and payer
 	var err error
 	if s.rawSource == "" {
 		p.Addf("--source is required: s3://BUCKET[/PREFIX] to copy from")
@@ -83,6 +96,7 @@ func (s *source) validate(p *config.Problems) {
 	} else if s.dst, err = plan.ParseLocation(s.rawDest); err != nil {
 		p.Addf("--dest: %v", err)
 	}
+	s.src.Owner, s.src.RequesterPays, s.dst.Owner = src.Owner, src.RequesterPays, dst.Owner
 	if s.src.Bucket != "" && s.dst.Bucket != "" {
 		if err := plan.CheckPair(s.src, s.dst); err != nil {
 			p.Addf("%v", err)
@@ -96,10 +110,18 @@ func (s *source) validate(p *config.Problems) {
 	}
 }
 
+// accountID is the shape of an AWS account ID.
+var accountID = regexp.MustCompile(`^[0-9]{12}$`)
+
 // connect finds each bucket's region (unless a flag gave it), takes a
 // client of it, and fails with a UsageError when either bucket does not
-// exist or cannot be read.
+// exist or cannot be read. Every request from then on says who must own
+// each bucket and who pays for it.
 func (s *source) connect(ctx context.Context, regions *config.Regions) error {
+	s.owners = regions.Owners()
+	for _, l := range []plan.Location{s.src, s.dst} {
+		s.owners.Set(l.Bucket, ownership.Bucket{Owner: l.Owner, RequesterPays: l.RequesterPays})
+	}
 	for _, b := range []struct {
 		flag string
 		loc  *plan.Location

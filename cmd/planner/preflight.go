@@ -38,7 +38,9 @@ const preflightSample = 10
 // just changed) proves nothing either way: the next sample is tried, and if
 // none can be copied the plan goes ahead with a warning.
 func preflight(ctx context.Context, s *source, work *queue.SQS, sum *plan.Summary, log zerolog.Logger) error {
-	if err := preflightS3(ctx, s, copier.NewBetween(s.srcAPI, copier.NewDirect(s.dstAPI, nil), copier.Options{}), sum, log); err != nil {
+	direct := copier.NewDirect(s.dstAPI, nil)
+	direct.Owners = s.owners
+	if err := preflightS3(ctx, s, copier.NewBetween(s.srcAPI, direct, copier.Options{}), sum, log); err != nil {
 		return err
 	}
 	probe, err := plan.ProbeBody(sum)
@@ -161,7 +163,11 @@ func denied(err error, permission, resource string) error {
 		isDenied = true // a 403 with no code to say otherwise
 	}
 	if isDenied {
-		return config.Usagef("preflight: access denied: grant %s on %s (nothing was enqueued)", permission, resource)
+		hint := ""
+		if strings.HasPrefix(resource, "arn:aws:s3:::") {
+			hint = "; if the bucket is Requester Pays, add --request-payer; if --source-owner or --dest-owner is given, check it is the bucket's owner"
+		}
+		return config.Usagef("preflight: access denied: grant %s on %s%s (nothing was enqueued)", permission, resource, hint)
 	}
 	return fmt.Errorf("preflight (%s on %s): %w", permission, resource, err)
 }

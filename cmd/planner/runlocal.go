@@ -127,6 +127,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg.ID = "local"
 	cfg.Visibility = 5 * time.Minute
 	cfg.Limiter = limiter
+	cfg.Owners = regions.Owners()
 	w = worker.New(cfg, mem, recorder, copies, log)
 	config.TuneGCForCopying()
 	stopProfile, err := config.StartCPUProfile(work.CPUProfile)

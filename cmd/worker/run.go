@@ -84,6 +84,7 @@ func run(ctx context.Context, args []string) error {
 	cfg := o.work.WorkerConfig()
 	cfg.ID = o.id
 	cfg.Limiter = limiter
+	cfg.Owners = regions.Owners()
 	store := o.ledger.Open(ctx, regions)
 	journal, err := store.OpenJournal(ctx, worker.DefaultID(o.id), config.Version())
 	if err != nil {

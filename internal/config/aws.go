@@ -25,6 +25,7 @@ import (
 	smithymiddleware "github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
+	"github.com/s3clone/s3clone/internal/ownership"
 	"github.com/s3clone/s3clone/internal/queue"
 )
 
@@ -44,6 +45,10 @@ type AWS struct {
 	// OnThrottle, when set, is called for every throttling answer (503
 	// SlowDown and the like), including those the SDK then retries.
 	OnThrottle func()
+	// Owners is who must own each bucket and who pays for it: every S3
+	// request says so (ExpectedBucketOwner, RequestPayer). Regions makes
+	// it when unset.
+	Owners *ownership.Book
 }
 
 // Register defines the AWS flags.
@@ -230,12 +235,16 @@ func (r *credentialsRef) invalidate() bool {
 
 // S3 returns an S3 client for cfg.
 func (a *AWS) S3(cfg aws.Config) *s3.Client {
+	if a.Owners == nil {
+		a.Owners = new(ownership.Book)
+	}
 	custom := a.customS3Endpoint() != ""
 	return s3.NewFromConfig(cfg, func(o *s3.Options) {
 		if a.S3Endpoint != "" {
 			o.BaseEndpoint = aws.String(a.S3Endpoint)
 		}
 		o.UsePathStyle = a.PathStyle || custom
+		o.APIOptions = append(o.APIOptions, a.Owners.APIOption)
 		if obs, ok := o.Retryer.(observer); ok {
 			obs.s3 = true
 			o.Retryer = obs
@@ -328,7 +337,8 @@ func CheckBucketError(err error, flag, bucket string) error {
 	case errors.As(err, &nf), errors.As(err, &nb), errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound:
 		return Usagef("--%s: bucket %q does not exist (or is in another account or partition): check the name", flag, bucket)
 	case refused(err):
-		return Usagef("--%s: access to bucket %q denied: check $AWS_ACCESS_KEY_ID / the profile or role, and that it grants s3:ListBucket on arn:aws:s3:::%s", flag, bucket, bucket)
+		return Usagef("--%s: access to bucket %q denied: check $AWS_ACCESS_KEY_ID / the profile or role, that it grants s3:ListBucket on arn:aws:s3:::%s, "+
+			"and that --%s-owner, if given, is the account that owns the bucket (S3 refuses a request that expects another owner)", flag, bucket, bucket, flag)
 	case errors.As(err, &re) && re.Response != nil && re.Response.Header.Get("X-Amz-Bucket-Region") != "":
 		return Usagef("--%s: bucket %q is in region %s, not the one given: fix --%s-region, or leave it out to have it found",
 			flag, bucket, re.Response.Header.Get("X-Amz-Bucket-Region"), flag)

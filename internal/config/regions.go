@@ -11,6 +11,8 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/s3clone/s3clone/internal/ownership"
 )
 
 // Regions finds each bucket's region once (HeadBucket, whose answer, even
@@ -29,8 +31,14 @@ type Regions struct {
 
 // Regions returns the region finder of cfg's clients.
 func (a *AWS) Regions(cfg aws.Config) *Regions {
+	if a.Owners == nil {
+		a.Owners = new(ownership.Book)
+	}
 	return &Regions{aws: a, cfg: cfg, clients: map[string]*s3.Client{}, buckets: map[string]string{}}
 }
+
+// Owners is the book of bucket owners and payers every client follows.
+func (r *Regions) Owners() *ownership.Book { return r.aws.Owners }
 
 // Client is the S3 client for region, built once.
 func (r *Regions) Client(region string) *s3.Client {

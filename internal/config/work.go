@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/s3clone/s3clone/internal/copier"
+	"github.com/s3clone/s3clone/internal/ownership"
 	"github.com/s3clone/s3clone/internal/plan"
 	"github.com/s3clone/s3clone/internal/worker"
 )
@@ -131,11 +132,12 @@ func (w *Work) CopierOptions() copier.Options {
 // CopyAPI is the S3 client copies go through: client's CopyObject sent
 // directly (copier.Direct) unless --sdk-copies. onThrottle hears of the
 // throttles the direct path meets; log, of the direct path giving up.
-func (w *Work) CopyAPI(client *s3.Client, onThrottle func(), log zerolog.Logger) copier.API {
+func (w *Work) CopyAPI(client *s3.Client, owners *ownership.Book, onThrottle func(), log zerolog.Logger) copier.API {
 	if w.SDKCopies {
 		return client
 	}
 	d := copier.NewDirect(client, onThrottle)
+	d.Owners = owners
 	d.OnGiveUp = func(err error) {
 		log.Warn().Err(err).Msg("direct CopyObject requests keep failing where the SDK's succeed; every copy now goes through the SDK (--sdk-copies does this from the start)")
 	}
@@ -146,7 +148,7 @@ func (w *Work) CopyAPI(client *s3.Client, onThrottle func(), log zerolog.Logger)
 // message names it), through CopyAPI's path.
 func (w *Work) Copier(regions *Regions, onThrottle func(), log zerolog.Logger) *copier.Regional {
 	c := copier.NewRegional(regions, w.CopierOptions())
-	c.API = func(_ string, client *s3.Client) copier.API { return w.CopyAPI(client, onThrottle, log) }
+	c.API = func(_ string, client *s3.Client) copier.API { return w.CopyAPI(client, regions.Owners(), onThrottle, log) }
 	return c
 }
 

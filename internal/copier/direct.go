@@ -23,6 +23,8 @@ import (
 	smithyauth "github.com/aws/smithy-go/auth"
 	"github.com/aws/smithy-go/encoding/httpbinding"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/s3clone/s3clone/internal/ownership"
 )
 
 // Direct is an S3 client whose CopyObject sends a hand-built, SigV4-signed
@@ -68,6 +70,10 @@ type Direct struct {
 	off     atomic.Bool
 	// OnGiveUp, if set, hears once why the direct path was turned off.
 	OnGiveUp func(lastErr error)
+	// Owners, if set, says who must own each bucket and who pays: direct
+	// copies send it as the client's requests do (the SDK's are told by
+	// the client's own options).
+	Owners *ownership.Book
 }
 
 // giveUpAfter is how many direct attempts in a row may fail where the SDK
@@ -294,6 +300,13 @@ func (d *Direct) send(ctx context.Context, ep *endpoint, in *s3.CopyObjectInput)
 	setHeader(h, "X-Amz-Acl", string(in.ACL))
 	setHeader(h, "X-Amz-Server-Side-Encryption", string(in.ServerSideEncryption))
 	setHeader(h, "X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id", aws.ToString(in.SSEKMSKeyId))
+	if owner, srcOwner, pays := d.Owners.Copy(aws.ToString(in.Bucket), ownership.SourceBucket(*in.CopySource)); owner != "" || srcOwner != "" || pays {
+		setHeader(h, "X-Amz-Expected-Bucket-Owner", owner)
+		setHeader(h, "X-Amz-Source-Expected-Bucket-Owner", srcOwner)
+		if pays {
+			h["X-Amz-Request-Payer"] = []string{string(types.RequestPayerRequester)}
+		}
+	}
 	// The SDK's own signer, set as the S3 client sets it (S3 paths are
 	// escaped once, not twice).
 	if err := d.signer.SignHTTP(ctx, creds, req, emptySHA256, ep.signingName, ep.signingRegion, time.Now().Add(time.Duration(d.skew.Load()))); err != nil {

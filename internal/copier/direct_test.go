@@ -17,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/s3clone/s3clone/internal/ownership"
 )
 
 // scripted is an HTTP client that records requests and answers each with
@@ -152,6 +154,34 @@ func TestDirectSendsWhatTheSDKSends(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDirectSendsOwnersAsTheSDK: with a book of bucket owners and payers,
+// a direct copy says what the client's requests say: the destination's
+// owner, the source's, and that the requester pays.
+func TestDirectSendsOwnersAsTheSDK(t *testing.T) {
+	var book ownership.Book
+	book.Set("source", ownership.Bucket{Owner: "111111111111", RequesterPays: true})
+	book.Set("dest-bucket", ownership.Bucket{Owner: "222222222222"})
+	via := &scripted{answers: []answer{{status: 200, body: copyResult}}}
+	client := scriptedClient(via, func(o *s3.Options) { o.APIOptions = append(o.APIOptions, book.APIOption) })
+	direct := NewDirect(client, nil)
+	direct.Owners = &book
+	in := func() *s3.CopyObjectInput {
+		return &s3.CopyObjectInput{Bucket: aws.String("dest-bucket"), Key: aws.String("k"), CopySource: aws.String(EscapeCopySource("source", "k")),
+			MetadataDirective: types.MetadataDirectiveCopy, TaggingDirective: types.TaggingDirectiveCopy}
+	}
+	if _, err := client.CopyObject(context.Background(), in()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := direct.CopyObject(context.Background(), in()); err != nil {
+		t.Fatal(err)
+	}
+	sdkReq, directReq := via.reqs[0], via.reqs[1]
+	if !isDirect(directReq) || directReq.Header.Get("X-Amz-Request-Payer") != "requester" || directReq.Header.Get("X-Amz-Source-Expected-Bucket-Owner") != "111111111111" {
+		t.Fatalf("direct request headers %v", directReq.Header)
+	}
+	sameRequest(t, "owners and payer", sdkReq, directReq)
 }
 
 func sameRequest(t *testing.T, what string, sdk, direct *http.Request) {

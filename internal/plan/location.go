@@ -13,6 +13,11 @@ type Location struct {
 	Bucket string `json:"bucket"`
 	Prefix string `json:"prefix,omitempty"`
 	Region string `json:"region,omitempty"`
+	// Owner is the account that must own the bucket (every request says
+	// so: S3 refuses it if another account does); "" for no check.
+	Owner string `json:"owner,omitempty"`
+	// RequesterPays: the bucket is Requester Pays, and this account pays.
+	RequesterPays bool `json:"payer,omitempty"`
 }
 
 func (l Location) String() string { return "s3://" + l.Bucket + "/" + l.Prefix }

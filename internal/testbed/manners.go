@@ -89,6 +89,8 @@ type Manners struct {
 	uploads  map[string]types.ChecksumAlgorithm // upload id -> the checksum it asked for
 	// annotations: bucket/key -> name -> annotation (annotations.go)
 	annotations map[string]map[string]annotation
+	owners      map[string]string // bucket -> the account that owns it (owners.go)
+	payers      map[string]bool   // Requester Pays buckets
 }
 
 // Written is what a write (PutObject, CopyObject, CreateMultipartUpload)
@@ -109,7 +111,8 @@ func (e *Env) startManners() {
 	m := &Manners{env: e, servers: map[string]string{Region: e.S3Direct}, regions: map[string]string{},
 		secrets: map[string]string{AccessKey: SecretKey}, canList: map[[2]string]listRight{}, expired: map[string]bool{},
 		prefixes: map[string]map[string][]string{}, lost: map[string]bool{}, require: map[string]Written{}, written: map[string]Written{},
-		uploads: map[string]types.ChecksumAlgorithm{}, annotations: map[string]map[string]annotation{}}
+		uploads: map[string]types.ChecksumAlgorithm{}, annotations: map[string]map[string]annotation{},
+		owners: map[string]string{}, payers: map[string]bool{}}
 	srv := httptest.NewServer(m)
 	e.manners, e.mannersSrv = m, srv
 	m.URL = srv.URL
@@ -394,6 +397,14 @@ func (m *Manners) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case m.loseUpload(r, q):
 		s3Error(w, http.StatusNotFound, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.")
+		return
+	}
+	if m.refusesOwnership(r, q) {
+		s3Error(w, http.StatusForbidden, "AccessDenied", "Access Denied")
+		return
+	}
+	if err := m.dropOwnership(r); err != nil {
+		s3Error(w, http.StatusInternalServerError, "InternalError", "manners: "+err.Error())
 		return
 	}
 	if annotationRequest(r, q) {

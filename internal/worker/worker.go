@@ -19,6 +19,7 @@ import (
 
 	"github.com/s3clone/s3clone/internal/copier"
 	"github.com/s3clone/s3clone/internal/ledger"
+	"github.com/s3clone/s3clone/internal/ownership"
 	"github.com/s3clone/s3clone/internal/plan"
 	"github.com/s3clone/s3clone/internal/queue"
 )
@@ -77,6 +78,10 @@ type Config struct {
 	// Observer hears how long each copy took and why keys were not done,
 	// for metrics. Default: nobody.
 	Observer Observer
+	// Owners, when set, learns from each message who must own its buckets
+	// and who pays for them, for every request the copies make (the
+	// copier's clients follow it). Default: nobody learns.
+	Owners *ownership.Book
 	// RetryBackoff is how long a message with a transient failure stays
 	// hidden, times the number of times it was received (at most 5m).
 	// Default 10s.
@@ -367,6 +372,10 @@ func (w *Worker) hold(msgs []queue.Message) []*job {
 			continue
 		}
 		j := &job{msg: m, batch: batch, write: w.writeFor(batch)}
+		if o := w.cfg.Owners; o != nil {
+			o.Set(batch.Source.Bucket, ownership.Bucket{Owner: batch.Source.Owner, RequesterPays: batch.Source.RequesterPays})
+			o.Set(batch.Dest.Bucket, ownership.Bucket{Owner: batch.Dest.Owner, RequesterPays: batch.Dest.RequesterPays})
+		}
 		j.result = ledger.Entry{Run: batch.Run, Seq: batch.Seq, Op: batch.Op, Source: batch.Source, Dest: batch.Dest,
 			Worker: w.cfg.ID, Started: time.Now()}
 		n := len(batch.Entries)

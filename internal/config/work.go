@@ -148,7 +148,9 @@ func (w *Work) CopyAPI(client *s3.Client, owners *ownership.Book, onThrottle fun
 // message names it), through CopyAPI's path.
 func (w *Work) Copier(regions *Regions, onThrottle func(), log zerolog.Logger) *copier.Regional {
 	c := copier.NewRegional(regions, w.CopierOptions())
-	c.API = func(_ string, client *s3.Client) copier.API { return w.CopyAPI(client, regions.Owners(), onThrottle, log) }
+	c.API = func(_ string, client *s3.Client) copier.API {
+		return w.CopyAPI(client, regions.Owners(), onThrottle, log)
+	}
 	return c
 }
 

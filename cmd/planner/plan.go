@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/s3clone/s3clone/internal/config"
+	"github.com/s3clone/s3clone/internal/copier"
 	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/listing"
 	"github.com/s3clone/s3clone/internal/ownership"
@@ -254,6 +255,26 @@ func (pf *planFrom) describe(elapsed time.Duration) string {
 	return how
 }
 
+// newEstimate counts what a run writing as c will cost, its workers
+// copying with the default multipart settings.
+func newEstimate(c plan.Copy) *plan.Estimate {
+	return &plan.Estimate{Copy: c, Threshold: copier.MaxCopyObjectSize, Now: time.Now(), Parts: func(size int64) int64 {
+		part := copier.PartSize(size, copier.DefaultPartSize)
+		return (size + part - 1) / part
+	}}
+}
+
+// listRequests is how many ListObjectsV2 the plan's listing made.
+func (pf *planFrom) listRequests() int64 {
+	switch {
+	case pf.lister != nil:
+		return pf.lister.Stats.Requests.Load()
+	case pf.paired != nil:
+		return pf.paired.Stats().Requests
+	}
+	return 0
+}
+
 // enqueue runs the plan, sending its batches with send; sent may be nil.
 func (s *source) enqueue(ctx context.Context, src plan.Source, sum *plan.Summary, send plan.SendFunc, sent plan.SentFunc, log zerolog.Logger) error {
 	log.Info().Str("run", sum.Run).Str("source", s.src.String()).Str("dest", s.dst.String()).Msg("planning")
@@ -457,8 +478,10 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	if dryRun {
+		sum.Estimate = newEstimate(sum.Copy)
 		err := s.enqueue(ctx, from.source(&s, log), sum, func(context.Context, [][]byte) error { return nil }, nil, log)
 		printPlan(stdout, sum, from.describe(sum.Finished.Sub(sum.Started)), true)
+		sum.Estimate.Print(stdout, from.listRequests())
 		return err
 	}
 

@@ -40,7 +40,9 @@ type Summary struct {
 	Source Location
 	Dest   Location
 	// Copy is how the run's copies are written; every message carries it.
-	Copy     Copy
+	Copy Copy
+	// Estimate, when set, counts what the run will cost.
+	Estimate *Estimate
 	Objects  atomic.Int64 // keys enqueued, deletions included
 	Bytes    atomic.Int64 // bytes to copy
 	Messages atomic.Int64
@@ -171,6 +173,9 @@ func (b *Batcher) add(ctx context.Context, o listing.Object, out chan<- Body) er
 	}
 	b.cur.Entries = append(b.cur.Entries, e)
 	b.tokens = append(b.tokens, o.Token)
+	if b.sum.Estimate != nil {
+		b.sum.Estimate.add(b.op, o)
+	}
 	b.curSize += n
 	if len(b.cur.Entries) >= b.opts.MaxKeys {
 		return b.flush(ctx, out)

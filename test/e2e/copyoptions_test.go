@@ -85,3 +85,20 @@ func TestCrossAccountDestinationPolicy(t *testing.T) {
 		t.Fatalf("verify %+v, exit %d", v, code)
 	}
 }
+
+// TestDryRunEstimates: a dry run says what the run it would make asks of
+// S3 and KMS, and what that costs: copies into GLACIER at its PUT price,
+// two KMS requests a copy with --sse-kms-key-id, and the listing.
+func TestDryRunEstimates(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	srcB, dstB := env.Bucket(t), env.Bucket(t)
+	env.Put(t, srcB, acceptanceObjects()[:30])
+	r := mustRun(t, env, "planner", "plan", "--source", "s3://"+srcB, "--dest", "s3://"+dstB, "--dry-run",
+		"--storage-class", "GLACIER", "--sse-kms-key-id", "arn:aws:kms:us-east-1:111122223333:key/k")
+	for _, want := range []string{"cost      $0.0009  30 PUT-class copy requests into GLACIER", "about 60 KMS requests", "ListObjectsV2 (this listing", "in all, at us-east-1 list prices"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("the dry run does not say %q:\n%s", want, r.stdout)
+		}
+	}
+}

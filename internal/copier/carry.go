@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // Write says how a copy is written, and what it carries over that S3 does
@@ -154,8 +156,15 @@ func (c *Copier) copyAnnotation(ctx context.Context, src Source, dst Target, nam
 	return nil
 }
 
-// absentFeature reports a server that does not implement a call.
+// absentFeature reports a server that does not implement a call: it says
+// so, or (as S3-compatible servers that ignore an unknown subresource do)
+// answers with something else, here the object itself, which is no XML.
 func absentFeature(err error) bool {
+	var de *smithy.DeserializationError
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &de) || errors.As(err, &re) && re.HTTPStatusCode() == http.StatusOK {
+		return true
+	}
 	var api smithy.APIError
 	if !errors.As(err, &api) {
 		return false

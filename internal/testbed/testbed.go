@@ -56,6 +56,7 @@ type Env struct {
 	versitygw  string
 	manners    *Manners
 	mannersSrv *httptest.Server
+	moto       moto // the test bed on moto (moto.go), started on first use
 }
 
 var (
@@ -477,7 +478,11 @@ func (e *Env) Put(t testing.TB, bucket string, objs []Object) {
 func (e *Env) Keys(t testing.TB, bucket, prefix string) map[string]s3types.Object {
 	t.Helper()
 	out := map[string]s3types.Object{}
-	p := s3.NewListObjectsV2Paginator(e.manners.Client(bucket), &s3.ListObjectsV2Input{
+	client := e.S3
+	if e.manners != nil {
+		client = e.manners.Client(bucket)
+	}
+	p := s3.NewListObjectsV2Paginator(client, &s3.ListObjectsV2Input{
 		Bucket: aws.String(bucket), Prefix: aws.String(prefix), EncodingType: s3types.EncodingTypeUrl,
 	})
 	for p.HasMorePages() {

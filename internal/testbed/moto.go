@@ -1,0 +1,79 @@
+package testbed
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+)
+
+// moto is the second, independent S3 and SQS of the test bed: the server of
+// moto, the AWS mock library (5.2.1, preinstalled with the machine's
+// Python), written from AWS's API models rather than from a file system.
+// One port serves both. Tests that clone, diff and verify run on it as
+// well as on versitygw, so that what passes is S3's behaviour and not one
+// server's. It is slow (Flask): hundreds of objects, not thousands. It
+// refuses a key with CR LF, and (unlike S3) copies a website redirect under
+// a metadata directive; there is no Manners proxy in front of it.
+type moto struct {
+	once sync.Once
+	env  *Env
+	err  error
+}
+
+// Moto returns the test bed on moto: its S3 and SQS, started on first use
+// and stopped with the rest. Without moto_server installed the test skips
+// (or, under $S3CLONE_REQUIRE_TESTBED, fails).
+func (e *Env) Moto(t testing.TB) *Env {
+	t.Helper()
+	e.moto.once.Do(func() { e.moto.env, e.moto.err = e.startMoto() })
+	if e.moto.err != nil {
+		if os.Getenv(RequireEnv) != "" {
+			t.Fatalf("moto: %v", e.moto.err)
+		}
+		t.Skipf("moto: %v (it comes with the machine's Python: pip install 'moto[server]==5.2.1')", e.moto.err)
+	}
+	return e.moto.env
+}
+
+func (e *Env) startMoto() (*Env, error) {
+	bin, err := exec.LookPath("moto_server")
+	if err != nil {
+		return nil, errors.New("moto_server is not on the PATH")
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(e.dir, "moto")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "-H", host, "-p", port)
+	if err := e.spawn(cmd, filepath.Join(dir, "moto.log")); err != nil {
+		return nil, err
+	}
+	if err := waitTCP(addr, 60*time.Second); err != nil {
+		return nil, fmt.Errorf("%w\n%s", err, e.LogTail("moto/moto.log"))
+	}
+	m := &Env{Root: e.Root, S3Endpoint: "http://" + addr, S3Direct: "http://" + addr, SQSEndpoint: "http://" + addr, dir: dir}
+	m.S3 = m.Client(m.S3Endpoint)
+	m.SQS = sqs.New(sqs.Options{
+		Region: Region, BaseEndpoint: aws.String(m.SQSEndpoint),
+		Credentials: credentials.NewStaticCredentialsProvider(AccessKey, SecretKey, ""),
+	})
+	return m, nil
+}

@@ -42,7 +42,20 @@ func acceptanceObjects() []testbed.Object {
 
 func TestAcceptanceWithAFleet(t *testing.T) {
 	t.Parallel()
-	env := testbed.Get(t)
+	for _, server := range []string{"versitygw", "moto"} {
+		t.Run(server, func(t *testing.T) {
+			t.Parallel()
+			env := testbed.Get(t)
+			if server == "moto" {
+				env = env.Moto(t)
+			}
+			acceptanceWithAFleet(t, env)
+		})
+	}
+}
+
+// acceptanceWithAFleet is the acceptance test on env's S3 and SQS.
+func acceptanceWithAFleet(t *testing.T, env *testbed.Env) {
 	src, dst := env.Bucket(t), env.Bucket(t)
 	env.Put(t, src, acceptanceObjects())
 	work, _ := env.Queue(t, 5)

@@ -115,8 +115,8 @@ var Calls = []Call{
 	// The planner: plan (with --diff and preflight), status (with
 	// --scale-ecs), verify, redrive.
 	{Service: "s3", Op: "HeadBucket", Role: Planner, Actions: []string{"s3:ListBucket"}, On: []Resource{SourceBucket, DestBucket}, Why: "check both buckets before planning"},
-	{Service: "s3", Op: "GetBucketWebsite", Role: Planner, Actions: []string{"s3:GetBucketWebsite"}, On: []Resource{SourceBucket},
-		Why: "a source with a website configuration may hold website redirects, which S3 does not copy: its copies read and set each object's"},
+	{Service: "s3", Op: "GetBucketWebsite", Role: Planner, Actions: []string{"s3:GetBucketWebsite"}, On: []Resource{SourceBucket, DestBucket},
+		Why: "where either bucket is a website, objects' website redirects (which S3 does not copy) are read and carried; refused it, they are anyway"},
 	{Service: "s3", Op: "GetObjectLockConfiguration", Role: Planner, Actions: []string{"s3:GetBucketObjectLockConfiguration"}, On: []Resource{SourceBucket, DestBucket},
 		Why: "a source with Object Lock: its copies carry each object's retention and holds, never below the destination's default retention"},
 	{Service: "s3", Op: "ListObjectsV2", Role: Planner, Actions: []string{"s3:ListBucket"}, On: []Resource{LedgerBucket}, Why: "check the ledger's bucket; find runs, sent records and entries (status, verify, redrive)"},
@@ -126,6 +126,10 @@ var Calls = []Call{
 	{Service: "s3", Op: "HeadObject", Role: Planner, Actions: []string{"s3:GetObject"}, On: []Resource{SourceObjects, DestObjects}, Why: "compare checksums of same-size pairs, and website redirects (--diff, verify); preflight reads one source object"},
 	{Service: "s3", Op: "HeadObject", Role: Planner, Actions: []string{"s3:GetObjectRetention", "s3:GetObjectLegalHold"}, On: []Resource{SourceObjects},
 		Why: "preflight: read the retention and holds of a sample from an Object Lock source"},
+	{Service: "s3", Op: "GetObjectRetention", Role: Planner, Actions: []string{"s3:GetObjectRetention"}, On: []Resource{SourceObjects},
+		Why: "preflight: prove a locked source's retention can be read (HeadObject hides it, silently, without the right)"},
+	{Service: "s3", Op: "GetObjectLegalHold", Role: Planner, Actions: []string{"s3:GetObjectLegalHold"}, On: []Resource{SourceObjects},
+		Why: "preflight: the same for its legal hold"},
 	{Service: "s3", Op: "CopyObject", Role: Planner, Actions: []string{"s3:PutObjectRetention", "s3:PutObjectLegalHold"}, On: []Resource{DestObjects},
 		Why: "preflight: set them on the sample's copy, as a worker would"},
 	{Service: "s3", Op: "CopyObject", Role: Planner, Actions: []string{"s3:GetObjectAnnotation"}, On: []Resource{SourceObjects},

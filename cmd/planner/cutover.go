@@ -127,7 +127,7 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 	if err := s.connect(ctx, regions); err != nil {
 		return err
 	}
-	if err := s.inspect(ctx); err != nil {
+	if err := s.inspect(ctx, log); err != nil {
 		return err
 	}
 	rec, err := newRecordFile(o.out)

@@ -50,8 +50,11 @@ func (s *source) registerLock(f *config.Flags) {
 // inspect decides the run's copy options: the write flags, and what the
 // buckets' settings say the copies must carry that S3 does not copy by
 // itself (plan.Inspect). Connect first.
-func (s *source) inspect(ctx context.Context) error {
-	c, err := plan.Inspect(ctx, s.srcAPI, s.dstAPI, s.src, s.dst, s.skipLock)
+func (s *source) inspect(ctx context.Context, log zerolog.Logger) error {
+	c, notes, err := plan.Inspect(ctx, s.srcAPI, s.dstAPI, s.src, s.dst, s.skipLock)
+	for _, n := range notes {
+		log.Warn().Msg(n)
+	}
 	var se *plan.SettingError
 	switch {
 	case errors.Is(err, plan.ErrNoLockAtDest):
@@ -120,9 +123,8 @@ var accountID = regexp.MustCompile(`^[0-9]{12}$`)
 // each bucket and who pays for it.
 func (s *source) connect(ctx context.Context, regions *config.Regions) error {
 	s.owners = regions.Owners()
-	for _, l := range []plan.Location{s.src, s.dst} {
-		s.owners.Set(l.Bucket, ownership.Bucket{Owner: l.Owner, RequesterPays: l.RequesterPays})
-	}
+	s.owners.SetPair(s.src.Bucket, ownership.Bucket{Owner: s.src.Owner, RequesterPays: s.src.RequesterPays},
+		s.dst.Bucket, ownership.Bucket{Owner: s.dst.Owner, RequesterPays: s.dst.RequesterPays})
 	for _, b := range []struct {
 		flag string
 		loc  *plan.Location
@@ -457,7 +459,7 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := s.connect(ctx, regions); err != nil {
 		return err
 	}
-	if err := s.inspect(ctx); err != nil {
+	if err := s.inspect(ctx, log); err != nil {
 		return err
 	}
 	sum := s.newSummary()

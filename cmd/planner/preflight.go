@@ -115,6 +115,11 @@ func tryCopy(ctx context.Context, api *s3.Client, copies sampleCopier, sum *plan
 	if _, err := api.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: aws.String(src.Bucket), Key: o.Key}); err != nil {
 		return denied(err, "s3:GetObjectTagging", objectARN(src.Bucket, key))
 	}
+	if sum.Copy.Lock {
+		if err := mayReadLock(ctx, api, src.Bucket, key); err != nil {
+			return err
+		}
+	}
 	dstKey := plan.DestKey(src, dst, key)
 	// Written as the workers will write it: with the run's copy options,
 	// which a destination's policy may demand (an ACL, SSE-KMS).
@@ -127,11 +132,29 @@ func tryCopy(ctx context.Context, api *s3.Client, copies sampleCopier, sum *plan
 	return nil
 }
 
+// mayReadLock checks the retention and legal hold of a sample can be read:
+// HeadObject shows them only to a caller with s3:GetObjectRetention and
+// s3:GetObjectLegalHold and says nothing when it lacks them, so without
+// this check a copy would quietly go unlocked. An object with none
+// (NoSuchObjectLockConfiguration) proves the right as well.
+func mayReadLock(ctx context.Context, api *s3.Client, bucket, key string) error {
+	_, err := api.GetObjectRetention(ctx, &s3.GetObjectRetentionInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err == nil || !isDenied(err) {
+		_, err = api.GetObjectLegalHold(ctx, &s3.GetObjectLegalHoldInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	}
+	if err != nil && isDenied(err) {
+		return config.Usagef("preflight: access denied: grant s3:GetObjectRetention and s3:GetObjectLegalHold on %s: the source has Object Lock, "+
+			"and without them HeadObject hides each object's retention and the copies would go unlocked (or pass --skip-object-lock to copy them unlocked on purpose; nothing was enqueued)",
+			objectARN(bucket, key))
+	}
+	return nil
+}
+
 // writeGrants names what a copy written with c's options needs granted on
 // the destination object, and the options a destination's policy may
 // demand (a refusal can be either).
 func writeGrants(c plan.Copy) string {
-	grants := "s3:PutObject and s3:PutObjectTagging"
+	grants := "s3:PutObject, s3:PutObjectTagging and s3:PutObjectAnnotation (and s3:GetObjectAnnotation on the source: CopyObject copies annotations)"
 	if c.ACL != "" {
 		grants += " and s3:PutObjectAcl"
 	}
@@ -154,15 +177,7 @@ func archived(class types.ObjectStorageClass) bool {
 // and passes any other error through. A 403 with another code (an archived
 // object's InvalidObjectState) is not a refusal of access.
 func denied(err error, permission, resource string) error {
-	var api smithy.APIError
-	var re *smithyhttp.ResponseError
-	hasCode := errors.As(err, &api) && api.ErrorCode() != ""
-	isDenied := hasCode && (api.ErrorCode() == "AccessDenied" || api.ErrorCode() == "Forbidden" || api.ErrorCode() == "AccessDeniedException" ||
-		api.ErrorCode() == "AWS.SimpleQueueService.AccessDenied" || api.ErrorCode() == "KMS.AccessDeniedException")
-	if !hasCode && errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden {
-		isDenied = true // a 403 with no code to say otherwise
-	}
-	if isDenied {
+	if isDenied(err) {
 		hint := ""
 		if strings.HasPrefix(resource, "arn:aws:s3:::") {
 			hint = "; if the bucket is Requester Pays, add --request-payer; if --source-owner or --dest-owner is given, check it is the bucket's owner"
@@ -170,6 +185,21 @@ func denied(err error, permission, resource string) error {
 		return config.Usagef("preflight: access denied: grant %s on %s%s (nothing was enqueued)", permission, resource, hint)
 	}
 	return fmt.Errorf("preflight (%s on %s): %w", permission, resource, err)
+}
+
+// isDenied reports an access refusal. A 403 with another code (an archived
+// object's InvalidObjectState) is not one.
+func isDenied(err error) bool {
+	var api smithy.APIError
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &api) && api.ErrorCode() != "" {
+		switch api.ErrorCode() {
+		case "AccessDenied", "Forbidden", "AccessDeniedException", "AWS.SimpleQueueService.AccessDenied", "KMS.AccessDeniedException":
+			return true
+		}
+		return false
+	}
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden // a 403 with no code to say otherwise
 }
 
 func bucketARN(bucket string) string      { return "arn:aws:s3:::" + bucket }

@@ -89,7 +89,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	s.write = work.Copy
-	if err := s.inspect(ctx); err != nil {
+	if err := s.inspect(ctx, log); err != nil {
 		return err
 	}
 	sum = s.newSummary()

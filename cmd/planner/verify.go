@@ -61,7 +61,7 @@ func verifyCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := p.Err(); err != nil {
 		return err
 	}
-	_, awsCfg, err := conn.Open(ctx, s.listers*2+plan.Deciders)
+	log, awsCfg, err := conn.Open(ctx, s.listers*2+plan.Deciders)
 	if err != nil {
 		return err
 	}
@@ -76,7 +76,7 @@ func verifyCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	s.skipLock = true // verify compares website redirects, not locks
-	if err := s.inspect(ctx); err != nil {
+	if err := s.inspect(ctx, log); err != nil {
 		return err
 	}
 	rec, err := newRecordFile(out)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -61,11 +62,13 @@ type lock struct {
 }
 
 // lockOf is the Object Lock a copy, made at now, of the object head
-// describes takes under w: the source's retention, lengthened to what the
-// destination's default would give the copy and made COMPLIANCE when either
-// is (never shorter, never weaker); no retention at all when the source's
-// has run out or it has none (the destination's default then applies by
-// itself); and the source's legal and event holds.
+// describes takes under w: the source's legal and event holds, and its
+// retention, exactly (never raised to a stronger mode or a later date than
+// it has), unless the destination's default retention would keep the copy
+// at least as long in a mode at least as strong: then none is set, and S3
+// applies the default from the copy's creation (so the source's shorter one
+// does not undercut it). A retention that has run out is not set (S3
+// refuses a date in the past), and the default applies by itself.
 func lockOf(head *s3.HeadObjectOutput, w Write, now time.Time) lock {
 	if !w.Lock {
 		return lock{}
@@ -78,16 +81,14 @@ func lockOf(head *s3.HeadObjectOutput, w Write, now time.Time) lock {
 	if head.ObjectLockMode == "" || !until.After(now) {
 		return l
 	}
-	l.mode = head.ObjectLockMode
 	if f := w.LockFloor; f != nil {
-		if floor := now.AddDate(int(f.Years), 0, int(f.Days)); floor.After(until) {
-			until = floor
-		}
-		if f.Mode == types.ObjectLockRetentionModeCompliance {
-			l.mode = types.ObjectLockModeCompliance
+		floor := now.AddDate(int(f.Years), 0, int(f.Days))
+		strong := f.Mode == types.ObjectLockRetentionModeCompliance || head.ObjectLockMode == types.ObjectLockModeGovernance
+		if strong && !floor.Before(until) {
+			return l // the default keeps it as long, as strongly
 		}
 	}
-	l.until = aws.Time(until.UTC())
+	l.mode, l.until = head.ObjectLockMode, aws.Time(until.UTC())
 	return l
 }
 
@@ -158,11 +159,12 @@ func (c *Copier) copyAnnotation(ctx context.Context, src Source, dst Target, nam
 
 // absentFeature reports a server that does not implement a call: it says
 // so, or (as S3-compatible servers that ignore an unknown subresource do)
-// answers with something else, here the object itself, which is no XML.
+// answers 200 with something else than XML, here the object itself. A 200
+// of XML that cannot be read (an answer cut short) is an error.
 func absentFeature(err error) bool {
-	var de *smithy.DeserializationError
 	var re *smithyhttp.ResponseError
-	if errors.As(err, &de) || errors.As(err, &re) && re.HTTPStatusCode() == http.StatusOK {
+	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusOK && re.Response != nil &&
+		!strings.Contains(re.Response.Header.Get("Content-Type"), "xml") {
 		return true
 	}
 	var api smithy.APIError

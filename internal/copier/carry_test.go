@@ -14,11 +14,12 @@ import (
 	"github.com/s3clone/s3clone/internal/testbed"
 )
 
-// TestLockOfNeverShortens: a copy keeps its source's retention, made
-// longer and COMPLIANCE where the destination's default retention would
-// give more; a retention that has run out is not set (S3 refuses a date in
-// the past, and the destination's default then applies by itself); holds
-// are kept; nothing at all unless the run carries locks.
+// TestLockOfNeverShortens: a copy keeps its source's retention exactly,
+// never in a stronger mode or to a later date than the source's; where the
+// destination's default retention would keep it at least as long in a mode
+// at least as strong, none is set and S3's default applies from the copy's
+// creation. A retention that has run out is not set (S3 refuses a date in
+// the past); holds are kept; nothing at all unless the run carries locks.
 func TestLockOfNeverShortens(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
@@ -33,6 +34,7 @@ func TestLockOfNeverShortens(t *testing.T) {
 	floor := func(mode types.ObjectLockRetentionMode, days, years int32) *Retention {
 		return &Retention{Mode: mode, Days: days, Years: years}
 	}
+	gov, comp := types.ObjectLockModeGovernance, types.ObjectLockModeCompliance
 	for _, c := range []struct {
 		name      string
 		head      *s3.HeadObjectOutput
@@ -41,15 +43,19 @@ func TestLockOfNeverShortens(t *testing.T) {
 		until     time.Time
 		legalHold types.ObjectLockLegalHoldStatus
 	}{
-		{"not carried", head(types.ObjectLockModeGovernance, in30), Write{}, "", time.Time{}, ""},
-		{"the source's", head(types.ObjectLockModeGovernance, in30), Write{Lock: true}, types.ObjectLockModeGovernance, in30, types.ObjectLockLegalHoldStatusOn},
-		{"a shorter default leaves it", head(types.ObjectLockModeGovernance, in30), Write{Lock: true, LockFloor: floor(types.ObjectLockRetentionModeGovernance, 10, 0)},
-			types.ObjectLockModeGovernance, in30, types.ObjectLockLegalHoldStatusOn},
-		{"a longer default lengthens it", head(types.ObjectLockModeGovernance, in30), Write{Lock: true, LockFloor: floor(types.ObjectLockRetentionModeGovernance, 0, 1)},
-			types.ObjectLockModeGovernance, now.AddDate(1, 0, 0), types.ObjectLockLegalHoldStatusOn},
-		{"a COMPLIANCE default makes it COMPLIANCE", head(types.ObjectLockModeGovernance, in30), Write{Lock: true, LockFloor: floor(types.ObjectLockRetentionModeCompliance, 1, 0)},
-			types.ObjectLockModeCompliance, in30, types.ObjectLockLegalHoldStatusOn},
-		{"run out: the default applies", head(types.ObjectLockModeCompliance, now.AddDate(0, 0, -1)), Write{Lock: true, LockFloor: floor(types.ObjectLockRetentionModeGovernance, 5, 0)},
+		{"not carried", head(gov, in30), Write{}, "", time.Time{}, ""},
+		{"the source's", head(gov, in30), Write{Lock: true}, gov, in30, types.ObjectLockLegalHoldStatusOn},
+		{"a shorter default: the source's", head(gov, in30), Write{Lock: true, LockFloor: floor(types.ObjectLockRetentionModeGovernance, 10, 0)},
+			gov, in30, types.ObjectLockLegalHoldStatusOn},
+		{"a longer default as strong: the default's", head(gov, in30), Write{Lock: true, LockFloor: floor(types.ObjectLockRetentionModeGovernance, 0, 1)},
+			"", time.Time{}, types.ObjectLockLegalHoldStatusOn},
+		{"a longer default, stronger: the default's", head(gov, in30), Write{Lock: true, LockFloor: floor(types.ObjectLockRetentionModeCompliance, 0, 1)},
+			"", time.Time{}, types.ObjectLockLegalHoldStatusOn},
+		{"a longer default, weaker: the source's COMPLIANCE, not raised", head(comp, in30), Write{Lock: true, LockFloor: floor(types.ObjectLockRetentionModeGovernance, 0, 1)},
+			comp, in30, types.ObjectLockLegalHoldStatusOn},
+		{"a short COMPLIANCE default does not make a long GOVERNANCE one COMPLIANCE", head(gov, now.AddDate(10, 0, 0)), Write{Lock: true, LockFloor: floor(types.ObjectLockRetentionModeCompliance, 1, 0)},
+			gov, now.AddDate(10, 0, 0), types.ObjectLockLegalHoldStatusOn},
+		{"run out: the default applies", head(comp, now.AddDate(0, 0, -1)), Write{Lock: true, LockFloor: floor(types.ObjectLockRetentionModeGovernance, 5, 0)},
 			"", time.Time{}, types.ObjectLockLegalHoldStatusOn},
 		{"a legal hold alone", head("", time.Time{}), Write{Lock: true}, "", time.Time{}, types.ObjectLockLegalHoldStatusOn},
 	} {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"reflect"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -31,22 +32,28 @@ func checksumOf(head *s3.HeadObjectOutput) checksum {
 	return checksum{}
 }
 
-// multipart is the checksum to ask of a copy in parts of an object with c:
-// the same algorithm and type, except that S3 computes full-object
-// checksums of multipart uploads only for the CRC algorithms (the S3 user
-// guide, "Checking object integrity"): an object with a SHA checksum is
-// copied with a composite one of the same algorithm.
+// multipart is the checksum to ask of a copy in parts of an object with c,
+// by what S3 computes for multipart uploads (the S3 user guide, "Checking
+// object integrity"): full-object checksums for the CRC algorithms only,
+// composite ones for CRC32, CRC32C, SHA1 and SHA256. So a source with a
+// full-object CRC gets the same (and its value, which S3 checks the copy
+// against); a composite or SHA one gets a composite checksum of the same
+// algorithm; a source whose algorithm S3 does not take for multipart
+// uploads (MD5, SHA512, XXHASH) gets S3's default, as does one with none.
 func (c checksum) multipart() checksum {
+	composite := c.typ == types.ChecksumTypeComposite || c.value != nil && strings.Contains(*c.value, "-")
 	switch c.algorithm {
-	case "":
-		return checksum{}
-	case types.ChecksumAlgorithmCrc32, types.ChecksumAlgorithmCrc32c, types.ChecksumAlgorithmCrc64nvme:
-		if c.algorithm == types.ChecksumAlgorithmCrc64nvme || c.typ == types.ChecksumTypeFullObject || c.typ == "" {
-			return checksum{algorithm: c.algorithm, typ: types.ChecksumTypeFullObject, value: c.value}
+	case types.ChecksumAlgorithmCrc64nvme:
+		return checksum{algorithm: c.algorithm, typ: types.ChecksumTypeFullObject, value: c.value}
+	case types.ChecksumAlgorithmCrc32, types.ChecksumAlgorithmCrc32c:
+		if composite {
+			return checksum{algorithm: c.algorithm, typ: types.ChecksumTypeComposite}
 		}
+		return checksum{algorithm: c.algorithm, typ: types.ChecksumTypeFullObject, value: c.value}
+	case types.ChecksumAlgorithmSha1, types.ChecksumAlgorithmSha256:
 		return checksum{algorithm: c.algorithm, typ: types.ChecksumTypeComposite}
 	}
-	return checksum{algorithm: c.algorithm, typ: types.ChecksumTypeComposite}
+	return checksum{}
 }
 
 // checksumField is the Checksum<ALGORITHM> field of an S3 input or output

@@ -74,3 +74,32 @@ func TestCopyInPartsKeepsWhatCopyObjectKeeps(t *testing.T) {
 		}
 	}
 }
+
+// TestMultipartChecksumFollowsS3: the checksum a copy in parts asks for,
+// by what S3 computes for multipart uploads.
+func TestMultipartChecksumFollowsS3(t *testing.T) {
+	t.Parallel()
+	v, parts := aws.String("AAAA"), aws.String("AAAA-3")
+	full, comp := types.ChecksumTypeFullObject, types.ChecksumTypeComposite
+	for _, c := range []struct {
+		in   checksum
+		want checksum
+	}{
+		{checksum{types.ChecksumAlgorithmCrc32, full, v}, checksum{types.ChecksumAlgorithmCrc32, full, v}},
+		{checksum{types.ChecksumAlgorithmCrc32c, "", v}, checksum{types.ChecksumAlgorithmCrc32c, full, v}},
+		{checksum{types.ChecksumAlgorithmCrc32, comp, parts}, checksum{types.ChecksumAlgorithmCrc32, comp, nil}},
+		{checksum{types.ChecksumAlgorithmCrc32, "", parts}, checksum{types.ChecksumAlgorithmCrc32, comp, nil}}, // "-N": composite, whatever the type says
+		{checksum{types.ChecksumAlgorithmCrc64nvme, full, v}, checksum{types.ChecksumAlgorithmCrc64nvme, full, v}},
+		{checksum{types.ChecksumAlgorithmSha256, full, v}, checksum{types.ChecksumAlgorithmSha256, comp, nil}},
+		{checksum{types.ChecksumAlgorithmSha1, full, v}, checksum{types.ChecksumAlgorithmSha1, comp, nil}},
+		{checksum{types.ChecksumAlgorithmSha512, full, v}, checksum{}},
+		{checksum{types.ChecksumAlgorithmMd5, full, v}, checksum{}},
+		{checksum{types.ChecksumAlgorithmXxhash64, full, v}, checksum{}},
+		{checksum{}, checksum{}},
+	} {
+		got := c.in.multipart()
+		if got.algorithm != c.want.algorithm || got.typ != c.want.typ || aws.ToString(got.value) != aws.ToString(c.want.value) {
+			t.Errorf("%s %s %q: %+v, want %+v", c.in.algorithm, c.in.typ, aws.ToString(c.in.value), got, c.want)
+		}
+	}
+}

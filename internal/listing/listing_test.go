@@ -219,7 +219,8 @@ func TestBetween(t *testing.T) {
 			continue
 		}
 		m, ok := between(lo, hi, 0)
-		if ok && (m <= lo || (hi != "" && m >= hi) || !utf8.ValidString(m) || strings.ContainsRune(m[len(commonPrefix(lo, m)):], '/')) {
+		tail := m[len(commonPrefix(lo, m)):]
+		if ok && (m <= lo || (hi != "" && m >= hi) || !utf8.ValidString(m) || strings.ContainsAny(tail, "/\x7f\u0080\u009f\uFFFE\uFFFF")) {
 			t.Fatalf("between(%q, %q) = %q", lo, hi, m)
 		}
 	}

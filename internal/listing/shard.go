@@ -159,12 +159,18 @@ func ceiling(a rune) rune {
 	return utf8.MaxRune + 1
 }
 
+// skipped are the characters a split point never holds: the delimiter,
+// DEL and the C1 controls, surrogates (not UTF-8) and the noncharacters
+// U+FFFE and U+FFFF (which XML, and so a server that echoes StartAfter,
+// cannot carry).
+var skipped = []struct{ first, last rune }{{'/', '/'}, {0x7F, 0x9F}, {0xD800, 0xDFFF}, {0xFFFE, 0xFFFF}}
+
 // midRune returns a character strictly between a and b, as close to halfway
-// as it can: never below "!", never "/", DEL or a surrogate.
+// as it can: never below "!", never one of skipped.
 func midRune(a, b rune) (rune, bool) {
 	lo, hi := max(a+1, '!'), b-1
 	mid := lo + (hi-lo)/2
-	for _, skip := range []struct{ first, last rune }{{'/', '/'}, {0x7F, 0x7F}, {0xD800, 0xDFFF}} {
+	for _, skip := range skipped {
 		if mid >= skip.first && mid <= skip.last {
 			if skip.last+1 <= hi {
 				mid = skip.last + 1
@@ -173,8 +179,13 @@ func midRune(a, b rune) (rune, bool) {
 			}
 		}
 	}
-	if mid < lo || mid > hi || mid == '/' || mid == 0x7F || mid >= 0xD800 && mid <= 0xDFFF {
+	if mid < lo || mid > hi {
 		return 0, false
+	}
+	for _, skip := range skipped {
+		if mid >= skip.first && mid <= skip.last {
+			return 0, false
+		}
 	}
 	return mid, true
 }

@@ -47,6 +47,22 @@ func (b *Book) Set(bucket string, e Bucket) {
 	b.buckets[bucket] = e
 }
 
+// SetPair records the entries of a copy's source and destination. One
+// bucket that is both (a copy between prefixes) takes both: the owner
+// either names, and its requester pays if either says so.
+func (b *Book) SetPair(srcBucket string, src Bucket, dstBucket string, dst Bucket) {
+	if srcBucket != dstBucket {
+		b.Set(srcBucket, src)
+		b.Set(dstBucket, dst)
+		return
+	}
+	both := Bucket{Owner: src.Owner, RequesterPays: src.RequesterPays || dst.RequesterPays}
+	if both.Owner == "" {
+		both.Owner = dst.Owner
+	}
+	b.Set(srcBucket, both)
+}
+
 // Of is bucket's entry.
 func (b *Book) Of(bucket string) Bucket {
 	if b == nil {

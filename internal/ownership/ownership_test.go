@@ -43,6 +43,12 @@ func TestFillsEveryInput(t *testing.T) {
 	if other.ExpectedBucketOwner != nil || other.RequestPayer != "" {
 		t.Errorf("a bucket the book does not know got owner %q payer %q", aws.ToString(other.ExpectedBucketOwner), other.RequestPayer)
 	}
+	// A copy between prefixes of one bucket: the bucket takes both entries.
+	var one Book
+	one.SetPair("b", Bucket{Owner: "111111111111", RequesterPays: true}, "b", Bucket{})
+	if got := one.Of("b"); got != (Bucket{Owner: "111111111111", RequesterPays: true}) {
+		t.Errorf("one bucket, source and destination: %+v", got)
+	}
 	var none *Book
 	none.fill(list) // a nil book sets nothing and does not fail
 	if o, so, pays := none.Copy("dst", "src"); o != "" || so != "" || pays {

@@ -120,7 +120,10 @@ func (e *Estimate) Lines(lists int64) []Line {
 		out = append(out, Line{fmt.Sprintf("%d PUT-class copy requests into %s", n, c), float64(n) / 1000 * Prices.Put[c]})
 	}
 	if e.multipart > 0 {
-		out = append(out, Line{fmt.Sprintf("(of which %d objects copied in %d parts)", e.multipart, e.parts), 0})
+		// Each also reads its source's metadata, tags and annotations.
+		gets := 3 * e.multipart
+		out = append(out, Line{fmt.Sprintf("%d objects copied in %d parts: %d GET-class requests to read their metadata, tags and annotations", e.multipart, e.parts, gets),
+			float64(gets) / 1000 * Prices.Get})
 	}
 	if heads := e.heads(); heads > 0 {
 		why := []string{}

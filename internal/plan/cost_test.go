@@ -33,6 +33,7 @@ func TestEstimateCountsWhatAPlanCosts(t *testing.T) {
 		"retrieval of 0.98 GB out of STANDARD_IA": 999.0 / 1024 * 0.01,
 		"2 deletions":                             0.0036 * 80 / 30, // the young one only
 		"7 ListObjectsV2":                         7 * 0.005 / 1000,
+		"1 objects copied in 32 parts":            3 * 0.0004 / 1000,
 	}
 	lines := e.Lines(7)
 	for prefix, cost := range want {

@@ -37,43 +37,66 @@ func (e *SettingError) Unwrap() error { return e.Err }
 
 // Inspect decides what the copies of src into dst must carry that S3 does
 // not copy by itself, from the buckets' settings:
-//   - a source with a website configuration may hold objects with a
-//     website redirect (x-amz-website-redirect-location, which S3 does not
-//     copy under a metadata directive): Redirects. Without one, no object's
-//     redirect can take effect, and reading them would cost a HeadObject
-//     per object for nothing;
+//   - where either bucket has a website configuration, an object may hold
+//     a website redirect (x-amz-website-redirect-location) that takes
+//     effect, which S3 does not copy under a metadata directive: Redirects.
+//     Where neither has one, no redirect can take effect, and reading them
+//     would cost a HeadObject per object for nothing;
 //   - a source with Object Lock: Lock, with the destination's default
 //     retention as its floor. A destination without Object Lock is
-//     ErrNoLockAtDest, unless skipLock (the copies then go unlocked).
+//     ErrNoLockAtDest, unless skipLock (the copies then go unlocked; the
+//     buckets' lock settings are then not read at all).
 //
-// A setting that cannot be read is a *SettingError: the copy would otherwise
-// be made on a guess. A server that does not implement a setting has none.
-func Inspect(ctx context.Context, srcAPI, dstAPI BucketAPI, src, dst Location, skipLock bool) (Copy, error) {
+// A setting that cannot be read (a cross-account or Requester Pays source
+// whose owner grants no s3:GetBucketWebsite or
+// s3:GetBucketObjectLockConfiguration) is taken to be there: each object's
+// redirect, retention and holds are read (a HeadObject each, which is
+// exact), and the returned notes say why and what granting would save. A
+// server that does not implement a setting has none.
+func Inspect(ctx context.Context, srcAPI, dstAPI BucketAPI, src, dst Location, skipLock bool) (Copy, []string, error) {
 	var c Copy
-	_, err := srcAPI.GetBucketWebsite(ctx, &s3.GetBucketWebsiteInput{Bucket: aws.String(src.Bucket)})
-	switch {
-	case err == nil:
-		c.Redirects = true
-	case !absent(err, "NoSuchWebsiteConfiguration"):
-		return Copy{}, &SettingError{Action: "s3:GetBucketWebsite", Bucket: src.Bucket, Err: err}
+	var notes []string
+	for _, b := range []struct {
+		api    BucketAPI
+		bucket string
+	}{{srcAPI, src.Bucket}, {dstAPI, dst.Bucket}} {
+		_, err := b.api.GetBucketWebsite(ctx, &s3.GetBucketWebsiteInput{Bucket: aws.String(b.bucket)})
+		switch {
+		case err == nil:
+			c.Redirects = true
+		case !absent(err, "NoSuchWebsiteConfiguration"):
+			c.Redirects = true
+			notes = append(notes, fmt.Sprintf("cannot read the website configuration of s3://%s (%v): every object's website redirect is read and carried, a HeadObject each; "+
+				"grant s3:GetBucketWebsite on arn:aws:s3:::%s to pay that only where a bucket is a website", b.bucket, err, b.bucket))
+		}
+	}
+	if skipLock {
+		return c, notes, nil
 	}
 	srcLock, err := lockConfig(ctx, srcAPI, src.Bucket)
-	if err != nil || srcLock == nil || skipLock {
-		return c, err
+	unknown := err != nil
+	if unknown {
+		notes = append(notes, fmt.Sprintf("cannot read the Object Lock configuration of s3://%s (%v): every object's retention and holds are read and carried, a HeadObject each; "+
+			"grant s3:GetBucketObjectLockConfiguration on arn:aws:s3:::%s to pay that only for a locked source", src.Bucket, err, src.Bucket))
+	} else if srcLock == nil {
+		return c, notes, nil
 	}
 	dstLock, err := lockConfig(ctx, dstAPI, dst.Bucket)
-	if err != nil {
-		return Copy{}, err
+	switch {
+	case err != nil:
+		return Copy{}, nil, &SettingError{Action: "s3:GetBucketObjectLockConfiguration", Bucket: dst.Bucket, Err: err}
+	case dstLock == nil && !unknown:
+		return Copy{}, nil, ErrNoLockAtDest
 	}
-	if dstLock == nil {
-		return Copy{}, ErrNoLockAtDest
-	}
+	// A source whose lock cannot be read, into a destination without
+	// Object Lock: an object that has a retention is refused by S3 (the
+	// copy fails, named, as rejected), never copied without it.
 	c.Lock = true
-	if r := dstLock.Rule; r != nil && r.DefaultRetention != nil {
-		d := r.DefaultRetention
+	if dstLock != nil && dstLock.Rule != nil && dstLock.Rule.DefaultRetention != nil {
+		d := dstLock.Rule.DefaultRetention
 		c.LockFloor = &Retention{Mode: string(d.Mode), Days: aws.ToInt32(d.Days), Years: aws.ToInt32(d.Years)}
 	}
-	return c, nil
+	return c, notes, nil
 }
 
 // lockConfig is bucket's Object Lock configuration, nil when it has none.
@@ -83,7 +106,7 @@ func lockConfig(ctx context.Context, api BucketAPI, bucket string) (*types.Objec
 	case absent(err, "ObjectLockConfigurationNotFoundError"):
 		return nil, nil
 	case err != nil:
-		return nil, &SettingError{Action: "s3:GetBucketObjectLockConfiguration", Bucket: bucket, Err: err}
+		return nil, err
 	case out.ObjectLockConfiguration == nil || out.ObjectLockConfiguration.ObjectLockEnabled != types.ObjectLockEnabledEnabled:
 		return nil, nil
 	}

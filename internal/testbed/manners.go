@@ -89,8 +89,10 @@ type Manners struct {
 	uploads  map[string]types.ChecksumAlgorithm // upload id -> the checksum it asked for
 	// annotations: bucket/key -> name -> annotation (annotations.go)
 	annotations map[string]map[string]annotation
-	owners      map[string]string // bucket -> the account that owns it (owners.go)
-	payers      map[string]bool   // Requester Pays buckets
+	owners      map[string]string      // bucket -> the account that owns it (owners.go)
+	payers      map[string]bool        // Requester Pays buckets
+	unchecked   map[string]int64       // bucket -> requests that did not say its owner
+	defaults    map[string]defaultRule // bucket -> its default retention, lately (lock.go)
 }
 
 // Written is what a write (PutObject, CopyObject, CreateMultipartUpload)
@@ -112,7 +114,7 @@ func (e *Env) startManners() {
 		secrets: map[string]string{AccessKey: SecretKey}, canList: map[[2]string]listRight{}, expired: map[string]bool{},
 		prefixes: map[string]map[string][]string{}, lost: map[string]bool{}, require: map[string]Written{}, written: map[string]Written{},
 		uploads: map[string]types.ChecksumAlgorithm{}, annotations: map[string]map[string]annotation{},
-		owners: map[string]string{}, payers: map[string]bool{}}
+		owners: map[string]string{}, payers: map[string]bool{}, defaults: map[string]defaultRule{}, unchecked: map[string]int64{}}
 	srv := httptest.NewServer(m)
 	e.manners, e.mannersSrv = m, srv
 	m.URL = srv.URL
@@ -441,6 +443,9 @@ func (m *Manners) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				}
 				if (isWrite && !r.URL.Query().Has("uploads")) || completed {
 					m.replaced(r, q)
+					if err := m.applyDefaultRetention(r, q); err != nil {
+						return err
+					}
 				}
 				var err error
 				switch query := r.URL.Query(); {

@@ -28,6 +28,16 @@ func (m *Manners) RequesterPays(bucket string) {
 	m.payers[bucket] = true
 }
 
+// Unchecked returns how many requests to bucket (or copies from it) did not
+// say which account must own it since the last call, and starts again.
+func (m *Manners) Unchecked(bucket string) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := m.unchecked[bucket]
+	delete(m.unchecked, bucket)
+	return n
+}
+
 // refusesOwnership reports a request S3 would refuse for its bucket's
 // owner or payer.
 func (m *Manners) refusesOwnership(r *http.Request, q request) bool {
@@ -35,6 +45,9 @@ func (m *Manners) refusesOwnership(r *http.Request, q request) bool {
 	defer m.mu.Unlock()
 	wrongOwner := func(bucket, expected string) bool {
 		owner, ok := m.owners[bucket]
+		if ok && expected == "" {
+			m.unchecked[bucket]++
+		}
 		return ok && expected != "" && expected != owner
 	}
 	if q.bucket != "" && wrongOwner(q.bucket, r.Header.Get("X-Amz-Expected-Bucket-Owner")) {

@@ -1,67 +1,73 @@
 package worker
 
 import (
-	"context"
 	"sync"
 	"time"
 
 	"github.com/s3clone/s3clone/internal/copier"
+	"github.com/s3clone/s3clone/internal/ledger"
 )
 
 // access tells a key S3 refuses to copy while the rest of its bucket copies
 // (another account's object, a per-object KMS key, a policy on its tags or
 // prefix: that key's failure) from a refusal of all the work between two
-// buckets (a role without a grant: the message is blocked until an operator
-// acts). A refusal is the key's own when a copy between the same buckets
-// succeeded after the refused one began; failing that, when a control copy
-// (the last key copied between them, again, pinned to its ETag) succeeds
-// now. With nothing to go by it is not the key's own: the message goes back
-// to the queue, and by the time it returns other copies have shown whether
-// the buckets copy. Safe for concurrent use.
+// buckets (a role without a grant, a revoked one: the message is blocked
+// until an operator acts). It is decided when the refused key's message is
+// settled: the refusal is the key's own when another key of the same
+// message was copied in the same attempt, or when a copy between the same
+// two buckets for the same run began after the refusal began and
+// succeeded. S3 authorizes a request when it arrives, so after a grant is
+// revoked no copy that begins succeeds (but for IAM's propagation, seconds):
+// a bucket-wide refusal is never taken for a key's. With nothing to go by
+// the message goes back to the queue, and by the time it returns other
+// copies have shown whether the buckets copy. It never writes anything to
+// find out. Safe for concurrent use.
 type access struct {
-	mu    sync.Mutex
-	pairs map[[2]string]*copied
+	mu sync.Mutex
+	// began is when the latest successful copy between a run's two
+	// buckets began.
+	began map[pairKey]time.Time
 }
 
-// copied is the last copy between two buckets that succeeded, and when it
-// ended.
-type copied struct {
-	src copier.Source
-	dst copier.Target
-	at  time.Time
-}
+type pairKey struct{ run, src, dst string }
 
-func newAccess() *access { return &access{pairs: map[[2]string]*copied{}} }
+func newAccess() *access { return &access{began: map[pairKey]time.Time{}} }
 
-func pairOf(src copier.Source, dst copier.Target) [2]string {
-	return [2]string{src.Bucket, dst.Bucket}
-}
-
-// succeeded notes a copy that succeeded.
-func (a *access) succeeded(src copier.Source, dst copier.Target) {
+// succeeded notes a copy for run that began at began and succeeded.
+func (a *access) succeeded(run string, src copier.Source, dst copier.Target, began time.Time) {
+	k := pairKey{run, src.Bucket, dst.Bucket}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.pairs[pairOf(src, dst)] = &copied{src: src, dst: dst, at: time.Now()}
+	if began.After(a.began[k]) {
+		a.began[k] = began
+	}
 }
 
-// keyOnly reports whether a copy of src to dst that began at began and was
-// refused is refused for that key alone. It may make one control copy
-// through cp.
-func (a *access) keyOnly(ctx context.Context, cp Copier, src copier.Source, dst copier.Target, began time.Time) bool {
+// copiedSince reports whether a copy for run between the buckets of src and
+// dst began after t and succeeded.
+func (a *access) copiedSince(run string, src copier.Source, dst copier.Target, t time.Time) bool {
 	a.mu.Lock()
-	last := a.pairs[pairOf(src, dst)]
-	a.mu.Unlock()
-	switch {
-	case last == nil:
-		return false
-	case last.at.After(began):
-		return true
-	case last.src.Key == src.Key:
-		return false // the control would be the refused copy itself
+	defer a.mu.Unlock()
+	return a.began[pairKey{run, src.Bucket, dst.Bucket}].After(t)
+}
+
+// ownRefusal reports a refusal that can be a key's own: S3's AccessDenied
+// (a policy, an ACL, a KMS key's policy). A refusal of the caller itself
+// (an unknown or disabled access key, a bad signature) never is.
+func ownRefusal(ce *copier.Error) bool {
+	switch ce.Code {
+	case "AccessDenied", "KMS.AccessDeniedException", "":
+		return ce.Reason == copier.ReasonAccessDenied
 	}
-	if err := cp.Copy(ctx, last.src, last.dst); err != nil {
-		return false
-	}
-	a.succeeded(last.src, last.dst)
-	return true
+	return false
+}
+
+// refusal is a key S3 refused, waiting for its message to settle whether
+// the refusal is its own.
+type refusal struct {
+	f     ledger.Failure
+	ce    *copier.Error
+	src   copier.Source
+	dst   copier.Target
+	began time.Time
 }

@@ -12,59 +12,41 @@ import (
 	"github.com/s3clone/s3clone/internal/testbed"
 )
 
-// TestAccessTellsAKeyFromItsBucket: a refusal is the key's own when a copy
-// between the same buckets succeeded after it began, or when a control copy
-// of the last key copied succeeds; never with nothing to go by, nor when the
-// control copy is refused too (the whole bucket was refused: blocked).
+// TestAccessTellsAKeyFromItsBucket: a refusal is the key's own only when a
+// copy between the same buckets, for the same run, began after it and
+// succeeded: copies that began before it (and may have been authorized
+// before a grant was revoked) prove nothing, nor do other buckets' or
+// other runs'.
 func TestAccessTellsAKeyFromItsBucket(t *testing.T) {
 	t.Parallel()
-	src := func(key string) copier.Source { return copier.Source{Bucket: "src", Key: key, ETag: `"e"`} }
-	dst := func(key string) copier.Target { return copier.Target{Bucket: "dst", Key: key} }
-	ctx := context.Background()
-	for _, tc := range []struct {
-		name      string
-		prior     string // the last key copied between src and dst, "" for none
-		after     bool   // it finished after the refused copy began
-		otherPair bool   // it was copied between other buckets
-		control   error  // what a control copy answers
-		want      bool
-		controls  int // control copies made
+	src := copier.Source{Bucket: "src", Key: "k"}
+	dst := copier.Target{Bucket: "dst", Key: "k"}
+	refused := time.Now()
+	for _, c := range []struct {
+		name string
+		run  string
+		dst  string
+		at   time.Duration // when the successful copy began, after the refusal
+		want bool
 	}{
-		{name: "nothing copied yet", want: false},
-		{name: "a copy succeeded after", prior: "ok", after: true, want: true},
-		{name: "a control copy succeeds", prior: "ok", want: true, controls: 1},
-		{name: "the control copy is refused too", prior: "ok", control: apiErr("AccessDenied"), want: false, controls: 1},
-		{name: "copies between other buckets prove nothing", prior: "ok", after: true, otherPair: true, want: false},
-		{name: "the last copy was of the refused key", prior: "denied", want: false},
+		{"a copy began after and succeeded", "r", "dst", time.Millisecond, true},
+		{"a copy began before (authorized before a revocation)", "r", "dst", -time.Millisecond, false},
+		{"another pair of buckets", "r", "other", time.Millisecond, false},
+		{"another run", "r2", "dst", time.Millisecond, false},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			a := newAccess()
-			var controls atomic.Int32
-			cp := newScripted(func(_ context.Context, s copier.Source, _ string) error {
-				controls.Add(1)
-				if s.Key != tc.prior {
-					t.Errorf("control copy of %q, want the last key copied (%q)", s.Key, tc.prior)
-				}
-				return tc.control
-			})
-			began := time.Now()
-			if tc.prior != "" {
-				if !tc.after {
-					began = began.Add(time.Minute) // the refused copy began after it
-				}
-				to := dst(tc.prior)
-				if tc.otherPair {
-					to.Bucket = "elsewhere"
-				}
-				a.succeeded(src(tc.prior), to)
-			}
-			if got := a.keyOnly(ctx, cp, src("denied"), dst("denied"), began); got != tc.want {
-				t.Errorf("keyOnly = %v, want %v", got, tc.want)
-			}
-			if int(controls.Load()) != tc.controls {
-				t.Errorf("%d control copies, want %d", controls.Load(), tc.controls)
-			}
-		})
+		a := newAccess()
+		a.succeeded(c.run, src, copier.Target{Bucket: c.dst}, refused.Add(c.at))
+		if got := a.copiedSince("r", src, dst, refused); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		code string
+		want bool
+	}{{"AccessDenied", true}, {"KMS.AccessDeniedException", true}, {"InvalidAccessKeyId", false}, {"SignatureDoesNotMatch", false}, {"AllAccessDisabled", false}} {
+		if got := ownRefusal(copier.Classify(apiErr(c.code))); got != c.want {
+			t.Errorf("ownRefusal(%s) = %v, want %v", c.code, got, c.want)
+		}
 	}
 }
 
@@ -114,4 +96,37 @@ func TestAKeyRefusedAloneFailsAlone(t *testing.T) {
 	if d := depth(t, blockedQ); d.InFlight != 1 {
 		t.Fatalf("the blocked message is not waiting out its backoff in the queue: %+v", d)
 	}
+
+	// A grant revoked after copies succeeded: what is refused from then on
+	// is blocked, not failed key by key.
+	revokedURL, _ := env.Queue(t, 0)
+	revokedQ := queue.NewSQS(env.SQS, revokedURL)
+	send(t, revokedQ, batchBody(t, 3, "a", "b"))
+	var revoked atomic.Bool
+	revoking := newScripted(func(context.Context, copier.Source, string) error {
+		if revoked.Load() {
+			return apiErr("AccessDenied")
+		}
+		return nil
+	})
+	rec = TallyRecorder{Tally: ledger.NewTally()}
+	w, done = runWorker(t, context.Background(), Config{Concurrency: 8, IdleExit: 3 * time.Second, RetryBackoff: 30 * time.Second, Wait: time.Second}, revokedQ, rec, revoking)
+	waitFor(t, func() bool { return w.Stats.Messages.Load() == 1 })
+	revoked.Store(true)
+	send(t, revokedQ, batchBody(t, 4, "c"))
+	waitDone(t, done, 30*time.Second)
+	if w.Stats.Messages.Load() != 1 || w.Stats.Failed.Load() != 0 || w.Stats.Retried.Load() != 1 {
+		t.Fatalf("after a revocation: %d recorded, %d failed, %d retried; want the refused message blocked", w.Stats.Messages.Load(), w.Stats.Failed.Load(), w.Stats.Retried.Load())
+	}
+}
+
+// waitFor polls cond for up to ten seconds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("timed out")
 }

@@ -43,6 +43,7 @@ func (w *Worker) finishLoop(ctx context.Context, finished <-chan *job) {
 func (w *Worker) complete(ctx context.Context, jobs []*job) {
 	var done, retry, release, probes []*job
 	for _, j := range jobs {
+		w.settleRefusals(j)
 		j.mu.Lock()
 		switch {
 		case j.batch.Op == plan.OpProbe:

@@ -218,6 +218,9 @@ type job struct {
 	result   ledger.Entry
 	retry    bool // a key failed in a way worth another try
 	canceled bool // a key was cut short by shutdown
+	// refused are the keys S3 refused, whose refusals are settled as
+	// their own or the message's when it is complete.
+	refused []refusal
 }
 
 type task struct {
@@ -373,8 +376,8 @@ func (w *Worker) hold(msgs []queue.Message) []*job {
 		}
 		j := &job{msg: m, batch: batch, write: w.writeFor(batch)}
 		if o := w.cfg.Owners; o != nil {
-			o.Set(batch.Source.Bucket, ownership.Bucket{Owner: batch.Source.Owner, RequesterPays: batch.Source.RequesterPays})
-			o.Set(batch.Dest.Bucket, ownership.Bucket{Owner: batch.Dest.Owner, RequesterPays: batch.Dest.RequesterPays})
+			o.SetPair(batch.Source.Bucket, ownership.Bucket{Owner: batch.Source.Owner, RequesterPays: batch.Source.RequesterPays},
+				batch.Dest.Bucket, ownership.Bucket{Owner: batch.Dest.Owner, RequesterPays: batch.Dest.RequesterPays})
 		}
 		j.result = ledger.Entry{Run: batch.Run, Seq: batch.Seq, Op: batch.Op, Source: batch.Source, Dest: batch.Dest,
 			Worker: w.cfg.ID, Started: time.Now()}
@@ -531,7 +534,7 @@ func (w *Worker) copyKey(ctx context.Context, t task) {
 	w.cfg.Observer.CopyTook(time.Since(start))
 	if err == nil {
 		ok = true
-		w.access.succeeded(src, dst)
+		w.access.succeeded(b.Run, src, dst, start)
 		j.mu.Lock()
 		j.result.Copied++
 		j.result.Bytes += e.Size
@@ -542,10 +545,34 @@ func (w *Worker) copyKey(ctx context.Context, t task) {
 		return
 	}
 	ce := copier.Classify(err)
-	// A refusal of this key alone, while the buckets copy, is the key's
-	// failure; only a refusal of all the work blocks the message.
-	blocked := ce.Blocked() && !(ce.Reason == copier.ReasonAccessDenied && w.access.keyOnly(ctx, w.cp, src, dst, start))
-	w.fail(j, ledger.Failure{Key: e.Key, Size: e.Size, ETag: e.ETag, Class: e.StorageClass}, ce, blocked)
+	f := ledger.Failure{Key: e.Key, Size: e.Size, ETag: e.ETag, Class: e.StorageClass}
+	if ownRefusal(ce) {
+		// The key's failure or the message's: settled with the message.
+		j.mu.Lock()
+		j.refused = append(j.refused, refusal{f: f, ce: ce, src: src, dst: dst, began: start})
+		j.mu.Unlock()
+		return
+	}
+	w.fail(j, f, ce, ce.Blocked())
+}
+
+// settleRefusals decides, once every key of j is done, whether each key S3
+// refused was refused alone (its failure: another key of the message was
+// copied in this attempt, or a copy between the same buckets for the run
+// began after the refusal and succeeded) or with all the work between the
+// buckets (the message is blocked).
+func (w *Worker) settleRefusals(j *job) {
+	j.mu.Lock()
+	refused, copied, canceled := j.refused, j.result.Copied > 0, j.canceled
+	j.refused = nil
+	j.mu.Unlock()
+	if canceled {
+		return // handed back whole
+	}
+	for _, r := range refused {
+		own := copied || w.access.copiedSince(j.batch.Run, r.src, r.dst, r.began)
+		w.fail(j, r.f, r.ce, !own)
+	}
 }
 
 // deleteBatch deletes every key of a delete batch, each only while it is
@@ -583,7 +610,7 @@ func (w *Worker) deleteBatch(ctx context.Context, j *job) bool {
 	for _, f := range failed {
 		// A key refused while others of the same call were deleted is
 		// refused alone: its failure, not the message's.
-		w.fail(j, failure(f.Key), f.Err, f.Err.Blocked() && !(f.Err.Reason == copier.ReasonAccessDenied && deleted > 0))
+		w.fail(j, failure(f.Key), f.Err, f.Err.Blocked() && !(ownRefusal(f.Err) && deleted > 0))
 	}
 	return true
 }

@@ -45,9 +45,15 @@ func TestRequesterPaysAndBucketOwners(t *testing.T) {
 	}
 
 	owners := []string{"--request-payer", "--source-owner", "111111111111", "--dest-owner", "222222222222"}
+	m.Unchecked(srcB)
+	m.Unchecked(dstB)
 	r = mustRun(t, env, "planner", append([]string{"plan", "--source", src, "--dest", dst, "--queue-url", work, "--ledger", led}, owners...)...)
 	// The workers take the owners and the payer from the messages.
 	workers(t, env, 1, "--queue-url", work, "--ledger", led, "--multipart-threshold", "5MiB", "--part-size", "5MiB")
+	// Every request the plan and the fleet made said who owns each bucket.
+	if n, d := m.Unchecked(srcB), m.Unchecked(dstB); n != 0 || d != 0 {
+		t.Fatalf("%d requests to the source and %d to the destination did not say their bucket's owner", n, d)
+	}
 	if st := status(t, env, led, "--run-id", runID(t, r.stdout)); !st.Complete || st.Copied != int64(len(objs)) || st.Failed != 0 {
 		t.Fatalf("status %+v", st)
 	}

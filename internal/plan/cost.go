@@ -3,7 +3,8 @@ package plan
 import (
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -115,7 +116,7 @@ func (e *Estimate) Lines(lists int64) []Line {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var out []Line
-	for _, c := range sortedKeys(e.puts) {
+	for _, c := range slices.Sorted(maps.Keys(e.puts)) {
 		n := e.puts[c]
 		out = append(out, Line{fmt.Sprintf("%d PUT-class copy requests into %s", n, c), float64(n) / 1000 * Prices.Put[c]})
 	}
@@ -139,7 +140,7 @@ func (e *Estimate) Lines(lists int64) []Line {
 		n := 2 * e.copies
 		out = append(out, Line{fmt.Sprintf("about %d KMS requests (SSE-KMS: two a copy; an S3 Bucket Key makes them few)", n), float64(n) / 10000 * Prices.KMS})
 	}
-	for _, c := range sortedKeys(e.retrieved) {
+	for _, c := range slices.Sorted(maps.Keys(e.retrieved)) {
 		if price := Prices.Retrieval[c]; price > 0 && e.retrieved[c] > 0 {
 			gb := float64(e.retrieved[c]) / (1 << 30)
 			out = append(out, Line{fmt.Sprintf("retrieval of %.2f GB out of %s", gb, c), gb * price})
@@ -169,13 +170,4 @@ func (e *Estimate) Print(w io.Writer, lists int64) {
 		fmt.Fprintf(w, "cost      $%.4f  %s\n", l.Cost, l.What)
 	}
 	fmt.Fprintf(w, "cost      $%.2f in all, at us-east-1 list prices (December 2026); SQS, the ledger and Fargate add cents (docs/operations.md)\n", total)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

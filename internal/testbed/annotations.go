@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -109,11 +110,7 @@ func (m *Manners) listAnnotations(w http.ResponseWriter, id string) {
 		Count       int      `xml:"AnnotationCount"`
 		Annotations []entry  `xml:"Annotations>AnnotationEntry"`
 	}
-	names := make([]string, 0, len(m.annotations[id]))
-	for name := range m.annotations[id] {
-		names = append(names, name)
-	}
-	slices.Sort(names)
+	names := slices.Sorted(maps.Keys(m.annotations[id]))
 	for _, name := range names {
 		a := m.annotations[id][name]
 		result.Annotations = append(result.Annotations, entry{name, len(a.payload), a.modified})
@@ -140,10 +137,6 @@ func (m *Manners) replaced(r *http.Request, q request) {
 		return
 	}
 	if from := m.annotations[q.srcBucket+"/"+q.srcKey]; len(from) > 0 {
-		copied := make(map[string]annotation, len(from))
-		for name, a := range from {
-			copied[name] = a
-		}
-		m.annotations[id] = copied
+		m.annotations[id] = maps.Clone(from)
 	}
 }

@@ -374,7 +374,10 @@ func (w *Worker) hold(msgs []queue.Message) []*job {
 			w.log.Error().Err(err).Str("message", m.ID).Int("receives", m.Receives).Msg("malformed message left for the dead-letter queue")
 			continue
 		}
-		j := &job{msg: m, batch: batch, write: w.writeFor(batch)}
+		j := &job{msg: m, batch: batch}
+		if batch.Op == plan.OpCopy {
+			j.write = w.writeFor(batch) // a probe or a deletion writes nothing
+		}
 		if o := w.cfg.Owners; o != nil {
 			o.SetPair(batch.Source.Bucket, ownership.Bucket{Owner: batch.Source.Owner, RequesterPays: batch.Source.RequesterPays},
 				batch.Dest.Bucket, ownership.Bucket{Owner: batch.Dest.Owner, RequesterPays: batch.Dest.RequesterPays})

@@ -50,10 +50,10 @@ func TestCrossAccountDestinationPolicy(t *testing.T) {
 	r = mustRun(t, env, "planner", append([]string{"plan", "--source", src, "--dest", dst, "--queue-url", work, "--ledger", led}, opts...)...)
 	id := runID(t, r.stdout)
 	ws := workers(t, env, 1, "--queue-url", work, "--ledger", led, "--acl", "private", "--multipart-threshold", "5MiB", "--part-size", "5MiB")
-	if !strings.Contains(ws[0].stderr, "copy options differ from its run's") {
+	if !strings.Contains(ws[0].stderr, "copy options differ from its run's") || !strings.Contains(ws[0].stderr, `"run_acl":"`+acl+`","worker_acl":"private"`) {
 		t.Fatalf("a worker told --acl private did not say it differs from the run:\n%s", tail(ws[0].stderr))
 	}
-	if st := status(t, env, led); !st.Complete || st.Copied != int64(len(objs)) || st.Failed != 0 {
+	if st := status(t, env, led, "--run-id", id); !st.Complete || st.Copied != int64(len(objs)) || st.Failed != 0 {
 		t.Fatalf("status %+v\n%s", st, tail(ws[0].stderr))
 	}
 	want := testbed.Written{ACL: acl, SSE: "aws:kms", KMSKeyID: key, StorageClass: "STANDARD_IA"}

@@ -116,13 +116,7 @@ func (m *Manners) listAnnotations(w http.ResponseWriter, id string) {
 		result.Annotations = append(result.Annotations, entry{name, len(a.payload), a.modified})
 	}
 	result.Count = len(names)
-	out, err := xml.Marshal(result)
-	if err != nil {
-		s3Error(w, http.StatusInternalServerError, "InternalError", err.Error())
-		return
-	}
-	w.Header().Set("Content-Type", "application/xml")
-	_, _ = w.Write(append([]byte(xml.Header), out...)) // the client sees a broken answer as such
+	writeXML(w, result)
 }
 
 // replaced notes that bucket/key was written anew (its annotations go with

@@ -957,7 +957,12 @@ func (m *Manners) deleteObjects(w http.ResponseWriter, r *http.Request, q reques
 			Message string `xml:"Message"`
 		}{k, "AccessDenied", "Access Denied"})
 	}
-	out, err := xml.Marshal(result)
+	writeXML(w, result)
+}
+
+// writeXML answers with v as an XML document.
+func writeXML(w http.ResponseWriter, v any) {
+	out, err := xml.Marshal(v)
 	if err != nil {
 		s3Error(w, http.StatusInternalServerError, "InternalError", err.Error())
 		return

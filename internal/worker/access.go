@@ -17,8 +17,11 @@ import (
 // message was copied in the same attempt, or when a copy between the same
 // two buckets for the same run began after the refusal began and
 // succeeded. S3 authorizes a request when it arrives, so after a grant is
-// revoked no copy that begins succeeds (but for IAM's propagation, seconds):
-// a bucket-wide refusal is never taken for a key's. With nothing to go by
+// revoked no copy that begins succeeds: a bucket-wide refusal is taken for
+// keys' own only in the messages under way when the grant went, whose
+// earlier keys were copied (and during IAM's propagation, seconds); those
+// keys are failed, named, and repaired from the failures like any other,
+// never lost. With nothing to go by
 // the message goes back to the queue, and by the time it returns other
 // copies have shown whether the buckets copy. It never writes anything to
 // find out. Safe for concurrent use.

@@ -18,13 +18,15 @@ Commands:
   verify   compare source and destination key by key; exit 0 only when they match
   cutover  the frozen window: plan the difference, wait for the fleet, exit 0 only when all of it was done
   redrive  move dead-lettered messages back to the work queue once their cause is fixed
+  fleet    warm the worker fleet before the freeze (ECS), and release it after
+  task     run one of these commands as an ECS task in the stack, and wait for its verdict
 
 Run "planner COMMAND -h" for a command's flags.`
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprintln(os.Stderr, topUsage)
-		return config.Usagef("no command given: use plan, status, run, verify, redrive or cutover")
+		return config.Usagef("no command given: use plan, status, run, verify, redrive, cutover, fleet or task")
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
@@ -40,10 +42,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return redriveCommand(ctx, rest, stdout)
 	case "cutover":
 		return cutoverCommand(ctx, rest, stdout)
+	case "fleet":
+		return fleetCommand(ctx, rest, stdout)
+	case "task":
+		return taskCommand(ctx, rest, stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, topUsage)
 		return nil
 	}
 	fmt.Fprintln(os.Stderr, topUsage)
-	return config.Usagef("unknown command %q: use plan, status, run, verify, redrive or cutover", cmd)
+	return config.Usagef("unknown command %q: use plan, status, run, verify, redrive, cutover, fleet or task", cmd)
 }

@@ -8,9 +8,12 @@ import (
 	"os"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/applicationautoscaling"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/rs/zerolog"
 
 	"github.com/s3clone/s3clone/internal/config"
+	"github.com/s3clone/s3clone/internal/fleet"
 	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/listing"
 	"github.com/s3clone/s3clone/internal/plan"
@@ -20,6 +23,7 @@ import (
 
 const cutoverUsage = `usage: planner cutover --source s3://BUCKET[/PREFIX] --dest s3://BUCKET[/PREFIX] --queue-url URL --ledger s3://BUCKET/PREFIX/
                        [--no-delete] [--verify] [--rehearse] [--out FILE] [--timeout DURATION]
+                       [--scale-ecs CLUSTER/SERVICE --workers N [--keep-fleet]]
 
 The frozen window as one command, once production is frozen: plans what
 differs between source and destination (plan --diff --delete), waits for
@@ -30,6 +34,13 @@ saw, each recorded by a worker, none failed, none skipped. Exit 1
 otherwise, naming the keys that are not right; --out writes them as a
 reconciliation file for planner plan --from-file. --verify then lists both
 sides again in full and compares them key by key.
+
+--scale-ecs with --workers N makes sure the fleet is running: it raises the
+ECS service's desired count to at least N as the cutover starts (the tasks
+start while it lists), suspends the service's dynamic scale-in for the
+window, and afterwards puts both back as they were (--keep-fleet leaves
+the count). Warm the fleet before the freeze with planner fleet, so that
+the window does not wait for Fargate to start tasks.
 
 Before the freeze, --rehearse runs the same delta while production is live
 and says how long the real window would take; keys that change while it
@@ -64,6 +75,10 @@ type cutoverOptions struct {
 	noDelete         bool
 	verify, rehearse bool
 	timeout          time.Duration
+	scaleECS         string
+	service          fleet.Service
+	workers          int
+	keepFleet        bool
 	conn             config.Connection
 }
 
@@ -79,12 +94,27 @@ func (o *cutoverOptions) parse(args []string) error {
 	f.BoolVar(&o.rehearse, "rehearse", false, "a rehearsal while production is live: copy the delta, time it, and say how long the window would take")
 	f.StringVar(&o.out, "out", "", "write the keys that are not right to this file, one JSON object a line (for plan --from-file)")
 	f.DurationVar(&o.timeout, "timeout", 0, "give up waiting for the fleet after this long, e.g. 20m, and name what is not done (default: wait until done or stalled)")
+	f.StringVar(&o.scaleECS, "scale-ecs", "", "the worker service, CLUSTER/SERVICE (the stack's ScaleEcs output): have --workers running for the window")
+	f.IntVar(&o.workers, "workers", 0, "with --scale-ecs: workers to have running (at least; the desired count is raised, never lowered)")
+	f.BoolVar(&o.keepFleet, "keep-fleet", false, "with --scale-ecs: leave the desired count as the window left it (default: put it back)")
 	o.conn.Register(f)
 	if err := f.Parse(args); err != nil {
 		return err
 	}
 	var p config.Problems
 	o.s.validate(&p)
+	if o.scaleECS != "" {
+		if svc, err := fleet.ParseService(o.scaleECS); err != nil {
+			p.Addf("--scale-ecs: %v", err)
+		} else {
+			o.service = svc
+		}
+		if o.workers < 1 {
+			p.Addf("--scale-ecs needs --workers N, at least 1: the workers the window runs with")
+		}
+	} else if o.workers != 0 || o.keepFleet {
+		p.Addf("--workers and --keep-fleet go with --scale-ecs CLUSTER/SERVICE (the stack's ScaleEcs output)")
+	}
 	o.s.write.Validate(&p)
 	o.from = planFrom{diff: true, mirror: !o.noDelete}
 	if o.queueURL == "" {
@@ -129,6 +159,22 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 	}
 	if err := s.inspect(ctx, log); err != nil {
 		return err
+	}
+	if o.scaleECS != "" {
+		held, err := fleet.Hold(ctx, ecs.NewFromConfig(awsCfg), applicationautoscaling.NewFromConfig(awsCfg), o.service, o.workers)
+		if err != nil {
+			return err
+		}
+		printWarmed(stdout, held.Warmed, held.Steering())
+		defer func() {
+			r, err := held.Return(context.WithoutCancel(ctx), o.keepFleet)
+			switch {
+			case err != nil:
+				log.Error().Err(err).Msgf("could not give the fleet back: planner fleet --scale-ecs %s --release", o.service)
+			case r.Changed:
+				fmt.Fprintf(stdout, "fleet     %s: desired count back to %d\n", o.service, r.Desired)
+			}
+		}()
 	}
 	rec, err := newRecordFile(o.out)
 	if err != nil {

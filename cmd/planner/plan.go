@@ -512,7 +512,7 @@ func beginPlan(ctx context.Context, s *source, sum *plan.Summary, rec ledger.Run
 	if err != nil {
 		return nil, nil, nil, config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "runs/*"))
 	}
-	if err := preflight(ctx, s, work, sum, log); err != nil {
+	if err := preflight(ctx, s, work, sum, rec.Delete, log); err != nil {
 		endEarly(ctx, runLog, fmt.Errorf("preflight: %w", err), log)
 		return nil, nil, nil, err
 	}

@@ -36,12 +36,19 @@ const preflightSample = 10
 // permission and the resource. A sample that fails for any other reason (an
 // archived object, a folder marker the server will not copy, an object that
 // just changed) proves nothing either way: the next sample is tried, and if
-// none can be copied the plan goes ahead with a warning.
-func preflight(ctx context.Context, s *source, work *queue.SQS, sum *plan.Summary, log zerolog.Logger) error {
+// none can be copied the plan goes ahead with a warning. A plan that
+// deletes (--delete, and the cutover unless --no-delete) also proves it
+// may delete, deleting nothing (mayDelete).
+func preflight(ctx context.Context, s *source, work *queue.SQS, sum *plan.Summary, deletes bool, log zerolog.Logger) error {
 	direct := copier.NewDirect(s.dstAPI, nil)
 	direct.Owners = s.owners
 	if err := preflightS3(ctx, s, copier.NewBetween(s.srcAPI, direct, copier.Options{}), sum, log); err != nil {
 		return err
+	}
+	if deletes {
+		if err := mayDelete(ctx, s.dstAPI, sum); err != nil {
+			return err
+		}
 	}
 	probe, err := plan.ProbeBody(sum)
 	if err != nil {
@@ -148,6 +155,29 @@ func mayReadLock(ctx context.Context, api *s3.Client, bucket, key string) error 
 			objectARN(bucket, key))
 	}
 	return nil
+}
+
+// mayDelete proves, before the window, that destination objects may be
+// deleted as the workers delete them: a DeleteObject conditional on an
+// ETag (If-Match), which S3 allows only with s3:DeleteObject and
+// s3:GetObject ("How to perform conditional deletes", S3 user guide). It
+// asks for a key that does not exist, under the destination's prefix, so
+// nothing is deleted: S3 answers 404 NoSuchKey when the caller may
+// delete, and 403 when not. Without the check a refused delete is retried
+// until its message is dead-lettered, minutes into the window.
+func mayDelete(ctx context.Context, api *s3.Client, sum *plan.Summary) error {
+	dst := sum.Dest
+	key := dst.Prefix + ".s3clone-preflight-delete-" + sum.Run
+	_, err := api.DeleteObject(ctx, &s3.DeleteObjectInput{
+		Bucket: aws.String(dst.Bucket), Key: aws.String(key),
+		IfMatch: aws.String(`"00000000000000000000000000000000"`), // no object has it: an MD5 ETag of all zeros
+	})
+	if err == nil || !isDenied(err) {
+		return nil // 404 (the key is not there), 412, or another server's answer: the delete was allowed
+	}
+	return config.Usagef("preflight: access denied: grant s3:DeleteObject and s3:GetObject on %s: this run deletes destination objects that are not in the source, "+
+		"and S3 allows a delete conditional on the ETag only with both (the stack: AllowDelete=true); or leave deletions out (cutover --no-delete, plan without --delete). Nothing was enqueued or deleted",
+		objectARN(dst.Bucket, dst.Prefix+"*"))
 }
 
 // writeGrants names what a copy written with c's options needs granted on

@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/applicationautoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/rs/zerolog"
 
@@ -33,7 +34,9 @@ reconciliation file for planner plan --from-file. --deadline says how many
 workers would finish the rest in time, from the rate each worker reached in
 the last minute; --scale-ecs sets an ECS service's desired count to that,
 within --min-workers and --max-workers (once the run is complete: to
---min-workers). --watch refreshes the view every INTERVAL, reading only what
+--min-workers). While it does, the service's dynamic scale-in is suspended,
+so that the stack's backlog scaling cannot stop workers status started; it
+is resumed when status ends. --watch refreshes the view every INTERVAL, reading only what
 is new, until the run is complete or interrupted; the deadline then counts
 down from when status started, and each refresh scales again.`
 
@@ -105,6 +108,17 @@ func statusCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	var scaler fleet.API
 	if o.scaleECS != "" {
 		scaler = ecs.NewFromConfig(awsCfg)
+		// While status steers the fleet, the stack's backlog scaling may add
+		// workers but not take away those status asked for.
+		steer, err := fleet.Steer(ctx, applicationautoscaling.NewFromConfig(awsCfg), o.service)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := steer.Release(context.WithoutCancel(ctx)); err != nil {
+				log.Error().Err(err).Msgf("could not resume the dynamic scale-in of %s: run planner fleet --scale-ecs %s --release", o.service, o.service)
+			}
+		}()
 	}
 	s := statusSession{statusOptions: o, run: runID, reader: reader, sqs: o.conn.AWS.SQS(awsCfg), ecs: scaler, log: log, until: time.Now().Add(o.deadline)}
 	if o.watch == 0 {

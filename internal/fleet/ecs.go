@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 )
 
 // API is the part of the ECS client the scaler uses.
@@ -64,27 +65,24 @@ const Unknown = -1
 // Scale sets svc's desired count to wanted, clamped to bounds; it leaves
 // the service alone when the count is already right.
 func Scale(ctx context.Context, api API, svc Service, wanted int, b Bounds) (Result, error) {
-	r := Result{Service: svc.String(), Wanted: wanted}
-	out, err := api.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: aws.String(svc.Cluster), Services: []string{svc.Name}})
-	if err != nil {
-		return r, fmt.Errorf("describe ECS service %s: %w", svc, err)
-	}
-	if len(out.Services) == 0 {
-		reason := "not found"
-		if len(out.Failures) > 0 && out.Failures[0].Reason != nil {
-			reason = strings.ToLower(*out.Failures[0].Reason)
+	return setDesired(ctx, api, svc, wanted, func(previous int) int {
+		if wanted == Unknown {
+			return b.Clamp(max(1, previous))
 		}
-		return r, fmt.Errorf("ECS service %s: %s: check the cluster and service names (the stack's ScaleEcs output)", svc, reason)
-	}
-	cur := out.Services[0]
-	if cur.Status != nil && *cur.Status != "ACTIVE" {
-		return r, fmt.Errorf("ECS service %s is %s, not ACTIVE", svc, *cur.Status)
+		return b.Clamp(wanted)
+	})
+}
+
+// setDesired sets svc's desired count to what desired makes of the
+// current one, unless it is that already.
+func setDesired(ctx context.Context, api API, svc Service, wanted int, desired func(previous int) int) (Result, error) {
+	r := Result{Service: svc.String(), Wanted: wanted}
+	cur, err := describe(ctx, api, svc)
+	if err != nil {
+		return r, err
 	}
 	r.Previous, r.Running = int(cur.DesiredCount), int(cur.RunningCount)
-	r.Desired = b.Clamp(wanted)
-	if wanted == Unknown {
-		r.Desired = b.Clamp(max(1, r.Previous))
-	}
+	r.Desired = desired(r.Previous)
 	if r.Previous == r.Desired {
 		return r, nil
 	}
@@ -95,4 +93,30 @@ func Scale(ctx context.Context, api API, svc Service, wanted int, b Bounds) (Res
 	}
 	r.Changed = true
 	return r, nil
+}
+
+// describe reads svc, which must be ACTIVE.
+func describe(ctx context.Context, api API, svc Service) (types.Service, error) {
+	out, err := api.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: aws.String(svc.Cluster), Services: []string{svc.Name}})
+	if err != nil {
+		return types.Service{}, fmt.Errorf("describe ECS service %s: %w", svc, err)
+	}
+	if len(out.Services) == 0 {
+		reason := "not found"
+		if len(out.Failures) > 0 && out.Failures[0].Reason != nil {
+			reason = strings.ToLower(*out.Failures[0].Reason)
+		}
+		return types.Service{}, fmt.Errorf("ECS service %s: %s: check the cluster and service names (the stack's ScaleEcs output)", svc, reason)
+	}
+	cur := out.Services[0]
+	if cur.Status != nil && *cur.Status != "ACTIVE" {
+		return types.Service{}, fmt.Errorf("ECS service %s is %s, not ACTIVE", svc, *cur.Status)
+	}
+	return cur, nil
+}
+
+// runningCount is how many of svc's tasks run.
+func runningCount(ctx context.Context, api API, svc Service) (int, error) {
+	cur, err := describe(ctx, api, svc)
+	return int(cur.RunningCount), err
 }

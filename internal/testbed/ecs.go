@@ -13,14 +13,44 @@ import (
 // FakeECS is an ECS API on loopback that knows DescribeServices and
 // UpdateService (the JSON 1.1 protocol the SDK speaks), for the scaling that
 // no local server offers. It records every desired count it is set to.
+// The same endpoint answers Application Auto Scaling's
+// DescribeScalableTargets and RegisterScalableTarget for the services'
+// scalable targets (AddTarget); moto's are tested in deploy's TestDeployOnMoto.
 type FakeECS struct {
 	URL string
 
 	mu       sync.Mutex
 	services map[string]*FakeService // by "cluster/service"
+	targets  map[string]*FakeTarget  // by resource ID, service/CLUSTER/SERVICE
 	updates  []int
 	calls    []string
 	srv      *httptest.Server
+}
+
+// FakeTarget is a scalable target's suspended state.
+type FakeTarget struct {
+	ScaleInSuspended, ScaleOutSuspended bool
+	// Registrations counts RegisterScalableTarget calls on it.
+	Registrations int
+	// RefuseRegister answers RegisterScalableTarget with AccessDeniedException.
+	RefuseRegister bool
+}
+
+// AddTarget registers a scalable target for "cluster/service".
+func (f *FakeECS) AddTarget(service string, t *FakeTarget) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.targets == nil {
+		f.targets = map[string]*FakeTarget{}
+	}
+	f.targets["service/"+service] = t
+}
+
+// Target returns a scalable target's current state ("cluster/service").
+func (f *FakeECS) Target(service string) FakeTarget {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return *f.targets["service/"+service]
 }
 
 // FakeService is one service's state.
@@ -63,6 +93,10 @@ func (f *FakeECS) Service(name string) FakeService {
 }
 
 func (f *FakeECS) serve(w http.ResponseWriter, r *http.Request) {
+	if op, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), "AnyScaleFrontendService."); ok {
+		f.serveAutoScaling(w, r, op)
+		return
+	}
 	op, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), "AmazonEC2ContainerServiceV20141113.")
 	if r.Method != http.MethodPost || !ok || !strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 ") {
 		fakeError(w, 400, "InvalidParameterException", "not a signed ECS JSON 1.1 request")
@@ -106,6 +140,66 @@ func (f *FakeECS) serve(w http.ResponseWriter, r *http.Request) {
 			s.DesiredCount = *in.DesiredCount
 			f.updates = append(f.updates, s.DesiredCount)
 			json.NewEncoder(w).Encode(map[string]any{"service": serviceJSON(in.Cluster, in.Service, s)})
+		}
+	default:
+		fakeError(w, 400, "UnknownOperationException", op)
+	}
+}
+
+// serveAutoScaling answers Application Auto Scaling for ECS services.
+func (f *FakeECS) serveAutoScaling(w http.ResponseWriter, r *http.Request, op string) {
+	var in struct {
+		ServiceNamespace  string   `json:"ServiceNamespace"`
+		ResourceIDs       []string `json:"ResourceIds"`
+		ResourceID        string   `json:"ResourceId"`
+		ScalableDimension string   `json:"ScalableDimension"`
+		SuspendedState    *struct {
+			In  *bool `json:"DynamicScalingInSuspended"`
+			Out *bool `json:"DynamicScalingOutSuspended"`
+		} `json:"SuspendedState"`
+	}
+	if r.Method != http.MethodPost || !strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 ") {
+		fakeError(w, 400, "ValidationException", "not a signed JSON 1.1 request")
+		return
+	}
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || in.ServiceNamespace != "ecs" {
+		fakeError(w, 400, "ValidationException", fmt.Sprintf("want ServiceNamespace ecs: %v", err))
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, op)
+	switch op {
+	case "DescribeScalableTargets":
+		out := []any{}
+		for _, id := range in.ResourceIDs {
+			if t, ok := f.targets[id]; ok {
+				out = append(out, map[string]any{
+					"ServiceNamespace": "ecs", "ResourceId": id, "ScalableDimension": "ecs:service:DesiredCount",
+					"MinCapacity": 0, "MaxCapacity": 16, "CreationTime": 1.7e9,
+					"SuspendedState": map[string]bool{"DynamicScalingInSuspended": t.ScaleInSuspended, "DynamicScalingOutSuspended": t.ScaleOutSuspended, "ScheduledScalingSuspended": false},
+				})
+			}
+		}
+		json.NewEncoder(w).Encode(map[string]any{"ScalableTargets": out})
+	case "RegisterScalableTarget":
+		t, ok := f.targets[in.ResourceID]
+		switch {
+		case !ok:
+			fakeError(w, 400, "ValidationException", "this fake registers no new targets: "+in.ResourceID)
+		case t.RefuseRegister:
+			fakeError(w, 400, "AccessDeniedException", "not authorized to perform: application-autoscaling:RegisterScalableTarget")
+		default:
+			t.Registrations++
+			if st := in.SuspendedState; st != nil {
+				if st.In != nil {
+					t.ScaleInSuspended = *st.In
+				}
+				if st.Out != nil {
+					t.ScaleOutSuspended = *st.Out
+				}
+			}
+			json.NewEncoder(w).Encode(map[string]any{"ScalableTargetARN": "arn:aws:application-autoscaling:us-east-1:123456789012:scalable-target/fake"})
 		}
 	default:
 		fakeError(w, 400, "UnknownOperationException", op)

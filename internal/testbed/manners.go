@@ -160,6 +160,27 @@ func (m *Manners) mayGet(ctx context.Context, access, bucket, key string) bool {
 	return !(errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden)
 }
 
+// mayDeleteMissing reports whether the caller may delete key, which is
+// not there, as versitygw judges by the bucket's policy: asked with an
+// unconditional delete in the caller's name, which deletes nothing (on a
+// versioned bucket it leaves a delete marker on the missing key, which
+// listings do not show).
+func (m *Manners) mayDeleteMissing(ctx context.Context, access, bucket, key string) bool {
+	if access == AccessKey || access == "" {
+		return true
+	}
+	m.mu.Lock()
+	secret := m.secrets[access]
+	m.mu.Unlock()
+	c := s3.New(m.client(bucket).Options(), func(o *s3.Options) {
+		o.Credentials = aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(access, secret, ""))
+		o.RetryMaxAttempts = 1
+	})
+	_, err := c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	var re *smithyhttp.ResponseError
+	return !(errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden)
+}
+
 // listRight is whether a caller may list a bucket, as found at a time.
 type listRight struct {
 	may bool
@@ -842,8 +863,9 @@ func replaceWithError(resp *http.Response, status int, code, msg string, head bo
 // refuseConditionalDelete answers a DeleteObject with If-Match as S3 does
 // where versitygw does not (the S3 user guide, "How to perform conditional
 // deletes"): 403 to a caller without s3:GetObject, which a delete
-// conditional on an ETag needs besides s3:DeleteObject, and 404 NoSuchKey
-// for a key that is not there (versitygw answers 204). It reports whether
+// conditional on an ETag needs besides s3:DeleteObject, 403 to one without
+// s3:DeleteObject, and 404 NoSuchKey for a key that is not there
+// (versitygw answers 204). It reports whether
 // it answered; if not, versitygw judges the ETag.
 func (m *Manners) refuseConditionalDelete(w http.ResponseWriter, r *http.Request, q request) bool {
 	if !m.mayGet(r.Context(), q.access, q.bucket, q.key) {
@@ -853,6 +875,12 @@ func (m *Manners) refuseConditionalDelete(w http.ResponseWriter, r *http.Request
 	if _, err := m.realETag(r.Context(), q.bucket, q.key); err != nil {
 		var re *smithyhttp.ResponseError
 		if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound {
+			// S3 authorizes before it evaluates the condition: a caller
+			// without s3:DeleteObject gets 403, not 404.
+			if !m.mayDeleteMissing(r.Context(), q.access, q.bucket, q.key) {
+				s3Error(w, http.StatusForbidden, "AccessDenied", "Access Denied")
+				return true
+			}
 			s3Error(w, http.StatusNotFound, "NoSuchKey", "The specified key does not exist.")
 			return true
 		}

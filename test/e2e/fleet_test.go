@@ -36,14 +36,20 @@ func TestWatchScalesTheFleetToADeadline(t *testing.T) {
 		"--queue-url", work, "--ledger", led, "--batch-keys", "10")
 
 	fake := testbed.NewFakeECS(t, map[string]*testbed.FakeService{"s3clone/workers": {DesiredCount: 0}})
+	// The stack's backlog scaling (Autoscaling=backlog): its scale-in must be
+	// suspended while status steers, and resumed when status ends.
+	fake.AddTarget("s3clone/workers", &testbed.FakeTarget{})
 	slow := env.Slow(t, 40*time.Millisecond)
 
 	cmd, stdout, stderr := command(env, "planner", "status", "--ledger", led, "--json",
 		"--watch", "1s", "--deadline", "6s", "--scale-ecs", "s3clone/workers", "--min-workers", "0", "--max-workers", "5")
-	cmd.Env = append(cmd.Env, "AWS_ENDPOINT_URL_ECS="+fake.URL)
+	cmd.Env = append(cmd.Env, "AWS_ENDPOINT_URL_ECS="+fake.URL, "AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING="+fake.URL)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, 20*time.Second, "status to suspend the service's dynamic scale-in", func() bool {
+		return fake.Target("s3clone/workers").ScaleInSuspended
+	})
 	watchDone := make(chan error, 1)
 	go func() { watchDone <- cmd.Wait() }()
 
@@ -139,6 +145,9 @@ func TestWatchScalesTheFleetToADeadline(t *testing.T) {
 		if u > 5 {
 			t.Errorf("desired count %d is above --max-workers 5 (%v)", u, updates)
 		}
+	}
+	if tg := fake.Target("s3clone/workers"); tg.ScaleInSuspended || tg.Registrations != 2 {
+		t.Errorf("after status: scalable target %+v; want scale-in resumed after one suspension (2 registrations)", tg)
 	}
 	if peak < 2 || started < 2 {
 		t.Fatalf("the fleet never grew past one worker (desired counts %v, %d started)", updates, started)

@@ -105,3 +105,73 @@ func TestPreflightGoesOnWithoutACopyableSample(t *testing.T) {
 		t.Fatalf("stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
 	}
 }
+
+// TestPreflightRefusesDeletesItMayNotMake: a plan that deletes (plan
+// --diff --delete, and the cutover by default) proves first that it may,
+// with a conditional delete of a key that is not there (S3 allows a delete
+// conditional on the ETag only with s3:DeleteObject and s3:GetObject).
+// Without the grant it exits 2 before anything is enqueued, instead of
+// dead-lettering deletes minutes into the window; nothing is deleted
+// either way.
+func TestPreflightRefusesDeletesItMayNotMake(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	read := []string{"s3:ListBucket", "s3:GetObject", "s3:GetObjectTagging", "s3:GetBucketWebsite", "s3:GetBucketObjectLockConfiguration"}
+	write := []string{"s3:ListBucket", "s3:GetBucketWebsite", "s3:GetBucketObjectLockConfiguration", "s3:PutObject", "s3:PutObjectTagging"}
+	cases := []struct {
+		name     string
+		dst      []string
+		args     []string
+		wantCode int
+	}{
+		{"plan --delete without s3:DeleteObject", append(slices.Clone(write), "s3:GetObject"), []string{"plan", "--diff", "--delete"}, 2},
+		{"plan --delete without s3:GetObject", append(slices.Clone(write), "s3:DeleteObject"), []string{"plan", "--diff", "--delete"}, 2},
+		{"cutover (deletes by default) without s3:DeleteObject", append(slices.Clone(write), "s3:GetObject"), []string{"cutover", "--timeout", "1s"}, 2},
+		{"plan --delete with both", append(slices.Clone(write), "s3:GetObject", "s3:DeleteObject"), []string{"plan", "--diff", "--delete"}, 0},
+		{"plan --diff without --delete needs neither", write, []string{"plan", "--diff"}, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			src, dst := env.Bucket(t), env.Bucket(t)
+			env.Put(t, src, []testbed.Object{{Key: "a.jpg", Body: []byte("a")}})
+			env.Put(t, dst, []testbed.Object{{Key: "extra.jpg", Body: []byte("x")}})
+			user := testbed.Name("u")
+			env.User(t, user, user+"-secret")
+			env.Grant(t, src, user, read...)
+			env.Grant(t, dst, user, c.dst...)
+			led := ledgerURL(t, env)
+			env.Grant(t, bucketOf(led), user, "s3:ListBucket", "s3:GetObject", "s3:PutObject")
+			work, _ := env.Queue(t, 0)
+
+			args := append(slices.Clone(c.args), "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work, "--ledger", led)
+			cmd := exec.Command(filepath.Join(bin, "planner"), args...)
+			cmd.Env = env.EnvironAs(user, user+"-secret")
+			out, err := cmd.CombinedOutput()
+			code := 0
+			var exit *exec.ExitError
+			if errors.As(err, &exit) {
+				code = exit.ExitCode()
+			}
+			n, qerr := queueDepth(env, work)
+			if qerr != nil {
+				t.Fatal(qerr)
+			}
+			if _, ok := env.Keys(t, dst, "")["extra.jpg"]; !ok {
+				t.Fatalf("the preflight deleted a destination object\n%s", out)
+			}
+			if c.wantCode == 0 {
+				if code != 0 || n == 0 {
+					t.Fatalf("exit %d, %d messages enqueued\n%s", code, n, out)
+				}
+				return
+			}
+			if code != c.wantCode || !strings.Contains(string(out), "grant s3:DeleteObject and s3:GetObject on arn:aws:s3:::"+dst+"/*") ||
+				!strings.Contains(string(out), "--no-delete") {
+				t.Fatalf("exit %d, want %d naming the delete grants and the way out\n%s", code, c.wantCode, out)
+			}
+			if n != 0 {
+				t.Fatalf("a refused preflight left %d messages on the queue", n)
+			}
+		})
+	}
+}

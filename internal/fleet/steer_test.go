@@ -1,0 +1,140 @@
+package fleet_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/applicationautoscaling"
+
+	"github.com/s3clone/s3clone/internal/fleet"
+	"github.com/s3clone/s3clone/internal/testbed"
+)
+
+func autoScaling(url string) *applicationautoscaling.Client {
+	return applicationautoscaling.New(applicationautoscaling.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(url),
+		Credentials:  credentials.NewStaticCredentialsProvider("AKIDFAKE", "fake-secret", ""),
+	})
+}
+
+// TestSteerSuspendsScaleInAndRestoresIt: while s3clone steers, the
+// stack's target tracking may add workers but not remove them; Release
+// puts back what it found, and leaves alone a suspension it did not make.
+func TestSteerSuspendsScaleInAndRestoresIt(t *testing.T) {
+	ctx := context.Background()
+	svc := fleet.Service{Cluster: "s3clone", Name: "workers"}
+	for _, c := range []struct {
+		name          string
+		target        *testbed.FakeTarget // nil: Autoscaling=off
+		wantDuring    bool
+		wantAfter     bool
+		registrations int
+	}{
+		{"running scale-in is suspended, then resumed", &testbed.FakeTarget{}, true, false, 2},
+		{"a suspension found is left as it was", &testbed.FakeTarget{ScaleInSuspended: true}, true, true, 0},
+		{"scale-out stays as it was", &testbed.FakeTarget{ScaleOutSuspended: true}, true, false, 2},
+		{"no scalable target: nothing to suspend", nil, false, false, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fake := testbed.NewFakeECS(t, map[string]*testbed.FakeService{"s3clone/workers": {DesiredCount: 2}})
+			if c.target != nil {
+				fake.AddTarget("s3clone/workers", c.target)
+			}
+			outBefore := c.target != nil && c.target.ScaleOutSuspended
+			s, err := fleet.Steer(ctx, autoScaling(fake.URL), svc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.HasAutoscaling() != (c.target != nil) {
+				t.Errorf("HasAutoscaling = %v with target %v", s.HasAutoscaling(), c.target)
+			}
+			if c.target != nil {
+				if got := fake.Target("s3clone/workers"); got.ScaleInSuspended != c.wantDuring || got.ScaleOutSuspended != outBefore {
+					t.Errorf("while steering: %+v, want scale-in suspended %v, scale-out %v", got, c.wantDuring, outBefore)
+				}
+			}
+			if err := s.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Release(ctx); err != nil { // twice: a deferred release after an explicit one
+				t.Fatal(err)
+			}
+			if c.target != nil {
+				got := fake.Target("s3clone/workers")
+				if got.ScaleInSuspended != c.wantAfter || got.ScaleOutSuspended != outBefore || got.Registrations != c.registrations {
+					t.Errorf("after release: %+v, want scale-in suspended %v after %d registrations", got, c.wantAfter, c.registrations)
+				}
+			}
+		})
+	}
+}
+
+func TestSteerErrorsNameTheGrant(t *testing.T) {
+	ctx := context.Background()
+	fake := testbed.NewFakeECS(t, map[string]*testbed.FakeService{"s3clone/workers": {DesiredCount: 2}})
+	fake.AddTarget("s3clone/workers", &testbed.FakeTarget{RefuseRegister: true})
+	_, err := fleet.Steer(ctx, autoScaling(fake.URL), fleet.Service{Cluster: "s3clone", Name: "workers"})
+	if err == nil || !strings.Contains(err.Error(), "application-autoscaling:RegisterScalableTarget") {
+		t.Errorf("Steer with RegisterScalableTarget refused: %v, want the grant named", err)
+	}
+	if got := fake.Target("s3clone/workers"); got.ScaleInSuspended {
+		t.Errorf("scale-in suspended although refused: %+v", got)
+	}
+	_, err = fleet.Steer(ctx, autoScaling("http://127.0.0.1:1"), fleet.Service{Cluster: "s3clone", Name: "workers"})
+	if !errors.Is(err, fleet.ErrNoSuspend) {
+		t.Errorf("Steer with Application Auto Scaling unreachable: %v, want ErrNoSuspend", err)
+	}
+}
+
+func TestResourceID(t *testing.T) {
+	for in, want := range map[fleet.Service]string{
+		{Cluster: "s3clone", Name: "workers"}:                                            "service/s3clone/workers",
+		{Cluster: "arn:aws:ecs:eu-west-1:123456789012:cluster/s3clone", Name: "workers"}: "service/s3clone/workers",
+	} {
+		if got := in.ResourceID(); got != want {
+			t.Errorf("%+v.ResourceID() = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestWarm raises the desired count, never lowers it, and says whether the
+// workers came up within the wait.
+func TestWarm(t *testing.T) {
+	ctx := context.Background()
+	svc := fleet.Service{Cluster: "s3clone", Name: "workers"}
+	for _, c := range []struct {
+		name                string
+		desired, running, n int
+		wantDesired         int
+		wantReached         bool
+		wantUpdates         []int
+	}{
+		{"from zero: set, tasks do not start in time", 0, 0, 3, 3, false, []int{3}},
+		{"already running", 4, 4, 3, 4, true, nil},
+		{"desired but not running yet", 3, 1, 3, 3, false, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fake := testbed.NewFakeECS(t, map[string]*testbed.FakeService{"s3clone/workers": {DesiredCount: c.desired, RunningCount: c.running}})
+			w, err := fleet.Warm(ctx, client(fake.URL), svc, c.n, 50*time.Millisecond, 10*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w.Desired != c.wantDesired || w.Reached != c.wantReached || w.Previous != c.desired {
+				t.Errorf("Warm = %+v; want desired %d, reached %v", w, c.wantDesired, c.wantReached)
+			}
+			if got := fake.Updates(); !slices.Equal(got, c.wantUpdates) {
+				t.Errorf("updates %v, want %v", got, c.wantUpdates)
+			}
+			if !c.wantReached && w.Took < 50*time.Millisecond {
+				t.Errorf("gave up after %s, before the wait", w.Took)
+			}
+		})
+	}
+}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -244,8 +246,15 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 		v.verified = counts.Compared.Load()
 	}
 	w.total = time.Since(w.started)
+	var recon bytes.Buffer // the reconciliation file, for the ledger too
 	for _, n := range v.notRight {
-		if n.rec.Problem != plan.Match && rec.enc != nil {
+		if n.rec.Problem == plan.Match {
+			continue
+		}
+		if err := json.NewEncoder(&recon).Encode(n.rec); err != nil {
+			return err
+		}
+		if rec.enc != nil {
 			if err := rec.enc.Encode(n.rec); err != nil {
 				return err
 			}
@@ -255,6 +264,22 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 		return err
 	}
 	v.print(stdout, st, w, o.out, o.rehearse, o.from.mirror)
+	// In the ledger too: a cutover run as an ECS task loses its files with
+	// the task, and its verdict is for planner status to show anyone.
+	host, _ := os.Hostname()
+	lv := ledger.Verdict{
+		Run: sum.Run, Mode: mode, Clean: v.clean() && ctx.Err() == nil, Why: v.why, NotRight: len(v.notRight), Verified: v.verified,
+		Copied: st.Copied, Deleted: st.Deleted, Host: host,
+		Window: ledger.VerdictWindow{Plan: w.plan, Fleet: w.fleet, Verify: w.verify, Total: w.total},
+	}
+	switch url, err := store.PutVerdict(context.WithoutCancel(ctx), lv, recon.Bytes()); {
+	case err != nil:
+		log.Error().Err(err).Msg("could not record the verdict in the ledger (it is printed above)")
+	case url != "":
+		fmt.Fprintf(stdout, "recorded  the verdict in %s, the keys in %s (aws s3 cp it, then planner plan --from-file)\n", store, url)
+	default:
+		fmt.Fprintf(stdout, "recorded  the verdict in %s\n", store)
+	}
 	switch {
 	case ctx.Err() != nil:
 		return fmt.Errorf("cutover %s: %w (the keys above were not done when it stopped; the fleet goes on with them)", sum.Run, ctx.Err())

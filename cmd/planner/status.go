@@ -120,7 +120,7 @@ func statusCommand(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 		}()
 	}
-	s := statusSession{statusOptions: o, run: runID, reader: reader, sqs: o.conn.AWS.SQS(awsCfg), ecs: scaler, log: log, until: time.Now().Add(o.deadline)}
+	s := statusSession{statusOptions: o, run: runID, reader: reader, store: store, sqs: o.conn.AWS.SQS(awsCfg), ecs: scaler, log: log, until: time.Now().Add(o.deadline)}
 	if o.watch == 0 {
 		v, err := s.view(ctx)
 		if err != nil {
@@ -175,6 +175,7 @@ type statusSession struct {
 	statusOptions
 	run    string
 	reader *ledger.Reader
+	store  *ledger.Store
 	sqs    queue.API
 	ecs    fleet.API
 	log    zerolog.Logger
@@ -203,6 +204,12 @@ func (s *statusSession) view(ctx context.Context) (*status.View, error) {
 		left = max(time.Until(s.until), time.Nanosecond) // a passed deadline still sizes for "as soon as possible"
 	}
 	v := status.New(s.run, st, depth, left)
+	switch vd, err := s.store.Verdict(ctx, s.run); {
+	case err == nil:
+		v.Verdict, v.ReconURL = vd, s.store.ReconURL(vd)
+	case !errors.Is(err, ledger.ErrNotFound):
+		s.log.Warn().Err(err).Msg("cannot read the run's verdict")
+	}
 	if s.ecs != nil {
 		v.Scale = s.scale(ctx, v)
 	}

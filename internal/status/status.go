@@ -66,7 +66,11 @@ type View struct {
 	Deadline *Deadline        `json:"deadline,omitempty"`
 	Queue    *Depth           `json:"queue,omitempty"`
 	Failures []ledger.Failure `json:"failures,omitempty"`
-	Scale    *Scale           `json:"scale,omitempty"`
+	// Verdict is a cutover's, once it has given one; ReconURL is where its
+	// reconciliation file is.
+	Verdict  *ledger.Verdict `json:"verdict,omitempty"`
+	ReconURL string          `json:"recon_url,omitempty"`
+	Scale    *Scale          `json:"scale,omitempty"`
 }
 
 // Scale is what a --scale-ecs refresh did.
@@ -191,6 +195,19 @@ func (v View) Print(w io.Writer) error {
 		row("eta", "%s", (time.Duration(*v.ETASeconds) * time.Second).Round(time.Second))
 	}
 	v.printDeadline(row)
+	if vd := v.Verdict; vd != nil {
+		what := "CLEAN: every difference copied or deleted as listed"
+		if !vd.Clean {
+			what = fmt.Sprintf("NOT CLEAN: %d keys not copied or deleted as listed", vd.NotRight)
+			if vd.Why != "" {
+				what += "; " + vd.Why
+			}
+		}
+		row("verdict", "%s %s (given %s, window %s)", vd.Mode, what, vd.Written.Format(time.RFC3339), vd.Window.Total.Round(10*time.Millisecond))
+		if v.ReconURL != "" {
+			row("", "the keys: %s (aws s3 cp it, then planner plan --from-file)", v.ReconURL)
+		}
+	}
 	if q := v.Queue; q != nil {
 		if q.Error != "" {
 			row("queue", "unreadable: %s", q.Error)

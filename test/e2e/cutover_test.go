@@ -166,6 +166,32 @@ func TestCutoverNamesWhatChangedInTheWindow(t *testing.T) {
 			if len(recs) != 1 || recs[f.changed[0]] != "different" {
 				t.Fatalf("reconciliation file %v, want %s different", recs, f.changed[0])
 			}
+			// The verdict and the file are in the ledger too (a cutover run as
+			// an ECS task loses its files), and status shows them to anyone.
+			id := runID(t, o)
+			st := mustRun(t, f.env, "planner", "status", "--ledger", f.led, "--run-id", id, "--json")
+			var sv struct {
+				Verdict *struct {
+					Mode     string `json:"mode"`
+					Clean    bool   `json:"clean"`
+					NotRight int    `json:"not_right"`
+				} `json:"verdict"`
+				ReconURL string `json:"recon_url"`
+			}
+			if err := json.Unmarshal([]byte(st.stdout), &sv); err != nil || sv.Verdict == nil || sv.Verdict.Clean || sv.Verdict.NotRight != 2 || sv.Verdict.Mode != "cutover" {
+				t.Fatalf("status of the cutover's run: %v %+v\n%s", err, sv.Verdict, st.stdout)
+			}
+			want, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			reconKey := strings.TrimPrefix(sv.ReconURL, "s3://"+bucketOf(f.led)+"/")
+			if got := string(getBody(t, f.env, bucketOf(f.led), reconKey)); reconKey != "s3clone/runs/"+id+"/results/recon.jsonl" || got != string(want) {
+				t.Fatalf("the ledger's reconciliation file (%s):\n%s\nwant --out's:\n%s", sv.ReconURL, got, want)
+			}
+			if text := mustRun(t, f.env, "planner", "status", "--ledger", f.led, "--run-id", id); !strings.Contains(text.stdout, "verdict     cutover NOT CLEAN: 2 keys") {
+				t.Errorf("status does not show the verdict:\n%s", text.stdout)
+			}
 			// The file enqueues exactly the fix.
 			mustRun(t, f.env, "planner", "plan", "--source", "s3://"+f.srcB, "--dest", "s3://"+f.dstB, "--queue-url", f.work, "--ledger", f.led, "--from-file", out, "--delete")
 			waitFor(t, 30*time.Second, "the fix copied", func() bool {

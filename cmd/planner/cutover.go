@@ -168,6 +168,9 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 			return err
 		}
 		printWarmed(stdout, held.Warmed, held.Steering())
+		if held.SteerErr != nil {
+			log.Warn().Err(held.SteerErr).Msg("the stack's backlog scaling may scale in workers during the window")
+		}
 		defer func() {
 			r, err := held.Return(context.WithoutCancel(ctx), o.keepFleet)
 			switch {

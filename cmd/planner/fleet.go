@@ -129,7 +129,7 @@ func fleetCommand(ctx context.Context, args []string, stdout io.Writer) error {
 			fmt.Fprintf(stdout, "fleet     dynamic scale-in suspended: after the window, planner fleet --scale-ecs %s --release [--workers 0]\n", o.service)
 		}
 	}
-	if !w.Reached {
+	if !w.Reached && o.wait > 0 {
 		return fmt.Errorf("%w: %d of %d workers running after %s: the desired count stays %d; aws ecs describe-services --cluster %s --services %s shows why tasks do not start (quota, image, network)",
 			config.ErrNotReady, w.Running, o.workers, w.Took.Round(time.Second), w.Desired, o.service.Cluster, o.service.Name)
 	}

@@ -110,9 +110,11 @@ func statusCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		scaler = ecs.NewFromConfig(awsCfg)
 		// While status steers the fleet, the stack's backlog scaling may add
 		// workers but not take away those status asked for.
+		// A steering that cannot be taken is said, not fatal: status still
+		// sizes the fleet, but backlog scaling may scale in what it sets.
 		steer, err := fleet.Steer(ctx, applicationautoscaling.NewFromConfig(awsCfg), o.service)
 		if err != nil {
-			return err
+			log.Warn().Err(err).Msg("the stack's backlog scaling may scale in what status scales out")
 		}
 		defer func() {
 			if err := steer.Release(context.WithoutCancel(ctx)); err != nil {

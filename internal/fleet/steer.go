@@ -192,20 +192,21 @@ type Held struct {
 	svc    Service
 	steer  *Steering
 	Warmed Warmed
+	// SteerErr is why dynamic scale-in could not be suspended, if it could not.
+	SteerErr error
 }
 
 // Hold takes the steering of svc and raises its desired count to at least
-// n without waiting: the tasks start while the cutover lists.
+// n without waiting: the tasks start while the cutover lists. Steering
+// that cannot be taken (Application Auto Scaling refused) does not stop
+// the window: Hold returns it as SteerErr, for the caller to say.
 func Hold(ctx context.Context, api API, aas AutoScaling, svc Service, n int) (*Held, error) {
-	steer, err := Steer(ctx, aas, svc)
-	if err != nil {
-		return nil, err
-	}
+	steer, steerErr := Steer(ctx, aas, svc)
 	w, err := Warm(ctx, api, svc, n, 0, 0)
 	if err != nil {
 		return nil, errors.Join(err, steer.Release(ctx))
 	}
-	return &Held{api: api, svc: svc, steer: steer, Warmed: w}, nil
+	return &Held{api: api, svc: svc, steer: steer, Warmed: w, SteerErr: steerErr}, nil
 }
 
 // Running reads how many workers run now.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -85,6 +86,49 @@ func TestDockerfileShape(t *testing.T) {
 	}
 	if toolchain != nil && !strings.Contains(string(makefile), "export GOTOOLCHAIN := go"+string(toolchain[1])+"\n") {
 		t.Errorf("the Makefile does not export GOTOOLCHAIN=go%s, go.mod's toolchain", toolchain[1])
+	}
+}
+
+// TestDockerfileCrossCompiles: the stage that runs go build runs on the
+// build machine's platform (FROM --platform=$BUILDPLATFORM) and only the
+// final stage is the target's, so `docker build --platform linux/amd64` on
+// an ARM machine compiles natively for amd64 (GOOS and GOARCH from the
+// target: TestDockerfileBuildsStaticBinaries) instead of emulating amd64 to
+// run the Go toolchain. The operator's guide builds for linux/amd64.
+func TestDockerfileCrossCompiles(t *testing.T) {
+	var stages [][]string
+	for _, l := range dockerfile(t) {
+		if strings.HasPrefix(l, "FROM ") {
+			stages = append(stages, nil)
+		}
+		if len(stages) > 0 {
+			stages[len(stages)-1] = append(stages[len(stages)-1], l)
+		}
+	}
+	builds := 0
+	for i, st := range stages {
+		from := strings.Fields(st[0])
+		if slices.ContainsFunc(st, func(l string) bool { return strings.HasPrefix(l, "RUN ") && strings.Contains(l, "go build") }) {
+			builds++
+			if len(from) < 2 || from[1] != "--platform=$BUILDPLATFORM" {
+				t.Errorf("the go build stage is %q: want FROM --platform=$BUILDPLATFORM, so that it runs natively and cross-compiles", st[0])
+			}
+		}
+		if i == len(stages)-1 && strings.Contains(st[0], "--platform") {
+			t.Errorf("the final stage is %q: a --platform there would pin the image's platform", st[0])
+		}
+	}
+	if builds != 1 {
+		t.Errorf("%d stages run go build, want one", builds)
+	}
+	guide, err := os.ReadFile("../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"docker build --platform linux/amd64 -f deploy/Dockerfile", "PLATFORM=linux/arm64 make image"} {
+		if !strings.Contains(string(guide), want) {
+			t.Errorf("docs/operations.md does not say %q", want)
+		}
 	}
 }
 

@@ -456,6 +456,7 @@ func TestEveryResourceIsTagged(t *testing.T) {
 	untaggable := map[string]bool{
 		"AWS::ApplicationAutoScaling::ScalableTarget": true, "AWS::ApplicationAutoScaling::ScalingPolicy": true,
 		"AWS::CloudWatch::Dashboard": true, "AWS::SNS::Subscription": true, "AWS::SQS::QueuePolicy": true,
+		"AWS::IAM::ManagedPolicy": true, // CloudFormation's AWS::IAM::ManagedPolicy has no Tags property
 	}
 	tpl := loadTemplate(t)
 	for name, r := range tpl.Resources {

@@ -27,7 +27,15 @@ const (
 	// Planner plans, reports status, verifies, redrives and scales the
 	// fleet. (planner run, the one-process mode, needs Planner and Worker.)
 	Planner Role = "planner"
+	// Operator is a person outside the stack's tasks (the stack's
+	// OperatorPolicy): runs the planner as an ECS task and reads its log
+	// (planner task), warms and releases the fleet (planner fleet), and
+	// reads status.
+	Operator Role = "operator"
 )
+
+// Roles are every role, in the order the permission table lists them.
+var Roles = []Role{Planner, Worker, Operator}
 
 // Resource is what a permission is granted on; the template names each with
 // one expression (see the template tests).
@@ -53,11 +61,29 @@ const (
 	// SSE-KMS objects need the caller to be allowed the key.
 	SourceKmsKey Resource = "source KMS key"
 	DestKmsKey   Resource = "destination KMS key"
+	// The ledger bucket's customer-managed KMS key, when its default
+	// encryption is SSE-KMS (LedgerKmsKeyArn).
+	LedgerKmsKey Resource = "ledger KMS key"
+	// A cutover's verdict and reconciliation file: PREFIX/runs/*/results/*.
+	LedgerResults Resource = "ledger results"
+	// Application Auto Scaling's scalable targets of the account and region:
+	// DescribeScalableTargets takes no resource, and a target's ARN has an
+	// id the stack cannot name.
+	ScalableTargets Resource = "scalable targets (any)"
+	// What the operator's planner task needs: the stack itself (its
+	// outputs), the planner's task definition, the roles it passes to ECS,
+	// the cluster's tasks and the log group's streams.
+	Stack          Resource = "the stack"
+	PlannerTaskDef Resource = "planner task definition"
+	PlannerRoleRes Resource = "planner role"
+	ExecutionRole  Resource = "execution role"
+	ClusterTasks   Resource = "cluster's tasks"
+	LogStreams     Resource = "log group's streams"
 )
 
 // Call is one AWS API operation the code calls and what it needs.
 type Call struct {
-	Service string // "s3", "sqs" or "ecs": the SDK package
+	Service string // "s3", "sqs", "ecs", "application-autoscaling", "logs" or "cloudformation": the IAM service prefix
 	Op      string // the SDK client's method, e.g. "CopyObject"
 	Role    Role
 	// Actions are the IAM actions the call needs, each on every resource in On.
@@ -111,6 +137,7 @@ var Calls = []Call{
 	{Service: "sqs", Op: "ChangeMessageVisibilityBatch", Role: Worker, Actions: []string{"sqs:ChangeMessageVisibility"}, On: []Resource{WorkQueue}, Why: "keep work hidden while copying it; hand it back on stop or for a retry later"},
 	{Service: "sqs", Op: "DeleteMessageBatch", Role: Worker, Actions: []string{"sqs:DeleteMessage"}, On: []Resource{WorkQueue}, Why: "finish work"},
 	{Service: "s3", Op: "PutObject", Role: Worker, Actions: []string{"s3:PutObject"}, On: []Resource{LedgerEntries, LedgerWorkers}, Why: "record each finished message in the ledger; the worker's record at start proves it may"},
+	{Service: "s3", Op: "PutObject", Role: Worker, Actions: []string{"kms:GenerateDataKey"}, On: []Resource{LedgerKmsKey}, When: "HasLedgerKmsKey", Why: "write ledger entries into a bucket encrypted by default with a customer-managed key"},
 
 	// The planner: plan (with --diff and preflight), status (with
 	// --scale-ecs), verify, redrive.
@@ -151,8 +178,32 @@ var Calls = []Call{
 	{Service: "sqs", Op: "ReceiveMessage", Role: Planner, Actions: []string{"sqs:ReceiveMessage"}, On: []Resource{DeadLetterQueue}, Why: "read dead letters to redrive"},
 	{Service: "sqs", Op: "DeleteMessageBatch", Role: Planner, Actions: []string{"sqs:DeleteMessage"}, On: []Resource{DeadLetterQueue}, Why: "drop dead letters once redriven (or found done in the ledger)"},
 	{Service: "sqs", Op: "ChangeMessageVisibilityBatch", Role: Planner, Actions: []string{"sqs:ChangeMessageVisibility"}, On: []Resource{DeadLetterQueue}, Why: "hand back what redrive read but did not move"},
-	{Service: "ecs", Op: "DescribeServices", Role: Planner, Actions: []string{"ecs:DescribeServices"}, On: []Resource{WorkerService}, Why: "status --scale-ecs: the service's desired and running counts"},
-	{Service: "ecs", Op: "UpdateService", Role: Planner, Actions: []string{"ecs:UpdateService"}, On: []Resource{WorkerService}, Why: "status --scale-ecs: set the desired count"},
+	{Service: "ecs", Op: "DescribeServices", Role: Planner, Actions: []string{"ecs:DescribeServices"}, On: []Resource{WorkerService}, Why: "status and cutover --scale-ecs: the service's desired and running counts"},
+	{Service: "ecs", Op: "UpdateService", Role: Planner, Actions: []string{"ecs:UpdateService"}, On: []Resource{WorkerService}, Why: "status and cutover --scale-ecs: set the desired count"},
+	{Service: "application-autoscaling", Op: "DescribeScalableTargets", Role: Planner, Actions: []string{"application-autoscaling:DescribeScalableTargets"}, On: []Resource{ScalableTargets},
+		Why: "status and cutover --scale-ecs: find the worker service's scalable target (backlog scaling)"},
+	{Service: "application-autoscaling", Op: "RegisterScalableTarget", Role: Planner, Actions: []string{"application-autoscaling:RegisterScalableTarget"}, On: []Resource{ScalableTargets},
+		Why: "status and cutover --scale-ecs: suspend the service's dynamic scale-in while steering, and resume it (it needs ecs:DescribeServices and ecs:UpdateService on the service too)"},
+	{Service: "s3", Op: "DeleteObject", Role: Planner, Actions: []string{"s3:DeleteObject", "s3:GetObject"}, On: []Resource{DestObjects}, When: "AllowDelete",
+		Why: "preflight of a plan that deletes: a delete conditional on an ETag, of a key that is not there, proves the fleet may delete (it deletes nothing)"},
+	{Service: "s3", Op: "PutObject", Role: Planner, Actions: []string{"s3:PutObject"}, On: []Resource{LedgerResults}, Why: "record a cutover's verdict and reconciliation file"},
+	{Service: "s3", Op: "PutObject", Role: Planner, Actions: []string{"kms:GenerateDataKey"}, On: []Resource{LedgerKmsKey}, When: "HasLedgerKmsKey", Why: "write ledger records into a bucket encrypted by default with a customer-managed key"},
+	{Service: "s3", Op: "GetObject", Role: Planner, Actions: []string{"kms:Decrypt"}, On: []Resource{LedgerKmsKey}, When: "HasLedgerKmsKey", Why: "read ledger records encrypted with it"},
+
+	// The operator: planner task, planner fleet and planner status from outside the stack's tasks.
+	{Service: "cloudformation", Op: "DescribeStacks", Role: Operator, Actions: []string{"cloudformation:DescribeStacks"}, On: []Resource{Stack}, Why: "planner task: the stack's outputs (cluster, task definition, network, log group)"},
+	{Service: "ecs", Op: "RunTask", Role: Operator, Actions: []string{"ecs:RunTask"}, On: []Resource{PlannerTaskDef}, Why: "planner task: run the planner in the stack"},
+	{Service: "ecs", Op: "RunTask", Role: Operator, Actions: []string{"iam:PassRole"}, On: []Resource{PlannerRoleRes, ExecutionRole}, Why: "planner task: ECS runs the task with the planner's role and pulls its image with the execution role"},
+	{Service: "ecs", Op: "DescribeTasks", Role: Operator, Actions: []string{"ecs:DescribeTasks"}, On: []Resource{ClusterTasks}, Why: "planner task: wait for the task to stop, and read its exit code"},
+	{Service: "logs", Op: "GetLogEvents", Role: Operator, Actions: []string{"logs:GetLogEvents"}, On: []Resource{LogStreams}, Why: "planner task: print the task's log as it comes"},
+	{Service: "ecs", Op: "DescribeServices", Role: Operator, Actions: []string{"ecs:DescribeServices"}, On: []Resource{WorkerService}, Why: "planner fleet: the service's desired and running counts"},
+	{Service: "ecs", Op: "UpdateService", Role: Operator, Actions: []string{"ecs:UpdateService"}, On: []Resource{WorkerService}, Why: "planner fleet: set the desired count"},
+	{Service: "application-autoscaling", Op: "DescribeScalableTargets", Role: Operator, Actions: []string{"application-autoscaling:DescribeScalableTargets"}, On: []Resource{ScalableTargets}, Why: "planner fleet: find the worker service's scalable target"},
+	{Service: "application-autoscaling", Op: "RegisterScalableTarget", Role: Operator, Actions: []string{"application-autoscaling:RegisterScalableTarget"}, On: []Resource{ScalableTargets}, Why: "planner fleet: suspend dynamic scale-in while the fleet is warm, and --release it"},
+	{Service: "s3", Op: "ListObjectsV2", Role: Operator, Actions: []string{"s3:ListBucket"}, On: []Resource{LedgerBucket}, Why: "planner status: find runs and entries"},
+	{Service: "s3", Op: "GetObject", Role: Operator, Actions: []string{"s3:GetObject"}, On: []Resource{LedgerObjects}, Why: "planner status: read runs, entries and verdicts"},
+	{Service: "s3", Op: "GetObject", Role: Operator, Actions: []string{"kms:Decrypt"}, On: []Resource{LedgerKmsKey}, When: "HasLedgerKmsKey", Why: "read ledger records encrypted with the ledger's customer-managed key"},
+	{Service: "sqs", Op: "GetQueueAttributes", Role: Operator, Actions: []string{"sqs:GetQueueAttributes"}, On: []Resource{WorkQueue, DeadLetterQueue}, Why: "planner status: queue depths"},
 }
 
 // Grant is one action on one resource, perhaps only under a condition.
@@ -196,7 +247,7 @@ func compareGrants(a, b Grant) int {
 func Table() string {
 	var b strings.Builder
 	b.WriteString("| role | on | actions | for |\n|---|---|---|---|\n")
-	for _, role := range []Role{Planner, Worker} {
+	for _, role := range Roles {
 		type row struct {
 			on      Resource
 			when    string

@@ -392,6 +392,15 @@ var resourceKinds = map[string]Resource{
 	ledgerARN("/${LedgerPrefix}runs/*/sent/*"):                        LedgerSent,
 	ledgerARN("/${LedgerPrefix}runs/*/done/*"):                        LedgerEntries,
 	ledgerARN("/${LedgerPrefix}workers/*"):                            LedgerWorkers,
+	ledgerARN("/${LedgerPrefix}runs/*/results/*"):                     LedgerResults,
+	`{"Ref":"LedgerKmsKeyArn"}`:                                       LedgerKmsKey,
+	`"*"`:                                                             ScalableTargets,
+	`{"Ref":"AWS::StackId"}`:                                          Stack,
+	`{"Fn::Sub":"arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task-definition/${AWS::StackName}-planner:*"}`: PlannerTaskDef,
+	`{"Fn::GetAtt":["PlannerRole","Arn"]}`:                                                       PlannerRoleRes,
+	`{"Fn::GetAtt":["ExecutionRole","Arn"]}`:                                                     ExecutionRole,
+	`{"Fn::Sub":"arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task/${Cluster}/*"}`: ClusterTasks,
+	`{"Fn::GetAtt":["LogGroup","Arn"]}`:                                                          LogStreams,
 }
 
 // ledgerARN is how the template names an ARN in the ledger's bucket: the
@@ -440,17 +449,21 @@ func list(v any) []any {
 func roleGrants(t *testing.T, tpl template, roleName string) []Grant {
 	t.Helper()
 	r, ok := tpl.Resources[roleName]
-	if !ok || r.Type != "AWS::IAM::Role" {
-		t.Fatalf("no IAM role %s in the template", roleName)
+	if !ok || (r.Type != "AWS::IAM::Role" && r.Type != "AWS::IAM::ManagedPolicy") {
+		t.Fatalf("no IAM role or managed policy %s in the template", roleName)
 	}
 	if _, ok := r.Properties["ManagedPolicyArns"]; ok {
 		t.Errorf("%s: managed policies grant more than the code calls; use the inline policy only", roleName)
 	}
+	policies := r.Properties["Policies"]
+	if r.Type == "AWS::IAM::ManagedPolicy" {
+		policies = map[string]any{"PolicyDocument": r.Properties["PolicyDocument"]}
+	}
 	var out []Grant
-	for _, p := range list(r.Properties["Policies"]) {
+	for _, p := range list(policies) {
 		doc, _ := p.(map[string]any)["PolicyDocument"].(map[string]any)
 		for _, s := range list(doc["Statement"]) {
-			when := ""
+			when := r.Condition // a managed policy made only under a condition
 			st, _ := s.(map[string]any)
 			if cond, ok := st["Fn::If"].([]any); ok && len(cond) == 3 {
 				when, _ = cond[0].(string)
@@ -494,8 +507,12 @@ func roleGrants(t *testing.T, tpl template, roleName string) []Grant {
 // the resource the call touches.
 func TestRolesGrantExactlyTheCalls(t *testing.T) {
 	tpl := loadTemplate(t)
-	for roleName, role := range map[string]Role{"WorkerRole": Worker, "PlannerRole": Planner} {
+	for roleName, role := range map[string]Role{"WorkerRole": Worker, "PlannerRole": Planner, "OperatorPolicy": Operator} {
 		got, want := roleGrants(t, tpl, roleName), Grants(role)
+		if role == Operator { // and the policy attached with it for a ledger under a customer-managed key
+			got = append(got, roleGrants(t, tpl, "OperatorLedgerKeyPolicy")...)
+			slices.SortFunc(got, compareGrants)
+		}
 		if dup := len(got) - len(slices.Compact(slices.Clone(got))); dup > 0 {
 			t.Errorf("%s grants %d actions twice", roleName, dup)
 		}

@@ -95,7 +95,7 @@ test: tools lint
 # enforces IAM. What moto does not do as AWS does is listed, and checked, in
 # deploy/moto_test.go (motoSkips, motoGaps). Fails, not skips, without moto.
 deploy-check:
-	S3CLONE_REQUIRE_TESTBED=1 go test -count=1 -run '^TestDeployOnMoto$$' -v ./deploy
+	S3CLONE_REQUIRE_TESTBED=1 go test -count=1 -run '^(TestDeployOnMoto|TestPlannerFleetOnMoto)$$' -v ./deploy
 
 demo: tools build
 	./scripts/demo.sh

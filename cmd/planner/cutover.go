@@ -40,8 +40,8 @@ sides again in full and compares them key by key.
 --scale-ecs with --workers N makes sure the fleet is running: it raises the
 ECS service's desired count to at least N as the cutover starts (the tasks
 start while it lists), suspends the service's dynamic scale-in for the
-window, and afterwards puts both back as they were (--keep-fleet leaves
-the count). Warm the fleet before the freeze with planner fleet, so that
+window, and afterwards puts both back as they were once the verdict is
+clean (--keep-fleet, or a verdict that is not, leaves the count). Warm the fleet before the freeze with planner fleet, so that
 the window does not wait for Fargate to start tasks.
 
 Before the freeze, --rehearse runs the same delta while production is live
@@ -162,6 +162,7 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 	if err := s.inspect(ctx, log); err != nil {
 		return err
 	}
+	endedClean := false // set once the verdict is clean: only then is the fleet given back
 	if o.scaleECS != "" {
 		held, err := fleet.Hold(ctx, ecs.NewFromConfig(awsCfg), applicationautoscaling.NewFromConfig(awsCfg), o.service, o.workers)
 		if err != nil {
@@ -172,7 +173,8 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 			log.Warn().Err(held.SteerErr).Msg("the stack's backlog scaling may scale in workers during the window")
 		}
 		defer func() {
-			r, err := held.Return(context.WithoutCancel(ctx), o.keepFleet)
+			// A window that did not end clean leaves work for the fleet: keep it.
+			r, err := held.Return(context.WithoutCancel(ctx), o.keepFleet || !endedClean)
 			switch {
 			case err != nil:
 				log.Error().Err(err).Msgf("could not give the fleet back: planner fleet --scale-ecs %s --release", o.service)
@@ -283,6 +285,7 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 	default:
 		fmt.Fprintf(stdout, "recorded  the verdict in %s\n", store)
 	}
+	endedClean = lv.Clean
 	switch {
 	case ctx.Err() != nil:
 		return fmt.Errorf("cutover %s: %w (the keys above were not done when it stopped; the fleet goes on with them)", sum.Run, ctx.Err())

@@ -114,6 +114,10 @@ func fleetCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if most, ok := steer.MaxCapacity(); ok && o.workers > most {
+		return errors.Join(config.Usagef("--workers %d: the service's scalable target allows at most %d (the stack's MaxWorkers), and Application Auto Scaling would set a larger count back at its next scaling activity, stopping workers mid-copy: raise MaxWorkers or ask for fewer", o.workers, most),
+			steer.Release(context.WithoutCancel(ctx)))
+	}
 	w, err := fleet.Warm(ctx, api, o.service, o.workers, o.wait, 5*time.Second)
 	if err != nil {
 		// The count was not raised: leave scale-in as it was found.

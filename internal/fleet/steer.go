@@ -86,6 +86,16 @@ func Steer(ctx context.Context, aas AutoScaling, svc Service) (*Steering, error)
 // stack's Autoscaling=backlog).
 func (s *Steering) HasAutoscaling() bool { return s != nil && s.target != nil }
 
+// MaxCapacity is the scalable target's maximum, if there is a target:
+// Application Auto Scaling brings a desired count above it back down at
+// its next scaling activity, scale-in suspended or not.
+func (s *Steering) MaxCapacity() (int, bool) {
+	if s == nil || s.target == nil || s.target.MaxCapacity == nil {
+		return 0, false
+	}
+	return int(*s.target.MaxCapacity), true
+}
+
 // Suspended reports whether this steering suspended scale-in itself.
 func (s *Steering) Suspended() bool { return s != nil && s.suspended }
 
@@ -202,9 +212,15 @@ type Held struct {
 // the window: Hold returns it as SteerErr, for the caller to say.
 func Hold(ctx context.Context, api API, aas AutoScaling, svc Service, n int) (*Held, error) {
 	steer, steerErr := Steer(ctx, aas, svc)
+	if most, ok := steer.MaxCapacity(); ok && n > most {
+		// Application Auto Scaling sets a count above its target's maximum
+		// back to it at its next scaling activity, stopping workers mid-copy.
+		steerErr = errors.Join(steerErr, fmt.Errorf("%d workers asked for, but the service's scalable target allows at most %d (the stack's MaxWorkers): holding %d", n, most, most))
+		n = most
+	}
 	w, err := Warm(ctx, api, svc, n, 0, 0)
 	if err != nil {
-		return nil, errors.Join(err, steer.Release(ctx))
+		return nil, errors.Join(err, steer.Release(context.WithoutCancel(ctx)))
 	}
 	return &Held{api: api, svc: svc, steer: steer, Warmed: w, SteerErr: steerErr}, nil
 }

@@ -138,3 +138,31 @@ func TestWarm(t *testing.T) {
 		})
 	}
 }
+
+// TestHoldStaysWithinTheTargetsMaximum: Application Auto Scaling sets a
+// count above its target's MaxCapacity back at its next scaling activity,
+// stopping workers mid-copy, so a hold asks for no more than that; giving
+// the fleet back restores the count and the scale-in found.
+func TestHoldStaysWithinTheTargetsMaximum(t *testing.T) {
+	ctx := context.Background()
+	fake := testbed.NewFakeECS(t, map[string]*testbed.FakeService{"s3clone/workers": {DesiredCount: 0}})
+	fake.AddTarget("s3clone/workers", &testbed.FakeTarget{}) // MaxCapacity 16
+	svc := fleet.Service{Cluster: "s3clone", Name: "workers"}
+	h, err := fleet.Hold(ctx, client(fake.URL), autoScaling(fake.URL), svc, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Warmed.Desired != 16 || h.SteerErr == nil || !strings.Contains(h.SteerErr.Error(), "at most 16") {
+		t.Errorf("Hold(20) = desired %d, %v; want 16 and a warning naming the maximum", h.Warmed.Desired, h.SteerErr)
+	}
+	if !fake.Target("s3clone/workers").ScaleInSuspended {
+		t.Error("scale-in not suspended while held")
+	}
+	r, err := h.Return(ctx, false)
+	if err != nil || r.Desired != 0 || fake.Target("s3clone/workers").ScaleInSuspended {
+		t.Errorf("Return = %+v, %v; target %+v; want the count back at 0 and scale-in resumed", r, err, fake.Target("s3clone/workers"))
+	}
+	if got := fake.Updates(); !slices.Equal(got, []int{16, 0}) {
+		t.Errorf("desired counts set %v, want [16 0]", got)
+	}
+}

@@ -120,7 +120,7 @@ func RunTask(ctx context.Context, api TaskAPI, logs LogsAPI, t Task, w io.Writer
 	for {
 		select {
 		case <-ctx.Done():
-			fmt.Fprintf(w, "task      %s goes on without this command: follow it with aws logs tail %s --log-stream-names %s --follow; stop it with aws ecs stop-task --cluster %s --task %s\n",
+			fmt.Fprintf(w, "task      %s goes on without this command: its verdict will be in the ledger (planner status); its log is %s %s; to stop it: aws ecs stop-task --cluster %s --task %s (needs ecs:StopTask)\n",
 				id, t.LogGroup, tail.stream, t.Cluster, id)
 			return r, ctx.Err()
 		case <-time.After(poll):
@@ -137,7 +137,23 @@ func RunTask(ctx context.Context, api TaskAPI, logs LogsAPI, t Task, w io.Writer
 			continue
 		}
 		task := d.Tasks[0]
-		tail.read(ctx) // what the last seconds wrote
+		// The awslogs driver may deliver the last lines (the verdict) after
+		// the task stopped: read until two reads in a row bring nothing.
+		for quiet := 0; quiet < 2 && ctx.Err() == nil; {
+			before := tail.lines
+			tail.read(ctx)
+			if tail.lines == before {
+				quiet++
+			} else {
+				quiet = 0
+			}
+			if quiet < 2 {
+				select {
+				case <-ctx.Done():
+				case <-time.After(poll):
+				}
+			}
+		}
 		r.LogLines = tail.lines
 		r.StopCode, r.StoppedReason = string(task.StopCode), aws.ToString(task.StoppedReason)
 		for _, c := range task.Containers {

@@ -41,8 +41,9 @@ sides again in full and compares them key by key.
 ECS service's desired count to at least N as the cutover starts (the tasks
 start while it lists), suspends the service's dynamic scale-in for the
 window, and afterwards puts both back as they were once the verdict is
-clean (--keep-fleet, or a verdict that is not, leaves the count). Warm the fleet before the freeze with planner fleet, so that
-the window does not wait for Fargate to start tasks.
+clean (--keep-fleet, or a verdict that is not, leaves the count). Warm
+the fleet before the freeze with planner fleet, so that the window does
+not wait for Fargate to start tasks.
 
 Before the freeze, --rehearse runs the same delta while production is live
 and says how long the real window would take; keys that change while it
@@ -98,7 +99,7 @@ func (o *cutoverOptions) parse(args []string) error {
 	f.DurationVar(&o.timeout, "timeout", 0, "give up waiting for the fleet after this long, e.g. 20m, and name what is not done (default: wait until done or stalled)")
 	f.StringVar(&o.scaleECS, "scale-ecs", "", "the worker service, CLUSTER/SERVICE (the stack's ScaleEcs output): have --workers running for the window")
 	f.IntVar(&o.workers, "workers", 0, "with --scale-ecs: workers to have running (at least; the desired count is raised, never lowered)")
-	f.BoolVar(&o.keepFleet, "keep-fleet", false, "with --scale-ecs: leave the desired count as the window left it (default: put it back)")
+	f.BoolVar(&o.keepFleet, "keep-fleet", false, "with --scale-ecs: leave the desired count as the window left it (default: put it back after a clean verdict)")
 	o.conn.Register(f)
 	if err := f.Parse(args); err != nil {
 		return err

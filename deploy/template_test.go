@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 
@@ -414,29 +413,9 @@ func ledgerARN(rest string) string {
 // listing the ledger's bucket only under the ledger's prefix.
 var ledgerListCondition = key(map[string]any{"StringLike": map[string]any{"s3:prefix": map[string]any{"Fn::Sub": "${LedgerPrefix}*"}}})
 
-func key(v any) string {
-	switch x := v.(type) {
-	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		parts := make([]string, len(keys))
-		for i, k := range keys {
-			parts[i] = fmt.Sprintf("%q:%s", k, key(x[k]))
-		}
-		return "{" + strings.Join(parts, ",") + "}"
-	case []any:
-		parts := make([]string, len(x))
-		for i, c := range x {
-			parts[i] = key(c)
-		}
-		return "[" + strings.Join(parts, ",") + "]"
-	default:
-		return fmt.Sprintf("%q", x)
-	}
-}
+// key writes a template value canonically (sorted keys), to compare and
+// to look up.
+func key(v any) string { return testbed.CFNCanonical(v) }
 
 func list(v any) []any {
 	if l, ok := v.([]any); ok {

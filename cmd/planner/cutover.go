@@ -252,18 +252,20 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 		v.verified = counts.Compared.Load()
 	}
 	w.total = time.Since(w.started)
-	var recon bytes.Buffer // the reconciliation file, for the ledger too
+	// The reconciliation file, encoded once: for --out, and for the ledger.
+	var recon bytes.Buffer
+	enc := json.NewEncoder(&recon)
+	enc.SetEscapeHTML(false) // as --out's records are written
 	for _, n := range v.notRight {
-		if n.rec.Problem == plan.Match {
-			continue
-		}
-		if err := json.NewEncoder(&recon).Encode(n.rec); err != nil {
-			return err
-		}
-		if rec.enc != nil {
-			if err := rec.enc.Encode(n.rec); err != nil {
+		if n.rec.Problem != plan.Match {
+			if err := enc.Encode(n.rec); err != nil {
 				return err
 			}
+		}
+	}
+	if rec.buf != nil {
+		if _, err := rec.buf.Write(recon.Bytes()); err != nil {
+			return err
 		}
 	}
 	if err := rec.commit(); err != nil {

@@ -58,7 +58,23 @@ var ErrNoSuspend = errors.New("cannot suspend the worker service's dynamic scale
 // and, if scale-in is not suspended, suspends it (keeping its other
 // suspended states). Release restores it.
 func Steer(ctx context.Context, aas AutoScaling, svc Service) (*Steering, error) {
-	s := &Steering{aas: aas, svc: svc}
+	s, err := look(ctx, aas, svc)
+	if err != nil || s.target == nil {
+		return s, err // no target: Autoscaling=off, s3clone is the only one steering
+	}
+	if st := s.target.SuspendedState; st != nil && aws.ToBool(st.DynamicScalingInSuspended) {
+		return s, nil // already suspended (by the operator, or a steering still under way): leave it
+	}
+	if err := s.register(ctx, true); err != nil {
+		return nil, err
+	}
+	s.suspended = true
+	return s, nil
+}
+
+// look reads svc's scalable target, if it has one, into a steering that
+// has changed nothing yet.
+func look(ctx context.Context, aas AutoScaling, svc Service) (*Steering, error) {
 	out, err := aas.DescribeScalableTargets(ctx, &applicationautoscaling.DescribeScalableTargetsInput{
 		ServiceNamespace:  aastypes.ServiceNamespaceEcs,
 		ResourceIds:       []string{svc.ResourceID()},
@@ -67,18 +83,10 @@ func Steer(ctx context.Context, aas AutoScaling, svc Service) (*Steering, error)
 	if err != nil {
 		return nil, fmt.Errorf("%w: describe its scalable target %s: %v (grant application-autoscaling:DescribeScalableTargets)", ErrNoSuspend, svc.ResourceID(), err)
 	}
-	if len(out.ScalableTargets) == 0 {
-		return s, nil // Autoscaling=off: s3clone is the only one steering
+	s := &Steering{aas: aas, svc: svc}
+	if len(out.ScalableTargets) > 0 {
+		s.target = &out.ScalableTargets[0]
 	}
-	t := out.ScalableTargets[0]
-	s.target = &t
-	if t.SuspendedState != nil && aws.ToBool(t.SuspendedState.DynamicScalingInSuspended) {
-		return s, nil // already suspended (by the operator, or a steering still under way): leave it
-	}
-	if err := s.register(ctx, true); err != nil {
-		return nil, err
-	}
-	s.suspended = true
 	return s, nil
 }
 
@@ -115,7 +123,7 @@ func (s *Steering) Release(ctx context.Context) error {
 // Resume resumes dynamic scale-in whoever suspended it (planner fleet
 // --release: the stack's own state).
 func Resume(ctx context.Context, aas AutoScaling, svc Service) (bool, error) {
-	s, err := Steer(ctx, aas, svc)
+	s, err := look(ctx, aas, svc)
 	if err != nil || s.target == nil {
 		return false, err
 	}

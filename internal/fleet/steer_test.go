@@ -119,10 +119,19 @@ func TestWarm(t *testing.T) {
 		{"from zero: set, tasks do not start in time", 0, 0, 3, 3, false, []int{3}},
 		{"already running", 4, 4, 3, 4, true, nil},
 		{"desired but not running yet", 3, 1, 3, 3, false, nil},
+		{"from zero: tasks start while it waits", 0, 0, 3, 3, true, []int{3}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			fake := testbed.NewFakeECS(t, map[string]*testbed.FakeService{"s3clone/workers": {DesiredCount: c.desired, RunningCount: c.running}})
-			w, err := fleet.Warm(ctx, client(fake.URL), svc, c.n, 50*time.Millisecond, 10*time.Millisecond)
+			svc0 := &testbed.FakeService{DesiredCount: c.desired, RunningCount: c.running}
+			if c.wantReached && c.running < c.n {
+				svc0.StartAfter = 2 // running on the second poll after the update
+			}
+			fake := testbed.NewFakeECS(t, map[string]*testbed.FakeService{"s3clone/workers": svc0})
+			wait := 50 * time.Millisecond // long enough for the cases that do not reach it
+			if c.wantReached {
+				wait = 5 * time.Second
+			}
+			w, err := fleet.Warm(ctx, client(fake.URL), svc, c.n, wait, 10*time.Millisecond)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -164,5 +173,24 @@ func TestHoldStaysWithinTheTargetsMaximum(t *testing.T) {
 	}
 	if got := fake.Updates(); !slices.Equal(got, []int{16, 0}) {
 		t.Errorf("desired counts set %v, want [16 0]", got)
+	}
+}
+
+// TestResume resumes scale-in whoever suspended it, with one registration,
+// and says when there is no scalable target to resume.
+func TestResume(t *testing.T) {
+	ctx := context.Background()
+	svc := fleet.Service{Cluster: "s3clone", Name: "workers"}
+	for _, suspended := range []bool{true, false} {
+		fake := testbed.NewFakeECS(t, map[string]*testbed.FakeService{"s3clone/workers": {}})
+		fake.AddTarget("s3clone/workers", &testbed.FakeTarget{ScaleInSuspended: suspended})
+		resumed, err := fleet.Resume(ctx, autoScaling(fake.URL), svc)
+		if got := fake.Target("s3clone/workers"); err != nil || !resumed || got.ScaleInSuspended || got.Registrations != 1 {
+			t.Errorf("Resume with scale-in suspended %v: %v, %v; target %+v; want resumed with one registration", suspended, resumed, err, got)
+		}
+	}
+	fake := testbed.NewFakeECS(t, map[string]*testbed.FakeService{"s3clone/workers": {}})
+	if resumed, err := fleet.Resume(ctx, autoScaling(fake.URL), svc); err != nil || resumed {
+		t.Errorf("Resume without a scalable target: %v, %v; want false", resumed, err)
 	}
 }

@@ -60,6 +60,11 @@ type FakeService struct {
 	RunningCount int
 	// RefuseUpdates answers UpdateService with AccessDeniedException.
 	RefuseUpdates bool
+	// StartAfter, if not 0, plays tasks starting: the StartAfter-th
+	// DescribeServices after an UpdateService finds RunningCount at the
+	// desired count (0: RunningCount stays as set).
+	StartAfter int
+	describes  int // since the last update
 }
 
 // NewFakeECS starts a fake ECS with these services ("cluster/service").
@@ -93,13 +98,17 @@ func (f *FakeECS) Service(name string) FakeService {
 }
 
 func (f *FakeECS) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost || !strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 ") {
+		fakeError(w, 400, "InvalidParameterException", "not a signed JSON 1.1 request")
+		return
+	}
 	if op, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), "AnyScaleFrontendService."); ok {
 		f.serveAutoScaling(w, r, op)
 		return
 	}
 	op, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), "AmazonEC2ContainerServiceV20141113.")
-	if r.Method != http.MethodPost || !ok || !strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 ") {
-		fakeError(w, 400, "InvalidParameterException", "not a signed ECS JSON 1.1 request")
+	if !ok {
+		fakeError(w, 400, "InvalidParameterException", "not an ECS or Application Auto Scaling request")
 		return
 	}
 	var in struct {
@@ -124,6 +133,9 @@ func (f *FakeECS) serve(w http.ResponseWriter, r *http.Request) {
 				out["failures"] = append(out["failures"].([]any), map[string]any{"arn": name, "reason": "MISSING"})
 				continue
 			}
+			if s.describes++; s.StartAfter > 0 && s.describes == s.StartAfter {
+				s.RunningCount = s.DesiredCount
+			}
 			out["services"] = append(out["services"].([]any), serviceJSON(in.Cluster, name, s))
 		}
 		json.NewEncoder(w).Encode(out)
@@ -137,7 +149,7 @@ func (f *FakeECS) serve(w http.ResponseWriter, r *http.Request) {
 		case in.DesiredCount == nil || *in.DesiredCount < 0:
 			fakeError(w, 400, "InvalidParameterException", "desiredCount")
 		default:
-			s.DesiredCount = *in.DesiredCount
+			s.DesiredCount, s.describes = *in.DesiredCount, 0
 			f.updates = append(f.updates, s.DesiredCount)
 			json.NewEncoder(w).Encode(map[string]any{"service": serviceJSON(in.Cluster, in.Service, s)})
 		}
@@ -157,10 +169,6 @@ func (f *FakeECS) serveAutoScaling(w http.ResponseWriter, r *http.Request, op st
 			In  *bool `json:"DynamicScalingInSuspended"`
 			Out *bool `json:"DynamicScalingOutSuspended"`
 		} `json:"SuspendedState"`
-	}
-	if r.Method != http.MethodPost || !strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 ") {
-		fakeError(w, 400, "ValidationException", "not a signed JSON 1.1 request")
-		return
 	}
 	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || in.ServiceNamespace != "ecs" {
 		fakeError(w, 400, "ValidationException", fmt.Sprintf("want ServiceNamespace ecs: %v", err))

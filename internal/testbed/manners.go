@@ -148,16 +148,26 @@ func (m *Manners) mayGet(ctx context.Context, access, bucket, key string) bool {
 	if access == AccessKey || access == "" {
 		return true
 	}
+	_, err := m.callerClient(access, bucket).HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	return !forbidden(err)
+}
+
+// callerClient asks versitygw in the caller's name (its access key and
+// the secret the test gave it), without retries.
+func (m *Manners) callerClient(access, bucket string) *s3.Client {
 	m.mu.Lock()
 	secret := m.secrets[access]
 	m.mu.Unlock()
-	c := s3.New(m.client(bucket).Options(), func(o *s3.Options) {
+	return s3.New(m.client(bucket).Options(), func(o *s3.Options) {
 		o.Credentials = aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(access, secret, ""))
 		o.RetryMaxAttempts = 1
 	})
-	_, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+}
+
+// forbidden reports a 403 answer.
+func forbidden(err error) bool {
 	var re *smithyhttp.ResponseError
-	return !(errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden)
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden
 }
 
 // mayDeleteMissing reports whether the caller may delete key, which is
@@ -169,16 +179,8 @@ func (m *Manners) mayDeleteMissing(ctx context.Context, access, bucket, key stri
 	if access == AccessKey || access == "" {
 		return true
 	}
-	m.mu.Lock()
-	secret := m.secrets[access]
-	m.mu.Unlock()
-	c := s3.New(m.client(bucket).Options(), func(o *s3.Options) {
-		o.Credentials = aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(access, secret, ""))
-		o.RetryMaxAttempts = 1
-	})
-	_, err := c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
-	var re *smithyhttp.ResponseError
-	return !(errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden)
+	_, err := m.callerClient(access, bucket).DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	return !forbidden(err)
 }
 
 // listRight is whether a caller may list a bucket, as found at a time.
@@ -196,16 +198,11 @@ func (m *Manners) mayList(ctx context.Context, access, bucket string) bool {
 	}
 	m.mu.Lock()
 	known, ok := m.canList[[2]string{access, bucket}]
-	secret := m.secrets[access]
 	m.mu.Unlock()
 	if ok && time.Since(known.at) < time.Second {
 		return known.may
 	}
-	c := s3.New(m.client(bucket).Options(), func(o *s3.Options) {
-		o.Credentials = aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(access, secret, ""))
-		o.RetryMaxAttempts = 1
-	})
-	_, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), MaxKeys: aws.Int32(1)})
+	_, err := m.callerClient(access, bucket).ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), MaxKeys: aws.Int32(1)})
 	may := err == nil
 	m.mu.Lock()
 	m.canList[[2]string{access, bucket}] = listRight{may, time.Now()}

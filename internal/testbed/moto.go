@@ -46,28 +46,13 @@ func (e *Env) Moto(t testing.TB) *Env {
 }
 
 func (e *Env) startMoto() (*Env, error) {
-	bin, err := exec.LookPath("moto_server")
-	if err != nil {
-		return nil, errors.New("moto_server is not on the PATH")
-	}
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, err
-	}
 	dir := filepath.Join(e.dir, "moto")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "-H", host, "-p", port)
-	if err := e.spawn(cmd, filepath.Join(dir, "moto.log")); err != nil {
+	addr, err := e.spawnMoto(dir, nil)
+	if err != nil {
 		return nil, err
-	}
-	if err := waitTCP(addr, 60*time.Second); err != nil {
-		return nil, fmt.Errorf("%w\n%s", err, e.LogTail("moto/moto.log"))
 	}
 	m := &Env{Root: e.Root, S3Endpoint: "http://" + addr, S3Direct: "http://" + addr, SQSEndpoint: "http://" + addr, dir: dir}
 	m.S3 = m.Client(m.S3Endpoint)
@@ -76,4 +61,31 @@ func (e *Env) startMoto() (*Env, error) {
 		Credentials: credentials.NewStaticCredentialsProvider(AccessKey, SecretKey, ""),
 	})
 	return m, nil
+}
+
+// spawnMoto starts moto_server on a free loopback port, its log in dir,
+// with environ added to its environment, and waits until it listens.
+func (e *Env) spawnMoto(dir string, environ []string) (addr string, err error) {
+	bin, err := exec.LookPath("moto_server")
+	if err != nil {
+		return "", errors.New("moto_server is not on the PATH")
+	}
+	if addr, err = freeAddr(); err != nil {
+		return "", err
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command(bin, "-H", host, "-p", port)
+	cmd.Env = append(os.Environ(), environ...)
+	log := filepath.Join(dir, "moto.log")
+	if err := e.spawn(cmd, log); err != nil {
+		return "", err
+	}
+	if err := waitTCP(addr, 60*time.Second); err != nil {
+		rel, _ := filepath.Rel(e.dir, log)
+		return "", fmt.Errorf("%w\n%s", err, e.LogTail(rel))
+	}
+	return addr, nil
 }

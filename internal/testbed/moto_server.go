@@ -4,23 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -123,31 +118,13 @@ func fixMotoECS(resp *http.Response) error {
 }
 
 func startMotoServer(environ []string) (*MotoServer, error) {
-	bin, err := exec.LookPath("moto_server")
-	if err != nil {
-		return nil, errors.New("moto_server is not on the PATH")
-	}
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, err
-	}
 	dir, err := os.MkdirTemp("", "s3clone-moto-")
 	if err != nil {
 		return nil, err
 	}
 	e := &Env{dir: dir}
-	cmd := exec.Command(bin, "-H", host, "-p", port)
-	cmd.Env = append(os.Environ(), environ...)
-	if err := e.spawn(cmd, filepath.Join(dir, "moto.log")); err != nil {
-		e.Stop()
-		return nil, err
-	}
-	if err := waitTCP(addr, 60*time.Second); err != nil {
-		err = fmt.Errorf("%w\n%s", err, e.LogTail("moto.log"))
+	addr, err := e.spawnMoto(dir, environ)
+	if err != nil {
 		e.Stop()
 		return nil, err
 	}
@@ -204,21 +181,7 @@ func (m *MotoServer) Unsupported() []string {
 // Environ is the environment a child process (planner, worker, aws CLI)
 // needs to reach every service on this server with the root credentials.
 func (m *MotoServer) Environ() []string {
-	env := []string{}
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "AWS_") || strings.HasPrefix(kv, "S3CLONE_") {
-			continue // nothing from the developer's own AWS setup leaks in
-		}
-		env = append(env, kv)
-	}
-	return append(env,
-		"AWS_ACCESS_KEY_ID="+AccessKey,
-		"AWS_SECRET_ACCESS_KEY="+SecretKey,
-		"AWS_REGION="+Region,
-		"AWS_ENDPOINT_URL="+m.Endpoint, // every service
-		"AWS_ENDPOINT_URL_ECS="+m.ECSEndpoint,
-		"AWS_EC2_METADATA_DISABLED=true",
-	)
+	return childEnviron("AWS_ENDPOINT_URL="+m.Endpoint, "AWS_ENDPOINT_URL_ECS="+m.ECSEndpoint) // every service; ECS through the fixing proxy
 }
 
 // StartMotoEnforcingIAM starts a moto_server that checks every request

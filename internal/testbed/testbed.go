@@ -391,21 +391,27 @@ func (e *Env) EnvironAs(access, secret string) []string {
 // Environ is the environment a child process (planner, worker, aws CLI)
 // needs to reach the servers.
 func (e *Env) Environ() []string {
+	return childEnviron("AWS_ENDPOINT_URL_S3="+e.S3Endpoint, "AWS_ENDPOINT_URL_SQS="+e.SQSEndpoint)
+}
+
+// childEnviron is this process's environment without any AWS_ or
+// S3CLONE_ variable (nothing from the developer's own AWS setup leaks
+// in), with the test bed's credentials and region, and endpoints.
+func childEnviron(endpoints ...string) []string {
 	env := []string{}
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, "AWS_") || strings.HasPrefix(kv, "S3CLONE_") {
-			continue // nothing from the developer's own AWS setup leaks in
+			continue
 		}
 		env = append(env, kv)
 	}
-	return append(env,
+	env = append(env,
 		"AWS_ACCESS_KEY_ID="+AccessKey,
 		"AWS_SECRET_ACCESS_KEY="+SecretKey,
 		"AWS_REGION="+Region,
-		"AWS_ENDPOINT_URL_S3="+e.S3Endpoint,
-		"AWS_ENDPOINT_URL_SQS="+e.SQSEndpoint,
 		"AWS_EC2_METADATA_DISABLED=true",
 	)
+	return append(env, endpoints...)
 }
 
 // LogTail returns the end of a server's log, for failure messages.

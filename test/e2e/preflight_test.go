@@ -144,14 +144,8 @@ func TestPreflightRefusesDeletesItMayNotMake(t *testing.T) {
 			work, _ := env.Queue(t, 0)
 
 			args := append(slices.Clone(c.args), "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work, "--ledger", led)
-			cmd := exec.Command(filepath.Join(bin, "planner"), args...)
-			cmd.Env = env.EnvironAs(user, user+"-secret")
-			out, err := cmd.CombinedOutput()
-			code := 0
-			var exit *exec.ExitError
-			if errors.As(err, &exit) {
-				code = exit.ExitCode()
-			}
+			r := runAs(t, env, user, user+"-secret", "planner", args...)
+			out, code := r.stdout+r.stderr, r.code
 			n, qerr := queueDepth(env, work)
 			if qerr != nil {
 				t.Fatal(qerr)

@@ -67,4 +67,15 @@ func TestPlannerFleetOnMoto(t *testing.T) {
 	if svc := s.Service(t); svc.DesiredCount != 0 {
 		t.Errorf("desired count %d after --release --workers 0", svc.DesiredCount)
 	}
+
+	// planner task finds the stack by name and reads its outputs; a stack
+	// that is not there is bad usage. (Moto cannot run the stack's planner
+	// task definition, TestDeployOnMoto says why: the task itself is tested
+	// in internal/fleet's TestRunTask.)
+	if out, code := planner("task", "--stack", "no-such-stack", "--", "status"); code != 2 || !strings.Contains(out, "--stack no-such-stack") {
+		t.Errorf("planner task --stack no-such-stack: exit %d\n%s", code, out)
+	}
+	if out, code := planner("task", "--stack", s.Name, "--poll", "100ms", "--", "status"); code == 2 || !strings.Contains(out, "run the planner task ("+s.Outputs["PlannerTaskDefinition"]) {
+		t.Errorf("planner task --stack %s: exit %d, want it to have read the stack's outputs and asked ECS for its planner task\n%s", s.Name, code, out)
+	}
 }

@@ -43,6 +43,7 @@ type taskOptions struct {
 
 func (o *taskOptions) parse(args []string) error {
 	f := config.NewFlags("planner task", taskUsage, os.Stderr)
+	f.Command = true
 	f.StringVar(&o.stack, "stack", "", "the s3clone CloudFormation stack to run in (required)")
 	f.DurationVar(&o.poll, "poll", 5*time.Second, "how often to read the task's state and log")
 	o.conn.Register(f)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -68,6 +69,53 @@ func TestWorkValidateNamesEveryProblem(t *testing.T) {
 	for _, want := range []string{"--concurrency", "--multipart-threshold", "--part-size", "--storage-class", "--acl", "--visibility-timeout", "--grace"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("validation did not name %s: %v", want, err)
+		}
+	}
+}
+
+// TestExitCodes: each kind of error ends with its exit code; planner task
+// passes on the exit code of the command it ran in ECS, wrapped or not.
+func TestExitCodes(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want int
+	}{
+		{nil, ExitOK},
+		{Usagef("bad"), ExitUsage},
+		{fmt.Errorf("run: %w", ErrObjectsFailed), ExitFailed},
+		{fmt.Errorf("fleet: %w", ErrNotReady), ExitFailed},
+		{&CodeError{Code: 2, Err: errors.New("the task's planner exited 2")}, 2},
+		{fmt.Errorf("task: %w", &CodeError{Code: 1, Err: ErrMismatch}), 1},
+		{errors.New("network"), ExitRuntime},
+	} {
+		if got := ExitCode(c.err, io.Discard); got != c.want {
+			t.Errorf("ExitCode(%v) = %d, want %d", c.err, got, c.want)
+		}
+	}
+}
+
+// TestFlagsTakeACommandAfterDashDash: planner task takes the command to
+// run after "--"; without "--", and for every other command, an argument
+// that is not a flag is refused.
+func TestFlagsTakeACommandAfterDashDash(t *testing.T) {
+	for _, c := range []struct {
+		command bool
+		args    []string
+		want    []string // nil: refused
+	}{
+		{true, []string{"--stack", "s", "--", "cutover", "--workers", "8"}, []string{"cutover", "--workers", "8"}},
+		{true, []string{"--stack", "s", "cutover"}, nil},
+		{false, []string{"--stack", "s", "--", "cutover"}, nil},
+	} {
+		f := NewFlags("t", "", io.Discard)
+		f.Command = c.command
+		f.String("stack", "", "")
+		err := f.Parse(c.args)
+		switch {
+		case c.want == nil && err == nil:
+			t.Errorf("Parse(%q) with Command %v took %q", c.args, c.command, f.Args())
+		case c.want != nil && (err != nil || strings.Join(f.Args(), " ") != strings.Join(c.want, " ")):
+			t.Errorf("Parse(%q) = %v, args %q; want %q", c.args, err, f.Args(), c.want)
 		}
 	}
 }

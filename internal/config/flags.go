@@ -35,6 +35,9 @@ type Flags struct {
 	*flag.FlagSet
 	usage string
 	out   io.Writer
+	// Command is set by a command that takes another command after "--"
+	// (planner task): the arguments after it are Args, not an error.
+	Command bool
 }
 
 // NewFlags returns an empty flag set for a command; usage is printed above
@@ -87,6 +90,12 @@ func (f *Flags) SizeVar(p *Size, name string, value Size, usage string) {
 	f.FlagSet.Var(p, name, help(name, usage+"; units are binary: 8MB, 8M and 8MiB are all 8 MiB, as in the aws CLI"))
 }
 
+// dashDash reports whether the last n of args follow a "--".
+func dashDash(args []string, n int) bool {
+	i := len(args) - n - 1
+	return i >= 0 && args[i] == "--"
+}
+
 // ErrHelp is returned by Parse when -h or --help was asked for.
 var ErrHelp = flag.ErrHelp
 
@@ -100,7 +109,7 @@ func (f *Flags) Parse(args []string) error {
 		}
 		return &UsageError{Err: err}
 	}
-	if f.NArg() > 0 {
+	if f.NArg() > 0 && !(f.Command && dashDash(args, f.NArg())) {
 		return Usagef("unexpected argument %q: every option is a --flag (see -h)", f.Arg(0))
 	}
 	set := map[string]bool{}

@@ -66,6 +66,9 @@ const (
 	LedgerKmsKey Resource = "ledger KMS key"
 	// A cutover's verdict and reconciliation file: PREFIX/runs/*/results/*.
 	LedgerResults Resource = "ledger results"
+	// Plans' checkpoints kept in the ledger (--checkpoint ledger:NAME):
+	// PREFIX/checkpoints/*.
+	LedgerCheckpoints Resource = "ledger checkpoints"
 	// Application Auto Scaling's scalable targets of the account and region:
 	// DescribeScalableTargets takes no resource, and a target's ARN has an
 	// id the stack cannot name.
@@ -187,6 +190,7 @@ var Calls = []Call{
 	{Service: "s3", Op: "DeleteObject", Role: Planner, Actions: []string{"s3:DeleteObject", "s3:GetObject"}, On: []Resource{DestObjects}, When: "AllowDelete",
 		Why: "preflight of a plan that deletes: a delete conditional on an ETag, of a key that is not there, proves the fleet may delete (it deletes nothing)"},
 	{Service: "s3", Op: "PutObject", Role: Planner, Actions: []string{"s3:PutObject"}, On: []Resource{LedgerResults}, Why: "record a cutover's verdict and reconciliation file"},
+	{Service: "s3", Op: "PutObject", Role: Planner, Actions: []string{"s3:PutObject"}, On: []Resource{LedgerCheckpoints}, Why: "plan --checkpoint ledger:NAME: keep the plan's progress in the ledger (written only over the one last read, If-Match)"},
 	{Service: "s3", Op: "PutObject", Role: Planner, Actions: []string{"kms:GenerateDataKey"}, On: []Resource{LedgerKmsKey}, When: "HasLedgerKmsKey", Why: "write ledger records into a bucket encrypted by default with a customer-managed key"},
 	{Service: "s3", Op: "GetObject", Role: Planner, Actions: []string{"kms:Decrypt"}, On: []Resource{LedgerKmsKey}, When: "HasLedgerKmsKey", Why: "read ledger records encrypted with it"},
 

@@ -392,6 +392,7 @@ var resourceKinds = map[string]Resource{
 	ledgerARN("/${LedgerPrefix}runs/*/done/*"):                        LedgerEntries,
 	ledgerARN("/${LedgerPrefix}workers/*"):                            LedgerWorkers,
 	ledgerARN("/${LedgerPrefix}runs/*/results/*"):                     LedgerResults,
+	ledgerARN("/${LedgerPrefix}checkpoints/*"):                        LedgerCheckpoints,
 	`{"Ref":"LedgerKmsKeyArn"}`:                                       LedgerKmsKey,
 	`"*"`:                                                             ScalableTargets,
 	`{"Ref":"AWS::StackId"}`:                                          Stack,

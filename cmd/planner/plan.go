@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -156,7 +157,8 @@ type planFrom struct {
 	mirror     bool
 	fromFile   string
 	checkpoint string
-	progress   *listing.Progress // set when a plain listing is checkpointed
+	store      plan.CheckpointStore // where checkpoint is kept, once the ledger is open
+	progress   *listing.Progress    // set when a plain listing is checkpointed
 	counts     plan.DiffCounts
 	deletions  int // deletions in the --from-file file
 	lister     *listing.Lister
@@ -167,7 +169,7 @@ func (pf *planFrom) register(f *config.Flags) {
 	f.BoolVar(&pf.diff, "diff", false, "enqueue only what is missing or different in the destination (see docs/design.md, \"What --diff copies\")")
 	f.BoolVar(&pf.mirror, "delete", false, "with --diff or --from-file: also delete destination objects that are not in the source (never outside --dest)")
 	f.StringVar(&pf.fromFile, "from-file", "", "enqueue exactly the keys of a reconciliation file written by planner verify --out")
-	f.StringVar(&pf.checkpoint, "checkpoint", "", "record the plan's progress in this file; run the same command again to carry on an interrupted plan")
+	f.StringVar(&pf.checkpoint, "checkpoint", "", "record the plan's progress in this file, or in the ledger with ledger:NAME (a plan run as an ECS task); run the same command again to carry on an interrupted plan")
 }
 
 func (pf *planFrom) validate(p *config.Problems, s *source) {
@@ -180,7 +182,13 @@ func (pf *planFrom) validate(p *config.Problems, s *source) {
 	if pf.checkpoint != "" && (pf.diff || pf.fromFile != "") {
 		p.Addf("--checkpoint goes with a full plan only: a --diff or --from-file plan is simply run again")
 	}
-	checkFileDir(p, "checkpoint", pf.checkpoint)
+	if name, ok := strings.CutPrefix(pf.checkpoint, ledgerCheckpoint); ok {
+		if err := ledger.CheckCheckpointName(name); err != nil {
+			p.Addf("--checkpoint %s: %v", ledgerCheckpoint, err)
+		}
+	} else {
+		checkFileDir(p, "checkpoint", pf.checkpoint)
+	}
 	if pf.fromFile == "" || s.src.Bucket == "" || s.dst.Bucket == "" {
 		return
 	}
@@ -283,15 +291,28 @@ func (s *source) enqueue(ctx context.Context, src plan.Source, sum *plan.Summary
 	return plan.Enqueue(ctx, src, sum, plan.Options{MaxKeys: s.batchKeys}, send, sent)
 }
 
+// ledgerCheckpoint starts a --checkpoint kept in the ledger:
+// ledger:NAME is checkpoints/NAME.json there.
+const ledgerCheckpoint = "ledger:"
+
+// checkpointStore is where --checkpoint keeps the plan's progress: the
+// file, or the ledger's object.
+func (pf *planFrom) checkpointStore(store *ledger.Store) plan.CheckpointStore {
+	if name, ok := strings.CutPrefix(pf.checkpoint, ledgerCheckpoint); ok {
+		return store.Checkpoint(name)
+	}
+	return plan.CheckpointFile(pf.checkpoint)
+}
+
 // resumable reads a checkpoint and checks it belongs to this plan.
-func resumable(path string, s *source, queueURL string) (*plan.CheckpointState, error) {
-	prior, err := plan.ReadCheckpoint(path)
+func resumable(cp plan.CheckpointStore, s *source, queueURL string) (*plan.CheckpointState, error) {
+	prior, err := plan.ReadCheckpoint(cp)
 	if err != nil {
 		return nil, config.Usagef("--checkpoint: %v", err)
 	}
 	sameBucket := func(a, b plan.Location) bool { return a.Bucket == b.Bucket && a.Prefix == b.Prefix }
 	if prior != nil && (!sameBucket(prior.Source, s.src) || !sameBucket(prior.Dest, s.dst) || prior.Queue != queueURL) {
-		return nil, config.Usagef("--checkpoint %s records the plan %s -> %s on %s, not this one: use another file", path, prior.Source, prior.Dest, prior.Queue)
+		return nil, config.Usagef("--checkpoint %s records the plan %s -> %s on %s, not this one: use another checkpoint", cp, prior.Source, prior.Dest, prior.Queue)
 	}
 	return prior, nil
 }
@@ -463,13 +484,18 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	sum := s.newSummary()
+	var store *ledger.Store // a dry run records nothing (and takes no --checkpoint)
+	if !dryRun {
+		store = led.Open(ctx, regions)
+	}
 	var prior *plan.CheckpointState
 	if from.checkpoint != "" {
-		if prior, err = resumable(from.checkpoint, &s, queueURL); err != nil {
+		from.store = from.checkpointStore(store)
+		if prior, err = resumable(from.store, &s, queueURL); err != nil {
 			return err
 		}
 		if prior != nil && prior.Complete {
-			fmt.Fprintf(stdout, "run       %s\nplan already complete (checkpoint %s): nothing to do\n", prior.Run, from.checkpoint)
+			fmt.Fprintf(stdout, "run       %s\nplan already complete (checkpoint %s): nothing to do\n", prior.Run, from.store)
 			return nil
 		}
 		from.progress = listing.NewProgress()
@@ -491,7 +517,7 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if prior != nil {
 		rec.Planned = ledger.Totals{Messages: prior.Sent.Messages, Objects: prior.Sent.Objects, Bytes: prior.Sent.Bytes}
 	}
-	work, _, runLog, err := beginPlan(ctx, &s, sum, rec, queue.NewSQS(conn.AWS.SQS(awsCfg), queueURL), led.Open(ctx, regions), log)
+	work, _, runLog, err := beginPlan(ctx, &s, sum, rec, queue.NewSQS(conn.AWS.SQS(awsCfg), queueURL), store, log)
 	if err != nil {
 		return err
 	}
@@ -527,7 +553,7 @@ func runPlan(ctx context.Context, stdout io.Writer, s *source, from *planFrom, s
 	var cp *plan.Checkpoint
 	var recorded func([]plan.Body)
 	if from.progress != nil {
-		cp = plan.NewCheckpoint(from.checkpoint, sum, work.URL(), from.progress, prior)
+		cp = plan.NewCheckpoint(from.store, sum, work.URL(), from.progress, prior)
 		sum.Reserve = cp.Reserve
 		recorded = cp.Sent
 	}

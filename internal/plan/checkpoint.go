@@ -40,21 +40,46 @@ type SentCounts struct {
 
 const checkpointVersion = 1
 
-// ReadCheckpoint reads a checkpoint file: nil, nil when there is none.
-func ReadCheckpoint(path string) (*CheckpointState, error) {
-	data, err := os.ReadFile(path)
+// CheckpointStore keeps a checkpoint: a file (CheckpointFile), or an
+// object in the run ledger, so that a plan run as an ECS task, whose files
+// go with the task, can be carried on by the next one.
+type CheckpointStore interface {
+	// Load returns the checkpoint, nil (and no error) when there is none.
+	Load() ([]byte, error)
+	// Save replaces it whole: a reader finds the old one or the new one.
+	Save(data []byte) error
+	String() string
+}
+
+// CheckpointFile is a checkpoint in a local file, rewritten atomically.
+type CheckpointFile string
+
+// Load reads the file; nil when it does not exist.
+func (f CheckpointFile) Load() ([]byte, error) {
+	data, err := os.ReadFile(string(f))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
-	if err != nil {
+	return data, err
+}
+
+// Save writes the file atomically (see writeAtomic).
+func (f CheckpointFile) Save(data []byte) error { return writeAtomic(string(f), data) }
+
+func (f CheckpointFile) String() string { return string(f) }
+
+// ReadCheckpoint reads a checkpoint: nil, nil when there is none.
+func ReadCheckpoint(store CheckpointStore) (*CheckpointState, error) {
+	data, err := store.Load()
+	if err != nil || data == nil {
 		return nil, err
 	}
 	var st CheckpointState
 	if err := json.Unmarshal(data, &st); err != nil {
-		return nil, fmt.Errorf("%s is not an s3clone checkpoint: %v", path, err)
+		return nil, fmt.Errorf("%s is not an s3clone checkpoint: %v", store, err)
 	}
 	if st.Version != checkpointVersion {
-		return nil, fmt.Errorf("%s: checkpoint version %d, this build reads version %d", path, st.Version, checkpointVersion)
+		return nil, fmt.Errorf("%s: checkpoint version %d, this build reads version %d", store, st.Version, checkpointVersion)
 	}
 	if st.Shards == nil {
 		st.Shards = []listing.ShardState{}
@@ -72,11 +97,11 @@ func (st *CheckpointState) Resume(sum *Summary) {
 	sum.Messages.Store(st.Sent.Messages)
 }
 
-// Checkpoint keeps a checkpoint file up to date while a plan runs: after
-// every group of messages the queue accepts, it records the listing's
-// progress, rewriting the file atomically (a new file renamed over the old).
+// Checkpoint keeps a checkpoint up to date while a plan runs: after every
+// group of messages the queue accepts, it records the listing's progress,
+// replacing the checkpoint whole.
 type Checkpoint struct {
-	path     string
+	store    CheckpointStore
 	progress *listing.Progress
 	sum      *Summary
 	queue    string
@@ -92,10 +117,10 @@ type Checkpoint struct {
 	reserved int64 // guarded by writeMu
 }
 
-// NewCheckpoint starts keeping path up to date for the plan sum, whose
+// NewCheckpoint starts keeping store up to date for the plan sum, whose
 // listing reports to progress; prior is the state it resumes, or nil.
-func NewCheckpoint(path string, sum *Summary, queue string, progress *listing.Progress, prior *CheckpointState) *Checkpoint {
-	c := &Checkpoint{path: path, progress: progress, sum: sum, queue: queue, dirty: make(chan struct{}, 1), stop: make(chan struct{})}
+func NewCheckpoint(store CheckpointStore, sum *Summary, queue string, progress *listing.Progress, prior *CheckpointState) *Checkpoint {
+	c := &Checkpoint{store: store, progress: progress, sum: sum, queue: queue, dirty: make(chan struct{}, 1), stop: make(chan struct{})}
 	if prior != nil {
 		c.sent, c.reserved = prior.Sent, prior.Reserved
 	}
@@ -168,19 +193,18 @@ func (c *Checkpoint) write(complete bool) {
 	if complete {
 		st.Shards = []listing.ShardState{}
 	}
-	err := writeAtomic(c.path, st)
+	data, err := json.Marshal(st)
+	if err == nil {
+		err = c.store.Save(data)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil && c.err == nil {
-		c.err = fmt.Errorf("write checkpoint %s: %w", c.path, err)
+		c.err = fmt.Errorf("write checkpoint %s: %w", c.store, err)
 	}
 }
 
-func writeAtomic(path string, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
+func writeAtomic(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err

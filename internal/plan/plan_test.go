@@ -241,7 +241,7 @@ func TestResumedNumbersNeverRepeat(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "cp.json")
 	sum := &Summary{Run: "r", Source: Location{Bucket: "a"}, Dest: Location{Bucket: "b"}}
-	cp := NewCheckpoint(path, sum, "q", listing.NewProgress(), nil)
+	cp := NewCheckpoint(CheckpointFile(path), sum, "q", listing.NewProgress(), nil)
 	sum.Reserve = cp.Reserve
 	var last int64
 	for range 25 { // numbers given out; the checkpoint's own writes lag behind
@@ -252,7 +252,7 @@ func TestResumedNumbersNeverRepeat(t *testing.T) {
 		last = seq
 	}
 	// Killed: no Finish. What is on disk?
-	prior, err := ReadCheckpoint(path)
+	prior, err := ReadCheckpoint(CheckpointFile(path))
 	if err != nil || prior == nil {
 		t.Fatalf("checkpoint: %v %v", prior, err)
 	}

@@ -111,6 +111,7 @@ func TestBadUsageExitsTwo(t *testing.T) {
 		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work, "--diff", "--checkpoint", "cp.json"}, "--checkpoint goes with a full plan"},
 		{"planner", []string{"plan", "--source", S, "--dest", D, "--dry-run", "--checkpoint", "cp.json"}, "--checkpoint with --dry-run"},
 		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work, "--checkpoint", "/no/such/dir/cp.json"}, "directory does not exist"},
+		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work, "--checkpoint", "ledger:../runs/x"}, "name the checkpoint with letters"},
 		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work, "--checkpoint", junk}, "not an s3clone checkpoint"},
 		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work, "--checkpoint", other}, "not this one"},
 		{"planner", []string{"plan", "--source", S, "--dest", D, "--queue-url", work, "--checkpoint", future}, "checkpoint version 9"},

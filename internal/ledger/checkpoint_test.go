@@ -1,0 +1,55 @@
+package ledger_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/s3clone/s3clone/internal/ledger"
+)
+
+// TestCheckpointWritesAreConditional: a checkpoint in the ledger is
+// written only over the one its planner last read or wrote, so a killed
+// planner's late write cannot take back a newer planner's checkpoint, and
+// two planners on one checkpoint stop rather than overwrite each other.
+func TestCheckpointWritesAreConditional(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	old := store.Checkpoint("bulk")
+	if data, err := old.Load(); err != nil || data != nil {
+		t.Fatalf("a checkpoint never written: %q, %v", data, err)
+	}
+	if err := old.Save([]byte(`{"v":1,"seq":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	// The killed planner's successor reads it and carries on.
+	next := store.Checkpoint("bulk")
+	if data, err := next.Load(); err != nil || string(data) != `{"v":1,"seq":1}` {
+		t.Fatalf("the successor reads %q, %v", data, err)
+	}
+	if err := next.Save([]byte(`{"v":1,"seq":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	// The killed planner's last write lands late: refused.
+	if err := old.Save([]byte(`{"v":1,"seq":1,"late":true}`)); !errors.Is(err, ledger.ErrCheckpointMoved) {
+		t.Fatalf("a late write over a newer checkpoint: %v, want ErrCheckpointMoved", err)
+	}
+	if err := next.Save([]byte(`{"v":1,"seq":3}`)); err != nil {
+		t.Fatalf("the successor's next write: %v", err)
+	}
+	if data, _ := store.Checkpoint("bulk").Load(); string(data) != `{"v":1,"seq":3}` {
+		t.Fatalf("the checkpoint is %q, want the successor's last", data)
+	}
+	// Two fresh planners on one new checkpoint: the second first write is refused.
+	a, b := store.Checkpoint("other"), store.Checkpoint("other")
+	_, _ = a.Load()
+	_, _ = b.Load()
+	if err := a.Save([]byte(`{"v":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Save([]byte(`{"v":1}`)); !errors.Is(err, ledger.ErrCheckpointMoved) {
+		t.Fatalf("a first write over a checkpoint another made meanwhile: %v, want ErrCheckpointMoved", err)
+	}
+	if err := ledger.CheckCheckpointName("../runs/x"); err == nil {
+		t.Error("a checkpoint name that makes another key was taken")
+	}
+}

@@ -36,12 +36,12 @@ func TestPlannerFleetOnMoto(t *testing.T) {
 		out, _ := cmd.CombinedOutput()
 		return string(out), cmd.ProcessState.ExitCode()
 	}
-	scaleECS := s.Outputs["ScaleEcs"]
+	scaleECS, led := s.Outputs["ScaleEcs"], s.Outputs["LedgerUrl"]
 	if tg, ok := s.ScalableTarget(t); !ok || (tg.SuspendedState != nil && aws.ToBool(tg.SuspendedState.DynamicScalingInSuspended)) {
 		t.Fatalf("the stack's scalable target before: %+v (registered %v), want scale-in running", tg, ok)
 	}
 
-	out, code := planner("fleet", "--scale-ecs", scaleECS, "--workers", "3", "--wait", "30s")
+	out, code := planner("fleet", "--scale-ecs", scaleECS, "--ledger", led, "--workers", "3", "--wait", "30s")
 	if code != 0 || !strings.Contains(out, "3 running of 3 desired (was 0 desired)") || !strings.Contains(out, "--release") {
 		t.Fatalf("planner fleet: exit %d\n%s", code, out)
 	}
@@ -52,12 +52,16 @@ func TestPlannerFleetOnMoto(t *testing.T) {
 		aws.ToInt32(tg.MinCapacity) != 0 || aws.ToInt32(tg.MaxCapacity) != 16 {
 		t.Errorf("scalable target while warm: %+v; want scale-in suspended, bounds 0..16 kept", tg)
 	}
+	// The hold is in the stack's ledger, where status shows it.
+	if out, code := planner("status", "--ledger", led); code != 0 || !strings.Contains(out, "dynamic scale-in held suspended by planner fleet") {
+		t.Errorf("planner status while planner fleet holds the fleet: exit %d\n%s", code, out)
+	}
 	// More than the stack's MaxWorkers would be set back by Application Auto Scaling.
-	if out, code := planner("fleet", "--scale-ecs", scaleECS, "--workers", "17"); code != 2 || !strings.Contains(out, "at most 16") {
+	if out, code := planner("fleet", "--scale-ecs", scaleECS, "--ledger", led, "--workers", "17"); code != 2 || !strings.Contains(out, "at most 16") {
 		t.Errorf("planner fleet --workers 17 over MaxWorkers 16: exit %d\n%s", code, out)
 	}
 
-	out, code = planner("fleet", "--scale-ecs", scaleECS, "--release", "--workers", "0")
+	out, code = planner("fleet", "--scale-ecs", scaleECS, "--ledger", led, "--release", "--workers", "0")
 	if code != 0 || !strings.Contains(out, "dynamic scale-in resumed") || !strings.Contains(out, "desired count 0 (was 3)") {
 		t.Fatalf("planner fleet --release: exit %d\n%s", code, out)
 	}
@@ -66,6 +70,9 @@ func TestPlannerFleetOnMoto(t *testing.T) {
 	}
 	if svc := s.Service(t); svc.DesiredCount != 0 {
 		t.Errorf("desired count %d after --release --workers 0", svc.DesiredCount)
+	}
+	if out, _ := planner("status", "--ledger", led); strings.Contains(out, "held suspended") {
+		t.Errorf("planner status still shows a hold after --release:\n%s", out)
 	}
 
 	// planner task finds the stack by name and reads its outputs; a stack

@@ -69,6 +69,8 @@ const (
 	// Plans' checkpoints kept in the ledger (--checkpoint ledger:NAME):
 	// PREFIX/checkpoints/*.
 	LedgerCheckpoints Resource = "ledger checkpoints"
+	// Who holds a worker service's scale-in suspended: PREFIX/fleet/*.
+	LedgerFleetHolds Resource = "ledger fleet holds"
 	// Application Auto Scaling's scalable targets of the account and region:
 	// DescribeScalableTargets takes no resource, and a target's ARN has an
 	// id the stack cannot name.
@@ -190,6 +192,7 @@ var Calls = []Call{
 	{Service: "s3", Op: "DeleteObject", Role: Planner, Actions: []string{"s3:DeleteObject", "s3:GetObject"}, On: []Resource{DestObjects}, When: "AllowDelete",
 		Why: "preflight of a plan that deletes: a delete conditional on an ETag, of a key that is not there, proves the fleet may delete (it deletes nothing)"},
 	{Service: "s3", Op: "PutObject", Role: Planner, Actions: []string{"s3:PutObject"}, On: []Resource{LedgerResults}, Why: "record a cutover's verdict and reconciliation file"},
+	{Service: "s3", Op: "PutObject", Role: Planner, Actions: []string{"s3:PutObject"}, On: []Resource{LedgerFleetHolds}, Why: "status and cutover --scale-ecs: record the hold on the fleet while scale-in is suspended, and its release"},
 	{Service: "s3", Op: "PutObject", Role: Planner, Actions: []string{"s3:PutObject"}, On: []Resource{LedgerCheckpoints}, Why: "plan --checkpoint ledger:NAME: keep the plan's progress in the ledger (written only over the one last read, If-Match)"},
 	{Service: "s3", Op: "PutObject", Role: Planner, Actions: []string{"kms:GenerateDataKey"}, On: []Resource{LedgerKmsKey}, When: "HasLedgerKmsKey", Why: "write ledger records into a bucket encrypted by default with a customer-managed key"},
 	{Service: "s3", Op: "GetObject", Role: Planner, Actions: []string{"kms:Decrypt"}, On: []Resource{LedgerKmsKey}, When: "HasLedgerKmsKey", Why: "read ledger records encrypted with it"},
@@ -204,6 +207,7 @@ var Calls = []Call{
 	{Service: "ecs", Op: "UpdateService", Role: Operator, Actions: []string{"ecs:UpdateService"}, On: []Resource{WorkerService}, Why: "planner fleet: set the desired count"},
 	{Service: "application-autoscaling", Op: "DescribeScalableTargets", Role: Operator, Actions: []string{"application-autoscaling:DescribeScalableTargets"}, On: []Resource{ScalableTargets}, Why: "planner fleet: find the worker service's scalable target"},
 	{Service: "application-autoscaling", Op: "RegisterScalableTarget", Role: Operator, Actions: []string{"application-autoscaling:RegisterScalableTarget"}, On: []Resource{ScalableTargets}, Why: "planner fleet: suspend dynamic scale-in while the fleet is warm, and --release it"},
+	{Service: "s3", Op: "PutObject", Role: Operator, Actions: []string{"s3:PutObject"}, On: []Resource{LedgerFleetHolds}, Why: "planner fleet: record its hold on the fleet, and its release"},
 	{Service: "s3", Op: "ListObjectsV2", Role: Operator, Actions: []string{"s3:ListBucket"}, On: []Resource{LedgerBucket}, Why: "planner status: find runs and entries"},
 	{Service: "s3", Op: "GetObject", Role: Operator, Actions: []string{"s3:GetObject"}, On: []Resource{LedgerObjects}, Why: "planner status: read runs, entries and verdicts"},
 	{Service: "s3", Op: "GetObject", Role: Operator, Actions: []string{"kms:Decrypt"}, On: []Resource{LedgerKmsKey}, When: "HasLedgerKmsKey", Why: "read ledger records encrypted with the ledger's customer-managed key"},

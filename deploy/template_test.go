@@ -393,6 +393,7 @@ var resourceKinds = map[string]Resource{
 	ledgerARN("/${LedgerPrefix}workers/*"):                            LedgerWorkers,
 	ledgerARN("/${LedgerPrefix}runs/*/results/*"):                     LedgerResults,
 	ledgerARN("/${LedgerPrefix}checkpoints/*"):                        LedgerCheckpoints,
+	ledgerARN("/${LedgerPrefix}fleet/*"):                              LedgerFleetHolds,
 	`{"Ref":"LedgerKmsKeyArn"}`:                                       LedgerKmsKey,
 	`"*"`:                                                             ScalableTargets,
 	`{"Ref":"AWS::StackId"}`:                                          Stack,

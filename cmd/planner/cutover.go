@@ -163,9 +163,11 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 	if err := s.inspect(ctx, log); err != nil {
 		return err
 	}
+	ledgerStore := o.led.Open(ctx, regions)
 	endedClean := false // set once the verdict is clean: only then is the fleet given back
 	if o.scaleECS != "" {
-		held, err := fleet.Hold(ctx, ecs.NewFromConfig(awsCfg), applicationautoscaling.NewFromConfig(awsCfg), o.service, o.workers)
+		who := fleet.Holder{Name: "planner cutover", Holds: ledgerStore}
+		held, err := fleet.Hold(ctx, ecs.NewFromConfig(awsCfg), applicationautoscaling.NewFromConfig(awsCfg), o.service, o.workers, who)
 		if err != nil {
 			return err
 		}
@@ -196,7 +198,7 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 	}
 	run := s.runRecord(sum, &o.from, o.queueURL, map[string]string{"listers": fmt.Sprint(s.listers), "batch_keys": fmt.Sprint(s.batchKeys), "cutover": mode})
 	sqsAPI := o.conn.AWS.SQS(awsCfg)
-	work, store, runLog, err := beginPlan(ctx, s, sum, run, queue.NewSQS(sqsAPI, o.queueURL), o.led.Open(ctx, regions), log)
+	work, store, runLog, err := beginPlan(ctx, s, sum, run, queue.NewSQS(sqsAPI, o.queueURL), ledgerStore, log)
 	if err != nil {
 		return err
 	}

@@ -16,8 +16,8 @@ import (
 	"github.com/s3clone/s3clone/internal/fleet"
 )
 
-const fleetUsage = `usage: planner fleet --scale-ecs CLUSTER/SERVICE --workers N [--wait DURATION] [--json]
-       planner fleet --scale-ecs CLUSTER/SERVICE --release [--workers N]
+const fleetUsage = `usage: planner fleet --scale-ecs CLUSTER/SERVICE --ledger s3://BUCKET/PREFIX/ --workers N [--wait DURATION] [--json]
+       planner fleet --scale-ecs CLUSTER/SERVICE --ledger s3://BUCKET/PREFIX/ --release [--workers N]
 
 Warms the worker fleet before the freeze, so that the window starts with
 workers running rather than a fleet parked at zero (from zero, the
@@ -30,8 +30,10 @@ until N workers run. Exit 0 once they do; 1 if --wait passed first (the
 desired count stays set; ECS's service events say why tasks do not
 start).
 
-After the window, --release resumes dynamic scale-in and, with --workers,
-sets the desired count (0 parks the fleet). Without --workers the
+The hold is recorded in the ledger (fleet/): status and the cutover leave
+a fleet held by planner fleet alone, and planner status shows the hold
+until it is released. After the window, --release resumes dynamic
+scale-in and, with --workers, sets the desired count (0 parks the fleet). Without --workers the
 stack's scaling (or, with Autoscaling=off, the count as it is) takes over.`
 
 type fleetOptions struct {
@@ -41,6 +43,7 @@ type fleetOptions struct {
 	wait     time.Duration
 	release  bool
 	asJSON   bool
+	led      config.Ledger
 	conn     config.Connection
 }
 
@@ -51,6 +54,7 @@ func (o *fleetOptions) parse(args []string) error {
 	f.DurationVar(&o.wait, "wait", 10*time.Minute, "how long to wait for the workers to run (0: set the count and return)")
 	f.BoolVar(&o.release, "release", false, "after the window: resume dynamic scale-in (and set the desired count to --workers, if given)")
 	f.BoolVar(&o.asJSON, "json", false, "print what was done as JSON")
+	o.led.Register(f, "the hold on the fleet is recorded there, for status and the cutover (required)")
 	o.conn.Register(f)
 	if err := f.Parse(args); err != nil {
 		return err
@@ -69,6 +73,7 @@ func (o *fleetOptions) parse(args []string) error {
 	case o.release && o.workers < -1:
 		p.Addf("--workers %d: the desired count after the window must be 0 or more", o.workers)
 	}
+	o.led.Validate(&p, true)
 	if o.wait < 0 {
 		p.Addf("--wait %s: must be 0 or positive, e.g. 10m", o.wait)
 	}
@@ -86,8 +91,12 @@ func fleetCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	api, aas := ecs.NewFromConfig(awsCfg), applicationautoscaling.NewFromConfig(awsCfg)
+	store := o.led.Open(ctx, o.conn.AWS.Regions(awsCfg))
+	if err := store.CheckBucket(ctx); err != nil {
+		return config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket())
+	}
 	if o.release {
-		resumed, err := fleet.Resume(ctx, aas, o.service)
+		resumed, err := fleet.Resume(ctx, aas, o.service, store)
 		if err != nil {
 			return err
 		}
@@ -110,7 +119,7 @@ func fleetCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		return nil
 	}
-	steer, err := fleet.Steer(ctx, aas, o.service)
+	steer, err := fleet.Steer(ctx, aas, o.service, fleet.Holder{Name: "planner fleet", TakeOver: true, Holds: store})
 	if err != nil {
 		return err
 	}

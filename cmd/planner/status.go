@@ -86,12 +86,20 @@ func statusCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	runID := o.runID
 	if runID == "" {
 		if runID, err = store.Latest(ctx); errors.Is(err, ledger.ErrNotFound) {
-			if o.asJSON {
-				_, err := fmt.Fprintln(stdout, "{}")
-				return err
+			holds, err := store.FleetHolds(ctx) // a fleet warmed before the first run
+			if err != nil {
+				log.Warn().Err(err).Msg("cannot read who holds the fleet")
 			}
-			_, err := fmt.Fprintf(stdout, "no run recorded in %s yet\n", store)
-			return err
+			if o.asJSON {
+				if len(holds) == 0 {
+					_, err := fmt.Fprintln(stdout, "{}")
+					return err
+				}
+				return json.NewEncoder(stdout).Encode(map[string]any{"fleet_holds": holds})
+			}
+			fmt.Fprintf(stdout, "no run recorded in %s yet\n", store)
+			status.PrintHolds(stdout, holds)
+			return nil
 		} else if err != nil {
 			return config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket())
 		}
@@ -106,23 +114,25 @@ func statusCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		return listFailures(ctx, reader, o.out, o.asJSON, stdout)
 	}
 	var scaler fleet.API
+	var steering *fleet.Steering
 	if o.scaleECS != "" {
 		scaler = ecs.NewFromConfig(awsCfg)
 		// While status steers the fleet, the stack's backlog scaling may add
 		// workers but not take away those status asked for.
 		// A steering that cannot be taken is said, not fatal: status still
 		// sizes the fleet, but backlog scaling may scale in what it sets.
-		steer, err := fleet.Steer(ctx, applicationautoscaling.NewFromConfig(awsCfg), o.service)
+		steer, err := fleet.Steer(ctx, applicationautoscaling.NewFromConfig(awsCfg), o.service, fleet.Holder{Name: "planner status", Holds: store})
 		if err != nil {
 			log.Warn().Err(err).Msg("the stack's backlog scaling may scale in what status scales out")
 		}
+		steering = steer
 		defer func() {
 			if err := steer.Release(context.WithoutCancel(ctx)); err != nil {
 				log.Error().Err(err).Msgf("could not resume the dynamic scale-in of %s: run planner fleet --scale-ecs %s --release", o.service, o.service)
 			}
 		}()
 	}
-	s := statusSession{statusOptions: o, run: runID, reader: reader, store: store, sqs: o.conn.AWS.SQS(awsCfg), ecs: scaler, log: log, until: time.Now().Add(o.deadline)}
+	s := statusSession{statusOptions: o, run: runID, reader: reader, store: store, sqs: o.conn.AWS.SQS(awsCfg), ecs: scaler, steer: steering, log: log, until: time.Now().Add(o.deadline)}
 	if o.watch == 0 {
 		v, err := s.view(ctx)
 		if err != nil {
@@ -180,6 +190,7 @@ type statusSession struct {
 	store  *ledger.Store
 	sqs    queue.API
 	ecs    fleet.API
+	steer  *fleet.Steering // with --scale-ecs
 	log    zerolog.Logger
 	until  time.Time // the deadline
 }
@@ -212,6 +223,9 @@ func (s *statusSession) view(ctx context.Context) (*status.View, error) {
 	case !errors.Is(err, ledger.ErrNotFound):
 		s.log.Warn().Err(err).Msg("cannot read the run's verdict")
 	}
+	if v.Holds, err = s.store.FleetHolds(ctx); err != nil {
+		s.log.Warn().Err(err).Msg("cannot read who holds the fleet")
+	}
 	if s.ecs != nil {
 		v.Scale = s.scale(ctx, v)
 	}
@@ -228,6 +242,13 @@ func (s *statusSession) scale(ctx context.Context, v status.View) *status.Scale 
 	case v.Deadline != nil && v.Deadline.WorkersNeeded > 0:
 		wanted = v.Deadline.WorkersNeeded
 	} // else still planning, or no rate yet: keep the fleet, at least one worker
+	if owns, other := s.steer.Owns(ctx); !owns {
+		// Another command holds the fleet (planner fleet before a window, a
+		// cutover): status leaves its size to it.
+		return &status.Scale{Result: fleet.Result{Service: s.service.String(), Wanted: wanted},
+			Error: fmt.Sprintf("not scaled: %s on %s holds it since %s (if that command is gone: planner fleet --scale-ecs %s --release)",
+				other.Holder, other.Host, other.Since.Format(time.RFC3339), s.service)}
+	}
 	r, err := fleet.Scale(ctx, s.ecs, s.service, wanted, s.bounds)
 	sv := &status.Scale{Result: r}
 	if err != nil {

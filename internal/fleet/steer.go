@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/applicationautoscaling"
 	aastypes "github.com/aws/aws-sdk-go-v2/service/applicationautoscaling/types"
+
+	"github.com/s3clone/s3clone/internal/ledger"
 )
 
 // AutoScaling is the part of the Application Auto Scaling client that
@@ -42,12 +45,39 @@ func (s Service) ResourceID() string {
 // backlog grows, never remove them; s3clone alone decides the size. Release
 // puts the suspension back as it was found. A service without a scalable
 // target (Autoscaling=off) has nothing to suspend.
+//
+// Who in s3clone holds the suspension is recorded in the run ledger
+// (ledger.FleetHold), when the command has one: a command that finds
+// another's hold leaves the suspension, and the size, to it (Owns), and
+// Release resumes scale-in only while the hold is still its own. planner
+// fleet takes a suspension over; status and the cutover do not.
 type Steering struct {
 	aas    AutoScaling
 	svc    Service
 	target *aastypes.ScalableTarget // nil: none registered
-	// suspended: this steering suspended scale-in (it was running).
+	// suspended: this steering holds scale-in suspended (it suspended it,
+	// or took it over).
 	suspended bool
+	holds     Holds            // nil: no ledger, nothing recorded
+	mine      ledger.FleetHold // this steering's hold, when suspended
+	other     *ledger.FleetHold
+}
+
+// Holds is where holds are recorded: the run ledger.
+type Holds interface {
+	FleetHold(ctx context.Context, service string) (*ledger.FleetHold, error)
+	PutFleetHold(ctx context.Context, h ledger.FleetHold) error
+}
+
+var _ Holds = (*ledger.Store)(nil)
+
+// Holder names the command that steers, for its hold: "planner fleet",
+// "cutover RUN", "status". TakeOver: a suspension found held by another
+// becomes this one's (planner fleet, the operator's own command).
+type Holder struct {
+	Name     string
+	TakeOver bool
+	Holds    Holds // nil: nothing recorded
 }
 
 // ErrNoSuspend is wrapped by Steer's error when the caller may not change
@@ -56,20 +86,56 @@ var ErrNoSuspend = errors.New("cannot suspend the worker service's dynamic scale
 
 // Steer takes the steering of svc: it reads the service's scalable target
 // and, if scale-in is not suspended, suspends it (keeping its other
-// suspended states). Release restores it.
-func Steer(ctx context.Context, aas AutoScaling, svc Service) (*Steering, error) {
+// suspended states) and records the hold. A suspension found already is
+// left as it is, unless who.TakeOver. Release restores it.
+func Steer(ctx context.Context, aas AutoScaling, svc Service, who Holder) (*Steering, error) {
 	s, err := look(ctx, aas, svc)
 	if err != nil || s.target == nil {
 		return s, err // no target: Autoscaling=off, s3clone is the only one steering
 	}
+	s.holds = who.Holds
+	host, _ := os.Hostname()
+	s.mine = ledger.FleetHold{Service: svc.ResourceID(), Holder: who.Name, ID: ledger.NewHoldID(), Host: host, Since: time.Now().UTC()}
 	if st := s.target.SuspendedState; st != nil && aws.ToBool(st.DynamicScalingInSuspended) {
-		return s, nil // already suspended (by the operator, or a steering still under way): leave it
-	}
-	if err := s.register(ctx, true); err != nil {
+		if s.holds != nil {
+			if s.other, err = s.holds.FleetHold(ctx, s.mine.Service); err != nil {
+				return nil, fmt.Errorf("read who holds %s: %w", s.mine.Service, err)
+			}
+			if s.other != nil && !s.other.Released.IsZero() {
+				s.other = nil // released, though scale-in was suspended again by hand
+			}
+		}
+		if !who.TakeOver {
+			return s, nil // already suspended (by the operator, or another command): leave it
+		}
+		s.other = nil
+	} else if err := s.register(ctx, true); err != nil {
 		return nil, err
 	}
 	s.suspended = true
+	if s.holds != nil {
+		if err := s.holds.PutFleetHold(ctx, s.mine); err != nil {
+			return nil, errors.Join(fmt.Errorf("record the hold on %s: %w", s.mine.Service, err), s.Release(context.WithoutCancel(ctx)))
+		}
+	}
 	return s, nil
+}
+
+// Owns reports whether this steering may set the service's size: no other
+// s3clone command holds its scale-in (and this one's hold is still its
+// own); if not, it returns the other's hold.
+func (s *Steering) Owns(ctx context.Context) (bool, *ledger.FleetHold) {
+	if s == nil || s.target == nil {
+		return true, nil
+	}
+	if !s.suspended || s.holds == nil {
+		return s.other == nil, s.other
+	}
+	h, err := s.holds.FleetHold(ctx, s.mine.Service)
+	if err != nil || h == nil || h.ID == s.mine.ID {
+		return true, nil // unreadable: keep steering as before
+	}
+	return false, h
 }
 
 // look reads svc's scalable target, if it has one, into a steering that
@@ -113,22 +179,44 @@ func (s *Steering) Release(ctx context.Context) error {
 	if s == nil || !s.suspended {
 		return nil
 	}
+	if owns, _ := s.Owns(ctx); !owns {
+		s.suspended = false // taken over (planner fleet): the suspension is another's now
+		return nil
+	}
 	if err := s.register(ctx, false); err != nil {
 		return err
 	}
 	s.suspended = false
+	if s.holds != nil {
+		released := s.mine
+		released.Released = time.Now().UTC()
+		if err := s.holds.PutFleetHold(ctx, released); err != nil {
+			return fmt.Errorf("scale-in resumed, but the hold on %s is still recorded: %w", s.mine.Service, err)
+		}
+	}
 	return nil
 }
 
 // Resume resumes dynamic scale-in whoever suspended it (planner fleet
 // --release: the stack's own state).
-func Resume(ctx context.Context, aas AutoScaling, svc Service) (bool, error) {
+func Resume(ctx context.Context, aas AutoScaling, svc Service, holds Holds) (bool, error) {
 	s, err := look(ctx, aas, svc)
 	if err != nil || s.target == nil {
 		return false, err
 	}
 	if err := s.register(ctx, false); err != nil {
 		return false, err
+	}
+	if holds == nil {
+		return true, nil
+	}
+	h, err := holds.FleetHold(ctx, svc.ResourceID())
+	if err == nil && h != nil && h.Released.IsZero() {
+		h.Released = time.Now().UTC()
+		err = holds.PutFleetHold(ctx, *h)
+	}
+	if err != nil {
+		return true, fmt.Errorf("scale-in resumed, but the hold on %s is still recorded: %w", svc.ResourceID(), err)
 	}
 	return true, nil
 }
@@ -218,8 +306,8 @@ type Held struct {
 // n without waiting: the tasks start while the cutover lists. Steering
 // that cannot be taken (Application Auto Scaling refused) does not stop
 // the window: Hold returns it as SteerErr, for the caller to say.
-func Hold(ctx context.Context, api API, aas AutoScaling, svc Service, n int) (*Held, error) {
-	steer, steerErr := Steer(ctx, aas, svc)
+func Hold(ctx context.Context, api API, aas AutoScaling, svc Service, n int, who Holder) (*Held, error) {
+	steer, steerErr := Steer(ctx, aas, svc, who)
 	if most, ok := steer.MaxCapacity(); ok && n > most {
 		// Application Auto Scaling sets a count above its target's maximum
 		// back to it at its next scaling activity, stopping workers mid-copy.

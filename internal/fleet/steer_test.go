@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/applicationautoscaling"
 
 	"github.com/s3clone/s3clone/internal/fleet"
+	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/testbed"
 )
 
@@ -48,7 +50,7 @@ func TestSteerSuspendsScaleInAndRestoresIt(t *testing.T) {
 				fake.AddTarget("s3clone/workers", c.target)
 			}
 			outBefore := c.target != nil && c.target.ScaleOutSuspended
-			s, err := fleet.Steer(ctx, autoScaling(fake.URL), svc)
+			s, err := fleet.Steer(ctx, autoScaling(fake.URL), svc, fleet.Holder{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -80,14 +82,14 @@ func TestSteerErrorsNameTheGrant(t *testing.T) {
 	ctx := context.Background()
 	fake := testbed.NewFakeECS(t, map[string]*testbed.FakeService{"s3clone/workers": {DesiredCount: 2}})
 	fake.AddTarget("s3clone/workers", &testbed.FakeTarget{RefuseRegister: true})
-	_, err := fleet.Steer(ctx, autoScaling(fake.URL), fleet.Service{Cluster: "s3clone", Name: "workers"})
+	_, err := fleet.Steer(ctx, autoScaling(fake.URL), fleet.Service{Cluster: "s3clone", Name: "workers"}, fleet.Holder{})
 	if err == nil || !strings.Contains(err.Error(), "application-autoscaling:RegisterScalableTarget") {
 		t.Errorf("Steer with RegisterScalableTarget refused: %v, want the grant named", err)
 	}
 	if got := fake.Target("s3clone/workers"); got.ScaleInSuspended {
 		t.Errorf("scale-in suspended although refused: %+v", got)
 	}
-	_, err = fleet.Steer(ctx, autoScaling("http://127.0.0.1:1"), fleet.Service{Cluster: "s3clone", Name: "workers"})
+	_, err = fleet.Steer(ctx, autoScaling("http://127.0.0.1:1"), fleet.Service{Cluster: "s3clone", Name: "workers"}, fleet.Holder{})
 	if !errors.Is(err, fleet.ErrNoSuspend) {
 		t.Errorf("Steer with Application Auto Scaling unreachable: %v, want ErrNoSuspend", err)
 	}
@@ -157,7 +159,7 @@ func TestHoldStaysWithinTheTargetsMaximum(t *testing.T) {
 	fake := testbed.NewFakeECS(t, map[string]*testbed.FakeService{"s3clone/workers": {DesiredCount: 0}})
 	fake.AddTarget("s3clone/workers", &testbed.FakeTarget{}) // MaxCapacity 16
 	svc := fleet.Service{Cluster: "s3clone", Name: "workers"}
-	h, err := fleet.Hold(ctx, client(fake.URL), autoScaling(fake.URL), svc, 20)
+	h, err := fleet.Hold(ctx, client(fake.URL), autoScaling(fake.URL), svc, 20, fleet.Holder{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,13 +186,108 @@ func TestResume(t *testing.T) {
 	for _, suspended := range []bool{true, false} {
 		fake := testbed.NewFakeECS(t, map[string]*testbed.FakeService{"s3clone/workers": {}})
 		fake.AddTarget("s3clone/workers", &testbed.FakeTarget{ScaleInSuspended: suspended})
-		resumed, err := fleet.Resume(ctx, autoScaling(fake.URL), svc)
+		resumed, err := fleet.Resume(ctx, autoScaling(fake.URL), svc, nil)
 		if got := fake.Target("s3clone/workers"); err != nil || !resumed || got.ScaleInSuspended || got.Registrations != 1 {
 			t.Errorf("Resume with scale-in suspended %v: %v, %v; target %+v; want resumed with one registration", suspended, resumed, err, got)
 		}
 	}
 	fake := testbed.NewFakeECS(t, map[string]*testbed.FakeService{"s3clone/workers": {}})
-	if resumed, err := fleet.Resume(ctx, autoScaling(fake.URL), svc); err != nil || resumed {
+	if resumed, err := fleet.Resume(ctx, autoScaling(fake.URL), svc, nil); err != nil || resumed {
 		t.Errorf("Resume without a scalable target: %v, %v; want false", resumed, err)
+	}
+}
+
+// memHolds records holds in memory, as the ledger does on S3 (its own
+// test is the ledger's; here the steering's rules).
+type memHolds struct {
+	mu    sync.Mutex
+	holds map[string]ledger.FleetHold
+}
+
+func (m *memHolds) FleetHold(_ context.Context, service string) (*ledger.FleetHold, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h, ok := m.holds[service]
+	if !ok {
+		return nil, nil
+	}
+	return &h, nil
+}
+
+func (m *memHolds) PutFleetHold(_ context.Context, h ledger.FleetHold) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.holds == nil {
+		m.holds = map[string]ledger.FleetHold{}
+	}
+	m.holds[h.Service] = h
+	return nil
+}
+
+// TestHoldsDecideWhoSteers plays what the adversarial review found: a
+// days-old status --watch holding the fleet when the operator warms it
+// with planner fleet, and a status started during a cutover. The one that
+// holds decides the size and resumes scale-in; the others leave both.
+func TestHoldsDecideWhoSteers(t *testing.T) {
+	ctx := context.Background()
+	svc := fleet.Service{Cluster: "s3clone", Name: "workers"}
+	fake := testbed.NewFakeECS(t, map[string]*testbed.FakeService{"s3clone/workers": {}})
+	fake.AddTarget("s3clone/workers", &testbed.FakeTarget{})
+	aas := autoScaling(fake.URL)
+	holds := &memHolds{}
+	suspended := func() bool { return fake.Target("s3clone/workers").ScaleInSuspended }
+
+	// A: status holds; planner fleet takes over; status, ending, leaves both.
+	st, err := fleet.Steer(ctx, aas, svc, fleet.Holder{Name: "planner status", Holds: holds})
+	if err != nil || !suspended() {
+		t.Fatalf("status's steering: %v, suspended %v", err, suspended())
+	}
+	if owns, _ := st.Owns(ctx); !owns {
+		t.Fatal("status does not own the hold it made")
+	}
+	fl, err := fleet.Steer(ctx, aas, svc, fleet.Holder{Name: "planner fleet", TakeOver: true, Holds: holds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owns, other := st.Owns(ctx); owns || other == nil || other.Holder != "planner fleet" {
+		t.Errorf("status after planner fleet took over: owns %v, other %+v; want planner fleet's hold", owns, other)
+	}
+	if err := st.Release(ctx); err != nil || !suspended() {
+		t.Errorf("status's release after a take-over: %v, suspended %v; want it left suspended", err, suspended())
+	}
+
+	// B: a cutover (or status) started while planner fleet holds it.
+	cut, err := fleet.Steer(ctx, aas, svc, fleet.Holder{Name: "planner cutover", Holds: holds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owns, other := cut.Owns(ctx); owns || other == nil || other.Holder != "planner fleet" {
+		t.Errorf("a cutover under planner fleet's hold: owns %v, other %+v", owns, other)
+	}
+	if err := cut.Release(ctx); err != nil || !suspended() {
+		t.Errorf("the cutover's release: %v, suspended %v; want planner fleet's suspension kept", err, suspended())
+	}
+
+	// planner fleet's own release resumes it and marks the hold released.
+	if err := fl.Release(ctx); err != nil || suspended() {
+		t.Errorf("planner fleet's release: %v, suspended %v; want resumed", err, suspended())
+	}
+	if h, _ := holds.FleetHold(ctx, svc.ResourceID()); h == nil || h.Released.IsZero() || h.Holder != "planner fleet" {
+		t.Errorf("the hold after release: %+v", h)
+	}
+
+	// A holder killed before its release: the next status leaves the
+	// fleet to it, and planner fleet --release (Resume) frees it.
+	dead, _ := fleet.Steer(ctx, aas, svc, fleet.Holder{Name: "planner cutover", Holds: holds})
+	_ = dead // killed: no Release
+	later, _ := fleet.Steer(ctx, aas, svc, fleet.Holder{Name: "planner status", Holds: holds})
+	if owns, other := later.Owns(ctx); owns || other == nil || other.Holder != "planner cutover" {
+		t.Errorf("status after a killed cutover: owns %v, other %+v; want the cutover's hold named", owns, other)
+	}
+	if resumed, err := fleet.Resume(ctx, aas, svc, holds); err != nil || !resumed || suspended() {
+		t.Errorf("Resume: %v, %v, suspended %v", resumed, err, suspended())
+	}
+	if h, _ := holds.FleetHold(ctx, svc.ResourceID()); h == nil || h.Released.IsZero() {
+		t.Errorf("the killed cutover's hold after Resume: %+v, want released", h)
 	}
 }

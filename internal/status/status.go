@@ -68,9 +68,12 @@ type View struct {
 	Failures []ledger.Failure `json:"failures,omitempty"`
 	// Verdict is a cutover's, once it has given one; ReconURL is where its
 	// reconciliation file is.
-	Verdict  *ledger.Verdict `json:"verdict,omitempty"`
-	ReconURL string          `json:"recon_url,omitempty"`
-	Scale    *Scale          `json:"scale,omitempty"`
+	Verdict *ledger.Verdict `json:"verdict,omitempty"`
+	// Holds are the worker services whose dynamic scale-in an s3clone
+	// command holds suspended (ledger.FleetHold), not released.
+	Holds    []ledger.FleetHold `json:"fleet_holds,omitempty"`
+	ReconURL string             `json:"recon_url,omitempty"`
+	Scale    *Scale             `json:"scale,omitempty"`
 }
 
 // Scale is what a --scale-ecs refresh did.
@@ -208,6 +211,9 @@ func (v View) Print(w io.Writer) error {
 			row("", "the keys: %s (aws s3 cp it, then planner plan --from-file)", v.ReconURL)
 		}
 	}
+	for _, h := range v.Holds {
+		row("fleet", "%s", holdText(h))
+	}
 	if q := v.Queue; q != nil {
 		if q.Error != "" {
 			row("queue", "unreadable: %s", q.Error)
@@ -267,4 +273,17 @@ func percent(a, b int64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.1f%%", 100*float64(a)/float64(b))
+}
+
+// holdText says who holds a service's scale-in suspended.
+func holdText(h ledger.FleetHold) string {
+	return fmt.Sprintf("%s: dynamic scale-in held suspended by %s on %s since %s (it ends with that command; if it is gone: planner fleet --release)",
+		h.Service, h.Holder, h.Host, h.Since.Format(time.RFC3339))
+}
+
+// PrintHolds writes the holds alone, for a ledger with no run yet.
+func PrintHolds(w io.Writer, holds []ledger.FleetHold) {
+	for _, h := range holds {
+		fmt.Fprintf(w, "fleet       %s\n", holdText(h))
+	}
 }

@@ -66,17 +66,15 @@ const checkpointTimeout = time.Minute
 func (c *Checkpoint) Load() ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), checkpointTimeout)
 	defer cancel()
-	c.s.Requests.Add(1)
-	out, err := c.s.api.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(c.s.bucket), Key: aws.String(c.key())})
+	data, etag, err := c.get(ctx)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
 	if err != nil {
-		if err = classify(err); errors.Is(err, ErrNotFound) {
-			return nil, nil
-		}
 		return nil, fmt.Errorf("read %s: %w", c, err)
 	}
-	defer out.Body.Close()
-	c.etag = aws.ToString(out.ETag)
-	return io.ReadAll(out.Body)
+	c.etag = etag
+	return data, nil
 }
 
 // Save replaces the checkpoint.
@@ -92,15 +90,48 @@ func (c *Checkpoint) Save(data []byte) error {
 	} else {
 		in.IfNoneMatch = aws.String("*")
 	}
-	c.s.Requests.Add(1)
-	out, err := c.s.api.PutObject(ctx, in)
-	var re *smithyhttp.ResponseError
-	switch {
-	case errors.As(err, &re) && (re.HTTPStatusCode() == http.StatusPreconditionFailed || re.HTTPStatusCode() == http.StatusConflict):
-		return fmt.Errorf("write %s: %w: is another plan with this checkpoint running? Nothing more is sent; run the plan again once it is the only one (%v)", c, ErrCheckpointMoved, err)
-	case err != nil:
+	for attempt := 0; ; attempt++ {
+		c.s.Requests.Add(1)
+		in.Body = bytes.NewReader(data)
+		out, err := c.s.api.PutObject(ctx, in)
+		if err == nil {
+			c.etag = aws.ToString(out.ETag)
+			return nil
+		}
+		var re *smithyhttp.ResponseError
+		if !errors.As(err, &re) {
+			return fmt.Errorf("write %s: %w", c, classify(err))
+		}
+		switch code := re.HTTPStatusCode(); code {
+		case http.StatusPreconditionFailed, http.StatusConflict, http.StatusNotFound:
+			// 412: the checkpoint is not the one last read or written. That is
+			// also what the SDK's retry of a PUT that had landed meets (its
+			// own write moved the ETag): if the checkpoint is what was sent,
+			// it is this planner's, carry on. 409 (a conflicting write while
+			// this one ran: S3 says to retry) and 404 (If-Match on a
+			// checkpoint deleted meanwhile) are judged the same way.
+			cur, curETag, gerr := c.get(ctx)
+			switch {
+			case gerr == nil && bytes.Equal(cur, data):
+				c.etag = curETag
+				return nil
+			case code == http.StatusConflict && gerr == nil && curETag == c.etag && attempt < 3:
+				continue // the conflict left the checkpoint as it was: try again
+			}
+			return fmt.Errorf("write %s: %w (or deleted): is another plan with this checkpoint running? Nothing more is sent; run the plan again once it is the only one (%v)", c, ErrCheckpointMoved, err)
+		}
 		return fmt.Errorf("write %s: %w", c, classify(err))
 	}
-	c.etag = aws.ToString(out.ETag)
-	return nil
+}
+
+// get reads the checkpoint and its ETag as they are now.
+func (c *Checkpoint) get(ctx context.Context) ([]byte, string, error) {
+	c.s.Requests.Add(1)
+	out, err := c.s.api.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(c.s.bucket), Key: aws.String(c.key())})
+	if err != nil {
+		return nil, "", classify(err)
+	}
+	defer out.Body.Close()
+	data, err := io.ReadAll(out.Body)
+	return data, aws.ToString(out.ETag), err
 }

@@ -46,8 +46,24 @@ func TestCheckpointWritesAreConditional(t *testing.T) {
 	if err := a.Save([]byte(`{"v":1}`)); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Save([]byte(`{"v":1}`)); !errors.Is(err, ledger.ErrCheckpointMoved) {
+	if err := b.Save([]byte(`{"v":1,"b":true}`)); !errors.Is(err, ledger.ErrCheckpointMoved) {
 		t.Fatalf("a first write over a checkpoint another made meanwhile: %v, want ErrCheckpointMoved", err)
+	}
+	// The SDK's retry of a PUT that had landed meets 412 (its own write
+	// moved the ETag): the checkpoint is what it sent, so it carries on.
+	retried, landed := store.Checkpoint("retried"), store.Checkpoint("retried")
+	if err := retried.Save([]byte(`{"v":1,"seq":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = landed.Load()
+	if err := landed.Save([]byte(`{"v":1,"seq":2}`)); err != nil { // plays the first attempt, landed
+		t.Fatal(err)
+	}
+	if err := retried.Save([]byte(`{"v":1,"seq":2}`)); err != nil {
+		t.Fatalf("a retried write finding its own content: %v", err)
+	}
+	if err := retried.Save([]byte(`{"v":1,"seq":3}`)); err != nil {
+		t.Fatalf("the next write after it: %v", err)
 	}
 	if err := ledger.CheckCheckpointName("../runs/x"); err == nil {
 		t.Error("a checkpoint name that makes another key was taken")

@@ -211,6 +211,7 @@ var Calls = []Call{
 	{Service: "s3", Op: "ListObjectsV2", Role: Operator, Actions: []string{"s3:ListBucket"}, On: []Resource{LedgerBucket}, Why: "planner status: find runs and entries"},
 	{Service: "s3", Op: "GetObject", Role: Operator, Actions: []string{"s3:GetObject"}, On: []Resource{LedgerObjects}, Why: "planner status: read runs, entries and verdicts"},
 	{Service: "s3", Op: "GetObject", Role: Operator, Actions: []string{"kms:Decrypt"}, On: []Resource{LedgerKmsKey}, When: "HasLedgerKmsKey", Why: "read ledger records encrypted with the ledger's customer-managed key"},
+	{Service: "s3", Op: "PutObject", Role: Operator, Actions: []string{"kms:GenerateDataKey"}, On: []Resource{LedgerKmsKey}, When: "HasLedgerKmsKey", Why: "planner fleet: write its hold into a ledger encrypted with a customer-managed key"},
 	{Service: "sqs", Op: "GetQueueAttributes", Role: Operator, Actions: []string{"sqs:GetQueueAttributes"}, On: []Resource{WorkQueue, DeadLetterQueue}, Why: "planner status: queue depths"},
 }
 

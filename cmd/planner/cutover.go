@@ -166,7 +166,9 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 	ledgerStore := o.led.Open(ctx, regions)
 	endedClean := false // set once the verdict is clean: only then is the fleet given back
 	if o.scaleECS != "" {
-		who := fleet.Holder{Name: "planner cutover", Holds: ledgerStore}
+		// The window's command holds the fleet while it runs: a status left
+		// steering is told to leave it, and gets it back at the end.
+		who := fleet.Holder{Name: "planner cutover", TakeOver: true, Holds: ledgerStore}
 		held, err := fleet.Hold(ctx, ecs.NewFromConfig(awsCfg), applicationautoscaling.NewFromConfig(awsCfg), o.service, o.workers, who)
 		if err != nil {
 			return err

@@ -119,13 +119,15 @@ func fleetCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		return nil
 	}
-	steer, err := fleet.Steer(ctx, aas, o.service, fleet.Holder{Name: "planner fleet", TakeOver: true, Holds: store})
+	steer, err := fleet.Look(ctx, aas, o.service)
 	if err != nil {
 		return err
 	}
 	if most, ok := steer.MaxCapacity(); ok && o.workers > most {
-		return errors.Join(config.Usagef("--workers %d: the service's scalable target allows at most %d (the stack's MaxWorkers), and Application Auto Scaling would set a larger count back at its next scaling activity, stopping workers mid-copy: raise MaxWorkers or ask for fewer", o.workers, most),
-			steer.Release(context.WithoutCancel(ctx)))
+		return config.Usagef("--workers %d: the service's scalable target allows at most %d (the stack's MaxWorkers), and Application Auto Scaling would set a larger count back at its next scaling activity, stopping workers mid-copy: raise MaxWorkers or ask for fewer", o.workers, most)
+	}
+	if err := steer.Take(ctx, fleet.Holder{Name: "planner fleet", TakeOver: true, Holds: store}); err != nil {
+		return err
 	}
 	w, err := fleet.Warm(ctx, api, o.service, o.workers, o.wait, 5*time.Second)
 	if err != nil {

@@ -245,9 +245,12 @@ func (s *statusSession) scale(ctx context.Context, v status.View) *status.Scale 
 	if owns, other := s.steer.Owns(ctx); !owns {
 		// Another command holds the fleet (planner fleet before a window, a
 		// cutover): status leaves its size to it.
-		return &status.Scale{Result: fleet.Result{Service: s.service.String(), Wanted: wanted},
-			Error: fmt.Sprintf("not scaled: %s on %s holds it since %s (if that command is gone: planner fleet --scale-ecs %s --release)",
-				other.Holder, other.Host, other.Since.Format(time.RFC3339), s.service)}
+		why := "who holds the fleet cannot be read"
+		if other != nil {
+			why = fmt.Sprintf("%s on %s holds it since %s (if that command is gone: planner fleet --scale-ecs %s --release)",
+				other.Holder, other.Host, other.Since.Format(time.RFC3339), s.service)
+		}
+		return &status.Scale{Result: fleet.Result{Service: s.service.String(), Wanted: wanted}, Error: "not scaled: " + why}
 	}
 	r, err := fleet.Scale(ctx, s.ecs, s.service, wanted, s.bounds)
 	sv := &status.Scale{Result: r}

@@ -42,38 +42,41 @@ func (s Service) ResourceID() string {
 // SIGTERM. So while s3clone steers, the service's dynamic scale-in is
 // suspended (Application Auto Scaling's SuspendedState,
 // DynamicScalingInSuspended): the policies may still add workers when the
-// backlog grows, never remove them; s3clone alone decides the size. Release
-// puts the suspension back as it was found. A service without a scalable
-// target (Autoscaling=off) has nothing to suspend.
+// backlog grows, never remove them. A service without a scalable target
+// (Autoscaling=off) has nothing to suspend: s3clone alone steers it.
 //
-// Who in s3clone holds the suspension is recorded in the run ledger
-// (ledger.FleetHold), when the command has one: a command that finds
-// another's hold leaves the suspension, and the size, to it (Owns), and
-// Release resumes scale-in only while the hold is still its own. planner
-// fleet takes a suspension over; status and the cutover do not.
+// Which s3clone command holds the suspension is recorded in the run
+// ledger (ledger.FleetHold), each write conditional on the hold read
+// before it, so two commands cannot both believe they hold it. Only the
+// holder sets the size (Owns). A command that takes a hold over (planner
+// fleet, the cutover) gives it back to the one it took it from when it
+// releases; status takes none over. Scale-in is resumed only by the one
+// that suspended it, or by planner fleet --release (Resume).
 type Steering struct {
 	aas    AutoScaling
 	svc    Service
 	target *aastypes.ScalableTarget // nil: none registered
-	// suspended: this steering holds scale-in suspended (it suspended it,
-	// or took it over).
-	suspended bool
-	holds     Holds            // nil: no ledger, nothing recorded
-	mine      ledger.FleetHold // this steering's hold, when suspended
-	other     *ledger.FleetHold
+	holds  Holds                    // nil: nothing recorded (tests)
+
+	holding       bool              // this steering holds the suspension
+	suspendedByMe bool              // it found scale-in running and suspended it
+	mine          ledger.FleetHold  // its hold, while holding
+	etag          string            // of its hold as written
+	previous      *ledger.FleetHold // the live hold it took over, given back on Release
 }
 
-// Holds is where holds are recorded: the run ledger.
+// Holds is where holds are recorded: the run ledger. An etag of "" writes
+// only where there is no hold yet.
 type Holds interface {
-	FleetHold(ctx context.Context, service string) (*ledger.FleetHold, error)
-	PutFleetHold(ctx context.Context, h ledger.FleetHold) error
+	FleetHold(ctx context.Context, service string) (*ledger.FleetHold, string, error)
+	PutFleetHold(ctx context.Context, h ledger.FleetHold, etag string) (string, error)
 }
 
 var _ Holds = (*ledger.Store)(nil)
 
 // Holder names the command that steers, for its hold: "planner fleet",
-// "cutover RUN", "status". TakeOver: a suspension found held by another
-// becomes this one's (planner fleet, the operator's own command).
+// "planner cutover", "planner status". TakeOver: a hold found live becomes
+// this one's until it releases (planner fleet, the cutover).
 type Holder struct {
 	Name     string
 	TakeOver bool
@@ -84,63 +87,18 @@ type Holder struct {
 // the scalable target.
 var ErrNoSuspend = errors.New("cannot suspend the worker service's dynamic scale-in")
 
-// Steer takes the steering of svc: it reads the service's scalable target
-// and, if scale-in is not suspended, suspends it (keeping its other
-// suspended states) and records the hold. A suspension found already is
-// left as it is, unless who.TakeOver. Release restores it.
+// Steer is Look, then Take.
 func Steer(ctx context.Context, aas AutoScaling, svc Service, who Holder) (*Steering, error) {
-	s, err := look(ctx, aas, svc)
-	if err != nil || s.target == nil {
-		return s, err // no target: Autoscaling=off, s3clone is the only one steering
-	}
-	s.holds = who.Holds
-	host, _ := os.Hostname()
-	s.mine = ledger.FleetHold{Service: svc.ResourceID(), Holder: who.Name, ID: ledger.NewHoldID(), Host: host, Since: time.Now().UTC()}
-	if st := s.target.SuspendedState; st != nil && aws.ToBool(st.DynamicScalingInSuspended) {
-		if s.holds != nil {
-			if s.other, err = s.holds.FleetHold(ctx, s.mine.Service); err != nil {
-				return nil, fmt.Errorf("read who holds %s: %w", s.mine.Service, err)
-			}
-			if s.other != nil && !s.other.Released.IsZero() {
-				s.other = nil // released, though scale-in was suspended again by hand
-			}
-		}
-		if !who.TakeOver {
-			return s, nil // already suspended (by the operator, or another command): leave it
-		}
-		s.other = nil
-	} else if err := s.register(ctx, true); err != nil {
+	s, err := Look(ctx, aas, svc)
+	if err != nil {
 		return nil, err
 	}
-	s.suspended = true
-	if s.holds != nil {
-		if err := s.holds.PutFleetHold(ctx, s.mine); err != nil {
-			return nil, errors.Join(fmt.Errorf("record the hold on %s: %w", s.mine.Service, err), s.Release(context.WithoutCancel(ctx)))
-		}
-	}
-	return s, nil
+	return s, s.Take(ctx, who)
 }
 
-// Owns reports whether this steering may set the service's size: no other
-// s3clone command holds its scale-in (and this one's hold is still its
-// own); if not, it returns the other's hold.
-func (s *Steering) Owns(ctx context.Context) (bool, *ledger.FleetHold) {
-	if s == nil || s.target == nil {
-		return true, nil
-	}
-	if !s.suspended || s.holds == nil {
-		return s.other == nil, s.other
-	}
-	h, err := s.holds.FleetHold(ctx, s.mine.Service)
-	if err != nil || h == nil || h.ID == s.mine.ID {
-		return true, nil // unreadable: keep steering as before
-	}
-	return false, h
-}
-
-// look reads svc's scalable target, if it has one, into a steering that
-// has changed nothing yet.
-func look(ctx context.Context, aas AutoScaling, svc Service) (*Steering, error) {
+// Look reads svc's scalable target, if it has one, into a steering that
+// holds nothing yet.
+func Look(ctx context.Context, aas AutoScaling, svc Service) (*Steering, error) {
 	out, err := aas.DescribeScalableTargets(ctx, &applicationautoscaling.DescribeScalableTargetsInput{
 		ServiceNamespace:  aastypes.ServiceNamespaceEcs,
 		ResourceIds:       []string{svc.ResourceID()},
@@ -154,6 +112,72 @@ func look(ctx context.Context, aas AutoScaling, svc Service) (*Steering, error) 
 		s.target = &out.ScalableTargets[0]
 	}
 	return s, nil
+}
+
+// Take takes the hold on the service's scale-in for who: when scale-in
+// runs, it records the hold and suspends it; when another command holds
+// it, it takes it over only if who.TakeOver; when it was suspended by
+// hand, it leaves it (and may steer: nobody holds it). An error leaves
+// the steering holding nothing.
+func (s *Steering) Take(ctx context.Context, who Holder) error {
+	if s.target == nil {
+		return nil
+	}
+	s.holds = who.Holds
+	host, _ := os.Hostname()
+	s.mine = ledger.FleetHold{Service: s.svc.ResourceID(), Holder: who.Name, ID: ledger.NewHoldID(), Host: host, Since: time.Now().UTC()}
+	suspended := s.target.SuspendedState != nil && aws.ToBool(s.target.SuspendedState.DynamicScalingInSuspended)
+	var cur *ledger.FleetHold
+	var etag string
+	if s.holds != nil {
+		var err error
+		if cur, etag, err = s.holds.FleetHold(ctx, s.mine.Service); err != nil {
+			return fmt.Errorf("read who holds %s: %w", s.mine.Service, err)
+		}
+	}
+	live := cur != nil && cur.Released.IsZero()
+	switch {
+	case suspended && live && !who.TakeOver:
+		return nil // another command holds it
+	case suspended && !live && !who.TakeOver:
+		return nil // suspended by hand (or its holder released it since): leave it
+	}
+	if s.holds != nil {
+		var err error
+		if s.etag, err = s.holds.PutFleetHold(ctx, s.mine, etag); err != nil {
+			return fmt.Errorf("record the hold on %s: %w", s.mine.Service, err)
+		}
+	}
+	if live {
+		s.previous = cur
+	}
+	s.holding = true
+	// Suspended again even when found suspended: a holder releasing at
+	// this moment may have resumed it.
+	if err := s.register(ctx, true); err != nil {
+		return errors.Join(err, s.Release(context.WithoutCancel(ctx)))
+	}
+	s.suspendedByMe = !suspended
+	return nil
+}
+
+// Owns reports whether this steering may set the service's size: no other
+// s3clone command holds its scale-in; if one does, it returns its hold. A
+// hold that cannot be read is not owned (the size is left alone).
+func (s *Steering) Owns(ctx context.Context) (bool, *ledger.FleetHold) {
+	if s == nil || s.target == nil || s.holds == nil {
+		return true, nil
+	}
+	cur, _, err := s.holds.FleetHold(ctx, s.mine.Service)
+	switch {
+	case err != nil:
+		return false, nil
+	case cur == nil || !cur.Released.IsZero():
+		return true, nil // nobody holds it
+	case s.holding && cur.ID == s.mine.ID:
+		return true, nil
+	}
+	return false, cur
 }
 
 // HasAutoscaling reports whether the service has a scalable target (the
@@ -170,37 +194,51 @@ func (s *Steering) MaxCapacity() (int, bool) {
 	return int(*s.target.MaxCapacity), true
 }
 
-// Suspended reports whether this steering suspended scale-in itself.
-func (s *Steering) Suspended() bool { return s != nil && s.suspended }
+// Suspended reports whether this steering holds scale-in suspended.
+func (s *Steering) Suspended() bool { return s != nil && s.holding }
 
-// Release gives the steering back: scale-in is resumed if this steering
-// suspended it. It is safe to call on nil and more than once.
+// Release gives the hold back: to the command it was taken from, if any
+// (scale-in stays suspended); otherwise the hold is marked released and
+// scale-in resumed if this steering suspended it. A hold taken over since
+// by another command is left to it. It is safe on nil and more than once.
 func (s *Steering) Release(ctx context.Context) error {
-	if s == nil || !s.suspended {
+	if s == nil || !s.holding {
 		return nil
 	}
-	if owns, _ := s.Owns(ctx); !owns {
-		s.suspended = false // taken over (planner fleet): the suspension is another's now
-		return nil
-	}
-	if err := s.register(ctx, false); err != nil {
-		return err
-	}
-	s.suspended = false
+	s.holding = false
 	if s.holds != nil {
-		released := s.mine
-		released.Released = time.Now().UTC()
-		if err := s.holds.PutFleetHold(ctx, released); err != nil {
-			return fmt.Errorf("scale-in resumed, but the hold on %s is still recorded: %w", s.mine.Service, err)
+		cur, etag, err := s.holds.FleetHold(ctx, s.mine.Service)
+		if err != nil {
+			return fmt.Errorf("read who holds %s, so scale-in stays suspended (planner fleet --release resumes it): %w", s.mine.Service, err)
 		}
+		if cur == nil || cur.ID != s.mine.ID {
+			return nil // taken over since: the other command's now
+		}
+		next := s.mine
+		next.Released = time.Now().UTC()
+		if s.previous != nil {
+			next = *s.previous // back to the one it was taken from
+		}
+		if _, err := s.holds.PutFleetHold(ctx, next, etag); err != nil {
+			if errors.Is(err, ledger.ErrHoldMoved) {
+				return nil // taken over at this moment
+			}
+			return fmt.Errorf("give back the hold on %s, so scale-in stays suspended (planner fleet --release resumes it): %w", s.mine.Service, err)
+		}
+		if s.previous != nil {
+			return nil
+		}
+	}
+	if s.suspendedByMe {
+		return s.register(ctx, false)
 	}
 	return nil
 }
 
-// Resume resumes dynamic scale-in whoever suspended it (planner fleet
-// --release: the stack's own state).
+// Resume resumes dynamic scale-in whoever holds it and marks the hold
+// released (planner fleet --release: the stack's own state).
 func Resume(ctx context.Context, aas AutoScaling, svc Service, holds Holds) (bool, error) {
-	s, err := look(ctx, aas, svc)
+	s, err := Look(ctx, aas, svc)
 	if err != nil || s.target == nil {
 		return false, err
 	}
@@ -210,10 +248,10 @@ func Resume(ctx context.Context, aas AutoScaling, svc Service, holds Holds) (boo
 	if holds == nil {
 		return true, nil
 	}
-	h, err := holds.FleetHold(ctx, svc.ResourceID())
+	h, etag, err := holds.FleetHold(ctx, svc.ResourceID())
 	if err == nil && h != nil && h.Released.IsZero() {
 		h.Released = time.Now().UTC()
-		err = holds.PutFleetHold(ctx, *h)
+		_, err = holds.PutFleetHold(ctx, *h, etag)
 	}
 	if err != nil {
 		return true, fmt.Errorf("scale-in resumed, but the hold on %s is still recorded: %w", svc.ResourceID(), err)

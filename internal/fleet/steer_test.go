@@ -3,6 +3,7 @@ package fleet_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -197,37 +198,46 @@ func TestResume(t *testing.T) {
 	}
 }
 
-// memHolds records holds in memory, as the ledger does on S3 (its own
-// test is the ledger's; here the steering's rules).
+// memHolds records holds in memory with ETags and conditional writes, as
+// the ledger does on S3 (whose own test is the ledger's; here the
+// steering's rules).
 type memHolds struct {
-	mu    sync.Mutex
-	holds map[string]ledger.FleetHold
+	mu      sync.Mutex
+	holds   map[string]ledger.FleetHold
+	etags   map[string]string
+	version int
 }
 
-func (m *memHolds) FleetHold(_ context.Context, service string) (*ledger.FleetHold, error) {
+func (m *memHolds) FleetHold(_ context.Context, service string) (*ledger.FleetHold, string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	h, ok := m.holds[service]
 	if !ok {
-		return nil, nil
+		return nil, "", nil
 	}
-	return &h, nil
+	return &h, m.etags[service], nil
 }
 
-func (m *memHolds) PutFleetHold(_ context.Context, h ledger.FleetHold) error {
+func (m *memHolds) PutFleetHold(_ context.Context, h ledger.FleetHold, etag string) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.holds == nil {
-		m.holds = map[string]ledger.FleetHold{}
+		m.holds, m.etags = map[string]ledger.FleetHold{}, map[string]string{}
 	}
-	m.holds[h.Service] = h
-	return nil
+	if m.etags[h.Service] != etag {
+		return "", ledger.ErrHoldMoved
+	}
+	m.version++
+	m.holds[h.Service], m.etags[h.Service] = h, fmt.Sprint(m.version)
+	return m.etags[h.Service], nil
 }
 
 // TestHoldsDecideWhoSteers plays what the adversarial review found: a
 // days-old status --watch holding the fleet when the operator warms it
-// with planner fleet, and a status started during a cutover. The one that
-// holds decides the size and resumes scale-in; the others leave both.
+// with planner fleet, a cutover taking the fleet for the window and giving
+// it back, a status started meanwhile, and a holder killed before its
+// release. The one that holds decides the size; scale-in is resumed only
+// by the one that suspended it, or by planner fleet --release.
 func TestHoldsDecideWhoSteers(t *testing.T) {
 	ctx := context.Background()
 	svc := fleet.Service{Cluster: "s3clone", Name: "workers"}
@@ -236,58 +246,83 @@ func TestHoldsDecideWhoSteers(t *testing.T) {
 	aas := autoScaling(fake.URL)
 	holds := &memHolds{}
 	suspended := func() bool { return fake.Target("s3clone/workers").ScaleInSuspended }
+	holder := func() string {
+		h, _, _ := holds.FleetHold(ctx, svc.ResourceID())
+		if h == nil || !h.Released.IsZero() {
+			return ""
+		}
+		return h.Holder
+	}
 
-	// A: status holds; planner fleet takes over; status, ending, leaves both.
+	// A status --watch from the bulk copy holds it; planner fleet takes it
+	// over; status, ending, leaves both to planner fleet.
 	st, err := fleet.Steer(ctx, aas, svc, fleet.Holder{Name: "planner status", Holds: holds})
-	if err != nil || !suspended() {
-		t.Fatalf("status's steering: %v, suspended %v", err, suspended())
+	if err != nil || !suspended() || holder() != "planner status" {
+		t.Fatalf("status's steering: %v, suspended %v, holder %q", err, suspended(), holder())
 	}
 	if owns, _ := st.Owns(ctx); !owns {
 		t.Fatal("status does not own the hold it made")
 	}
 	fl, err := fleet.Steer(ctx, aas, svc, fleet.Holder{Name: "planner fleet", TakeOver: true, Holds: holds})
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || holder() != "planner fleet" {
+		t.Fatalf("planner fleet's take-over: %v, holder %q", err, holder())
 	}
 	if owns, other := st.Owns(ctx); owns || other == nil || other.Holder != "planner fleet" {
 		t.Errorf("status after planner fleet took over: owns %v, other %+v; want planner fleet's hold", owns, other)
 	}
-	if err := st.Release(ctx); err != nil || !suspended() {
-		t.Errorf("status's release after a take-over: %v, suspended %v; want it left suspended", err, suspended())
+	if err := st.Release(ctx); err != nil || !suspended() || holder() != "planner fleet" {
+		t.Errorf("status's release after a take-over: %v, suspended %v, holder %q; want planner fleet's, suspended", err, suspended(), holder())
 	}
 
-	// B: a cutover (or status) started while planner fleet holds it.
-	cut, err := fleet.Steer(ctx, aas, svc, fleet.Holder{Name: "planner cutover", Holds: holds})
+	// The cutover takes it for the window; a status started meanwhile
+	// leaves it; the cutover gives it back to planner fleet.
+	cut, err := fleet.Steer(ctx, aas, svc, fleet.Holder{Name: "planner cutover", TakeOver: true, Holds: holds})
+	if err != nil || holder() != "planner cutover" {
+		t.Fatalf("the cutover's take-over: %v, holder %q", err, holder())
+	}
+	during, err := fleet.Steer(ctx, aas, svc, fleet.Holder{Name: "planner status", Holds: holds})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if owns, other := cut.Owns(ctx); owns || other == nil || other.Holder != "planner fleet" {
-		t.Errorf("a cutover under planner fleet's hold: owns %v, other %+v", owns, other)
+	if owns, other := during.Owns(ctx); owns || other == nil || other.Holder != "planner cutover" {
+		t.Errorf("a status during the cutover: owns %v, other %+v", owns, other)
 	}
-	if err := cut.Release(ctx); err != nil || !suspended() {
-		t.Errorf("the cutover's release: %v, suspended %v; want planner fleet's suspension kept", err, suspended())
+	if owns, _ := fl.Owns(ctx); owns {
+		t.Error("planner fleet still owns the fleet during the cutover")
+	}
+	if err := during.Release(ctx); err != nil || !suspended() || holder() != "planner cutover" {
+		t.Errorf("that status's release: %v, suspended %v, holder %q", err, suspended(), holder())
+	}
+	if err := cut.Release(ctx); err != nil || !suspended() || holder() != "planner fleet" {
+		t.Errorf("the cutover's release: %v, suspended %v, holder %q; want it back with planner fleet, suspended", err, suspended(), holder())
+	}
+	if owns, _ := fl.Owns(ctx); !owns {
+		t.Error("planner fleet does not own the fleet again after the cutover")
 	}
 
-	// planner fleet's own release resumes it and marks the hold released.
-	if err := fl.Release(ctx); err != nil || suspended() {
-		t.Errorf("planner fleet's release: %v, suspended %v; want resumed", err, suspended())
+	// planner fleet --release resumes it and marks the hold released.
+	if resumed, err := fleet.Resume(ctx, aas, svc, holds); err != nil || !resumed || suspended() || holder() != "" {
+		t.Errorf("Resume: %v, %v, suspended %v, holder %q", resumed, err, suspended(), holder())
 	}
-	if h, _ := holds.FleetHold(ctx, svc.ResourceID()); h == nil || h.Released.IsZero() || h.Holder != "planner fleet" {
-		t.Errorf("the hold after release: %+v", h)
+
+	// A status that suspended it itself resumes it at its end.
+	own, err := fleet.Steer(ctx, aas, svc, fleet.Holder{Name: "planner status", Holds: holds})
+	if err != nil || !suspended() {
+		t.Fatal(err)
+	}
+	if err := own.Release(ctx); err != nil || suspended() || holder() != "" {
+		t.Errorf("status's own release: %v, suspended %v, holder %q; want resumed and released", err, suspended(), holder())
 	}
 
 	// A holder killed before its release: the next status leaves the
-	// fleet to it, and planner fleet --release (Resume) frees it.
-	dead, _ := fleet.Steer(ctx, aas, svc, fleet.Holder{Name: "planner cutover", Holds: holds})
+	// fleet to it, and planner fleet --release frees it.
+	dead, _ := fleet.Steer(ctx, aas, svc, fleet.Holder{Name: "planner cutover", TakeOver: true, Holds: holds})
 	_ = dead // killed: no Release
 	later, _ := fleet.Steer(ctx, aas, svc, fleet.Holder{Name: "planner status", Holds: holds})
 	if owns, other := later.Owns(ctx); owns || other == nil || other.Holder != "planner cutover" {
 		t.Errorf("status after a killed cutover: owns %v, other %+v; want the cutover's hold named", owns, other)
 	}
-	if resumed, err := fleet.Resume(ctx, aas, svc, holds); err != nil || !resumed || suspended() {
-		t.Errorf("Resume: %v, %v, suspended %v", resumed, err, suspended())
-	}
-	if h, _ := holds.FleetHold(ctx, svc.ResourceID()); h == nil || h.Released.IsZero() {
-		t.Errorf("the killed cutover's hold after Resume: %+v, want released", h)
+	if resumed, err := fleet.Resume(ctx, aas, svc, holds); err != nil || !resumed || suspended() || holder() != "" {
+		t.Errorf("Resume after a killed holder: %v, %v, suspended %v, holder %q", resumed, err, suspended(), holder())
 	}
 }

@@ -1,8 +1,10 @@
 package ledger_test
 
 import (
+	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/s3clone/s3clone/internal/ledger"
 )
@@ -67,5 +69,37 @@ func TestCheckpointWritesAreConditional(t *testing.T) {
 	}
 	if err := ledger.CheckCheckpointName("../runs/x"); err == nil {
 		t.Error("a checkpoint name that makes another key was taken")
+	}
+}
+
+// TestFleetHoldWritesAreConditional: a hold is written only over the one
+// read before the write, so two commands cannot both take the fleet, and
+// FleetHolds lists those not released.
+func TestFleetHoldWritesAreConditional(t *testing.T) {
+	t.Parallel()
+	store := newStore(t)
+	ctx := context.Background()
+	svc := "service/s3clone/workers"
+	if h, etag, err := store.FleetHold(ctx, svc); err != nil || h != nil || etag != "" {
+		t.Fatalf("no hold yet: %+v %q %v", h, etag, err)
+	}
+	etag, err := store.PutFleetHold(ctx, ledger.FleetHold{Service: svc, Holder: "planner status", ID: "a", Since: time.Now()}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.PutFleetHold(ctx, ledger.FleetHold{Service: svc, Holder: "planner fleet", ID: "b"}, ""); !errors.Is(err, ledger.ErrHoldMoved) {
+		t.Errorf("a second first hold: %v, want ErrHoldMoved", err)
+	}
+	if _, err := store.PutFleetHold(ctx, ledger.FleetHold{Service: svc, Holder: "planner fleet", ID: "b"}, `"stale"`); !errors.Is(err, ledger.ErrHoldMoved) {
+		t.Errorf("a hold over a stale ETag: %v, want ErrHoldMoved", err)
+	}
+	if holds, err := store.FleetHolds(ctx); err != nil || len(holds) != 1 || holds[0].ID != "a" {
+		t.Fatalf("FleetHolds: %+v, %v", holds, err)
+	}
+	if _, err := store.PutFleetHold(ctx, ledger.FleetHold{Service: svc, Holder: "planner status", ID: "a", Released: time.Now()}, etag); err != nil {
+		t.Fatalf("releasing over the ETag read: %v", err)
+	}
+	if holds, err := store.FleetHolds(ctx); err != nil || len(holds) != 0 {
+		t.Fatalf("FleetHolds after the release: %+v, %v", holds, err)
 	}
 }

@@ -1,12 +1,18 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // FleetHold says which s3clone command holds a worker service's dynamic
@@ -35,23 +41,56 @@ func NewHoldID() string { return randomHex(8) }
 
 func (s *Store) holdKey(service string) string { return s.prefix + "fleet/" + service + ".json" }
 
-// FleetHold reads the hold on service (service/CLUSTER/SERVICE); nil when
-// there is none.
-func (s *Store) FleetHold(ctx context.Context, service string) (*FleetHold, error) {
-	var h FleetHold
-	if err := s.get(ctx, s.holdKey(service), &h); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return nil, nil
+// ErrHoldMoved is wrapped by PutFleetHold when the hold is no longer the
+// one read before the write: another command wrote it in between.
+var ErrHoldMoved = errors.New("the hold was written by another command since it was read")
+
+// FleetHold reads the hold on service (service/CLUSTER/SERVICE) and its
+// ETag; nil and "" when there is none.
+func (s *Store) FleetHold(ctx context.Context, service string) (*FleetHold, string, error) {
+	key := s.holdKey(service)
+	s.Requests.Add(1)
+	out, err := s.api.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
+	if err != nil {
+		if err = classify(err); errors.Is(err, ErrNotFound) {
+			return nil, "", nil
 		}
-		return nil, err
+		return nil, "", fmt.Errorf("read s3://%s/%s: %w", s.bucket, key, err)
 	}
-	return &h, nil
+	defer out.Body.Close()
+	var h FleetHold
+	if err := json.NewDecoder(out.Body).Decode(&h); err != nil {
+		return nil, "", fmt.Errorf("s3://%s/%s is not a fleet hold: %w", s.bucket, key, err)
+	}
+	return &h, aws.ToString(out.ETag), nil
 }
 
-// PutFleetHold writes h.
-func (s *Store) PutFleetHold(ctx context.Context, h FleetHold) error {
+// PutFleetHold writes h over the hold whose ETag is etag ("": where there
+// is none), and returns the new ETag; ErrHoldMoved when the hold is no
+// longer that one (S3's conditional writes: If-Match, If-None-Match).
+func (s *Store) PutFleetHold(ctx context.Context, h FleetHold, etag string) (string, error) {
 	h.Layout = Layout
-	return s.put(ctx, s.holdKey(h.Service), h)
+	body, err := json.Marshal(h)
+	if err != nil {
+		return "", err
+	}
+	key := s.holdKey(h.Service)
+	in := &s3.PutObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key), Body: bytes.NewReader(body), ContentType: aws.String("application/json")}
+	if etag != "" {
+		in.IfMatch = aws.String(etag)
+	} else {
+		in.IfNoneMatch = aws.String("*")
+	}
+	s.Requests.Add(1)
+	out, err := s.api.PutObject(ctx, in)
+	var re *smithyhttp.ResponseError
+	switch {
+	case errors.As(err, &re) && (re.HTTPStatusCode() == http.StatusPreconditionFailed || re.HTTPStatusCode() == http.StatusConflict || re.HTTPStatusCode() == http.StatusNotFound):
+		return "", fmt.Errorf("write s3://%s/%s: %w", s.bucket, key, ErrHoldMoved)
+	case err != nil:
+		return "", fmt.Errorf("write s3://%s/%s: %w", s.bucket, key, classify(err))
+	}
+	return aws.ToString(out.ETag), nil
 }
 
 // FleetHolds are the holds not released, of every service.

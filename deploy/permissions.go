@@ -71,6 +71,8 @@ const (
 	LedgerCheckpoints Resource = "ledger checkpoints"
 	// Who holds a worker service's scale-in suspended: PREFIX/fleet/*.
 	LedgerFleetHolds Resource = "ledger fleet holds"
+	// The fleet's shared write rates and workers' presence: PREFIX/pace/*.
+	LedgerPace Resource = "ledger pace records"
 	// Application Auto Scaling's scalable targets of the account and region:
 	// DescribeScalableTargets takes no resource, and a target's ARN has an
 	// id the stack cannot name.
@@ -143,6 +145,11 @@ var Calls = []Call{
 	{Service: "sqs", Op: "DeleteMessageBatch", Role: Worker, Actions: []string{"sqs:DeleteMessage"}, On: []Resource{WorkQueue}, Why: "finish work"},
 	{Service: "s3", Op: "PutObject", Role: Worker, Actions: []string{"s3:PutObject"}, On: []Resource{LedgerEntries, LedgerWorkers}, Why: "record each finished message in the ledger; the worker's record at start proves it may"},
 	{Service: "s3", Op: "PutObject", Role: Worker, Actions: []string{"kms:GenerateDataKey"}, On: []Resource{LedgerKmsKey}, When: "HasLedgerKmsKey", Why: "write ledger entries into a bucket encrypted by default with a customer-managed key"},
+	{Service: "s3", Op: "ListObjectsV2", Role: Worker, Actions: []string{"s3:ListBucket"}, On: []Resource{LedgerBucket}, Why: "each second, count the fleet and find the prefix rates other workers changed (pace/)"},
+	{Service: "s3", Op: "GetObject", Role: Worker, Actions: []string{"s3:GetObject"}, On: []Resource{LedgerPace}, Why: "read a prefix's write rate, as the fleet learned it"},
+	{Service: "s3", Op: "GetObject", Role: Worker, Actions: []string{"kms:Decrypt"}, On: []Resource{LedgerKmsKey}, When: "HasLedgerKmsKey", Why: "read the rates from a ledger encrypted by default with a customer-managed key"},
+	{Service: "s3", Op: "PutObject", Role: Worker, Actions: []string{"s3:PutObject"}, On: []Resource{LedgerPace}, Why: "write a prefix's rate cut after a throttle or raised, and the worker's presence, which counts the fleet"},
+	{Service: "s3", Op: "DeleteObject", Role: Worker, Actions: []string{"s3:DeleteObject"}, On: []Resource{LedgerPace}, Why: "take the worker's presence off when it stops"},
 
 	// The planner: plan (with --diff and preflight), status (with
 	// --scale-ecs), verify, redrive.

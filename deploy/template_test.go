@@ -394,6 +394,7 @@ var resourceKinds = map[string]Resource{
 	ledgerARN("/${LedgerPrefix}runs/*/results/*"):                     LedgerResults,
 	ledgerARN("/${LedgerPrefix}checkpoints/*"):                        LedgerCheckpoints,
 	ledgerARN("/${LedgerPrefix}fleet/*"):                              LedgerFleetHolds,
+	ledgerARN("/${LedgerPrefix}pace/*"):                               LedgerPace,
 	`{"Ref":"LedgerKmsKeyArn"}`:                                       LedgerKmsKey,
 	`"*"`:                                                             ScalableTargets,
 	`{"Ref":"AWS::StackId"}`:                                          Stack,

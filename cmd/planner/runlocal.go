@@ -78,8 +78,9 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		progress = status.NewProgress(os.Stderr, func() status.Counts { return runCounts(w, sum, tally, listed.Load()) }, progressEvery)
 		conn.Logging.Through = progress
 	}
-	limiter := worker.NewLimiter(work.Concurrency)
-	conn.AWS.OnThrottle = limiter.Throttled
+	// One process: its writes are paced alone (no fleet to share with).
+	pacer := work.Pacer("local", nil, zerolog.Nop())
+	conn.AWS.OnThrottle = pacer.Heard
 	log, awsCfg, err := conn.Open(ctx, work.Connections()+s.listers*2+plan.Deciders)
 	if err != nil {
 		return err
@@ -113,7 +114,10 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		recorder.Next = journal
 	}
-	copies := work.Copier(regions, limiter.Throttled, log)
+	copies := work.Copier(regions, pacer.Heard, pacer, log)
+	paceCtx, stopPace := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPace()
+	go pacer.Run(paceCtx)
 	if err := preflightS3(ctx, &s, copies, sum, log); err != nil {
 		endEarly(ctx, runLog, fmt.Errorf("preflight: %w", err), log)
 		return err
@@ -126,7 +130,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg := work.WorkerConfig()
 	cfg.ID = "local"
 	cfg.Visibility = 5 * time.Minute
-	cfg.Limiter = limiter
+	cfg.Pace = pacer
 	cfg.Owners = regions.Owners()
 	w = worker.New(cfg, mem, recorder, copies, log)
 	config.TuneGCForCopying()

@@ -16,6 +16,7 @@ import (
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/fleet"
 	"github.com/s3clone/s3clone/internal/ledger"
+	"github.com/s3clone/s3clone/internal/pace"
 	"github.com/s3clone/s3clone/internal/queue"
 	"github.com/s3clone/s3clone/internal/status"
 )
@@ -225,6 +226,16 @@ func (s *statusSession) view(ctx context.Context) (*status.View, error) {
 	}
 	if v.Holds, err = s.store.FleetHolds(ctx); err != nil {
 		s.log.Warn().Err(err).Msg("cannot read who holds the fleet")
+	}
+	if !v.Complete {
+		switch presences, err := s.store.Presences(ctx, pace.Fresh); {
+		case err != nil:
+			s.log.Warn().Err(err).Msg("cannot read how the fleet paces its writes")
+		case st.Run != nil:
+			v.Pacing = status.NewPacing(presences, st.Run.Dest.Bucket, time.Now())
+		default:
+			v.Pacing = status.NewPacing(presences, "", time.Now())
+		}
 	}
 	if s.ecs != nil {
 		v.Scale = s.scale(ctx, v)

@@ -4,10 +4,12 @@ import (
 	"context"
 	"net"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/metrics"
+	"github.com/s3clone/s3clone/internal/pace"
 	"github.com/s3clone/s3clone/internal/queue"
 	"github.com/s3clone/s3clone/internal/worker"
 )
@@ -69,8 +71,14 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	limiter := worker.NewLimiter(o.work.Concurrency)
-	o.conn.AWS.OnThrottle = limiter.Throttled
+	// Every throttling answer is counted; the paced writes' also set
+	// their prefix's rate (pace.Pacer, below).
+	var pacer atomic.Pointer[pace.Pacer]
+	o.conn.AWS.OnThrottle = func() {
+		if p := pacer.Load(); p != nil {
+			p.Heard()
+		}
+	}
 	log, awsCfg, err := o.conn.Open(ctx, o.work.Connections())
 	if err != nil {
 		return err
@@ -83,7 +91,6 @@ func run(ctx context.Context, args []string) error {
 	regions := o.conn.AWS.Regions(awsCfg)
 	cfg := o.work.WorkerConfig()
 	cfg.ID = o.id
-	cfg.Limiter = limiter
 	cfg.Owners = regions.Owners()
 	store := o.ledger.Open(ctx, regions)
 	journal, err := store.OpenJournal(ctx, worker.DefaultID(o.id), config.Version())
@@ -91,10 +98,15 @@ func run(ctx context.Context, args []string) error {
 		return config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "workers/*")+" and "+config.LedgerARN(store, "runs/*/done/*"))
 	}
 	log.Info().Str("ledger", store.String()).Str("journal", journal.Name()).Str("version", config.Version()).Msg("recording finished messages in the ledger")
-	copies := o.work.Copier(regions, limiter.Throttled, log)
+	// The fleet shares each destination prefix's rate through the ledger.
+	paced := o.work.Pacer(journal.Name(), store, log)
+	pacer.Store(paced)
+	cfg.Pace = paced
+	cfg.Limiter = worker.NewLimiter(o.work.Concurrency)
+	copies := o.work.Copier(regions, paced.Heard, paced, log)
 	var m *metrics.Worker
 	if o.metrics != "" || o.emf != "" {
-		m = metrics.NewWorker(limiter)
+		m = metrics.NewWorker(cfg.Limiter, paced)
 		cfg.Observer = m
 	}
 	w := worker.New(cfg, src, journal, copies, log)
@@ -127,6 +139,11 @@ func run(ctx context.Context, args []string) error {
 		defer func() { stopMetrics(); <-written }()
 		log.Info().Str("fleet", o.emf).Dur("every", o.emfEvery).Msg("writing CloudWatch EMF metrics to stdout")
 	}
+	// The rates are shared until the worker has stopped, grace included.
+	paceCtx, stopPace := context.WithCancel(context.WithoutCancel(ctx))
+	paceDone := make(chan struct{})
+	go func() { defer close(paceDone); paced.Run(paceCtx) }()
+	defer func() { stopPace(); <-paceDone }()
 	config.TuneGCForCopying()
 	stop, err := config.StartCPUProfile(o.work.CPUProfile)
 	if err != nil {

@@ -67,7 +67,7 @@ func help(name, usage string) string {
 	return fmt.Sprintf("%s [$%s]", usage, EnvName(name))
 }
 
-// StringVar, IntVar, BoolVar, DurationVar and SizeVar define flags whose help
+// StringVar, IntVar, BoolVar, Float64Var, DurationVar and SizeVar define flags whose help
 // names their environment variable.
 func (f *Flags) StringVar(p *string, name, value, usage string) {
 	f.FlagSet.StringVar(p, name, value, help(name, usage))
@@ -79,6 +79,10 @@ func (f *Flags) IntVar(p *int, name string, value int, usage string) {
 
 func (f *Flags) BoolVar(p *bool, name string, value bool, usage string) {
 	f.FlagSet.BoolVar(p, name, value, help(name, usage))
+}
+
+func (f *Flags) Float64Var(p *float64, name string, value float64, usage string) {
+	f.FlagSet.Float64Var(p, name, value, help(name, usage))
 }
 
 func (f *Flags) DurationVar(p *time.Duration, name string, value time.Duration, usage string) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/s3clone/s3clone/internal/copier"
 	"github.com/s3clone/s3clone/internal/ownership"
+	"github.com/s3clone/s3clone/internal/pace"
 	"github.com/s3clone/s3clone/internal/plan"
 	"github.com/s3clone/s3clone/internal/worker"
 )
@@ -60,6 +61,10 @@ type Work struct {
 	RetryBackoff       time.Duration
 	CPUProfile         string
 	SDKCopies          bool
+	// MaxRate and MaxFleetRate cap the fleet's writes a second, per
+	// prefix and in all (0: as fast as S3 takes them).
+	MaxRate      float64
+	MaxFleetRate float64
 }
 
 // Register defines the copy flags. idleExit is false for commands that stop
@@ -71,6 +76,8 @@ func (w *Work) Register(f *Flags, queueFlags bool) {
 	f.SizeVar(&w.PartSize, "part-size", copier.DefaultPartSize, "`size` of each part of a multipart copy, 5MiB to 5GiB (raised as needed to stay within 10,000 parts)")
 	f.IntVar(&w.PartConcurrency, "part-concurrency", 8, "parts of one object copied at once")
 	f.StringVar(&w.CPUProfile, "cpu-profile", "", "write a pprof CPU profile of the run to this file")
+	f.Float64Var(&w.MaxRate, "max-rate", 0, "at most this many write requests a `second` to any one prefix of the destination, by the whole fleet (e.g. to leave room for production writing to the same bucket; 0: as many as S3 takes, learned from its throttling)")
+	f.Float64Var(&w.MaxFleetRate, "max-fleet-rate", 0, "at most this many write requests a `second` to the destination, by the whole fleet over all prefixes (0: no cap)")
 	f.BoolVar(&w.SDKCopies, "sdk-copies", false, "send every CopyObject through the AWS SDK's full request pipeline rather than the direct path (which hands anything but a clean success to the SDK anyway); costs about twice the CPU per copy")
 	if queueFlags {
 		f.DurationVar(&w.Visibility, "visibility-timeout", 60*time.Second, "how long a received message stays hidden; extended every half of it while worked on")
@@ -95,6 +102,9 @@ func (w *Work) Validate(p *Problems) {
 		p.Addf("--part-size %s: S3 takes parts of 5MiB to 5GiB", w.PartSize.String())
 	}
 	w.Copy.Validate(p)
+	if w.MaxRate < 0 || w.MaxFleetRate < 0 {
+		p.Addf("--max-rate %g, --max-fleet-rate %g: must not be negative (0: no cap)", w.MaxRate, w.MaxFleetRate)
+	}
 	if w.Visibility != 0 && (w.Visibility < 2*time.Second || w.Visibility > 12*time.Hour) {
 		p.Addf("--visibility-timeout %s: use 2s to 12h (SQS's range)", w.Visibility)
 	}
@@ -145,13 +155,27 @@ func (w *Work) CopyAPI(client *s3.Client, owners *ownership.Book, onThrottle fun
 }
 
 // Copier is how workers copy: in each bucket's region (found once, or as a
-// message names it), through CopyAPI's path.
-func (w *Work) Copier(regions *Regions, onThrottle func(), log zerolog.Logger) *copier.Regional {
+// message names it), through CopyAPI's path, every write paced by pacer
+// (nil: not paced).
+func (w *Work) Copier(regions *Regions, onThrottle func(), pacer *pace.Pacer, log zerolog.Logger) *copier.Regional {
 	c := copier.NewRegional(regions, w.CopierOptions())
 	c.API = func(_ string, client *s3.Client) copier.API {
-		return w.CopyAPI(client, regions.Owners(), onThrottle, log)
+		if pacer == nil {
+			return w.CopyAPI(client, regions.Owners(), onThrottle, log)
+		}
+		api := w.CopyAPI(pacer.Client(client), regions.Owners(), onThrottle, log)
+		if d, ok := api.(*copier.Direct); ok {
+			d.Pace = pacer
+		}
+		return api
 	}
 	return c
+}
+
+// Pacer is the pacer of a worker's writes (pace.Pacer), sharing its rates
+// on board (nil: this process alone).
+func (w *Work) Pacer(id string, board pace.Board, log zerolog.Logger) *pace.Pacer {
+	return pace.New(pace.Config{Worker: id, MaxRate: w.MaxRate, MaxFleetRate: w.MaxFleetRate, Board: board, Log: log})
 }
 
 // WorkerConfig is the worker's configuration from the flags.

@@ -74,6 +74,16 @@ type Direct struct {
 	// copies send it as the client's requests do (the SDK's are told by
 	// the client's own options).
 	Owners *ownership.Book
+	// Pace, if set, spaces the direct attempts as the client's own
+	// middleware spaces the SDK's (pace.Pacer.Client).
+	Pace Pacer
+}
+
+// Pacer spaces writes to the prefixes of a bucket (pace.Pacer).
+type Pacer interface {
+	Wait(ctx context.Context, bucket, key string) error
+	Done(bucket, key string, throttled bool)
+	Settle(bucket, key string)
 }
 
 // giveUpAfter is how many direct attempts in a row may fail where the SDK
@@ -137,8 +147,19 @@ func (d *Direct) CopyObject(ctx context.Context, in *s3.CopyObjectInput, optFns 
 	if !ep.usable {
 		return d.Client.CopyObject(ctx, in)
 	}
+	if d.Pace != nil {
+		bucket, key := aws.ToString(in.Bucket), aws.ToString(in.Key)
+		if err := d.Pace.Wait(ctx, bucket, key); err != nil {
+			return nil, err
+		}
+		defer d.Pace.Settle(bucket, key)
+	}
 	d.sent.Add(1)
 	out, err := d.send(ctx, ep, in)
+	if d.Pace != nil {
+		var th throttled
+		d.Pace.Done(aws.ToString(in.Bucket), aws.ToString(in.Key), errors.As(err, &th))
+	}
 	if err == nil {
 		d.rescued.Store(0)
 		return out, nil

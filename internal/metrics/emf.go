@@ -40,11 +40,16 @@ var emfMetrics = []emfMetric{
 	{"Messages", "Count", "s3clone_worker_messages_done_total", true},
 	{"MessagesRetried", "Count", "s3clone_worker_messages_retried_total", true},
 	{"Throttles", "Count", "s3clone_worker_throttles_total", true},
-	{"ConcurrencyCuts", "Count", "s3clone_worker_concurrency_cuts_total", true},
+	{"Writes", "Count", "s3clone_worker_writes_total", true},
+	{"WritesThrottled", "Count", "s3clone_worker_writes_throttled_total", true},
+	{"RateCuts", "Count", "s3clone_worker_rate_cuts_total", true},
 	{"LedgerErrors", "Count", "s3clone_worker_ledger_errors_total", true},
 	{"CopiesInFlight", "Count", "s3clone_worker_copies_in_flight", false},
 	{"ConcurrencyLimit", "Count", "s3clone_worker_concurrency_limit", false},
 	{"KeysHeld", "Count", "s3clone_worker_keys_held", false},
+	{"HotPrefixRate", "Count/Second", "s3clone_worker_hot_prefix_share", false},
+	{"KeysWaiting", "Count", "s3clone_worker_keys_waiting", false},
+	{"LongestWait", "Seconds", "s3clone_worker_longest_wait_seconds", false},
 }
 
 const failuresFrom = "s3clone_worker_failures_total"

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/s3clone/s3clone/internal/copier"
+	"github.com/s3clone/s3clone/internal/pace"
 	"github.com/s3clone/s3clone/internal/worker"
 )
 
@@ -29,10 +30,10 @@ type Worker struct {
 
 var _ worker.Observer = (*Worker)(nil)
 
-// NewWorker registers a worker's metrics; the limiter is read at each
-// scrape. Pass the result to the worker as its Observer, then hand it the
+// NewWorker registers a worker's metrics; the limiter and the pacer are
+// read at each scrape. Pass the result to the worker as its Observer, then hand it the
 // worker's Stats with CountStats.
-func NewWorker(limiter *worker.Limiter) *Worker {
+func NewWorker(limiter *worker.Limiter, pacer *pace.Pacer) *Worker {
 	m := &Worker{
 		Registry: prometheus.NewRegistry(),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -52,10 +53,22 @@ func NewWorker(limiter *worker.Limiter) *Worker {
 	}
 	m.Registry.MustRegister(
 		m.latency, m.failures,
-		counter("s3clone_worker_throttles_total", "Throttling answers from S3 (503 SlowDown and the like), including those retried successfully.", func() int64 { e, _ := limiter.Throttles(); return e }),
-		counter("s3clone_worker_concurrency_cuts_total", "Times throttling cut the copies allowed in flight.", func() int64 { _, c := limiter.Throttles(); return c }),
+		counter("s3clone_worker_throttles_total", "Throttling answers from S3 (503 SlowDown and the like) to any request, including those retried successfully.", func() int64 { return pacer.Totals().Heard }),
+		counter("s3clone_worker_writes_total", "Write requests to the destination (copies, parts, deletes), each attempt paced by its prefix's rate.", func() int64 { return pacer.Totals().Sent }),
+		counter("s3clone_worker_writes_throttled_total", "Write requests S3 answered with a throttle (their share of writes_total is the throttled share).", func() int64 { return pacer.Totals().Throttled }),
+		counter("s3clone_worker_rate_cuts_total", "Times a throttle cut a prefix's rate.", func() int64 { return pacer.Totals().Cuts }),
 		gauge("s3clone_worker_copies_in_flight", "Copies (and delete batches) under way now.", limiter.InUse),
-		gauge("s3clone_worker_concurrency_limit", "Copies allowed in flight now (lowered by throttling, regained with successes).", limiter.Limit),
+		gauge("s3clone_worker_concurrency_limit", "Copies allowed in flight at once (--concurrency).", limiter.Limit),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "s3clone_worker_hot_prefix_share", Help: "This worker's share of the write rate of the prefix it writes to most, in requests a second (summed over the fleet: that prefix's rate)."},
+			func() float64 { return pacer.Totals().Share }),
+		gauge("s3clone_worker_keys_waiting", "Keys being retried after a throttle.", func() int { return pacer.Totals().Waiting }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "s3clone_worker_longest_wait_seconds", Help: "How long the key retried longest after a throttle has waited so far (0: none)."},
+			func() float64 {
+				if t := pacer.Totals(); t.Waiting > 0 {
+					return time.Since(t.Since).Seconds()
+				}
+				return 0
+			}),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -16,17 +16,19 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/s3clone/s3clone/internal/copier"
+	"github.com/s3clone/s3clone/internal/pace"
 	"github.com/s3clone/s3clone/internal/worker"
 )
 
 // busyWorker is a worker's metrics after some work: 7 copies of 700 bytes,
 // a delete, two messages, one retried, a throttle, two failures (one
-// vanished, one changed), three copies in flight of a limit of 8, which the
-// throttle cut to 5.
+// vanished, one changed), three copies in flight of a limit of 8, and one
+// paced write S3 throttled (its key still waiting).
 func busyWorker(t *testing.T) (*Worker, *worker.Stats, *worker.Limiter) {
 	t.Helper()
 	limiter := worker.NewLimiter(8)
-	m := NewWorker(limiter)
+	pacer := pace.New(pace.Config{})
+	m := NewWorker(limiter, pacer)
 	stats := &worker.Stats{}
 	m.CountStats(stats)
 	stats.Copied.Add(7)
@@ -40,7 +42,11 @@ func busyWorker(t *testing.T) (*Worker, *worker.Stats, *worker.Limiter) {
 			t.Fatal(err)
 		}
 	}
-	limiter.Throttled()
+	if err := pacer.Wait(context.Background(), "dst", "images/a.jpg"); err != nil {
+		t.Fatal(err)
+	}
+	pacer.Done("dst", "images/a.jpg", true)
+	pacer.Heard()
 	m.KeyFailed(copier.ReasonVanished)
 	m.KeyFailed(copier.ReasonChanged)
 	m.CopyTook(30 * time.Millisecond)
@@ -60,7 +66,7 @@ s3clone_worker_bytes_copied_total 700
 # HELP s3clone_worker_copies_in_flight Copies (and delete batches) under way now.
 # TYPE s3clone_worker_copies_in_flight gauge
 s3clone_worker_copies_in_flight 3
-# HELP s3clone_worker_throttles_total Throttling answers from S3 (503 SlowDown and the like), including those retried successfully.
+# HELP s3clone_worker_throttles_total Throttling answers from S3 (503 SlowDown and the like) to any request, including those retried successfully.
 # TYPE s3clone_worker_throttles_total counter
 s3clone_worker_throttles_total 1
 `
@@ -174,7 +180,8 @@ func TestEMFSendsIncreasesAndGauges(t *testing.T) {
 	}
 	first, last := recs[0].Values, recs[3].Values
 	for name, want := range map[string]float64{"Workers": 1, "Copies": 7, "Bytes": 700, "Deletes": 1, "Messages": 2,
-		"MessagesRetried": 1, "Throttles": 1, "CopiesInFlight": 3, "ConcurrencyLimit": 5, "KeysHeld": 3} {
+		"MessagesRetried": 1, "Throttles": 1, "CopiesInFlight": 3, "ConcurrencyLimit": 8, "KeysHeld": 3,
+		"Writes": 1, "WritesThrottled": 1, "RateCuts": 1, "KeysWaiting": 1} {
 		if first[name] != want {
 			t.Errorf("first record %s = %v, want %v", name, first[name], want)
 		}

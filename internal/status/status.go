@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -74,6 +75,112 @@ type View struct {
 	Holds    []ledger.FleetHold `json:"fleet_holds,omitempty"`
 	ReconURL string             `json:"recon_url,omitempty"`
 	Scale    *Scale             `json:"scale,omitempty"`
+	// Pacing is how the fleet paces its writes to the destination's
+	// prefixes now, from the workers' presence in the ledger (pace/).
+	Pacing *Pacing `json:"pacing,omitempty"`
+}
+
+// Pacing is the fleet's write pacing as its workers last reported it.
+type Pacing struct {
+	Workers  int          `json:"workers"`
+	Prefixes []PrefixPace `json:"prefixes,omitempty"` // the busiest first
+	// Waiting keys are being retried after a throttle; Longest has waited
+	// longest, WaitSeconds so far.
+	Waiting     int             `json:"keys_waiting"`
+	Longest     *ledger.KeyWait `json:"longest_wait,omitempty"`
+	WaitSeconds float64         `json:"longest_wait_seconds,omitempty"`
+	// Caps are the operator's (--max-rate, --max-fleet-rate), if any.
+	Caps map[string]int `json:"caps,omitempty"`
+}
+
+// PrefixPace is one prefix's pacing across the fleet.
+type PrefixPace struct {
+	Bucket string  `json:"bucket"`
+	Prefix string  `json:"prefix"`
+	Rate   float64 `json:"rate"`              // write requests a second the fleet's workers may send it
+	Writes float64 `json:"writes_per_second"` // sent by the fleet, over the workers' last intervals
+	// Throttled is the share of those writes S3 throttled.
+	Throttled float64 `json:"throttled_share"`
+}
+
+// maxPacedPrefixes is how many prefixes status shows.
+const maxPacedPrefixes = 5
+
+// NewPacing sums the workers' presences (those pacing writes to bucket;
+// every one when bucket is ""); nil when there are none.
+func NewPacing(presences []ledger.Presence, bucket string, now time.Time) *Pacing {
+	if len(presences) == 0 {
+		return nil
+	}
+	pc := &Pacing{Workers: len(presences)}
+	type sum struct {
+		rate, writes, throttled float64
+	}
+	sums := map[[2]string]*sum{}
+	for _, p := range presences {
+		pc.Waiting += p.Waiting
+		if l := p.Longest; l != nil && (pc.Longest == nil || l.Since.Before(pc.Longest.Since)) {
+			pc.Longest = l
+		}
+		if p.Caps != nil {
+			pc.Caps = p.Caps
+		}
+		for _, r := range p.Prefixes {
+			if bucket != "" && r.Bucket != bucket {
+				continue
+			}
+			k := [2]string{r.Bucket, r.Prefix}
+			if sums[k] == nil {
+				sums[k] = &sum{}
+			}
+			s := sums[k]
+			s.rate += r.Allowed
+			if r.Seconds > 0 {
+				s.writes += float64(r.Sent) / r.Seconds
+				s.throttled += float64(r.Throttled) / r.Seconds
+			}
+		}
+	}
+	for k, s := range sums {
+		pp := PrefixPace{Bucket: k[0], Prefix: k[1], Rate: s.rate, Writes: s.writes}
+		if s.writes > 0 {
+			pp.Throttled = s.throttled / s.writes
+		}
+		pc.Prefixes = append(pc.Prefixes, pp)
+	}
+	sort.Slice(pc.Prefixes, func(i, j int) bool {
+		a, b := pc.Prefixes[i], pc.Prefixes[j]
+		if a.Writes != b.Writes {
+			return a.Writes > b.Writes
+		}
+		return a.Prefix < b.Prefix
+	})
+	if len(pc.Prefixes) > maxPacedPrefixes {
+		pc.Prefixes = pc.Prefixes[:maxPacedPrefixes]
+	}
+	if pc.Longest != nil {
+		pc.WaitSeconds = now.Sub(pc.Longest.Since).Seconds()
+	}
+	return pc
+}
+
+func (pc *Pacing) print(row func(label, format string, args ...any)) {
+	caps := ""
+	if c := pc.Caps; c != nil {
+		caps = fmt.Sprintf(" (capped by the operator: %d/s per prefix, %d/s in all; 0: none)", c["per_prefix"], c["fleet"])
+	}
+	row("pacing", "%d workers share each destination prefix's write rate%s", pc.Workers, caps)
+	for _, p := range pc.Prefixes {
+		prefix := p.Prefix
+		if prefix == "" {
+			prefix = "(keys with no /)"
+		}
+		row("", "%s: %.0f writes/s allowed, %.0f/s sent, %.1f%% throttled", prefix, p.Rate, p.Writes, 100*p.Throttled)
+	}
+	if pc.Waiting > 0 && pc.Longest != nil {
+		row("", "%d keys retried after a throttle; the longest, s3://%s/%s, for %s", pc.Waiting, pc.Longest.Bucket, pc.Longest.Key,
+			(time.Duration(pc.WaitSeconds * float64(time.Second))).Round(100*time.Millisecond))
+	}
 }
 
 // Scale is what a --scale-ecs refresh did.
@@ -213,6 +320,9 @@ func (v View) Print(w io.Writer) error {
 	}
 	for _, h := range v.Holds {
 		row("fleet", "%s", holdText(h))
+	}
+	if v.Pacing != nil && !v.Complete {
+		v.Pacing.print(row)
 	}
 	if q := v.Queue; q != nil {
 		if q.Error != "" {

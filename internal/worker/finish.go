@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -192,12 +193,22 @@ func (w *Worker) extend(ctx context.Context) {
 
 func (w *Worker) logProgress(msg string) {
 	s := &w.Stats
-	throttles, cuts := w.cfg.Limiter.Throttles()
-	w.log.Info().
-		Int("limit", w.cfg.Limiter.Limit()).
-		Int64("throttles", throttles).
-		Int64("limit_cuts", cuts).
-		Int64("messages", s.Messages.Load()).
+	ev := w.log.Info().Int("limit", w.cfg.Limiter.Limit())
+	if p := w.cfg.Pace; p != nil {
+		// How the writes were paced: what this worker may send the
+		// busiest prefix a second, the write requests S3 throttled, and
+		// the keys being retried after a throttle.
+		t := p.Totals()
+		ev = ev.Int64("throttles", t.Heard).Int64("writes", t.Sent).Int64("writes_throttled", t.Throttled).Int64("rate_cuts", t.Cuts).
+			Int("fleet_workers", t.Workers)
+		if t.Hot != "" {
+			ev = ev.Str("hot_prefix", t.Hot).Float64("hot_allowed", round1(t.Share))
+		}
+		if t.Waiting > 0 {
+			ev = ev.Int("keys_waiting", t.Waiting).Str("longest_wait_key", t.Longest).Dur("longest_wait", time.Since(t.Since).Round(100*time.Millisecond))
+		}
+	}
+	ev.Int64("messages", s.Messages.Load()).
 		Int64("copied", s.Copied.Load()).
 		Int64("deleted", s.Deleted.Load()).
 		Int64("skipped", s.Skipped.Load()).
@@ -208,3 +219,5 @@ func (w *Worker) logProgress(msg string) {
 		Int64("malformed", s.Malformed.Load()).
 		Msg(msg)
 }
+
+func round1(f float64) float64 { return math.Round(f*10) / 10 }

@@ -20,6 +20,7 @@ import (
 	"github.com/s3clone/s3clone/internal/copier"
 	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/ownership"
+	"github.com/s3clone/s3clone/internal/pace"
 	"github.com/s3clone/s3clone/internal/plan"
 	"github.com/s3clone/s3clone/internal/queue"
 )
@@ -72,9 +73,16 @@ type Config struct {
 	Grace time.Duration
 	// Progress is how often a progress line is logged. Default 15s.
 	Progress time.Duration
-	// Limiter adapts the copies in flight to throttling, up to Concurrency.
-	// Default: a limiter nothing reports throttling to, so a fixed limit.
+	// Limiter bounds the copies in flight. Default: Concurrency slots.
 	Limiter *Limiter
+	// Pace, when set, spaces the writes to each destination prefix: a key
+	// waits for its prefix's rate before it takes a copy slot, so keys of
+	// a prefix S3 throttles wait without holding up keys of others.
+	Pace *pace.Pacer
+	// Hold is how many keys a worker holds at once, waiting for their
+	// prefix's rate or copying. Default: 4×Concurrency with Pace, else
+	// Concurrency.
+	Hold int
 	// Observer hears how long each copy took and why keys were not done,
 	// for metrics. Default: nobody.
 	Observer Observer
@@ -141,6 +149,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Limiter == nil {
 		c.Limiter = NewLimiter(c.Concurrency)
+	}
+	if c.Hold <= 0 {
+		c.Hold = c.Concurrency
+		if c.Pace != nil {
+			c.Hold = 4 * c.Concurrency
+		}
 	}
 	if c.Observer == nil {
 		c.Observer = noObserver{}
@@ -240,9 +254,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	finishCtx := context.WithoutCancel(ctx)
 
 	tasks := make(chan task)
-	w.finished = make(chan *job, w.cfg.Concurrency)
+	w.finished = make(chan *job, w.cfg.Hold)
 	var pool sync.WaitGroup
-	for range w.cfg.Concurrency {
+	for range w.cfg.Hold {
 		pool.Go(func() {
 			for t := range tasks {
 				w.copyKey(workCtx, t)
@@ -276,7 +290,12 @@ func (w *Worker) receiveLoop(ctx context.Context, tasks chan<- task) {
 	lastMsg := time.Now()
 	failures := 0
 	for ctx.Err() == nil {
-		free := w.cfg.Limiter.Limit() - int(w.Stats.InFlight.Load())
+		free := w.cfg.Hold - int(w.Stats.InFlight.Load())
+		if w.cfg.Pace != nil {
+			// No more than the prefixes' rates let go soon: the rest of the
+			// work stays on the queue for workers with room.
+			free = min(free, w.cfg.Pace.Room())
+		}
 		if free <= 0 {
 			select {
 			case <-w.freed:
@@ -517,16 +536,29 @@ func (w *Worker) drain(ctx context.Context, cancelWork context.CancelFunc) {
 func (w *Worker) copyKey(ctx context.Context, t task) {
 	j := t.job
 	b := j.batch
+	if w.cfg.Pace != nil && len(b.Entries) > 0 {
+		first := b.Entries[max(t.i, 0)].Key
+		if t.i != wholeBatch {
+			first = plan.DestKey(b.Source, b.Dest, first)
+		}
+		paced, err := w.cfg.Pace.Ahead(ctx, b.Dest.Bucket, first)
+		if err != nil {
+			j.mu.Lock()
+			j.canceled = true // only a stopping worker waits in vain
+			j.mu.Unlock()
+			return
+		}
+		ctx = paced
+	}
 	if err := w.cfg.Limiter.Acquire(ctx); err != nil {
 		j.mu.Lock()
 		j.canceled = true // only a stopping worker waits in vain
 		j.mu.Unlock()
 		return
 	}
-	ok := false
-	defer func() { w.cfg.Limiter.Release(ok) }()
+	defer w.cfg.Limiter.Release()
 	if t.i == wholeBatch {
-		ok = w.deleteBatch(ctx, j)
+		w.deleteBatch(ctx, j)
 		return
 	}
 	e := b.Entries[t.i]
@@ -536,7 +568,6 @@ func (w *Worker) copyKey(ctx context.Context, t task) {
 	err := w.cp.Copy(ctx, src, dst)
 	w.cfg.Observer.CopyTook(time.Since(start))
 	if err == nil {
-		ok = true
 		w.access.succeeded(b.Run, src, dst, start)
 		j.mu.Lock()
 		j.result.Copied++
@@ -581,7 +612,7 @@ func (w *Worker) settleRefusals(j *job) {
 // deleteBatch deletes every key of a delete batch, each only while it is
 // the object the diff listed (its ETag), refusing any key outside the
 // destination prefix: a mirror never deletes what it was not given.
-func (w *Worker) deleteBatch(ctx context.Context, j *job) bool {
+func (w *Worker) deleteBatch(ctx context.Context, j *job) {
 	b := j.batch
 	objs := make([]copier.Doomed, 0, len(b.Entries))
 	listed := map[string]plan.Entry{}
@@ -603,7 +634,7 @@ func (w *Worker) deleteBatch(ctx context.Context, j *job) bool {
 		for _, o := range objs {
 			w.fail(j, failure(o.Key), ce, ce.Blocked())
 		}
-		return false
+		return
 	}
 	deleted := len(objs) - len(failed)
 	j.mu.Lock()
@@ -615,7 +646,6 @@ func (w *Worker) deleteBatch(ctx context.Context, j *job) bool {
 		// refused alone: its failure, not the message's.
 		w.fail(j, failure(f.Key), f.Err, f.Err.Blocked() && !(ownRefusal(f.Err) && deleted > 0))
 	}
-	return true
 }
 
 // fail records a key that was not done: skipped, failed for good, or to be

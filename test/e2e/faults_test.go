@@ -11,8 +11,8 @@ import (
 
 // TestThrottlingAndFaultsLoseNothing puts the workers behind a proxy that
 // answers 5% of S3 requests with 503 SlowDown, 1% with 500 InternalError,
-// and drops 1% of connections: the workers cut their concurrency, retry,
-// and nothing fails for good.
+// and drops 1% of connections: the workers cut their prefixes' write
+// rates, retry, and nothing fails for good.
 func TestThrottlingAndFaultsLoseNothing(t *testing.T) {
 	t.Parallel()
 	env := testbed.Get(t)
@@ -60,7 +60,7 @@ func TestThrottlingAndFaultsLoseNothing(t *testing.T) {
 			var ev struct {
 				Message   string `json:"message"`
 				Throttles int64  `json:"throttles"`
-				Cuts      int64  `json:"limit_cuts"`
+				Cuts      int64  `json:"rate_cuts"`
 			}
 			if json.Unmarshal([]byte(line), &ev) == nil && ev.Message == "worker stopped" {
 				throttles += ev.Throttles
@@ -69,7 +69,7 @@ func TestThrottlingAndFaultsLoseNothing(t *testing.T) {
 		}
 	}
 	if throttles == 0 || cuts == 0 {
-		t.Fatalf("the workers saw %d throttles and cut their concurrency %d times; want both", throttles, cuts)
+		t.Fatalf("the workers saw %d throttles and cut their write rates %d times; want both", throttles, cuts)
 	}
 }
 

@@ -220,16 +220,21 @@ func TestWorkerMetrics(t *testing.T) {
 			t.Errorf("%s = %v (present %v), want %v", name, got, ok, v)
 		}
 	}
-	if faults.SlowDowns.Load() == 0 || m["s3clone_worker_concurrency_cuts_total"] == 0 {
-		t.Errorf("%d SlowDowns injected, %v concurrency cuts: want some of both", faults.SlowDowns.Load(), m["s3clone_worker_concurrency_cuts_total"])
+	if faults.SlowDowns.Load() == 0 || m["s3clone_worker_rate_cuts_total"] == 0 || m["s3clone_worker_writes_throttled_total"] == 0 {
+		t.Errorf("%d SlowDowns injected, %v rate cuts, %v writes throttled: want some of each", faults.SlowDowns.Load(),
+			m["s3clone_worker_rate_cuts_total"], m["s3clone_worker_writes_throttled_total"])
+	}
+	// Every copy is a paced write, and so is every retry of one.
+	if w := m["s3clone_worker_writes_total"]; w < 400 || w > 400+m["s3clone_worker_writes_throttled_total"]+float64(faults.SlowDowns.Load()) {
+		t.Errorf("%v paced writes for 400 copies and %v throttles", w, m["s3clone_worker_writes_throttled_total"])
 	}
 	// Sent again through the SDK: the vanished key's 404, and each direct
 	// attempt that met a SlowDown (the SDK's own attempts meet some too).
 	if fb := m["s3clone_worker_direct_fallbacks_total"]; fb < 1 || fb > float64(faults.SlowDowns.Load())+1 {
 		t.Errorf("%v direct copies fell back to the SDK, want 1 to %d", fb, faults.SlowDowns.Load()+1)
 	}
-	if lim := m["s3clone_worker_concurrency_limit"]; lim < 1 || lim > 16 {
-		t.Errorf("concurrency limit %v outside 1..16", lim)
+	if lim := m["s3clone_worker_concurrency_limit"]; lim != 16 {
+		t.Errorf("concurrency limit %v, want --concurrency's 16 (throttling paces prefixes, not the slots)", lim)
 	}
 	if m["s3clone_worker_copy_duration_seconds_sum"] <= 0 || m["process_resident_memory_bytes"] <= 0 {
 		t.Errorf("copy duration sum %v, RSS %v: want both above 0", m["s3clone_worker_copy_duration_seconds_sum"], m["process_resident_memory_bytes"])

@@ -1,0 +1,142 @@
+package pace
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// bucket is a token bucket that serves its waiters in order: a request
+// goes when a token is there, tokens come at rate a second, and at most
+// burst of them gather. Safe for concurrent use.
+type bucket struct {
+	mu       sync.Mutex
+	rate     float64 // tokens a second; > 0
+	burst    float64 // ≥ 1
+	tokens   float64
+	at       time.Time       // when tokens was last brought up to date
+	waiters  []chan struct{} // closed when granted, first come first served
+	timer    *time.Timer     // set while a grant is scheduled
+	waited   bool            // someone waited since the last call to Waited
+	lastWait time.Time       // when a request last had to wait
+}
+
+// burstTime is how much of its rate a bucket lets go at once: small, so
+// that a fleet's sum of buckets stays close to one smooth rate.
+const burstTime = 50 * time.Millisecond
+
+func newBucket(rate float64, now time.Time) *bucket {
+	b := &bucket{at: now}
+	b.setLocked(rate, now)
+	b.tokens = 1
+	return b
+}
+
+// refill brings tokens up to now; the caller holds mu.
+func (b *bucket) refill(now time.Time) {
+	if now.After(b.at) {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.at).Seconds()*b.rate)
+		b.at = now
+	}
+}
+
+// Set changes the rate from now on.
+func (b *bucket) Set(rate float64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	b.refill(now)
+	b.setLocked(rate, now)
+	if b.timer != nil && b.timer.Stop() {
+		b.timer = nil
+		b.schedule(now)
+	}
+}
+
+func (b *bucket) setLocked(rate float64, now time.Time) {
+	b.rate = max(rate, minLocal)
+	b.burst = max(1, b.rate*burstTime.Seconds())
+	b.tokens = min(b.tokens, b.burst)
+	b.at = now
+}
+
+// Rate is the current rate.
+func (b *bucket) Rate() float64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.rate
+}
+
+// Wait takes a token, waiting in turn for one.
+func (b *bucket) Wait(ctx context.Context) error {
+	b.mu.Lock()
+	now := time.Now()
+	b.refill(now)
+	if len(b.waiters) == 0 && b.tokens >= 1 {
+		b.tokens--
+		b.mu.Unlock()
+		return nil
+	}
+	b.waited, b.lastWait = true, now
+	ch := make(chan struct{})
+	b.waiters = append(b.waiters, ch)
+	b.schedule(now)
+	b.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for i, w := range b.waiters {
+			if w == ch {
+				b.waiters = append(b.waiters[:i], b.waiters[i+1:]...)
+				return ctx.Err()
+			}
+		}
+		b.tokens++ // granted as ctx ended: the token is not spent
+		return ctx.Err()
+	}
+}
+
+// schedule arms the timer for the next grant; the caller holds mu.
+func (b *bucket) schedule(now time.Time) {
+	if b.timer != nil || len(b.waiters) == 0 {
+		return
+	}
+	wait := time.Duration((1 - b.tokens) / b.rate * float64(time.Second))
+	b.timer = time.AfterFunc(max(wait, 0), b.grant)
+}
+
+// grant hands the tokens there are to the first waiters.
+func (b *bucket) grant() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.timer = nil
+	now := time.Now()
+	b.refill(now)
+	for len(b.waiters) > 0 && b.tokens >= 1 {
+		b.tokens--
+		close(b.waiters[0])
+		b.waiters = b.waiters[1:]
+	}
+	b.schedule(now)
+}
+
+// WaitedSince reports whether a request had to wait since t: the demand
+// was at the rate then.
+func (b *bucket) WaitedSince(t time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.waiters) > 0 || b.lastWait.After(t)
+}
+
+// Waited reports whether a request had to wait since the last call: the
+// demand was above the rate.
+func (b *bucket) Waited() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	w := b.waited || len(b.waiters) > 0
+	b.waited = false
+	return w
+}

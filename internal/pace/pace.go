@@ -217,10 +217,14 @@ func (p *Pacer) Ahead(ctx context.Context, bucket, key string) (context.Context,
 
 // Lead is how far ahead of its prefixes' rates a worker holds keys: it
 // takes more work from the queue only while the keys waiting for their
-// rate would be sent within Lead. Keys a worker could not send for a while
-// stay on the queue, for workers with room (an uneven share of a slow
-// prefix's keys would make one worker the fleet's tail).
-const Lead = 3 * time.Second
+// rate would be sent within Lead (and within the worker's Hold). The queue
+// is one line for every prefix: a worker that held only a few seconds of
+// work stopped taking messages behind a run of a slow prefix's, and a
+// fast prefix waiting further down the queue stood still (15 s of 40 in
+// BenchmarkPartitions with Lead at 3 s). Holding more, an uneven share of
+// a prefix's keys is what makes a tail; the doubling after quietAfter
+// lets the workers that hold them take the prefix's whole rate.
+const Lead = time.Minute
 
 // minRoom is the least room: a worker always takes a message when it
 // waits for none.

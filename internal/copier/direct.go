@@ -171,9 +171,12 @@ func (d *Direct) CopyObject(ctx context.Context, in *s3.CopyObjectInput, optFns 
 	var th throttled
 	if errors.As(err, &th) {
 		// The SDK would back off before its second attempt; so do we, for
-		// as long as its retryer says after a first throttle.
-		if err := d.backOff(ctx, th); err != nil {
-			return nil, err
+		// as long as its retryer says after a first throttle. Paced, the
+		// prefix's rate does the waiting.
+		if d.Pace == nil {
+			if err := d.backOff(ctx, th); err != nil {
+				return nil, err
+			}
 		}
 		return d.Client.CopyObject(ctx, in)
 	}

@@ -28,6 +28,9 @@ type Rate struct {
 	Bucket    string  `json:"bucket"`
 	Prefix    string  `json:"prefix"`
 	PerWorker float64 `json:"per_worker"` // requests a second, each worker's
+	// Workers is the fleet's size as its writer counted it: a worker that
+	// counts another size scales the rate to keep the same total.
+	Workers int `json:"workers,omitempty"`
 	// SlowStart: no throttle has been met yet, and the rate doubles at
 	// each step; Step is the next raise after that.
 	SlowStart bool      `json:"slow_start,omitempty"`
@@ -50,6 +53,7 @@ type Presence struct {
 	Worker   string         `json:"worker"`
 	At       time.Time      `json:"at"`
 	Prefixes []PrefixRate   `json:"prefixes,omitempty"`
+	Queued   int            `json:"queued,omitempty"`  // keys waiting for their prefix's rate to start
 	Waiting  int            `json:"waiting,omitempty"` // keys now retried after a throttle
 	Longest  *KeyWait       `json:"longest,omitempty"` // the one waiting longest
 	Caps     map[string]int `json:"caps,omitempty"`    // the operator's caps: per_prefix, fleet

@@ -8,22 +8,31 @@ import (
 
 // bucket is a token bucket that serves its waiters in order: a request
 // goes when a token is there, tokens come at rate a second, and at most
-// burst of them gather. Safe for concurrent use.
+// burst of them gather. It has two lines: requests of calls under way
+// (retries, parts, the end of a multipart copy) go before keys not yet
+// started, which would otherwise queue them behind a worker's whole
+// backlog. Safe for concurrent use.
 type bucket struct {
-	mu       sync.Mutex
-	rate     float64 // tokens a second; > 0
-	burst    float64 // ≥ 1
-	tokens   float64
-	at       time.Time       // when tokens was last brought up to date
-	waiters  []chan struct{} // closed when granted, first come first served
-	timer    *time.Timer     // set while a grant is scheduled
-	waited   bool            // someone waited since the last call to Waited
-	lastWait time.Time       // when a request last had to wait
+	mu     sync.Mutex
+	rate   float64 // tokens a second; > 0
+	burst  float64 // ≥ 1
+	tokens float64
+	at     time.Time // when tokens was last brought up to date
+	// urgent and waiters are closed when granted, each first come first
+	// served, urgent first.
+	urgent, waiters []chan struct{}
+	timer           *time.Timer // set while a grant is scheduled
+	waited          bool        // someone waited since the last call to Waited
+	lastWait        time.Time   // when a request last had to wait
 }
 
 // burstTime is how much of its rate a bucket lets go at once: small, so
 // that a fleet's sum of buckets stays close to one smooth rate.
 const burstTime = 50 * time.Millisecond
+
+// whole is a token, give or take the float arithmetic of a refill timed
+// to make exactly one.
+const whole = 1 - 1e-9
 
 func newBucket(rate float64, now time.Time) *bucket {
 	b := &bucket{at: now}
@@ -67,19 +76,24 @@ func (b *bucket) Rate() float64 {
 	return b.rate
 }
 
-// Wait takes a token, waiting in turn for one.
-func (b *bucket) Wait(ctx context.Context) error {
+// Wait takes a token, waiting in turn for one; urgent requests (of calls
+// under way) are served before the others.
+func (b *bucket) Wait(ctx context.Context, urgent bool) error {
 	b.mu.Lock()
 	now := time.Now()
 	b.refill(now)
-	if len(b.waiters) == 0 && b.tokens >= 1 {
+	if len(b.urgent) == 0 && (urgent || len(b.waiters) == 0) && b.tokens >= whole {
 		b.tokens--
 		b.mu.Unlock()
 		return nil
 	}
 	b.waited, b.lastWait = true, now
 	ch := make(chan struct{})
-	b.waiters = append(b.waiters, ch)
+	line := &b.waiters
+	if urgent {
+		line = &b.urgent
+	}
+	*line = append(*line, ch)
 	b.schedule(now)
 	b.mu.Unlock()
 	select {
@@ -88,9 +102,9 @@ func (b *bucket) Wait(ctx context.Context) error {
 	case <-ctx.Done():
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		for i, w := range b.waiters {
+		for i, w := range *line {
 			if w == ch {
-				b.waiters = append(b.waiters[:i], b.waiters[i+1:]...)
+				*line = append((*line)[:i], (*line)[i+1:]...)
 				return ctx.Err()
 			}
 		}
@@ -99,26 +113,31 @@ func (b *bucket) Wait(ctx context.Context) error {
 	}
 }
 
+// queued is how many wait; the caller holds mu.
+func (b *bucket) queued() int { return len(b.urgent) + len(b.waiters) }
+
 // schedule arms the timer for the next grant; the caller holds mu.
 func (b *bucket) schedule(now time.Time) {
-	if b.timer != nil || len(b.waiters) == 0 {
+	if b.timer != nil || b.queued() == 0 {
 		return
 	}
 	wait := time.Duration((1 - b.tokens) / b.rate * float64(time.Second))
 	b.timer = time.AfterFunc(max(wait, 0), b.grant)
 }
 
-// grant hands the tokens there are to the first waiters.
+// grant hands the tokens there are to the first waiters, urgent first.
 func (b *bucket) grant() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.timer = nil
 	now := time.Now()
 	b.refill(now)
-	for len(b.waiters) > 0 && b.tokens >= 1 {
-		b.tokens--
-		close(b.waiters[0])
-		b.waiters = b.waiters[1:]
+	for _, line := range []*[]chan struct{}{&b.urgent, &b.waiters} {
+		for len(*line) > 0 && b.tokens >= whole {
+			b.tokens--
+			close((*line)[0])
+			*line = (*line)[1:]
+		}
 	}
 	b.schedule(now)
 }
@@ -128,7 +147,7 @@ func (b *bucket) grant() {
 func (b *bucket) WaitedSince(t time.Time) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return len(b.waiters) > 0 || b.lastWait.After(t)
+	return b.queued() > 0 || b.lastWait.After(t)
 }
 
 // Waited reports whether a request had to wait since the last call: the
@@ -136,7 +155,7 @@ func (b *bucket) WaitedSince(t time.Time) bool {
 func (b *bucket) Waited() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	w := b.waited || len(b.waiters) > 0
+	w := b.waited || b.queued() > 0
 	b.waited = false
 	return w
 }

@@ -10,21 +10,21 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // Client is client with its writes paced by p: every attempt of a
-// CopyObject, UploadPartCopy, multipart create, complete or abort, delete or
-// tagging write waits for its prefix's rate and tells p how it went, and a
-// throttled attempt is retried as soon as the rate allows (Retryer).
+// CopyObject, UploadPartCopy, multipart create, complete or abort, delete,
+// tagging or annotation write waits for its prefix's rate and tells p how
+// it went, and a throttled attempt of these is retried as soon as the rate
+// allows (Retryer). Reads keep the client's own retries and backoff.
 func (p *Pacer) Client(client *s3.Client) *s3.Client {
 	return s3.New(client.Options(), func(o *s3.Options) {
-		o.APIOptions = append(slices.Clip(o.APIOptions), p.middleware)
-		if r, ok := o.Retryer.(aws.RetryerV2); ok {
-			o.Retryer = Retryer(r)
-		}
+		base, _ := o.Retryer.(aws.RetryerV2)
+		o.APIOptions = append(slices.Clip(o.APIOptions), func(stack *middleware.Stack) error {
+			return p.middleware(stack, base)
+		})
 	})
 }
 
@@ -32,7 +32,30 @@ type targetKey struct{}
 
 type target struct{ bucket, key string }
 
-func (p *Pacer) middleware(stack *middleware.Stack) error {
+// pacedOps are the operations whose requests S3 counts against a
+// prefix's write rate (PUT, COPY, POST, DELETE on an object).
+var pacedOps = map[string]bool{
+	"CopyObject": true, "UploadPartCopy": true, "CreateMultipartUpload": true, "CompleteMultipartUpload": true,
+	"AbortMultipartUpload": true, "DeleteObject": true, "DeleteObjects": true, "PutObjectTagging": true,
+	"PutObject": true, "PutObjectAnnotation": true,
+}
+
+func (p *Pacer) middleware(stack *middleware.Stack, base aws.RetryerV2) error {
+	if !pacedOps[stack.ID()] {
+		return nil
+	}
+	// The operation's retries: throttles at once (the rate waits), the
+	// rest as the client's retryer has them, clock skew and all.
+	if m, ok := stack.Finalize.Get("Retry"); ok && base != nil {
+		if old, ok := m.(*retry.Attempt); ok {
+			paced := retry.NewAttemptMiddleware(Retryer(base), smithyhttp.RequestCloner, func(a *retry.Attempt) {
+				a.LogAttempts, a.OperationMeter, a.ClientSkew, a.DisableClockSkewCorrection = old.LogAttempts, old.OperationMeter, old.ClientSkew, old.DisableClockSkewCorrection
+			})
+			if _, err := stack.Finalize.Swap("Retry", paced); err != nil {
+				return err
+			}
+		}
+	}
 	err := stack.Initialize.Add(middleware.InitializeMiddlewareFunc("s3clone.PaceTarget",
 		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
 			t, ok := writes(in.Parameters)
@@ -83,6 +106,8 @@ func writes(params any) (target, bool) {
 		b, k = in.Bucket, in.Key
 	case *s3.PutObjectInput:
 		b, k = in.Bucket, in.Key
+	case *s3.PutObjectAnnotationInput:
+		b, k = in.Bucket, in.Key
 	case *s3.DeleteObjectsInput:
 		if in.Delete == nil || len(in.Delete.Objects) == 0 {
 			return target{}, false
@@ -105,9 +130,9 @@ func Throttle(err error) bool {
 	if errors.As(err, &re) && (re.HTTPStatusCode() == http.StatusServiceUnavailable || re.HTTPStatusCode() == http.StatusTooManyRequests) {
 		return true
 	}
-	var api smithy.APIError
-	if errors.As(err, &api) {
-		_, ok := retry.DefaultThrottleErrorCodes[api.ErrorCode()]
+	var coded interface{ ErrorCode() string } // smithy.APIError, and the direct path's own
+	if errors.As(err, &coded) {
+		_, ok := retry.DefaultThrottleErrorCodes[coded.ErrorCode()]
 		return ok
 	}
 	return false

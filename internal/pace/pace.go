@@ -11,15 +11,17 @@
 // takes them, so that a partition that split is found within seconds.
 //
 // The fleet shares the rates through the ledger (pace/ in it; no server to
-// run). A worker that meets a throttle cuts its rate at once and writes
-// the cut; a raise is written before it is used, conditional on the
-// version read, so the fleet raises once a step whatever its size; every
-// worker lists pace/ each second and takes up what others wrote; and a
-// worker that joins starts at the fleet's rate instead of storming the
-// partition. The rate is per worker, not the fleet's total, so workers
-// that have no keys of a prefix take nothing of it; the fleet's size,
-// from each worker's presence in pace/, only bounds the total (a floor,
-// and the operator's cap).
+// run). A worker that meets a throttle cuts its rate at once; its cuts
+// and raises are written to the prefix's rate, each write conditional on
+// the version read; every worker lists pace/ each second and takes up what
+// others wrote (a cut another met holds off its own raises), and a worker
+// that joins starts at the fleet's rate instead of storming the partition.
+// The rate is per worker, not the fleet's total, so workers that have no
+// keys of a prefix take nothing of it, and every worker raising its own by
+// the same share raises the fleet's total by that share, whatever its
+// size. The fleet's size, from each worker's presence in pace/, keeps the
+// total when workers join (each sends less), and bounds it: a floor, and
+// the operator's caps.
 //
 // Retries of a throttled request wait for the prefix's rate, not for an
 // exponential backoff that ignores it: a key is retried as soon as the
@@ -117,6 +119,7 @@ type Pacer struct {
 	synced     chan struct{}
 	syncedOnce sync.Once
 
+	started                      atomic.Bool
 	sent, throttled, cuts, heard atomic.Int64
 	queued                       atomic.Int64 // keys waiting in Ahead
 	lastWarn                     time.Time
@@ -136,15 +139,18 @@ type domain struct {
 	cut     time.Time // the last cut
 	changed time.Time // the last change
 	version string    // the board's version this rate is, or was based on
-	dirty   bool      // cut here and not yet written to the board
+	dirty   bool      // changed here and not yet written to the board
+	gen     int64     // counts the changes made here: a write clears dirty only for the one it wrote
+	written time.Time // when this worker last wrote the rate
+	wrote   time.Time // the cut it last wrote
 
-	lastThrottle             time.Time
-	wanted                   time.Time // the last write sent
-	taken                    [10]int64 // writes S3 took in each tenth of the last window
-	takenAt                  time.Time // when the tenth taken[0] counts began
-	sent, throttled          int64     // since the last presence
-	since                    time.Time
-	totalSent, totalThrottle int64
+	lastThrottle    time.Time
+	wanted          time.Time // the last write sent
+	taken           [10]int64 // writes S3 took in each tenth of the last window
+	takenAt         time.Time // when the tenth taken[0] counts began
+	sent, throttled int64     // since the last presence
+	recent          int64     // sent in the interval before that
+	since           time.Time
 }
 
 // New returns a pacer; Run shares its rates with the fleet.
@@ -167,24 +173,28 @@ func Prefix(key string) string {
 	return ""
 }
 
-// Wait waits until a write to key in bucket may go.
+// Wait waits until a write to key in bucket may go: a request of a call
+// under way (a retry, a part), served before keys waiting in Ahead.
 func (p *Pacer) Wait(ctx context.Context, bucket, key string) error {
 	if t, ok := ctx.Value(prepaidKey{}).(*prepaid); ok && t.bucket == bucket && t.prefix == Prefix(key) && t.unspent.CompareAndSwap(true, false) {
 		return nil
 	}
+	return p.wait(ctx, bucket, key, true)
+}
+
+func (p *Pacer) wait(ctx context.Context, bucket, key string, urgent bool) error {
 	d := p.domain(ctx, bucket, Prefix(key))
-	if err := d.tokens.Wait(ctx); err != nil {
+	if err := d.tokens.Wait(ctx, urgent); err != nil {
 		return err
 	}
 	if p.fleet != nil {
-		if err := p.fleet.Wait(ctx); err != nil {
+		if err := p.fleet.Wait(ctx, urgent); err != nil {
 			return err
 		}
 	}
 	p.sent.Add(1)
 	p.mu.Lock()
 	d.sent++
-	d.totalSent++
 	d.wanted = p.now()
 	p.mu.Unlock()
 	return nil
@@ -205,7 +215,7 @@ type prepaid struct {
 // the keys of others.
 func (p *Pacer) Ahead(ctx context.Context, bucket, key string) (context.Context, error) {
 	p.queued.Add(1)
-	err := p.Wait(ctx, bucket, key)
+	err := p.wait(ctx, bucket, key, false)
 	p.queued.Add(-1)
 	if err != nil {
 		return ctx, err
@@ -272,7 +282,6 @@ func (p *Pacer) Done(bucket, key string, throttled bool) {
 		return
 	}
 	d.throttled++
-	d.totalThrottle++
 	d.lastThrottle = now
 	if now.Sub(d.cut) < cutEvery {
 		return // the same burst
@@ -287,6 +296,7 @@ func (p *Pacer) Done(bucket, key string, throttled bool) {
 	d.slow = false
 	d.step = d.rate * firstStep
 	d.cut, d.changed, d.dirty = now, now, p.cfg.Board != nil
+	d.gen++
 	p.cuts.Add(1)
 	p.apply(d)
 }
@@ -414,7 +424,9 @@ func (p *Pacer) share(d *domain) float64 {
 
 // floor is the least rate of a worker: minRate shared out among the
 // workers present; the caller holds mu.
-func (p *Pacer) floor() float64 { return max(minLocal, minRate/float64(p.workers)) }
+func (p *Pacer) floor() float64 { return p.floorOf(p.workers) }
+
+func (p *Pacer) floorOf(workers int) float64 { return max(minLocal, minRate/float64(workers)) }
 
 // apply sets d's bucket to its share; the caller holds mu.
 func (p *Pacer) apply(d *domain) { d.tokens.Set(p.share(d)) }
@@ -424,11 +436,21 @@ func (p *Pacer) apply(d *domain) { d.tokens.Set(p.share(d)) }
 // is to be written over it. The caller holds mu.
 func (p *Pacer) adopt(d *domain, rec *ledger.Rate) {
 	d.version = rec.Version
+	// Another worker's clock ahead of this one's must not hold off this
+	// one's raises: no time of the board's is later than now here.
+	now := p.now()
+	rec.At, rec.Cut = minTime(rec.At, now), minTime(rec.Cut, now)
+	// The rate was written for the fleet its writer counted: the same
+	// total over this worker's count.
+	rate := rec.PerWorker
+	if rec.Workers > 0 && p.workers > 0 {
+		rate = max(p.floor(), rate*float64(rec.Workers)/float64(p.workers))
+	}
 	if !rec.Cut.After(d.cut) && !rec.At.After(d.changed) {
-		d.dirty = p.cfg.Board != nil && (d.rate != rec.PerWorker || d.slow != rec.SlowStart)
+		d.dirty = p.cfg.Board != nil && (d.rate != rate || d.slow != rec.SlowStart)
 		return
 	}
-	d.rate, d.slow, d.step, d.dirty = rec.PerWorker, rec.SlowStart, rec.Step, false
+	d.rate, d.slow, d.step, d.dirty = rate, rec.SlowStart, rec.Step, false
 	if d.step <= 0 {
 		d.step = d.rate * firstStep
 	}
@@ -449,14 +471,44 @@ func maxTime(a, b time.Time) time.Time {
 	return a
 }
 
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// Start puts this worker on the board and reads it once, before any
+// write: an error says the board refuses it (the ledger's grants on
+// pace/). Without a board it does nothing.
+func (p *Pacer) Start(ctx context.Context) error {
+	board := p.cfg.Board
+	if board == nil {
+		return nil
+	}
+	if _, err := call(ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, board.PutPresence(ctx, p.presence()) }); err != nil {
+		return err
+	}
+	if _, err := call(ctx, board.Pace); err != nil {
+		return err
+	}
+	p.started.Store(true)
+	p.sync(ctx)
+	return nil
+}
+
 // Run shares the rates with the fleet and raises them while S3 takes
 // more, until ctx ends; then it takes this worker off the board.
 func (p *Pacer) Run(ctx context.Context) {
 	board := p.cfg.Board
 	var lastSync, lastPresence time.Time
 	if board != nil {
-		p.present(ctx)
-		lastPresence = time.Now()
+		if p.started.Load() {
+			lastSync, lastPresence = time.Now(), time.Now()
+		} else {
+			p.present(ctx)
+			lastPresence = time.Now()
+		}
 		defer func() {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
@@ -485,18 +537,20 @@ func (p *Pacer) Run(ctx context.Context) {
 	}
 }
 
-// sync counts the fleet, takes up the rates others changed and writes the
-// cuts made here.
+// sync counts the fleet, takes up the rates others changed, writes the
+// changes made here, and forgets prefixes long idle.
 func (p *Pacer) sync(ctx context.Context) {
+	defer p.syncedOnce.Do(func() { close(p.synced) }) // counted or not: a prefix's first rate waits no longer
 	board := p.cfg.Board
-	view, err := board.Pace(ctx)
+	view, err := call(ctx, board.Pace)
 	if err != nil {
-		p.warn(err, "cannot read the fleet's rates")
+		p.warn(err, "cannot read the fleet's rates: pacing alone")
 		return
 	}
+	now := p.now()
 	workers := 1
 	for w, at := range view.Workers {
-		if w != p.cfg.Worker && p.now().Sub(at) < Fresh {
+		if w != p.cfg.Worker && now.Sub(at) < Fresh {
 			workers++
 		}
 	}
@@ -506,23 +560,46 @@ func (p *Pacer) sync(ctx context.Context) {
 	}
 	p.mu.Lock()
 	if workers != p.workers {
+		// More workers: each sends less, so the fleet's total stays; the
+		// newcomers start at the same share. Fewer: the others raise into
+		// the room as S3 takes it.
+		for _, d := range p.domains {
+			if workers > p.workers {
+				d.rate = max(p.floorOf(workers), d.rate*float64(p.workers)/float64(workers))
+			}
+		}
 		p.workers = workers
 		for _, d := range p.domains {
 			p.apply(d)
 		}
+		if p.fleet != nil {
+			p.fleet.Set(p.cfg.MaxFleetRate / float64(workers))
+		}
 	}
-	p.syncedOnce.Do(func() { close(p.synced) })
 	var changed, dirty []*domain
-	for _, d := range p.domains {
-		if v, ok := versions[board.RateKey(d.bucket, d.prefix)]; ok && v != d.version {
+	for k, d := range p.domains {
+		key := board.RateKey(d.bucket, d.prefix)
+		v, listed := versions[key]
+		switch {
+		case listed && v != d.version:
 			changed = append(changed, d)
-		} else if d.dirty {
+		case d.dirty && d.cut.Equal(d.wrote) && now.Sub(d.written) < presenceEvery:
+			// Raises only: every worker makes its own, so the board needs
+			// them only for workers that join; written every few seconds.
+		case d.dirty:
+			if !listed {
+				d.version = "" // deleted since (or never written): written anew
+			}
 			dirty = append(dirty, d)
+		case now.Sub(d.wanted) > idleAfter && now.Sub(d.since) > idleAfter && !d.tokens.WaitedSince(now.Add(-idleAfter)):
+			delete(p.domains, k) // long idle: read from the board again if it comes back
 		}
 	}
 	p.mu.Unlock()
 	for _, d := range changed {
-		rec, err := board.Rate(ctx, board.RateKey(d.bucket, d.prefix))
+		rec, err := call(ctx, func(ctx context.Context) (*ledger.Rate, error) {
+			return board.Rate(ctx, board.RateKey(d.bucket, d.prefix))
+		})
 		if err != nil || rec == nil {
 			continue
 		}
@@ -535,24 +612,39 @@ func (p *Pacer) sync(ctx context.Context) {
 	}
 	for _, d := range dirty {
 		p.mu.Lock()
-		rec := p.record(d)
+		rec, gen := p.record(d), d.gen
 		p.mu.Unlock()
-		version, err := board.PutRate(ctx, rec)
+		version, err := call(ctx, func(ctx context.Context) (string, error) { return board.PutRate(ctx, rec) })
 		p.mu.Lock()
 		if err == nil && d.version == rec.Version {
-			d.version, d.dirty = version, false
+			d.version = version
+			d.dirty = d.gen != gen // changed again while written: written at the next sync
+			d.written, d.wrote = now, rec.Cut
 		}
 		p.mu.Unlock()
 		if err != nil && !errors.Is(err, ledger.ErrRateMoved) {
-			p.warn(err, "cannot write a cut to the fleet's rates")
+			p.warn(err, "cannot write a rate to the fleet's board")
 		}
 		// Moved: read and merged at the next sync.
 	}
 }
 
+// boardTimeout bounds each call to the board: a slow ledger must not hold
+// up the raises and the presence.
+const boardTimeout = 5 * time.Second
+
+// idleAfter is how long a prefix goes unused before a worker forgets it.
+const idleAfter = 10 * time.Minute
+
+func call[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, boardTimeout)
+	defer cancel()
+	return f(ctx)
+}
+
 // record is d as the board keeps it; the caller holds mu.
 func (p *Pacer) record(d *domain) ledger.Rate {
-	return ledger.Rate{Bucket: d.bucket, Prefix: d.prefix, PerWorker: d.rate, SlowStart: d.slow, Step: d.step,
+	return ledger.Rate{Bucket: d.bucket, Prefix: d.prefix, PerWorker: d.rate, Workers: p.workers, SlowStart: d.slow, Step: d.step,
 		Cut: d.cut, At: d.changed, By: p.cfg.Worker, Version: d.version}
 }
 
@@ -586,16 +678,27 @@ func (p *Pacer) raise() {
 			}
 			next = min(next, limit)
 		}
-		d.rate, d.step, d.changed, d.dirty = next, step, now, p.cfg.Board != nil
+		// A slow start not yet throttled stays this worker's own: a
+		// prefix's rate is written once S3 has shown where its limit is.
+		d.rate, d.step, d.changed = next, step, now
+		d.dirty = p.cfg.Board != nil && (!d.cut.IsZero() || d.version != "")
+		d.gen++
 		p.apply(d)
 	}
 }
 
-// present writes this worker's presence: what it sent and met since the
-// last one.
+// present writes this worker's presence.
 func (p *Pacer) present(ctx context.Context) {
+	pr := p.presence()
+	if _, err := call(ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, p.cfg.Board.PutPresence(ctx, pr) }); err != nil {
+		p.warn(err, "cannot write this worker's presence: the fleet may count one worker too few")
+	}
+}
+
+// presence is what this worker sent and met since the last one.
+func (p *Pacer) presence() ledger.Presence {
 	now := p.now()
-	pr := ledger.Presence{Worker: p.cfg.Worker, At: now}
+	pr := ledger.Presence{Worker: p.cfg.Worker, At: now, Queued: int(p.queued.Load())}
 	if p.cfg.MaxRate > 0 || p.cfg.MaxFleetRate > 0 {
 		pr.Caps = map[string]int{"per_prefix": int(p.cfg.MaxRate), "fleet": int(p.cfg.MaxFleetRate)}
 	}
@@ -606,6 +709,7 @@ func (p *Pacer) present(ctx context.Context) {
 			pr.Prefixes = append(pr.Prefixes, ledger.PrefixRate{Bucket: d.bucket, Prefix: d.prefix, Allowed: p.share(d),
 				Sent: d.sent, Throttled: d.throttled, Seconds: secs})
 		}
+		d.recent = d.sent
 		d.sent, d.throttled, d.since = 0, 0, now
 	}
 	pr.Waiting = len(p.waits)
@@ -618,9 +722,7 @@ func (p *Pacer) present(ctx context.Context) {
 	if len(pr.Prefixes) > maxPresencePrefixes {
 		pr.Prefixes = pr.Prefixes[:maxPresencePrefixes]
 	}
-	if err := p.cfg.Board.PutPresence(ctx, pr); err != nil {
-		p.warn(err, "cannot write this worker's presence: the fleet may count one worker too few")
-	}
+	return pr
 }
 
 // maxPresencePrefixes is how many of its busiest prefixes a worker's
@@ -659,13 +761,15 @@ type Totals struct {
 	Sent, Throttled, Cuts, Heard int64
 	Workers                      int // in the fleet, as last counted
 	Prefixes                     int // written to
+	// Queued keys wait for their prefix's rate before they start.
+	Queued int
 	// Waiting keys are being retried after a throttle; Longest has waited
 	// longest, since Since.
 	Waiting int
 	Longest string
 	Since   time.Time
-	// Hot is the prefix sent to most, with what this worker may send it
-	// a second.
+	// Hot is the prefix sent to most lately, with what this worker may
+	// send it a second.
 	Hot   string
 	Share float64
 }
@@ -675,11 +779,11 @@ func (p *Pacer) Totals() Totals {
 	t := Totals{Sent: p.sent.Load(), Throttled: p.throttled.Load(), Cuts: p.cuts.Load(), Heard: p.heard.Load()}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	t.Workers, t.Prefixes, t.Waiting = p.workers, len(p.domains), len(p.waits)
+	t.Workers, t.Prefixes, t.Waiting, t.Queued = p.workers, len(p.domains), len(p.waits), int(p.queued.Load())
 	t.Longest, t.Since, _ = p.longestLocked()
 	var hot *domain
 	for _, d := range p.domains {
-		if hot == nil || d.totalSent > hot.totalSent {
+		if hot == nil || d.sent+d.recent > hot.sent+hot.recent {
 			hot = d
 		}
 	}

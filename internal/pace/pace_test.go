@@ -286,9 +286,11 @@ func TestRatesNeverFallBelowTheFloorNorRiseAboveTheCap(t *testing.T) {
 	}
 }
 
-// A fleet shares one rate per prefix: one raise lands per step whatever
-// the fleet's size, a cut by one worker slows the others, and a worker that
-// joins starts at the fleet's rate, not in slow start.
+// A fleet shares one rate per prefix: a slow start stays each worker's
+// own until S3 throttles; a cut by one worker slows the others; every
+// worker raises its own rate by the same share, and the board keeps one
+// of the raises; a worker that joins starts at the fleet's rate, not in
+// slow start.
 func TestTheFleetSharesOneRate(t *testing.T) {
 	t.Parallel()
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
@@ -307,9 +309,35 @@ func TestTheFleetSharesOneRate(t *testing.T) {
 	if _, share, _ := fleet[0].rateOf("dst", "img/"); share != startRate/4 {
 		t.Fatalf("a worker of 4 starts at %v a second, want a quarter of %v", share, startRate)
 	}
-	// Every worker raises its own rate at the same step: the fleet's total
-	// doubles in slow start, whatever its size; the board keeps one of
-	// the raises, the others are refused and find it the same.
+	c.add(raiseEvery)
+	for _, p := range fleet {
+		busy(t, p, "dst", "img/a")
+		p.raise()
+		p.sync(ctx)
+	}
+	if bd.puts != 0 {
+		t.Fatalf("%d rates written in slow start, want none", bd.puts)
+	}
+	// One worker meets a throttle: the rate is cut for all.
+	c.add(raiseEvery)
+	for range 40 {
+		fleet[2].Done("dst", "img/ok", false) // S3 took 40 in the last second
+	}
+	busy(t, fleet[2], "dst", "img/z")
+	fleet[2].Done("dst", "img/z", true)
+	fleet[2].sync(ctx)
+	if got := bd.rate("dst", "img/"); got.PerWorker != 38 || got.SlowStart || got.By != "w2" || got.Workers != 4 {
+		t.Fatalf("after w2's throttle the board says %+v, want 38 (95%% of the 40 taken) for 4 workers, out of slow start, by w2", got)
+	}
+	for _, p := range fleet {
+		p.sync(ctx)
+		if r, _, slow := p.rateOf("dst", "img/"); r != 38 || slow {
+			t.Fatalf("%s did not take up the cut: %v (slow %v)", p.cfg.Worker, r, slow)
+		}
+	}
+	// Every worker raises: the board keeps one, the rest are refused and
+	// find it the same.
+	puts := bd.puts
 	c.add(raiseEvery)
 	for _, p := range fleet {
 		busy(t, p, "dst", "img/a")
@@ -318,38 +346,17 @@ func TestTheFleetSharesOneRate(t *testing.T) {
 	for _, p := range fleet {
 		p.sync(ctx)
 	}
-	if got := bd.rate("dst", "img/"); got.PerWorker != 2*startRate/4 || bd.puts != 1 {
-		t.Fatalf("rate %v after %d writes (%d refused), want %v after one", got.PerWorker, bd.puts, bd.refusals, 2*startRate/4)
-	}
-	for _, p := range fleet {
-		p.sync(ctx)
-		if r, _, _ := p.rateOf("dst", "img/"); r != 2*startRate/4 {
-			t.Fatalf("%s: rate %v after sync, want %v", p.cfg.Worker, r, 2*startRate/4)
-		}
-	}
-	// One worker meets a throttle: the rate is cut for all.
-	c.add(raiseEvery)
-	for range 40 {
-		fleet[2].Done("dst", "img/ok", false) // S3 took 40 in the last second
-	}
-	fleet[2].Done("dst", "img/z", true)
-	fleet[2].sync(ctx)
-	if got := bd.rate("dst", "img/"); got.PerWorker != 38 || got.SlowStart || got.By != "w2" {
-		t.Fatalf("after w2's throttle the board says %+v, want 38 (95%% of the 40 taken) out of slow start, by w2", got)
-	}
-	for _, p := range fleet {
-		p.sync(ctx)
-		if r, _, slow := p.rateOf("dst", "img/"); r != 38 || slow {
-			t.Fatalf("%s did not take up the cut: %v (slow %v)", p.cfg.Worker, r, slow)
-		}
+	want := 38 * (1 + firstStep)
+	if got := bd.rate("dst", "img/"); fmt.Sprintf("%.3f", got.PerWorker) != fmt.Sprintf("%.3f", want) || bd.puts != puts+1 {
+		t.Fatalf("rate %v after %d more writes, want %v after one", got.PerWorker, bd.puts-puts, want)
 	}
 	// A fifth joins: it starts at the fleet's rate.
 	late := newPacer(Config{Worker: "w4", Board: bd}, c)
 	late.present(ctx)
 	late.sync(ctx)
 	busy(t, late, "dst", "img/a")
-	if r, _, slow := late.rateOf("dst", "img/"); r != 38 || slow {
-		t.Fatalf("a joining worker: rate %v slow %v; want the fleet's 38, not in slow start", r, slow)
+	if r, _, slow := late.rateOf("dst", "img/"); fmt.Sprintf("%.3f", r) != fmt.Sprintf("%.3f", want*4/5) || slow {
+		t.Fatalf("a joining worker: rate %v slow %v; want the fleet's total over 5, not in slow start", r, slow)
 	}
 	if tot := fleet[0].Totals(); tot.Workers != 4 {
 		t.Fatalf("w0 counts %d workers, want 4 (w4 joined after its last sync)", tot.Workers)
@@ -438,22 +445,15 @@ func TestAStaleRateStartsAgainFromHalf(t *testing.T) {
 	}
 }
 
-func TestBucketPacesInOrder(t *testing.T) {
+func TestBucketPacesInOrderCallsUnderWayFirst(t *testing.T) {
 	t.Parallel()
 	b := newBucket(200, time.Now())
 	start := time.Now()
-	var order []int
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for i := range 40 {
-		if err := b.Wait(context.Background()); err != nil {
+	for range 40 {
+		if err := b.Wait(context.Background(), false); err != nil {
 			t.Fatal(err)
 		}
-		mu.Lock()
-		order = append(order, i)
-		mu.Unlock()
 	}
-	wg.Wait()
 	// 40 requests at 200 a second with a burst of 10: at least 0.15 s.
 	if took := time.Since(start); took < 150*time.Millisecond {
 		t.Fatalf("40 requests at 200/s took %v", took)
@@ -461,15 +461,196 @@ func TestBucketPacesInOrder(t *testing.T) {
 	if !b.Waited() || b.Waited() {
 		t.Fatal("Waited: want true once, then false")
 	}
+	// At 5 a second: three keys not started queue, then a retry comes;
+	// the retry goes first, the keys in the order they came.
+	b.Set(5)
+	_ = b.Wait(context.Background(), true) // spend what is left
+	order := make(chan string, 4)
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Go(func() {
+			if b.Wait(context.Background(), false) == nil {
+				order <- fmt.Sprint("key", i)
+			}
+		})
+		waitQueued(t, b, i+1)
+	}
+	wg.Go(func() {
+		if b.Wait(context.Background(), true) == nil {
+			order <- "retry"
+		}
+	})
+	waitQueued(t, b, 4)
+	wg.Wait()
+	close(order)
+	var got []string
+	for o := range order {
+		got = append(got, o)
+	}
+	if strings.Join(got, " ") != "retry key0 key1 key2" {
+		t.Fatalf("served %v, want the retry first, then the keys in order", got)
+	}
 	// A waiter that gives up takes no token from the next.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	b.Set(1)
-	_ = b.Wait(context.Background()) // spend what is left
-	if err := b.Wait(ctx); err == nil {
+	if err := b.Wait(ctx, false); err == nil {
 		t.Fatal("a canceled wait was granted")
 	}
-	if strings.Count(fmt.Sprint(order), " ") != 39 {
-		t.Fatalf("order %v", order)
+}
+
+func waitQueued(t *testing.T, b *bucket, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		b.mu.Lock()
+		q := b.queued()
+		b.mu.Unlock()
+		if q == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d queued, want %d", q, n)
+		}
+	}
+}
+
+// The operator's fleet-wide cap is shared out among the workers present.
+func TestMaxFleetRateIsTheFleets(t *testing.T) {
+	t.Parallel()
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	bd := newBoard()
+	ctx := context.Background()
+	for _, w := range []string{"w1", "w2", "w3"} {
+		if err := bd.PutPresence(ctx, ledger.Presence{Worker: w, At: c.now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := newPacer(Config{Worker: "w0", MaxFleetRate: 400, Board: bd}, c)
+	p.sync(ctx)
+	if r := p.fleet.Rate(); r != 100 {
+		t.Fatalf("a worker of 4 under a fleet cap of 400: %v a second, want 100", r)
+	}
+}
+
+// Workers joining keep the fleet's total: each sends less; a joining
+// worker takes the rate written for the fleet its writer counted, over
+// its own count.
+func TestWorkersJoiningKeepTheTotal(t *testing.T) {
+	t.Parallel()
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	bd := newBoard()
+	ctx := context.Background()
+	a := newPacer(Config{Worker: "a", Board: bd}, c)
+	a.present(ctx)
+	a.sync(ctx)
+	busy(t, a, "dst", "k")
+	a.Done("dst", "k", true) // slow start ends: the rate is written
+	for range 4 {
+		c.add(raiseEvery)
+		busy(t, a, "dst", "k")
+		a.raise()
+	}
+	a.sync(ctx)
+	alone, _, _ := a.rateOf("dst", "")
+	if got := bd.rate("dst", ""); got.PerWorker != alone || got.Workers != 1 {
+		t.Fatalf("board %+v, want a's %v for a fleet of 1", got, alone)
+	}
+	for _, w := range []string{"b", "c", "d"} {
+		if err := bd.PutPresence(ctx, ledger.Presence{Worker: w, At: c.now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.sync(ctx)
+	if r, _, _ := a.rateOf("dst", ""); r != alone/4 {
+		t.Fatalf("a with 4 workers: %v, want a quarter of %v", r, alone)
+	}
+	d := newPacer(Config{Worker: "d", Board: bd}, c)
+	d.sync(ctx)
+	busy(t, d, "dst", "k")
+	if r, _, _ := d.rateOf("dst", ""); r != alone/4 {
+		t.Fatalf("d joining: %v, want a quarter of %v", r, alone)
+	}
+}
+
+// boardHook is a board that runs a hook in the middle of a rate's write.
+type boardHook struct {
+	*board
+	during func()
+}
+
+func (b boardHook) PutRate(ctx context.Context, r ledger.Rate) (string, error) {
+	if b.during != nil {
+		b.during()
+	}
+	return b.board.PutRate(ctx, r)
+}
+
+// A cut made while an earlier change is being written is written next.
+func TestACutWhileARateIsWrittenIsNotLost(t *testing.T) {
+	t.Parallel()
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	hook := boardHook{board: newBoard()}
+	ctx := context.Background()
+	p := newPacer(Config{Worker: "w", Board: &hook}, c)
+	p.sync(ctx)
+	busy(t, p, "dst", "k")
+	for range 3 {
+		c.add(raiseEvery)
+		busy(t, p, "dst", "k")
+		p.raise()
+	}
+	c.add(cutEvery)
+	p.Done("dst", "k", true) // the first cut: dirty
+	c.add(cutEvery)
+	hook.during = func() { hook.during = nil; busy(t, p, "dst", "k"); p.Done("dst", "k", true) }
+	p.sync(ctx) // writes the first cut; the second comes meanwhile
+	second, _, _ := p.rateOf("dst", "")
+	p.sync(ctx)
+	if got := hook.rate("dst", ""); got.PerWorker != second {
+		t.Fatalf("board %v after the next sync, want the second cut's %v", got.PerWorker, second)
+	}
+}
+
+// A board that refuses this worker is an error at Start, not a silent
+// worker pacing alone.
+func TestStartSaysTheBoardRefuses(t *testing.T) {
+	t.Parallel()
+	p := New(Config{Worker: "w", Board: refusing{newBoard()}})
+	if err := p.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "AccessDenied") {
+		t.Fatalf("Start: %v, want the refusal", err)
+	}
+	if err := New(Config{Worker: "w", Board: newBoard()}).Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type refusing struct{ *board }
+
+func (refusing) PutPresence(context.Context, ledger.Presence) error {
+	return fmt.Errorf("write pace/workers/w.json: AccessDenied")
+}
+
+// Room: a worker takes the keys its rates send within Lead, less those
+// already waiting, and always a message's worth when none waits.
+func TestRoomFollowsTheRates(t *testing.T) {
+	t.Parallel()
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	p := newPacer(Config{Worker: "w"}, c)
+	if r := p.Room(); r != minRoom {
+		t.Fatalf("room with no prefix: %d, want %d", r, minRoom)
+	}
+	ctx := context.Background()
+	if err := p.Wait(ctx, "dst", "a/1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(ctx, "dst", "b/1"); err != nil {
+		t.Fatal(err)
+	}
+	want := int(2 * startRate * Lead.Seconds())
+	if r := p.Room(); r != want {
+		t.Fatalf("room with two prefixes at %v: %d, want %d", startRate, r, want)
+	}
+	c.add(6 * time.Second) // a/ and b/ not written to lately
+	if r := p.Room(); r != minRoom {
+		t.Fatalf("room after a quiet: %d, want %d", r, minRoom)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -84,6 +85,8 @@ type View struct {
 type Pacing struct {
 	Workers  int          `json:"workers"`
 	Prefixes []PrefixPace `json:"prefixes,omitempty"` // the busiest first
+	// Queued keys wait for their prefix's rate before they start.
+	Queued int `json:"keys_queued"`
 	// Waiting keys are being retried after a throttle; Longest has waited
 	// longest, WaitSeconds so far.
 	Waiting     int             `json:"keys_waiting"`
@@ -106,9 +109,18 @@ type PrefixPace struct {
 // maxPacedPrefixes is how many prefixes status shows.
 const maxPacedPrefixes = 5
 
-// NewPacing sums the workers' presences (those pacing writes to bucket;
-// every one when bucket is ""); nil when there are none.
+// NewPacing sums the workers' presences: those writing to bucket lately
+// (every one when bucket is ""); nil when there are none.
 func NewPacing(presences []ledger.Presence, bucket string, now time.Time) *Pacing {
+	if bucket != "" {
+		var mine []ledger.Presence
+		for _, p := range presences {
+			if slices.ContainsFunc(p.Prefixes, func(r ledger.PrefixRate) bool { return r.Bucket == bucket }) {
+				mine = append(mine, p)
+			}
+		}
+		presences = mine
+	}
 	if len(presences) == 0 {
 		return nil
 	}
@@ -119,6 +131,7 @@ func NewPacing(presences []ledger.Presence, bucket string, now time.Time) *Pacin
 	sums := map[[2]string]*sum{}
 	for _, p := range presences {
 		pc.Waiting += p.Waiting
+		pc.Queued += p.Queued
 		if l := p.Longest; l != nil && (pc.Longest == nil || l.Since.Before(pc.Longest.Since)) {
 			pc.Longest = l
 		}
@@ -169,7 +182,7 @@ func (pc *Pacing) print(row func(label, format string, args ...any)) {
 	if c := pc.Caps; c != nil {
 		caps = fmt.Sprintf(" (capped by the operator: %d/s per prefix, %d/s in all; 0: none)", c["per_prefix"], c["fleet"])
 	}
-	row("pacing", "%d workers share each destination prefix's write rate%s", pc.Workers, caps)
+	row("pacing", "%d workers writing here share each prefix's write rate%s; %d keys wait for their prefix's rate", pc.Workers, caps, pc.Queued)
 	for _, p := range pc.Prefixes {
 		prefix := p.Prefix
 		if prefix == "" {

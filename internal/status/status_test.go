@@ -98,3 +98,44 @@ func TestPlanDeadline(t *testing.T) {
 		})
 	}
 }
+
+// NewPacing sums what the workers writing to the run's destination last
+// reported: each prefix's allowed and sent rates and throttled share, the
+// busiest first; workers writing elsewhere are left out.
+func TestNewPacing(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	presences := []ledger.Presence{
+		{Worker: "w1", Queued: 30, Waiting: 2, Longest: &ledger.KeyWait{Bucket: "dst", Key: "img/b", Since: now.Add(-3 * time.Second)},
+			Prefixes: []ledger.PrefixRate{
+				{Bucket: "dst", Prefix: "img/", Allowed: 100, Sent: 450, Throttled: 9, Seconds: 5},
+				{Bucket: "dst", Prefix: "", Allowed: 50, Sent: 5, Seconds: 5},
+			}},
+		{Worker: "w2", Queued: 10, Waiting: 1, Longest: &ledger.KeyWait{Bucket: "dst", Key: "img/c", Since: now.Add(-time.Second)},
+			Prefixes: []ledger.PrefixRate{{Bucket: "dst", Prefix: "img/", Allowed: 100, Sent: 500, Throttled: 1, Seconds: 5}}},
+		{Worker: "other-run", Prefixes: []ledger.PrefixRate{{Bucket: "elsewhere", Prefix: "x/", Allowed: 9, Sent: 9, Seconds: 1}}},
+	}
+	pc := NewPacing(presences, "dst", now)
+	if pc == nil || pc.Workers != 2 || pc.Queued != 40 || pc.Waiting != 3 || pc.Longest.Key != "img/b" || pc.WaitSeconds != 3 {
+		t.Fatalf("pacing %+v", pc)
+	}
+	if len(pc.Prefixes) != 2 {
+		t.Fatalf("prefixes %+v, want img/ and the bucket's", pc.Prefixes)
+	}
+	img := pc.Prefixes[0]
+	if img.Prefix != "img/" || img.Rate != 200 || img.Writes != 190 || img.Throttled != 2.0/190 {
+		t.Errorf("img/ %+v: want 200 allowed, 190 sent a second, 2 of 190 throttled", img)
+	}
+	var out strings.Builder
+	v := View{Run: "r", Planned: &ledger.Totals{}, Pacing: pc}
+	if err := v.Print(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"2 workers writing here share", "40 keys wait", "img/: 200 writes/s allowed, 190/s sent, 1.1% throttled", "s3://dst/img/b, for 3s"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status text lacks %q:\n%s", want, out.String())
+		}
+	}
+	if NewPacing(presences, "nowhere", now) != nil {
+		t.Error("pacing for a bucket nobody writes to")
+	}
+}

@@ -204,6 +204,9 @@ func (w *Worker) logProgress(msg string) {
 		if t.Hot != "" {
 			ev = ev.Str("hot_prefix", t.Hot).Float64("hot_allowed", round1(t.Share))
 		}
+		if t.Queued > 0 {
+			ev = ev.Int("keys_paced", t.Queued) // waiting for their prefix's rate to start
+		}
 		if t.Waiting > 0 {
 			ev = ev.Int("keys_waiting", t.Waiting).Str("longest_wait_key", t.Longest).Dur("longest_wait", time.Since(t.Since).Round(100*time.Millisecond))
 		}

@@ -100,11 +100,11 @@ func run(ctx context.Context, args []string) error {
 	log.Info().Str("ledger", store.String()).Str("journal", journal.Name()).Str("version", config.Version()).Msg("recording finished messages in the ledger")
 	// The fleet shares each destination prefix's rate through the ledger.
 	paced := o.work.Pacer(journal.Name(), store, log)
+	pacer.Store(paced) // the board's own throttles are counted too
 	if err := paced.Start(ctx); err != nil {
 		return config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket()+", and s3:PutObject, s3:GetObject and s3:DeleteObject on "+config.LedgerARN(store, "pace/*")+
 			" (the fleet shares its write rates there; the stack's worker role has them from this version on: update the stack)")
 	}
-	pacer.Store(paced)
 	cfg.Pace = paced
 	cfg.Limiter = worker.NewLimiter(o.work.Concurrency)
 	copies := o.work.Copier(regions, paced.Heard, paced, log)

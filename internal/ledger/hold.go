@@ -1,18 +1,15 @@
 package ledger
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // FleetHold says which s3clone command holds a worker service's dynamic
@@ -70,27 +67,7 @@ func (s *Store) FleetHold(ctx context.Context, service string) (*FleetHold, stri
 // longer that one (S3's conditional writes: If-Match, If-None-Match).
 func (s *Store) PutFleetHold(ctx context.Context, h FleetHold, etag string) (string, error) {
 	h.Layout = Layout
-	body, err := json.Marshal(h)
-	if err != nil {
-		return "", err
-	}
-	key := s.holdKey(h.Service)
-	in := &s3.PutObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key), Body: bytes.NewReader(body), ContentType: aws.String("application/json")}
-	if etag != "" {
-		in.IfMatch = aws.String(etag)
-	} else {
-		in.IfNoneMatch = aws.String("*")
-	}
-	s.Requests.Add(1)
-	out, err := s.api.PutObject(ctx, in)
-	var re *smithyhttp.ResponseError
-	switch {
-	case errors.As(err, &re) && (re.HTTPStatusCode() == http.StatusPreconditionFailed || re.HTTPStatusCode() == http.StatusConflict || re.HTTPStatusCode() == http.StatusNotFound):
-		return "", fmt.Errorf("write s3://%s/%s: %w", s.bucket, key, ErrHoldMoved)
-	case err != nil:
-		return "", fmt.Errorf("write s3://%s/%s: %w", s.bucket, key, classify(err))
-	}
-	return aws.ToString(out.ETag), nil
+	return s.putOver(ctx, s.holdKey(h.Service), h, etag, ErrHoldMoved)
 }
 
 // FleetHolds are the holds not released, of every service.

@@ -1,19 +1,16 @@
 package ledger
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // Rate is the request rate the fleet shares for one prefix of a
@@ -155,27 +152,7 @@ func (s *Store) Rate(ctx context.Context, key string) (*Rate, error) {
 // worker wrote it first (S3's conditional writes: If-Match, If-None-Match).
 func (s *Store) PutRate(ctx context.Context, r Rate) (string, error) {
 	r.Layout = Layout
-	body, err := json.Marshal(r)
-	if err != nil {
-		return "", err
-	}
-	key := s.RateKey(r.Bucket, r.Prefix)
-	in := &s3.PutObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key), Body: bytes.NewReader(body), ContentType: aws.String("application/json")}
-	if r.Version != "" {
-		in.IfMatch = aws.String(r.Version)
-	} else {
-		in.IfNoneMatch = aws.String("*")
-	}
-	s.Requests.Add(1)
-	out, err := s.api.PutObject(ctx, in)
-	var re *smithyhttp.ResponseError
-	switch {
-	case errors.As(err, &re) && (re.HTTPStatusCode() == http.StatusPreconditionFailed || re.HTTPStatusCode() == http.StatusConflict || re.HTTPStatusCode() == http.StatusNotFound):
-		return "", fmt.Errorf("write s3://%s/%s: %w", s.bucket, key, ErrRateMoved)
-	case err != nil:
-		return "", fmt.Errorf("write s3://%s/%s: %w", s.bucket, key, classify(err))
-	}
-	return aws.ToString(out.ETag), nil
+	return s.putOver(ctx, s.RateKey(r.Bucket, r.Prefix), r, r.Version, ErrRateMoved)
 }
 
 // PutPresence writes a worker's presence.

@@ -126,6 +126,34 @@ func (s *Store) put(ctx context.Context, key string, v any) error {
 	return nil
 }
 
+// putOver writes v at key over the version whose ETag is etag ("": where
+// there is none), and returns the new ETag; an error wrapping moved when
+// the object is no longer that one (S3's conditional writes: If-Match,
+// If-None-Match; 412, or 409 for a write racing another, or 404 for an
+// If-Match on an object deleted since).
+func (s *Store) putOver(ctx context.Context, key string, v any, etag string, moved error) (string, error) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	in := &s3.PutObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key), Body: bytes.NewReader(body), ContentType: aws.String("application/json")}
+	if etag != "" {
+		in.IfMatch = aws.String(etag)
+	} else {
+		in.IfNoneMatch = aws.String("*")
+	}
+	s.Requests.Add(1)
+	out, err := s.api.PutObject(ctx, in)
+	var re *smithyhttp.ResponseError
+	switch {
+	case errors.As(err, &re) && (re.HTTPStatusCode() == http.StatusPreconditionFailed || re.HTTPStatusCode() == http.StatusConflict || re.HTTPStatusCode() == http.StatusNotFound):
+		return "", fmt.Errorf("write s3://%s/%s: %w", s.bucket, key, moved)
+	case err != nil:
+		return "", fmt.Errorf("write s3://%s/%s: %w", s.bucket, key, classify(err))
+	}
+	return aws.ToString(out.ETag), nil
+}
+
 // get reads the JSON object at key into v, checking its layout version.
 func (s *Store) get(ctx context.Context, key string, v interface{ layout() int }) error {
 	s.Requests.Add(1)

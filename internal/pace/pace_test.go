@@ -86,6 +86,16 @@ func (b *board) rate(bucket, prefix string) ledger.Rate {
 	return b.rates[b.RateKey(bucket, prefix)]
 }
 
+// others puts the presence of workers, written at at, on the board.
+func others(t *testing.T, bd *board, at time.Time, workers ...string) {
+	t.Helper()
+	for _, w := range workers {
+		if err := bd.PutPresence(context.Background(), ledger.Presence{Worker: w, At: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // clock is a test's time, moved by hand.
 type clock struct {
 	mu sync.Mutex
@@ -254,21 +264,13 @@ func TestRatesNeverFallBelowTheFloorNorRiseAboveTheCap(t *testing.T) {
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
 	bd := newBoard()
 	ctx := context.Background()
-	for _, w := range []string{"w1", "w2", "w3"} {
-		if err := bd.PutPresence(ctx, ledger.Presence{Worker: w, At: c.now()}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	others(t, bd, c.now(), "w1", "w2", "w3")
 	p := newPacer(Config{Worker: "w0", MaxRate: 600, Board: bd}, c)
 	p.sync(ctx)
 	busy(t, p, "dst", "k")
 	for range 100 {
 		c.add(cutEvery)
-		for _, w := range []string{"w1", "w2", "w3"} {
-			if err := bd.PutPresence(ctx, ledger.Presence{Worker: w, At: c.now()}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		others(t, bd, c.now(), "w1", "w2", "w3")
 		p.sync(ctx)
 		p.Done("dst", "k", true)
 	}
@@ -380,11 +382,7 @@ func TestCutsOfOneBurstCountOnce(t *testing.T) {
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
 	bd := newBoard()
 	ctx := context.Background()
-	for _, w := range []string{"c", "d"} {
-		if err := bd.PutPresence(ctx, ledger.Presence{Worker: w, At: c.now()}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	others(t, bd, c.now(), "c", "d")
 	a := newPacer(Config{Worker: "a", Board: bd}, c)
 	b := newPacer(Config{Worker: "b", Board: bd}, c)
 	a.present(ctx)
@@ -519,11 +517,7 @@ func TestMaxFleetRateIsTheFleets(t *testing.T) {
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
 	bd := newBoard()
 	ctx := context.Background()
-	for _, w := range []string{"w1", "w2", "w3"} {
-		if err := bd.PutPresence(ctx, ledger.Presence{Worker: w, At: c.now()}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	others(t, bd, c.now(), "w1", "w2", "w3")
 	p := newPacer(Config{Worker: "w0", MaxFleetRate: 400, Board: bd}, c)
 	p.sync(ctx)
 	if r := p.fleet.Rate(); r != 100 {
@@ -554,11 +548,7 @@ func TestWorkersJoiningKeepTheTotal(t *testing.T) {
 	if got := bd.rate("dst", ""); got.PerWorker != alone || got.Workers != 1 {
 		t.Fatalf("board %+v, want a's %v for a fleet of 1", got, alone)
 	}
-	for _, w := range []string{"b", "c", "d"} {
-		if err := bd.PutPresence(ctx, ledger.Presence{Worker: w, At: c.now()}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	others(t, bd, c.now(), "b", "c", "d")
 	a.sync(ctx)
 	if r, _, _ := a.rateOf("dst", ""); r != alone/4 {
 		t.Fatalf("a with 4 workers: %v, want a quarter of %v", r, alone)

@@ -25,7 +25,10 @@ type FaultProxy struct {
 	URL                        string
 	SlowDowns, Internal, Drops atomic.Int64
 	Passed                     atomic.Int64
-	delay                      time.Duration
+	// Matched counts the requests passed on that match (CountingWhere).
+	Matched atomic.Int64
+	match   func(*http.Request) bool
+	delay   time.Duration
 }
 
 // Faults starts a FaultProxy in front of the S3 server; the percentages
@@ -50,6 +53,14 @@ func (e *Env) SQSFaults(t testing.TB, throttledPct, internalPct, dropPct float64
 // latency proxy) that passes every request on and counts them in Passed.
 func (e *Env) Counting(t testing.TB, target string) *FaultProxy {
 	return e.faults(t, target, s3Error, nil, 0, 0, 0, 0)
+}
+
+// CountingWhere is Counting that also counts, in Matched, the requests
+// match picks (say, those for one bucket).
+func (e *Env) CountingWhere(t testing.TB, target string, match func(*http.Request) bool) *FaultProxy {
+	fp := e.faults(t, target, s3Error, nil, 0, 0, 0, 0)
+	fp.match = match
+	return fp
 }
 
 // Client is an S3 client for endpoint (the server, or a proxy in front of
@@ -99,6 +110,9 @@ func (e *Env) faults(t testing.TB, target string, writeErr errorWriter, only fun
 			}
 		default:
 			fp.Passed.Add(1)
+			if fp.match != nil && fp.match(r) {
+				fp.Matched.Add(1)
+			}
 			time.Sleep(fp.delay)
 			proxy.ServeHTTP(w, r)
 		}

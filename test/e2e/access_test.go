@@ -37,7 +37,8 @@ func TestOneDeniedKeyAmongAThousand(t *testing.T) {
 		deploy.DestBucket: "arn:aws:s3:::" + dstB, deploy.DestObjects: "arn:aws:s3:::" + dstB + "/*"}))
 	ledger := "arn:aws:s3:::" + bucketOf(led) + "/s3clone/"
 	env.SetPolicy(t, bucketOf(led), rolePolicy(t, users, map[deploy.Resource]string{
-		deploy.LedgerEntries: ledger + "runs/*/done/*", deploy.LedgerWorkers: ledger + "workers/*"}))
+		deploy.LedgerEntries: ledger + "runs/*/done/*", deploy.LedgerWorkers: ledger + "workers/*",
+		deploy.LedgerBucket: "arn:aws:s3:::" + bucketOf(led), deploy.LedgerPace: ledger + "pace/*"}))
 	asWorker := func() {
 		t.Helper()
 		r := runAs(t, env, user, user+"-secret", "worker", "--queue-url", work, "--ledger", led, "--idle-exit", "4s",

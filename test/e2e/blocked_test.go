@@ -28,7 +28,7 @@ func TestAccessDeniedGoesToTheDeadLetterQueue(t *testing.T) {
 	env.User(t, user, user+"-secret")
 	env.Grant(t, src, user, "s3:ListBucket", "s3:GetObject", "s3:GetObjectTagging")
 	env.Grant(t, dst, user, "s3:ListBucket")
-	env.Grant(t, bucketOf(led), user, "s3:PutObject")
+	env.Grant(t, bucketOf(led), user, "s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:ListBucket") // entries, and the fleet's rates (pace/)
 	cmd := exec.Command(filepath.Join(bin, "worker"), "--queue-url", work, "--ledger", led,
 		"--visibility-timeout", "2s", "--retry-backoff", "1s", "--idle-exit", "6s")
 	cmd.Env = env.EnvironAs(user, user+"-secret")

@@ -199,15 +199,21 @@ func TestWorkerMetrics(t *testing.T) {
 		return addr != ""
 	})
 	var m map[string]float64
+	var slowDowns int64
 	waitFor(t, 60*time.Second, "399 copies in the metrics", func() bool {
+		// The worker keeps reading the fleet's rates from the ledger while
+		// idle: the throttles injected are those counted while nothing
+		// more was injected around the scrape.
+		slowDowns = faults.SlowDowns.Load()
 		m = scrape(t, "http://"+addr+"/metrics")
-		return m["s3clone_worker_objects_copied_total"] == 399 && m["s3clone_worker_messages_done_total"] == 20
+		return m["s3clone_worker_objects_copied_total"] == 399 && m["s3clone_worker_messages_done_total"] == 20 &&
+			m["s3clone_worker_throttles_total"] == float64(slowDowns) && faults.SlowDowns.Load() == slowDowns
 	})
 	want := map[string]float64{
 		"s3clone_worker_bytes_copied_total":                      float64(bytes),
 		`s3clone_worker_failures_total{reason="vanished"}`:       1,
 		"s3clone_worker_copy_duration_seconds_count":             400,
-		"s3clone_worker_throttles_total":                         float64(faults.SlowDowns.Load()),
+		"s3clone_worker_throttles_total":                         float64(slowDowns),
 		"s3clone_worker_copies_in_flight":                        0,
 		"s3clone_worker_keys_held":                               0,
 		"s3clone_worker_concurrency_limit":                       m["s3clone_worker_concurrency_limit"],

@@ -140,7 +140,8 @@ func TestDeletedSourceReadsAsDeleted(t *testing.T) {
 		deploy.DestBucket: "arn:aws:s3:::" + dstB, deploy.DestObjects: "arn:aws:s3:::" + dstB + "/*"}))
 	ledger := "arn:aws:s3:::" + bucketOf(led) + "/s3clone/"
 	env.SetPolicy(t, bucketOf(led), rolePolicy(t, users, map[deploy.Resource]string{
-		deploy.LedgerEntries: ledger + "runs/*/done/*", deploy.LedgerWorkers: ledger + "workers/*"}))
+		deploy.LedgerEntries: ledger + "runs/*/done/*", deploy.LedgerWorkers: ledger + "workers/*",
+		deploy.LedgerBucket: "arn:aws:s3:::" + bucketOf(led), deploy.LedgerPace: ledger + "pace/*"}))
 
 	mustRun(t, env, "planner", "plan", "--source", "s3://"+srcB, "--dest", "s3://"+dstB, "--queue-url", work, "--ledger", led)
 	deleteKeys(t, env, srcB, "sub/file-003.jpg", "sub/file-017.jpg")

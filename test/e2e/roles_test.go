@@ -51,7 +51,8 @@ func TestRolesFromTheTemplateSuffice(t *testing.T) {
 	env.SetPolicy(t, ledgerB, rolePolicy(t, users, map[deploy.Resource]string{
 		deploy.LedgerBucket: "arn:aws:s3:::" + ledgerB, deploy.LedgerObjects: ledger + "*",
 		deploy.LedgerRuns: ledger + "runs/*/run.json", deploy.LedgerSent: ledger + "runs/*/sent/*",
-		deploy.LedgerEntries: ledger + "runs/*/done/*", deploy.LedgerWorkers: ledger + "workers/*"}))
+		deploy.LedgerEntries: ledger + "runs/*/done/*", deploy.LedgerWorkers: ledger + "workers/*",
+		deploy.LedgerPace: ledger + "pace/*"}))
 	as := func(role deploy.Role, name string, args ...string) result {
 		t.Helper()
 		u := users[role]

@@ -58,9 +58,7 @@ func (e *Env) Counting(t testing.TB, target string) *FaultProxy {
 // CountingWhere is Counting that also counts, in Matched, the requests
 // match picks (say, those for one bucket).
 func (e *Env) CountingWhere(t testing.TB, target string, match func(*http.Request) bool) *FaultProxy {
-	fp := e.faults(t, target, s3Error, nil, 0, 0, 0, 0)
-	fp.match = match
-	return fp
+	return e.faultsMatching(t, target, s3Error, nil, match, 0, 0, 0, 0)
 }
 
 // Client is an S3 client for endpoint (the server, or a proxy in front of
@@ -82,11 +80,16 @@ type errorWriter func(w http.ResponseWriter, status int, code, msg string)
 
 func (e *Env) faults(t testing.TB, target string, writeErr errorWriter, only func(*http.Request) bool, delay time.Duration, slowDownPct, internalPct, dropPct float64) *FaultProxy {
 	t.Helper()
+	return e.faultsMatching(t, target, writeErr, only, nil, delay, slowDownPct, internalPct, dropPct)
+}
+
+func (e *Env) faultsMatching(t testing.TB, target string, writeErr errorWriter, only, match func(*http.Request) bool, delay time.Duration, slowDownPct, internalPct, dropPct float64) *FaultProxy {
+	t.Helper()
 	upstream, err := url.Parse(target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fp := &FaultProxy{delay: delay}
+	fp := &FaultProxy{delay: delay, match: match}
 	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
 		r.SetURL(upstream)
 		r.Out.Host = r.In.Host // the client signed this Host

@@ -292,8 +292,8 @@ func (w *Worker) receiveLoop(ctx context.Context, tasks chan<- task) {
 	for ctx.Err() == nil {
 		free := w.cfg.Hold - int(w.Stats.InFlight.Load())
 		if w.cfg.Pace != nil {
-			// No more than the prefixes' rates let go soon: the rest of the
-			// work stays on the queue for workers with room.
+			// No more than the prefixes' rates let go within pace.Lead:
+			// the rest of the work stays on the queue for workers with room.
 			free = min(free, w.cfg.Pace.Room())
 		}
 		if free <= 0 {

@@ -380,7 +380,9 @@ func (p *Pacer) domain(ctx context.Context, bucket, prefix string) *domain {
 	if p.cfg.Board == nil {
 		return d
 	}
-	rec, err := call(ctx, func(ctx context.Context) (*ledger.Rate, error) { return p.cfg.Board.Rate(ctx, p.cfg.Board.RateKey(bucket, prefix)) })
+	rec, err := call(ctx, func(ctx context.Context) (*ledger.Rate, error) {
+		return p.cfg.Board.Rate(ctx, p.cfg.Board.RateKey(bucket, prefix))
+	})
 	if err != nil {
 		p.warn(err, "cannot read the fleet's rate; starting slowly")
 		return d

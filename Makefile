@@ -25,17 +25,21 @@ GOVULNCHECK_VERSION := v1.9.0
 VULNDB_VERSION    := v0.0.0-20261105234957-e22db6528018
 VULNDB            := $(TOOLS)/vulndb-$(VULNDB_VERSION)
 
-.PHONY: all build tools bench-tools lint test deploy-check demo bench bench-scale clean fmt vet image
+.PHONY: all help build tools bench-tools lint test test-unit test-e2e deploy-check demo bench bench-scale clean fmt vet image
 
 all: build
+
+# make help lists the targets with a line of help (the "##" comments).
+help: ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
 
 # What --version prints: the checkout's tag or revision.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 
-build:
+build: ## build bin/planner and bin/worker
 	go build -ldflags "-X github.com/s3clone/s3clone/internal/config.version=$(VERSION)" -o bin/ ./cmd/planner ./cmd/worker
 
-tools: $(VERSITYGW_STAMP) $(SQSD_MODULES)
+tools: $(VERSITYGW_STAMP) $(SQSD_MODULES) ## install the local S3 and SQS servers, pinned, into .tools/ and test/sqsd/
 
 $(VERSITYGW_STAMP):
 	@echo "installing versitygw $(VERSITYGW_VERSION) (first build takes a couple of minutes)"
@@ -44,7 +48,7 @@ $(VERSITYGW_STAMP):
 
 # toxiproxy adds network latency for benchmarks (this kernel has no netem);
 # s5cmd and rclone are the peers measured against (the aws CLI is preinstalled).
-bench-tools: tools $(TOXIPROXY_STAMP) $(S5CMD_STAMP) $(RCLONE_STAMP)
+bench-tools: tools $(TOXIPROXY_STAMP) $(S5CMD_STAMP) $(RCLONE_STAMP) ## and toxiproxy, s5cmd and rclone for the benchmarks
 
 # The module proxy cannot list s5cmd's versions, so go install refuses it;
 # the module itself downloads, and builds from a writable copy.
@@ -75,17 +79,29 @@ $(VULNDB)/index/db.json:
 
 # staticcheck, and govulncheck over the code and the toolchain's standard
 # library: a known vulnerability reachable from s3clone fails the build.
-lint: $(VULNDB)/index/db.json
+lint: $(VULNDB)/index/db.json ## staticcheck and govulncheck, pinned
 	go run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 	go run golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION) -db file://$(VULNDB) ./...
 
 # Every integration test runs: with S3CLONE_REQUIRE_TESTBED set, a package
 # whose servers cannot start fails instead of skipping. go test ./... includes
 # deploy-check's test (TestDeployOnMoto, in ./deploy), so make test runs it too.
-test: tools lint
+test: tools lint ## every test against real local servers, lint, vet and cfn-lint (what CI runs)
 	go vet ./...
 	cfn-lint deploy/s3clone.yaml
 	S3CLONE_REQUIRE_TESTBED=1 go test $(GO_TEST_FLAGS) ./...
+
+# The unit tests alone: no server started, installed or not (every
+# integration test skips), and not the packages that are only integration
+# tests (test/e2e, test/bench). Seconds once built.
+test-unit: ## the unit tests alone: no servers, no tools
+	S3CLONE_UNIT_ONLY=1 go test -count=1 $$(go list ./... | grep -v '/test/')
+
+# The end-to-end tests of the binaries against the local servers; one of
+# them: make test-e2e RUN=TestCutover
+RUN ?= .
+test-e2e: tools ## the binaries end to end against the local servers (RUN=TestName for some)
+	S3CLONE_REQUIRE_TESTBED=1 go test $(GO_TEST_FLAGS) -run '$(RUN)' ./test/e2e/
 
 # The stack on moto (moto_server 5.2.1, preinstalled): deploy/s3clone.yaml is
 # created from the embedded template in three variants of its parameters, every
@@ -94,16 +110,16 @@ test: tools lint
 # deleted and what it keeps checked; then the roles' credentials on a moto that
 # enforces IAM. What moto does not do as AWS does is listed, and checked, in
 # deploy/moto_test.go (motoSkips, motoGaps). Fails, not skips, without moto.
-deploy-check:
+deploy-check: ## create the CloudFormation stack on moto and check it
 	S3CLONE_REQUIRE_TESTBED=1 go test -count=1 -run '^(TestDeployOnMoto|TestPlannerFleetOnMoto)$$' -v ./deploy
 
-demo: tools build
+demo: tools build ## a real clone on local servers, verified
 	./scripts/demo.sh
 
 # Benchmarks (speed and memory targets live here, not in timed tests).
 # BENCH_FLAGS picks some: make bench BENCH_FLAGS='-bench Diff'
 BENCH_FLAGS ?= -bench .
-bench: bench-tools
+bench: bench-tools ## the benchmarks (BENCH_FLAGS='-bench Name' for some)
 	go test -run '^$$' $(BENCH_FLAGS) -benchtime 1x -timeout 60m ./...
 
 # The seed's bucket at its real size: a million objects behind 20 ms, seeded,
@@ -111,7 +127,7 @@ bench: bench-tools
 # 25 minutes on two cores; needs some 10 GB of disk). Results in bench/results/scale-*.md.
 # Then, as root, an unchanged diff with the page cache warm and emptied
 # (about 10 minutes more; bench/results/listing-cold-*.md).
-bench-scale: tools $(TOXIPROXY_STAMP)
+bench-scale: tools $(TOXIPROXY_STAMP) ## the seed's bucket at a million objects (about 35 minutes)
 	S3CLONE_BENCH_SCALE=1 go test -run '^$$' -bench '^Benchmark(Scale|ListingCold)$$' -benchtime 1x -timeout 180m ./test/bench/
 
 # The worker/planner image (needs a Docker engine): IMAGE=repo/s3clone:tag make image
@@ -120,11 +136,11 @@ bench-scale: tools $(TOXIPROXY_STAMP)
 # silicon, Graviton) builds an arm64 image, which an X86_64 task cannot run.
 IMAGE ?= s3clone:dev
 PLATFORM ?= linux/amd64
-image:
+image: ## the worker/planner image (needs a Docker engine)
 	docker build --platform $(PLATFORM) -f deploy/Dockerfile --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
-fmt:
+fmt: ## gofmt every Go file
 	gofmt -w $$(git ls-files '*.go')
 
-clean:
+clean: ## remove bin/ and demo/
 	rm -rf bin demo

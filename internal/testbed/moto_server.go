@@ -56,6 +56,9 @@ const MotoAccount = "123456789012"
 // $S3CLONE_REQUIRE_TESTBED).
 func StartMoto(t testing.TB, environ ...string) *MotoServer {
 	t.Helper()
+	if err := unitOnly(); err != nil {
+		t.Skip(err)
+	}
 	m, err := startMotoServer(environ)
 	if err != nil {
 		if os.Getenv(RequireEnv) != "" {

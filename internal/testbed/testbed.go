@@ -70,12 +70,29 @@ var (
 // integration test or fails.
 const RequireEnv = "S3CLONE_REQUIRE_TESTBED"
 
+// UnitEnv is the environment variable that runs the unit tests alone: no
+// server is started (installed or not) and every integration test skips.
+// `make test-unit` sets it.
+const UnitEnv = "S3CLONE_UNIT_ONLY"
+
+// unitOnly reports whether $S3CLONE_UNIT_ONLY asks for the unit tests alone.
+func unitOnly() error {
+	if os.Getenv(UnitEnv) != "" {
+		return fmt.Errorf("$%s is set: unit tests only", UnitEnv)
+	}
+	return nil
+}
+
 // Main starts the servers, runs the package's tests and stops the servers.
 // Use it from TestMain: os.Exit(testbed.Main(m)). Without the servers
 // installed, the package's unit tests still run and its integration tests
 // (those calling Get) skip, saying how to get the servers; with
 // $S3CLONE_REQUIRE_TESTBED set, missing servers fail the package instead.
 func Main(m *testing.M) int {
+	if err := unitOnly(); err != nil {
+		missing = err
+		return m.Run()
+	}
 	env, err := Start()
 	if err != nil {
 		if os.Getenv(RequireEnv) != "" {

@@ -75,10 +75,12 @@ func TestTheFleetSharesEachPrefixsRate(t *testing.T) {
 		if err := json.Unmarshal([]byte(r.stdout), &pacing); err != nil {
 			t.Fatal(err)
 		}
-		return pacing.Pacing != nil && len(pacing.Pacing.Prefixes) > 0 && pacing.Pacing.Prefixes[0].Prefix == "hot/"
+		// Each worker's presence, rewritten every 5 s, names what it wrote
+		// since the last: both show once each has written for a while.
+		return pacing.Pacing != nil && pacing.Pacing.Workers == 2 && len(pacing.Pacing.Prefixes) > 0 && pacing.Pacing.Prefixes[0].Prefix == "hot/"
 	})
-	if p := pacing.Pacing; p.Workers != 2 || p.Prefixes[0].Rate <= 0 || p.Prefixes[0].Writes <= 0 || p.Prefixes[0].Writes > 2*120 {
-		t.Errorf("status's pacing %+v: want 2 workers, hot/ allowed and written to near its 120 a second", p)
+	if p := pacing.Pacing; p.Prefixes[0].Rate <= 0 || p.Prefixes[0].Writes <= 0 || p.Prefixes[0].Writes > 2*120 {
+		t.Errorf("status's pacing %+v: want hot/ allowed and written to near its 120 a second", p)
 	}
 	text := mustRun(t, env, "planner", "status", "--ledger", led).stdout
 	wg.Wait()

@@ -76,11 +76,12 @@ func TestTheFleetSharesEachPrefixsRate(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Each worker's presence, rewritten every 5 s, names what it wrote
-		// since the last: both show once each has written for a while.
-		return pacing.Pacing != nil && pacing.Pacing.Workers == 2 && len(pacing.Pacing.Prefixes) > 0 && pacing.Pacing.Prefixes[0].Prefix == "hot/"
+		// since the last; a worker that took none of the keys (the first
+		// to receive may hold them all) is not among those writing here.
+		return pacing.Pacing != nil && len(pacing.Pacing.Prefixes) > 0 && pacing.Pacing.Prefixes[0].Prefix == "hot/"
 	})
-	if p := pacing.Pacing; p.Prefixes[0].Rate <= 0 || p.Prefixes[0].Writes <= 0 || p.Prefixes[0].Writes > 2*120 {
-		t.Errorf("status's pacing %+v: want hot/ allowed and written to near its 120 a second", p)
+	if p := pacing.Pacing; p.Workers < 1 || p.Workers > 2 || p.Prefixes[0].Rate <= 0 || p.Prefixes[0].Writes <= 0 || p.Prefixes[0].Writes > 2*120 {
+		t.Errorf("status's pacing %+v: want 1 or 2 workers, hot/ allowed and written to near its 120 a second", p)
 	}
 	text := mustRun(t, env, "planner", "status", "--ledger", led).stdout
 	wg.Wait()

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
+	"golang.org/x/term"
 )
 
 // Logging is the log flags shared by both binaries.
@@ -72,7 +72,7 @@ func (l *Logging) Console(w io.Writer) bool {
 // IsTerminal says whether w is a terminal (a person reads it).
 func IsTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // Connection is what every command shares: how to reach AWS, and how to log.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
 	"slices"
@@ -200,7 +201,7 @@ func TestDeployOnMoto(t *testing.T) {
 			deleteAndCheckKept(t, s)
 		})
 	}
-	for _, name := range testbed.SortedKeys(tpl.Parameters) {
+	for _, name := range slices.Sorted(maps.Keys(tpl.Parameters)) {
 		if _, hasDefault := tpl.Parameters[name]["Default"]; hasDefault && !exercised[name] && ran == len(variants) {
 			t.Logf("parameter %s is left at its default in every variant", name)
 		}
@@ -261,7 +262,7 @@ func declared(t *testing.T, tpl *testbed.CFNTemplate, params map[string]string, 
 			t.Logf("the template declares no parameter %s: not passed", k)
 		}
 	}
-	for _, name := range testbed.SortedKeys(tpl.Parameters) {
+	for _, name := range slices.Sorted(maps.Keys(tpl.Parameters)) {
 		p := tpl.Parameters[name]
 		if _, ok := out[name]; ok {
 			continue
@@ -314,7 +315,7 @@ func checkResources(t *testing.T, s *testbed.MotoStack) {
 			t.Errorf("the stack has %s (%s), which the template does not declare", name, made[name])
 		}
 	}
-	for _, name := range testbed.SortedKeys(s.Template.Resources) {
+	for _, name := range slices.Sorted(maps.Keys(s.Template.Resources)) {
 		r := s.Template.Resources[name]
 		typ, created := made[name]
 		switch exists := s.Exists(t, name); {
@@ -349,7 +350,7 @@ func grepLog(srv *testbed.MotoServer, word string) string {
 // template says, resolved against the stack's resources.
 func checkOutputs(t *testing.T, s *testbed.MotoStack) {
 	t.Helper()
-	for _, name := range testbed.SortedKeys(s.Template.Outputs) {
+	for _, name := range slices.Sorted(maps.Keys(s.Template.Outputs)) {
 		o := s.Template.Outputs[name]
 		cond, _ := o["Condition"].(string)
 		got, present := s.Outputs[name]
@@ -447,7 +448,7 @@ func hasTags(want, got map[string]string) bool {
 func resourcesOf(t *testing.T, s *testbed.MotoStack, typ string) []string {
 	t.Helper()
 	var out []string
-	for _, name := range testbed.SortedKeys(s.Template.Resources) {
+	for _, name := range slices.Sorted(maps.Keys(s.Template.Resources)) {
 		if s.Template.Resources[name].Type == typ && s.Exists(t, name) {
 			out = append(out, name)
 		}
@@ -1434,7 +1435,7 @@ func deleteAndCheckKept(t *testing.T, s *testbed.MotoStack) {
 	t.Helper()
 	s.Delete(t)
 	var kept []string
-	for _, name := range testbed.SortedKeys(s.Resources) {
+	for _, name := range slices.Sorted(maps.Keys(s.Resources)) {
 		if !s.Exists(t, name) {
 			continue
 		}

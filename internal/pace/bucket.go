@@ -22,7 +22,6 @@ type bucket struct {
 	// served, urgent first.
 	urgent, waiters []chan struct{}
 	timer           *time.Timer // set while a grant is scheduled
-	waited          bool        // someone waited since the last call to Waited
 	lastWait        time.Time   // when a request last had to wait
 }
 
@@ -87,7 +86,7 @@ func (b *bucket) Wait(ctx context.Context, urgent bool) error {
 		b.mu.Unlock()
 		return nil
 	}
-	b.waited, b.lastWait = true, now
+	b.lastWait = now
 	ch := make(chan struct{})
 	line := &b.waiters
 	if urgent {
@@ -148,14 +147,4 @@ func (b *bucket) WaitedSince(t time.Time) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.queued() > 0 || b.lastWait.After(t)
-}
-
-// Waited reports whether a request had to wait since the last call: the
-// demand was above the rate.
-func (b *bucket) Waited() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	w := b.waited || b.queued() > 0
-	b.waited = false
-	return w
 }

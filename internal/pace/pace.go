@@ -262,18 +262,16 @@ func (p *Pacer) Room() int {
 // Done hears how a write to key went: throttled, or not.
 func (p *Pacer) Done(bucket, key string, throttled bool) {
 	now := p.now()
-	d := p.lookup(bucket, key)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d := p.domains[domainKey{bucket, Prefix(key)}]
 	if !throttled {
 		if d != nil {
-			p.mu.Lock()
 			d.take(now)
-			p.mu.Unlock()
 		}
 		return
 	}
 	p.throttled.Add(1)
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	id := bucket + "/" + key
 	if _, ok := p.waits[id]; !ok {
 		p.waits[id] = now
@@ -299,12 +297,6 @@ func (p *Pacer) Done(bucket, key string, throttled bool) {
 	d.gen++
 	p.cuts.Add(1)
 	p.apply(d)
-}
-
-func (p *Pacer) lookup(bucket, key string) *domain {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.domains[domainKey{bucket, Prefix(key)}]
 }
 
 // take counts a write S3 took; the caller holds mu.
@@ -660,8 +652,8 @@ func (p *Pacer) raise() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, d := range p.domains {
-		if !d.tokens.Waited() {
-			continue // no demand beyond the rate
+		if !d.tokens.WaitedSince(now.Add(-raiseEvery)) {
+			continue // no demand beyond the rate since the last step
 		}
 		if now.Sub(d.changed) < raiseEvery || now.Sub(d.lastThrottle) < raiseEvery {
 			continue

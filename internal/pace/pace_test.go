@@ -126,7 +126,7 @@ func busy(t *testing.T, p *Pacer, bucket, key string) {
 	t.Helper()
 	d := p.domain(context.Background(), bucket, Prefix(key))
 	d.tokens.mu.Lock()
-	d.tokens.waited, d.tokens.lastWait = true, p.now()
+	d.tokens.lastWait = p.now()
 	d.tokens.mu.Unlock()
 }
 
@@ -241,6 +241,7 @@ func TestRateStartsSlowlyCutsAndProbes(t *testing.T) {
 	other := newPacer(Config{Worker: "o"}, c)
 	busy(t, other, "dst", "img/a")
 	c.add(raiseEvery)
+	busy(t, other, "dst", "img/a")
 	other.raise() // 200
 	c.add(2 * window)
 	other.Done("dst", "img/a", true)
@@ -456,8 +457,8 @@ func TestBucketPacesInOrderCallsUnderWayFirst(t *testing.T) {
 	if took := time.Since(start); took < 150*time.Millisecond {
 		t.Fatalf("40 requests at 200/s took %v", took)
 	}
-	if !b.Waited() || b.Waited() {
-		t.Fatal("Waited: want true once, then false")
+	if !b.WaitedSince(start) || b.WaitedSince(time.Now()) {
+		t.Fatal("WaitedSince: want true since the start, false since now")
 	}
 	// At 5 a second: three keys not started queue, then a retry comes;
 	// the retry goes first, the keys in the order they came.

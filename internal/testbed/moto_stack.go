@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"regexp"
 	"slices"
@@ -288,7 +289,7 @@ func DeployOnMotoAs(t testing.TB, srv *MotoServer, cfg aws.Config, template []by
 		standInProps: map[string]map[string]any{},
 	}
 	var in []cfntypes.Parameter
-	for _, k := range SortedKeys(params) {
+	for _, k := range slices.Sorted(maps.Keys(params)) {
 		in = append(in, cfntypes.Parameter{ParameterKey: aws.String(k), ParameterValue: aws.String(params[k])})
 	}
 	out, err := s.CFN.CreateStack(ctx, &cloudformation.CreateStackInput{
@@ -316,16 +317,6 @@ func DeployOnMotoAs(t testing.TB, srv *MotoServer, cfg aws.Config, template []by
 	}
 	s.registerStandIns(t)
 	return s
-}
-
-// SortedKeys are a map's keys, sorted.
-func SortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // StackResources are the resources moto's CloudFormation reports for the
@@ -442,7 +433,7 @@ type standIn struct {
 
 // MotoStandInTypes are the resource types DeployOnMoto registers itself
 // when moto's CloudFormation skips them.
-func MotoStandInTypes() []string { return SortedKeys(standIns) }
+func MotoStandInTypes() []string { return slices.Sorted(maps.Keys(standIns)) }
 
 var standIns = map[string]standIn{
 	// Ref: "service/CLUSTER/SERVICE|ecs:service:DesiredCount|ecs", as CloudFormation's.
@@ -594,7 +585,7 @@ func clone(m map[string]any) map[string]any {
 func (s *MotoStack) registerStandIns(t testing.TB) {
 	t.Helper()
 	var todo []string
-	for _, name := range SortedKeys(s.Template.Resources) {
+	for _, name := range slices.Sorted(maps.Keys(s.Template.Resources)) {
 		if _, made := s.Resources[name]; !made && s.Exists(t, name) {
 			s.StandIns[name] = s.Template.Resources[name].Type
 			if _, ok := standIns[s.Template.Resources[name].Type]; ok {
@@ -633,7 +624,7 @@ func (s *MotoStack) registerStandIns(t testing.TB) {
 // before using a role's credentials on a server that enforces IAM.
 func (s *MotoStack) RepairRolePolicies(t testing.TB) {
 	t.Helper()
-	for _, name := range SortedKeys(s.Template.Resources) {
+	for _, name := range slices.Sorted(maps.Keys(s.Template.Resources)) {
 		if s.Template.Resources[name].Type != "AWS::IAM::Role" || !s.Exists(t, name) {
 			continue
 		}
@@ -916,13 +907,13 @@ func (s *MotoStack) Delete(t testing.TB) {
 	}
 	// Dependents first: alarms, then policies, then targets.
 	order := []string{"AWS::CloudWatch::Alarm", "AWS::ApplicationAutoScaling::ScalingPolicy", "AWS::ApplicationAutoScaling::ScalableTarget"}
-	for _, typ := range SortedKeys(standIns) {
+	for _, typ := range slices.Sorted(maps.Keys(standIns)) {
 		if !slices.Contains(order, typ) {
 			order = append(order, typ)
 		}
 	}
 	for _, typ := range order {
-		for _, name := range SortedKeys(s.StandIns) {
+		for _, name := range slices.Sorted(maps.Keys(s.StandIns)) {
 			ref, made := s.Resources[name]
 			if s.StandIns[name] != typ || !made || s.Template.Resources[name].DeletionPolicy == "Retain" {
 				continue

@@ -151,3 +151,33 @@ func TestTheFleetSharesEachPrefixsRate(t *testing.T) {
 		t.Error("no worker cut a rate, though hot/ throttled")
 	}
 }
+
+// TestWorkerWithoutThePaceGrantsStops: a worker whose role may record its
+// entries but not share the fleet's rates (a stack from before the pacing)
+// stops at start with exit 2, naming the grants, and takes no work.
+func TestWorkerWithoutThePaceGrantsStops(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	src, dst := env.Bucket(t), env.Bucket(t)
+	env.Put(t, src, []testbed.Object{{Key: "a.jpg", Body: []byte("a")}})
+	work, _ := env.Queue(t, 0)
+	led := ledgerURL(t, env)
+	mustRun(t, env, "planner", "plan", "--source", "s3://"+src, "--dest", "s3://"+dst, "--queue-url", work, "--ledger", led)
+	planned, err := queueDepth(env, work)
+	if err != nil || planned == 0 {
+		t.Fatalf("%d messages planned (%v)", planned, err)
+	}
+
+	user := testbed.Name("w")
+	env.User(t, user, user+"-secret")
+	env.Grant(t, src, user, "s3:ListBucket", "s3:GetObject", "s3:GetObjectTagging")
+	env.Grant(t, dst, user, "s3:PutObject", "s3:PutObjectTagging")
+	env.Grant(t, bucketOf(led), user, "s3:PutObject") // its record and entries; not the listing of pace/
+	r := runAs(t, env, user, user+"-secret", "worker", "--queue-url", work, "--ledger", led, "--idle-exit", "2s")
+	if r.code != 2 || !strings.Contains(r.stderr, "s3:ListBucket on arn:aws:s3:::"+bucketOf(led)) || !strings.Contains(r.stderr, "pace/*") {
+		t.Fatalf("worker without the pace/ grants: exit %d, want 2 naming them:\n%s", r.code, tail(r.stderr))
+	}
+	if n, err := queueDepth(env, work); err != nil || n != planned {
+		t.Fatalf("%d messages on the queue (%v), want the %d planned, untaken", n, err, planned)
+	}
+}

@@ -79,7 +79,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		conn.Logging.Through = progress
 	}
 	// One process: its writes are paced alone (no fleet to share with).
-	pacer := work.Pacer("local", nil, zerolog.Nop())
+	pacer := work.Pacer("local", nil, nil, zerolog.Nop())
 	conn.AWS.OnThrottle = pacer.Heard
 	log, awsCfg, err := conn.Open(ctx, work.Connections()+s.listers*2+plan.Deciders)
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/metrics"
-	"github.com/s3clone/s3clone/internal/pace"
 	"github.com/s3clone/s3clone/internal/queue"
 	"github.com/s3clone/s3clone/internal/worker"
 )
@@ -71,14 +70,10 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	// Every throttling answer is counted; the paced writes' also set
-	// their prefix's rate (pace.Pacer, below).
-	var pacer atomic.Pointer[pace.Pacer]
-	o.conn.AWS.OnThrottle = func() {
-		if p := pacer.Load(); p != nil {
-			p.Heard()
-		}
-	}
+	// Every throttling answer is counted, from the first request on; the
+	// paced writes' also set their prefix's rate (pace.Pacer, below).
+	var heard atomic.Int64
+	o.conn.AWS.OnThrottle = func() { heard.Add(1) }
 	log, awsCfg, err := o.conn.Open(ctx, o.work.Connections())
 	if err != nil {
 		return err
@@ -99,8 +94,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	log.Info().Str("ledger", store.String()).Str("journal", journal.Name()).Str("version", config.Version()).Msg("recording finished messages in the ledger")
 	// The fleet shares each destination prefix's rate through the ledger.
-	paced := o.work.Pacer(journal.Name(), store, log)
-	pacer.Store(paced) // the board's own throttles are counted too
+	paced := o.work.Pacer(journal.Name(), store, &heard, log)
 	if err := paced.Start(ctx); err != nil {
 		return config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket()+", and s3:PutObject, s3:GetObject and s3:DeleteObject on "+config.LedgerARN(store, "pace/*")+
 			" (the fleet shares its write rates there; the stack's worker role has them from this version on: update the stack)")

@@ -3,6 +3,7 @@ package config
 import (
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -173,9 +174,10 @@ func (w *Work) Copier(regions *Regions, onThrottle func(), pacer *pace.Pacer, lo
 }
 
 // Pacer is the pacer of a worker's writes (pace.Pacer), sharing its rates
-// on board (nil: this process alone).
-func (w *Work) Pacer(id string, board pace.Board, log zerolog.Logger) *pace.Pacer {
-	return pace.New(pace.Config{Worker: id, MaxRate: w.MaxRate, MaxFleetRate: w.MaxFleetRate, Board: board, Log: log})
+// on board (nil: this process alone); heard, if set, counts every
+// throttling answer the process got (pace.Config.Heard).
+func (w *Work) Pacer(id string, board pace.Board, heard *atomic.Int64, log zerolog.Logger) *pace.Pacer {
+	return pace.New(pace.Config{Worker: id, MaxRate: w.MaxRate, MaxFleetRate: w.MaxFleetRate, Board: board, Heard: heard, Log: log})
 }
 
 // WorkerConfig is the worker's configuration from the flags.

@@ -101,6 +101,10 @@ type Config struct {
 	// Board shares the rates with the fleet; nil paces this process alone.
 	Board Board
 	Log   zerolog.Logger
+	// Heard, if set, is where the process counts every throttling answer
+	// it gets, from before the pacer is made (Totals reports it); nil:
+	// the pacer counts those it is told of (Heard).
+	Heard *atomic.Int64
 }
 
 // Pacer paces one worker's writes. Safe for concurrent use.
@@ -119,10 +123,11 @@ type Pacer struct {
 	synced     chan struct{}
 	syncedOnce sync.Once
 
-	started                      atomic.Bool
-	sent, throttled, cuts, heard atomic.Int64
-	queued                       atomic.Int64 // keys waiting in Ahead
-	lastWarn                     time.Time
+	started               atomic.Bool
+	sent, throttled, cuts atomic.Int64
+	heard                 *atomic.Int64 // Config.Heard, or the pacer's own
+	queued                atomic.Int64  // keys waiting in Ahead
+	lastWarn              time.Time
 }
 
 type domainKey struct{ bucket, prefix string }
@@ -156,6 +161,10 @@ type domain struct {
 // New returns a pacer; Run shares its rates with the fleet.
 func New(cfg Config) *Pacer {
 	p := &Pacer{cfg: cfg, domains: map[domainKey]*domain{}, workers: 1, waits: map[string]time.Time{}, now: time.Now, synced: make(chan struct{})}
+	p.heard = cfg.Heard
+	if p.heard == nil {
+		p.heard = new(atomic.Int64)
+	}
 	if cfg.MaxFleetRate > 0 {
 		p.fleet = newBucket(cfg.MaxFleetRate, time.Now())
 	}

@@ -180,9 +180,7 @@ func TestWorkerMetrics(t *testing.T) {
 	}
 
 	faults := env.Faults(t, 5, 0, 0)
-	// Idle for 10 s before it exits: time for a scrape that meets no
-	// throttle of the fleet's rates, which it keeps reading while idle.
-	cmd, stdout, stderr := command(env, "worker", "--queue-url", work, "--ledger", led, "--idle-exit", "10s",
+	cmd, stdout, stderr := command(env, "worker", "--queue-url", work, "--ledger", led, "--idle-exit", "4s",
 		"--concurrency", "16", "--metrics-addr", "127.0.0.1:0", "--log-format", "json",
 		"--emf", "e2e-fleet", "--emf-interval", "1s")
 	cmd.Env = env.EnvironFor(faults.URL)

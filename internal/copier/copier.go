@@ -86,6 +86,7 @@ type Source struct {
 	Size         int64
 	ETag         string // "" copies whatever version is current
 	StorageClass string
+	VersionID    string // "": the current version; else this version exactly
 }
 
 // Target is where a copy goes: a key in a bucket, or a bucket (to delete

@@ -20,8 +20,11 @@ import (
 // copy options (Copy): a version-3 worker would write copies without the
 // ACL or encryption the run asked for, and drop website redirects and
 // Object Lock, which S3 does not copy by itself. This version still reads
-// versions 2 and 3, whose copies take the worker's own options.
-const SchemaVersion = 4
+// versions 2 and 3, whose copies take the worker's own options. Version 5
+// added OpSync (follow's "this key may have changed") and an entry's
+// version id (a copy of one version, for --as-of): a version-4 worker
+// would copy whatever is current, or take a sync for an unknown operation.
+const SchemaVersion = 5
 
 // oldestVersion is the oldest Batch version this build reads.
 const oldestVersion = 2
@@ -31,6 +34,10 @@ const (
 	OpCopy   = ""       // copy each key from Source to Dest (the default)
 	OpDelete = "delete" // delete each key, a destination key, from Dest
 	OpProbe  = "probe"  // no work: a preflight check that sending works
+	// OpSync: each key may have changed in Source (an S3 event said so):
+	// copy its current state, pinned to what a HeadObject read, or delete
+	// it from Dest while it is absent from Source.
+	OpSync = "sync"
 )
 
 // MaxBodyBytes is the largest message body the batcher produces. It leaves
@@ -45,6 +52,9 @@ type Entry struct {
 	Size         int64  `json:"s"`
 	ETag         string `json:"e,omitempty"`
 	StorageClass string `json:"c,omitempty"`
+	// VersionID, when set, is the source version to copy (version 5 on):
+	// the copy reads that version, not whatever is current.
+	VersionID string `json:"ver,omitempty"`
 }
 
 // Batch is the body of one work message.
@@ -130,7 +140,7 @@ func Decode(body []byte) (*Batch, error) {
 		return nil, fmt.Errorf("%w: run, source or destination missing", ErrSchema)
 	}
 	switch b.Op {
-	case OpCopy, OpDelete, OpProbe:
+	case OpCopy, OpDelete, OpProbe, OpSync:
 	default:
 		return nil, fmt.Errorf("%w: unknown operation %q", ErrSchema, b.Op)
 	}

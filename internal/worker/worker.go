@@ -562,7 +562,7 @@ func (w *Worker) copyKey(ctx context.Context, t task) {
 		return
 	}
 	e := b.Entries[t.i]
-	src := copier.Source{Bucket: b.Source.Bucket, Region: b.Source.Region, Key: e.Key, Size: e.Size, ETag: e.ETag, StorageClass: e.StorageClass}
+	src := copier.Source{Bucket: b.Source.Bucket, Region: b.Source.Region, Key: e.Key, Size: e.Size, ETag: e.ETag, StorageClass: e.StorageClass, VersionID: e.VersionID}
 	dst := copier.Target{Bucket: b.Dest.Bucket, Region: b.Dest.Region, Key: plan.DestKey(b.Source, b.Dest, e.Key), Write: j.write}
 	start := time.Now()
 	err := w.cp.Copy(ctx, src, dst)

@@ -79,7 +79,7 @@ func TestDecodeRejectsForeignBodies(t *testing.T) {
 	for _, body := range []string{
 		"", "hello", `{"v":1}`, `{"Records":[]}`,
 		`{"v":1,"run":"r","src":{"bucket":"a"},"dst":{"bucket":"b"}}`, // version 1 had no op: refused
-		`{"v":5,"run":"r","src":{"bucket":"a"},"dst":{"bucket":"b"}}`, // from a newer planner
+		`{"v":6,"run":"r","src":{"bucket":"a"},"dst":{"bucket":"b"}}`, // from a newer planner
 		`{"v":2,"run":"r","op":"move","src":{"bucket":"a"},"dst":{"bucket":"b"}}`,
 	} {
 		if _, err := Decode([]byte(body)); err == nil {

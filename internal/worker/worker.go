@@ -45,6 +45,8 @@ type Recorder interface {
 type Copier interface {
 	Copy(ctx context.Context, src copier.Source, dst copier.Target) error
 	Delete(ctx context.Context, dst copier.Target, objs []copier.Doomed) ([]copier.KeyError, error)
+	// Current reads what a source key holds now (a sync's first step).
+	Current(ctx context.Context, src copier.Source) (copier.Source, error)
 }
 
 // Config tunes a Worker. Zero values take the defaults.
@@ -394,7 +396,7 @@ func (w *Worker) hold(msgs []queue.Message) []*job {
 			continue
 		}
 		j := &job{msg: m, batch: batch}
-		if batch.Op == plan.OpCopy {
+		if batch.Op == plan.OpCopy || batch.Op == plan.OpSync {
 			j.write = w.writeFor(batch) // a probe or a deletion writes nothing
 		}
 		if o := w.cfg.Owners; o != nil {
@@ -561,6 +563,10 @@ func (w *Worker) copyKey(ctx context.Context, t task) {
 		w.deleteBatch(ctx, j)
 		return
 	}
+	if b.Op == plan.OpSync {
+		w.syncKey(ctx, j, t.i)
+		return
+	}
 	e := b.Entries[t.i]
 	src := copier.Source{Bucket: b.Source.Bucket, Region: b.Source.Region, Key: e.Key, Size: e.Size, ETag: e.ETag, StorageClass: e.StorageClass, VersionID: e.VersionID}
 	dst := copier.Target{Bucket: b.Dest.Bucket, Region: b.Dest.Region, Key: plan.DestKey(b.Source, b.Dest, e.Key), Write: j.write}
@@ -716,6 +722,11 @@ func failHint(b *plan.Batch, f ledger.Failure, ce *copier.Error) string {
 func blockedHint(b *plan.Batch, key string, ce *copier.Error) string {
 	if ce.Reason == copier.ReasonNoBucket {
 		return fmt.Sprintf("create the bucket or fix the plan: source %s, destination %s", b.Source.Bucket, b.Dest.Bucket)
+	}
+	if b.Op == plan.OpSync {
+		return fmt.Sprintf("grant the workers s3:GetObject and s3:GetObjectTagging on arn:aws:s3:::%s/%s and s3:ListBucket on arn:aws:s3:::%s (a sync reads the key, and without s3:ListBucket S3 answers 403 for a deleted key), "+
+			"and s3:PutObject, s3:PutObjectTagging and s3:DeleteObject on arn:aws:s3:::%s/%s",
+			b.Source.Bucket, key, b.Source.Bucket, b.Dest.Bucket, plan.DestKey(b.Source, b.Dest, key))
 	}
 	if b.Op == plan.OpDelete {
 		return fmt.Sprintf("grant the workers s3:DeleteObject and s3:GetObject (a delete conditional on the listed ETag needs both) on arn:aws:s3:::%s/%s", b.Dest.Bucket, key)

@@ -57,6 +57,10 @@ func (s *scriptedCopier) Delete(_ context.Context, dst copier.Target, objs []cop
 	return nil, nil
 }
 
+func (s *scriptedCopier) Current(_ context.Context, src copier.Source) (copier.Source, error) {
+	return src, nil
+}
+
 func (s *scriptedCopier) count(key string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -1,0 +1,98 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/s3clone/s3clone/internal/copier"
+	"github.com/s3clone/s3clone/internal/ledger"
+	"github.com/s3clone/s3clone/internal/plan"
+)
+
+// syncAttempts bounds how often one key of a sync batch is read and copied
+// again because it changed while it was being copied; a key still moving
+// after that goes back with its message.
+const syncAttempts = 5
+
+// syncKey brings key i of a sync batch into step. An S3 event said the key
+// may have changed, and an event is not a state: S3 sends them at least
+// once, in no order, and may send one for two writes close together. So
+// what the key holds now is read (HeadObject) and copied, pinned to what
+// was read (CopySourceIfMatch), or, while the source has no such key, the
+// destination's is deleted. Each copy is checked afterwards: a copy that
+// finished after a newer one of the same key (a long copy of an older
+// state, run by another worker for an earlier event) would otherwise leave
+// the older state in place with no event left to mend it, so a source
+// that no longer holds what was copied is read and copied again.
+func (w *Worker) syncKey(ctx context.Context, j *job, i int) {
+	b := j.batch
+	e := b.Entries[i]
+	src := copier.Source{Bucket: b.Source.Bucket, Region: b.Source.Region, Key: e.Key}
+	dst := copier.Target{Bucket: b.Dest.Bucket, Region: b.Dest.Region, Key: plan.DestKey(b.Source, b.Dest, e.Key), Write: j.write}
+	var copied *copier.Source
+	for range syncAttempts {
+		cur, err := w.cp.Current(ctx, src)
+		if err != nil {
+			ce := copier.Classify(err)
+			if ce.Reason != copier.ReasonVanished {
+				w.fail(j, ledger.Failure{Key: e.Key}, ce, ce.Blocked())
+				return
+			}
+			w.syncDelete(ctx, j, e.Key, dst)
+			return
+		}
+		if copied != nil && copied.ETag == cur.ETag && copied.Size == cur.Size {
+			w.synced(j, *copied)
+			return
+		}
+		start := time.Now()
+		err = w.cp.Copy(ctx, cur, dst)
+		w.cfg.Observer.CopyTook(time.Since(start))
+		if err == nil {
+			copied = &cur
+			continue // read once more: is it still what was copied?
+		}
+		ce := copier.Classify(err)
+		switch ce.Reason {
+		case copier.ReasonChanged, copier.ReasonVanished:
+			continue // changed since it was read: read it again
+		}
+		w.fail(j, ledger.Failure{Key: e.Key, Size: cur.Size, ETag: cur.ETag, Class: cur.StorageClass}, ce, ce.Blocked())
+		return
+	}
+	w.fail(j, ledger.Failure{Key: e.Key}, &copier.Error{Reason: copier.ReasonTransient,
+		Err: fmt.Errorf("s3://%s/%s changed while being copied %d times running: its message will be tried again", b.Source.Bucket, e.Key, syncAttempts)}, false)
+}
+
+// synced counts a key copied by a sync.
+func (w *Worker) synced(j *job, src copier.Source) {
+	j.mu.Lock()
+	j.result.Copied++
+	j.result.Bytes += src.Size
+	j.mu.Unlock()
+	w.Stats.Copied.Add(1)
+	w.Stats.Bytes.Add(src.Size)
+	w.log.Debug().Str("key", src.Key).Int64("bytes", src.Size).Msg("object synced")
+}
+
+// syncDelete deletes a sync's destination key, the source having none: a
+// deletion in the source, or a key created and deleted again. Should the
+// source key come back after it was read, its own event brings it.
+func (w *Worker) syncDelete(ctx context.Context, j *job, key string, dst copier.Target) {
+	f := ledger.Failure{Key: key}
+	failed, err := w.cp.Delete(ctx, copier.Target{Bucket: dst.Bucket, Region: dst.Region}, []copier.Doomed{{Key: dst.Key}})
+	if err == nil && len(failed) > 0 {
+		err = failed[0].Err
+	}
+	if err != nil {
+		ce := copier.Classify(err)
+		w.fail(j, f, ce, ce.Blocked())
+		return
+	}
+	j.mu.Lock()
+	j.result.Deleted++
+	j.mu.Unlock()
+	w.Stats.Deleted.Add(1)
+	w.log.Debug().Str("key", key).Msg("object deleted: absent from the source")
+}

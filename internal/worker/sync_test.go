@@ -1,0 +1,147 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/s3clone/s3clone/internal/copier"
+	"github.com/s3clone/s3clone/internal/plan"
+	"github.com/s3clone/s3clone/internal/queue"
+	"github.com/s3clone/s3clone/internal/testbed"
+)
+
+// syncBody is a sync batch of run-1 from s3://src/in/ to s3://dst/out/.
+func syncBody(t *testing.T, src, dst string, seq int64, keys ...string) queue.Outgoing {
+	t.Helper()
+	b := plan.Batch{Version: plan.SchemaVersion, Run: "run-1", Seq: seq, Op: plan.OpSync,
+		Source: plan.Location{Bucket: src, Prefix: "in/"}, Dest: plan.Location{Bucket: dst, Prefix: "out/"}}
+	for _, k := range keys {
+		// What an event said is no guide: a stale ETag and size, which the
+		// sync must not copy by.
+		b.Entries = append(b.Entries, plan.Entry{Key: "in/" + k, Size: 1, ETag: `"stale"`})
+	}
+	body, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return queue.Outgoing{Body: body}
+}
+
+func put(t *testing.T, c *s3.Client, bucket, key, body string) {
+	t.Helper()
+	if _, err := c.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader([]byte(body))}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// body reads a key, "" and false when it is not there.
+func body(t *testing.T, c *s3.Client, bucket, key string) (string, bool) {
+	t.Helper()
+	out, err := c.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	var nsk *types.NoSuchKey
+	if errors.As(err, &nsk) {
+		return "", false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Body.Close()
+	b, err := io.ReadAll(out.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b), true
+}
+
+// TestSyncCopiesWhatIsThereNowAndDeletesWhatIsGone runs sync batches on
+// the real copier: a changed key is copied as the source holds it now
+// (not as the message said), a key gone from the source is deleted from
+// the destination, and a key in neither counts as deleted, harmlessly.
+func TestSyncCopiesWhatIsThereNowAndDeletesWhatIsGone(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	c := env.Manners().Client("")
+	src, dst := env.Bucket(t), env.Bucket(t)
+	put(t, c, src, "in/changed", "new content")
+	put(t, c, dst, "out/changed", "old")
+	put(t, c, dst, "out/deleted", "was here")
+	put(t, c, src, "in/dir/a b+c", "spaces and plus")
+	workURL, _ := env.Queue(t, 0)
+	work := queue.NewSQS(env.SQS, workURL)
+	store, journal := newLedger(t, env)
+	beginRun(t, store)
+	send(t, work, syncBody(t, src, dst, 1, "changed", "deleted", "never", "dir/a b+c"))
+	cp := copier.New(c, copier.Options{})
+	_, done := runWorker(t, context.Background(), Config{Concurrency: 4, IdleExit: 2 * time.Second}, work, journal, cp)
+	waitDone(t, done, 30*time.Second)
+
+	if got, ok := body(t, c, dst, "out/changed"); got != "new content" {
+		t.Errorf("out/changed = %q (there: %v), want the source's current content", got, ok)
+	}
+	if got, ok := body(t, c, dst, "out/dir/a b+c"); got != "spaces and plus" {
+		t.Errorf("out/dir/a b+c = %q (there: %v)", got, ok)
+	}
+	if _, ok := body(t, c, dst, "out/deleted"); ok {
+		t.Error("out/deleted is still there: its source key is gone")
+	}
+	st, n := recorded(t, store)
+	if n != 1 || st.Copied != 2 || st.Deleted != 2 || st.Failed != 0 || st.Skipped != 0 || st.Bytes != int64(len("new content")+len("spaces and plus")) {
+		t.Fatalf("%d entries; status %+v", n, st)
+	}
+}
+
+// racingCopier plays a copy that finishes after the source changed again:
+// the first copy of a key is of the state read, but the source is
+// rewritten while it runs (a newer sync of the key may already be done).
+type racingCopier struct {
+	*copier.Copier
+	c        *s3.Client
+	bucket   string
+	rewrites int
+}
+
+func (r *racingCopier) Copy(ctx context.Context, src copier.Source, dst copier.Target) error {
+	err := r.Copier.Copy(ctx, src, dst)
+	if r.rewrites > 0 {
+		r.rewrites--
+		if _, perr := r.c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(r.bucket), Key: aws.String(src.Key),
+			Body: bytes.NewReader([]byte("rewritten during the copy"))}); perr != nil {
+			return perr
+		}
+	}
+	return err
+}
+
+// TestSyncCopiesAgainWhenTheSourceMovedDuringTheCopy: a copy that lands
+// after the source changed again leaves the older state; the sync reads
+// the source after copying and copies once more.
+func TestSyncCopiesAgainWhenTheSourceMovedDuringTheCopy(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	c := env.Manners().Client("")
+	src, dst := env.Bucket(t), env.Bucket(t)
+	put(t, c, src, "in/k", "first")
+	workURL, _ := env.Queue(t, 0)
+	work := queue.NewSQS(env.SQS, workURL)
+	store, journal := newLedger(t, env)
+	beginRun(t, store)
+	send(t, work, syncBody(t, src, dst, 1, "k"))
+	cp := &racingCopier{Copier: copier.New(c, copier.Options{}), c: c, bucket: src, rewrites: 1}
+	_, done := runWorker(t, context.Background(), Config{Concurrency: 1, IdleExit: 2 * time.Second}, work, journal, cp)
+	waitDone(t, done, 30*time.Second)
+	if got, _ := body(t, c, dst, "out/k"); got != "rewritten during the copy" {
+		t.Errorf("out/k = %q: the copy of the older state was left in place", got)
+	}
+	if st, _ := recorded(t, store); st.Copied != 1 || st.Failed != 0 {
+		t.Errorf("status %+v: want the key counted once, copied", st)
+	}
+}

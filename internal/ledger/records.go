@@ -23,6 +23,7 @@ const (
 	ModeFull     = "full"      // everything the listing found
 	ModeDiff     = "diff"      // what differed from the destination
 	ModeFromFile = "from-file" // the keys of a reconciliation file
+	ModeFollow   = "follow"    // keys S3 events said may have changed (planner follow)
 )
 
 // Run is a run's record, written by the planner when it starts and again

@@ -3,6 +3,7 @@ package follow
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -483,4 +484,13 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	case <-ctx.Done():
 	}
+}
+
+// LastSeq is the last work message's number; call it after Run.
+func (f *Follower) LastSeq() int64 { return f.seq }
+
+// Summary says what Run did, for a closing line; call it after Run.
+func (f *Follower) Summary() string {
+	r := f.record
+	return fmt.Sprintf("%d events, %d keys sent as %d messages, %d ignored, %d marks", r.Events, r.Keys, f.seq, r.Ignored, len(f.marks))
 }

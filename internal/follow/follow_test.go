@@ -112,7 +112,7 @@ func TestSubscribeKeepsWhatIsThereAndRefusesAnOverlap(t *testing.T) {
 		Events: []types.Event{"s3:ObjectCreated:Put"}, Filter: prefixFilter("images/")}
 	api := &notifyAPI{cfg: types.NotificationConfiguration{LambdaFunctionConfigurations: []types.LambdaFunctionConfiguration{thumbs}}}
 	arn := "arn:aws:sqs:us-east-1:1:changes"
-	sub := Subscription{Bucket: "b", Prefix: "", QueueARN: arn, ID: SubscriptionID(arn)}
+	sub := Subscription{Bucket: "b", Prefix: "", Marks: MarksPrefix, QueueARN: arn, ID: SubscriptionID(arn)}
 	if _, err := Subscribe(ctx, api, sub); !errors.Is(err, ErrOverlap) || api.puts != 0 {
 		t.Fatalf("Subscribe over a Lambda taking ObjectCreated:Put under images/: %v (%d writes), want ErrOverlap and nothing written", err, api.puts)
 	}
@@ -121,7 +121,9 @@ func TestSubscribeKeepsWhatIsThereAndRefusesAnOverlap(t *testing.T) {
 	if err != nil || !added {
 		t.Fatalf("Subscribe under docs/: %v, %v", added, err)
 	}
-	if len(api.cfg.LambdaFunctionConfigurations) != 1 || len(api.cfg.QueueConfigurations) != 1 || aws.ToString(api.cfg.QueueConfigurations[0].Id) != "s3clone-follow-changes" {
+	// Two configurations: the source prefix, and the markers outside it.
+	if len(api.cfg.LambdaFunctionConfigurations) != 1 || len(api.cfg.QueueConfigurations) != 2 ||
+		aws.ToString(api.cfg.QueueConfigurations[0].Id) != "s3clone-follow-changes" || filterPrefix(api.cfg.QueueConfigurations[1].Filter) != MarksPrefix {
 		t.Fatalf("configuration after: %+v", api.cfg)
 	}
 	if added, err := Subscribe(ctx, api, sub); added || err != nil || api.puts != 1 {

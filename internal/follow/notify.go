@@ -25,10 +25,10 @@ type NotifyAPI interface {
 var Events = []types.Event{"s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:ObjectTagging:*", "s3:LifecycleExpiration:*"}
 
 // Subscription is follow's queue configuration in a source bucket: events
-// of keys under Prefix go to the queue QueueARN, under the configuration
-// id ID.
+// of keys under Prefix, and of cutover markers under Marks, go to the queue
+// QueueARN, under configuration ids drawn from ID.
 type Subscription struct {
-	Bucket, Prefix, QueueARN, ID string
+	Bucket, Prefix, Marks, QueueARN, ID string
 }
 
 // SubscriptionID is the id follow gives its configuration for a queue: the
@@ -38,6 +38,27 @@ func SubscriptionID(queueARN string) string {
 	name := queueARN[strings.LastIndex(queueARN, ":")+1:]
 	return "s3clone-follow-" + name
 }
+
+// configs are the queue configurations sub needs: one for its prefix, and
+// one for the markers when they are outside it (two configurations may
+// share a queue and event types for prefixes that do not overlap).
+func (sub Subscription) configs() []types.QueueConfiguration {
+	one := func(id, prefix string) types.QueueConfiguration {
+		q := types.QueueConfiguration{Id: aws.String(id), QueueArn: aws.String(sub.QueueARN), Events: Events}
+		if prefix != "" {
+			q.Filter = &types.NotificationConfigurationFilter{Key: &types.S3KeyFilter{FilterRules: []types.FilterRule{{Name: types.FilterRuleNamePrefix, Value: aws.String(prefix)}}}}
+		}
+		return q
+	}
+	out := []types.QueueConfiguration{one(sub.ID, sub.Prefix)}
+	if sub.Marks != "" && !strings.HasPrefix(sub.Marks, sub.Prefix) {
+		out = append(out, one(sub.ID+"-marks", sub.Marks))
+	}
+	return out
+}
+
+// ours reports a configuration id of follow's for the queue id names.
+func ours(id, configID string) bool { return configID == id || configID == id+"-marks" }
 
 // ErrOverlap marks a bucket whose notification configuration already sends
 // some of follow's events (for keys that overlap) elsewhere: S3 refuses two
@@ -59,28 +80,52 @@ func Subscribe(ctx context.Context, api NotifyAPI, sub Subscription) (bool, erro
 	if err != nil {
 		return false, fmt.Errorf("read the notification configuration of s3://%s: %w", sub.Bucket, err)
 	}
+	want := sub.configs()
+	var have []types.QueueConfiguration
 	for _, q := range cur.QueueConfigurations {
-		if aws.ToString(q.Id) == sub.ID && aws.ToString(q.QueueArn) == sub.QueueARN && filterPrefix(q.Filter) == sub.Prefix {
-			return false, nil
+		if ours(sub.ID, aws.ToString(q.Id)) {
+			have = append(have, q)
 		}
+	}
+	if sameConfigs(have, want) {
+		return false, nil
 	}
 	if err := overlaps(cur, sub); err != nil {
 		return false, err
 	}
 	next := configuration(cur)
-	next.QueueConfigurations = slices.DeleteFunc(next.QueueConfigurations, func(q types.QueueConfiguration) bool { return aws.ToString(q.Id) == sub.ID })
-	mine := types.QueueConfiguration{Id: aws.String(sub.ID), QueueArn: aws.String(sub.QueueARN), Events: Events}
-	if sub.Prefix != "" {
-		mine.Filter = &types.NotificationConfigurationFilter{Key: &types.S3KeyFilter{FilterRules: []types.FilterRule{{Name: types.FilterRuleNamePrefix, Value: aws.String(sub.Prefix)}}}}
-	}
-	next.QueueConfigurations = append(next.QueueConfigurations, mine)
+	next.QueueConfigurations = slices.DeleteFunc(next.QueueConfigurations, func(q types.QueueConfiguration) bool { return ours(sub.ID, aws.ToString(q.Id)) })
+	next.QueueConfigurations = append(next.QueueConfigurations, want...)
 	if _, err := api.PutBucketNotificationConfiguration(ctx, &s3.PutBucketNotificationConfigurationInput{Bucket: aws.String(sub.Bucket), NotificationConfiguration: next}); err != nil {
 		return false, fmt.Errorf("write the notification configuration of s3://%s (follow's queue %s added to what was there): %w", sub.Bucket, sub.QueueARN, err)
 	}
 	return true, nil
 }
 
-// Unsubscribe removes follow's configuration id from the bucket, leaving
+// sameConfigs reports configurations that send the same events of the same
+// keys to the same queues.
+func sameConfigs(a, b []types.QueueConfiguration) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	key := func(q types.QueueConfiguration) string {
+		ev := make([]string, len(q.Events))
+		for i, e := range q.Events {
+			ev[i] = string(e)
+		}
+		slices.Sort(ev)
+		return aws.ToString(q.Id) + "|" + aws.ToString(q.QueueArn) + "|" + filterPrefix(q.Filter) + "|" + strings.Join(ev, ",")
+	}
+	ka, kb := make([]string, len(a)), make([]string, len(b))
+	for i := range a {
+		ka[i], kb[i] = key(a[i]), key(b[i])
+	}
+	slices.Sort(ka)
+	slices.Sort(kb)
+	return slices.Equal(ka, kb)
+}
+
+// Unsubscribe removes follow's configurations (id, and its markers') from the bucket, leaving
 // every other as it is now (not as it was when follow added its own: others
 // may have changed it since). It reports whether there was one.
 func Unsubscribe(ctx context.Context, api NotifyAPI, bucket, id string) (bool, error) {
@@ -90,7 +135,7 @@ func Unsubscribe(ctx context.Context, api NotifyAPI, bucket, id string) (bool, e
 	}
 	next := configuration(cur)
 	n := len(next.QueueConfigurations)
-	next.QueueConfigurations = slices.DeleteFunc(next.QueueConfigurations, func(q types.QueueConfiguration) bool { return aws.ToString(q.Id) == id })
+	next.QueueConfigurations = slices.DeleteFunc(next.QueueConfigurations, func(q types.QueueConfiguration) bool { return ours(id, aws.ToString(q.Id)) })
 	if len(next.QueueConfigurations) == n {
 		return false, nil
 	}
@@ -132,11 +177,15 @@ func overlaps(cur *s3.GetBucketNotificationConfigurationOutput, sub Subscription
 		others = append(others, other{"Lambda function", aws.ToString(l.Id), aws.ToString(l.LambdaFunctionArn), l.Events, l.Filter})
 	}
 	for _, o := range others {
-		if o.id == sub.ID {
+		if ours(sub.ID, o.id) {
 			continue // follow's own, replaced
 		}
 		shared := sharedEvent(o.events, Events)
-		if shared == "" || !prefixesOverlap(filterPrefix(o.filter), sub.Prefix) {
+		clash := false
+		for _, q := range sub.configs() {
+			clash = clash || prefixesOverlap(filterPrefix(o.filter), filterPrefix(q.Filter))
+		}
+		if shared == "" || !clash {
 			continue // follow takes every suffix, so only prefixes can keep them apart
 		}
 		return fmt.Errorf("%w: s3://%s sends %s for keys under %q to the %s %s (configuration %q), and S3 refuses a second configuration sharing an event type for overlapping keys; "+

@@ -427,3 +427,19 @@ func Move(ctx context.Context, from, to *SQS, max int, wait time.Duration, drop 
 	}
 	return moved, dropped, nil
 }
+
+// ARN is the queue's ARN (its QueueArn attribute), what S3 is told to send
+// events to.
+func (q *SQS) ARN(ctx context.Context) (string, error) {
+	out, err := q.api.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: &q.url, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn},
+	})
+	if err != nil {
+		return "", fmt.Errorf("read the ARN of %s: %w", q.url, err)
+	}
+	arn := out.Attributes[string(types.QueueAttributeNameQueueArn)]
+	if arn == "" {
+		return "", fmt.Errorf("read the ARN of %s: SQS did not say it", q.url)
+	}
+	return arn, nil
+}

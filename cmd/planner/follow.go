@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/s3clone/s3clone/internal/config"
+	"github.com/s3clone/s3clone/internal/follow"
+	"github.com/s3clone/s3clone/internal/ledger"
+	"github.com/s3clone/s3clone/internal/plan"
+	"github.com/s3clone/s3clone/internal/queue"
+)
+
+const followUsage = `usage: planner follow --source s3://BUCKET[/PREFIX] --dest s3://BUCKET[/PREFIX] --queue-url URL --changes-url URL --ledger s3://BUCKET/PREFIX/
+                      [--via s3|eventbridge] [--settle DURATION] [--flush DURATION]
+       planner follow --unsubscribe --source s3://BUCKET[/PREFIX] --changes-url URL [--via s3|eventbridge]
+
+Keeps the destination seconds behind the source between the bulk copy and
+the freeze, from S3's own event notifications: the source bucket sends its
+object events to the change queue (--changes-url), and follow sends each
+key an event names to the fleet as sync work (the worker reads the key and
+copies it as it is now, or deletes it from the destination while the source
+has none). It runs until stopped (SIGTERM or Ctrl-C); planner cutover
+--follow then needs no listing in the frozen window.
+
+Start follow before the bulk plan (planner plan), so that every change
+after the bulk listing passes a key has an event. The bucket's notification
+configuration is read, follow's added to it, and written back: nothing
+already there is changed. With --via s3 (the default) the bucket sends
+events straight to the change queue; S3 refuses this when another
+configuration already takes object events for overlapping keys (a Lambda
+on ObjectCreated, say), and follow says which. --via eventbridge instead
+turns on the bucket's EventBridge delivery, which never overlaps, and
+relies on an EventBridge rule sending the bucket's events to the change
+queue (the stack's FollowRule). --unsubscribe removes follow's
+configuration again and nothing else.
+
+Cutover markers are objects under .s3clone-marks/ in the source bucket:
+follow never copies them.`
+
+type followOptions struct {
+	s          source
+	queueURL   string
+	changesURL string
+	via        string
+	settle     time.Duration
+	flush      time.Duration
+	unsub      bool
+	led        config.Ledger
+	conn       config.Connection
+}
+
+func (o *followOptions) parse(args []string) error {
+	f := config.NewFlags("planner follow", followUsage, os.Stderr)
+	o.s.register(f)
+	o.s.write.Register(f)
+	o.s.registerLock(f)
+	f.StringVar(&o.queueURL, "queue-url", "", "URL of the work queue the fleet drains (required)")
+	f.StringVar(&o.changesURL, "changes-url", "", "URL of the queue the source bucket's events arrive on (required; the stack's ChangeQueueUrl)")
+	f.StringVar(&o.via, "via", "s3", "how events reach the change queue: s3 (the bucket's queue configuration) or eventbridge (a rule)")
+	f.DurationVar(&o.settle, "settle", 0, "how long a cutover's mark waits for events S3 sent out of order (default: twice the worst seen in the last ten minutes, 1s to 1m)")
+	f.DurationVar(&o.flush, "flush", 200*time.Millisecond, "the longest a changed key waits for others to share its work message")
+	f.BoolVar(&o.unsub, "unsubscribe", false, "remove follow's notification configuration from the source bucket, and stop")
+	o.led.Register(f, "the follow's run, its progress and the cutovers' marks are recorded there (required)")
+	o.conn.Register(f)
+	if err := f.Parse(args); err != nil {
+		return err
+	}
+	var p config.Problems
+	if o.unsub {
+		var err error
+		if o.s.src, err = plan.ParseLocation(o.s.rawSource); err != nil {
+			p.Addf("--source: %v", err)
+		}
+	} else {
+		o.s.validate(&p)
+		o.s.write.Validate(&p)
+	}
+	if o.changesURL == "" {
+		p.Addf("--changes-url is required: the queue the source bucket's events arrive on")
+	}
+	config.CheckQueueURL(&p, "changes-url", o.changesURL)
+	if o.via != "s3" && o.via != "eventbridge" {
+		p.Addf("--via %q: use s3 or eventbridge", o.via)
+	}
+	if !o.unsub {
+		if o.queueURL == "" {
+			p.Addf("--queue-url is required: the work queue the fleet drains")
+		}
+		config.CheckQueueURL(&p, "queue-url", o.queueURL)
+		if o.queueURL != "" && o.queueURL == o.changesURL {
+			p.Addf("--changes-url and --queue-url are the same queue: events and work must have queues of their own")
+		}
+		o.led.Validate(&p, true)
+		o.led.CheckApart(&p, "source", o.s.src)
+		o.led.CheckApart(&p, "dest", o.s.dst)
+	}
+	if o.settle < 0 || o.settle > follow.MaxSettle {
+		p.Addf("--settle %s: use 0 (measured) up to %s", o.settle, follow.MaxSettle)
+	}
+	if o.flush < 10*time.Millisecond || o.flush > time.Minute {
+		p.Addf("--flush %s: use 10ms to 1m", o.flush)
+	}
+	o.conn.Validate(&p)
+	return p.Err()
+}
+
+func followCommand(ctx context.Context, args []string, stdout io.Writer) error {
+	var o followOptions
+	if err := o.parse(args); err != nil {
+		return err
+	}
+	s := &o.s
+	log, awsCfg, err := o.conn.Open(ctx, 16)
+	if err != nil {
+		return err
+	}
+	regions := o.conn.AWS.Regions(awsCfg)
+	sqsAPI := o.conn.AWS.SQS(awsCfg)
+	changes := queue.NewSQS(sqsAPI, o.changesURL)
+	if err := config.CheckQueue(ctx, changes, "changes-url"); err != nil {
+		return err
+	}
+	changesARN, err := changes.ARN(ctx)
+	if err != nil {
+		return err
+	}
+	sub := follow.Subscription{Prefix: "", Marks: follow.MarksPrefix, QueueARN: changesARN, ID: follow.SubscriptionID(changesARN)}
+	if o.unsub {
+		client, _, err := regions.For(ctx, s.src.Bucket, s.srcRegion)
+		if err != nil {
+			return config.CheckBucketError(err, "source", s.src.Bucket)
+		}
+		var removed bool
+		if o.via == "eventbridge" {
+			removed, err = follow.UnsubscribeBridge(ctx, client, s.src.Bucket)
+		} else {
+			removed, err = follow.Unsubscribe(ctx, client, s.src.Bucket, sub.ID)
+		}
+		if err != nil {
+			return notifyError(err, s.src.Bucket)
+		}
+		if removed {
+			fmt.Fprintf(stdout, "unsubscribed s3://%s: follow's notification configuration removed, every other left as it is\n", s.src.Bucket)
+		} else {
+			fmt.Fprintf(stdout, "unsubscribed s3://%s: it had no configuration of follow's\n", s.src.Bucket)
+		}
+		return nil
+	}
+	if err := s.connect(ctx, regions); err != nil {
+		return err
+	}
+	if err := s.inspect(ctx, log); err != nil {
+		return err
+	}
+	work := queue.NewSQS(sqsAPI, o.queueURL)
+	if err := config.CheckQueue(ctx, work, "queue-url"); err != nil {
+		return err
+	}
+	store := o.led.Open(ctx, regions)
+	if err := store.CheckBucket(ctx); err != nil {
+		return config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket())
+	}
+
+	sub.Bucket, sub.Prefix = s.src.Bucket, s.src.Prefix
+	record := ledger.Follow{Via: o.via, Queue: o.changesURL}
+	if o.via == "eventbridge" {
+		record.BridgeOwned, err = follow.SubscribeBridge(ctx, s.srcAPI, s.src.Bucket)
+	} else {
+		record.Config = sub.ID
+		_, err = follow.Subscribe(ctx, s.srcAPI, sub)
+	}
+	if err != nil {
+		return notifyError(err, s.src.Bucket)
+	}
+
+	sum := s.newSummary()
+	host, _ := os.Hostname()
+	runLog, err := store.BeginRun(ctx, ledger.Run{
+		ID: sum.Run, Source: s.src, Dest: s.dst, Queue: o.queueURL, Mode: ledger.ModeFollow, Copy: s.copy,
+		Options: map[string]string{"changes": o.changesURL, "via": o.via}, Version: config.Version(), Host: host, Started: sum.Started.UTC(),
+	})
+	if err != nil {
+		return config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "runs/*"))
+	}
+	fmt.Fprintf(stdout, "following s3://%s/%s -> s3://%s/%s: run %s, events from %s (via %s); stop with Ctrl-C or SIGTERM\n",
+		s.src.Bucket, s.src.Prefix, s.dst.Bucket, s.dst.Prefix, sum.Run, o.changesURL, o.via)
+	f := follow.New(follow.Config{Run: sum.Run, Source: s.src, Dest: s.dst, Copy: s.copy, Flush: o.flush, Settle: o.settle,
+		BatchKeys: s.batchKeys, Record: record}, changes, work, runLog, store, log)
+	runErr := f.Run(ctx)
+	endErr := runLog.End(context.WithoutCancel(ctx), f.LastSeq(), nil)
+	fmt.Fprintf(stdout, "stopped   run %s: %s\n", sum.Run, f.Summary())
+	if runErr != nil {
+		return runErr
+	}
+	return endErr
+}
+
+// notifyError says what to do about a notification configuration S3
+// refused or that overlaps another.
+func notifyError(err error, bucket string) error {
+	switch {
+	case errors.Is(err, follow.ErrOverlap):
+		return config.Usagef("%v", err)
+	case isDenied(err):
+		return config.Usagef("%v: grant s3:GetBucketNotification and s3:PutBucketNotification on arn:aws:s3:::%s, and let the change queue's policy allow s3.amazonaws.com to send from the bucket", err, bucket)
+	}
+	return err
+}

@@ -26,6 +26,7 @@ import (
 const cutoverUsage = `usage: planner cutover --source s3://BUCKET[/PREFIX] --dest s3://BUCKET[/PREFIX] --queue-url URL --ledger s3://BUCKET/PREFIX/
                        [--no-delete] [--verify] [--rehearse] [--out FILE] [--timeout DURATION]
                        [--scale-ecs CLUSTER/SERVICE --workers N [--keep-fleet]]
+       planner cutover --follow RUN --ledger s3://BUCKET/PREFIX/ [--verify] [--rehearse] [--out FILE] [--timeout DURATION]
 
 The frozen window as one command, once production is frozen: plans what
 differs between source and destination (plan --diff --delete), waits for
@@ -47,7 +48,20 @@ not wait for Fargate to start tasks.
 
 Before the freeze, --rehearse runs the same delta while production is live
 and says how long the real window would take; keys that change while it
-runs are expected then, and do not fail it.`
+runs are expected then, and do not fail it.
+
+With --follow RUN (planner follow's run, running since before the bulk
+plan), the window lists nothing: the cutover writes a marker object under
+.s3clone-marks/ in the source (grant it s3:PutObject and s3:DeleteObject
+there), waits until follow has seen the marker's event and waited its
+settle time for events S3 sent out of order, then until the fleet has done
+every work message up to the mark. Exit 0 only when the bulk run is done,
+none of its keys failed but those whose changes follow took, and no key of
+follow's up to the mark failed. The clone is the source as of the mark:
+production may write again once the verdict is given. S3 does not order
+events across keys nor bound their delay, so the mark is as good as its
+settle time (follow's status shows the lateness seen); --verify adds the
+full listing for certainty.`
 
 // cutoverPoll is how often the ledger is read while the fleet works: the
 // verdict comes a fraction of a second after the last entry is written.
@@ -82,6 +96,7 @@ type cutoverOptions struct {
 	service          fleet.Service
 	workers          int
 	keepFleet        bool
+	followRun        string
 	conn             config.Connection
 }
 
@@ -100,11 +115,16 @@ func (o *cutoverOptions) parse(args []string) error {
 	f.StringVar(&o.scaleECS, "scale-ecs", "", "the worker service, CLUSTER/SERVICE (the stack's ScaleEcs output): have --workers running for the window")
 	f.IntVar(&o.workers, "workers", 0, "with --scale-ecs: workers to have running (at least; the desired count is raised, never lowered)")
 	f.BoolVar(&o.keepFleet, "keep-fleet", false, "with --scale-ecs: leave the desired count as the window left it (default: put it back after a clean verdict)")
+	f.StringVar(&o.followRun, "follow", "", "planner follow's run id: mark the freeze through its events and wait for its work, with no listing (source, destination and queue are the follow's)")
 	o.conn.Register(f)
 	if err := f.Parse(args); err != nil {
 		return err
 	}
 	var p config.Problems
+	if o.followRun != "" {
+		o.validateFollow(&p)
+		return p.Err()
+	}
 	o.s.validate(&p)
 	if o.scaleECS != "" {
 		if svc, err := fleet.ParseService(o.scaleECS); err != nil {
@@ -138,6 +158,29 @@ func (o *cutoverOptions) parse(args []string) error {
 	return p.Err()
 }
 
+// validateFollow checks the flags of a cutover --follow, which takes its
+// source, destination and queue from the follow's run.
+func (o *cutoverOptions) validateFollow(p *config.Problems) {
+	if err := ledger.CheckRunID(o.followRun); err != nil {
+		p.Addf("--follow %q: %v", o.followRun, err)
+	}
+	if o.s.rawSource != "" || o.s.rawDest != "" || o.queueURL != "" {
+		p.Addf("--follow takes the source, destination and work queue of the follow's run: leave out --source, --dest and --queue-url")
+	}
+	if o.noDelete {
+		p.Addf("--no-delete with --follow: follow mirrors deletions as they happen; a cutover --follow cannot leave them out")
+	}
+	if o.scaleECS != "" || o.workers != 0 || o.keepFleet {
+		p.Addf("--scale-ecs with --follow: the fleet already runs for follow; size it beforehand with planner fleet")
+	}
+	if o.timeout < 0 {
+		p.Addf("--timeout %s: must be positive, e.g. 20m", o.timeout)
+	}
+	o.led.Validate(p, true)
+	checkFileDir(p, "out", o.out)
+	o.conn.Validate(p)
+}
+
 // window is how long each part of a cutover took.
 type window struct {
 	started       time.Time
@@ -149,6 +192,9 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 	var o cutoverOptions
 	if err := o.parse(args); err != nil {
 		return err
+	}
+	if o.followRun != "" {
+		return cutoverFollow(ctx, &o, stdout)
 	}
 	w := window{started: time.Now()}
 	s := &o.s

@@ -378,9 +378,11 @@ func (f *Follower) flush(ctx context.Context) {
 	var msgs []queue.Outgoing
 	var seqs []int64
 	lateSeq := map[string]int64{}
-	for chunk := range slices.Chunk(keys, f.cfg.BatchKeys) {
-		f.seq++
-		b := plan.Batch{Version: plan.SchemaVersion, Run: f.cfg.Run, Seq: f.seq, Op: plan.OpSync, Source: f.cfg.Source, Dest: f.cfg.Dest}
+	for _, chunk := range chunks(keys, f.cfg.BatchKeys) {
+		// Numbered without gaps: a cutover waits for every number up to its
+		// mark's.
+		seq := f.seq + 1
+		b := plan.Batch{Version: plan.SchemaVersion, Run: f.cfg.Run, Seq: seq, Op: plan.OpSync, Source: f.cfg.Source, Dest: f.cfg.Dest}
 		if !f.cfg.Copy.IsZero() {
 			c := f.cfg.Copy
 			b.Copy = &c
@@ -388,16 +390,17 @@ func (f *Follower) flush(ctx context.Context) {
 		for _, k := range chunk {
 			b.Entries = append(b.Entries, plan.Entry{Key: k})
 			if _, ok := f.late[k]; ok {
-				lateSeq[k] = f.seq
+				lateSeq[k] = seq
 			}
 		}
 		body, err := plan.Encode(b)
 		if err != nil {
-			f.log.Error().Err(err).Msg("encoding a work message failed")
+			f.log.Error().Err(err).Msg("encoding a work message failed") // strings and numbers: cannot happen
 			continue
 		}
+		f.seq = seq
 		msgs = append(msgs, queue.Outgoing{Body: body, Run: f.cfg.Run, Kind: "sync"})
-		seqs = append(seqs, f.seq)
+		seqs = append(seqs, seq)
 	}
 	for attempt := 0; ; attempt++ {
 		err := f.work.Send(ctx, msgs)
@@ -450,6 +453,32 @@ func (f *Follower) flush(ctx context.Context) {
 	f.held = nil
 	clear(f.pending)
 	f.rec.Sent(seqs, ledger.Totals{Messages: int64(len(seqs)), Objects: int64(len(keys))}, func() { f.release(held) })
+}
+
+// chunks splits keys into work messages of at most n keys each, and of a
+// body within plan.MaxBodyBytes: a key of 1,024 bytes can take six times
+// that once JSON escapes it.
+func chunks(keys []string, n int) [][]string {
+	const room = plan.MaxBodyBytes - 4096 // the batch's own fields
+	var out [][]string
+	var cur []string
+	size := 0
+	for _, k := range keys {
+		e, err := plan.Encode(plan.Entry{Key: k})
+		if err != nil {
+			continue // a string: cannot happen
+		}
+		if len(cur) > 0 && (len(cur) == n || size+len(e)+1 > room) {
+			out = append(out, cur)
+			cur, size = nil, 0
+		}
+		cur = append(cur, k)
+		size += len(e) + 1
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
 }
 
 // release deletes events whose work is recorded (or that carry none).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -309,4 +310,36 @@ func TestFollowerSendsEachKeyOnceAndClosesMarks(t *testing.T) {
 	if r := led.record; r.Events != 9 || r.Ignored != 2 || r.Keys != 5 || r.LastSeq != m.Late[0].Seq || r.Stopped.IsZero() {
 		t.Errorf("record %+v", r)
 	}
+}
+
+func TestChunksKeepBodiesWithinSQSsLimit(t *testing.T) {
+	t.Parallel()
+	escaped := strings.Repeat("\x01", 1024) // each byte written as \u0001
+	var keys []string
+	for i := range 300 {
+		keys = append(keys, fmt.Sprintf("%s%04d", escaped[:1020], i))
+	}
+	got := chunks(keys, 1000)
+	n := 0
+	for _, c := range got {
+		n += len(c)
+		b, err := plan.Encode(plan.Batch{Version: plan.SchemaVersion, Run: "r", Op: plan.OpSync, Entries: entries(c)})
+		if err != nil || len(b) > plan.MaxBodyBytes {
+			t.Fatalf("a body of %d bytes (%v), over %d", len(b), err, plan.MaxBodyBytes)
+		}
+	}
+	if n != 300 || len(got) < 2 {
+		t.Errorf("%d keys in %d chunks", n, len(got))
+	}
+	if got := chunks([]string{"a", "b", "c"}, 2); len(got) != 2 || len(got[0]) != 2 {
+		t.Errorf("chunks of 2: %q", got)
+	}
+}
+
+func entries(keys []string) []plan.Entry {
+	out := make([]plan.Entry, len(keys))
+	for i, k := range keys {
+		out[i] = plan.Entry{Key: k}
+	}
+	return out
 }

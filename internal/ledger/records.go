@@ -24,6 +24,7 @@ const (
 	ModeDiff     = "diff"      // what differed from the destination
 	ModeFromFile = "from-file" // the keys of a reconciliation file
 	ModeFollow   = "follow"    // keys S3 events said may have changed (planner follow)
+	ModeCutover  = "cutover"   // a cutover --follow: no messages of its own; its verdict covers a follow run up to its mark
 )
 
 // Run is a run's record, written by the planner when it starts and again

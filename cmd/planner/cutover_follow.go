@@ -1,0 +1,344 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/s3clone/s3clone/internal/config"
+	"github.com/s3clone/s3clone/internal/copier"
+	"github.com/s3clone/s3clone/internal/follow"
+	"github.com/s3clone/s3clone/internal/ledger"
+	"github.com/s3clone/s3clone/internal/listing"
+	"github.com/s3clone/s3clone/internal/plan"
+)
+
+// followAliveWithin is how recently a follow must have written its record
+// for a cutover to rely on it (it writes every 5 s).
+const followAliveWithin = 30 * time.Second
+
+// markWait is how long a cutover waits for follow to close its mark by
+// default: the longest settle time, and a minute for S3 to deliver.
+const markWait = follow.MaxSettle + time.Minute
+
+// followWindow is how long each part of a cutover --follow took.
+type followWindow struct {
+	mark, fleet, verify, total time.Duration
+}
+
+// cutoverFollow is the frozen window when planner follow has kept the
+// destination in step: no listing. It marks the freeze through the same
+// event path as every change (a marker object in the source), waits until
+// follow has seen the mark and every work message up to it is done, and
+// gives the verdict on those messages and on the bulk run before them.
+func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) error {
+	w := followWindow{}
+	started := time.Now()
+	log, awsCfg, err := o.conn.Open(ctx, 16)
+	if err != nil {
+		return err
+	}
+	regions := o.conn.AWS.Regions(awsCfg)
+	store := o.led.Open(ctx, regions)
+	if err := store.CheckBucket(ctx); err != nil {
+		return config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket())
+	}
+	fr, err := store.FollowRecord(ctx, o.followRun)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return config.Usagef("--follow %s: the ledger %s has no follow run of that id (planner follow prints its run id when it starts)", o.followRun, store)
+	}
+	if err != nil {
+		return config.LedgerError(err, store, "s3:GetObject on "+config.LedgerARN(store, "runs/*"))
+	}
+	run, err := store.Run(ctx, o.followRun)
+	if err != nil {
+		return config.LedgerError(err, store, "s3:GetObject on "+config.LedgerARN(store, "runs/*"))
+	}
+	switch {
+	case !fr.Stopped.IsZero():
+		return config.Usagef("--follow %s: that follow stopped at %s: start planner follow again (the events wait on its queue) and cut over with its new run", o.followRun, fr.Stopped.Format(time.RFC3339))
+	case time.Since(fr.Alive) > followAliveWithin:
+		return config.Usagef("--follow %s: that follow last wrote its record %s ago (every 5 s while it runs): is it running?", o.followRun, time.Since(fr.Alive).Round(time.Second))
+	}
+	rec, err := newRecordFile(o.out)
+	if err != nil {
+		return err
+	}
+	defer rec.discard()
+	s := &o.s
+	s.src, s.dst = run.Source, run.Dest
+	if err := s.connect(ctx, regions); err != nil {
+		return err
+	}
+
+	// The cutover's own record: its verdict goes under it, for status.
+	sum := s.newSummary()
+	host, _ := os.Hostname()
+	mode := "cutover"
+	if o.rehearse {
+		mode = "rehearsal"
+	}
+	runLog, err := store.BeginRun(ctx, ledger.Run{ID: sum.Run, Source: s.src, Dest: s.dst, Queue: run.Queue, Mode: ledger.ModeCutover,
+		Options: map[string]string{"follow": o.followRun, "cutover": mode}, Version: config.Version(), Host: host, Started: sum.Started.UTC()})
+	if err != nil {
+		return config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "runs/*"))
+	}
+	if err := runLog.End(ctx, 0, nil); err != nil {
+		return config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "runs/*"))
+	}
+	fmt.Fprintf(stdout, "cutover   %s of follow %s: s3://%s/%s -> s3://%s/%s\n", sum.Run, o.followRun, s.src.Bucket, s.src.Prefix, s.dst.Bucket, s.dst.Prefix)
+
+	v := &verdict{}
+	bulk := checkBulk(ctx, store, run, fr, log)
+	v.notRight = append(v.notRight, bulk.notRight...)
+
+	// The freeze, marked through the events' own path.
+	if err := follow.PlaceMark(ctx, s.srcAPI, s.src.Bucket, sum.Run); err != nil {
+		if isDenied(err) {
+			return config.Usagef("%v: grant s3:PutObject and s3:DeleteObject on arn:aws:s3:::%s/%s* to the cutover (the marker is excluded from the clone)", err, s.src.Bucket, follow.MarksPrefix)
+		}
+		return err
+	}
+	waitCtx := ctx
+	if o.timeout > 0 {
+		var cancel context.CancelFunc
+		waitCtx, cancel = context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+	}
+	markCtx, cancel := context.WithTimeout(waitCtx, markWait)
+	mark, markErr := follow.AwaitMark(markCtx, store, o.followRun, sum.Run, 100*time.Millisecond)
+	cancel()
+	w.mark = time.Since(started)
+	if err := follow.RemoveMark(context.WithoutCancel(ctx), s.srcAPI, s.src.Bucket, sum.Run); err != nil {
+		log.Warn().Err(err).Msg("could not delete the cutover's marker object: delete it by hand")
+	}
+	var st ledger.Status
+	switch {
+	case markErr != nil && ctx.Err() != nil:
+		v.why = ctx.Err().Error()
+	case markErr != nil:
+		v.why = fmt.Sprintf("follow %s did not see the mark within %s (%v): is it running, and does the bucket still send its events?", o.followRun, seconds(w.mark), markErr)
+	default:
+		fmt.Fprintf(stdout, "mark      seen by follow %s after the freeze, closed after waiting %s for late events: messages 1 to %d hold every change before it\n",
+			seconds(mark.Seen.Sub(started)), seconds(mark.Settle), mark.Seq)
+		var waitErr error
+		st, waitErr = waitForFollow(waitCtx, store.Follow(o.followRun), mark.Seq, o.timeout, log)
+		if waitErr != nil {
+			v.why = waitErr.Error()
+		}
+		failed, err := followFailures(context.WithoutCancel(ctx), store.Follow(o.followRun), mark.Seq)
+		if err != nil {
+			return err
+		}
+		v.notRight = append(v.notRight, failed...)
+	}
+	w.fleet = time.Since(started) - w.mark
+	if bulk.why != "" && v.why == "" {
+		v.why = bulk.why
+	}
+	if o.verify && v.clean() {
+		begun := time.Now()
+		var counts plan.DiffCounts
+		if err := plan.Diff(ctx, s.paired(listing.Options{Listers: s.listers}), s.comparer(), &counts, func(ctx context.Context, f plan.Finding) error {
+			v.notRight = append(v.notRight, notRight{rec: plan.NewRecord(f), why: "verify: " + string(f.Problem) + " (" + f.Reason + ")"})
+			return nil
+		}); err != nil {
+			return fmt.Errorf("cutover %s: verify: %w", sum.Run, err)
+		}
+		w.verify = time.Since(begun)
+		v.verified = counts.Compared.Load()
+	}
+	w.total = time.Since(started)
+
+	var recon bytes.Buffer
+	enc := json.NewEncoder(&recon)
+	enc.SetEscapeHTML(false)
+	for _, n := range v.notRight {
+		if err := enc.Encode(n.rec); err != nil {
+			return err
+		}
+	}
+	if rec.buf != nil {
+		if _, err := rec.buf.Write(recon.Bytes()); err != nil {
+			return err
+		}
+	}
+	if err := rec.commit(); err != nil {
+		return err
+	}
+	printFollowVerdict(stdout, v, st, w, o.out)
+	lv := ledger.Verdict{Run: sum.Run, Mode: mode, Clean: v.clean() && ctx.Err() == nil, Why: v.why, NotRight: len(v.notRight), Verified: v.verified,
+		Copied: st.Copied, Deleted: st.Deleted, Host: host,
+		Window: ledger.VerdictWindow{Plan: w.mark, Fleet: w.fleet, Verify: w.verify, Total: w.total}}
+	switch url, err := store.PutVerdict(context.WithoutCancel(ctx), lv, recon.Bytes()); {
+	case err != nil:
+		log.Error().Err(err).Msg("could not record the verdict in the ledger (it is printed above)")
+	case url != "":
+		fmt.Fprintf(stdout, "recorded  the verdict in %s (run %s), the keys in %s\n", store, sum.Run, url)
+	default:
+		fmt.Fprintf(stdout, "recorded  the verdict in %s (run %s)\n", store, sum.Run)
+	}
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("cutover %s: %w", sum.Run, ctx.Err())
+	case !v.clean():
+		return fmt.Errorf("%w: cutover %s: %d keys not copied or deleted as seen%s", config.ErrMismatch, sum.Run, len(v.notRight), whyClause(v.why))
+	}
+	return nil
+}
+
+func whyClause(why string) string {
+	if why == "" {
+		return ""
+	}
+	return "; " + why
+}
+
+// bulkCheck is what the bulk run before a follow leaves undone.
+type bulkCheck struct {
+	id       string
+	notRight []notRight
+	why      string
+}
+
+// checkBulk finds the bulk run of the follow's pair (the newest full, diff
+// or from-file run of the same source and destination) and judges it: it
+// must be complete, and its keys that failed must be ones the events
+// cover. A key that changed or vanished after the bulk listing saw it has
+// an event only if follow was subscribed before the listing began.
+func checkBulk(ctx context.Context, store *ledger.Store, follow *ledger.Run, fr *ledger.Follow, log zerolog.Logger) bulkCheck {
+	ids, err := store.Runs(ctx)
+	if err != nil {
+		return bulkCheck{why: fmt.Sprintf("cannot list the ledger's runs to find the bulk copy: %v", err)}
+	}
+	var bulk *ledger.Run
+	for _, id := range slices.Backward(ids) {
+		r, err := store.Run(ctx, id)
+		if err != nil {
+			continue
+		}
+		if r.Source == follow.Source && r.Dest == follow.Dest && (r.Mode == ledger.ModeFull || r.Mode == ledger.ModeDiff || r.Mode == ledger.ModeFromFile) {
+			bulk = r
+			break
+		}
+	}
+	if bulk == nil {
+		return bulkCheck{why: fmt.Sprintf("the ledger holds no bulk run (planner plan) of s3://%s/%s to s3://%s/%s: follow alone copies only what changed",
+			follow.Source.Bucket, follow.Source.Prefix, follow.Dest.Bucket, follow.Dest.Prefix)}
+	}
+	c := bulkCheck{id: bulk.ID}
+	reader := store.Follow(bulk.ID)
+	if err := reader.Refresh(ctx); err != nil {
+		c.why = fmt.Sprintf("cannot read the bulk run %s: %v", bulk.ID, err)
+		return c
+	}
+	st := reader.Tally().Status()
+	if !st.Complete {
+		c.why = fmt.Sprintf("the bulk run %s is not done: %d of %d messages (planner status --run %s)", bulk.ID, st.Done, st.Sent, bulk.ID)
+		return c
+	}
+	covered := !fr.Subscribed.IsZero() && fr.Subscribed.Before(bulk.Started)
+	entries, err := reader.Failed(ctx, ledger.MaxFailures)
+	if err != nil {
+		c.why = fmt.Sprintf("cannot read the bulk run %s's failures: %v", bulk.ID, err)
+		return c
+	}
+	for _, e := range entries {
+		for _, f := range e.Failed {
+			if f.Reason == string(copier.ReasonChanged) && covered {
+				continue // its change is an event follow took
+			}
+			c.notRight = append(c.notRight, notRight{rec: e.Record(f), why: "bulk run " + bulk.ID + ": " + f.Reason})
+		}
+	}
+	if !covered && len(c.notRight) > 0 {
+		log.Warn().Str("bulk", bulk.ID).Msg("follow began after the bulk listing: the bulk run's changed keys are not known to have events")
+	}
+	return c
+}
+
+// waitForFollow reads the follow run's ledger until every work message up
+// to seq has an entry, or ctx ends.
+func waitForFollow(ctx context.Context, reader *ledger.Reader, seq int64, timeout time.Duration, log zerolog.Logger) (ledger.Status, error) {
+	var st ledger.Status
+	lastLog := time.Now()
+	for {
+		refresh, cancel := context.WithTimeout(ctx, cutoverRefreshLimit)
+		err := reader.Refresh(refresh)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return st, waitEnded(ctx, timeout, st)
+		case err != nil:
+			log.Warn().Err(err).Msg("reading the ledger failed; trying again")
+		default:
+			st = reader.Tally().Status()
+			missing := follow.Missing(reader.Tally(), seq, 10)
+			if len(missing) == 0 {
+				return st, nil
+			}
+			if time.Since(lastLog) >= 10*time.Second {
+				lastLog = time.Now()
+				log.Info().Ints64("waiting_for", missing).Int64("up_to", seq).Msg("waiting for the fleet to finish follow's work up to the mark")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return st, waitEnded(ctx, timeout, st)
+		case <-time.After(cutoverPoll):
+		}
+	}
+}
+
+// followFailures are the keys follow's work up to seq failed.
+func followFailures(ctx context.Context, reader *ledger.Reader, seq int64) ([]notRight, error) {
+	entries, err := reader.Failed(ctx, ledger.MaxFailures)
+	if err != nil {
+		return nil, err
+	}
+	var out []notRight
+	for _, e := range entries {
+		if e.Seq > seq {
+			continue
+		}
+		for _, f := range e.Failed {
+			out = append(out, notRight{rec: e.Record(f), why: "follow: " + f.Reason})
+		}
+	}
+	return out, nil
+}
+
+func printFollowVerdict(w io.Writer, v *verdict, st ledger.Status, win followWindow, out string) {
+	fmt.Fprintf(w, "fleet     %d copied, %d deleted, %d failed in follow's work\n", st.Copied, st.Deleted, st.Failed)
+	fmt.Fprintf(w, "window    %s: the mark %s, then the fleet %s", seconds(win.total), seconds(win.mark), seconds(win.fleet))
+	if win.verify > 0 {
+		fmt.Fprintf(w, ", verify %s (%d keys)", seconds(win.verify), v.verified)
+	}
+	fmt.Fprintln(w)
+	if v.clean() {
+		fmt.Fprintln(w, "verdict   clean: every change up to the freeze was copied or deleted as seen")
+		return
+	}
+	fmt.Fprintf(w, "verdict   NOT CLEAN: %d keys not copied or deleted as seen\n", len(v.notRight))
+	if v.why != "" {
+		fmt.Fprintf(w, "          %s\n", v.why)
+	}
+	for i, n := range v.notRight {
+		if i == 50 {
+			fmt.Fprintf(w, "          ... and %d more\n", len(v.notRight)-50)
+			break
+		}
+		fmt.Fprintf(w, "  %s\t%s\n", n.rec.Key, n.why)
+	}
+	if out != "" {
+		fmt.Fprintf(w, "written   %s (planner plan --from-file %s --delete, once the cause is fixed)\n", out, out)
+	}
+}

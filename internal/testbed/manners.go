@@ -67,7 +67,12 @@ import (
 //     NoSuchUpload;
 //   - RequireOnWrite: a bucket's policy refuses writes without a canned
 //     ACL or an encryption (403 AccessDenied), as the S3 user guide's
-//     policies requiring bucket-owner-full-control or SSE-KMS do.
+//     policies requiring bucket-owner-full-control or SSE-KMS do;
+//   - event notifications (events.go): a bucket's notification
+//     configuration (PUT and GET ?notification, kept here), and S3's event
+//     messages for every write, sent to local SQS queues, and EventBridge's
+//     to the queues of EventBridgeRule; Events and HoldNext delay,
+//     reorder, duplicate and coalesce them.
 //
 // An object written with x-amz-server-side-encryption: aws:kms reads back
 // as SSE-KMS (versitygw ignores the header), and Written tells what every
@@ -93,6 +98,7 @@ type Manners struct {
 	payers      map[string]bool        // Requester Pays buckets
 	unchecked   map[string]int64       // bucket -> requests that did not say its owner
 	defaults    map[string]defaultRule // bucket -> its default retention, lately (lock.go)
+	events      *eventHub              // S3 event notifications (events.go)
 }
 
 // Written is what a write (PutObject, CopyObject, CreateMultipartUpload)
@@ -114,7 +120,8 @@ func (e *Env) startManners() {
 		secrets: map[string]string{AccessKey: SecretKey}, canList: map[[2]string]listRight{}, expired: map[string]bool{},
 		prefixes: map[string]map[string][]string{}, lost: map[string]bool{}, require: map[string]Written{}, written: map[string]Written{},
 		uploads: map[string]types.ChecksumAlgorithm{}, annotations: map[string]map[string]annotation{},
-		owners: map[string]string{}, payers: map[string]bool{}, defaults: map[string]defaultRule{}, unchecked: map[string]int64{}}
+		owners: map[string]string{}, payers: map[string]bool{}, defaults: map[string]defaultRule{}, unchecked: map[string]int64{},
+		events: newEventHub(e.sqsSender)}
 	srv := httptest.NewServer(m)
 	e.manners, e.mannersSrv = m, srv
 	m.URL = srv.URL
@@ -431,6 +438,10 @@ func (m *Manners) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.serveAnnotation(w, r, q)
 		return
 	}
+	if notificationRequest(r, q) {
+		m.serveNotification(w, r, q)
+		return
+	}
 	if r.Method == http.MethodDelete && q.key != "" && r.Header.Get("If-Match") != "" && m.refuseConditionalDelete(w, r, q) {
 		return
 	}
@@ -476,6 +487,7 @@ func (m *Manners) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					return err
 				}
 			}
+			m.noteEvent(resp, r, q)
 			return m.rewriteResponse(resp, r, q)
 		},
 	}
@@ -924,16 +936,15 @@ func (m *Manners) deleteObjects(w http.ResponseWriter, r *http.Request, q reques
 		return etagRE.ReplaceAll(o, nil) // versitygw would not know what to make of it
 	})
 	var result struct {
-		XMLName xml.Name `xml:"DeleteResult"`
-		Deleted []struct {
-			Key string `xml:"Key"`
-		} `xml:"Deleted"`
-		Errors []struct {
+		XMLName xml.Name       `xml:"DeleteResult"`
+		Deleted []deletedEntry `xml:"Deleted"`
+		Errors  []struct {
 			Key     string `xml:"Key"`
 			Code    string `xml:"Code"`
 			Message string `xml:"Message"`
 		} `xml:"Error"`
 	}
+	kept, quiet := m.unquiet(q.bucket, kept)
 	if bytes.Contains(kept, []byte("<Object>")) {
 		setChecksums(r, kept)
 		if err := m.resign(r, kept); err != nil {
@@ -961,12 +972,12 @@ func (m *Manners) deleteObjects(w http.ResponseWriter, r *http.Request, q reques
 			return
 		}
 	}
-	if !bytes.Contains(body, []byte("<Quiet>true</Quiet>")) {
-		for _, k := range gone {
-			result.Deleted = append(result.Deleted, struct {
-				Key string `xml:"Key"`
-			}{k})
-		}
+	for _, k := range gone {
+		result.Deleted = append(result.Deleted, deletedEntry{Key: k})
+	}
+	m.objectsDeleted(r, q.bucket, result.Deleted)
+	if quiet || bytes.Contains(body, []byte("<Quiet>true</Quiet>")) {
+		result.Deleted = nil
 	}
 	for _, k := range refused {
 		result.Errors = append(result.Errors, struct {

@@ -267,6 +267,7 @@ func (e *Env) spawn(cmd *exec.Cmd, logPath string) error {
 func (e *Env) Stop() {
 	if e.mannersSrv != nil {
 		e.mannersSrv.Close()
+		e.manners.events.close()
 	}
 	for _, p := range e.procs {
 		_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL) // already gone is fine

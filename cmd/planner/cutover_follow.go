@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -215,26 +214,19 @@ type bulkCheck struct {
 // cover. A key that changed or vanished after the bulk listing saw it has
 // an event only if follow was subscribed before the listing began.
 func checkBulk(ctx context.Context, store *ledger.Store, follow *ledger.Run, fr *ledger.Follow, log zerolog.Logger) bulkCheck {
-	ids, err := store.Runs(ctx)
-	if err != nil {
-		return bulkCheck{why: fmt.Sprintf("cannot list the ledger's runs to find the bulk copy: %v", err)}
-	}
-	var bulk *ledger.Run
-	for _, id := range slices.Backward(ids) {
-		r, err := store.Run(ctx, id)
-		if err != nil {
-			continue
-		}
-		if r.Source == follow.Source && r.Dest == follow.Dest && (r.Mode == ledger.ModeFull || r.Mode == ledger.ModeDiff || r.Mode == ledger.ModeFromFile) {
-			bulk = r
-			break
-		}
-	}
-	if bulk == nil {
+	bulk, err := store.Bulk(ctx, follow.Source, follow.Dest)
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
 		return bulkCheck{why: fmt.Sprintf("the ledger holds no bulk run (planner plan) of s3://%s/%s to s3://%s/%s: follow alone copies only what changed",
 			follow.Source.Bucket, follow.Source.Prefix, follow.Dest.Bucket, follow.Dest.Prefix)}
+	case err != nil:
+		return bulkCheck{why: fmt.Sprintf("cannot list the ledger's runs to find the bulk copy: %v", err)}
 	}
 	c := bulkCheck{id: bulk.ID}
+	if !fr.Anchored {
+		c.why = fmt.Sprintf("follow %s is not anchored yet: the bulk run %s began before follow's events did, and follow's catch-up listing (once the bulk run is done) has not finished", fr.Run, bulk.ID)
+		return c
+	}
 	reader := store.Follow(bulk.ID)
 	if err := reader.Refresh(ctx); err != nil {
 		c.why = fmt.Sprintf("cannot read the bulk run %s: %v", bulk.ID, err)
@@ -245,7 +237,6 @@ func checkBulk(ctx context.Context, store *ledger.Store, follow *ledger.Run, fr 
 		c.why = fmt.Sprintf("the bulk run %s is not done: %d of %d messages (planner status --run %s)", bulk.ID, st.Done, st.Sent, bulk.ID)
 		return c
 	}
-	covered := !fr.Subscribed.IsZero() && fr.Subscribed.Before(bulk.Started)
 	entries, err := reader.Failed(ctx, ledger.MaxFailures)
 	if err != nil {
 		c.why = fmt.Sprintf("cannot read the bulk run %s's failures: %v", bulk.ID, err)
@@ -253,14 +244,14 @@ func checkBulk(ctx context.Context, store *ledger.Store, follow *ledger.Run, fr 
 	}
 	for _, e := range entries {
 		for _, f := range e.Failed {
-			if f.Reason == string(copier.ReasonChanged) && covered {
-				continue // its change is an event follow took
+			if f.Reason == string(copier.ReasonChanged) {
+				continue // its change came as an event, or the catch-up found it
 			}
 			c.notRight = append(c.notRight, notRight{rec: e.Record(f), why: "bulk run " + bulk.ID + ": " + f.Reason})
 		}
 	}
-	if !covered && len(c.notRight) > 0 {
-		log.Warn().Str("bulk", bulk.ID).Msg("follow began after the bulk listing: the bulk run's changed keys are not known to have events")
+	if len(c.notRight) > 0 {
+		log.Warn().Str("bulk", bulk.ID).Int("keys", len(c.notRight)).Msg("the bulk run failed keys no event will mend")
 	}
 	return c
 }

@@ -8,9 +8,12 @@ import (
 	"os"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/follow"
 	"github.com/s3clone/s3clone/internal/ledger"
+	"github.com/s3clone/s3clone/internal/listing"
 	"github.com/s3clone/s3clone/internal/plan"
 	"github.com/s3clone/s3clone/internal/queue"
 )
@@ -189,9 +192,32 @@ func followCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "following s3://%s/%s -> s3://%s/%s: run %s, events from %s (via %s); stop with Ctrl-C or SIGTERM\n",
 		s.src.Bucket, s.src.Prefix, s.dst.Bucket, s.dst.Prefix, sum.Run, o.changesURL, o.via)
-	f := follow.New(follow.Config{Run: sum.Run, Source: s.src, Dest: s.dst, Copy: s.copy, Flush: o.flush, Settle: o.settle,
-		BatchKeys: s.batchKeys, Record: record}, changes, work, runLog, store, log)
+	probe := "probe-" + sum.Run
+	cfg := follow.Config{Run: sum.Run, Source: s.src, Dest: s.dst, Copy: s.copy, Flush: o.flush, Settle: o.settle,
+		BatchKeys: s.batchKeys, Record: record, ProbeID: probe,
+		Probe: func(ctx context.Context) error {
+			if err := follow.PlaceMark(ctx, s.srcAPI, s.src.Bucket, probe); err != nil {
+				if isDenied(err) {
+					return config.Usagef("%v: grant s3:PutObject and s3:DeleteObject on arn:aws:s3:::%s/%s* (follow's probe and the cutover's mark; never copied)", err, s.src.Bucket, follow.MarksPrefix)
+				}
+				return err
+			}
+			return nil
+		},
+		Unprobe: func(ctx context.Context) error { return follow.RemoveMark(ctx, s.srcAPI, s.src.Bucket, probe) },
+		CatchUp: func(ctx context.Context, subscribed time.Time, take func(string)) error {
+			return catchUp(ctx, s, store, subscribed, take, log)
+		},
+	}
+	f := follow.New(cfg, changes, work, runLog, store, log)
 	runErr := f.Run(ctx)
+	if errors.Is(runErr, follow.ErrNoEvents) {
+		hint := "check the change queue's policy allows s3.amazonaws.com to send from the bucket"
+		if o.via == "eventbridge" {
+			hint = "check the EventBridge rule sends the bucket's events to the change queue, and the queue's policy allows events.amazonaws.com"
+		}
+		runErr = config.Usagef("%v: %s", runErr, hint)
+	}
 	endErr := runLog.End(context.WithoutCancel(ctx), f.LastSeq(), nil)
 	fmt.Fprintf(stdout, "stopped   run %s: %s\n", sum.Run, f.Summary())
 	if runErr != nil {
@@ -210,4 +236,47 @@ func notifyError(err error, bucket string) error {
 		return config.Usagef("%v: grant s3:GetBucketNotification and s3:PutBucketNotification on arn:aws:s3:::%s, and let the change queue's policy allow s3.amazonaws.com to send from the bucket", err, bucket)
 	}
 	return err
+}
+
+// catchUp finds the changes follow's events began too late for: when the
+// bulk run of the pair began before them (subscribed), a key the bulk
+// listing passed may have changed before events flowed. Once the bulk run
+// is done, both buckets are listed once (outside any window) and every key
+// that differs is taken as a change. A bulk run begun after subscribed
+// needs none: every change after its listing has an event.
+func catchUp(ctx context.Context, s *source, store *ledger.Store, subscribed time.Time, take func(string), log zerolog.Logger) error {
+	bulk, err := store.Bulk(ctx, s.src, s.dst)
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		return nil // the bulk plan is yet to start: its listing follows the events
+	case err != nil:
+		return err
+	case bulk.Started.After(subscribed):
+		return nil
+	}
+	log.Info().Str("bulk", bulk.ID).Msg("the bulk run began before follow's events did: once it is done, both buckets are listed once to catch up")
+	reader := store.Follow(bulk.ID)
+	for {
+		if err := reader.Refresh(ctx); err != nil {
+			log.Warn().Err(err).Msg("reading the bulk run failed; trying again")
+		} else if reader.Tally().Status().Complete {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Second):
+		}
+	}
+	var counts plan.DiffCounts
+	err = plan.Diff(ctx, s.paired(listing.Options{Listers: s.listers}), s.comparer(), &counts, func(_ context.Context, f plan.Finding) error {
+		take(s.src.Prefix + f.Key)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("catch-up listing: %w", err)
+	}
+	log.Info().Int64("compared", counts.Compared.Load()).Int64("missing", counts.Missing.Load()).Int64("different", counts.Different.Load()).
+		Int64("extra", counts.Extra.Load()).Msg("caught up: every key that differed is sent as sync work")
+	return nil
 }

@@ -69,6 +69,18 @@ type Config struct {
 	Record ledger.Follow
 	// RecordEvery is how often the record is rewritten. Default 5 s.
 	RecordEvery time.Duration
+	// Probe, when set, writes the marker object of mark id ProbeID once
+	// Run begins receiving, and Unprobe deletes it: its event coming
+	// through shows the bucket's events reach follow, and from when
+	// (Subscribed, the time just before the probe was written).
+	Probe, Unprobe func(ctx context.Context) error
+	ProbeID        string
+	// CatchUp, when set, runs once the probe came through, for the changes
+	// made before follow's events began that the bulk copy may have
+	// missed (it may list both buckets): each key it takes is sent as
+	// sync work like an event's. When it returns nil the clone is
+	// anchored. Without it, the probe alone anchors it.
+	CatchUp func(ctx context.Context, subscribed time.Time, take func(key string)) error
 }
 
 // Settle bounds when Config.Settle is 0.
@@ -114,6 +126,9 @@ type Follower struct {
 	marks    map[string]*ledger.Mark // open and closed, by id
 	closing  []*ledger.Mark          // open marks, by when they close
 	late     map[string]*ledger.Mark // pending late keys -> the mark they are late for
+	probed   time.Time               // when the probe was written
+	caught   chan string             // keys the catch-up takes
+	caughtUp chan error              // the catch-up's end
 	record   ledger.Follow
 	newest   time.Time                 // the newest event time seen
 	lateness map[int64]time.Duration   // per 10 s of receive time: the most an event came after a newer one
@@ -126,7 +141,7 @@ func New(cfg Config, changes Changes, work Sender, rec Recorder, board Board, lo
 	cfg = cfg.withDefaults()
 	f := &Follower{cfg: cfg, changes: changes, work: work, rec: rec, board: board, log: log, now: time.Now,
 		pending: map[string]time.Time{}, marks: map[string]*ledger.Mark{}, late: map[string]*ledger.Mark{},
-		lateness: map[int64]time.Duration{}, record: cfg.Record}
+		lateness: map[int64]time.Duration{}, record: cfg.Record, caught: make(chan string, 1024), caughtUp: make(chan error, 1)}
 	f.record.Run = cfg.Run
 	f.sendErr = func(error) time.Duration { return time.Second }
 	return f
@@ -155,8 +170,44 @@ func (f *Follower) Run(ctx context.Context) error {
 	every := time.NewTicker(f.cfg.RecordEvery)
 	defer every.Stop()
 	f.writeRecord(ctx)
+	var probeLimit <-chan time.Time
+	if f.cfg.Probe != nil {
+		t := time.NewTimer(ProbeWait)
+		defer t.Stop()
+		probeLimit = t.C
+		f.probed = f.now()
+		if err := f.cfg.Probe(ctx); err != nil {
+			stopRecv()
+			return fmt.Errorf("probe the source's events: %w", err)
+		}
+	}
 	for {
 		select {
+		case k := <-f.caught:
+			f.takeCaught(k)
+		case <-probeLimit:
+			if f.record.Subscribed.IsZero() {
+				stopRecv()
+				f.flush(context.Background())
+				f.deleting.Wait()
+				return fmt.Errorf("%w: the probe s3://%s/%s did not come through within %s", ErrNoEvents, f.cfg.Source.Bucket, MarkKey(f.cfg.ProbeID), ProbeWait)
+			}
+		case err := <-f.caughtUp:
+			for drained := false; !drained; {
+				select {
+				case k := <-f.caught: // sent before the end: all there
+					f.takeCaught(k)
+				default:
+					drained = true
+				}
+			}
+			if err != nil {
+				f.log.Error().Err(err).Msg("the catch-up failed: the clone is not anchored; restart follow to try again")
+				continue
+			}
+			f.record.Anchored = true
+			f.writeRecord(ctx)
+			f.log.Info().Msg("anchored: every change before follow's events began is in the bulk copy or the catch-up")
 		case <-ctx.Done():
 			stopRecv()
 			end := context.Background()
@@ -226,7 +277,7 @@ func (f *Follower) receive(ctx context.Context, out chan<- received) {
 
 // absorb takes in one receive's events.
 func (f *Follower) absorb(r received) {
-	if f.record.Subscribed.IsZero() {
+	if f.record.Subscribed.IsZero() && f.cfg.Probe == nil {
 		f.record.Subscribed = r.at
 	}
 	for _, changes := range r.changes {
@@ -346,9 +397,53 @@ func (f *Follower) closeMarks(ctx context.Context, all bool) {
 	for _, m := range due {
 		m.Closed = f.now()
 		m.Seq = f.seq
+		if m.ID == f.cfg.ProbeID && f.cfg.Probe != nil {
+			f.probeCame(ctx, m)
+		}
 		f.putMark(ctx, m)
 		f.log.Info().Str("mark", m.ID).Int64("seq", m.Seq).Msg("mark closed: every change received before it is in work sent")
 	}
+}
+
+// ProbeWait is how long follow waits for its probe's event before it
+// gives up: S3 delivers events within seconds, "sometimes a minute or
+// longer" (the S3 user guide, "Amazon S3 Event Notifications").
+const ProbeWait = 3 * time.Minute
+
+// ErrNoEvents marks a source whose events do not reach follow's queue.
+var ErrNoEvents = errors.New("the source bucket's events do not reach the change queue")
+
+// takeCaught takes a key the catch-up found different.
+func (f *Follower) takeCaught(k string) {
+	f.take(Change{Bucket: f.cfg.Source.Bucket, Key: k, Name: "catch-up", Time: f.now()}, f.now())
+	f.record.Events--
+	f.record.CaughtUp++
+}
+
+// probeCame takes the probe's mark: events flow, from the time the probe
+// was written; the catch-up (if any) starts.
+func (f *Follower) probeCame(ctx context.Context, m *ledger.Mark) {
+	f.record.Subscribed = f.probed
+	f.log.Info().Dur("lag", m.Seen.Sub(f.probed)).Msg("the probe came through: the source's events reach follow")
+	if f.cfg.Unprobe != nil {
+		if err := f.cfg.Unprobe(ctx); err != nil {
+			f.log.Warn().Err(err).Msg("could not delete the probe's marker object")
+		}
+	}
+	if f.cfg.CatchUp == nil {
+		f.record.Anchored = true
+		f.writeRecord(ctx)
+		return
+	}
+	go func() {
+		err := f.cfg.CatchUp(ctx, f.probed, func(k string) {
+			select {
+			case f.caught <- k:
+			case <-ctx.Done():
+			}
+		})
+		f.caughtUp <- err
+	}()
 }
 
 func (f *Follower) putMark(ctx context.Context, m *ledger.Mark) {

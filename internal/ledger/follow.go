@@ -2,7 +2,11 @@ package ledger
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"time"
+
+	"github.com/s3clone/s3clone/internal/plan"
 )
 
 // Follow is what planner follow has done for its run, rewritten as it goes
@@ -31,7 +35,9 @@ type Follow struct {
 	Events  int64 `json:"events"`
 	Keys    int64 `json:"keys"`
 	Ignored int64 `json:"ignored"`
-	LastSeq int64 `json:"last_seq"`
+	// CaughtUp counts the keys the catch-up listing found different.
+	CaughtUp int64 `json:"caught_up,omitempty"`
+	LastSeq  int64 `json:"last_seq"`
 	// LastEvent is the newest event time seen; Lag how long after its
 	// event time the newest event was received; Lateness the most an event
 	// came after a newer one, over the last ten minutes.
@@ -108,4 +114,24 @@ func (s *Store) Mark(ctx context.Context, run, id string) (*Mark, error) {
 		return nil, err
 	}
 	return &m, nil
+}
+
+// Bulk returns the newest bulk run (full, diff or from-file) from src to
+// dst; an error wrapping ErrNotFound when there is none.
+func (s *Store) Bulk(ctx context.Context, src, dst plan.Location) (*Run, error) {
+	ids, err := s.Runs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range slices.Backward(ids) {
+		r, err := s.Run(ctx, id)
+		if err != nil {
+			continue // a run being written, or unreadable: not this one
+		}
+		if r.Source.Bucket == src.Bucket && r.Source.Prefix == src.Prefix && r.Dest.Bucket == dst.Bucket && r.Dest.Prefix == dst.Prefix &&
+			(r.Mode == ModeFull || r.Mode == ModeDiff || r.Mode == ModeFromFile) {
+			return r, nil
+		}
+	}
+	return nil, fmt.Errorf("no bulk run from s3://%s/%s to s3://%s/%s: %w", src.Bucket, src.Prefix, dst.Bucket, dst.Prefix, ErrNotFound)
 }

@@ -387,6 +387,7 @@ func (m *Manners) noteEvent(resp *http.Response, r *http.Request, q request) {
 		return
 	}
 	ev := m.newEvent(r, resp, q.bucket, q.key, name)
+	ctx := context.WithoutCancel(r.Context()) // the write is done: its event must not be lost with the client
 	version := r.URL.Query().Get("versionId")
 	if version == "" {
 		version = resp.Header.Get("X-Amz-Version-Id")
@@ -402,11 +403,11 @@ func (m *Manners) noteEvent(resp *http.Response, r *http.Request, q request) {
 		if n, err := strconv.ParseInt(r.Header.Get("X-Amz-Decoded-Content-Length"), 10, 64); err == nil {
 			ev.Size = n
 		}
-		if ev.Size < 0 && !m.headEvent(r.Context(), &ev, version) {
+		if ev.Size < 0 && !m.headEvent(ctx, &ev, version) {
 			return
 		}
 	default:
-		if !m.headEvent(r.Context(), &ev, version) {
+		if !m.headEvent(ctx, &ev, version) {
 			return
 		}
 		if strings.HasPrefix(name, "ObjectTagging:") {
@@ -467,7 +468,8 @@ type deletedEntry struct {
 	DeleteMarkerVersionID string `xml:"DeleteMarkerVersionId,omitempty"`
 }
 
-// objectsDeleted makes the events of the keys a DeleteObjects deleted.
+// objectsDeleted makes the events of the keys a DeleteObjects deleted
+// (versitygw lists them even when the request asks it to be quiet).
 func (m *Manners) objectsDeleted(r *http.Request, bucket string, deleted []deletedEntry) {
 	if !m.events.watching(bucket) {
 		return
@@ -481,18 +483,6 @@ func (m *Manners) objectsDeleted(r *http.Request, bucket string, deleted []delet
 		}
 		m.events.emit(ev)
 	}
-}
-
-var quietRE = regexp.MustCompile(`<Quiet>\s*true\s*</Quiet>`)
-
-// unquiet takes Quiet out of a DeleteObjects request to a bucket that
-// sends events, so versitygw says what it deleted, and reports whether
-// it did: the answer to the client must then leave the Deleted out.
-func (m *Manners) unquiet(bucket string, body []byte) ([]byte, bool) {
-	if !m.events.watching(bucket) || !quietRE.Match(body) {
-		return body, false
-	}
-	return quietRE.ReplaceAll(body, nil), true
 }
 
 // lastSequence is the last sequencer given, as a number.

@@ -1054,9 +1054,17 @@ func TestEventBridgeEventsReachTheRulesQueue(t *testing.T) {
 	q, _ := env.Queue(t, 0)
 	m.EventBridgeRule(bucket, q)
 	key := "dir/a b+c:d é.txt"
+	other, _ := env.Queue(t, 0)
+	if err := putNotification(c, bucket, s3types.NotificationConfiguration{QueueConfigurations: []s3types.QueueConfiguration{
+		queueTo(queueARN(t, env, other), "q", "", "", s3types.EventS3ObjectCreated)}}); err != nil {
+		t.Fatal(err)
+	}
 	put(t, c, bucket, key, "before")
 	if got := drain(t, env, q); len(got) != 0 {
 		t.Fatalf("events before EventBridge was enabled: %q", got)
+	}
+	if got := records(t, drain(t, env, other)); len(got) != 1 {
+		t.Fatalf("the queue configuration got %d events, want 1", len(got))
 	}
 	if err := putNotification(c, bucket, s3types.NotificationConfiguration{EventBridgeConfiguration: &s3types.EventBridgeConfiguration{}}); err != nil {
 		t.Fatal(err)

@@ -944,7 +944,6 @@ func (m *Manners) deleteObjects(w http.ResponseWriter, r *http.Request, q reques
 			Message string `xml:"Message"`
 		} `xml:"Error"`
 	}
-	kept, quiet := m.unquiet(q.bucket, kept)
 	if bytes.Contains(kept, []byte("<Object>")) {
 		setChecksums(r, kept)
 		if err := m.resign(r, kept); err != nil {
@@ -976,7 +975,7 @@ func (m *Manners) deleteObjects(w http.ResponseWriter, r *http.Request, q reques
 		result.Deleted = append(result.Deleted, deletedEntry{Key: k})
 	}
 	m.objectsDeleted(r, q.bucket, result.Deleted)
-	if quiet || bytes.Contains(body, []byte("<Quiet>true</Quiet>")) {
+	if bytes.Contains(body, []byte("<Quiet>true</Quiet>")) {
 		result.Deleted = nil
 	}
 	for _, k := range refused {

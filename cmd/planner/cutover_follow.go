@@ -234,7 +234,7 @@ func checkBulk(ctx context.Context, store *ledger.Store, follow *ledger.Run, fr 
 	}
 	st := reader.Tally().Status()
 	if !st.Complete {
-		c.why = fmt.Sprintf("the bulk run %s is not done: %d of %d messages (planner status --run %s)", bulk.ID, st.Done, st.Sent, bulk.ID)
+		c.why = fmt.Sprintf("the bulk run %s is not done: %d of %d messages (planner status --run-id %s)", bulk.ID, st.Done, st.Sent, bulk.ID)
 		return c
 	}
 	entries, err := reader.Failed(ctx, ledger.MaxFailures)

@@ -143,16 +143,24 @@ func decodeBridge(body []byte) ([]Change, bool, error) {
 	if !ok {
 		return nil, false, nil
 	}
-	key, err := decodeKey(ev.Detail.Object.Key)
-	if err != nil {
-		return nil, false, err
-	}
 	at, err := parseTime(ev.Time)
 	if err != nil {
 		return nil, false, err
 	}
-	return []Change{{Bucket: ev.Detail.Bucket.Name, Key: key, Name: ev.DetailType, Removed: removed, Time: at,
-		Sequencer: ev.Detail.Object.Sequencer, ETag: ev.Detail.Object.ETag, Size: ev.Detail.Object.Size}}, false, nil
+	c := Change{Bucket: ev.Detail.Bucket.Name, Key: ev.Detail.Object.Key, Name: ev.DetailType, Removed: removed, Time: at,
+		Sequencer: ev.Detail.Object.Sequencer, ETag: ev.Detail.Object.ETag, Size: ev.Detail.Object.Size}
+	// AWS does not say whether EventBridge's key is URL-encoded as in S3's
+	// own events ("EventBridge event message structure" is silent; events
+	// seen in the wild carry keys as they are). Both readings are taken
+	// when they differ: a sync of a key that is not there deletes nothing
+	// the source has, so the extra one is harmless, and the right one is
+	// never missed.
+	out := []Change{c}
+	if decoded, err := url.QueryUnescape(c.Key); err == nil && decoded != c.Key {
+		c.Key = decoded
+		out = append(out, c)
+	}
+	return out, false, nil
 }
 
 // s3Kind says whether an S3 event name changes a key (ok) and whether it

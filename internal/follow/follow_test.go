@@ -56,8 +56,12 @@ func TestDecodeReadsS3sEventsTestEventAndEventBridge(t *testing.T) {
 "region":"us-east-1","resources":["arn:aws:s3:::b"],"detail":{"version":"0","bucket":{"name":"b"},"object":{"key":"a+b","sequencer":"617f"},
 "request-id":"r","requester":"1","reason":"DeleteObject","deletion-type":"Permanently Deleted"}}`
 	got, _, err = Decode([]byte(bridge))
-	if err != nil || len(got) != 1 || got[0].Key != "a b" || !got[0].Removed || got[0].Sequencer != "617f" {
-		t.Errorf("EventBridge: %+v, %v", got, err)
+	if err != nil || len(got) != 2 || got[0].Key != "a+b" || got[1].Key != "a b" || !got[0].Removed || got[0].Sequencer != "617f" {
+		t.Errorf("EventBridge: %+v, %v; want the key as given and as URL-decoded", got, err)
+	}
+	got, _, _ = Decode([]byte(strings.Replace(bridge, `"key":"a+b"`, `"key":"dir/plain.jpg"`, 1)))
+	if len(got) != 1 || got[0].Key != "dir/plain.jpg" {
+		t.Errorf("EventBridge, a key encoding cannot change: %+v", got)
 	}
 	for _, body := range []string{`{"v":5,"run":"r"}`, `hello`, `{"Records":[{"eventSource":"aws:sqs"}]}`} {
 		if _, _, err := Decode([]byte(body)); !errors.Is(err, ErrForeign) {

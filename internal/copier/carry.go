@@ -117,7 +117,7 @@ func carryMultipart(in *s3.CreateMultipartUploadInput, head *s3.HeadObjectOutput
 // default), a multipart upload does not (CopyObject's API reference). A
 // server that does not know annotations has none to copy.
 func (c *Copier) copyAnnotations(ctx context.Context, src Source, dst Target, etag string) error {
-	list := &s3.ListObjectAnnotationsInput{Bucket: aws.String(src.Bucket), Key: aws.String(src.Key)}
+	list := &s3.ListObjectAnnotationsInput{Bucket: aws.String(src.Bucket), Key: aws.String(src.Key), VersionId: optional(src.VersionID)}
 	for {
 		page, err := c.src.ListObjectAnnotations(ctx, list)
 		if absentFeature(err) {
@@ -140,7 +140,7 @@ func (c *Copier) copyAnnotations(ctx context.Context, src Source, dst Target, et
 
 // copyAnnotation copies one annotation (at most 1 MiB) from src to dst.
 func (c *Copier) copyAnnotation(ctx context.Context, src Source, dst Target, name, etag string) error {
-	get, err := c.src.GetObjectAnnotation(ctx, &s3.GetObjectAnnotationInput{Bucket: aws.String(src.Bucket), Key: aws.String(src.Key), AnnotationName: aws.String(name)})
+	get, err := c.src.GetObjectAnnotation(ctx, &s3.GetObjectAnnotationInput{Bucket: aws.String(src.Bucket), Key: aws.String(src.Key), VersionId: optional(src.VersionID), AnnotationName: aws.String(name)})
 	if err != nil {
 		return fmt.Errorf("get source annotation %q: %w", name, err)
 	}

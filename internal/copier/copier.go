@@ -2,7 +2,9 @@
 // to a size threshold, UploadPartCopy with parts in parallel above it. No
 // object byte passes through the process. Metadata, content headers, tags
 // and the storage class are carried over; both paths copy only the exact
-// version that was listed (by ETag).
+// version that was listed (by ETag), and a Source with a VersionID is read
+// as that version everywhere (the copy, its parts, its metadata, tags and
+// annotations), never as whatever is current.
 package copier
 
 import (
@@ -154,7 +156,7 @@ func (c *Copier) Copy(ctx context.Context, src Source, dst Target) error {
 // any other answers 200, 403 or 404. (A copy of one fails with a 400
 // InvalidRequest, as many malformed copies do.)
 func (c *Copier) customerKeyed(ctx context.Context, src Source) bool {
-	_, err := c.src.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(src.Bucket), Key: aws.String(src.Key)})
+	_, err := c.src.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(src.Bucket), Key: aws.String(src.Key), VersionId: optional(src.VersionID)})
 	var re *smithyhttp.ResponseError
 	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusBadRequest && !WrongRegion(err)
 }
@@ -164,7 +166,7 @@ func (c *Copier) copySingle(ctx context.Context, src Source, dst Target) error {
 	in := &s3.CopyObjectInput{
 		Bucket:            aws.String(dst.Bucket),
 		Key:               aws.String(dst.Key),
-		CopySource:        aws.String(EscapeCopySource(src.Bucket, src.Key)),
+		CopySource:        aws.String(src.CopySource()),
 		MetadataDirective: types.MetadataDirectiveCopy,
 		TaggingDirective:  types.TaggingDirectiveCopy,
 		StorageClass:      storageClass(src, w),
@@ -179,7 +181,7 @@ func (c *Copier) copySingle(ctx context.Context, src Source, dst Target) error {
 	}
 	if w.inspects() {
 		// What S3 does not copy is read first, of the listed version.
-		head, err := c.src.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(src.Bucket), Key: aws.String(src.Key), IfMatch: optional(src.ETag)})
+		head, err := c.src.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(src.Bucket), Key: aws.String(src.Key), VersionId: optional(src.VersionID), IfMatch: optional(src.ETag)})
 		if err != nil {
 			return fmt.Errorf("head source: %w", err)
 		}
@@ -204,7 +206,7 @@ func storageClass(src Source, w Write) types.StorageClass {
 func (c *Copier) copyMultipart(ctx context.Context, src Source, dst Target) error {
 	w := dst.Write
 	head, err := headWithChecksum(ctx, c.src, &s3.HeadObjectInput{
-		Bucket: aws.String(src.Bucket), Key: aws.String(src.Key), IfMatch: optional(src.ETag),
+		Bucket: aws.String(src.Bucket), Key: aws.String(src.Key), VersionId: optional(src.VersionID), IfMatch: optional(src.ETag),
 	})
 	if err != nil {
 		return fmt.Errorf("head source: %w", err)
@@ -290,7 +292,7 @@ func (c *Copier) tagging(ctx context.Context, src Source, head *s3.HeadObjectOut
 	if head.TagCount != nil && *head.TagCount == 0 {
 		return nil, nil
 	}
-	out, err := c.src.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: aws.String(src.Bucket), Key: aws.String(src.Key)})
+	out, err := c.src.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: aws.String(src.Bucket), Key: aws.String(src.Key), VersionId: optional(src.VersionID)})
 	if err != nil {
 		return nil, fmt.Errorf("get source tags: %w", err)
 	}
@@ -333,7 +335,7 @@ func (c *Copier) copyParts(ctx context.Context, src Source, up *s3.CreateMultipa
 			out, err := c.api.UploadPartCopy(gctx, &s3.UploadPartCopyInput{
 				Bucket: up.Bucket, Key: up.Key, UploadId: up.UploadId,
 				PartNumber:        aws.Int32(int32(i + 1)),
-				CopySource:        aws.String(EscapeCopySource(src.Bucket, src.Key)),
+				CopySource:        aws.String(src.CopySource()),
 				CopySourceRange:   copyRange(first, last),
 				CopySourceIfMatch: optional(src.ETag),
 			})
@@ -372,6 +374,22 @@ func optional(s string) *string {
 		return nil
 	}
 	return aws.String(s)
+}
+
+// CopySource is src as the x-amz-copy-source header of CopyObject and
+// UploadPartCopy names it: bucket/key, URL-encoded, and for a version
+// "?versionId=" and the version id, query-escaped ("null", the version of
+// an object written before versioning was enabled, is one like any other).
+// CopyObject's API reference: "append ?versionId= to the value (for
+// example, awsexamplebucket/reports/january.pdf?versionId=QUpfdndhfd8438MNFDN93jdnJFkdmqnh893)".
+// The key's own "?" is escaped, so the query cannot be mistaken for part
+// of it.
+func (s Source) CopySource() string {
+	cs := EscapeCopySource(s.Bucket, s.Key)
+	if s.VersionID != "" {
+		cs += "?versionId=" + url.QueryEscape(s.VersionID)
+	}
+	return cs
 }
 
 // EscapeCopySource renders bucket/key as the CopySource header wants it:

@@ -13,7 +13,8 @@ import (
 type Reason string
 
 const (
-	// ReasonVanished: the source object no longer exists (NoSuchKey). The
+	// ReasonVanished: the source object (or the version of it a copy
+	// names) no longer exists (NoSuchKey, NoSuchVersion). The
 	// clone is still consistent with the source; it is reported as skipped.
 	ReasonVanished Reason = "vanished"
 	// ReasonChanged: the source object's ETag is no longer the listed one
@@ -94,7 +95,9 @@ func Classify(err error) *Error {
 
 func reasonFor(err error, code string, status int) Reason {
 	switch code {
-	case "NoSuchKey":
+	case "NoSuchKey", "NoSuchVersion":
+		// NoSuchVersion: the version a copy names was deleted since the plan
+		// (404, as a deleted key is).
 		return ReasonVanished
 	case "NoSuchUpload":
 		// The destination's upload is gone (a retried completion that had

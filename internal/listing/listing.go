@@ -28,6 +28,9 @@ type Object struct {
 	ETag         string
 	StorageClass string
 	LastModified time.Time
+	// VersionID is the version listed, for a listing as of a time (AsOf);
+	// "" for the current one.
+	VersionID string
 	// Token acknowledges the object to Options.Progress; zero when untracked.
 	Token Token
 }
@@ -195,7 +198,7 @@ func (l *Lister) listShard(ctx context.Context, sched *scheduler, s *shard, out 
 // shard's upper bound was passed.
 func (l *Lister) takePage(sched *scheduler, s *shard, page *s3.ListObjectsV2Output) (objs []Object, last string, finished bool) {
 	objs = make([]Object, 0, len(page.Contents))
-	for _, o := range page.Contents {
+	for i, o := range page.Contents {
 		key := aws.ToString(o.Key)
 		last = max(last, key)
 		if s.beyond(key) {
@@ -211,6 +214,7 @@ func (l *Lister) takePage(sched *scheduler, s *shard, page *s3.ListObjectsV2Outp
 			ETag:         aws.ToString(o.ETag),
 			StorageClass: string(o.StorageClass),
 			LastModified: aws.ToTime(o.LastModified),
+			VersionID:    versionOf(page, i),
 		})
 	}
 	var group []string
@@ -234,6 +238,11 @@ func (l *Lister) takePage(sched *scheduler, s *shard, page *s3.ListObjectsV2Outp
 	}
 	if len(group) > 0 {
 		l.push(sched, subtrees(s, group[0], group[len(group)-1]))
+	}
+	if upTo := listedUpTo(page); upTo != "" {
+		// As of a time (AsOf), a page lists more than it holds.
+		last = max(last, upTo)
+		finished = finished || s.beyond(upTo)
 	}
 	if handedOut != "" && l.opts.Progress != nil {
 		l.opts.Progress.handedOut(s, handedOut)

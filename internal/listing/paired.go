@@ -245,12 +245,12 @@ func (c *cursor) fetch(ctx context.Context) error {
 	}
 	// A fresh slice: pairs already sent point into the previous one.
 	c.buf, c.i = make([]relObject, 0, len(page.Contents)), 0
-	for _, o := range page.Contents {
+	for i, o := range page.Contents {
 		key := aws.ToString(o.Key)
 		rel := strings.TrimPrefix(key, c.side.Prefix)
 		c.buf = append(c.buf, relObject{rel: rel, Object: Object{
 			Key: key, Size: aws.ToInt64(o.Size), ETag: aws.ToString(o.ETag),
-			StorageClass: string(o.StorageClass), LastModified: aws.ToTime(o.LastModified),
+			StorageClass: string(o.StorageClass), LastModified: aws.ToTime(o.LastModified), VersionID: versionOf(page, i),
 		}})
 		c.lastRel = max(c.lastRel, rel)
 	}
@@ -263,8 +263,12 @@ func (c *cursor) fetch(ctx context.Context) error {
 		}
 		c.cps = append(c.cps, rel)
 	}
+	if upTo := listedUpTo(page); upTo != "" {
+		// As of a time (AsOf), a page lists more than it holds.
+		c.lastRel = max(c.lastRel, strings.TrimPrefix(upTo, c.side.Prefix))
+	}
 	c.fetched = true
-	c.more = aws.ToBool(page.IsTruncated) && page.NextContinuationToken != nil
+	c.more = aws.ToBool(page.IsTruncated) && page.NextContinuationToken != nil && (c.upTo == "" || c.lastRel <= c.upTo)
 	c.in.ContinuationToken = page.NextContinuationToken
 	return nil
 }

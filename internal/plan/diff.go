@@ -177,7 +177,7 @@ func (c *Comparer) Recheck(ctx context.Context, key, srcKey, dstKey string) (Rec
 // lookup is what a listing would say of one object now: nil, nil when
 // there is none.
 func lookup(ctx context.Context, api HeadAPI, bucket, key string) (*listing.Object, error) {
-	out, err := head(ctx, api, bucket, key)
+	out, err := head(ctx, api, bucket, key, "")
 	if notFound(err) {
 		return nil, nil
 	}
@@ -195,8 +195,10 @@ func lookup(ctx context.Context, api HeadAPI, bucket, key string) (*listing.Obje
 func (c *Comparer) heads(ctx context.Context, pr listing.Pair) (src, dst *s3.HeadObjectOutput, problem Problem, reason string, err error) {
 	var srcErr, dstErr error
 	var wg sync.WaitGroup
-	wg.Go(func() { src, srcErr = head(ctx, c.Src, c.SrcBucket, pr.Src.Key) })
-	dst, dstErr = head(ctx, c.Dst, c.DstBucket, pr.Dst.Key)
+	// The source's listed version: a listing as of a time compares the
+	// destination with that version, not with whatever is current.
+	wg.Go(func() { src, srcErr = head(ctx, c.Src, c.SrcBucket, pr.Src.Key, pr.Src.VersionID) })
+	dst, dstErr = head(ctx, c.Dst, c.DstBucket, pr.Dst.Key, "")
 	wg.Wait()
 	switch {
 	case ctx.Err() != nil:
@@ -213,11 +215,15 @@ func (c *Comparer) heads(ctx context.Context, pr listing.Pair) (src, dst *s3.Hea
 	return src, dst, "", "", nil
 }
 
-// head reads one object's metadata with its checksum. Reading the checksum
-// of an SSE-KMS object needs kms:Decrypt on its key: refused that (403),
-// it reads the metadata alone, which the rule can still go by.
-func head(ctx context.Context, api HeadAPI, bucket, key string) (*s3.HeadObjectOutput, error) {
+// head reads one object's metadata with its checksum (of version, unless
+// ""). Reading the checksum of an SSE-KMS object needs kms:Decrypt on its
+// key: refused that (403), it reads the metadata alone, which the rule can
+// still go by.
+func head(ctx context.Context, api HeadAPI, bucket, key, version string) (*s3.HeadObjectOutput, error) {
 	in := &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), ChecksumMode: types.ChecksumModeEnabled}
+	if version != "" {
+		in.VersionId = aws.String(version)
+	}
 	out, err := api.HeadObject(ctx, in)
 	var re *smithyhttp.ResponseError
 	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden {

@@ -158,7 +158,7 @@ func (b *Batcher) Run(ctx context.Context, in <-chan []listing.Object, out chan<
 const batchOverhead = 512 // run id, sequence, locations and punctuation, generously
 
 func (b *Batcher) add(ctx context.Context, o listing.Object, out chan<- Body) error {
-	e := Entry{Key: o.Key, Size: o.Size, ETag: o.ETag, StorageClass: o.StorageClass}
+	e := Entry{Key: o.Key, Size: o.Size, ETag: o.ETag, StorageClass: o.StorageClass, VersionID: o.VersionID}
 	if e.StorageClass == "STANDARD" {
 		e.StorageClass = "" // the default: not worth its bytes in every entry
 	}

@@ -167,6 +167,11 @@ func TestRulesRefuseWhatParametersCannot(t *testing.T) {
 		// A ledger key belongs to a ledger bucket the operator names.
 		{map[string]any{"LedgerKmsKeyArn": "arn:aws:kms:eu-west-1:111122223333:key/k", "LedgerBucket": ""}, []string{"LedgerKmsKeyNeedsLedgerBucket"}},
 		{map[string]any{"LedgerKmsKeyArn": "arn:aws:kms:eu-west-1:111122223333:key/k", "LedgerBucket": "my-ledger"}, nil},
+		// Follow mirrors deletions: the workers must be allowed to delete.
+		{map[string]any{"Follow": "s3", "AllowDelete": "false"}, []string{"FollowNeedsAllowDelete"}},
+		{map[string]any{"Follow": "eventbridge", "AllowDelete": "false"}, []string{"FollowNeedsAllowDelete"}},
+		{map[string]any{"Follow": "eventbridge", "AllowDelete": "true"}, nil},
+		{map[string]any{"Follow": "off", "AllowDelete": "false"}, nil},
 	} {
 		if got := refusingRules(t, tpl, rules, c.params); !slices.Equal(got, c.refused) {
 			t.Errorf("with %v the rules %v refuse; want %v", c.params, got, c.refused)
@@ -401,13 +406,15 @@ func TestExecutionRoleIsScoped(t *testing.T) {
 // system; the planner, which may write files, gets a scratch /tmp.
 func TestContainersReadOnly(t *testing.T) {
 	tpl := loadTemplate(t)
-	for _, task := range []string{"WorkerTaskDefinition", "PlannerTaskDefinition"} {
+	for _, task := range []string{"WorkerTaskDefinition", "PlannerTaskDefinition", "FollowTaskDefinition"} {
 		if c := container(t, tpl, task); c["ReadonlyRootFilesystem"] != "true" {
 			t.Errorf("%s: ReadonlyRootFilesystem %v", task, c["ReadonlyRootFilesystem"])
 		}
 	}
-	if mp := key(container(t, tpl, "PlannerTaskDefinition")["MountPoints"]); !strings.Contains(mp, `"ContainerPath":"/tmp"`) {
-		t.Errorf("the planner has no writable /tmp: %s", mp)
+	for _, task := range []string{"PlannerTaskDefinition", "FollowTaskDefinition"} {
+		if mp := key(container(t, tpl, task)["MountPoints"]); !strings.Contains(mp, `"ContainerPath":"/tmp"`) {
+			t.Errorf("%s has no writable /tmp: %s", task, mp)
+		}
 	}
 	// A Fargate volume is root's, 0755, unless the image declares the path a
 	// VOLUME: then it takes the image's permissions, which uid 65532 can write.
@@ -502,11 +509,12 @@ func TestOperatorGuideMatchesTheOutputs(t *testing.T) {
 	for _, need := range []string{"WorkQueueUrl", "LedgerUrl", "DeadLetterQueueUrl", "ClusterName", "ScaleEcs", "PlannerTaskDefinition",
 		"RunTaskNetwork", "CapacityProvider", "WorkerRoleArn", "PlannerRoleArn", "LogGroupName",
 		"AlarmTopicArn", "StoppedWorkersQueueUrl", "S3GatewayEndpointId", "SourceBucketPolicyStatements", "DestinationBucketPolicyStatements",
-		"SourceKmsKeyPolicyStatements", "DestinationKmsKeyPolicyStatements", "LedgerKmsKeyPolicyStatements"} {
+		"SourceKmsKeyPolicyStatements", "DestinationKmsKeyPolicyStatements", "LedgerKmsKeyPolicyStatements",
+		"ChangeQueueUrl", "ChangeQueueArn", "ChangeDeadLetterQueueUrl", "FollowServiceName", "FollowCommand", "CutoverFollowCommand", "UnsubscribeCommand"} {
 		if _, ok := tpl.Outputs[need]; !ok {
 			t.Errorf("no output %s", need)
 		}
-		if !used[need] && need != "PlannerRoleArn" && need != "WorkerRoleArn" && need != "LogGroupName" {
+		if !used[need] && need != "PlannerRoleArn" && need != "WorkerRoleArn" && need != "LogGroupName" && need != "ChangeQueueArn" {
 			t.Errorf("the operator guide never uses output %s", need)
 		}
 	}
@@ -684,7 +692,8 @@ func TestAlarmsNotifyTheTopicInUse(t *testing.T) {
 		if got := key(r.Properties["AlarmActions"]); got != "["+topic+"]" {
 			t.Errorf("%s notifies %s, want the topic in use %s", name, got, topic)
 		}
-		if r.Condition != "" {
+		// Follow's alarms watch its change queue, which exists only with it.
+		if r.Condition != "" && (r.Condition != "FollowEnabled" || !strings.Contains(key(r.Properties), "Change")) {
 			t.Errorf("%s exists only when %s", name, r.Condition)
 		}
 	}
@@ -1072,19 +1081,26 @@ func TestPolicyOutputsGrantWhatTheRolesGrant(t *testing.T) {
 	// Buckets in another account, with every combination of the conditions.
 	for _, allowDelete := range []bool{false, true} {
 		for _, acl := range []bool{false, true} {
-			conds := map[string]bool{"AllowDelete": allowDelete, "HasCannedAcl": acl}
-			e := evaluator{t: t, params: map[string]any{"SourceBucket": "src", "DestinationBucket": "dst"}, conds: conds, attrs: attrs}
-			for _, c := range []struct {
-				output          string
-				bucket, objects Resource
-				name            string
-			}{{"SourceBucketPolicyStatements", SourceBucket, SourceObjects, "src"}, {"DestinationBucketPolicyStatements", DestBucket, DestObjects, "dst"}} {
-				if cond := tpl.Outputs[c.output].(map[string]any)["Condition"]; cond != nil {
-					t.Errorf("output %s exists only when %v", c.output, cond)
+			for _, follow := range []bool{false, true} {
+				conds := map[string]bool{"AllowDelete": allowDelete, "HasCannedAcl": acl, "FollowEnabled": follow}
+				e := evaluator{t: t, params: map[string]any{"SourceBucket": "src", "DestinationBucket": "dst"}, conds: conds, attrs: attrs}
+				for _, c := range []struct {
+					output          string
+					bucket, objects Resource
+					name            string
+				}{{"SourceBucketPolicyStatements", SourceBucket, SourceObjects, "src"}, {"DestinationBucketPolicyStatements", DestBucket, DestObjects, "dst"}} {
+					if cond := tpl.Outputs[c.output].(map[string]any)["Condition"]; cond != nil {
+						t.Errorf("output %s exists only when %v", c.output, cond)
+					}
+					resources := map[string]Resource{"arn:aws:s3:::" + c.name: c.bucket, "arn:aws:s3:::" + c.name + "/*": c.objects,
+						"arn:aws:s3:::" + c.name + "/.s3clone-marks/*": SourceMarks}
+					kinds := []Resource{c.bucket, c.objects}
+					if c.bucket == SourceBucket {
+						kinds = append(kinds, SourceMarks)
+					}
+					same(fmt.Sprintf("%s (AllowDelete %v, HasCannedAcl %v, FollowEnabled %v)", c.output, allowDelete, acl, follow),
+						outputStatements(t, e, tpl, c.output, principals, resources, nil), expected(both, conds, kinds...))
 				}
-				resources := map[string]Resource{"arn:aws:s3:::" + c.name: c.bucket, "arn:aws:s3:::" + c.name + "/*": c.objects}
-				same(fmt.Sprintf("%s (AllowDelete %v, HasCannedAcl %v)", c.output, allowDelete, acl),
-					outputStatements(t, e, tpl, c.output, principals, resources, nil), expected(both, conds, c.bucket, c.objects))
 			}
 		}
 	}
@@ -1123,11 +1139,16 @@ func TestPolicyOutputsGrantWhatTheRolesGrant(t *testing.T) {
 	}
 	for _, c := range []struct {
 		output, param, cond string
+		conds               map[string]bool
 		want                []policyGrant
 	}{
-		{"SourceKmsKeyPolicyStatements", "SourceKmsKeyArn", "HasSourceKmsKey", expected(both, map[string]bool{"HasSourceKmsKey": true}, SourceKmsKey)},
-		{"DestinationKmsKeyPolicyStatements", "DestinationKmsKeyArn", "HasDestinationKmsKey", expected(both, map[string]bool{"HasDestinationKmsKey": true}, DestKmsKey)},
-		{"LedgerKmsKeyPolicyStatements", "LedgerKmsKeyArn", "HasLedgerKmsKey", ledgerNeeds()},
+		{"SourceKmsKeyPolicyStatements", "SourceKmsKeyArn", "HasSourceKmsKey", map[string]bool{"FollowSourceKmsKey": false},
+			expected(both, map[string]bool{"HasSourceKmsKey": true}, SourceKmsKey)},
+		// With Follow, the planner writes the cutover's marks into the source, under its key.
+		{"SourceKmsKeyPolicyStatements", "SourceKmsKeyArn", "HasSourceKmsKey", map[string]bool{"FollowSourceKmsKey": true},
+			expected(both, map[string]bool{"HasSourceKmsKey": true, "FollowSourceKmsKey": true}, SourceKmsKey)},
+		{"DestinationKmsKeyPolicyStatements", "DestinationKmsKeyArn", "HasDestinationKmsKey", nil, expected(both, map[string]bool{"HasDestinationKmsKey": true}, DestKmsKey)},
+		{"LedgerKmsKeyPolicyStatements", "LedgerKmsKeyArn", "HasLedgerKmsKey", nil, ledgerNeeds()},
 	} {
 		out, _ := tpl.Outputs[c.output].(map[string]any)
 		if out["Condition"] != c.cond || key(tpl.Conditions[c.cond]) != key(map[string]any{"Fn::Not": []any{map[string]any{"Fn::Equals": []any{map[string]any{"Ref": c.param}, ""}}}}) {
@@ -1136,11 +1157,11 @@ func TestPolicyOutputsGrantWhatTheRolesGrant(t *testing.T) {
 		if len(c.want) == 0 {
 			t.Errorf("%s: the roles need nothing of the key", c.output)
 		}
-		e := evaluator{t: t, params: map[string]any{c.param: keyArn}, attrs: attrs}
+		e := evaluator{t: t, params: map[string]any{c.param: keyArn}, conds: c.conds, attrs: attrs}
 		var kind Resource
 		for _, g := range c.want {
 			kind = g.on
 		}
-		same(c.output, outputStatements(t, e, tpl, c.output, principals, map[string]Resource{"*": kind}, via), c.want)
+		same(fmt.Sprint(c.output, c.conds), outputStatements(t, e, tpl, c.output, principals, map[string]Resource{"*": kind}, via), c.want)
 	}
 }

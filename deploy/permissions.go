@@ -73,6 +73,15 @@ const (
 	LedgerFleetHolds Resource = "ledger fleet holds"
 	// The fleet's shared write rates and workers' presence: PREFIX/pace/*.
 	LedgerPace Resource = "ledger pace records"
+	// planner follow's record of its run (PREFIX/runs/*/follow.json) and
+	// the cutover marks it saw (PREFIX/runs/*/marks/*).
+	LedgerFollow Resource = "ledger follow records"
+	LedgerMarks  Resource = "ledger marks"
+	// With Follow: the queue the source bucket's events arrive on, and the
+	// source's marker objects (SOURCE/.s3clone-marks/*: follow's probe and
+	// a cutover's mark, never copied).
+	ChangeQueue Resource = "change queue"
+	SourceMarks Resource = "source marks (.s3clone-marks/)"
 	// Application Auto Scaling's scalable targets of the account and region:
 	// DescribeScalableTargets takes no resource, and a target's ARN has an
 	// id the stack cannot name.
@@ -203,6 +212,27 @@ var Calls = []Call{
 	{Service: "s3", Op: "PutObject", Role: Planner, Actions: []string{"s3:PutObject"}, On: []Resource{LedgerCheckpoints}, Why: "plan --checkpoint ledger:NAME: keep the plan's progress in the ledger (written only over the one last read, If-Match)"},
 	{Service: "s3", Op: "PutObject", Role: Planner, Actions: []string{"kms:GenerateDataKey"}, On: []Resource{LedgerKmsKey}, When: "HasLedgerKmsKey", Why: "write ledger records into a bucket encrypted by default with a customer-managed key"},
 	{Service: "s3", Op: "GetObject", Role: Planner, Actions: []string{"kms:Decrypt"}, On: []Resource{LedgerKmsKey}, When: "HasLedgerKmsKey", Why: "read ledger records encrypted with it"},
+
+	// planner follow and cutover --follow (the stack's Follow parameter:
+	// FollowService runs follow with the planner's role). The catch-up
+	// listing is plan --diff's, above; sync work goes out as a plan's.
+	{Service: "s3", Op: "GetBucketNotificationConfiguration", Role: Planner, Actions: []string{"s3:GetBucketNotification"}, On: []Resource{SourceBucket}, When: "FollowEnabled",
+		Why: "follow: read the source bucket's notification configuration, to add its own to what is there (and take it off again, --unsubscribe)"},
+	{Service: "s3", Op: "PutBucketNotificationConfiguration", Role: Planner, Actions: []string{"s3:PutBucketNotification"}, On: []Resource{SourceBucket}, When: "FollowEnabled",
+		Why: "follow: write it back with follow's queue configuration added (or EventBridge turned on), and without it on --unsubscribe"},
+	{Service: "s3", Op: "PutObject", Role: Planner, Actions: []string{"s3:PutObject"}, On: []Resource{SourceMarks}, When: "FollowEnabled",
+		Why: "follow's probe and cutover --follow's mark: an empty object whose event shows the events come through, and up to when"},
+	{Service: "s3", Op: "DeleteObject", Role: Planner, Actions: []string{"s3:DeleteObject"}, On: []Resource{SourceMarks}, When: "FollowEnabled",
+		Why: "delete the probe and the mark once their events came"},
+	{Service: "s3", Op: "PutObject", Role: Planner, Actions: []string{"kms:GenerateDataKey"}, On: []Resource{SourceKmsKey}, When: "FollowSourceKmsKey",
+		Why: "write the probe and the mark into a source encrypted by default with its KMS key"},
+	{Service: "sqs", Op: "GetQueueAttributes", Role: Planner, Actions: []string{"sqs:GetQueueAttributes"}, On: []Resource{ChangeQueue}, When: "FollowEnabled",
+		Why: "follow: check the change queue, and read its ARN for the bucket's configuration"},
+	{Service: "sqs", Op: "ReceiveMessage", Role: Planner, Actions: []string{"sqs:ReceiveMessage"}, On: []Resource{ChangeQueue}, When: "FollowEnabled", Why: "follow: take the source's events"},
+	{Service: "sqs", Op: "DeleteMessageBatch", Role: Planner, Actions: []string{"sqs:DeleteMessage"}, On: []Resource{ChangeQueue}, When: "FollowEnabled",
+		Why: "follow: drop events once the work they became is sent and recorded"},
+	{Service: "s3", Op: "PutObject", Role: Planner, Actions: []string{"s3:PutObject"}, On: []Resource{LedgerFollow, LedgerMarks}, When: "FollowEnabled",
+		Why: "follow: record its progress (every 5 s; a cutover --follow reads it) and each cutover mark it saw"},
 
 	// The operator: planner task, planner fleet and planner status from outside the stack's tasks.
 	{Service: "cloudformation", Op: "DescribeStacks", Role: Operator, Actions: []string{"cloudformation:DescribeStacks"}, On: []Resource{Stack}, Why: "planner task: the stack's outputs (cluster, task definition, network, log group)"},

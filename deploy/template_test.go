@@ -348,7 +348,7 @@ func TestTemplateReferencesResolve(t *testing.T) {
 			if rf.target == name {
 				t.Errorf("%s refers to itself", name)
 			}
-			if tc := tpl.Resources[rf.target].Condition; tc != "" && tc != r.Condition && tc != rf.guard {
+			if tc := tpl.Resources[rf.target].Condition; tc != "" && !implies(tpl, r.Condition, tc) && !implies(tpl, rf.guard, tc) {
 				t.Errorf("%s (condition %q) refers to %s, which exists only when %s", name, r.Condition, rf.target, tc)
 			}
 		}
@@ -356,7 +356,7 @@ func TestTemplateReferencesResolve(t *testing.T) {
 	for name, o := range tpl.Outputs {
 		own, _ := o.(map[string]any)["Condition"].(string) // an output under a condition is guarded by it
 		for _, rf := range refsOf("Outputs."+name, o) {
-			if tc := tpl.Resources[rf.target].Condition; rf.target != "" && tc != "" && tc != rf.guard && tc != own {
+			if tc := tpl.Resources[rf.target].Condition; rf.target != "" && tc != "" && !implies(tpl, rf.guard, tc) && !implies(tpl, own, tc) {
 				t.Errorf("output %s refers to %s, which exists only under a condition", name, rf.target)
 			}
 		}
@@ -373,31 +373,51 @@ func TestTemplateReferencesResolve(t *testing.T) {
 	}
 }
 
+// implies reports whether condition a holds only when b does: a is b, or
+// a is an Fn::And of which one part is (or implies) b. ("" holds always.)
+func implies(tpl template, a, b string) bool {
+	if a == b {
+		return true
+	}
+	def, _ := tpl.Conditions[a].(map[string]any)
+	for _, part := range list(def["Fn::And"]) {
+		m, _ := part.(map[string]any)
+		if name, ok := m["Condition"].(string); ok && implies(tpl, name, b) {
+			return true
+		}
+	}
+	return false
+}
+
 // resourceKinds maps each way the template names a resource in a policy to
 // what it is.
 var resourceKinds = map[string]Resource{
-	`{"Fn::Sub":"arn:${AWS::Partition}:s3:::${SourceBucket}"}`:        SourceBucket,
-	`{"Fn::Sub":"arn:${AWS::Partition}:s3:::${SourceBucket}/*"}`:      SourceObjects,
-	`{"Fn::Sub":"arn:${AWS::Partition}:s3:::${DestinationBucket}"}`:   DestBucket,
-	`{"Fn::Sub":"arn:${AWS::Partition}:s3:::${DestinationBucket}/*"}`: DestObjects,
-	`{"Fn::GetAtt":["WorkQueue","Arn"]}`:                              WorkQueue,
-	`{"Fn::GetAtt":["DeadLetterQueue","Arn"]}`:                        DeadLetterQueue,
-	`{"Ref":"WorkerService"}`:                                         WorkerService,
-	`{"Ref":"SourceKmsKeyArn"}`:                                       SourceKmsKey,
-	`{"Ref":"DestinationKmsKeyArn"}`:                                  DestKmsKey,
-	ledgerARN(""):                                                     LedgerBucket,
-	ledgerARN("/${LedgerPrefix}*"):                                    LedgerObjects,
-	ledgerARN("/${LedgerPrefix}runs/*/run.json"):                      LedgerRuns,
-	ledgerARN("/${LedgerPrefix}runs/*/sent/*"):                        LedgerSent,
-	ledgerARN("/${LedgerPrefix}runs/*/done/*"):                        LedgerEntries,
-	ledgerARN("/${LedgerPrefix}workers/*"):                            LedgerWorkers,
-	ledgerARN("/${LedgerPrefix}runs/*/results/*"):                     LedgerResults,
-	ledgerARN("/${LedgerPrefix}checkpoints/*"):                        LedgerCheckpoints,
-	ledgerARN("/${LedgerPrefix}fleet/*"):                              LedgerFleetHolds,
-	ledgerARN("/${LedgerPrefix}pace/*"):                               LedgerPace,
-	`{"Ref":"LedgerKmsKeyArn"}`:                                       LedgerKmsKey,
-	`"*"`:                                                             ScalableTargets,
-	`{"Ref":"AWS::StackId"}`:                                          Stack,
+	`{"Fn::Sub":"arn:${AWS::Partition}:s3:::${SourceBucket}"}`:                  SourceBucket,
+	`{"Fn::Sub":"arn:${AWS::Partition}:s3:::${SourceBucket}/*"}`:                SourceObjects,
+	`{"Fn::Sub":"arn:${AWS::Partition}:s3:::${DestinationBucket}"}`:             DestBucket,
+	`{"Fn::Sub":"arn:${AWS::Partition}:s3:::${DestinationBucket}/*"}`:           DestObjects,
+	`{"Fn::GetAtt":["WorkQueue","Arn"]}`:                                        WorkQueue,
+	`{"Fn::GetAtt":["DeadLetterQueue","Arn"]}`:                                  DeadLetterQueue,
+	`{"Ref":"WorkerService"}`:                                                   WorkerService,
+	`{"Ref":"SourceKmsKeyArn"}`:                                                 SourceKmsKey,
+	`{"Ref":"DestinationKmsKeyArn"}`:                                            DestKmsKey,
+	ledgerARN(""):                                                               LedgerBucket,
+	ledgerARN("/${LedgerPrefix}*"):                                              LedgerObjects,
+	ledgerARN("/${LedgerPrefix}runs/*/run.json"):                                LedgerRuns,
+	ledgerARN("/${LedgerPrefix}runs/*/sent/*"):                                  LedgerSent,
+	ledgerARN("/${LedgerPrefix}runs/*/done/*"):                                  LedgerEntries,
+	ledgerARN("/${LedgerPrefix}workers/*"):                                      LedgerWorkers,
+	ledgerARN("/${LedgerPrefix}runs/*/results/*"):                               LedgerResults,
+	ledgerARN("/${LedgerPrefix}checkpoints/*"):                                  LedgerCheckpoints,
+	ledgerARN("/${LedgerPrefix}fleet/*"):                                        LedgerFleetHolds,
+	ledgerARN("/${LedgerPrefix}pace/*"):                                         LedgerPace,
+	ledgerARN("/${LedgerPrefix}runs/*/follow.json"):                             LedgerFollow,
+	ledgerARN("/${LedgerPrefix}runs/*/marks/*"):                                 LedgerMarks,
+	`{"Fn::GetAtt":["ChangeQueue","Arn"]}`:                                      ChangeQueue,
+	`{"Fn::Sub":"arn:${AWS::Partition}:s3:::${SourceBucket}/.s3clone-marks/*"}`: SourceMarks,
+	`{"Ref":"LedgerKmsKeyArn"}`:                                                 LedgerKmsKey,
+	`"*"`:                                                                       ScalableTargets,
+	`{"Ref":"AWS::StackId"}`:                                                    Stack,
 	`{"Fn::Sub":"arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task-definition/${AWS::StackName}-planner:*"}`: PlannerTaskDef,
 	`{"Fn::GetAtt":["PlannerRole","Arn"]}`:                                                       PlannerRoleRes,
 	`{"Fn::GetAtt":["ExecutionRole","Arn"]}`:                                                     ExecutionRole,
@@ -510,7 +530,8 @@ func TestRolesGrantExactlyTheCalls(t *testing.T) {
 			}
 		}
 	}
-	tasks := map[string]string{"WorkerTaskDefinition": "WorkerRole", "PlannerTaskDefinition": "PlannerRole"}
+	// planner follow runs as the planner (its grants are the planner's, under FollowEnabled).
+	tasks := map[string]string{"WorkerTaskDefinition": "WorkerRole", "PlannerTaskDefinition": "PlannerRole", "FollowTaskDefinition": "PlannerRole"}
 	for task, role := range tasks {
 		if got := key(tpl.Resources[task].Properties["TaskRoleArn"]); got != key(map[string]any{"Fn::GetAtt": []any{role, "Arn"}}) {
 			t.Errorf("%s runs as %s, want %s", task, got, role)
@@ -534,16 +555,23 @@ func TestTaskEnvironmentIsUnderstood(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	for _, task := range []string{"WorkerTaskDefinition", "PlannerTaskDefinition"} {
+	for _, task := range []string{"WorkerTaskDefinition", "PlannerTaskDefinition", "FollowTaskDefinition"} {
 		defs := list(tpl.Resources[task].Properties["ContainerDefinitions"])
 		if len(defs) != 1 {
 			t.Fatalf("%s: want one container", task)
 		}
 		c, _ := defs[0].(map[string]any)
-		var args []string
+		// The command's words up to its first flag; the flags (whose values
+		// are the stack's, not strings here) must be the command's own.
+		var args, flags []string
 		for _, a := range list(c["Command"]) {
 			s, _ := a.(string)
-			args = append(args, s)
+			switch {
+			case strings.HasPrefix(s, "--"):
+				flags = append(flags, s)
+			case len(flags) == 0:
+				args = append(args, s)
+			}
 		}
 		if len(args) == 0 || (args[0] != "worker" && args[0] != "planner") {
 			t.Fatalf("%s: command %v: want worker or planner (on the image's PATH)", task, args)
@@ -552,7 +580,12 @@ func TestTaskEnvironmentIsUnderstood(t *testing.T) {
 		if !strings.Contains(string(help), "usage:") {
 			t.Fatalf("%s: %v -h printed no usage: %s", task, args, help)
 		}
-		if args[0] == "planner" {
+		for _, flag := range flags {
+			if !strings.Contains(string(help), "\n  "+flag[1:]+" ") {
+				t.Errorf("%s runs %v with %s, which it does not take", task, args, flag)
+			}
+		}
+		if task == "PlannerTaskDefinition" {
 			// The planner task runs other commands too, by command override
 			// (docs/operations.md): their variables count as read.
 			for _, cmd := range []string{"status", "verify", "redrive"} {
@@ -571,8 +604,8 @@ func TestTaskEnvironmentIsUnderstood(t *testing.T) {
 				t.Errorf("%s sets %s, which %v does not read", task, name, args)
 			}
 		}
-		if n < 3 {
-			t.Errorf("%s sets only %d S3CLONE_ variables", task, n)
+		if n+len(flags) < 3 {
+			t.Errorf("%s sets only %d S3CLONE_ variables and %d flags", task, n, len(flags))
 		}
 	}
 }
@@ -613,5 +646,18 @@ func TestLedgerIsKept(t *testing.T) {
 	}
 	if ledger.Properties["BucketEncryption"] == nil {
 		t.Error("Ledger: no default encryption")
+	}
+}
+
+// TestConditionsMotoCanRead: no condition is named with the !Condition tag,
+// which moto's YAML reader turns into an Fn::Condition its parser does not
+// know (the Fn::And around it is then false, and deploy-check checks a stack
+// AWS would not make); {Condition: NAME} says the same to CloudFormation.
+func TestConditionsMotoCanRead(t *testing.T) {
+	for i, line := range strings.Split(string(Template), "\n") {
+		code, _, _ := strings.Cut(line, "#")
+		if strings.Contains(code, "!Condition") {
+			t.Errorf("s3clone.yaml:%d: %s: write {Condition: NAME}", i+1, strings.TrimSpace(line))
+		}
 	}
 }

@@ -164,9 +164,6 @@ func (o *cutoverOptions) validateFollow(p *config.Problems) {
 	if err := ledger.CheckRunID(o.followRun); err != nil {
 		p.Addf("--follow %q: %v", o.followRun, err)
 	}
-	if o.s.rawSource != "" || o.s.rawDest != "" || o.queueURL != "" {
-		p.Addf("--follow takes the source, destination and work queue of the follow's run: leave out --source, --dest and --queue-url")
-	}
 	if o.noDelete {
 		p.Addf("--no-delete with --follow: follow mirrors deletions as they happen; a cutover --follow cannot leave them out")
 	}

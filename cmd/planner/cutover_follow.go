@@ -18,6 +18,7 @@ import (
 	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/listing"
 	"github.com/s3clone/s3clone/internal/plan"
+	"github.com/s3clone/s3clone/internal/queue"
 )
 
 // followAliveWithin is how recently a follow must have written its record
@@ -73,6 +74,9 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 	}
 	defer rec.discard()
 	s := &o.s
+	if err := sameAsFollow(o, run); err != nil {
+		return err
+	}
 	s.src, s.dst = run.Source, run.Dest
 	if err := s.connect(ctx, regions); err != nil {
 		return err
@@ -98,6 +102,12 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 	v := &verdict{}
 	bulk := checkBulk(ctx, store, run, fr, log)
 	v.notRight = append(v.notRight, bulk.notRight...)
+	if bulk.why != "" {
+		// The verdict cannot be clean whatever the fleet does: say so now,
+		// not after waiting for it in the window.
+		v.why = bulk.why
+		return followVerdict(ctx, stdout, store, rec, v, sum.Run, mode, host, ledger.Status{}, followWindow{total: time.Since(started)}, o.out, log)
+	}
 
 	// The freeze, marked through the events' own path.
 	if err := follow.PlaceMark(ctx, s.srcAPI, s.src.Bucket, sum.Run); err != nil {
@@ -129,7 +139,7 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 		fmt.Fprintf(stdout, "mark      seen by follow %s after the freeze, closed after waiting %s for late events: messages 1 to %d hold every change before it\n",
 			seconds(mark.Seen.Sub(started)), seconds(mark.Settle), mark.Seq)
 		var waitErr error
-		st, waitErr = waitForFollow(waitCtx, store.Follow(o.followRun), mark.Seq, o.timeout, log)
+		st, waitErr = waitForFollow(waitCtx, store.Follow(o.followRun), mark.Seq, o.timeout, o.conn.AWS.SQS(awsCfg), run.Queue, log)
 		if waitErr != nil {
 			v.why = waitErr.Error()
 		}
@@ -156,7 +166,14 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 		v.verified = counts.Compared.Load()
 	}
 	w.total = time.Since(started)
+	return followVerdict(ctx, stdout, store, rec, v, sum.Run, mode, host, st, w, o.out, log)
+}
 
+// followVerdict writes a cutover --follow's verdict: the reconciliation
+// file (--out, and in the ledger), the printed verdict, and the ledger's
+// record of it; its error is the command's.
+func followVerdict(ctx context.Context, stdout io.Writer, store *ledger.Store, rec *recordFile, v *verdict, run, mode, host string,
+	st ledger.Status, w followWindow, out string, log zerolog.Logger) error {
 	var recon bytes.Buffer
 	enc := json.NewEncoder(&recon)
 	enc.SetEscapeHTML(false)
@@ -173,23 +190,47 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 	if err := rec.commit(); err != nil {
 		return err
 	}
-	printFollowVerdict(stdout, v, st, w, o.out)
-	lv := ledger.Verdict{Run: sum.Run, Mode: mode, Clean: v.clean() && ctx.Err() == nil, Why: v.why, NotRight: len(v.notRight), Verified: v.verified,
+	printFollowVerdict(stdout, v, st, w, out)
+	lv := ledger.Verdict{Run: run, Mode: mode, Clean: v.clean() && ctx.Err() == nil, Why: v.why, NotRight: len(v.notRight), Verified: v.verified,
 		Copied: st.Copied, Deleted: st.Deleted, Host: host,
 		Window: ledger.VerdictWindow{Plan: w.mark, Fleet: w.fleet, Verify: w.verify, Total: w.total}}
 	switch url, err := store.PutVerdict(context.WithoutCancel(ctx), lv, recon.Bytes()); {
 	case err != nil:
 		log.Error().Err(err).Msg("could not record the verdict in the ledger (it is printed above)")
 	case url != "":
-		fmt.Fprintf(stdout, "recorded  the verdict in %s (run %s), the keys in %s\n", store, sum.Run, url)
+		fmt.Fprintf(stdout, "recorded  the verdict in %s (run %s), the keys in %s\n", store, run, url)
 	default:
-		fmt.Fprintf(stdout, "recorded  the verdict in %s (run %s)\n", store, sum.Run)
+		fmt.Fprintf(stdout, "recorded  the verdict in %s (run %s)\n", store, run)
 	}
 	switch {
 	case ctx.Err() != nil:
-		return fmt.Errorf("cutover %s: %w", sum.Run, ctx.Err())
+		return fmt.Errorf("cutover %s: %w", run, ctx.Err())
 	case !v.clean():
-		return fmt.Errorf("%w: cutover %s: %d keys not copied or deleted as seen%s", config.ErrMismatch, sum.Run, len(v.notRight), whyClause(v.why))
+		return fmt.Errorf("%w: cutover %s: %d keys not copied or deleted as seen%s", config.ErrMismatch, run, len(v.notRight), whyClause(v.why))
+	}
+	return nil
+}
+
+// sameAsFollow checks --source, --dest and --queue-url, when given (a task
+// in the stack has them in its environment), against the follow's run.
+func sameAsFollow(o *cutoverOptions, run *ledger.Run) error {
+	for _, c := range []struct {
+		flag, given string
+		want        plan.Location
+	}{{"source", o.s.rawSource, run.Source}, {"dest", o.s.rawDest, run.Dest}} {
+		if c.given == "" {
+			continue
+		}
+		loc, err := plan.ParseLocation(c.given)
+		if err != nil {
+			return config.Usagef("--%s: %v", c.flag, err)
+		}
+		if loc.Bucket != c.want.Bucket || loc.Prefix != c.want.Prefix {
+			return config.Usagef("--%s %s is not follow %s's (s3://%s/%s): leave it out, --follow takes the follow's", c.flag, c.given, o.followRun, c.want.Bucket, c.want.Prefix)
+		}
+	}
+	if o.queueURL != "" && o.queueURL != run.Queue {
+		return config.Usagef("--queue-url %s is not follow %s's (%s): leave it out, --follow takes the follow's", o.queueURL, o.followRun, run.Queue)
 	}
 	return nil
 }
@@ -257,14 +298,21 @@ func checkBulk(ctx context.Context, store *ledger.Store, follow *ledger.Run, fr 
 }
 
 // waitForFollow reads the follow run's ledger until every work message up
-// to seq has an entry, or ctx ends.
-func waitForFollow(ctx context.Context, reader *ledger.Reader, seq int64, timeout time.Duration, log zerolog.Logger) (ledger.Status, error) {
+// to seq has an entry, or ctx ends. It gives up when the work cannot
+// finish: the work queue empty, nothing in flight and messages in its
+// dead-letter queue, for cutoverStallFor with no entry coming in.
+func waitForFollow(ctx context.Context, reader *ledger.Reader, seq int64, timeout time.Duration, sqs queue.API, queueURL string, log zerolog.Logger) (ledger.Status, error) {
 	var st ledger.Status
-	lastLog := time.Now()
+	started := time.Now()
+	lastLog, lastDepth, lastEntry := started, time.Time{}, started
+	var stalledSince time.Time
+	entries := int64(-1)
 	for {
 		refresh, cancel := context.WithTimeout(ctx, cutoverRefreshLimit)
 		err := reader.Refresh(refresh)
 		cancel()
+		now := time.Now()
+		var missing []int64
 		switch {
 		case ctx.Err() != nil:
 			return st, waitEnded(ctx, timeout, st)
@@ -272,14 +320,30 @@ func waitForFollow(ctx context.Context, reader *ledger.Reader, seq int64, timeou
 			log.Warn().Err(err).Msg("reading the ledger failed; trying again")
 		default:
 			st = reader.Tally().Status()
-			missing := follow.Missing(reader.Tally(), seq, 10)
+			if st.Done != entries {
+				entries, lastEntry, stalledSince = st.Done, now, time.Time{}
+			}
+			missing = follow.Missing(reader.Tally(), seq, 10)
 			if len(missing) == 0 {
 				return st, nil
 			}
-			if time.Since(lastLog) >= 10*time.Second {
-				lastLog = time.Now()
-				log.Info().Ints64("waiting_for", missing).Int64("up_to", seq).Msg("waiting for the fleet to finish follow's work up to the mark")
+		}
+		if now.Sub(lastDepth) >= cutoverDepthEvery {
+			lastDepth = now
+			d := readDepth(ctx, sqs, queueURL, log)
+			switch {
+			case d.Error != "" || d.Visible > 0 || d.InFlight > 0 || deadLettered(d) == 0:
+				stalledSince = time.Time{}
+			case stalledSince.IsZero():
+				stalledSince = now
+			case now.Sub(stalledSince) >= cutoverStallFor && now.Sub(lastEntry) >= cutoverStallFor:
+				return st, fmt.Errorf("the work queue has been empty for %s with messages in its dead-letter queue, and messages %v (of 1 to %d) are not done: fix what the workers' log says, then planner redrive",
+					now.Sub(stalledSince).Round(time.Second), missing, seq)
 			}
+		}
+		if now.Sub(lastLog) >= 10*time.Second {
+			lastLog = now
+			log.Info().Ints64("waiting_for", missing).Int64("up_to", seq).Msg("waiting for the fleet to finish follow's work up to the mark (is a worker running?)")
 		}
 		select {
 		case <-ctx.Done():
@@ -308,7 +372,7 @@ func followFailures(ctx context.Context, reader *ledger.Reader, seq int64) ([]no
 }
 
 func printFollowVerdict(w io.Writer, v *verdict, st ledger.Status, win followWindow, out string) {
-	fmt.Fprintf(w, "fleet     %d copied, %d deleted, %d failed in follow's work\n", st.Copied, st.Deleted, st.Failed)
+	fmt.Fprintf(w, "fleet     %d copied, %d deleted or found absent, %d failed in follow's work\n", st.Copied, st.Deleted, st.Failed)
 	fmt.Fprintf(w, "window    %s: the mark %s, then the fleet %s", seconds(win.total), seconds(win.mark), seconds(win.fleet))
 	if win.verify > 0 {
 		fmt.Fprintf(w, ", verify %s (%d keys)", seconds(win.verify), v.verified)

@@ -202,12 +202,18 @@ func decodeKey(k string) (string, error) {
 	return key, nil
 }
 
+// parseTime reads an event's time. S3 writes ISO 8601 in UTC with a Z;
+// a time without a zone (moto's) is taken as UTC, and one that cannot be
+// read at all is zero, which the follower takes as the time it came: the
+// key an event names matters more than its time, and is never dropped for
+// it.
 func parseTime(s string) (time.Time, error) {
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%w: event time %q: %v", ErrForeign, s, err)
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
 	}
-	return t, nil
+	return time.Time{}, nil
 }
 
 // Later reports whether sequencer a is later than b, for events of one key:

@@ -296,6 +296,9 @@ func (f *Follower) absorb(r received) {
 // take takes one change received at at.
 func (f *Follower) take(c Change, at time.Time) {
 	f.record.Events++
+	if c.Time.IsZero() {
+		c.Time = at // no time the follower could read: as late as it can be
+	}
 	if c.Bucket != f.cfg.Source.Bucket {
 		f.record.Ignored++
 		return

@@ -1,6 +1,7 @@
 package follow
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -62,6 +63,16 @@ func TestDecodeReadsS3sEventsTestEventAndEventBridge(t *testing.T) {
 	got, _, _ = Decode([]byte(strings.Replace(bridge, `"key":"a+b"`, `"key":"dir/plain.jpg"`, 1)))
 	if len(got) != 1 || got[0].Key != "dir/plain.jpg" {
 		t.Errorf("EventBridge, a key encoding cannot change: %+v", got)
+	}
+	// moto writes its event time without a zone: UTC. A time nobody can
+	// read leaves the key, with no time.
+	got, _, err = Decode(bytes.ReplaceAll(s3Body("b", "ObjectCreated:Put", "k", at, "1"), []byte("2026-12-07T10:00:00.123Z"), []byte("2026-12-07T10:00:00.123000")))
+	if err != nil || len(got) != 1 || !got[0].Time.Equal(at) {
+		t.Errorf("a time without a zone: %+v, %v", got, err)
+	}
+	got, _, err = Decode(bytes.ReplaceAll(s3Body("b", "ObjectCreated:Put", "k", at, "1"), []byte("2026-12-07T10:00:00.123Z"), []byte("yesterday")))
+	if err != nil || len(got) != 1 || got[0].Key != "k" || !got[0].Time.IsZero() {
+		t.Errorf("an unreadable time: %+v, %v; want the key kept", got, err)
 	}
 	for _, body := range []string{`{"v":5,"run":"r"}`, `hello`, `{"Records":[{"eventSource":"aws:sqs"}]}`} {
 		if _, _, err := Decode([]byte(body)); !errors.Is(err, ErrForeign) {

@@ -261,3 +261,85 @@ func TestFollowThenCutOverWithoutAListing(t *testing.T) {
 		t.Errorf("configuration after --unsubscribe: %+v, want the bucket's own alone", cfg.QueueConfigurations)
 	}
 }
+
+// TestFollowStartedAfterTheBulkPlanCatchesUp: the bulk plan begins first,
+// with the writer already changing the source, and follow starts after it,
+// through EventBridge (a rule standing in for the stack's). Changes made
+// between the bulk listing and follow's first event have no event: follow
+// waits for the bulk run, lists both buckets once to catch up, and only
+// then is anchored; cutover --follow is then clean and the clone exact.
+func TestFollowStartedAfterTheBulkPlanCatchesUp(t *testing.T) {
+	t.Parallel()
+	f, keys := newFollowing(t, 300)
+	env := f.env
+	env.Manners().EventBridgeRule(f.srcB, f.changes)
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go f.writer(t, keys, stop, stopped)
+	plan := mustRun(t, env, "planner", "plan", "--source", "s3://"+f.srcB, "--dest", "s3://"+f.dstB, "--queue-url", f.work, "--ledger", f.led, "--batch-keys", "20")
+	bulk := runID(t, plan.stdout)
+	time.Sleep(time.Second) // changes no event will tell of
+	f.startFollow(t, "--via", "eventbridge", "--settle", "2s")
+	// Not anchored while the bulk run is not done: a cutover now says so.
+	r := run(t, env, "planner", "cutover", "--follow", f.run, "--ledger", f.led)
+	if r.code != 1 || !strings.Contains(r.stdout, "is not anchored yet") {
+		t.Errorf("cutover before the catch-up: exit %d, want 1 naming the catch-up\n%s\n%s", r.code, r.stdout, tail(r.stderr))
+	}
+	fr := &frozen{env: env, work: f.work, led: f.led}
+	fr.worker(t, "--concurrency", "16")
+	waitFor(t, 2*time.Minute, "the bulk run", func() bool { return status(t, env, f.led, "--run-id", bulk).Complete })
+	waitFor(t, 2*time.Minute, "follow anchored (the catch-up)", func() bool { return f.anchored(t) })
+	rec := f.record(t)
+	if rec["via"] != "eventbridge" || rec["bridge_owned"] != true {
+		t.Errorf("follow's record %v: want via eventbridge, turned on by follow", rec)
+	}
+	close(stop)
+	<-stopped
+
+	r = run(t, env, "planner", "cutover", "--follow", f.run, "--ledger", f.led, "--verify")
+	if r.code != 0 || !strings.Contains(r.stdout, "verdict   clean") {
+		t.Fatalf("cutover --follow: exit %d\n%s\n%s", r.code, r.stdout, tail(r.stderr))
+	}
+	t.Logf("%d writes while following; follow's record %v; cutover:\n%s", f.writes, f.record(t), r.stdout)
+	sameObjects(t, snapshot(t, env, f.srcB, "", false), snapshot(t, env, f.dstB, "", false))
+	if n, ok := f.record(t)["caught_up"].(float64); !ok || n == 0 {
+		t.Errorf("the catch-up took no key (%v): the writer changed keys before follow's events began", f.record(t)["caught_up"])
+	}
+	// --unsubscribe --via eventbridge turns it off again.
+	if r := f.stop(); r.code != 0 {
+		t.Fatalf("follow exit %d\n%s", r.code, tail(r.stderr))
+	}
+	mustRun(t, env, "planner", "follow", "--unsubscribe", "--via", "eventbridge", "--source", "s3://"+f.srcB, "--changes-url", f.changes)
+	cfg, err := env.Manners().Client(f.srcB).GetBucketNotificationConfiguration(context.Background(), &s3.GetBucketNotificationConfigurationInput{Bucket: aws.String(f.srcB)})
+	if err != nil || cfg.EventBridgeConfiguration != nil {
+		t.Errorf("after --unsubscribe: %+v, %v; want EventBridge off", cfg, err)
+	}
+}
+
+// TestFollowRefusesAnOverlappingConfiguration: the bucket already sends
+// its object-created events under images/ to a Lambda function; S3 would
+// refuse follow's configuration beside it, so follow says so with exit 2,
+// naming it and the way out, and leaves the configuration as it was.
+func TestFollowRefusesAnOverlappingConfiguration(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	srcB, dstB, led := env.Bucket(t), env.Bucket(t), ledgerURL(t, env)
+	work, _ := env.Queue(t, 0)
+	changes, _ := env.Queue(t, 0)
+	c := env.Manners().Client(srcB)
+	ctx := context.Background()
+	thumbs := types.LambdaFunctionConfiguration{Id: aws.String("thumbnails"), LambdaFunctionArn: aws.String("arn:aws:lambda:us-east-1:123456789012:function:thumbs"),
+		Events: []types.Event{"s3:ObjectCreated:Put"}, Filter: &types.NotificationConfigurationFilter{Key: &types.S3KeyFilter{
+			FilterRules: []types.FilterRule{{Name: types.FilterRuleNamePrefix, Value: aws.String("images/")}}}}}
+	if _, err := c.PutBucketNotificationConfiguration(ctx, &s3.PutBucketNotificationConfigurationInput{Bucket: aws.String(srcB),
+		NotificationConfiguration: &types.NotificationConfiguration{LambdaFunctionConfigurations: []types.LambdaFunctionConfiguration{thumbs}}}); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, env, "planner", "follow", "--source", "s3://"+srcB, "--dest", "s3://"+dstB, "--queue-url", work, "--changes-url", changes, "--ledger", led)
+	if r.code != 2 || !strings.Contains(r.stderr, "thumbnails") || !strings.Contains(r.stderr, "--via eventbridge") && !strings.Contains(r.stderr, "EventBridge") {
+		t.Fatalf("follow over an overlapping configuration: exit %d, want 2 naming it\n%s", r.code, tail(r.stderr))
+	}
+	cfg, err := c.GetBucketNotificationConfiguration(ctx, &s3.GetBucketNotificationConfigurationInput{Bucket: aws.String(srcB)})
+	if err != nil || len(cfg.LambdaFunctionConfigurations) != 1 || len(cfg.QueueConfigurations) != 0 {
+		t.Errorf("configuration after: %+v, %v; want it unchanged", cfg, err)
+	}
+}

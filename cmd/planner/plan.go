@@ -41,6 +41,9 @@ type source struct {
 	copy plan.Copy
 	// owners is the book every S3 client follows (connect).
 	owners *ownership.Book
+	// asOf, set for a plan as of a time, finds the preflight's sample's
+	// version then.
+	asOf *listing.AsOf
 }
 
 // registerLock defines --skip-object-lock, for the commands that plan.
@@ -163,6 +166,9 @@ type planFrom struct {
 	deletions  int // deletions in the --from-file file
 	lister     *listing.Lister
 	paired     *listing.Paired
+	// asOf (--as-of) lists the source as it stood at at (zero: as it is).
+	asOf string
+	at   time.Time
 }
 
 func (pf *planFrom) register(f *config.Flags) {
@@ -170,6 +176,9 @@ func (pf *planFrom) register(f *config.Flags) {
 	f.BoolVar(&pf.mirror, "delete", false, "with --diff or --from-file: also delete destination objects that are not in the source (never outside --dest)")
 	f.StringVar(&pf.fromFile, "from-file", "", "enqueue exactly the keys of a reconciliation file written by planner verify --out")
 	f.StringVar(&pf.checkpoint, "checkpoint", "", "record the plan's progress in this file, or in the ledger with ledger:NAME (a plan run as an ECS task); run the same command again to carry on an interrupted plan")
+	f.StringVar(&pf.asOf, "as-of", "", "clone the source as it was at this time, RFC 3339 (e.g. 2026-12-07T10:00:00Z): each key's newest version whose LastModified is not after it, copied by version id; nothing for a key deleted then or not yet written. "+
+		"The source must be versioned. A multipart upload's LastModified is when it was initiated, so one initiated before TIME counts as there at TIME, with its final content, once completed (still in flight when the plan lists, it is missed). "+
+		"Composes with --diff and --delete (the destination compared with the source at TIME); not with --from-file or --checkpoint (default: now, without versions)")
 }
 
 func (pf *planFrom) validate(p *config.Problems, s *source) {
@@ -189,6 +198,7 @@ func (pf *planFrom) validate(p *config.Problems, s *source) {
 	} else {
 		checkFileDir(p, "checkpoint", pf.checkpoint)
 	}
+	pf.validateAsOf(p, time.Now())
 	if pf.fromFile == "" || s.src.Bucket == "" || s.dst.Bucket == "" {
 		return
 	}
@@ -208,6 +218,55 @@ func (pf *planFrom) validate(p *config.Problems, s *source) {
 	}
 }
 
+// validateAsOf parses --as-of and refuses what cannot go with it.
+func (pf *planFrom) validateAsOf(p *config.Problems, now time.Time) {
+	if pf.asOf == "" {
+		return
+	}
+	at, err := time.Parse(time.RFC3339, pf.asOf)
+	switch {
+	case err != nil:
+		p.Addf("--as-of %q: an RFC 3339 time, such as 2026-12-07T10:00:00Z or 2026-12-07T11:00:00+01:00", pf.asOf)
+		return
+	case at.After(now):
+		p.Addf("--as-of %s is in the future (this machine's clock says %s): a plan can only clone what the source already was", pf.asOf, now.UTC().Format(time.RFC3339))
+	}
+	if pf.fromFile != "" {
+		p.Addf("--as-of with --from-file: a reconciliation file names keys as they are now, not versions of a time; use --as-of with --diff instead")
+	}
+	if pf.checkpoint != "" {
+		p.Addf("--as-of with --checkpoint: a checkpoint does not record the time, so a resumed plan could mix two; run the --as-of plan again, or with --diff")
+	}
+	pf.at = at
+}
+
+// checkAsOf checks, with --as-of, that the source keeps its history and the
+// time is past (connect first).
+func (pf *planFrom) checkAsOf(ctx context.Context, s *source) error {
+	if pf.at.IsZero() {
+		return nil
+	}
+	err := plan.CheckAsOf(ctx, s.srcAPI, s.src.Bucket, pf.at, time.Now())
+	switch {
+	case errors.Is(err, plan.ErrNeverVersioned):
+		return config.Usagef("--as-of: %v (enable versioning now and a later plan can go back to times after that)", err)
+	case errors.Is(err, plan.ErrFutureTime):
+		return config.Usagef("--as-of: %v", err)
+	case err != nil:
+		return denied(err, "s3:GetBucketVersioning", bucketARN(s.src.Bucket))
+	}
+	return nil
+}
+
+// srcLister is what the source is listed through: the bucket as it is, or
+// (--as-of) as it was.
+func (pf *planFrom) srcLister(s *source) listing.API {
+	if pf.at.IsZero() {
+		return s.srcAPI
+	}
+	return listing.NewAsOf(s.srcAPI, pf.at)
+}
+
 // source builds the plan's source of keys, listing each bucket in its
 // region (connect first).
 func (pf *planFrom) source(s *source, log zerolog.Logger) plan.Source {
@@ -216,18 +275,23 @@ func (pf *planFrom) source(s *source, log zerolog.Logger) plan.Source {
 	case pf.fromFile != "":
 		return plan.FileSource(pf.fromFile, s.src, s.dst, pf.mirror)
 	case pf.diff:
-		pf.paired = s.paired(opts)
+		pf.paired = s.pairedFrom(pf.srcLister(s), opts)
 		return plan.DiffSource(pf.paired, s.comparer(), &pf.counts, pf.mirror)
 	}
 	opts.Progress = pf.progress
-	pf.lister = listing.New(s.srcAPI, s.src.Bucket, s.src.Prefix, opts, log)
+	pf.lister = listing.New(pf.srcLister(s), s.src.Bucket, s.src.Prefix, opts, log)
 	return plan.ListSource(pf.lister)
 }
 
 // paired lists the source and the destination side by side.
 func (s *source) paired(opts listing.Options) *listing.Paired {
+	return s.pairedFrom(s.srcAPI, opts)
+}
+
+// pairedFrom lists the source through src and the destination side by side.
+func (s *source) pairedFrom(src listing.API, opts listing.Options) *listing.Paired {
 	return listing.NewPaired(
-		listing.Side{API: s.srcAPI, Bucket: s.src.Bucket, Prefix: s.src.Prefix},
+		listing.Side{API: src, Bucket: s.src.Bucket, Prefix: s.src.Prefix},
 		listing.Side{API: s.dstAPI, Bucket: s.dst.Bucket, Prefix: s.dst.Prefix}, opts)
 }
 
@@ -238,6 +302,14 @@ func (s *source) comparer() *plan.Comparer {
 
 // describe says how the keys were found, for the plan summary.
 func (pf *planFrom) describe(elapsed time.Duration) string {
+	how := pf.describeFrom(elapsed)
+	if !pf.at.IsZero() {
+		how = fmt.Sprintf("as of     %s (each key's version then)\n%s", pf.at.UTC().Format(time.RFC3339Nano), how)
+	}
+	return how
+}
+
+func (pf *planFrom) describeFrom(elapsed time.Duration) string {
 	switch {
 	case pf.lister != nil:
 		st := &pf.lister.Stats
@@ -416,11 +488,19 @@ func printPlan(w io.Writer, sum *plan.Summary, how string, dryRun bool) {
 }
 
 const planUsage = `usage: planner plan --source s3://BUCKET[/PREFIX] --dest s3://BUCKET[/PREFIX] --queue-url URL --ledger s3://BUCKET/PREFIX/
-                    [--diff [--delete] | --from-file FILE] [--checkpoint FILE] [--dry-run]
+                    [--diff [--delete] | --from-file FILE] [--checkpoint FILE] [--as-of TIME] [--dry-run]
 
 Lists the source with many listers at once and sends its keys, in batches,
 to the work queue while the listing goes on. With --diff, lists the
 destination alongside and sends only what is missing or different there.
+With --as-of TIME, lists a versioned source as it was at TIME (from its
+versions) and copies those versions, by version id: a clone of the bucket
+as of a database snapshot's time, with no freeze. TIME is compared with
+each version's LastModified, which for a multipart upload is when it was
+initiated, not completed (S3 user guide, "Working with object metadata"):
+an upload in flight at TIME counts as there at TIME, with its final
+content, once completed; one still in flight when the plan lists is
+missed. Choose a TIME uploads in flight then have since finished.
 Before sending anything it checks, on a sample key, every permission the
 copy needs, and that it can write the run's record in the ledger. Records
 the run and every message it sends in the ledger, where planner status
@@ -480,6 +560,9 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := s.connect(ctx, regions); err != nil {
 		return err
 	}
+	if err := from.checkAsOf(ctx, &s); err != nil {
+		return err
+	}
 	if err := s.inspect(ctx, log); err != nil {
 		return err
 	}
@@ -513,9 +596,16 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 
-	rec := s.runRecord(sum, &from, queueURL, map[string]string{"listers": fmt.Sprint(s.listers), "batch_keys": fmt.Sprint(s.batchKeys)})
+	opts := map[string]string{"listers": fmt.Sprint(s.listers), "batch_keys": fmt.Sprint(s.batchKeys)}
+	if !from.at.IsZero() {
+		opts["as_of"] = from.at.UTC().Format(time.RFC3339Nano)
+	}
+	rec := s.runRecord(sum, &from, queueURL, opts)
 	if prior != nil {
 		rec.Planned = ledger.Totals{Messages: prior.Sent.Messages, Objects: prior.Sent.Objects, Bytes: prior.Sent.Bytes}
+	}
+	if !from.at.IsZero() {
+		s.asOf = listing.NewAsOf(s.srcAPI, from.at)
 	}
 	work, _, runLog, err := beginPlan(ctx, &s, sum, rec, queue.NewSQS(conn.AWS.SQS(awsCfg), queueURL), store, log)
 	if err != nil {
@@ -538,7 +628,11 @@ func beginPlan(ctx context.Context, s *source, sum *plan.Summary, rec ledger.Run
 	if err != nil {
 		return nil, nil, nil, config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "runs/*"))
 	}
-	if err := preflight(ctx, s, work, sum, rec.Delete, log); err != nil {
+	check := preflight
+	if s.asOf != nil {
+		check = preflightAsOf
+	}
+	if err := check(ctx, s, work, sum, rec.Delete, log); err != nil {
 		endEarly(ctx, runLog, fmt.Errorf("preflight: %w", err), log)
 		return nil, nil, nil, err
 	}
@@ -571,4 +665,50 @@ func runPlan(ctx context.Context, stdout io.Writer, s *source, from *planFrom, s
 		return fmt.Errorf("%w: the diff could not inspect %d keys (listed above; enqueued as copies)", config.ErrMismatch, n)
 	}
 	return nil
+}
+
+// preflightAsOf is preflight for a plan as of a time: its sample copy is of
+// the sample key's version at that time, as the workers' copies will be
+// (a copy of the current object would leave in the destination a key the
+// source may not have had then, and prove s3:GetObject where the workers
+// need s3:GetObjectVersion); a sample key that held nothing then proves
+// nothing, and the next is tried.
+func preflightAsOf(ctx context.Context, s *source, work *queue.SQS, sum *plan.Summary, deletes bool, log zerolog.Logger) error {
+	direct := copier.NewDirect(s.dstAPI, nil)
+	direct.Owners = s.owners
+	copies := versionSample{copies: copier.NewBetween(s.srcAPI, direct, copier.Options{}), asOf: s.asOf}
+	if err := preflightS3(ctx, s, copies, sum, log); err != nil {
+		return err
+	}
+	if deletes {
+		if err := mayDelete(ctx, s.dstAPI, sum); err != nil {
+			return err
+		}
+	}
+	probe, err := plan.ProbeBody(sum)
+	if err != nil {
+		return err
+	}
+	if err := work.Send(ctx, []queue.Outgoing{{Body: probe, Run: sum.Run, Kind: plan.OpProbe}}); err != nil {
+		return denied(err, "sqs:SendMessage", work.URL())
+	}
+	return nil
+}
+
+// versionSample copies a preflight sample's version at the plan's time.
+type versionSample struct {
+	copies sampleCopier
+	asOf   *listing.AsOf
+}
+
+func (v versionSample) Copy(ctx context.Context, src copier.Source, dst copier.Target) error {
+	then, ok, err := v.asOf.VersionAt(ctx, src.Bucket, src.Key)
+	if err != nil {
+		return denied(err, "s3:ListBucketVersions", bucketARN(src.Bucket))
+	}
+	if !ok {
+		return fmt.Errorf("%s held nothing at the plan's time", src.Key)
+	}
+	src.Size, src.ETag, src.StorageClass, src.VersionID = then.Size, then.ETag, then.StorageClass, then.VersionID
+	return v.copies.Copy(ctx, src, dst)
 }

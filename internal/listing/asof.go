@@ -357,3 +357,27 @@ func optional(s string) *string {
 	}
 	return aws.String(s)
 }
+
+// VersionAt is what key held at the time, as an object with its VersionID,
+// and false when it held nothing (no version yet, or a delete marker).
+func (a *AsOf) VersionAt(ctx context.Context, bucket, key string) (Object, bool, error) {
+	in := &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(key), MaxKeys: aws.Int32(100)}
+	for {
+		page, err := Page(ctx, a, in)
+		if err != nil {
+			return Object{}, false, err
+		}
+		for i, o := range page.Contents {
+			if aws.ToString(o.Key) == key {
+				return Object{Key: key, Size: aws.ToInt64(o.Size), ETag: aws.ToString(o.ETag), StorageClass: string(o.StorageClass),
+					LastModified: aws.ToTime(o.LastModified), VersionID: versionOf(page, i)}, true, nil
+			}
+		}
+		// The key sorts first under its own prefix: once the listing is
+		// past it, it held nothing.
+		if !aws.ToBool(page.IsTruncated) || listedUpTo(page) > key {
+			return Object{}, false, nil
+		}
+		in.ContinuationToken = page.NextContinuationToken
+	}
+}

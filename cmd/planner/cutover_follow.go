@@ -98,6 +98,14 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 		return config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "runs/*"))
 	}
 	fmt.Fprintf(stdout, "cutover   %s of follow %s: s3://%s/%s -> s3://%s/%s\n", sum.Run, o.followRun, s.src.Bucket, s.src.Prefix, s.dst.Bucket, s.dst.Prefix)
+	var predicted follow.Prediction
+	if reader := store.Follow(o.followRun); reader.Refresh(ctx) == nil {
+		predicted = follow.Predict(*fr, reader.Tally().Status(), follow.DefaultFlush)
+		if predicted.Known {
+			fmt.Fprintf(stdout, "predicted about %s: lag %s + settle %s + the fleet's %s for %.0f keys; %d requests, $%.4f\n", seconds(predicted.Window),
+				seconds(predicted.Lag), seconds(predicted.Settle), seconds(predicted.Tail), predicted.Keys, predicted.Requests, predicted.Cost)
+		}
+	}
 
 	v := &verdict{}
 	bulk := checkBulk(ctx, store, run, fr, log)
@@ -166,6 +174,9 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 		v.verified = counts.Compared.Load()
 	}
 	w.total = time.Since(started)
+	if o.rehearse && predicted.Known {
+		fmt.Fprintf(stdout, "rehearsal the window took %s with production live; predicted %s (a freeze stops new changes, so the real one is no longer)\n", seconds(w.total-w.verify), seconds(predicted.Window))
+	}
 	return followVerdict(ctx, stdout, store, rec, v, sum.Run, mode, host, st, w, o.out, log)
 }
 

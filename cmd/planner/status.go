@@ -224,6 +224,14 @@ func (s *statusSession) view(ctx context.Context) (*status.View, error) {
 	case !errors.Is(err, ledger.ErrNotFound):
 		s.log.Warn().Err(err).Msg("cannot read the run's verdict")
 	}
+	if st.Run != nil && st.Run.Mode == ledger.ModeFollow {
+		switch fr, err := s.store.FollowRecord(ctx, s.run); {
+		case err == nil:
+			v.Follow = status.NewFollowing(*fr, st, time.Now())
+		case !errors.Is(err, ledger.ErrNotFound):
+			s.log.Warn().Err(err).Msg("cannot read follow's record")
+		}
+	}
 	if v.Holds, err = s.store.FleetHolds(ctx); err != nil {
 		s.log.Warn().Err(err).Msg("cannot read who holds the fleet")
 	}

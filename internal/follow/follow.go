@@ -83,6 +83,9 @@ type Config struct {
 	CatchUp func(ctx context.Context, subscribed time.Time, take func(key string)) error
 }
 
+// DefaultFlush is Config.Flush's default.
+const DefaultFlush = 200 * time.Millisecond
+
 // Settle bounds when Config.Settle is 0.
 const (
 	MinSettle = time.Second
@@ -97,7 +100,7 @@ func (c Config) withDefaults() Config {
 		c.BatchKeys = 100
 	}
 	if c.Flush <= 0 {
-		c.Flush = 200 * time.Millisecond
+		c.Flush = DefaultFlush
 	}
 	if c.Visibility <= 0 {
 		c.Visibility = 2 * time.Minute
@@ -599,6 +602,7 @@ func (f *Follower) release(msgs []queue.Message) {
 func (f *Follower) writeRecord(ctx context.Context) {
 	f.record.Alive = f.now()
 	f.record.Lateness = f.worstLateness()
+	f.record.Settle = f.settle()
 	if err := f.board.PutFollow(ctx, f.record); err != nil && ctx.Err() == nil {
 		f.log.Warn().Err(err).Msg("writing follow's record failed; trying again shortly")
 	}

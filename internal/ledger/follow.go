@@ -44,9 +44,11 @@ type Follow struct {
 	LastEvent time.Time     `json:"last_event,omitzero"`
 	Lag       time.Duration `json:"lag_ns"`
 	Lateness  time.Duration `json:"lateness_ns"`
-	Started   time.Time     `json:"started"`
-	Alive     time.Time     `json:"alive"`
-	Stopped   time.Time     `json:"stopped,omitzero"`
+	// Settle is how long a mark would wait for late events now.
+	Settle  time.Duration `json:"settle_ns"`
+	Started time.Time     `json:"started"`
+	Alive   time.Time     `json:"alive"`
+	Stopped time.Time     `json:"stopped,omitzero"`
 }
 
 func (f *Follow) layout() int { return f.Layout }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/fleet"
+	"github.com/s3clone/s3clone/internal/follow"
 	"github.com/s3clone/s3clone/internal/ledger"
 )
 
@@ -76,9 +77,51 @@ type View struct {
 	Holds    []ledger.FleetHold `json:"fleet_holds,omitempty"`
 	ReconURL string             `json:"recon_url,omitempty"`
 	Scale    *Scale             `json:"scale,omitempty"`
+	// Follow is planner follow's record, for a follow's run, with how long
+	// a cutover --follow would take now.
+	Follow *Following `json:"follow,omitempty"`
 	// Pacing is how the fleet paces its writes to the destination's
 	// prefixes now, from the workers' presence in the ledger (pace/).
 	Pacing *Pacing `json:"pacing,omitempty"`
+}
+
+// Following is a follow's state and the window it predicts.
+type Following struct {
+	Record     ledger.Follow     `json:"record"`
+	Prediction follow.Prediction `json:"prediction"`
+	// Running: the record was written lately (every 5 s while it runs).
+	Running bool `json:"running"`
+}
+
+// NewFollowing is a follow's view at now.
+func NewFollowing(f ledger.Follow, st ledger.Status, now time.Time) *Following {
+	return &Following{Record: f, Prediction: follow.Predict(f, st, follow.DefaultFlush), Running: f.Stopped.IsZero() && now.Sub(f.Alive) < 30*time.Second}
+}
+
+func (fw *Following) print(row func(label, format string, args ...any)) {
+	r, p := fw.Record, fw.Prediction
+	state := "running"
+	switch {
+	case !r.Stopped.IsZero():
+		state = "stopped " + r.Stopped.Format(time.RFC3339)
+	case !fw.Running:
+		state = "silent since " + r.Alive.Format(time.RFC3339) + " (killed?)"
+	}
+	anchored := "anchored"
+	if !r.Anchored {
+		anchored = "NOT anchored yet (its probe, or the catch-up listing after the bulk run, is not done)"
+	}
+	row("follow", "%s, via %s, %s", state, r.Via, anchored)
+	row("", "%d events, %d keys sent (%d from the catch-up), %d ignored; lag %s, events up to %s out of order lately",
+		r.Events, r.Keys, r.CaughtUp, r.Ignored, r.Lag.Round(10*time.Millisecond), r.Lateness.Round(10*time.Millisecond))
+	if !p.Known {
+		row("window", "at least %s at a freeze now (lag %s + settle %s; the fleet has no rate yet for the %.0f keys to do)",
+			p.Window.Round(10*time.Millisecond), p.Lag.Round(10*time.Millisecond), p.Settle.Round(10*time.Millisecond), p.Keys)
+	} else {
+		row("window", "about %s at a freeze now: lag %s + settle %s + the fleet's %s for %.0f keys at %.0f/s",
+			p.Window.Round(10*time.Millisecond), p.Lag.Round(10*time.Millisecond), p.Settle.Round(10*time.Millisecond), p.Tail.Round(10*time.Millisecond), p.Keys, p.FleetRate)
+	}
+	row("", "%d requests, $%.4f; following costs $%.2f an hour at %.1f changes/s", p.Requests, p.Cost, p.HourlyCost, p.ChangeRate)
 }
 
 // Pacing is the fleet's write pacing as its workers last reported it.
@@ -333,6 +376,9 @@ func (v View) Print(w io.Writer) error {
 	}
 	for _, h := range v.Holds {
 		row("fleet", "%s", holdText(h))
+	}
+	if v.Follow != nil {
+		v.Follow.print(row)
 	}
 	if v.Pacing != nil && !v.Complete {
 		v.Pacing.print(row)

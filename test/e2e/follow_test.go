@@ -214,6 +214,13 @@ func TestFollowThenCutOverWithoutAListing(t *testing.T) {
 	fr.worker(t, "--concurrency", "16")
 	waitFor(t, 2*time.Minute, "the bulk run", func() bool { return status(t, env, f.led, "--run-id", bulk).Complete })
 	time.Sleep(2 * time.Second) // and some more writes while following
+	// Status of the follow's run: its state, and the window it predicts.
+	st := mustRun(t, env, "planner", "status", "--ledger", f.led, "--run-id", f.run)
+	for _, want := range []string{"follow      running, via s3, anchored", "window      about ", "following costs $"} {
+		if !strings.Contains(st.stdout, want) {
+			t.Errorf("status of the follow lacks %q:\n%s", want, st.stdout)
+		}
+	}
 
 	// Just before the freeze: a write whose event comes after the mark's,
 	// and a key deleted and made again whose deletion's event comes last.
@@ -234,8 +241,12 @@ func TestFollowThenCutOverWithoutAListing(t *testing.T) {
 
 	// The freeze.
 	r := run(t, env, "planner", "cutover", "--follow", f.run, "--ledger", f.led)
-	if r.code != 0 || !strings.Contains(r.stdout, "verdict   clean") {
+	if r.code != 0 || !strings.Contains(r.stdout, "verdict   clean") || !strings.Contains(r.stdout, "predicted about ") {
 		t.Fatalf("cutover --follow: exit %d\n%s\n%s", r.code, r.stdout, tail(r.stderr))
+	}
+	// The verdict is the ledger's too: status shows it to anyone.
+	if st := mustRun(t, env, "planner", "status", "--ledger", f.led); !strings.Contains(st.stdout, "verdict     cutover CLEAN") {
+		t.Errorf("status after the cutover lacks its verdict:\n%s", st.stdout)
 	}
 	t.Logf("%d writes (%d refused) while following; cutover:\n%s", f.writes, f.writeErrors, r.stdout)
 	if f.writes < 100 {

@@ -1,0 +1,34 @@
+package follow
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/s3clone/s3clone/internal/ledger"
+)
+
+func TestPredictAddsLagSettleAndTheFleetsTail(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	f := ledger.Follow{Started: t0, Alive: t0.Add(100 * time.Second), Keys: 500, Lag: 500 * time.Millisecond, Settle: time.Second}
+	st := ledger.Status{Planned: ledger.Totals{Objects: 600}, DoneObjects: 580, RecentRate: 100}
+	p := Predict(f, st, 200*time.Millisecond)
+	// 20 keys to do, and 5 keys/s for the lag and a flush: 23.5 keys at
+	// 100/s is 0.235 s of tail.
+	if !p.Known || p.ChangeRate != 5 || math.Abs(p.Keys-23.5) > 1e-9 || p.Tail != 235*time.Millisecond || p.Window != 1735*time.Millisecond {
+		t.Fatalf("prediction %+v", p)
+	}
+	if p.Requests < 90 || p.Requests > 100 || p.Cost <= 0 || p.Cost > 0.001 {
+		t.Errorf("requests %d, cost $%f", p.Requests, p.Cost)
+	}
+	// 5 keys/s an hour: 18,000 keys, each two GETs and a PUT.
+	if want := 18000 * (2*0.0004/1000 + 0.005/1000 + 0.25*0.4/1e6); math.Abs(p.HourlyCost-want) > 1e-9 {
+		t.Errorf("hourly cost $%f, want $%f", p.HourlyCost, want)
+	}
+	// A fleet with no rate yet: the tail is unknown, not zero.
+	st.RecentRate = 0
+	if p := Predict(f, st, 200*time.Millisecond); p.Known || p.Tail != 0 {
+		t.Errorf("no fleet rate: %+v", p)
+	}
+}

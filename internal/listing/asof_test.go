@@ -34,7 +34,6 @@ type fv struct {
 type versionServer struct {
 	entries      []fv
 	noNextMarker bool
-	requests     int
 }
 
 type xmlEntry struct {
@@ -52,7 +51,6 @@ type xmlPrefix struct {
 }
 
 func (s *versionServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.requests++
 	q := r.URL.Query()
 	if !q.Has("versions") {
 		http.Error(w, "not a ListObjectVersions", http.StatusBadRequest)
@@ -254,9 +252,9 @@ func TestAsOfChoosesEachKeysVersion(t *testing.T) {
 	if !maps.Equal(at30, want30) {
 		t.Fatalf("the plain rule itself: %v\nwant %v", at30, want30) // the test's own model
 	}
-	for _, when := range []time.Time{at(30), at(-1), at(0), at(25), at(45), at(1000)} {
-		for _, opts := range []Options{{Listers: 1, PageSize: 1000}, {Listers: 1, PageSize: 1}, {Listers: 1, PageSize: 2}, {Listers: 8, PageSize: 3, WalkBudget: 2}, {Listers: 16, PageSize: 1}} {
-			for _, prefix := range []string{"", "a/", "c/"} {
+	for _, when := range []time.Time{at(30), at(0), at(25), at(1000)} {
+		for _, opts := range []Options{{Listers: 1, PageSize: 1000}, {Listers: 1, PageSize: 1}, {Listers: 8, PageSize: 3, WalkBudget: 2}, {Listers: 16, PageSize: 2}} {
+			for _, prefix := range []string{"", "c/"} {
 				got := listAsOf(t, api, prefix, when, opts)
 				if want := expectedAsOf(h, prefix, when); !maps.Equal(got, want) {
 					t.Errorf("as of %s, prefix %q, %+v:\n got %v\nwant %v", when.Format(time.TimeOnly), prefix, opts, got, want)

@@ -376,6 +376,7 @@ type request struct {
 	bucket, key           string
 	access, region        string
 	srcBucket, srcKey     string // of a copy
+	srcVersion            string // of a copy of a version
 	head, get, list, dels bool
 }
 
@@ -389,8 +390,12 @@ func parseRequest(r *http.Request) request {
 		q.access, q.region = c[1], c[2]
 	}
 	if src := r.Header.Get("X-Amz-Copy-Source"); src != "" {
-		if s, err := url.PathUnescape(strings.TrimPrefix(src, "/")); err == nil {
+		path, query, _ := strings.Cut(strings.TrimPrefix(src, "/"), "?")
+		if s, err := url.PathUnescape(path); err == nil {
 			q.srcBucket, q.srcKey, _ = strings.Cut(s, "/")
+		}
+		if v, err := url.ParseQuery(query); err == nil {
+			q.srcVersion = v.Get("versionId")
 		}
 	}
 	query := r.URL.Query()

@@ -71,6 +71,9 @@ func (m *Manners) fixPartChecksum(resp *http.Response, r *http.Request, q reques
 	}
 	ctx := r.Context()
 	get := &s3.GetObjectInput{Bucket: aws.String(q.srcBucket), Key: aws.String(q.srcKey)}
+	if q.srcVersion != "" {
+		get.VersionId = aws.String(q.srcVersion)
+	}
 	if rng := r.Header.Get("X-Amz-Copy-Source-Range"); rng != "" {
 		get.Range = aws.String(rng)
 	}

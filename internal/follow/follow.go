@@ -19,7 +19,7 @@ import (
 
 // MarksPrefix is where a cutover writes its marker object in the source
 // bucket by default: a reserved prefix follow never copies.
-const MarksPrefix = ".s3clone-marks/"
+const MarksPrefix = plan.MarksPrefix
 
 // Changes is the queue the source's events arrive on.
 type Changes interface {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // SchemaVersion is the version of the Batch JSON body. A worker refuses a
@@ -39,6 +40,15 @@ const (
 	// it from Dest while it is absent from Source.
 	OpSync = "sync"
 )
+
+// MarksPrefix is the reserved prefix of the objects planner follow and
+// cutover --follow write in the source bucket (follow's probe, a cutover's
+// mark): short-lived, and never part of the clone.
+const MarksPrefix = ".s3clone-marks/"
+
+// Reserved reports a source key under MarksPrefix, which no plan copies
+// and no diff compares.
+func Reserved(key string) bool { return strings.HasPrefix(key, MarksPrefix) }
 
 // MaxBodyBytes is the largest message body the batcher produces. It leaves
 // room for ten messages (SendMessageBatch's limit) to fit together under

@@ -393,6 +393,9 @@ func decide(ctx context.Context, cmp *Comparer, counts *DiffCounts, pairs <-chan
 			return ctx.Err()
 		}
 		for _, pr := range page {
+			if pr.Src != nil && Reserved(pr.Src.Key) {
+				continue // a marker in the source: not part of the clone
+			}
 			problem, reason, err := cmp.Compare(ctx, pr)
 			if err != nil {
 				return err

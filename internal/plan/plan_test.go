@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -306,5 +307,39 @@ func TestBodiesHoldOnlyWhatSQSTakes(t *testing.T) {
 	}
 	if strings.Join(got, "|") != strings.Join(keys, "|") {
 		t.Fatalf("keys %q, want %q", got, keys)
+	}
+}
+
+// TestBatcherLeavesTheMarksOut: a cutover's marker or follow's probe in the
+// source (under MarksPrefix) is never planned as a copy; a deletion batch
+// (destination keys) is not filtered.
+func TestBatcherLeavesTheMarksOut(t *testing.T) {
+	t.Parallel()
+	sum := &Summary{Run: "r1", Source: Location{Bucket: "src"}, Dest: Location{Bucket: "dst"}}
+	page := []listing.Object{{Key: ".s3clone-marks/probe-1"}, {Key: "a.jpg"}, {Key: ".s3clone-marksx"}, {Key: MarksPrefix + "20261207T100000Z-ab12cd34"}}
+	for _, c := range []struct {
+		op   string
+		want []string
+	}{{OpCopy, []string{"a.jpg", ".s3clone-marksx"}}, {OpDelete, []string{".s3clone-marks/probe-1", "a.jpg", ".s3clone-marksx", MarksPrefix + "20261207T100000Z-ab12cd34"}}} {
+		in, out := make(chan []listing.Object, 1), make(chan Body, 10)
+		in <- page
+		close(in)
+		if err := NewBatcher(sum, c.op, Options{MaxKeys: 100}).Run(context.Background(), in, out); err != nil {
+			t.Fatal(err)
+		}
+		close(out)
+		var got []string
+		for msg := range out {
+			b, err := Decode(msg.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range b.Entries {
+				got = append(got, e.Key)
+			}
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%q batches hold %q, want %q", c.op, got, c.want)
+		}
 	}
 }

@@ -138,6 +138,9 @@ func (b *Batcher) Run(ctx context.Context, in <-chan []listing.Object, out chan<
 				return b.flush(ctx, out)
 			}
 			for _, o := range page {
+				if b.op == OpCopy && Reserved(o.Key) {
+					continue // a cutover's marker or follow's probe: never copied
+				}
 				if err := b.add(ctx, o, out); err != nil {
 					return err
 				}

@@ -58,7 +58,8 @@ settle time for events S3 sent out of order, then until the fleet has done
 every work message up to the mark. Exit 0 only when the bulk run is done,
 none of its keys failed but those whose changes follow took, and no key of
 follow's up to the mark failed. The clone is the source as of the mark:
-production may write again once the verdict is given. S3 does not order
+production may write again once the verdict is given, and follow, holding
+at the mark, stops (unless it was started with --go-on). S3 does not order
 events across keys nor bound their delay, so the mark is as good as its
 settle time (follow's status shows the lateness seen); --verify adds the
 full listing for certainty.`

@@ -117,8 +117,14 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 		return followVerdict(ctx, stdout, store, rec, v, sum.Run, mode, host, ledger.Status{}, followWindow{total: time.Since(started)}, o.out, log)
 	}
 
-	// The freeze, marked through the events' own path.
-	if err := follow.PlaceMark(ctx, s.srcAPI, s.src.Bucket, sum.Run); err != nil {
+	// The freeze, marked through the events' own path. A rehearsal's mark
+	// says so: follow holds at a cutover's (until its verdict), not at a
+	// rehearsal's, which production goes on writing after.
+	markID := sum.Run
+	if o.rehearse {
+		markID = follow.RehearsalPrefix + sum.Run
+	}
+	if err := follow.PlaceMark(ctx, s.srcAPI, s.src.Bucket, markID); err != nil {
 		if isDenied(err) {
 			return config.Usagef("%v: grant s3:PutObject and s3:DeleteObject on arn:aws:s3:::%s/%s* to the cutover (the marker is excluded from the clone)", err, s.src.Bucket, follow.MarksPrefix)
 		}
@@ -131,10 +137,10 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 		defer cancel()
 	}
 	markCtx, cancel := context.WithTimeout(waitCtx, markWait)
-	mark, markErr := follow.AwaitMark(markCtx, store, o.followRun, sum.Run, 100*time.Millisecond)
+	mark, markErr := follow.AwaitMark(markCtx, store, o.followRun, markID, 100*time.Millisecond)
 	cancel()
 	w.mark = time.Since(started)
-	if err := follow.RemoveMark(context.WithoutCancel(ctx), s.srcAPI, s.src.Bucket, sum.Run); err != nil {
+	if err := follow.RemoveMark(context.WithoutCancel(ctx), s.srcAPI, s.src.Bucket, markID); err != nil {
 		log.Warn().Err(err).Msg("could not delete the cutover's marker object: delete it by hand")
 	}
 	var st ledger.Status
@@ -146,12 +152,28 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 	default:
 		fmt.Fprintf(stdout, "mark      seen by follow %s after the freeze, closed after waiting %s for late events: messages 1 to %d hold every change before it\n",
 			seconds(mark.Seen.Sub(started)), seconds(mark.Settle), mark.Seq)
+		// Events dated before the mark that came after it closed are sent
+		// all the same (recorded with the mark): wait for their work too,
+		// until a reading of the mark finds no more.
+		upTo, late := mark.Seq, 0
 		var waitErr error
-		st, waitErr = waitForFollow(waitCtx, store.Follow(o.followRun), mark.Seq, o.timeout, o.conn.AWS.SQS(awsCfg), run.Queue, log)
+		for waited := int64(-1); waited != upTo && waitErr == nil; {
+			st, waitErr = waitForFollow(waitCtx, store.Follow(o.followRun), upTo, o.timeout, o.conn.AWS.SQS(awsCfg), run.Queue, log)
+			waited = upTo
+			if m, err := store.Mark(ctx, o.followRun, markID); err == nil {
+				late = len(m.Late)
+				for _, l := range m.Late {
+					upTo = max(upTo, l.Seq)
+				}
+			}
+		}
 		if waitErr != nil {
 			v.why = waitErr.Error()
 		}
-		failed, err := followFailures(context.WithoutCancel(ctx), store.Follow(o.followRun), mark.Seq)
+		if late > 0 {
+			fmt.Fprintf(stdout, "late      %d events dated before the freeze came after the mark closed; their keys were synced before this verdict (a longer follow --settle would have waited for them)\n", late)
+		}
+		failed, err := followFailures(context.WithoutCancel(ctx), store.Follow(o.followRun), upTo)
 		if err != nil {
 			return err
 		}

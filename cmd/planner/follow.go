@@ -19,7 +19,7 @@ import (
 )
 
 const followUsage = `usage: planner follow --source s3://BUCKET[/PREFIX] --dest s3://BUCKET[/PREFIX] --queue-url URL --changes-url URL --ledger s3://BUCKET/PREFIX/
-                      [--via s3|eventbridge] [--settle DURATION] [--flush DURATION]
+                      [--via s3|eventbridge] [--settle DURATION] [--flush DURATION] [--go-on]
        planner follow --unsubscribe --source s3://BUCKET[/PREFIX] --changes-url URL [--via s3|eventbridge]
 
 Keeps the destination seconds behind the source between the bulk copy and
@@ -42,6 +42,15 @@ relies on an EventBridge rule sending the bucket's events to the change
 queue (the stack's FollowRule). --unsubscribe removes follow's
 configuration again and nothing else.
 
+At a cutover's mark (planner cutover --follow) follow holds: events dated
+after the mark stay on the change queue, and once the cutover's verdict is
+clean follow stops, so that the destination stays the source as of the
+freeze while production writes again (a copy for load tests, consistent
+with a database snapshot taken at the freeze). A verdict that is not clean
+sets it following again, for the next cutover. --go-on keeps following
+after a clean verdict instead: a migration, where the destination becomes
+production. A rehearsal's mark (cutover --rehearse) never stops it.
+
 Cutover markers are objects under .s3clone-marks/ in the source bucket:
 follow never copies them.`
 
@@ -53,6 +62,7 @@ type followOptions struct {
 	settle     time.Duration
 	flush      time.Duration
 	unsub      bool
+	goOn       bool
 	led        config.Ledger
 	conn       config.Connection
 }
@@ -67,6 +77,7 @@ func (o *followOptions) parse(args []string) error {
 	f.StringVar(&o.via, "via", "s3", "how events reach the change queue: s3 (the bucket's queue configuration) or eventbridge (a rule)")
 	f.DurationVar(&o.settle, "settle", 0, "how long a cutover's mark waits for events S3 sent out of order (default: twice the worst seen in the last ten minutes, 1s to 1m)")
 	f.DurationVar(&o.flush, "flush", 200*time.Millisecond, "the longest a changed key waits for others to share its work message")
+	f.BoolVar(&o.goOn, "go-on", false, "keep following after a cutover's clean verdict (a migration, where the destination becomes production); by default follow stops at the cutover's mark, so the destination stays the source as of the freeze")
 	f.BoolVar(&o.unsub, "unsubscribe", false, "remove follow's notification configuration from the source bucket, and stop")
 	o.led.Register(f, "the follow's run, its progress and the cutovers' marks are recorded there (required)")
 	o.conn.Register(f)
@@ -169,6 +180,10 @@ func followCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		return config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket())
 	}
 
+	if err := awaitNextCycle(ctx, store, s, o.changesURL, stdout, log); err != nil || ctx.Err() != nil {
+		return err
+	}
+
 	sub.Bucket, sub.Prefix = s.src.Bucket, s.src.Prefix
 	record := ledger.Follow{Via: o.via, Queue: o.changesURL}
 	if o.via == "eventbridge" {
@@ -192,7 +207,7 @@ func followCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "following s3://%s/%s -> s3://%s/%s: run %s, events from %s (via %s); stop with Ctrl-C or SIGTERM\n",
 		s.src.Bucket, s.src.Prefix, s.dst.Bucket, s.dst.Prefix, sum.Run, o.changesURL, o.via)
-	probe := "probe-" + sum.Run
+	probe := follow.ProbePrefix + sum.Run
 	cfg := follow.Config{Run: sum.Run, Source: s.src, Dest: s.dst, Copy: s.copy, Flush: o.flush, Settle: o.settle,
 		BatchKeys: s.batchKeys, Record: record, ProbeID: probe,
 		Probe: func(ctx context.Context) error {
@@ -208,6 +223,17 @@ func followCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		CatchUp: func(ctx context.Context, subscribed time.Time, take func(string)) error {
 			return catchUp(ctx, s, store, subscribed, take, log)
 		},
+		GoOn: o.goOn,
+		Verdict: func(ctx context.Context, run string) (bool, bool, error) {
+			v, err := store.Verdict(ctx, run)
+			switch {
+			case errors.Is(err, ledger.ErrNotFound):
+				return false, false, nil
+			case err != nil:
+				return false, false, err
+			}
+			return true, v.Clean, nil
+		},
 	}
 	f := follow.New(cfg, changes, work, runLog, store, log)
 	runErr := f.Run(ctx)
@@ -220,6 +246,9 @@ func followCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	endErr := runLog.End(context.WithoutCancel(ctx), f.LastSeq(), nil)
 	fmt.Fprintf(stdout, "stopped   run %s: %s\n", sum.Run, f.Summary())
+	if m := f.StoppedAt(); m != nil {
+		fmt.Fprintf(stdout, "          at cutover %s's mark, after its clean verdict: the destination is the source as of the freeze; changes since wait on the change queue (follow again for the next clone, or planner follow --unsubscribe)\n", m.ID)
+	}
 	if runErr != nil {
 		return runErr
 	}
@@ -279,4 +308,42 @@ func catchUp(ctx context.Context, s *source, store *ledger.Store, subscribed tim
 	log.Info().Int64("compared", counts.Compared.Load()).Int64("missing", counts.Missing.Load()).Int64("different", counts.Different.Load()).
 		Int64("extra", counts.Extra.Load()).Msg("caught up: every key that differed is sent as sync work")
 	return nil
+}
+
+// awaitNextCycle keeps a follow from undoing a clone: when the last follow
+// of this change queue stopped at a cutover's mark, the destination is the
+// source as of that freeze, and the events waiting on the queue are
+// production's since. A follow started again (by hand, or by ECS
+// restarting the stack's service) takes them only once a new bulk plan of
+// the pair has begun the next clone; until then it waits, reading the
+// ledger every 30 s, and takes nothing.
+func awaitNextCycle(ctx context.Context, store *ledger.Store, s *source, changesURL string, stdout io.Writer, log zerolog.Logger) error {
+	_, last, err := store.LastFollow(ctx, changesURL)
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		return nil
+	case err != nil:
+		return config.LedgerError(err, store, "s3:GetObject on "+config.LedgerARN(store, "runs/*"))
+	case last.StoppedAt == "":
+		return nil
+	}
+	said := false
+	for {
+		bulk, err := store.Bulk(ctx, s.src, s.dst)
+		if err == nil && bulk.Started.After(last.Stopped) {
+			log.Info().Str("bulk", bulk.ID).Msg("a new bulk plan began the next clone: following again")
+			return nil
+		}
+		if !said {
+			said = true
+			fmt.Fprintf(stdout, "waiting   follow %s stopped at cutover %s's mark: the destination is the source as of that freeze, and the changes since wait on the queue.\n"+
+				"          Following again starts with the next clone: a new planner plan of s3://%s/%s -> s3://%s/%s (this follow then catches up). Until then it takes nothing.\n",
+				last.Run, last.StoppedAt, s.src.Bucket, s.src.Prefix, s.dst.Bucket, s.dst.Prefix)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(30 * time.Second):
+		}
+	}
 }

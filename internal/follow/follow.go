@@ -81,6 +81,15 @@ type Config struct {
 	// sync work like an event's. When it returns nil the clone is
 	// anchored. Without it, the probe alone anchors it.
 	CatchUp func(ctx context.Context, subscribed time.Time, take func(key string)) error
+	// GoOn keeps following after a cutover's clean verdict (a migration,
+	// where the destination becomes production). Without it follow holds
+	// at a cutover's mark: events dated after it are left on the queue,
+	// and once the cutover's verdict is clean follow stops, so that the
+	// destination stays the source as of the mark while production writes
+	// again.
+	GoOn bool
+	// Verdict reads a cutover's verdict: whether it was given, and clean.
+	Verdict func(ctx context.Context, run string) (given, clean bool, err error)
 }
 
 // DefaultFlush is Config.Flush's default.
@@ -132,6 +141,8 @@ type Follower struct {
 	probed   time.Time               // when the probe was written
 	caught   chan string             // keys the catch-up takes
 	caughtUp chan error              // the catch-up's end
+	cut      *ledger.Mark            // the cutover mark follow holds at
+	stopped  *ledger.Mark            // the mark follow stopped at
 	record   ledger.Follow
 	newest   time.Time                 // the newest event time seen
 	lateness map[int64]time.Duration   // per 10 s of receive time: the most an event came after a newer one
@@ -173,6 +184,7 @@ func (f *Follower) Run(ctx context.Context) error {
 	every := time.NewTicker(f.cfg.RecordEvery)
 	defer every.Stop()
 	f.writeRecord(ctx)
+	var lastVerdict time.Time
 	var probeLimit <-chan time.Time
 	if f.cfg.Probe != nil {
 		t := time.NewTimer(ProbeWait)
@@ -234,6 +246,18 @@ func (f *Follower) Run(ctx context.Context) error {
 				f.flush(ctx)
 			}
 			f.closeMarks(ctx, false)
+			if f.cut != nil && f.now().Sub(lastVerdict) >= time.Second {
+				lastVerdict = f.now()
+				if f.holdEnds(ctx) {
+					f.record.StoppedAt = f.stopped.ID
+					stopRecv()
+					f.flush(ctx)
+					f.deleting.Wait()
+					f.record.Stopped = f.now()
+					f.writeRecord(ctx)
+					return nil
+				}
+			}
 		case <-every.C:
 			f.writeRecord(ctx)
 		}
@@ -283,12 +307,17 @@ func (f *Follower) absorb(r received) {
 	if f.record.Subscribed.IsZero() && f.cfg.Probe == nil {
 		f.record.Subscribed = r.at
 	}
-	for _, changes := range r.changes {
+	for i, changes := range r.changes {
+		keep := false
 		for _, c := range changes {
-			f.take(c, r.at)
+			if !f.take(c, r.at) {
+				keep = true
+			}
+		}
+		if !keep {
+			f.held = append(f.held, r.msgs[i])
 		}
 	}
-	f.held = append(f.held, r.msgs...)
 	if len(f.pending) == 0 && len(f.held) > 0 {
 		// Only ignored events: nothing to send, so delete them now.
 		f.release(f.held)
@@ -296,24 +325,30 @@ func (f *Follower) absorb(r received) {
 	}
 }
 
-// take takes one change received at at.
-func (f *Follower) take(c Change, at time.Time) {
+// take takes one change received at at. It reports false for a change
+// held back (dated after the cutover mark follow holds at): its message
+// stays on the queue, for a later follow.
+func (f *Follower) take(c Change, at time.Time) bool {
 	f.record.Events++
 	if c.Time.IsZero() {
 		c.Time = at // no time the follower could read: as late as it can be
 	}
 	if c.Bucket != f.cfg.Source.Bucket {
 		f.record.Ignored++
-		return
+		return true
 	}
 	f.noteTime(c, at)
 	if strings.HasPrefix(c.Key, f.cfg.Marks) {
 		f.markSeen(c, at)
-		return
+		return true
 	}
 	if !strings.HasPrefix(c.Key, f.cfg.Source.Prefix) {
 		f.record.Ignored++
-		return
+		return true
+	}
+	if f.cut != nil && c.Time.After(f.cut.EventTime) {
+		f.record.HeldBack++
+		return false
 	}
 	for _, m := range f.marks {
 		if !m.Closed.IsZero() && c.Time.Before(m.EventTime) {
@@ -329,6 +364,7 @@ func (f *Follower) take(c Change, at time.Time) {
 		}
 		f.pending[c.Key] = at
 	}
+	return true
 }
 
 // noteTime keeps the newest event time, the lag and the lateness.
@@ -406,6 +442,10 @@ func (f *Follower) closeMarks(ctx context.Context, all bool) {
 		if m.ID == f.cfg.ProbeID && f.cfg.Probe != nil {
 			f.probeCame(ctx, m)
 		}
+		if Cutover(m.ID) && !f.cfg.GoOn && f.cfg.Verdict != nil && f.cut == nil {
+			f.cut = m
+			f.log.Info().Str("mark", m.ID).Msg("holding at the cutover's mark: events dated after it stay on the queue until its verdict")
+		}
 		f.putMark(ctx, m)
 		f.log.Info().Str("mark", m.ID).Int64("seq", m.Seq).Msg("mark closed: every change received before it is in work sent")
 	}
@@ -425,6 +465,43 @@ func (f *Follower) takeCaught(k string) {
 	f.record.Events--
 	f.record.CaughtUp++
 }
+
+// Mark ids: follow's probe, a rehearsal's mark, and a cutover's (any
+// other id).
+const (
+	ProbePrefix     = "probe-"
+	RehearsalPrefix = "rehearsal-"
+)
+
+// Cutover reports the id of a cutover's mark, at which follow holds.
+func Cutover(id string) bool {
+	return !strings.HasPrefix(id, ProbePrefix) && !strings.HasPrefix(id, RehearsalPrefix)
+}
+
+// holdEnds reads the verdict of the cutover follow holds at: clean, and
+// follow stops there (true); not clean, and follow follows again (the
+// freeze goes on, and the cutover will be run again).
+func (f *Follower) holdEnds(ctx context.Context) bool {
+	given, clean, err := f.cfg.Verdict(ctx, f.cut.ID)
+	switch {
+	case err != nil:
+		f.log.Warn().Err(err).Str("mark", f.cut.ID).Msg("cannot read the cutover's verdict; trying again")
+		return false
+	case !given:
+		return false
+	case clean:
+		f.stopped = f.cut
+		f.log.Info().Str("mark", f.cut.ID).Msg("the cutover's verdict is clean: follow stops at its mark, the destination the source as of it")
+		return true
+	}
+	f.log.Warn().Str("mark", f.cut.ID).Msg("the cutover's verdict is not clean: following again for the next cutover")
+	f.cut = nil
+	return false
+}
+
+// StoppedAt is the cutover mark Run stopped at, nil when it stopped for
+// another reason.
+func (f *Follower) StoppedAt() *ledger.Mark { return f.stopped }
 
 // probeCame takes the probe's mark: events flow, from the time the probe
 // was written; the catch-up (if any) starts.

@@ -358,3 +358,102 @@ func entries(keys []string) []plan.Entry {
 	}
 	return out
 }
+
+// TestFollowerHoldsAtACutoversMarkAndStopsOnACleanVerdict: after a
+// cutover's mark closes, events dated after it are not sent and their
+// messages stay on the queue; an event dated before it is sent; a verdict
+// that is not clean sets follow following again, and the next cutover's
+// clean verdict stops it, at that mark. A rehearsal's mark does not hold.
+func TestFollowerHoldsAtACutoversMarkAndStopsOnACleanVerdict(t *testing.T) {
+	t.Parallel()
+	changes, work := queue.NewMemory(100), queue.NewMemory(100)
+	led := &fakeLedger{marks: map[string]ledger.Mark{}}
+	var mu sync.Mutex
+	verdicts := map[string]bool{} // run -> clean
+	src, dst := plan.Location{Bucket: "src"}, plan.Location{Bucket: "dst"}
+	f := New(Config{Run: "follow-1", Source: src, Dest: dst, Flush: 20 * time.Millisecond, Settle: 100 * time.Millisecond,
+		Visibility: 2 * time.Second,
+		Verdict: func(_ context.Context, run string) (bool, bool, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			clean, given := verdicts[run]
+			return given, clean, nil
+		}}, changes, work, led, led, zerolog.New(zerolog.NewTestWriter(t)))
+	done := make(chan error, 1)
+	go func() { done <- f.Run(context.Background()) }()
+	send := func(bodies ...[]byte) {
+		t.Helper()
+		var out []queue.Outgoing
+		for _, b := range bodies {
+			out = append(out, queue.Outgoing{Body: b})
+		}
+		if err := changes.Send(context.Background(), out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys := func() []string {
+		var out []string
+		for _, b := range drain(t, work) {
+			for _, e := range b.Entries {
+				out = append(out, e.Key)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	t0 := time.Now().Add(-time.Minute).UTC().Truncate(time.Millisecond)
+	// A rehearsal's mark, then a change after it: sent.
+	send(s3Body("src", "ObjectCreated:Put", ".s3clone-marks/rehearsal-r1", t0, "1"))
+	waitFor(t, "the rehearsal's mark", func() bool { _, ok := led.mark("rehearsal-r1"); return ok })
+	send(s3Body("src", "ObjectCreated:Put", "a", t0.Add(time.Second), "1"))
+	waitFor(t, "a", func() bool { return slices.Equal(keys(), []string{"a"}) })
+
+	// A cutover's mark: a change dated after it is held back, one dated
+	// before it is sent.
+	mark := t0.Add(10 * time.Second)
+	send(s3Body("src", "ObjectCreated:Put", ".s3clone-marks/c1", mark, "1"))
+	waitFor(t, "the cutover's mark", func() bool { _, ok := led.mark("c1"); return ok })
+	send(s3Body("src", "ObjectCreated:Put", "after", mark.Add(time.Second), "2"),
+		s3Body("src", "ObjectCreated:Put", "before", mark.Add(-time.Second), "3"))
+	waitFor(t, "the late key", func() bool { m, _ := led.mark("c1"); return len(m.Late) == 1 && m.Late[0].Seq > 0 })
+	if got := keys(); !slices.Equal(got, []string{"before"}) {
+		t.Fatalf("sent %q while holding, want the key dated before the mark alone", got)
+	}
+	// Not clean: following again; "after" (back on the queue) is sent.
+	mu.Lock()
+	verdicts["c1"] = false
+	mu.Unlock()
+	var got []string
+	waitFor(t, "the held key after a verdict that is not clean", func() bool { got = append(got, keys()...); return slices.Contains(got, "after") })
+
+	// The next cutover, clean: follow stops at its mark.
+	send(s3Body("src", "ObjectCreated:Put", ".s3clone-marks/c2", mark.Add(time.Minute), "4"))
+	waitFor(t, "the second cutover's mark", func() bool { _, ok := led.mark("c2"); return ok })
+	send(s3Body("src", "ObjectCreated:Put", "production-again", mark.Add(2*time.Minute), "5"))
+	mu.Lock()
+	verdicts["c2"] = true
+	mu.Unlock()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("follow did not stop after the cutover's clean verdict")
+	}
+	if m := f.StoppedAt(); m == nil || m.ID != "c2" {
+		t.Errorf("stopped at %+v, want c2", m)
+	}
+	if got := keys(); len(got) != 0 {
+		t.Errorf("sent %q after the clean cutover's mark", got)
+	}
+	// The change production made after the freeze waits on the queue.
+	time.Sleep(2100 * time.Millisecond) // its visibility
+	msgs, _ := changes.Receive(context.Background(), 10, 0, time.Minute)
+	if len(msgs) != 1 {
+		t.Fatalf("%d events left on the change queue, want production's one", len(msgs))
+	}
+	if c, _, _ := Decode(msgs[0].Body); len(c) != 1 || c[0].Key != "production-again" {
+		t.Errorf("left on the queue: %+v", c)
+	}
+}

@@ -35,6 +35,9 @@ type Follow struct {
 	Events  int64 `json:"events"`
 	Keys    int64 `json:"keys"`
 	Ignored int64 `json:"ignored"`
+	// HeldBack counts events dated after a cutover's mark follow held at,
+	// left on the queue.
+	HeldBack int64 `json:"held_back,omitempty"`
 	// CaughtUp counts the keys the catch-up listing found different.
 	CaughtUp int64 `json:"caught_up,omitempty"`
 	LastSeq  int64 `json:"last_seq"`
@@ -49,6 +52,9 @@ type Follow struct {
 	Started time.Time     `json:"started"`
 	Alive   time.Time     `json:"alive"`
 	Stopped time.Time     `json:"stopped,omitzero"`
+	// StoppedAt is the cutover whose mark follow stopped at, after its
+	// clean verdict: the destination is the source as of that freeze.
+	StoppedAt string `json:"stopped_at,omitempty"`
 }
 
 func (f *Follow) layout() int { return f.Layout }
@@ -136,4 +142,26 @@ func (s *Store) Bulk(ctx context.Context, src, dst plan.Location) (*Run, error) 
 		}
 	}
 	return nil, fmt.Errorf("no bulk run from s3://%s/%s to s3://%s/%s: %w", src.Bucket, src.Prefix, dst.Bucket, dst.Prefix, ErrNotFound)
+}
+
+// LastFollow returns the newest follow run that read events from the change
+// queue changesURL, with its record; an error wrapping ErrNotFound when
+// there is none.
+func (s *Store) LastFollow(ctx context.Context, changesURL string) (*Run, *Follow, error) {
+	ids, err := s.Runs(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, id := range slices.Backward(ids) {
+		r, err := s.Run(ctx, id)
+		if err != nil || r.Mode != ModeFollow || r.Options["changes"] != changesURL {
+			continue
+		}
+		f, err := s.FollowRecord(ctx, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		return r, f, nil
+	}
+	return nil, nil, fmt.Errorf("no follow run of %s: %w", changesURL, ErrNotFound)
 }

@@ -66,7 +66,11 @@ func (f *following) startFollow(t *testing.T, extra ...string) {
 	var res result
 	f.stop = func() result {
 		once.Do(func() {
-			cmd.Process.Signal(syscall.SIGTERM)
+			// A follow that stopped by itself (at a cutover's mark) is left
+			// to exit: a signal once its command returned would kill it.
+			if !strings.Contains(out.String(), "stopped   run") {
+				cmd.Process.Signal(syscall.SIGTERM)
+			}
 			select {
 			case res = <-done:
 			case <-time.After(30 * time.Second):
@@ -260,8 +264,36 @@ func TestFollowThenCutOverWithoutAListing(t *testing.T) {
 		t.Errorf("%q = %q: a deletion's event deleted a key made again since", again, got)
 	}
 
+	// Production writes again: follow, holding at the mark, stops once the
+	// verdict is clean, and the destination stays as of the freeze.
+	if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(f.srcB), Key: aws.String(late), Body: bytes.NewReader([]byte("after the freeze"))}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "follow to stop at the cutover's mark", func() bool { return strings.Contains(f.follow.String(), "stopped   run") })
+	if !strings.Contains(f.follow.String(), "after its clean verdict") {
+		t.Errorf("follow's output lacks where it stopped:\n%s", f.follow.String())
+	}
+	time.Sleep(2 * time.Second) // any work it had sent, done
+	if got := string(getBody(t, env, f.dstB, late)); got != "written just before the freeze" {
+		t.Errorf("%q = %q: a write after the freeze reached the clone", late, got)
+	}
 	if r := f.stop(); r.code != 0 {
 		t.Fatalf("follow exit %d\n%s", r.code, tail(r.stderr))
+	}
+	// Started again (as ECS restarts the stack's service), follow takes
+	// nothing until a new bulk plan begins the next clone.
+	cmd, out, _ := command(env, "planner", "follow", "--source", "s3://"+f.srcB, "--dest", "s3://"+f.dstB,
+		"--queue-url", f.work, "--changes-url", f.changes, "--ledger", f.led)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the restarted follow to wait", func() bool { return strings.Contains(out.String(), "Until then it takes nothing") })
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("the waiting follow on SIGTERM: %v\n%s", err, out.String())
+	}
+	if got := string(getBody(t, env, f.dstB, late)); got != "written just before the freeze" {
+		t.Errorf("%q = %q: a follow started again took production's change after the freeze", late, got)
 	}
 	mustRun(t, env, "planner", "follow", "--unsubscribe", "--source", "s3://"+f.srcB, "--changes-url", f.changes)
 	cfg, err = c.GetBucketNotificationConfiguration(ctx, &s3.GetBucketNotificationConfigurationInput{Bucket: aws.String(f.srcB)})
@@ -310,6 +342,7 @@ func TestFollowStartedAfterTheBulkPlanCatchesUp(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "verdict   clean") {
 		t.Fatalf("cutover --follow: exit %d\n%s\n%s", r.code, r.stdout, tail(r.stderr))
 	}
+	waitFor(t, 30*time.Second, "follow to stop at the cutover's mark", func() bool { return strings.Contains(f.follow.String(), "stopped   run") })
 	t.Logf("%d writes while following; follow's record %v; cutover:\n%s", f.writes, f.record(t), r.stdout)
 	sameObjects(t, snapshot(t, env, f.srcB, "", false), snapshot(t, env, f.dstB, "", false))
 	if n, ok := f.record(t)["caught_up"].(float64); !ok || n == 0 {

@@ -88,7 +88,8 @@ type Source struct {
 	Size         int64
 	ETag         string // "" copies whatever version is current
 	StorageClass string
-	VersionID    string // "": the current version; else this version exactly
+	VersionID    string    // "": the current version; else this version exactly
+	Modified     time.Time // when it was written, as read (Current); zero when unknown
 }
 
 // Target is where a copy goes: a key in a bucket, or a bucket (to delete

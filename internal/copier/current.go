@@ -21,6 +21,7 @@ func (c *Copier) Current(ctx context.Context, src Source) (Source, error) {
 	src.Size = aws.ToInt64(out.ContentLength)
 	src.ETag = aws.ToString(out.ETag)
 	src.StorageClass = string(out.StorageClass)
+	src.Modified = aws.ToTime(out.LastModified)
 	src.VersionID = ""
 	return src, nil
 }

@@ -30,19 +30,31 @@ func (w *Worker) syncKey(ctx context.Context, j *job, i int) {
 	e := b.Entries[i]
 	src := copier.Source{Bucket: b.Source.Bucket, Region: b.Source.Region, Key: e.Key}
 	dst := copier.Target{Bucket: b.Dest.Bucket, Region: b.Dest.Region, Key: plan.DestKey(b.Source, b.Dest, e.Key), Write: j.write}
-	var copied *copier.Source
+	var copied *copier.Source // what this sync copied, to be read again
+	deleted := false          // this sync deleted the destination's key, to be read again
 	for range syncAttempts {
 		cur, err := w.cp.Current(ctx, src)
 		if err != nil {
 			ce := copier.Classify(err)
-			if ce.Reason != copier.ReasonVanished {
+			switch {
+			case ce.Reason != copier.ReasonVanished:
 				w.fail(j, ledger.Failure{Key: e.Key}, ce, ce.Blocked())
 				return
+			case deleted:
+				w.syncedDelete(j, e.Key) // still absent after the deletion: done
+				return
 			}
-			w.syncDelete(ctx, j, e.Key, dst)
-			return
+			if !w.deleteDest(ctx, j, e.Key, dst) {
+				return
+			}
+			// Read once more: a key written again while the deletion was on
+			// its way was copied by its own event's sync, which may have
+			// finished before this deletion removed the copy.
+			deleted, copied = true, nil
+			continue
 		}
-		if copied != nil && copied.ETag == cur.ETag && copied.Size == cur.Size {
+		deleted = false
+		if copied != nil && sameObject(*copied, cur) {
 			w.synced(j, *copied)
 			return
 		}
@@ -56,6 +68,7 @@ func (w *Worker) syncKey(ctx context.Context, j *job, i int) {
 		ce := copier.Classify(err)
 		switch ce.Reason {
 		case copier.ReasonChanged, copier.ReasonVanished:
+			copied = nil
 			continue // changed since it was read: read it again
 		}
 		w.fail(j, ledger.Failure{Key: e.Key, Size: cur.Size, ETag: cur.ETag, Class: cur.StorageClass}, ce, ce.Blocked())
@@ -63,6 +76,13 @@ func (w *Worker) syncKey(ctx context.Context, j *job, i int) {
 	}
 	w.fail(j, ledger.Failure{Key: e.Key}, &copier.Error{Reason: copier.ReasonTransient,
 		Err: fmt.Errorf("s3://%s/%s changed while being copied %d times running: its message will be tried again", b.Source.Bucket, e.Key, syncAttempts)}, false)
+}
+
+// sameObject reports two readings of a key that found the same object:
+// the same ETag, size and time written (a copy onto itself that replaces
+// only metadata keeps the ETag, not the time).
+func sameObject(a, b copier.Source) bool {
+	return a.ETag == b.ETag && a.Size == b.Size && a.Modified.Equal(b.Modified)
 }
 
 // synced counts a key copied by a sync.
@@ -76,20 +96,24 @@ func (w *Worker) synced(j *job, src copier.Source) {
 	w.log.Debug().Str("key", src.Key).Int64("bytes", src.Size).Msg("object synced")
 }
 
-// syncDelete deletes a sync's destination key, the source having none: a
-// deletion in the source, or a key created and deleted again. Should the
-// source key come back after it was read, its own event brings it.
-func (w *Worker) syncDelete(ctx context.Context, j *job, key string, dst copier.Target) {
-	f := ledger.Failure{Key: key}
+// deleteDest deletes a sync's destination key, the source having none: a
+// deletion in the source, or a key created and deleted again. It reports
+// whether it did (else its failure is recorded).
+func (w *Worker) deleteDest(ctx context.Context, j *job, key string, dst copier.Target) bool {
 	failed, err := w.cp.Delete(ctx, copier.Target{Bucket: dst.Bucket, Region: dst.Region}, []copier.Doomed{{Key: dst.Key}})
 	if err == nil && len(failed) > 0 {
 		err = failed[0].Err
 	}
 	if err != nil {
 		ce := copier.Classify(err)
-		w.fail(j, f, ce, ce.Blocked())
-		return
+		w.fail(j, ledger.Failure{Key: key}, ce, ce.Blocked())
+		return false
 	}
+	return true
+}
+
+// syncedDelete counts a key a sync deleted from the destination.
+func (w *Worker) syncedDelete(j *job, key string) {
 	j.mu.Lock()
 	j.result.Deleted++
 	j.mu.Unlock()

@@ -37,8 +37,10 @@ func syncBody(t *testing.T, src, dst string, seq int64, keys ...string) queue.Ou
 }
 
 func put(t *testing.T, c *s3.Client, bucket, key, body string) {
-	t.Helper()
 	if _, err := c.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader([]byte(body))}); err != nil {
+		if t == nil {
+			panic(err) // from a copier standing in for S3, where no test is at hand
+		}
 		t.Fatal(err)
 	}
 }
@@ -142,6 +144,47 @@ func TestSyncCopiesAgainWhenTheSourceMovedDuringTheCopy(t *testing.T) {
 		t.Errorf("out/k = %q: the copy of the older state was left in place", got)
 	}
 	if st, _ := recorded(t, store); st.Copied != 1 || st.Failed != 0 {
+		t.Errorf("status %+v: want the key counted once, copied", st)
+	}
+}
+
+// deleteRacingCopier plays a deletion that lands after the key was written
+// again and copied by another sync: before its DeleteObjects reaches S3,
+// the source key comes back and the destination holds its copy.
+type deleteRacingCopier struct {
+	*copier.Copier
+	c                        *s3.Client
+	src, dst, srcKey, dstKey string
+}
+
+func (r *deleteRacingCopier) Delete(ctx context.Context, dst copier.Target, objs []copier.Doomed) ([]copier.KeyError, error) {
+	put(nil, r.c, r.src, r.srcKey, "written again")
+	put(nil, r.c, r.dst, r.dstKey, "written again")
+	return r.Copier.Delete(ctx, dst, objs)
+}
+
+// TestSyncReadsTheSourceAgainAfterDeleting: a sync that found the key gone
+// deletes the destination's; if the key was written again meanwhile (and
+// another sync's copy landed before this deletion), reading the source
+// again finds it, and it is copied.
+func TestSyncReadsTheSourceAgainAfterDeleting(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	c := env.Manners().Client("")
+	src, dst := env.Bucket(t), env.Bucket(t)
+	put(t, c, dst, "out/k", "old copy")
+	workURL, _ := env.Queue(t, 0)
+	work := queue.NewSQS(env.SQS, workURL)
+	store, journal := newLedger(t, env)
+	beginRun(t, store)
+	send(t, work, syncBody(t, src, dst, 1, "k"))
+	cp := &deleteRacingCopier{Copier: copier.New(c, copier.Options{}), c: c, src: src, dst: dst, srcKey: "in/k", dstKey: "out/k"}
+	_, done := runWorker(t, context.Background(), Config{Concurrency: 1, IdleExit: 2 * time.Second}, work, journal, cp)
+	waitDone(t, done, 30*time.Second)
+	if got, ok := body(t, c, dst, "out/k"); got != "written again" {
+		t.Errorf("out/k = %q (there: %v): the deletion removed a key written again since", got, ok)
+	}
+	if st, _ := recorded(t, store); st.Copied != 1 || st.Deleted != 0 || st.Failed != 0 {
 		t.Errorf("status %+v: want the key counted once, copied", st)
 	}
 }

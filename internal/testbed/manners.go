@@ -49,7 +49,15 @@ import (
 //     and the bucket's region, as S3 does;
 //   - a caller without s3:ListBucket on a bucket (by the bucket's policy,
 //     which versitygw keeps) gets 403, not 404, for a key that does not
-//     exist there, as S3 answers (versitygw answers 404 to everyone).
+//     exist there, as S3 answers (versitygw answers 404 to everyone);
+//   - ListObjectVersions (versions.go) gives each version and delete
+//     marker written through the proxy the LastModified of when it was
+//     written (versitygw gives an entry no longer current the time it was
+//     superseded), lists them in S3's order (each key's newest first, where
+//     versitygw lists a page's delete markers before its versions), pages
+//     by S3's markers (versitygw's key-marker is inclusive, and some
+//     version-id-markers repeat or lose entries), and honours
+//     encoding-type=url.
 //
 // Switched on per bucket, prefix or access key by a test:
 //   - Region: the bucket lives in another region, served by a second
@@ -99,6 +107,7 @@ type Manners struct {
 	unchecked   map[string]int64       // bucket -> requests that did not say its owner
 	defaults    map[string]defaultRule // bucket -> its default retention, lately (lock.go)
 	events      *eventHub              // S3 event notifications (events.go)
+	versions    *versionBook           // when each version was written (versions.go)
 }
 
 // Written is what a write (PutObject, CopyObject, CreateMultipartUpload)
@@ -121,7 +130,7 @@ func (e *Env) startManners() {
 		prefixes: map[string]map[string][]string{}, lost: map[string]bool{}, require: map[string]Written{}, written: map[string]Written{},
 		uploads: map[string]types.ChecksumAlgorithm{}, annotations: map[string]map[string]annotation{},
 		owners: map[string]string{}, payers: map[string]bool{}, defaults: map[string]defaultRule{}, unchecked: map[string]int64{},
-		events: newEventHub(e.sqsSender)}
+		events: newEventHub(e.sqsSender), versions: newVersionBook(time.Now)}
 	srv := httptest.NewServer(m)
 	e.manners, e.mannersSrv = m, srv
 	m.URL = srv.URL
@@ -463,6 +472,21 @@ func (m *Manners) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.deleteObjects(w, r, q)
 		return
 	}
+	var versions versionsAsked
+	if listsVersions(r, q) {
+		var err error
+		if versions, err = askedFor(r); err != nil {
+			s3Error(w, http.StatusBadRequest, "InvalidArgument", err.Error())
+			return
+		}
+		if r.Header.Get("Authorization") != "" { // signed in its headers: it can be signed again
+			widen(r)
+			if err := m.resign(r, nil); err != nil {
+				s3Error(w, http.StatusInternalServerError, "InternalError", "manners: "+err.Error())
+				return
+			}
+		}
+	}
 	target, _ := url.Parse(m.server(q.bucket))
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -492,8 +516,17 @@ func (m *Manners) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					return err
 				}
 			}
+			if err := m.versions.note(resp, r, q); err != nil {
+				return err
+			}
 			m.noteEvent(resp, r, q)
-			return m.rewriteResponse(resp, r, q)
+			if err := m.rewriteResponse(resp, r, q); err != nil {
+				return err
+			}
+			if listsVersions(r, q) {
+				return m.versions.rewrite(resp, q, versions)
+			}
+			return nil
 		},
 	}
 	proxy.ServeHTTP(w, r)
@@ -976,6 +1009,7 @@ func (m *Manners) deleteObjects(w http.ResponseWriter, r *http.Request, q reques
 			return
 		}
 	}
+	m.versions.deleted(q.bucket, result.Deleted)
 	for _, k := range gone {
 		result.Deleted = append(result.Deleted, deletedEntry{Key: k})
 	}

@@ -7,17 +7,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,141 +20,6 @@ import (
 
 	"github.com/s3clone/s3clone/internal/testbed"
 )
-
-// versionHistory is a proxy in front of the test bed's S3 that answers
-// ListObjectVersions as S3 does where versitygw v1.8.0 does not (and the
-// test bed's manners do not yet):
-//   - LastModified is when the version or delete marker was created (for a
-//     multipart upload, when it was initiated: S3 user guide, "Working with
-//     object metadata"), where versitygw gives an entry that is no longer
-//     current the time it stopped being current;
-//   - versions and delete markers are interleaved, each key's newest first,
-//     as S3's ListObjectVersions example shows, where versitygw writes every
-//     delete marker of the page before every version.
-//
-// It learns when each entry was created from the writes that pass through
-// it, so a test writes its source through it (client).
-type versionHistory struct {
-	url     string
-	mu      sync.Mutex
-	created map[string]time.Time // bucket/key?version -> created
-	uploads map[string]time.Time // upload id -> initiated
-}
-
-func newVersionHistory(t *testing.T, target string) *versionHistory {
-	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &versionHistory{created: map[string]time.Time{}, uploads: map[string]time.Time{}}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.ModifyResponse = h.observe
-	srv := httptest.NewServer(rp)
-	t.Cleanup(srv.Close)
-	h.url = srv.URL
-	return h
-}
-
-var (
-	uploadIDRE = regexp.MustCompile(`<UploadId>([^<]+)</UploadId>`)
-	entryRE    = regexp.MustCompile(`(?s)<(Version|DeleteMarker)>.*?</(?:Version|DeleteMarker)>`)
-	keyRE      = regexp.MustCompile(`<Key>([^<]*)</Key>`)
-	versionRE  = regexp.MustCompile(`<VersionId>([^<]*)</VersionId>`)
-	modifiedRE = regexp.MustCompile(`<LastModified>[^<]*</LastModified>`)
-)
-
-func (h *versionHistory) observe(resp *http.Response) error {
-	r := resp.Request
-	bucket, key, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
-	q := r.URL.Query()
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
-		return nil
-	}
-	now := time.Now()
-	version := resp.Header.Get("X-Amz-Version-Id")
-	if version == "" {
-		version = "null"
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	switch {
-	case key == "" && r.Method == http.MethodGet && q.Has("versions"):
-		return h.rewrite(resp, bucket)
-	case key != "" && r.Method == http.MethodPost && q.Has("uploads"):
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		resp.Body = io.NopCloser(bytes.NewReader(body))
-		if m := uploadIDRE.FindSubmatch(body); err == nil && m != nil {
-			h.uploads[string(m[1])] = now
-		}
-	case key != "" && r.Method == http.MethodPost && q.Has("uploadId"):
-		h.created[bucket+"/"+key+"?"+version] = h.uploads[q.Get("uploadId")]
-	case key != "" && r.Method == http.MethodPut && onlyID(q),
-		key != "" && r.Method == http.MethodDelete && onlyID(q):
-		h.created[bucket+"/"+key+"?"+version] = now
-	}
-	return nil
-}
-
-// onlyID reports a query that names no subresource (the SDK adds x-id).
-func onlyID(q url.Values) bool {
-	delete(q, "x-id")
-	return len(q) == 0
-}
-
-// rewrite sets each entry's LastModified to when it was created and puts
-// the entries in S3's order. Called with h.mu held.
-func (h *versionHistory) rewrite(resp *http.Response, bucket string) error {
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return err
-	}
-	type entry struct {
-		key     string
-		created time.Time
-		xml     []byte
-	}
-	var entries []entry
-	first := -1
-	for _, loc := range entryRE.FindAllIndex(body, -1) {
-		if first < 0 {
-			first = loc[0]
-		}
-		raw := slices.Clone(body[loc[0]:loc[1]])
-		e := entry{xml: raw}
-		if m := keyRE.FindSubmatch(raw); m != nil {
-			e.key = string(m[1])
-		}
-		if m := versionRE.FindSubmatch(raw); m != nil {
-			if at, ok := h.created[bucket+"/"+e.key+"?"+string(m[1])]; ok {
-				e.created = at
-				e.xml = modifiedRE.ReplaceAll(raw, []byte("<LastModified>"+at.UTC().Format("2006-01-02T15:04:05.000Z")+"</LastModified>"))
-			}
-		}
-		entries = append(entries, e)
-	}
-	rest := entryRE.ReplaceAll(body, nil)
-	if first >= 0 {
-		slices.SortStableFunc(entries, func(a, b entry) int {
-			if c := strings.Compare(a.key, b.key); c != 0 {
-				return c
-			}
-			return b.created.Compare(a.created)
-		})
-		var all []byte
-		for _, e := range entries {
-			all = append(all, e.xml...)
-		}
-		at := bytes.Index(rest, []byte("</ListVersionsResult>"))
-		rest = slices.Concat(rest[:at], all, rest[at:])
-	}
-	resp.Body = io.NopCloser(bytes.NewReader(rest))
-	resp.ContentLength = int64(len(rest))
-	resp.Header.Set("Content-Length", strconv.Itoa(len(rest)))
-	return nil
-}
 
 // md5Of is the hex MD5 of what a read returns.
 func md5Of(t *testing.T, r io.ReadCloser) string {
@@ -176,9 +34,11 @@ func md5Of(t *testing.T, r io.ReadCloser) string {
 
 // stateAt is the source as it stood at at, found independently of the
 // planner: every version and delete marker listed with the SDK's
-// paginator, and for each key the one created last not after at (the proxy
-// gives creation times to the millisecond, and the test spaces a key's
-// writes seconds apart). key -> version id and ETag.
+// paginator, and for each key the one created last not after at (the test
+// bed's S3 gives each entry the time it was written, to the second, as S3
+// does: https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectVersions.html;
+// the tests space a key's writes seconds apart). key -> version id and
+// ETag.
 func stateAt(t *testing.T, api *s3.Client, bucket string, at time.Time) map[string]types.ObjectVersion {
 	t.Helper()
 	type last struct {
@@ -221,17 +81,19 @@ func stateAt(t *testing.T, api *s3.Client, bucket string, at time.Time) map[stri
 // after a time (overwrites, deletes, a key deleted and written again, a
 // version from before versioning was enabled, objects copied in parts);
 // plan --as-of that time and a worker make the destination what the source
-// was then, content and ETag, while the source has moved on.
+// was then, content and ETag, while the source has moved on. The source is
+// written through the test bed's S3 (env.S3Endpoint), whose
+// ListObjectVersions dates each version when it was written and lists a
+// key's entries newest first, as S3 does.
 func TestAsOfClonesTheBucketAsItWas(t *testing.T) {
 	t.Parallel()
 	env := testbed.Get(t)
 	ctx := context.Background()
-	hist := newVersionHistory(t, env.S3Endpoint)
-	api := env.Client(hist.url)
 	src, dst := env.Bucket(t), env.Bucket(t)
+	api := env.Manners().Client(src)
 	work, _ := env.Queue(t, 5)
 	led := ledgerURL(t, env)
-	environ := env.EnvironFor(hist.url)
+	environ := env.Environ()
 
 	put := func(key string, b []byte) {
 		t.Helper()

@@ -63,6 +63,7 @@ type followOptions struct {
 	flush      time.Duration
 	unsub      bool
 	goOn       bool
+	inEffect   time.Duration
 	led        config.Ledger
 	conn       config.Connection
 }
@@ -77,6 +78,7 @@ func (o *followOptions) parse(args []string) error {
 	f.StringVar(&o.via, "via", "s3", "how events reach the change queue: s3 (the bucket's queue configuration) or eventbridge (a rule)")
 	f.DurationVar(&o.settle, "settle", 0, "how long a cutover's mark waits for events S3 sent out of order (default: twice the worst seen in the last ten minutes, 1s to 1m)")
 	f.DurationVar(&o.flush, "flush", 200*time.Millisecond, "the longest a changed key waits for others to share its work message")
+	f.DurationVar(&o.inEffect, "config-settle", 5*time.Minute, "how long a notification configuration follow writes takes to be in effect everywhere (S3 says usually about five minutes): changes before then are caught up by a listing")
 	f.BoolVar(&o.goOn, "go-on", false, "keep following after a cutover's clean verdict (a migration, where the destination becomes production); by default follow stops at the cutover's mark, so the destination stays the source as of the freeze")
 	f.BoolVar(&o.unsub, "unsubscribe", false, "remove follow's notification configuration from the source bucket, and stop")
 	o.led.Register(f, "the follow's run, its progress and the cutovers' marks are recorded there (required)")
@@ -115,6 +117,9 @@ func (o *followOptions) parse(args []string) error {
 	}
 	if o.settle < 0 || o.settle > follow.MaxSettle {
 		p.Addf("--settle %s: use 0 (measured) up to %s", o.settle, follow.MaxSettle)
+	}
+	if o.inEffect < 0 || o.inEffect > time.Hour {
+		p.Addf("--config-settle %s: use 0 to 1h", o.inEffect)
 	}
 	if o.flush < 10*time.Millisecond || o.flush > time.Minute {
 		p.Addf("--flush %s: use 10ms to 1m", o.flush)
@@ -186,14 +191,24 @@ func followCommand(ctx context.Context, args []string, stdout io.Writer) error {
 
 	sub.Bucket, sub.Prefix = s.src.Bucket, s.src.Prefix
 	record := ledger.Follow{Via: o.via, Queue: o.changesURL}
+	written := time.Now()
+	var wrote bool
 	if o.via == "eventbridge" {
-		record.BridgeOwned, err = follow.SubscribeBridge(ctx, s.srcAPI, s.src.Bucket)
+		wrote, err = follow.SubscribeBridge(ctx, s.srcAPI, s.src.Bucket)
+		record.BridgeOwned = wrote
 	} else {
 		record.Config = sub.ID
-		_, err = follow.Subscribe(ctx, s.srcAPI, sub)
+		wrote, err = follow.Subscribe(ctx, s.srcAPI, sub)
 	}
 	if err != nil {
 		return notifyError(err, s.src.Bucket)
+	}
+	var effective time.Time
+	if wrote {
+		// Events from before the configuration is in effect everywhere may
+		// be missing: the clone is anchored from then on (a bulk plan begun
+		// before is caught up by a listing).
+		effective = written.Add(o.inEffect)
 	}
 
 	sum := s.newSummary()
@@ -207,11 +222,10 @@ func followCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "following s3://%s/%s -> s3://%s/%s: run %s, events from %s (via %s); stop with Ctrl-C or SIGTERM\n",
 		s.src.Bucket, s.src.Prefix, s.dst.Bucket, s.dst.Prefix, sum.Run, o.changesURL, o.via)
-	probe := follow.ProbePrefix + sum.Run
 	cfg := follow.Config{Run: sum.Run, Source: s.src, Dest: s.dst, Copy: s.copy, Flush: o.flush, Settle: o.settle,
-		BatchKeys: s.batchKeys, Record: record, ProbeID: probe,
-		Probe: func(ctx context.Context) error {
-			if err := follow.PlaceMark(ctx, s.srcAPI, s.src.Bucket, probe); err != nil {
+		BatchKeys: s.batchKeys, Record: record, ProbeID: follow.ProbePrefix + sum.Run, EffectiveAt: effective,
+		Probe: func(ctx context.Context, id string) error {
+			if err := follow.PlaceMark(ctx, s.srcAPI, s.src.Bucket, id); err != nil {
 				if isDenied(err) {
 					return config.Usagef("%v: grant s3:PutObject and s3:DeleteObject on arn:aws:s3:::%s/%s* (follow's probe and the cutover's mark; never copied)", err, s.src.Bucket, follow.MarksPrefix)
 				}
@@ -219,7 +233,7 @@ func followCommand(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 			return nil
 		},
-		Unprobe: func(ctx context.Context) error { return follow.RemoveMark(ctx, s.srcAPI, s.src.Bucket, probe) },
+		Unprobe: func(ctx context.Context, id string) error { return follow.RemoveMark(ctx, s.srcAPI, s.src.Bucket, id) },
 		CatchUp: func(ctx context.Context, subscribed time.Time, take func(string)) error {
 			return catchUp(ctx, s, store, subscribed, take, log)
 		},
@@ -235,8 +249,16 @@ func followCommand(ctx context.Context, args []string, stdout io.Writer) error {
 			return true, v.Clean, nil
 		},
 	}
+	// A sent record that cannot be written stops follow: its events would
+	// never be deleted, and a cutover could not tell what was done.
+	runCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	runLog.OnError = func(err error) { stop(fmt.Errorf("the ledger refused a sent record: %w", err)) }
 	f := follow.New(cfg, changes, work, runLog, store, log)
-	runErr := f.Run(ctx)
+	runErr := f.Run(runCtx)
+	if cause := context.Cause(runCtx); runErr == nil && ctx.Err() == nil && cause != nil {
+		runErr = config.LedgerError(cause, store, "s3:PutObject on "+config.LedgerARN(store, "runs/*"))
+	}
 	if errors.Is(runErr, follow.ErrNoEvents) {
 		hint := "check the change queue's policy allows s3.amazonaws.com to send from the bucket"
 		if o.via == "eventbridge" {
@@ -274,6 +296,14 @@ func notifyError(err error, bucket string) error {
 // that differs is taken as a change. A bulk run begun after subscribed
 // needs none: every change after its listing has an event.
 func catchUp(ctx context.Context, s *source, store *ledger.Store, subscribed time.Time, take func(string), log zerolog.Logger) error {
+	if wait := time.Until(subscribed); wait > 0 {
+		log.Info().Time("until", subscribed).Msg("waiting for the notification configuration to be in effect everywhere before anchoring")
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 	bulk, err := store.Bulk(ctx, s.src, s.dst)
 	switch {
 	case errors.Is(err, ledger.ErrNotFound):

@@ -32,6 +32,8 @@ type Change struct {
 	Sequencer string // orders the events of one key; "" when the sender gave none
 	ETag      string
 	Size      int64
+	// Caught: not an event, a key follow's catch-up listing found different.
+	Caught bool
 }
 
 // ErrForeign marks a message body that is not an S3 event.

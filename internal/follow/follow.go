@@ -69,12 +69,24 @@ type Config struct {
 	Record ledger.Follow
 	// RecordEvery is how often the record is rewritten. Default 5 s.
 	RecordEvery time.Duration
-	// Probe, when set, writes the marker object of mark id ProbeID once
-	// Run begins receiving, and Unprobe deletes it: its event coming
-	// through shows the bucket's events reach follow, and from when
-	// (Subscribed, the time just before the probe was written).
-	Probe, Unprobe func(ctx context.Context) error
+	// Probe, when set, writes a marker object of mark id (ProbeID, a dash
+	// and a number) once Run begins receiving, and again every ProbeEvery
+	// until one comes through; Unprobe deletes one. A probe's event
+	// coming through shows the bucket's events reach follow, and from when
+	// (Subscribed: the time just before that probe was written, or
+	// EffectiveAt if later).
+	Probe, Unprobe func(ctx context.Context, id string) error
 	ProbeID        string
+	// EffectiveAt is when the bucket's notification configuration, just
+	// written, is taken to be in effect everywhere: "after you create or
+	// change the bucket notification configuration, it usually takes about
+	// five minutes for the changes to take effect" (the S3 user guide,
+	// "Using Amazon SQS, Amazon SNS, and Lambda"). One probe coming through
+	// shows one path works, not all of them.
+	EffectiveAt time.Time
+	// Receivers is how many receives run at once. Default 4: each takes at
+	// most ten events, and S3 sends one a message.
+	Receivers int
 	// CatchUp, when set, runs once the probe came through, for the changes
 	// made before follow's events began that the bulk copy may have
 	// missed (it may list both buckets): each key it takes is sent as
@@ -117,8 +129,18 @@ func (c Config) withDefaults() Config {
 	if c.RecordEvery <= 0 {
 		c.RecordEvery = 5 * time.Second
 	}
+	if c.Receivers <= 0 {
+		c.Receivers = 4
+	}
 	return c
 }
+
+// ProbeEvery is how often a probe is written again until one comes
+// through.
+const ProbeEvery = 30 * time.Second
+
+// maxLate bounds the late events a mark records.
+const maxLate = 1000
 
 // Follower turns the source's events into sync work for the fleet.
 type Follower struct {
@@ -138,14 +160,18 @@ type Follower struct {
 	marks    map[string]*ledger.Mark // open and closed, by id
 	closing  []*ledger.Mark          // open marks, by when they close
 	late     map[string]*ledger.Mark // pending late keys -> the mark they are late for
-	probed   time.Time               // when the probe was written
+	probes   map[string]time.Time    // probe ids written -> when
+	opened   map[string]time.Time    // open marks -> when taken in (their settle runs from then)
+	lastRecv []time.Time             // per receiver: when its last receive taken in began
+	empties  []time.Time             // per receiver: when its last empty receive taken in began
+	marks2   []checkpoint            // the newest event time, by arrival (lateness)
 	caught   chan string             // keys the catch-up takes
 	caughtUp chan error              // the catch-up's end
 	cut      *ledger.Mark            // the cutover mark follow holds at
 	stopped  *ledger.Mark            // the mark follow stopped at
 	record   ledger.Follow
 	newest   time.Time                 // the newest event time seen
-	lateness map[int64]time.Duration   // per 10 s of receive time: the most an event came after a newer one
+	lateness map[int64]time.Duration   // per 10 s of receive time: how long after a newer event an older one came
 	deleting sync.WaitGroup            // deletions of events, once their work is durable
 	sendErr  func(error) time.Duration // backoff before a failed send is tried again
 }
@@ -155,7 +181,8 @@ func New(cfg Config, changes Changes, work Sender, rec Recorder, board Board, lo
 	cfg = cfg.withDefaults()
 	f := &Follower{cfg: cfg, changes: changes, work: work, rec: rec, board: board, log: log, now: time.Now,
 		pending: map[string]time.Time{}, marks: map[string]*ledger.Mark{}, late: map[string]*ledger.Mark{},
-		lateness: map[int64]time.Duration{}, record: cfg.Record, caught: make(chan string, 1024), caughtUp: make(chan error, 1)}
+		lateness: map[int64]time.Duration{}, record: cfg.Record, caught: make(chan string, 1024), caughtUp: make(chan error, 1),
+		probes: map[string]time.Time{}, opened: map[string]time.Time{}, lastRecv: make([]time.Time, cfg.Receivers), empties: make([]time.Time, cfg.Receivers)}
 	f.record.Run = cfg.Run
 	f.sendErr = func(error) time.Duration { return time.Second }
 	return f
@@ -163,11 +190,15 @@ func New(cfg Config, changes Changes, work Sender, rec Recorder, board Board, lo
 
 // received is one receive's messages, decoded.
 type received struct {
-	msgs    []queue.Message
-	changes [][]Change
-	at      time.Time
-	err     error
+	receiver  int
+	began, at time.Time // when the receive began, and came back
+	msgs      []queue.Message
+	changes   [][]Change
+	err       error
 }
+
+// checkpoint is when the newest event time seen first reached a time.
+type checkpoint struct{ newest, arrived time.Time }
 
 // Run follows until ctx ends: events are received, their keys gathered for
 // up to Flush and sent as sync work, and each event deleted once its key's
@@ -175,29 +206,39 @@ type received struct {
 // sent, and the record written a last time.
 func (f *Follower) Run(ctx context.Context) error {
 	f.record.Started = f.now()
-	in := make(chan received, 2)
+	in := make(chan received, 2*f.cfg.Receivers)
 	recvCtx, stopRecv := context.WithCancel(ctx)
 	defer stopRecv()
-	go f.receive(recvCtx, in)
+	for i := range f.cfg.Receivers {
+		go f.receive(recvCtx, i, in)
+	}
 	tick := time.NewTicker(f.cfg.Flush / 2)
 	defer tick.Stop()
 	every := time.NewTicker(f.cfg.RecordEvery)
 	defer every.Stop()
 	f.writeRecord(ctx)
 	var lastVerdict time.Time
-	var probeLimit <-chan time.Time
+	var probeLimit, probeAgain <-chan time.Time
 	if f.cfg.Probe != nil {
 		t := time.NewTimer(ProbeWait)
 		defer t.Stop()
 		probeLimit = t.C
-		f.probed = f.now()
-		if err := f.cfg.Probe(ctx); err != nil {
+		again := time.NewTicker(ProbeEvery)
+		defer again.Stop()
+		probeAgain = again.C
+		if err := f.probe(ctx); err != nil {
 			stopRecv()
-			return fmt.Errorf("probe the source's events: %w", err)
+			return err
 		}
 	}
 	for {
 		select {
+		case <-probeAgain:
+			if f.record.Subscribed.IsZero() {
+				if err := f.probe(ctx); err != nil {
+					f.log.Warn().Err(err).Msg("writing a probe again failed")
+				}
+			}
 		case k := <-f.caught:
 			f.takeCaught(k)
 		case <-probeLimit:
@@ -205,7 +246,8 @@ func (f *Follower) Run(ctx context.Context) error {
 				stopRecv()
 				f.flush(context.Background())
 				f.deleting.Wait()
-				return fmt.Errorf("%w: the probe s3://%s/%s did not come through within %s", ErrNoEvents, f.cfg.Source.Bucket, MarkKey(f.cfg.ProbeID), ProbeWait)
+				f.unprobe(context.Background())
+				return fmt.Errorf("%w: none of %d probes (s3://%s/%s*) came through within %s", ErrNoEvents, len(f.probes), f.cfg.Source.Bucket, MarkKey(f.cfg.ProbeID), ProbeWait)
 			}
 		case err := <-f.caughtUp:
 			for drained := false; !drained; {
@@ -227,13 +269,15 @@ func (f *Follower) Run(ctx context.Context) error {
 			stopRecv()
 			end := context.Background()
 			f.flush(end)
-			f.closeMarks(end, true)
+			f.dropMarks()
+			f.unprobe(end)
 			f.deleting.Wait()
 			f.record.Stopped = f.now()
 			f.writeRecord(end)
 			return nil
 		case r := <-in:
 			if r.err != nil {
+				f.lastRecv[r.receiver] = r.began // it came back: nothing of it to take in
 				f.log.Warn().Err(r.err).Msg("receiving events failed; trying again")
 				continue
 			}
@@ -245,7 +289,7 @@ func (f *Follower) Run(ctx context.Context) error {
 			if len(f.pending) > 0 && f.now().Sub(f.oldest) >= f.cfg.Flush {
 				f.flush(ctx)
 			}
-			f.closeMarks(ctx, false)
+			f.closeMarks(ctx)
 			if f.cut != nil && f.now().Sub(lastVerdict) >= time.Second {
 				lastVerdict = f.now()
 				if f.holdEnds(ctx) {
@@ -264,26 +308,23 @@ func (f *Follower) Run(ctx context.Context) error {
 	}
 }
 
-// receive long-polls the change queue and hands over what comes.
-func (f *Follower) receive(ctx context.Context, out chan<- received) {
+// receiveWait is how long a receive waits for a first event. Short: a
+// mark closes only once every receiver has come back from a receive begun
+// after its settle time (a receive cut short could leave events hidden
+// for their visibility timeout), so this bounds what a receive adds to the
+// window. Four receivers a second cost about $0.14 a day.
+const receiveWait = time.Second
+
+// receive long-polls the change queue and hands over what comes, empty
+// answers too.
+func (f *Follower) receive(ctx context.Context, receiver int, out chan<- received) {
 	for ctx.Err() == nil {
-		msgs, err := f.changes.Receive(ctx, 10, 20*time.Second, f.cfg.Visibility)
+		began := f.now()
+		msgs, err := f.changes.Receive(ctx, 10, receiveWait, f.cfg.Visibility)
 		if ctx.Err() != nil {
 			return
 		}
-		r := received{msgs: msgs, at: f.now(), err: err}
-		if err != nil {
-			select {
-			case out <- r:
-			case <-ctx.Done():
-				return
-			}
-			sleep(ctx, time.Second)
-			continue
-		}
-		if len(msgs) == 0 {
-			continue
-		}
+		r := received{receiver: receiver, began: began, msgs: msgs, at: f.now(), err: err}
 		for _, m := range msgs {
 			changes, test, err := Decode(m.Body)
 			switch {
@@ -299,11 +340,19 @@ func (f *Follower) receive(ctx context.Context, out chan<- received) {
 		case <-ctx.Done():
 			return
 		}
+		if err != nil {
+			sleep(ctx, time.Second)
+		}
 	}
 }
 
 // absorb takes in one receive's events.
 func (f *Follower) absorb(r received) {
+	f.lastRecv[r.receiver] = r.began
+	if len(r.msgs) == 0 {
+		f.empties[r.receiver] = r.began
+		return
+	}
 	if f.record.Subscribed.IsZero() && f.cfg.Probe == nil {
 		f.record.Subscribed = r.at
 	}
@@ -337,7 +386,9 @@ func (f *Follower) take(c Change, at time.Time) bool {
 		f.record.Ignored++
 		return true
 	}
-	f.noteTime(c, at)
+	if !c.Caught {
+		f.noteTime(c, at)
+	}
 	if strings.HasPrefix(c.Key, f.cfg.Marks) {
 		f.markSeen(c, at)
 		return true
@@ -351,7 +402,7 @@ func (f *Follower) take(c Change, at time.Time) bool {
 		return false
 	}
 	for _, m := range f.marks {
-		if !m.Closed.IsZero() && c.Time.Before(m.EventTime) {
+		if !c.Caught && !m.Closed.IsZero() && c.Time.Before(m.EventTime) && !strings.HasPrefix(m.ID, ProbePrefix) && len(m.Late) < maxLate {
 			f.late[c.Key] = m
 			m.Late = append(m.Late, ledger.Late{Key: c.Key, Time: c.Time, Received: at})
 			f.log.Warn().Str("key", c.Key).Str("mark", m.ID).Time("event_time", c.Time).Time("mark_time", m.EventTime).
@@ -367,15 +418,33 @@ func (f *Follower) take(c Change, at time.Time) bool {
 	return true
 }
 
-// noteTime keeps the newest event time, the lag and the lateness.
+// noteTime keeps the newest event time, the lag, and the lateness: for an
+// event older than the newest seen, how long after the first event newer
+// than it came this one came. That, not the gap between the two events'
+// times, is how long a mark must wait for an event S3 sent out of order.
 func (f *Follower) noteTime(c Change, at time.Time) {
 	if c.Time.After(f.newest) {
 		f.newest = c.Time
 		f.record.LastEvent = c.Time
 		f.record.Lag = max(at.Sub(c.Time), 0)
+		if n := len(f.marks2); n == 0 || at.Sub(f.marks2[n-1].arrived) >= 10*time.Millisecond {
+			f.marks2 = append(f.marks2, checkpoint{newest: c.Time, arrived: at})
+		} else {
+			f.marks2[n-1].newest = c.Time
+		}
 		return
 	}
-	late := f.newest.Sub(c.Time)
+	// The first checkpoint whose newest time is after this event's.
+	i, _ := slices.BinarySearchFunc(f.marks2, c.Time, func(cp checkpoint, t time.Time) int {
+		if cp.newest.After(t) {
+			return 1
+		}
+		return -1
+	})
+	if i == len(f.marks2) {
+		return
+	}
+	late := at.Sub(f.marks2[i].arrived)
 	slot := at.Unix() / 10
 	if late > f.lateness[slot] {
 		f.lateness[slot] = late
@@ -385,7 +454,11 @@ func (f *Follower) noteTime(c Change, at time.Time) {
 // worstLateness is the most an event came after a newer one in the last
 // ten minutes.
 func (f *Follower) worstLateness() time.Duration {
-	cutoff := f.now().Add(-10*time.Minute).Unix() / 10
+	keepFrom := f.now().Add(-10 * time.Minute)
+	if i := slices.IndexFunc(f.marks2, func(cp checkpoint) bool { return cp.arrived.After(keepFrom) }); i > 0 {
+		f.marks2 = slices.Delete(f.marks2, 0, i-1) // one older: the newest time it set still stands
+	}
+	cutoff := keepFrom.Unix() / 10
 	var worst time.Duration
 	for slot, d := range f.lateness {
 		if slot < cutoff {
@@ -414,19 +487,20 @@ func (f *Follower) markSeen(c Change, at time.Time) {
 	}
 	m := &ledger.Mark{Run: f.cfg.Run, ID: id, Key: c.Key, EventTime: c.Time, Seen: at, Settle: f.settle()}
 	f.marks[id] = m
+	f.opened[id] = f.now()
 	f.closing = append(f.closing, m)
 	f.log.Info().Str("mark", id).Dur("settle", m.Settle).Msg("a cutover's mark came through: waiting for events sent out of order")
 }
 
-// closeMarks closes the marks whose settle time has passed (all of them
-// when all is set): what is pending is sent first, so that every key
-// received before the close is in a message numbered at most the mark's
-// Seq.
-func (f *Follower) closeMarks(ctx context.Context, all bool) {
+// closeMarks closes the marks whose settle time has passed and whose
+// events are all in (mayClose): what is pending is sent first, so that
+// every key received before the close is in a message numbered at most the
+// mark's Seq.
+func (f *Follower) closeMarks(ctx context.Context) {
 	var due []*ledger.Mark
 	now := f.now()
 	f.closing = slices.DeleteFunc(f.closing, func(m *ledger.Mark) bool {
-		if all || !now.Before(m.Seen.Add(m.Settle)) {
+		if f.mayClose(m, now) {
 			due = append(due, m)
 			return true
 		}
@@ -439,7 +513,7 @@ func (f *Follower) closeMarks(ctx context.Context, all bool) {
 	for _, m := range due {
 		m.Closed = f.now()
 		m.Seq = f.seq
-		if m.ID == f.cfg.ProbeID && f.cfg.Probe != nil {
+		if _, ok := f.probes[m.ID]; ok && f.record.Subscribed.IsZero() {
 			f.probeCame(ctx, m)
 		}
 		if Cutover(m.ID) && !f.cfg.GoOn && f.cfg.Verdict != nil && f.cut == nil {
@@ -451,17 +525,74 @@ func (f *Follower) closeMarks(ctx context.Context, all bool) {
 	}
 }
 
-// ProbeWait is how long follow waits for its probe's event before it
-// gives up: S3 delivers events within seconds, "sometimes a minute or
-// longer" (the S3 user guide, "Amazon S3 Event Notifications").
-const ProbeWait = 3 * time.Minute
+// mayClose reports a mark whose settle time, counted from when it was
+// taken in (not received: follow may have been busy), has passed, and for
+// which every receiver has since come back from a receive begun after
+// that, so that nothing received before is still on its way in; and one of
+// those came back empty (the queue held nothing more), or a second settle
+// time has passed (a queue production keeps busy, in a rehearsal).
+func (f *Follower) mayClose(m *ledger.Mark, now time.Time) bool {
+	deadline := f.opened[m.ID].Add(m.Settle)
+	if now.Before(deadline) {
+		return false
+	}
+	empty := false
+	for i := range f.lastRecv {
+		if f.lastRecv[i].Before(deadline) {
+			return false
+		}
+		empty = empty || !f.empties[i].Before(deadline)
+	}
+	return empty || !now.Before(deadline.Add(m.Settle))
+}
+
+// dropMarks forgets the marks still open when follow stops: closed early
+// they would claim a settle time they did not wait; the cutover waiting for
+// one times out instead, not clean.
+func (f *Follower) dropMarks() {
+	for _, m := range f.closing {
+		f.log.Warn().Str("mark", m.ID).Msg("follow is stopping with a mark open: not closed; the cutover waiting for it gives no clean verdict")
+	}
+	f.closing = nil
+}
+
+// probe writes a probe, under a new id.
+func (f *Follower) probe(ctx context.Context) error {
+	id := fmt.Sprintf("%s-%d", f.cfg.ProbeID, len(f.probes)+1)
+	at := f.now()
+	if err := f.cfg.Probe(ctx, id); err != nil {
+		return fmt.Errorf("probe the source's events: %w", err)
+	}
+	f.probes[id] = at
+	return nil
+}
+
+// unprobe deletes every probe written.
+func (f *Follower) unprobe(ctx context.Context) {
+	if f.cfg.Unprobe == nil {
+		return
+	}
+	for id := range f.probes {
+		if err := f.cfg.Unprobe(ctx, id); err != nil {
+			f.log.Warn().Err(err).Str("probe", id).Msg("could not delete a probe's marker object")
+		}
+	}
+	clear(f.probes)
+}
+
+// ProbeWait is how long follow writes probes before it gives up: a new
+// configuration usually takes about five minutes to be in effect (the S3
+// user guide, "Using Amazon SQS, Amazon SNS, and Lambda"), and events are
+// delivered within seconds, "sometimes a minute or longer" ("Amazon S3
+// Event Notifications").
+const ProbeWait = 7 * time.Minute
 
 // ErrNoEvents marks a source whose events do not reach follow's queue.
 var ErrNoEvents = errors.New("the source bucket's events do not reach the change queue")
 
 // takeCaught takes a key the catch-up found different.
 func (f *Follower) takeCaught(k string) {
-	f.take(Change{Bucket: f.cfg.Source.Bucket, Key: k, Name: "catch-up", Time: f.now()}, f.now())
+	f.take(Change{Bucket: f.cfg.Source.Bucket, Key: k, Name: "catch-up", Time: f.now(), Caught: true}, f.now())
 	f.record.Events--
 	f.record.CaughtUp++
 }
@@ -503,23 +634,25 @@ func (f *Follower) holdEnds(ctx context.Context) bool {
 // another reason.
 func (f *Follower) StoppedAt() *ledger.Mark { return f.stopped }
 
-// probeCame takes the probe's mark: events flow, from the time the probe
-// was written; the catch-up (if any) starts.
+// probeCame takes a probe's mark: events flow, from the time that probe
+// was written (or from when the configuration is in effect, if later); the
+// catch-up (if any) starts.
 func (f *Follower) probeCame(ctx context.Context, m *ledger.Mark) {
-	f.record.Subscribed = f.probed
-	f.log.Info().Dur("lag", m.Seen.Sub(f.probed)).Msg("the probe came through: the source's events reach follow")
-	if f.cfg.Unprobe != nil {
-		if err := f.cfg.Unprobe(ctx); err != nil {
-			f.log.Warn().Err(err).Msg("could not delete the probe's marker object")
-		}
+	written := f.probes[m.ID]
+	f.record.Subscribed = written
+	if f.cfg.EffectiveAt.After(written) {
+		f.record.Subscribed = f.cfg.EffectiveAt
 	}
+	f.log.Info().Dur("lag", m.Seen.Sub(written)).Time("subscribed", f.record.Subscribed).Msg("a probe came through: the source's events reach follow")
+	f.unprobe(ctx)
 	if f.cfg.CatchUp == nil {
 		f.record.Anchored = true
 		f.writeRecord(ctx)
 		return
 	}
+	subscribed := f.record.Subscribed
 	go func() {
-		err := f.cfg.CatchUp(ctx, f.probed, func(k string) {
+		err := f.cfg.CatchUp(ctx, subscribed, func(k string) {
 			select {
 			case f.caught <- k:
 			case <-ctx.Done():
@@ -617,6 +750,7 @@ func (f *Follower) flush(ctx context.Context) {
 	}
 	f.record.Keys += int64(len(keys))
 	f.record.LastSeq = f.seq
+	touched := map[*ledger.Mark]bool{}
 	for k, seq := range lateSeq {
 		m := f.late[k]
 		for i := range m.Late {
@@ -625,6 +759,9 @@ func (f *Follower) flush(ctx context.Context) {
 			}
 		}
 		delete(f.late, k)
+		touched[m] = true
+	}
+	for m := range touched {
 		f.putMark(ctx, m)
 	}
 	held := f.held

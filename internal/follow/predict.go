@@ -12,8 +12,8 @@ import (
 // S3 and SQS.
 type Prediction struct {
 	// Window is freeze to verdict: the mark's event reaching follow (Lag),
-	// the settle time, then the fleet's tail: the keys still to do (Keys)
-	// at the fleet's rate.
+	// the settle time and a receive of every receiver after it, then the
+	// fleet's tail: the keys still to do (Keys) at the fleet's rate.
 	Window time.Duration `json:"window_ns"`
 	Lag    time.Duration `json:"lag_ns"`
 	Settle time.Duration `json:"settle_ns"`
@@ -67,7 +67,7 @@ func Predict(f ledger.Follow, st ledger.Status, flush time.Duration) Prediction 
 		p.Known = true
 		p.Tail = time.Duration(p.Keys / p.FleetRate * float64(time.Second))
 	}
-	p.Window = p.Lag + p.Settle + p.Tail
+	p.Window = p.Lag + p.Settle + receiveWait + p.Tail
 	perKey := getsPerKey*plan.Prices.Get/1000 + putsPerKey*plan.Prices.Put["STANDARD"]/1000 + sqsPerKey*sqsPrice
 	ledgerReads := p.Window.Seconds() * ledgerReadsPerSecond
 	p.Requests = int64(p.Keys*(getsPerKey+putsPerKey+sqsPerKey) + ledgerReads + 2) // and the marker's PUT and DELETE

@@ -49,7 +49,7 @@ func queueARN(t *testing.T, env *testbed.Env, url string) string {
 func (f *following) startFollow(t *testing.T, extra ...string) {
 	t.Helper()
 	cmd, out, errb := command(f.env, "planner", append([]string{"follow", "--source", "s3://" + f.srcB, "--dest", "s3://" + f.dstB,
-		"--queue-url", f.work, "--changes-url", f.changes, "--ledger", f.led, "--flush", "100ms", "--batch-keys", "20"}, extra...)...)
+		"--queue-url", f.work, "--changes-url", f.changes, "--ledger", f.led, "--flush", "100ms", "--batch-keys", "20", "--config-settle", "0s"}, extra...)...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

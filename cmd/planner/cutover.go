@@ -24,7 +24,7 @@ import (
 )
 
 const cutoverUsage = `usage: planner cutover --source s3://BUCKET[/PREFIX] --dest s3://BUCKET[/PREFIX] --queue-url URL --ledger s3://BUCKET/PREFIX/
-                       [--no-delete] [--verify] [--rehearse] [--out FILE] [--timeout DURATION]
+                       [--no-delete] [--verify] [--rehearse] [--out FILE] [--timeout DURATION] [--as-of TIME]
                        [--scale-ecs CLUSTER/SERVICE --workers N [--keep-fleet]]
        planner cutover --follow RUN --ledger s3://BUCKET/PREFIX/ [--verify] [--rehearse] [--out FILE] [--timeout DURATION]
 
@@ -49,6 +49,15 @@ not wait for Fargate to start tasks.
 Before the freeze, --rehearse runs the same delta while production is live
 and says how long the real window would take; keys that change while it
 runs are expected then, and do not fail it.
+
+With --as-of TIME (RFC 3339, a versioned source), there is no freeze: the
+cutover makes the destination the source as it was at TIME (plan --as-of
+--diff --delete), waits for the fleet and judges it against the source at
+TIME. Each key is its newest version whose LastModified is not after TIME,
+copied by version id; keys written since are not taken for changed ones,
+and --verify compares with the source at TIME. For a copy consistent with
+a database snapshot taken at TIME while production goes on writing. Not
+with --follow, whose cutover is as of its mark.
 
 With --follow RUN (planner follow's run, running since before the bulk
 plan), the window lists nothing: the cutover writes a marker object under
@@ -98,6 +107,7 @@ type cutoverOptions struct {
 	workers          int
 	keepFleet        bool
 	followRun        string
+	asOf             string // --as-of: the source as of a time, parsed into from.at
 	conn             config.Connection
 }
 
@@ -116,13 +126,17 @@ func (o *cutoverOptions) parse(args []string) error {
 	f.StringVar(&o.scaleECS, "scale-ecs", "", "the worker service, CLUSTER/SERVICE (the stack's ScaleEcs output): have --workers running for the window")
 	f.IntVar(&o.workers, "workers", 0, "with --scale-ecs: workers to have running (at least; the desired count is raised, never lowered)")
 	f.BoolVar(&o.keepFleet, "keep-fleet", false, "with --scale-ecs: leave the desired count as the window left it (default: put it back after a clean verdict)")
-	f.StringVar(&o.followRun, "follow", "", "planner follow's run id: mark the freeze through its events and wait for its work, with no listing (source, destination and queue are the follow's)")
+	f.StringVar(&o.asOf, "as-of", "", "the source as it was at this time, RFC 3339 (e.g. 2026-12-07T10:00:00Z), of a versioned source: the destination is made what the source was then, with no freeze (default: now)")
+	f.StringVar(&o.followRun, "follow", "", "planner follow's run id, or latest: mark the freeze through its events and wait for its work, with no listing (source, destination and queue are the follow's)")
 	o.conn.Register(f)
 	if err := f.Parse(args); err != nil {
 		return err
 	}
 	var p config.Problems
 	if o.followRun != "" {
+		if o.asOf != "" {
+			p.Addf("--as-of with --follow: a cutover --follow makes the clone the source as of its mark, now, through follow's events; for a clone as of an earlier time, run cutover --as-of without --follow")
+		}
 		o.validateFollow(&p)
 		return p.Err()
 	}
@@ -140,7 +154,8 @@ func (o *cutoverOptions) parse(args []string) error {
 		p.Addf("--workers and --keep-fleet go with --scale-ecs CLUSTER/SERVICE (the stack's ScaleEcs output)")
 	}
 	o.s.write.Validate(&p)
-	o.from = planFrom{diff: true, mirror: !o.noDelete}
+	o.from = planFrom{diff: true, mirror: !o.noDelete, asOf: o.asOf}
+	o.from.validateAsOf(&p, time.Now())
 	if o.queueURL == "" {
 		p.Addf("--queue-url is required: the work queue the fleet drains")
 	}
@@ -148,7 +163,7 @@ func (o *cutoverOptions) parse(args []string) error {
 	o.led.Validate(&p, true)
 	o.led.CheckApart(&p, "source", o.s.src)
 	o.led.CheckApart(&p, "dest", o.s.dst)
-	if o.rehearse && o.verify {
+	if o.rehearse && o.verify && o.asOf == "" {
 		p.Addf("--verify with --rehearse: a full comparison against a source production still writes to cannot come out equal; verify in the real window")
 	}
 	if o.timeout < 0 {
@@ -162,8 +177,8 @@ func (o *cutoverOptions) parse(args []string) error {
 // validateFollow checks the flags of a cutover --follow, which takes its
 // source, destination and queue from the follow's run.
 func (o *cutoverOptions) validateFollow(p *config.Problems) {
-	if err := ledger.CheckRunID(o.followRun); err != nil {
-		p.Addf("--follow %q: %v", o.followRun, err)
+	if err := ledger.CheckRunID(o.followRun); err != nil && o.followRun != "latest" {
+		p.Addf("--follow %q: %v (or latest: the newest follow in the ledger)", o.followRun, err)
 	}
 	if o.noDelete {
 		p.Addf("--no-delete with --follow: follow mirrors deletions as they happen; a cutover --follow cannot leave them out")
@@ -204,8 +219,14 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 	if err := s.connect(ctx, regions); err != nil {
 		return err
 	}
+	if err := o.from.checkAsOf(ctx, s); err != nil {
+		return err
+	}
 	if err := s.inspect(ctx, log); err != nil {
 		return err
+	}
+	if !o.from.at.IsZero() {
+		s.asOf = listing.NewAsOf(s.srcAPI, o.from.at) // the preflight's sample, and the verdict's second look, read the versions then
 	}
 	ledgerStore := o.led.Open(ctx, regions)
 	endedClean := false // set once the verdict is clean: only then is the fleet given back
@@ -242,7 +263,11 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 	if o.rehearse {
 		mode = "rehearsal"
 	}
-	run := s.runRecord(sum, &o.from, o.queueURL, map[string]string{"listers": fmt.Sprint(s.listers), "batch_keys": fmt.Sprint(s.batchKeys), "cutover": mode})
+	opts := map[string]string{"listers": fmt.Sprint(s.listers), "batch_keys": fmt.Sprint(s.batchKeys), "cutover": mode}
+	if !o.from.at.IsZero() {
+		opts["as_of"] = o.from.at.UTC().Format(time.RFC3339Nano)
+	}
+	run := s.runRecord(sum, &o.from, o.queueURL, opts)
 	sqsAPI := o.conn.AWS.SQS(awsCfg)
 	work, store, runLog, err := beginPlan(ctx, s, sum, run, queue.NewSQS(sqsAPI, o.queueURL), ledgerStore, log)
 	if err != nil {
@@ -290,7 +315,8 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 	if o.verify && v.clean() {
 		started := time.Now()
 		var counts plan.DiffCounts
-		if err := plan.Diff(ctx, s.paired(listing.Options{Listers: s.listers}), s.comparer(), &counts, func(ctx context.Context, f plan.Finding) error {
+		// As of the time too, with --as-of: the destination against the source then.
+		if err := plan.Diff(ctx, s.pairedFrom(o.from.srcLister(s), listing.Options{Listers: s.listers}), s.comparer(), &counts, func(ctx context.Context, f plan.Finding) error {
 			v.notRight = append(v.notRight, notRight{rec: plan.NewRecord(f), why: "verify: " + string(f.Problem) + " (" + f.Reason + ")"})
 			return nil
 		}); err != nil {
@@ -319,6 +345,7 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 	if err := rec.commit(); err != nil {
 		return err
 	}
+	v.asOf = o.from.at
 	v.print(stdout, st, w, o.out, o.rehearse, o.from.mirror)
 	// In the ledger too: a cutover run as an ECS task loses its files with
 	// the task, and its verdict is for planner status to show anyone.

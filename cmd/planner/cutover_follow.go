@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -50,6 +51,13 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 	store := o.led.Open(ctx, regions)
 	if err := store.CheckBucket(ctx); err != nil {
 		return config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket())
+	}
+	if o.followRun == "latest" {
+		id, err := latestFollow(ctx, store)
+		if err != nil {
+			return err
+		}
+		o.followRun = id
 	}
 	fr, err := store.FollowRecord(ctx, o.followRun)
 	if errors.Is(err, ledger.ErrNotFound) {
@@ -244,6 +252,20 @@ func followVerdict(ctx context.Context, stdout io.Writer, store *ledger.Store, r
 	return nil
 }
 
+// latestFollow is the newest follow run in the ledger.
+func latestFollow(ctx context.Context, store *ledger.Store) (string, error) {
+	ids, err := store.Runs(ctx)
+	if err != nil {
+		return "", config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket())
+	}
+	for _, id := range slices.Backward(ids) {
+		if r, err := store.Run(ctx, id); err == nil && r.Mode == ledger.ModeFollow {
+			return id, nil
+		}
+	}
+	return "", config.Usagef("--follow latest: the ledger %s holds no follow run (start planner follow first)", store)
+}
+
 // sameAsFollow checks --source, --dest and --queue-url, when given (a task
 // in the stack has them in its environment), against the follow's run.
 func sameAsFollow(o *cutoverOptions, run *ledger.Run) error {
@@ -275,20 +297,20 @@ func whyClause(why string) string {
 	return "; " + why
 }
 
-// bulkCheck is what the bulk run before a follow leaves undone.
+// bulkCheck is what the bulk copy before a follow leaves undone.
 type bulkCheck struct {
-	id       string
 	notRight []notRight
 	why      string
 }
 
-// checkBulk finds the bulk run of the follow's pair (the newest full, diff
-// or from-file run of the same source and destination) and judges it: it
-// must be complete, and its keys that failed must be ones the events
-// cover. A key that changed or vanished after the bulk listing saw it has
-// an event only if follow was subscribed before the listing began.
+// checkBulk judges the bulk copy of the follow's pair: the newest full or
+// diff run and every from-file run after it (ledger.Store.Bulk). Each must
+// be complete, and its keys that failed must be ones follow covers: a key
+// that changed after the bulk listing saw it has an event, or the catch-up
+// found it, once follow is anchored. A dead-lettered message of the base
+// run leaves it incomplete, whatever a from-file run did later.
 func checkBulk(ctx context.Context, store *ledger.Store, follow *ledger.Run, fr *ledger.Follow, log zerolog.Logger) bulkCheck {
-	bulk, err := store.Bulk(ctx, follow.Source, follow.Dest)
+	chain, err := store.Bulk(ctx, follow.Source, follow.Dest)
 	switch {
 	case errors.Is(err, ledger.ErrNotFound):
 		return bulkCheck{why: fmt.Sprintf("the ledger holds no bulk run (planner plan) of s3://%s/%s to s3://%s/%s: follow alone copies only what changed",
@@ -296,36 +318,38 @@ func checkBulk(ctx context.Context, store *ledger.Store, follow *ledger.Run, fr 
 	case err != nil:
 		return bulkCheck{why: fmt.Sprintf("cannot list the ledger's runs to find the bulk copy: %v", err)}
 	}
-	c := bulkCheck{id: bulk.ID}
+	var c bulkCheck
 	if !fr.Anchored {
-		c.why = fmt.Sprintf("follow %s is not anchored yet: the bulk run %s began before follow's events did, and follow's catch-up listing (once the bulk run is done) has not finished", fr.Run, bulk.ID)
+		c.why = fmt.Sprintf("follow %s is not anchored yet: its events began (or its configuration took effect) after the bulk run %s began, and its catch-up listing (once the bulk copy is done) has not finished", fr.Run, chain[len(chain)-1].ID)
 		return c
 	}
-	reader := store.Follow(bulk.ID)
-	if err := reader.Refresh(ctx); err != nil {
-		c.why = fmt.Sprintf("cannot read the bulk run %s: %v", bulk.ID, err)
-		return c
-	}
-	st := reader.Tally().Status()
-	if !st.Complete {
-		c.why = fmt.Sprintf("the bulk run %s is not done: %d of %d messages (planner status --run-id %s)", bulk.ID, st.Done, st.Sent, bulk.ID)
-		return c
-	}
-	entries, err := reader.Failed(ctx, ledger.MaxFailures)
-	if err != nil {
-		c.why = fmt.Sprintf("cannot read the bulk run %s's failures: %v", bulk.ID, err)
-		return c
-	}
-	for _, e := range entries {
-		for _, f := range e.Failed {
-			if f.Reason == string(copier.ReasonChanged) {
-				continue // its change came as an event, or the catch-up found it
+	for _, bulk := range chain {
+		reader := store.Follow(bulk.ID)
+		if err := reader.Refresh(ctx); err != nil {
+			c.why = fmt.Sprintf("cannot read the bulk run %s: %v", bulk.ID, err)
+			return c
+		}
+		st := reader.Tally().Status()
+		if !st.Complete {
+			c.why = fmt.Sprintf("the bulk run %s is not done: %d of %d messages (planner status --run-id %s)", bulk.ID, st.Done, st.Sent, bulk.ID)
+			return c
+		}
+		entries, err := reader.Failed(ctx, ledger.MaxFailures)
+		if err != nil {
+			c.why = fmt.Sprintf("cannot read the bulk run %s's failures: %v", bulk.ID, err)
+			return c
+		}
+		for _, e := range entries {
+			for _, f := range e.Failed {
+				if f.Reason == string(copier.ReasonChanged) {
+					continue // its change came as an event, or the catch-up found it
+				}
+				c.notRight = append(c.notRight, notRight{rec: e.Record(f), why: "bulk run " + bulk.ID + ": " + f.Reason})
 			}
-			c.notRight = append(c.notRight, notRight{rec: e.Record(f), why: "bulk run " + bulk.ID + ": " + f.Reason})
 		}
 	}
 	if len(c.notRight) > 0 {
-		log.Warn().Str("bulk", bulk.ID).Int("keys", len(c.notRight)).Msg("the bulk run failed keys no event will mend")
+		log.Warn().Int("keys", len(c.notRight)).Msg("the bulk copy failed keys no event will mend")
 	}
 	return c
 }

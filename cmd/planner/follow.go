@@ -20,7 +20,7 @@ import (
 
 const followUsage = `usage: planner follow --source s3://BUCKET[/PREFIX] --dest s3://BUCKET[/PREFIX] --queue-url URL --changes-url URL --ledger s3://BUCKET/PREFIX/
                       [--via s3|eventbridge] [--settle DURATION] [--flush DURATION] [--go-on]
-       planner follow --unsubscribe --source s3://BUCKET[/PREFIX] --changes-url URL [--via s3|eventbridge]
+       planner follow --unsubscribe --source s3://BUCKET[/PREFIX] --changes-url URL [--via s3 | --via eventbridge --ledger s3://BUCKET/PREFIX/]
 
 Keeps the destination seconds behind the source between the bulk copy and
 the freeze, from S3's own event notifications: the source bucket sends its
@@ -40,7 +40,9 @@ on ObjectCreated, say), and follow says which. --via eventbridge instead
 turns on the bucket's EventBridge delivery, which never overlaps, and
 relies on an EventBridge rule sending the bucket's events to the change
 queue (the stack's FollowRule). --unsubscribe removes follow's
-configuration again and nothing else.
+configuration again and nothing else (with --via eventbridge it turns
+EventBridge off only if follow's record in --ledger says follow turned it
+on).
 
 At a cutover's mark (planner cutover --follow) follow holds: events dated
 after the mark stay on the change queue, and once the cutover's verdict is
@@ -92,6 +94,7 @@ func (o *followOptions) parse(args []string) error {
 		if o.s.src, err = plan.ParseLocation(o.s.rawSource); err != nil {
 			p.Addf("--source: %v", err)
 		}
+		o.led.Validate(&p, false)
 	} else {
 		o.s.validate(&p)
 		o.s.write.Validate(&p)
@@ -156,6 +159,14 @@ func followCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		var removed bool
 		if o.via == "eventbridge" {
+			// Only when follow turned it on: others' rules may read the
+			// bucket's events through EventBridge too.
+			if owned, err := bridgeOwned(ctx, &o, regions); err != nil {
+				return err
+			} else if !owned {
+				fmt.Fprintf(stdout, "unsubscribed s3://%s: left EventBridge on, as follow found it on (its record says so): turn it off by hand if nothing else uses it\n", s.src.Bucket)
+				return nil
+			}
 			removed, err = follow.UnsubscribeBridge(ctx, client, s.src.Bucket)
 		} else {
 			removed, err = follow.Unsubscribe(ctx, client, s.src.Bucket, sub.ID)
@@ -304,17 +315,18 @@ func catchUp(ctx context.Context, s *source, store *ledger.Store, subscribed tim
 		case <-time.After(wait):
 		}
 	}
-	bulk, err := store.Bulk(ctx, s.src, s.dst)
+	chain, err := store.Bulk(ctx, s.src, s.dst)
 	switch {
 	case errors.Is(err, ledger.ErrNotFound):
 		return nil // the bulk plan is yet to start: its listing follows the events
 	case err != nil:
 		return err
-	case bulk.Started.After(subscribed):
+	case chain[len(chain)-1].Started.After(subscribed):
 		return nil
 	}
-	log.Info().Str("bulk", bulk.ID).Msg("the bulk run began before follow's events did: once it is done, both buckets are listed once to catch up")
-	reader := store.Follow(bulk.ID)
+	base := chain[len(chain)-1]
+	log.Info().Str("bulk", base.ID).Msg("the bulk run began before follow's events did: once it is done, both buckets are listed once to catch up")
+	reader := store.Follow(base.ID)
 	for {
 		if err := reader.Refresh(ctx); err != nil {
 			log.Warn().Err(err).Msg("reading the bulk run failed; trying again")
@@ -359,9 +371,9 @@ func awaitNextCycle(ctx context.Context, store *ledger.Store, s *source, changes
 	}
 	said := false
 	for {
-		bulk, err := store.Bulk(ctx, s.src, s.dst)
-		if err == nil && bulk.Started.After(last.Stopped) {
-			log.Info().Str("bulk", bulk.ID).Msg("a new bulk plan began the next clone: following again")
+		chain, err := store.Bulk(ctx, s.src, s.dst)
+		if err == nil && chain[0].Started.After(last.Stopped) {
+			log.Info().Str("bulk", chain[0].ID).Msg("a new bulk plan began the next clone: following again")
 			return nil
 		}
 		if !said {
@@ -376,4 +388,22 @@ func awaitNextCycle(ctx context.Context, store *ledger.Store, s *source, changes
 		case <-time.After(30 * time.Second):
 		}
 	}
+}
+
+// bridgeOwned reads, in the ledger, whether the last follow of the change
+// queue turned the source's EventBridge delivery on. Without --ledger, or
+// with no follow recorded, it cannot tell, and says so.
+func bridgeOwned(ctx context.Context, o *followOptions, regions *config.Regions) (bool, error) {
+	if !o.led.Set() {
+		return false, config.Usagef("--unsubscribe --via eventbridge needs --ledger: follow's record says whether it turned EventBridge on (it is left on otherwise)")
+	}
+	store := o.led.Open(ctx, regions)
+	_, last, err := store.LastFollow(ctx, o.changesURL)
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		return false, config.Usagef("no follow of %s in the ledger %s: nothing says follow turned EventBridge on", o.changesURL, store)
+	case err != nil:
+		return false, config.LedgerError(err, store, "s3:GetObject on "+config.LedgerARN(store, "runs/*"))
+	}
+	return last.BridgeOwned, nil
 }

@@ -124,24 +124,32 @@ func (s *Store) Mark(ctx context.Context, run, id string) (*Mark, error) {
 	return &m, nil
 }
 
-// Bulk returns the newest bulk run (full, diff or from-file) from src to
-// dst; an error wrapping ErrNotFound when there is none.
-func (s *Store) Bulk(ctx context.Context, src, dst plan.Location) (*Run, error) {
+// Bulk returns the bulk copy from src to dst as a chain of runs, newest
+// first: the newest full or diff run (the clone's base, last), and every
+// from-file run after it (reconciliations of its failures). An error wraps
+// ErrNotFound when there is no full or diff run.
+func (s *Store) Bulk(ctx context.Context, src, dst plan.Location) ([]*Run, error) {
 	ids, err := s.Runs(ctx)
 	if err != nil {
 		return nil, err
 	}
+	var chain []*Run
 	for _, id := range slices.Backward(ids) {
 		r, err := s.Run(ctx, id)
 		if err != nil {
 			continue // a run being written, or unreadable: not this one
 		}
-		if r.Source.Bucket == src.Bucket && r.Source.Prefix == src.Prefix && r.Dest.Bucket == dst.Bucket && r.Dest.Prefix == dst.Prefix &&
-			(r.Mode == ModeFull || r.Mode == ModeDiff || r.Mode == ModeFromFile) {
-			return r, nil
+		if r.Source.Bucket != src.Bucket || r.Source.Prefix != src.Prefix || r.Dest.Bucket != dst.Bucket || r.Dest.Prefix != dst.Prefix {
+			continue
+		}
+		switch r.Mode {
+		case ModeFromFile:
+			chain = append(chain, r)
+		case ModeFull, ModeDiff:
+			return append(chain, r), nil
 		}
 	}
-	return nil, fmt.Errorf("no bulk run from s3://%s/%s to s3://%s/%s: %w", src.Bucket, src.Prefix, dst.Bucket, dst.Prefix, ErrNotFound)
+	return nil, fmt.Errorf("no bulk run (full or diff) from s3://%s/%s to s3://%s/%s: %w", src.Bucket, src.Prefix, dst.Bucket, dst.Prefix, ErrNotFound)
 }
 
 // LastFollow returns the newest follow run that read events from the change

@@ -338,7 +338,7 @@ func TestFollowStartedAfterTheBulkPlanCatchesUp(t *testing.T) {
 	close(stop)
 	<-stopped
 
-	r = run(t, env, "planner", "cutover", "--follow", f.run, "--ledger", f.led, "--verify")
+	r = run(t, env, "planner", "cutover", "--follow", "latest", "--ledger", f.led, "--verify")
 	if r.code != 0 || !strings.Contains(r.stdout, "verdict   clean") {
 		t.Fatalf("cutover --follow: exit %d\n%s\n%s", r.code, r.stdout, tail(r.stderr))
 	}
@@ -352,7 +352,7 @@ func TestFollowStartedAfterTheBulkPlanCatchesUp(t *testing.T) {
 	if r := f.stop(); r.code != 0 {
 		t.Fatalf("follow exit %d\n%s", r.code, tail(r.stderr))
 	}
-	mustRun(t, env, "planner", "follow", "--unsubscribe", "--via", "eventbridge", "--source", "s3://"+f.srcB, "--changes-url", f.changes)
+	mustRun(t, env, "planner", "follow", "--unsubscribe", "--via", "eventbridge", "--source", "s3://"+f.srcB, "--changes-url", f.changes, "--ledger", f.led)
 	cfg, err := env.Manners().Client(f.srcB).GetBucketNotificationConfiguration(context.Background(), &s3.GetBucketNotificationConfigurationInput{Bucket: aws.String(f.srcB)})
 	if err != nil || cfg.EventBridgeConfiguration != nil {
 		t.Errorf("after --unsubscribe: %+v, %v; want EventBridge off", cfg, err)

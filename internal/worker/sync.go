@@ -120,3 +120,26 @@ func (w *Worker) syncedDelete(j *job, key string) {
 	w.Stats.Deleted.Add(1)
 	w.log.Debug().Str("key", key).Msg("object deleted: absent from the source")
 }
+
+// recheckAfter is how long a copy must take before its source is read
+// again (movedDuring). S3 checks CopySourceIfMatch when a copy begins; a
+// change after that, and its event's sync, can finish before a long copy
+// does, which would then leave the older state. A change's sync needs its
+// event (delivered "typically in seconds", the S3 user guide), follow's
+// flush, the queue and a HeadObject before its own copy: a copy shorter
+// than this is not overtaken.
+const recheckAfter = 500 * time.Millisecond
+
+// movedDuring reports a source that no longer holds the listed object
+// after a copy of it that took long enough to be overtaken. A copy of one
+// version (--as-of) never is; nor one not pinned to an ETag.
+func (w *Worker) movedDuring(ctx context.Context, src copier.Source, took time.Duration) bool {
+	if took < recheckAfter || src.VersionID != "" || src.ETag == "" {
+		return false
+	}
+	cur, err := w.cp.Current(ctx, src)
+	if err != nil {
+		return copier.Classify(err).Reason == copier.ReasonVanished
+	}
+	return cur.ETag != src.ETag || cur.Size != src.Size
+}

@@ -188,3 +188,54 @@ func TestSyncReadsTheSourceAgainAfterDeleting(t *testing.T) {
 		t.Errorf("status %+v: want the key counted once, copied", st)
 	}
 }
+
+// slowCopier makes its first copy last past recheckAfter, and rewrites the
+// source while it runs: a bulk copy overtaken by the change's own sync.
+type slowCopier struct {
+	racingCopier
+	took time.Duration
+}
+
+func (s *slowCopier) Copy(ctx context.Context, src copier.Source, dst copier.Target) error {
+	first := s.rewrites > 0
+	err := s.racingCopier.Copy(ctx, src, dst)
+	if first {
+		time.Sleep(s.took)
+	}
+	return err
+}
+
+// TestALongBulkCopyReadsTheSourceAgain: a bulk copy (pinned to the listed
+// ETag) that took long, during which the source changed, is followed by a
+// sync of the key: the destination ends with the newer state, counted once.
+func TestALongBulkCopyReadsTheSourceAgain(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	c := env.Manners().Client("")
+	src, dst := env.Bucket(t), env.Bucket(t)
+	put(t, c, src, "in/k", "listed")
+	head, err := c.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String(src), Key: aws.String("in/k")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := plan.Batch{Version: plan.SchemaVersion, Run: "run-1", Seq: 1, Source: plan.Location{Bucket: src, Prefix: "in/"}, Dest: plan.Location{Bucket: dst, Prefix: "out/"},
+		Entries: []plan.Entry{{Key: "in/k", Size: aws.ToInt64(head.ContentLength), ETag: aws.ToString(head.ETag)}}}
+	msg, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	workURL, _ := env.Queue(t, 0)
+	work := queue.NewSQS(env.SQS, workURL)
+	store, journal := newLedger(t, env)
+	beginRun(t, store)
+	send(t, work, queue.Outgoing{Body: msg})
+	cp := &slowCopier{racingCopier: racingCopier{Copier: copier.New(c, copier.Options{}), c: c, bucket: src, rewrites: 1}, took: 2 * recheckAfter}
+	_, done := runWorker(t, context.Background(), Config{Concurrency: 1, IdleExit: 2 * time.Second}, work, journal, cp)
+	waitDone(t, done, 30*time.Second)
+	if got, _ := body(t, c, dst, "out/k"); got != "rewritten during the copy" {
+		t.Errorf("out/k = %q: the long copy of the listed state was left in place", got)
+	}
+	if st, _ := recorded(t, store); st.Copied != 1 || st.Failed != 0 {
+		t.Errorf("status %+v: want the key counted once, copied", st)
+	}
+}

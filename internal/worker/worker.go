@@ -572,7 +572,15 @@ func (w *Worker) copyKey(ctx context.Context, t task) {
 	dst := copier.Target{Bucket: b.Dest.Bucket, Region: b.Dest.Region, Key: plan.DestKey(b.Source, b.Dest, e.Key), Write: j.write}
 	start := time.Now()
 	err := w.cp.Copy(ctx, src, dst)
-	w.cfg.Observer.CopyTook(time.Since(start))
+	took := time.Since(start)
+	w.cfg.Observer.CopyTook(took)
+	if err == nil && w.movedDuring(ctx, src, took) {
+		// A sync of the newer state may have finished before this copy of
+		// the listed one: the key is made what the source holds now.
+		w.access.succeeded(b.Run, src, dst, start)
+		w.syncKey(ctx, j, t.i)
+		return
+	}
 	if err == nil {
 		w.access.succeeded(b.Run, src, dst, start)
 		j.mu.Lock()

@@ -36,6 +36,8 @@ type verdict struct {
 	unchecked int
 	verified  int64  // keys compared by --verify
 	why       string // why the wait ended early, if it did
+	// asOf is the time the source was judged as of (--as-of), zero for now.
+	asOf time.Time
 }
 
 func (v *verdict) clean() bool { return len(v.notRight) == 0 && v.why == "" }
@@ -54,8 +56,10 @@ type pending struct {
 
 // judge reads what the fleet did not do as listed (failed and skipped keys,
 // and the keys of sent messages without an entry) and looks at each pair
-// again now. A rehearsal lets keys that changed or vanished while
-// production was live pass, counting them.
+// again now: the destination's object now, and the source's now or, as of
+// a time (s.asOf), its version then, so that a key written since is not
+// taken for one that changed after it was listed. A rehearsal lets keys
+// that changed or vanished while production was live pass, counting them.
 func judge(ctx context.Context, s *source, reader *ledger.Reader, spill *spill, rehearse bool, log zerolog.Logger) (*verdict, error) {
 	v := &verdict{}
 	var todo []pending
@@ -188,6 +192,15 @@ func (v *verdict) print(w io.Writer, st ledger.Status, win window, out string, r
 	delete := ""
 	if mirror {
 		delete = " --delete"
+	}
+	if !v.asOf.IsZero() {
+		// A reconciliation file names keys, not versions: plan --from-file
+		// would copy them as they are now.
+		fmt.Fprintf(w, "          once the cause is fixed, run planner cutover --as-of %s again: it copies the versions then of what still differs\n", v.asOf.UTC().Format(time.RFC3339Nano))
+		if out != "" {
+			fmt.Fprintf(w, "written   %s (the keys, as of now: not for plan --from-file with --as-of)\n", out)
+		}
+		return
 	}
 	if out != "" {
 		fmt.Fprintf(w, "written   %s (planner plan --from-file %s%s, once the cause is fixed)\n", out, out, delete)

@@ -295,9 +295,15 @@ func (s *source) pairedFrom(src listing.API, opts listing.Options) *listing.Pair
 		listing.Side{API: s.dstAPI, Bucket: s.dst.Bucket, Prefix: s.dst.Prefix}, opts)
 }
 
-// comparer compares a source object with its copy, each in its region.
+// comparer compares a source object with its copy, each in its region;
+// with the source as of a time (asOf), a second look at a pair (Recheck)
+// reads the source's version then.
 func (s *source) comparer() *plan.Comparer {
-	return &plan.Comparer{Src: s.srcAPI, Dst: s.dstAPI, SrcBucket: s.src.Bucket, DstBucket: s.dst.Bucket, Redirects: s.copy.Redirects}
+	c := &plan.Comparer{Src: s.srcAPI, Dst: s.dstAPI, SrcBucket: s.src.Bucket, DstBucket: s.dst.Bucket, Redirects: s.copy.Redirects}
+	if s.asOf != nil { // not a nil *AsOf in the interface
+		c.AsOf = s.asOf
+	}
+	return c
 }
 
 // describe says how the keys were found, for the plan summary.

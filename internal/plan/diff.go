@@ -79,7 +79,20 @@ type Comparer struct {
 	SrcBucket, DstBucket string
 	// Redirects compares website redirects too (two HeadObjects a pair).
 	Redirects bool
+	// AsOf, set when the source is compared as it was at a time, finds a
+	// source key's version then: Recheck reads that version (HeadObject
+	// with its id), not the object now, so a key changed since the time is
+	// not taken for one that differs. Nil: the source as it is.
+	AsOf VersionFinder
 }
+
+// VersionFinder finds what a key held at a time (listing.AsOf): the
+// object with its version id, or false when it held nothing.
+type VersionFinder interface {
+	VersionAt(ctx context.Context, bucket, key string) (listing.Object, bool, error)
+}
+
+var _ VersionFinder = (*listing.AsOf)(nil)
 
 var md5ETag = regexp.MustCompile(`^"?[0-9a-fA-F]{32}"?$`)
 
@@ -140,7 +153,8 @@ func byAge(pr listing.Pair) (Problem, string, error) {
 }
 
 // Recheck compares one pair as it is now: a HeadObject of srcKey in the
-// source bucket and of dstKey in the destination, then the rule. It returns
+// source bucket (with AsOf, of its version at the time) and of dstKey in
+// the destination, then the rule. It returns
 // the record that enqueues the fix (key is the pair's key relative to the
 // prefixes), a Match (its Reason says why: "in neither bucket" when both
 // are gone), or Unknown when a side cannot be read. Its error is reserved
@@ -149,7 +163,7 @@ func (c *Comparer) Recheck(ctx context.Context, key, srcKey, dstKey string) (Rec
 	var src, dst *listing.Object
 	var srcErr, dstErr error
 	var wg sync.WaitGroup
-	wg.Go(func() { src, srcErr = lookup(ctx, c.Src, c.SrcBucket, srcKey) })
+	wg.Go(func() { src, srcErr = c.lookupSource(ctx, srcKey) })
 	dst, dstErr = lookup(ctx, c.Dst, c.DstBucket, dstKey)
 	wg.Wait()
 	if err := errors.Join(srcErr, dstErr); err != nil {
@@ -172,6 +186,20 @@ func (c *Comparer) Recheck(ctx context.Context, key, srcKey, dstKey string) (Rec
 		problem, pair.Src = Extra, nil
 	}
 	return NewRecord(Finding{Pair: pair, Problem: problem, Reason: reason}), nil
+}
+
+// lookupSource is what the source's listing says of key: now, or with
+// AsOf, at its time (a version is then read by its id, as Compare reads
+// it). nil, nil when there is none.
+func (c *Comparer) lookupSource(ctx context.Context, key string) (*listing.Object, error) {
+	if c.AsOf == nil {
+		return lookup(ctx, c.Src, c.SrcBucket, key)
+	}
+	obj, ok, err := c.AsOf.VersionAt(ctx, c.SrcBucket, key)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &obj, nil
 }
 
 // lookup is what a listing would say of one object now: nil, nil when

@@ -231,6 +231,63 @@ func TestRecheck(t *testing.T) {
 	}
 }
 
+// versionsThen is a source as of a time: key -> its version then.
+type versionsThen map[string]listing.Object
+
+func (v versionsThen) VersionAt(_ context.Context, bucket, key string) (listing.Object, bool, error) {
+	if bucket != "src" {
+		return listing.Object{}, false, errors.New("asked of " + bucket)
+	}
+	if key == "s/unreadable" {
+		return listing.Object{}, false, errors.New("access denied")
+	}
+	o, ok := v[key]
+	return o, ok, nil
+}
+
+// TestRecheckAsOf: with the source as of a time, a pair is looked at again
+// with the source's version then, not its object now: a key changed since
+// matches a copy of its version then, a key that held nothing then is
+// extra, and one missing from the destination is recorded with the
+// version's size and ETag.
+func TestRecheckAsOf(t *testing.T) {
+	t.Parallel()
+	now := checksums{ // the source now: every key changed since the time
+		"s/changed": {ContentLength: aws.Int64(9), ETag: aws.String(`"now"`)},
+		"s/new":     {ContentLength: aws.Int64(9), ETag: aws.String(`"now"`)},
+		"s/deleted": {ContentLength: aws.Int64(9), ETag: aws.String(`"now"`)},
+		"d/changed": {ContentLength: aws.Int64(4), ETag: aws.String(`"then"`)},
+		"d/new":     {ContentLength: aws.Int64(9), ETag: aws.String(`"now"`)},
+	}
+	then := versionsThen{
+		"s/changed": {Key: "s/changed", Size: 4, ETag: `"then"`, VersionID: "v1"},
+		"s/deleted": {Key: "s/deleted", Size: 6, ETag: `"gone"`, VersionID: "v0"},
+	}
+	cmp := &Comparer{Src: now, Dst: now, SrcBucket: "src", DstBucket: "dst", AsOf: then}
+	for _, c := range []struct {
+		src, dst string
+		want     Problem
+		reason   string
+	}{
+		{"s/changed", "d/changed", Match, "etag"},
+		{"s/new", "d/new", Extra, "not in source"},
+		{"s/deleted", "d/gone", Missing, "not in destination"},
+		{"s/unreadable", "d/changed", Unknown, ""},
+	} {
+		rec, err := cmp.Recheck(context.Background(), "k", c.src, c.dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Problem != c.want || (c.reason != "" && rec.Reason != c.reason) {
+			t.Errorf("%s ~ %s: %+v; want %s (%s)", c.src, c.dst, rec, c.want, c.reason)
+		}
+	}
+	rec, _ := cmp.Recheck(context.Background(), "k", "s/deleted", "d/gone")
+	if rec.Source == nil || rec.Source.ETag != `"gone"` || rec.Source.Size != 6 {
+		t.Errorf("the record of a key missing from the destination: source %+v, want the version then", rec.Source)
+	}
+}
+
 // stopped answers every HeadObject with its context's error.
 type stopped struct{}
 

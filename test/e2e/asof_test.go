@@ -279,3 +279,140 @@ func runWith(t *testing.T, environ []string, name string, args ...string) result
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	return finish(t, name, cmd, &out, &errb)
 }
+
+// TestAsOfCutover: a versioned source is cloned, then changed before and
+// after a time (overwrites, deletes, new keys, a key deleted and written
+// again); planner cutover --as-of that time, with a worker running, makes
+// the destination the source as it was then, with no freeze: exit 0, its
+// --verify comparing with the source at the time (a comparison with the
+// source now would find every later change), the destination equal to the
+// test's own reading of the versions. A second cutover as of the same time
+// finds nothing to do, although the source has moved on.
+func TestAsOfCutover(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	ctx := context.Background()
+	src, dst := env.Bucket(t), env.Bucket(t)
+	api := env.Manners().Client(src)
+	led := ledgerURL(t, env)
+	put := func(key string, b []byte) {
+		t.Helper()
+		if _, err := api.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(src), Key: aws.String(key), Body: bytes.NewReader(b)}); err != nil {
+			t.Fatalf("put %s: %v", key, err)
+		}
+	}
+	del := func(key string) {
+		t.Helper()
+		if _, err := api.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(src), Key: aws.String(key)}); err != nil {
+			t.Fatalf("delete %s: %v", key, err)
+		}
+	}
+	pause := func() { time.Sleep(1100 * time.Millisecond) }
+
+	if _, err := api.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(src),
+		VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusEnabled}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		put(fmt.Sprintf("k/%02d", i), body(i, 100+i))
+	}
+	mustRun(t, env, "planner", "run", "--source", "s3://"+src, "--dest", "s3://"+dst)
+	pause()
+	put("k/01", body(101, 300)) // before the time: changed, deleted, added
+	del("k/02")
+	put("before/new", body(102, 300))
+	pause()
+	asOf := time.Now().UTC()
+	pause()
+	put("k/01", body(201, 400)) // after it: none of this is the clone's
+	put("k/03", body(203, 400))
+	del("k/04")
+	put("k/02", body(202, 400))
+	del("before/new")
+	put("after/new", body(204, 400))
+
+	want := stateAt(t, api, src, asOf)
+	if len(want) != 20 || want["k/02"].VersionId != nil || want["before/new"].VersionId == nil || want["after/new"].VersionId != nil {
+		t.Fatalf("the source at the time, by the test's own reading: %d keys %v", len(want), want)
+	}
+	work, _ := env.Queue(t, 3)
+	worker, _, werr := command(env, "worker", "--queue-url", work, "--ledger", led, "--visibility-timeout", "2s", "--retry-backoff", "1s")
+	if err := worker.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		worker.Process.Kill()
+		worker.Wait()
+		if t.Failed() {
+			t.Logf("worker log:\n%s", tail(werr.String()))
+		}
+	})
+	args := []string{"cutover", "--source", "s3://" + src, "--dest", "s3://" + dst, "--queue-url", work, "--ledger", led, "--batch-keys", "2",
+		"--as-of", asOf.Format(time.RFC3339Nano)}
+	r := run(t, env, "planner", append(slices.Clone(args), "--verify")...)
+	if r.code != 0 {
+		t.Fatalf("cutover --as-of exit %d\n%s\n%s", r.code, r.stdout, tail(r.stderr))
+	}
+	// The diff as of the time: k/01 changed, before/new added, k/02 deleted.
+	for _, s := range []string{"as of     " + asOf.Format(time.RFC3339Nano), "enqueued 2 objects", "deletes   1 destination objects",
+		"verdict   clean", "verify ", "(20 keys)"} {
+		if !strings.Contains(r.stdout, s) {
+			t.Errorf("cutover output lacks %q:\n%s", s, r.stdout)
+		}
+	}
+	got := env.Keys(t, dst, "")
+	if len(got) != len(want) {
+		t.Errorf("destination has %d keys, the source at the time %d", len(got), len(want))
+	}
+	for key, v := range want {
+		obj, err := env.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(dst), Key: aws.String(key)})
+		if err != nil {
+			t.Errorf("%s: not in the destination: %v", key, err)
+			continue
+		}
+		old, err := env.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(src), Key: aws.String(key), VersionId: v.VersionId})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, b := md5Of(t, obj.Body), md5Of(t, old.Body); aws.ToString(obj.ETag) != aws.ToString(v.ETag) || a != b {
+			t.Errorf("%s: ETag %s, want the version of the time's %s (content same: %v)", key, aws.ToString(obj.ETag), aws.ToString(v.ETag), a == b)
+		}
+	}
+
+	again := run(t, env, "planner", args...)
+	if again.code != 0 || !strings.Contains(again.stdout, "enqueued 0 objects") || strings.Contains(again.stdout, "deletes ") || !strings.Contains(again.stdout, "verdict   clean") {
+		t.Fatalf("a second cutover as of the same time: exit %d, want nothing to do\n%s\n%s", again.code, again.stdout, tail(again.stderr))
+	}
+}
+
+// TestAsOfCutoverRefuses: cutover --as-of refuses what plan --as-of
+// refuses (a source never versioned, a time in the future or not RFC
+// 3339), and --as-of with --follow, each with exit 2 saying why, having
+// sent nothing.
+func TestAsOfCutoverRefuses(t *testing.T) {
+	t.Parallel()
+	env := testbed.Get(t)
+	src, dst := env.Bucket(t), env.Bucket(t)
+	env.Put(t, src, []testbed.Object{{Key: "k", Body: []byte("v")}})
+	work, _ := env.Queue(t, 5)
+	led := ledgerURL(t, env)
+	base := []string{"cutover", "--source", "s3://" + src, "--dest", "s3://" + dst, "--queue-url", work, "--ledger", led, "--timeout", "20s"}
+	past := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{append(slices.Clone(base), "--as-of", past), "versioning was never enabled"},
+		{append(slices.Clone(base), "--as-of", time.Now().Add(time.Hour).UTC().Format(time.RFC3339)), "is in the future"},
+		{append(slices.Clone(base), "--as-of", "yesterday"), "an RFC 3339 time"},
+		{[]string{"cutover", "--follow", "20261207T100000Z-abcd", "--ledger", led, "--as-of", past}, "--as-of with --follow"},
+	} {
+		r := run(t, env, "planner", c.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("planner %v: exit %d, want 2 saying %q\n%s", c.args, r.code, c.want, tail(r.stderr))
+		}
+	}
+	if n := len(env.Keys(t, dst, "")); n != 0 {
+		t.Errorf("%d objects copied by refused cutovers", n)
+	}
+}

@@ -106,8 +106,13 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 		return config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "runs/*"))
 	}
 	fmt.Fprintf(stdout, "cutover   %s of follow %s: s3://%s/%s -> s3://%s/%s\n", sum.Run, o.followRun, s.src.Bucket, s.src.Prefix, s.dst.Bucket, s.dst.Prefix)
+	// One reader of follow's work for the whole window, of its entries
+	// alone, read once before the freeze is marked: the window reads only
+	// what is new.
+	reader := store.Follow(o.followRun)
+	reader.EntriesOnly()
 	var predicted follow.Prediction
-	if reader := store.Follow(o.followRun); reader.Refresh(ctx) == nil {
+	if reader.Refresh(ctx) == nil {
 		predicted = follow.Predict(*fr, reader.Tally().Status(), follow.DefaultFlush)
 		if predicted.Known {
 			fmt.Fprintf(stdout, "predicted about %s: lag %s + settle %s + the fleet's %s for %.0f keys; %d requests, $%.4f\n", seconds(predicted.Window),
@@ -166,7 +171,7 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 		upTo, late := mark.Seq, 0
 		var waitErr error
 		for waited := int64(-1); waited != upTo && waitErr == nil; {
-			st, waitErr = waitForFollow(waitCtx, store.Follow(o.followRun), upTo, o.timeout, o.conn.AWS.SQS(awsCfg), run.Queue, log)
+			st, waitErr = waitForFollow(waitCtx, reader, upTo, o.timeout, o.conn.AWS.SQS(awsCfg), run.Queue, log)
 			waited = upTo
 			if m, err := store.Mark(ctx, o.followRun, markID); err == nil {
 				late = len(m.Late)
@@ -181,7 +186,7 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 		if late > 0 {
 			fmt.Fprintf(stdout, "late      %d events dated before the freeze came after the mark closed; their keys were synced before this verdict (a longer follow --settle would have waited for them)\n", late)
 		}
-		failed, err := followFailures(context.WithoutCancel(ctx), store.Follow(o.followRun), upTo)
+		failed, err := followFailures(context.WithoutCancel(ctx), reader, upTo)
 		if err != nil {
 			return err
 		}
@@ -363,7 +368,7 @@ func waitForFollow(ctx context.Context, reader *ledger.Reader, seq int64, timeou
 	started := time.Now()
 	lastLog, lastDepth, lastEntry := started, time.Time{}, started
 	var stalledSince time.Time
-	entries := int64(-1)
+	entries, through := int64(-1), int64(0)
 	for {
 		refresh, cancel := context.WithTimeout(ctx, cutoverRefreshLimit)
 		err := reader.Refresh(refresh)
@@ -380,7 +385,7 @@ func waitForFollow(ctx context.Context, reader *ledger.Reader, seq int64, timeou
 			if st.Done != entries {
 				entries, lastEntry, stalledSince = st.Done, now, time.Time{}
 			}
-			missing = follow.Missing(reader.Tally(), seq, 10)
+			missing, through = follow.Missing(reader.Tally(), through+1, seq, 10)
 			if len(missing) == 0 {
 				return st, nil
 			}

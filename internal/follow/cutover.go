@@ -68,14 +68,19 @@ func AwaitMark(ctx context.Context, board MarkBoard, run, id string, poll time.D
 	}
 }
 
-// Missing returns the work messages numbered 1 to seq that have no entry
-// yet, at most n of them.
-func Missing(t *ledger.Tally, seq int64, n int) []int64 {
+// Missing returns the work messages numbered from to seq that have no
+// entry yet, at most n of them, and the number up to which every message
+// has one (from-1 when the first is missing): the next call starts there.
+func Missing(t *ledger.Tally, from, seq int64, n int) ([]int64, int64) {
 	var out []int64
-	for s := int64(1); s <= seq && len(out) < n; s++ {
-		if !t.Has(s) {
+	through := from - 1
+	for s := from; s <= seq && len(out) < n; s++ {
+		switch {
+		case !t.Has(s):
 			out = append(out, s)
+		case len(out) == 0:
+			through = s
 		}
 	}
-	return out
+	return out, through
 }

@@ -47,9 +47,9 @@ const (
 	ledgerReadsPerSecond = 10
 )
 
-// Predict says how long the window would take now, from follow's record,
-// the status of its run (what is still to do, and the fleet's rate) and
-// the flush interval.
+// Predict says how long the window would take now, from follow's record
+// (the keys it sent), the status of its run (the keys done, and the fleet's
+// rate) and the flush interval.
 func Predict(f ledger.Follow, st ledger.Status, flush time.Duration) Prediction {
 	p := Prediction{Lag: f.Lag, Settle: f.Settle}
 	if span := f.Alive.Sub(f.Started).Seconds(); span > 0 {
@@ -59,7 +59,7 @@ func Predict(f ledger.Follow, st ledger.Status, flush time.Duration) Prediction 
 	if p.FleetRate <= 0 {
 		p.FleetRate = st.Rate
 	}
-	outstanding := float64(max(st.Planned.Objects-st.DoneObjects, 0))
+	outstanding := float64(max(f.Keys-st.DoneObjects, 0)) // follow's own count: its run's sent records are not read
 	// Keys changed while their events were on the way, and those waiting
 	// for a flush, are in the window's work too.
 	p.Keys = outstanding + p.ChangeRate*(f.Lag+flush).Seconds()

@@ -1,7 +1,9 @@
 package follow
 
 import (
+	"fmt"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -12,7 +14,7 @@ func TestPredictAddsLagSettleAndTheFleetsTail(t *testing.T) {
 	t.Parallel()
 	t0 := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	f := ledger.Follow{Started: t0, Alive: t0.Add(100 * time.Second), Keys: 500, Lag: 500 * time.Millisecond, Settle: time.Second}
-	st := ledger.Status{Planned: ledger.Totals{Objects: 600}, DoneObjects: 580, RecentRate: 100}
+	st := ledger.Status{DoneObjects: 480, RecentRate: 100}
 	p := Predict(f, st, 200*time.Millisecond)
 	// 20 keys to do, and 5 keys/s for the lag and a flush: 23.5 keys at
 	// 100/s is 0.235 s of tail; and a second for the receives after the
@@ -31,5 +33,27 @@ func TestPredictAddsLagSettleAndTheFleetsTail(t *testing.T) {
 	st.RecentRate = 0
 	if p := Predict(f, st, 200*time.Millisecond); p.Known || p.Tail != 0 {
 		t.Errorf("no fleet rate: %+v", p)
+	}
+}
+
+func TestMissingKeepsItsPlace(t *testing.T) {
+	t.Parallel()
+	tally := ledger.NewTally()
+	for _, seq := range []int64{1, 2, 3, 5, 7} {
+		tally.AddSummary(ledger.Summary{Key: fmt.Sprint(seq), Seq: seq, Copied: 1})
+	}
+	missing, through := Missing(tally, 1, 8, 10)
+	if !slices.Equal(missing, []int64{4, 6, 8}) || through != 3 {
+		t.Fatalf("Missing = %v, through %d", missing, through)
+	}
+	missing, through = Missing(tally, through+1, 8, 1)
+	if !slices.Equal(missing, []int64{4}) || through != 3 {
+		t.Errorf("at most one: %v, through %d", missing, through)
+	}
+	for _, seq := range []int64{4, 6, 8} {
+		tally.AddSummary(ledger.Summary{Key: fmt.Sprint(seq), Seq: seq, Copied: 1})
+	}
+	if missing, through = Missing(tally, through+1, 8, 10); len(missing) != 0 || through != 8 {
+		t.Errorf("all done: %v, through %d", missing, through)
 	}
 }

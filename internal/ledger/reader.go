@@ -148,6 +148,12 @@ func (j *journalState) after(prefix string) string {
 // Tally is what the reader has read so far.
 func (r *Reader) Tally() *Tally { return r.tally }
 
+// EntriesOnly makes the reader read the run's entries alone, not its sent
+// records: for a reader that asks which messages are done (Tally.Has) of a
+// run that never ends (planner follow's), whose sent records, one a second,
+// would be listed again at every Refresh.
+func (r *Reader) EntriesOnly() { r.sentSettled = true }
+
 // Refresh reads what is new. The first error ends it; what was read before
 // it stays in the tally, and the next Refresh reads the rest. The run
 // record is read again until the plan has finished: a plan that stopped can
@@ -169,7 +175,7 @@ func (r *Reader) Refresh(ctx context.Context) error {
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	r.sentSettled = r.finished
+	r.sentSettled = r.sentSettled || r.finished
 	return nil
 }
 

@@ -164,7 +164,7 @@ type Follower struct {
 	opened   map[string]time.Time    // open marks -> when taken in (their settle runs from then)
 	lastRecv []time.Time             // per receiver: when its last receive taken in began
 	empties  []time.Time             // per receiver: when its last empty receive taken in began
-	marks2   []checkpoint            // the newest event time, by arrival (lateness)
+	watermarks   []checkpoint            // the newest event time, by arrival (lateness)
 	caught   chan string             // keys the catch-up takes
 	caughtUp chan error              // the catch-up's end
 	cut      *ledger.Mark            // the cutover mark follow holds at
@@ -427,24 +427,24 @@ func (f *Follower) noteTime(c Change, at time.Time) {
 		f.newest = c.Time
 		f.record.LastEvent = c.Time
 		f.record.Lag = max(at.Sub(c.Time), 0)
-		if n := len(f.marks2); n == 0 || at.Sub(f.marks2[n-1].arrived) >= 10*time.Millisecond {
-			f.marks2 = append(f.marks2, checkpoint{newest: c.Time, arrived: at})
+		if n := len(f.watermarks); n == 0 || at.Sub(f.watermarks[n-1].arrived) >= 10*time.Millisecond {
+			f.watermarks = append(f.watermarks, checkpoint{newest: c.Time, arrived: at})
 		} else {
-			f.marks2[n-1].newest = c.Time
+			f.watermarks[n-1].newest = c.Time
 		}
 		return
 	}
 	// The first checkpoint whose newest time is after this event's.
-	i, _ := slices.BinarySearchFunc(f.marks2, c.Time, func(cp checkpoint, t time.Time) int {
+	i, _ := slices.BinarySearchFunc(f.watermarks, c.Time, func(cp checkpoint, t time.Time) int {
 		if cp.newest.After(t) {
 			return 1
 		}
 		return -1
 	})
-	if i == len(f.marks2) {
+	if i == len(f.watermarks) {
 		return
 	}
-	late := at.Sub(f.marks2[i].arrived)
+	late := at.Sub(f.watermarks[i].arrived)
 	slot := at.Unix() / 10
 	if late > f.lateness[slot] {
 		f.lateness[slot] = late
@@ -455,8 +455,8 @@ func (f *Follower) noteTime(c Change, at time.Time) {
 // ten minutes.
 func (f *Follower) worstLateness() time.Duration {
 	keepFrom := f.now().Add(-10 * time.Minute)
-	if i := slices.IndexFunc(f.marks2, func(cp checkpoint) bool { return cp.arrived.After(keepFrom) }); i > 0 {
-		f.marks2 = slices.Delete(f.marks2, 0, i-1) // one older: the newest time it set still stands
+	if i := slices.IndexFunc(f.watermarks, func(cp checkpoint) bool { return cp.arrived.After(keepFrom) }); i > 0 {
+		f.watermarks = slices.Delete(f.watermarks, 0, i-1) // one older: the newest time it set still stands
 	}
 	cutoff := keepFrom.Unix() / 10
 	var worst time.Duration

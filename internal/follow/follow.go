@@ -153,27 +153,27 @@ type Follower struct {
 	now     func() time.Time
 
 	// Owned by Run's goroutine.
-	pending  map[string]time.Time // key -> when it was first received since the last flush
-	oldest   time.Time            // when the oldest pending key came
-	held     []queue.Message      // events whose keys are pending
-	seq      int64
-	marks    map[string]*ledger.Mark // open and closed, by id
-	closing  []*ledger.Mark          // open marks, by when they close
-	late     map[string]*ledger.Mark // pending late keys -> the mark they are late for
-	probes   map[string]time.Time    // probe ids written -> when
-	opened   map[string]time.Time    // open marks -> when taken in (their settle runs from then)
-	lastRecv []time.Time             // per receiver: when its last receive taken in began
-	empties  []time.Time             // per receiver: when its last empty receive taken in began
-	watermarks   []checkpoint            // the newest event time, by arrival (lateness)
-	caught   chan string             // keys the catch-up takes
-	caughtUp chan error              // the catch-up's end
-	cut      *ledger.Mark            // the cutover mark follow holds at
-	stopped  *ledger.Mark            // the mark follow stopped at
-	record   ledger.Follow
-	newest   time.Time                 // the newest event time seen
-	lateness map[int64]time.Duration   // per 10 s of receive time: how long after a newer event an older one came
-	deleting sync.WaitGroup            // deletions of events, once their work is durable
-	sendErr  func(error) time.Duration // backoff before a failed send is tried again
+	pending    map[string]time.Time // key -> when it was first received since the last flush
+	oldest     time.Time            // when the oldest pending key came
+	held       []queue.Message      // events whose keys are pending
+	seq        int64
+	marks      map[string]*ledger.Mark // open and closed, by id
+	closing    []*ledger.Mark          // open marks, by when they close
+	late       map[string]*ledger.Mark // pending late keys -> the mark they are late for
+	probes     map[string]time.Time    // probe ids written -> when
+	opened     map[string]time.Time    // open marks -> when taken in (their settle runs from then)
+	lastRecv   []time.Time             // per receiver: when its last receive taken in began
+	empties    []time.Time             // per receiver: when its last empty receive taken in began
+	watermarks []checkpoint            // the newest event time, by arrival (lateness)
+	caught     chan string             // keys the catch-up takes
+	caughtUp   chan error              // the catch-up's end
+	cut        *ledger.Mark            // the cutover mark follow holds at
+	stopped    *ledger.Mark            // the mark follow stopped at
+	record     ledger.Follow
+	newest     time.Time                 // the newest event time seen
+	lateness   map[int64]time.Duration   // per 10 s of receive time: how long after a newer event an older one came
+	deleting   sync.WaitGroup            // deletions of events, once their work is durable
+	sendErr    func(error) time.Duration // backoff before a failed send is tried again
 }
 
 // New returns a Follower.

@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,6 +28,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -1480,6 +1482,22 @@ func iamEnforced(t *testing.T, tpl *testbed.CFNTemplate, required map[string]str
 	if _, err := s.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(src), Key: aws.String("a/b.txt"), Body: strings.NewReader("hello")}); err != nil {
 		t.Fatalf("seed the source as the administrator: %v", err)
 	}
+	// plan --as-of's reads: a versioned source, and a version no longer current.
+	older := func() string {
+		if _, err := s.S3.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(src),
+			VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}}); err != nil {
+			t.Fatalf("enable the source's versioning as the administrator: %v", err)
+		}
+		var first string
+		for _, body := range []string{"then", "now"} {
+			out, err := s.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(src), Key: aws.String("a/v.txt"), Body: strings.NewReader(body)})
+			if err != nil || aws.ToString(out.VersionId) == "" {
+				t.Fatalf("seed a versioned key as the administrator: %v (version %q)", err, aws.ToString(out.VersionId))
+			}
+			first = cmp.Or(first, aws.ToString(out.VersionId))
+		}
+		return first
+	}()
 
 	_, err := s.AssumeRole(t, "WorkerRole")
 	gap(t, "IAM.TrustPolicy.ServicePrincipal", isDenied(err), "AssumeRole of WorkerRole (trusting ecs-tasks.amazonaws.com only) by an administrator: %v", err)
@@ -1554,6 +1572,39 @@ func iamEnforced(t *testing.T, tpl *testbed.CFNTemplate, required map[string]str
 		}},
 		{"planner ReceiveMessage on the work queue", false, "", func() error {
 			_, err := planner.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(work)})
+			return err
+		}},
+		// plan --as-of: the planner lists the source's versions after checking its versioning;
+		// the fleet reads older versions (moto authorizes a GET with a versionId as
+		// s3:GetObjectVersion, which the copies of a version need; a HEAD as s3:GetObject).
+		{"planner GetBucketVersioning of the source", true, "", func() error {
+			_, err := planner.S3.GetBucketVersioning(ctx, &s3.GetBucketVersioningInput{Bucket: aws.String(src)})
+			return err
+		}},
+		{"planner ListObjectVersions of the source", true, "", func() error {
+			_, err := planner.S3.ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: aws.String(src)})
+			return err
+		}},
+		{"planner ListObjectVersions of the destination", false, "", func() error {
+			_, err := planner.S3.ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: aws.String(dst)})
+			return err
+		}},
+		{"worker ListObjectVersions of the source", false, "", func() error {
+			_, err := worker.S3.ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: aws.String(src)})
+			return err
+		}},
+		{"worker GetObject of an older version of the source", true, "", func() error {
+			out, err := worker.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(src), Key: aws.String("a/v.txt"), VersionId: aws.String(older)})
+			if err == nil {
+				out.Body.Close()
+			}
+			return err
+		}},
+		{"planner GetObject of an older version of the source", true, "", func() error {
+			out, err := planner.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(src), Key: aws.String("a/v.txt"), VersionId: aws.String(older)})
+			if err == nil {
+				out.Body.Close()
+			}
 			return err
 		}},
 		{"planner PutObject into the source", false, "", func() error {

@@ -115,7 +115,10 @@ type Call struct {
 // the S3 API reference: a copy needs s3:GetObject on the source and
 // s3:PutObject on the destination, and copying tags needs
 // s3:GetObjectTagging on the source and s3:PutObjectTagging on the
-// destination; HeadBucket needs s3:ListBucket.
+// destination; HeadBucket needs s3:ListBucket. A read of one version of an
+// object (a versionId, or ?versionId= in a copy source: plan --as-of's
+// copies) needs s3:GetObjectVersion, and of its tags
+// s3:GetObjectVersionTagging; listing versions needs s3:ListBucketVersions.
 var Calls = []Call{
 	// The worker: copies, multipart copies, deletes (with --delete).
 	{Service: "s3", Op: "CopyObject", Role: Worker, Actions: []string{"s3:GetObject", "s3:GetObjectTagging"}, On: []Resource{SourceObjects}, Why: "read the source of a copy and its tags"},
@@ -142,6 +145,27 @@ var Calls = []Call{
 	{Service: "s3", Op: "UploadPartCopy", Role: Worker, Actions: []string{"s3:PutObject"}, On: []Resource{DestObjects}, Why: "write one part"},
 	{Service: "s3", Op: "CompleteMultipartUpload", Role: Worker, Actions: []string{"s3:PutObject"}, On: []Resource{DestObjects}, Why: "finish a copy in parts"},
 	{Service: "s3", Op: "AbortMultipartUpload", Role: Worker, Actions: []string{"s3:AbortMultipartUpload"}, On: []Resource{DestObjects}, Why: "leave nothing behind when a copy in parts fails"},
+	// A copy of one version of the source (plan --as-of, message version 5:
+	// the entry's version id). It reads that version everywhere: the copy
+	// source's ?versionId=, and versionId on HeadObject, GetObjectTagging and
+	// the annotation calls. Granted always: --as-of is a plan's flag, not a
+	// stack parameter, so the stack cannot know whether its plans go back in
+	// time. These read the source's older versions, not only what it holds
+	// now. Annotations of a version: ListObjectAnnotations' and
+	// GetObjectAnnotation's API references name s3:ListObjectAnnotations and
+	// s3:GetObjectAnnotation alone, versionId or not (no version action is
+	// documented), which the calls above grant.
+	{Service: "s3", Op: "CopyObject", Role: Worker, Actions: []string{"s3:GetObjectVersion", "s3:GetObjectVersionTagging"}, On: []Resource{SourceObjects},
+		Why: "plan --as-of: copy one version of the source (?versionId= in the copy source; S3 API reference, \"CopyObject\", x-amz-copy-source), " +
+			"which reads an older version of the source: s3:GetObjectVersion, as a versionId needs in place of s3:GetObject (S3 API reference, \"GetObject\", versionId), " +
+			"and its tags (directive COPY) s3:GetObjectVersionTagging, " +
+			"as reading a version's tags needs (S3 API reference, \"GetObjectTagging\"); granted always, --as-of being a plan's flag"},
+	{Service: "s3", Op: "HeadObject", Role: Worker, Actions: []string{"s3:GetObjectVersion"}, On: []Resource{SourceObjects},
+		Why: "plan --as-of: the metadata of the version copied, in parts or carrying what S3 does not copy (S3 API reference, \"HeadObject\": the read object, or version, permission); an older version of the source"},
+	{Service: "s3", Op: "UploadPartCopy", Role: Worker, Actions: []string{"s3:GetObjectVersion"}, On: []Resource{SourceObjects},
+		Why: "plan --as-of: read one part's range of the version copied (?versionId= in the copy source; S3 API reference, \"UploadPartCopy\"); an older version of the source"},
+	{Service: "s3", Op: "GetObjectTagging", Role: Worker, Actions: []string{"s3:GetObjectVersionTagging"}, On: []Resource{SourceObjects},
+		Why: "plan --as-of: the tags of the version copied in parts (S3 API reference, \"GetObjectTagging\": tags of any version but the current need s3:GetObjectVersionTagging too)"},
 	{Service: "s3", Op: "DeleteObjects", Role: Worker, Actions: []string{"s3:DeleteObject", "s3:GetObject"}, On: []Resource{DestObjects}, When: "AllowDelete",
 		Why: "plan --diff --delete: remove what the source no longer has, only while it is the object listed (a delete conditional on an ETag needs s3:GetObject too); granted only with AllowDelete"},
 	{Service: "s3", Op: "DeleteObject", Role: Worker, Actions: []string{"s3:DeleteObject", "s3:GetObject"}, On: []Resource{DestObjects}, When: "AllowDelete",
@@ -212,6 +236,23 @@ var Calls = []Call{
 	{Service: "s3", Op: "PutObject", Role: Planner, Actions: []string{"s3:PutObject"}, On: []Resource{LedgerCheckpoints}, Why: "plan --checkpoint ledger:NAME: keep the plan's progress in the ledger (written only over the one last read, If-Match)"},
 	{Service: "s3", Op: "PutObject", Role: Planner, Actions: []string{"kms:GenerateDataKey"}, On: []Resource{LedgerKmsKey}, When: "HasLedgerKmsKey", Why: "write ledger records into a bucket encrypted by default with a customer-managed key"},
 	{Service: "s3", Op: "GetObject", Role: Planner, Actions: []string{"kms:Decrypt"}, On: []Resource{LedgerKmsKey}, When: "HasLedgerKmsKey", Why: "read ledger records encrypted with it"},
+
+	// plan --as-of TIME: the source as it was at TIME, from its versions.
+	// Granted always (--as-of is a plan's flag, not a stack parameter: the
+	// stack cannot know whether its plans go back in time); these read the
+	// source's older versions, not only what it holds now.
+	{Service: "s3", Op: "GetBucketVersioning", Role: Planner, Actions: []string{"s3:GetBucketVersioning"}, On: []Resource{SourceBucket},
+		Why: "plan --as-of: check the source's versioning was ever enabled, so that it kept versions to go back to (S3 API reference, \"GetBucketVersioning\"; " +
+			"it says only the bucket's owner reads it: a source in another account grants it in its bucket policy); granted always"},
+	{Service: "s3", Op: "ListObjectVersions", Role: Planner, Actions: []string{"s3:ListBucketVersions"}, On: []Resource{SourceBucket},
+		Why: "plan --as-of: list the source as it was, from its versions and delete markers, and find the preflight sample's version then " +
+			"(S3 API reference, \"ListObjectVersions\": it needs s3:ListBucketVersions, not s3:ListBucket); it lists the source's older versions; granted always"},
+	{Service: "s3", Op: "HeadObject", Role: Planner, Actions: []string{"s3:GetObjectVersion"}, On: []Resource{SourceObjects},
+		Why: "plan --as-of with --diff: compare the checksums of the version listed, an older version of the source, and preflight's head of the sample's version " +
+			"(S3 API reference, \"HeadObject\": the read object, or version, permission; \"GetObject\": a versionId needs s3:GetObjectVersion)"},
+	{Service: "s3", Op: "CopyObject", Role: Planner, Actions: []string{"s3:GetObjectVersion", "s3:GetObjectVersionTagging"}, On: []Resource{SourceObjects},
+		Why: "plan --as-of's preflight: copy the sample key's version at the time, with its tags, as a worker would (proving s3:GetObjectVersion, " +
+			"where a copy of the current object would prove s3:GetObject)"},
 
 	// planner follow and cutover --follow (the stack's Follow parameter:
 	// FollowService runs follow with the planner's role). The catch-up

@@ -212,12 +212,13 @@ func TestFollowService(t *testing.T) {
 			}
 		}
 		unsub := e.eval(tpl.Outputs["UnsubscribeCommand"].(map[string]any)["Value"]).(string)
-		if unsub != "planner follow --unsubscribe --source s3://src --changes-url https://sqs.eu-west-1.amazonaws.com/111122223333/changes --via eventbridge" {
+		ledgerURL := e.eval(tpl.Outputs["LedgerUrl"].(map[string]any)["Value"]).(string)
+		// --ledger: follow's record says whether follow turned EventBridge on.
+		if unsub != "planner follow --unsubscribe --source s3://src --changes-url https://sqs.eu-west-1.amazonaws.com/111122223333/changes --via eventbridge --ledger "+ledgerURL {
 			t.Errorf("UnsubscribeCommand is %q", unsub)
 		}
 		cut := e.eval(tpl.Outputs["CutoverFollowCommand"].(map[string]any)["Value"]).(string)
-		ledgerURL := e.eval(tpl.Outputs["LedgerUrl"].(map[string]any)["Value"]).(string)
-		if cut != "planner cutover --follow RUN --ledger "+ledgerURL || !strings.Contains(out, "--ledger "+ledgerURL+" ") {
+		if cut != "planner cutover --follow latest --ledger "+ledgerURL || !strings.Contains(out, "--ledger "+ledgerURL+" ") {
 			t.Errorf("CutoverFollowCommand %q, FollowCommand %q: want the ledger %s", cut, out, ledgerURL)
 		}
 	}

@@ -83,8 +83,6 @@ var motoGaps = map[string]string{
 	"AWS::S3::Bucket.OwnershipControls":                "none",
 	"AWS::S3::Bucket.PublicAccessBlockConfiguration":   "none",
 	"AWS::SNS::Topic.Tags":                             "no tags",
-	// S3's event notifications (planner follow's change queue), as moto sends them.
-	"Events.s3.Time": "an S3 event's eventTime has no zone (2026-12-07T10:00:00.123456, where S3 sends ISO 8601 in UTC with a Z): follow refuses the event as not S3's, so its probe never comes through",
 	// Fn::GetAtt values moto's CloudFormation gives otherwise than AWS.
 	"Fn::GetAtt AWS::Logs::LogGroup.Arn": "the group's ARN without the :* AWS's ends in, so a policy on it (the execution role's logs:PutLogEvents) names no log stream",
 	// What the stack's deletion leaves on moto (AWS deletes it).

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -326,23 +324,8 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 		v.verified = counts.Compared.Load()
 	}
 	w.total = time.Since(w.started)
-	// The reconciliation file, encoded once: for --out, and for the ledger.
-	var recon bytes.Buffer
-	enc := json.NewEncoder(&recon)
-	enc.SetEscapeHTML(false) // as --out's records are written
-	for _, n := range v.notRight {
-		if n.rec.Problem != plan.Match {
-			if err := enc.Encode(n.rec); err != nil {
-				return err
-			}
-		}
-	}
-	if rec.buf != nil {
-		if _, err := rec.buf.Write(recon.Bytes()); err != nil {
-			return err
-		}
-	}
-	if err := rec.commit(); err != nil {
+	recon, err := v.writeRecon(rec)
+	if err != nil {
 		return err
 	}
 	v.asOf = o.from.at
@@ -355,7 +338,7 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 		Copied: st.Copied, Deleted: st.Deleted, Host: host,
 		Window: ledger.VerdictWindow{Plan: w.plan, Fleet: w.fleet, Verify: w.verify, Total: w.total},
 	}
-	switch url, err := store.PutVerdict(context.WithoutCancel(ctx), lv, recon.Bytes()); {
+	switch url, err := store.PutVerdict(context.WithoutCancel(ctx), lv, recon); {
 	case err != nil:
 		log.Error().Err(err).Msg("could not record the verdict in the ledger (it is printed above)")
 	case url != "":

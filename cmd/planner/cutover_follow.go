@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -220,27 +218,15 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 // record of it; its error is the command's.
 func followVerdict(ctx context.Context, stdout io.Writer, store *ledger.Store, rec *recordFile, v *verdict, run, mode, host string,
 	st ledger.Status, w followWindow, out string, log zerolog.Logger) error {
-	var recon bytes.Buffer
-	enc := json.NewEncoder(&recon)
-	enc.SetEscapeHTML(false)
-	for _, n := range v.notRight {
-		if err := enc.Encode(n.rec); err != nil {
-			return err
-		}
-	}
-	if rec.buf != nil {
-		if _, err := rec.buf.Write(recon.Bytes()); err != nil {
-			return err
-		}
-	}
-	if err := rec.commit(); err != nil {
+	recon, err := v.writeRecon(rec)
+	if err != nil {
 		return err
 	}
 	printFollowVerdict(stdout, v, st, w, out)
 	lv := ledger.Verdict{Run: run, Mode: mode, Clean: v.clean() && ctx.Err() == nil, Why: v.why, NotRight: len(v.notRight), Verified: v.verified,
 		Copied: st.Copied, Deleted: st.Deleted, Host: host,
 		Window: ledger.VerdictWindow{Plan: w.mark, Fleet: w.fleet, Verify: w.verify, Total: w.total}}
-	switch url, err := store.PutVerdict(context.WithoutCancel(ctx), lv, recon.Bytes()); {
+	switch url, err := store.PutVerdict(context.WithoutCancel(ctx), lv, recon); {
 	case err != nil:
 		log.Error().Err(err).Msg("could not record the verdict in the ledger (it is printed above)")
 	case url != "":

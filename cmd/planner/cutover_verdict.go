@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -41,6 +43,28 @@ type verdict struct {
 }
 
 func (v *verdict) clean() bool { return len(v.notRight) == 0 && v.why == "" }
+
+// writeRecon encodes the keys not right (those found right after all left
+// out) as a reconciliation file, once: written to --out through rec (nil
+// buffer: no --out), and returned for the ledger.
+func (v *verdict) writeRecon(rec *recordFile) ([]byte, error) {
+	var recon bytes.Buffer
+	enc := json.NewEncoder(&recon)
+	enc.SetEscapeHTML(false) // as --out's records are written
+	for _, n := range v.notRight {
+		if n.rec.Problem != plan.Match {
+			if err := enc.Encode(n.rec); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if rec.buf != nil {
+		if _, err := rec.buf.Write(recon.Bytes()); err != nil {
+			return nil, err
+		}
+	}
+	return recon.Bytes(), rec.commit()
+}
 
 // recheckMax bounds how many keys a verdict looks at again (two or three
 // HEADs each): a cutover cut short with a million keys to go names them all

@@ -104,32 +104,18 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 		return config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "runs/*"))
 	}
 	fmt.Fprintf(stdout, "cutover   %s of follow %s: s3://%s/%s -> s3://%s/%s\n", sum.Run, o.followRun, s.src.Bucket, s.src.Prefix, s.dst.Bucket, s.dst.Prefix)
-	// One reader of follow's work for the whole window, of its entries
-	// alone, read once before the freeze is marked: the window reads only
-	// what is new.
-	reader := store.Follow(o.followRun)
-	reader.EntriesOnly()
-	var predicted follow.Prediction
-	if reader.Refresh(ctx) == nil {
-		predicted = follow.Predict(*fr, reader.Tally().Status(), follow.DefaultFlush)
-		if predicted.Known {
-			fmt.Fprintf(stdout, "predicted about %s: lag %s + settle %s + the fleet's %s for %.0f keys; %d requests, $%.4f\n", seconds(predicted.Window),
-				seconds(predicted.Lag), seconds(predicted.Settle), seconds(predicted.Tail), predicted.Keys, predicted.Requests, predicted.Cost)
-		}
-	}
-
 	v := &verdict{}
-	bulk := checkBulk(ctx, store, run, fr, log)
-	v.notRight = append(v.notRight, bulk.notRight...)
-	if bulk.why != "" {
+	if !fr.Anchored {
 		// The verdict cannot be clean whatever the fleet does: say so now,
 		// not after waiting for it in the window.
-		v.why = bulk.why
+		v.why = fmt.Sprintf("follow %s is not anchored yet: its events began (or its configuration took effect) after the bulk copy began, and its catch-up listing (once the bulk copy is done) has not finished", fr.Run)
 		return followVerdict(ctx, stdout, store, rec, v, sum.Run, mode, host, ledger.Status{}, followWindow{total: time.Since(started)}, o.out, log)
 	}
 
-	// The freeze, marked through the events' own path. A rehearsal's mark
-	// says so: follow holds at a cutover's (until its verdict), not at a
+	// The freeze, marked through the events' own path, at once: what the
+	// verdict needs besides (the bulk copy's ledger, which grows with the
+	// bucket) is read while the mark settles. A rehearsal's mark says so:
+	// follow holds at a cutover's (until its verdict), not at a
 	// rehearsal's, which production goes on writing after.
 	markID := sum.Run
 	if o.rehearse {
@@ -141,6 +127,23 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 		}
 		return err
 	}
+	// One reader of follow's work for the whole window, of its entries
+	// alone, read once while the mark settles: then only what is new.
+	reader := store.Follow(o.followRun)
+	reader.EntriesOnly()
+	type prepared struct {
+		bulk      bulkCheck
+		predicted follow.Prediction
+	}
+	ready := make(chan prepared, 1)
+	go func() {
+		var p prepared
+		p.bulk = checkBulk(ctx, store, run, log)
+		if reader.Refresh(ctx) == nil {
+			p.predicted = follow.Predict(*fr, reader.Tally().Status(), p.bulk.rate)
+		}
+		ready <- p
+	}()
 	waitCtx := ctx
 	if o.timeout > 0 {
 		var cancel context.CancelFunc
@@ -148,7 +151,21 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 		defer cancel()
 	}
 	markCtx, cancel := context.WithTimeout(waitCtx, markWait)
-	mark, markErr := follow.AwaitMark(markCtx, store, o.followRun, markID, 100*time.Millisecond)
+	prep := <-ready
+	predicted := prep.predicted
+	if predicted.Known {
+		fmt.Fprintf(stdout, "predicted about %s: lag %s + settle %s + the fleet's %s for %.0f keys; %d requests, $%.4f\n", seconds(predicted.Window),
+			seconds(predicted.Lag), seconds(predicted.Settle), seconds(predicted.Tail), predicted.Keys, predicted.Requests, predicted.Cost)
+	}
+	v.notRight = append(v.notRight, prep.bulk.notRight...)
+	var mark *ledger.Mark
+	var markErr error
+	if prep.bulk.why != "" {
+		v.why = prep.bulk.why // not clean whatever the fleet does: no wait
+		markErr = errors.New(prep.bulk.why)
+	} else {
+		mark, markErr = follow.AwaitMark(markCtx, store, o.followRun, markID, 100*time.Millisecond)
+	}
 	cancel()
 	w.mark = time.Since(started)
 	if err := follow.RemoveMark(context.WithoutCancel(ctx), s.srcAPI, s.src.Bucket, markID); err != nil {
@@ -156,6 +173,7 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 	}
 	var st ledger.Status
 	switch {
+	case prep.bulk.why != "":
 	case markErr != nil && ctx.Err() != nil:
 		v.why = ctx.Err().Error()
 	case markErr != nil:
@@ -191,9 +209,6 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 		v.notRight = append(v.notRight, failed...)
 	}
 	w.fleet = time.Since(started) - w.mark
-	if bulk.why != "" && v.why == "" {
-		v.why = bulk.why
-	}
 	if o.verify && v.clean() {
 		begun := time.Now()
 		var counts plan.DiffCounts
@@ -292,6 +307,7 @@ func whyClause(why string) string {
 type bulkCheck struct {
 	notRight []notRight
 	why      string
+	rate     float64 // the base run's objects a second
 }
 
 // checkBulk judges the bulk copy of the follow's pair: the newest full or
@@ -300,7 +316,7 @@ type bulkCheck struct {
 // that changed after the bulk listing saw it has an event, or the catch-up
 // found it, once follow is anchored. A dead-lettered message of the base
 // run leaves it incomplete, whatever a from-file run did later.
-func checkBulk(ctx context.Context, store *ledger.Store, follow *ledger.Run, fr *ledger.Follow, log zerolog.Logger) bulkCheck {
+func checkBulk(ctx context.Context, store *ledger.Store, follow *ledger.Run, log zerolog.Logger) bulkCheck {
 	chain, err := store.Bulk(ctx, follow.Source, follow.Dest)
 	switch {
 	case errors.Is(err, ledger.ErrNotFound):
@@ -310,10 +326,6 @@ func checkBulk(ctx context.Context, store *ledger.Store, follow *ledger.Run, fr 
 		return bulkCheck{why: fmt.Sprintf("cannot list the ledger's runs to find the bulk copy: %v", err)}
 	}
 	var c bulkCheck
-	if !fr.Anchored {
-		c.why = fmt.Sprintf("follow %s is not anchored yet: its events began (or its configuration took effect) after the bulk run %s began, and its catch-up listing (once the bulk copy is done) has not finished", fr.Run, chain[len(chain)-1].ID)
-		return c
-	}
 	for _, bulk := range chain {
 		reader := store.Follow(bulk.ID)
 		if err := reader.Refresh(ctx); err != nil {
@@ -321,6 +333,9 @@ func checkBulk(ctx context.Context, store *ledger.Store, follow *ledger.Run, fr 
 			return c
 		}
 		st := reader.Tally().Status()
+		if bulk == chain[len(chain)-1] {
+			c.rate = st.Rate // the fleet copying as fast as it can
+		}
 		if !st.Complete {
 			c.why = fmt.Sprintf("the bulk run %s is not done: %d of %d messages (planner status --run-id %s)", bulk.ID, st.Done, st.Sent, bulk.ID)
 			return c

@@ -227,7 +227,7 @@ func (s *statusSession) view(ctx context.Context) (*status.View, error) {
 	if st.Run != nil && st.Run.Mode == ledger.ModeFollow {
 		switch fr, err := s.store.FollowRecord(ctx, s.run); {
 		case err == nil:
-			v.Follow = status.NewFollowing(*fr, st, time.Now())
+			v.Follow = status.NewFollowing(*fr, st, bulkRate(ctx, s.store, st.Run), time.Now())
 		case !errors.Is(err, ledger.ErrNotFound):
 			s.log.Warn().Err(err).Msg("cannot read follow's record")
 		}
@@ -424,4 +424,18 @@ func listFailures(ctx context.Context, r *ledger.Reader, out string, asJSON bool
 		fmt.Fprintf(stdout, "written   %s (%d failed keys: planner plan --from-file %s)\n", out, n, out)
 	}
 	return nil
+}
+
+// bulkRate is the rate of the bulk copy of run's pair (the fleet copying as
+// fast as it can), 0 when there is none or it cannot be read.
+func bulkRate(ctx context.Context, store *ledger.Store, run *ledger.Run) float64 {
+	chain, err := store.Bulk(ctx, run.Source, run.Dest)
+	if err != nil {
+		return 0
+	}
+	reader := store.Follow(chain[len(chain)-1].ID)
+	if err := reader.Refresh(ctx); err != nil {
+		return 0
+	}
+	return reader.Tally().Status().Rate
 }

@@ -817,6 +817,7 @@ func (f *Follower) writeRecord(ctx context.Context) {
 	f.record.Alive = f.now()
 	f.record.Lateness = f.worstLateness()
 	f.record.Settle = f.settle()
+	f.record.Flush = f.cfg.Flush
 	if err := f.board.PutFollow(ctx, f.record); err != nil && ctx.Err() == nil {
 		f.log.Warn().Err(err).Msg("writing follow's record failed; trying again shortly")
 	}

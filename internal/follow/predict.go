@@ -12,7 +12,7 @@ import (
 // S3 and SQS.
 type Prediction struct {
 	// Window is freeze to verdict: the mark's event reaching follow (Lag),
-	// the settle time and a receive of every receiver after it, then the
+	// the settle time and a round of receives after it, then the
 	// fleet's tail: the keys still to do (Keys) at the fleet's rate.
 	Window time.Duration `json:"window_ns"`
 	Lag    time.Duration `json:"lag_ns"`
@@ -48,18 +48,26 @@ const (
 )
 
 // Predict says how long the window would take now, from follow's record
-// (the keys it sent), the status of its run (the keys done, and the fleet's
-// rate) and the flush interval.
-func Predict(f ledger.Follow, st ledger.Status, flush time.Duration) Prediction {
+// (the keys it sent), the status of its run (the keys done), the fleet's
+// rate and its flush interval. The rate is the bulk copy's, when known
+// (fleetRate > 0): follow's own work goes at the rate of the changes, not
+// at what the fleet can do.
+func Predict(f ledger.Follow, st ledger.Status, fleetRate float64) Prediction {
+	flush := f.Flush
+	if flush <= 0 {
+		flush = DefaultFlush
+	}
 	p := Prediction{Lag: f.Lag, Settle: f.Settle}
 	if span := f.Alive.Sub(f.Started).Seconds(); span > 0 {
 		p.ChangeRate = float64(f.Keys) / span
 	}
-	p.FleetRate = st.RecentRate
+	p.FleetRate = fleetRate
 	if p.FleetRate <= 0 {
-		p.FleetRate = st.Rate
+		p.FleetRate = max(st.RecentRate, st.Rate)
 	}
-	outstanding := float64(max(f.Keys-st.DoneObjects, 0)) // follow's own count: its run's sent records are not read
+	// Follow's own count of keys sent, less every entry's keys: the run's
+	// sent records need not be read (a follow's grow every second).
+	outstanding := float64(max(f.Keys-(st.Copied+st.Deleted+st.Skipped+st.Failed), 0))
 	// Keys changed while their events were on the way, and those waiting
 	// for a flush, are in the window's work too.
 	p.Keys = outstanding + p.ChangeRate*(f.Lag+flush).Seconds()
@@ -67,7 +75,9 @@ func Predict(f ledger.Follow, st ledger.Status, flush time.Duration) Prediction 
 		p.Known = true
 		p.Tail = time.Duration(p.Keys / p.FleetRate * float64(time.Second))
 	}
-	p.Window = p.Lag + p.Settle + receiveWait + p.Tail
+	// After the settle time, every receiver's receive under way ends and
+	// one begun after comes back empty: up to two receive waits.
+	p.Window = p.Lag + p.Settle + 2*receiveWait + p.Tail
 	perKey := getsPerKey*plan.Prices.Get/1000 + putsPerKey*plan.Prices.Put["STANDARD"]/1000 + sqsPerKey*sqsPrice
 	ledgerReads := p.Window.Seconds() * ledgerReadsPerSecond
 	p.Requests = int64(p.Keys*(getsPerKey+putsPerKey+sqsPerKey) + ledgerReads + 2) // and the marker's PUT and DELETE

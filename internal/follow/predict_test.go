@@ -13,13 +13,13 @@ import (
 func TestPredictAddsLagSettleAndTheFleetsTail(t *testing.T) {
 	t.Parallel()
 	t0 := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
-	f := ledger.Follow{Started: t0, Alive: t0.Add(100 * time.Second), Keys: 500, Lag: 500 * time.Millisecond, Settle: time.Second}
-	st := ledger.Status{DoneObjects: 480, RecentRate: 100}
-	p := Predict(f, st, 200*time.Millisecond)
+	f := ledger.Follow{Started: t0, Alive: t0.Add(100 * time.Second), Keys: 500, Lag: 500 * time.Millisecond, Settle: time.Second, Flush: 200 * time.Millisecond}
+	st := ledger.Status{Copied: 470, Deleted: 10, Rate: 5}
+	p := Predict(f, st, 100)
 	// 20 keys to do, and 5 keys/s for the lag and a flush: 23.5 keys at
-	// 100/s is 0.235 s of tail; and a second for the receives after the
-	// settle time.
-	if !p.Known || p.ChangeRate != 5 || math.Abs(p.Keys-23.5) > 1e-9 || p.Tail != 235*time.Millisecond || p.Window != 2735*time.Millisecond {
+	// 100/s is 0.235 s of tail; and two seconds for the receives after
+	// the settle time.
+	if !p.Known || p.ChangeRate != 5 || math.Abs(p.Keys-23.5) > 1e-9 || p.Tail != 235*time.Millisecond || p.Window != 3735*time.Millisecond {
 		t.Fatalf("prediction %+v", p)
 	}
 	if p.Requests < 100 || p.Requests > 110 || p.Cost <= 0 || p.Cost > 0.001 {
@@ -29,9 +29,13 @@ func TestPredictAddsLagSettleAndTheFleetsTail(t *testing.T) {
 	if want := 18000 * (2*0.0004/1000 + 0.005/1000 + 0.25*0.4/1e6); math.Abs(p.HourlyCost-want) > 1e-9 {
 		t.Errorf("hourly cost $%f, want $%f", p.HourlyCost, want)
 	}
-	// A fleet with no rate yet: the tail is unknown, not zero.
-	st.RecentRate = 0
-	if p := Predict(f, st, 200*time.Millisecond); p.Known || p.Tail != 0 {
+	// Without the bulk copy's rate, follow's own; with none, the tail is
+	// unknown, not zero.
+	if p := Predict(f, st, 0); !p.Known || p.FleetRate != 5 {
+		t.Errorf("follow's own rate: %+v", p)
+	}
+	st.Rate = 0
+	if p := Predict(f, st, 0); p.Known || p.Tail != 0 {
 		t.Errorf("no fleet rate: %+v", p)
 	}
 }

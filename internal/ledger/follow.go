@@ -47,8 +47,10 @@ type Follow struct {
 	LastEvent time.Time     `json:"last_event,omitzero"`
 	Lag       time.Duration `json:"lag_ns"`
 	Lateness  time.Duration `json:"lateness_ns"`
-	// Settle is how long a mark would wait for late events now.
+	// Settle is how long a mark would wait for late events now; Flush how
+	// long a key waits for others to share its work message.
 	Settle  time.Duration `json:"settle_ns"`
+	Flush   time.Duration `json:"flush_ns,omitempty"`
 	Started time.Time     `json:"started"`
 	Alive   time.Time     `json:"alive"`
 	Stopped time.Time     `json:"stopped,omitzero"`

@@ -93,9 +93,10 @@ type Following struct {
 	Running bool `json:"running"`
 }
 
-// NewFollowing is a follow's view at now.
-func NewFollowing(f ledger.Follow, st ledger.Status, now time.Time) *Following {
-	return &Following{Record: f, Prediction: follow.Predict(f, st, follow.DefaultFlush), Running: f.Stopped.IsZero() && now.Sub(f.Alive) < 30*time.Second}
+// NewFollowing is a follow's view at now; fleetRate is the bulk copy's
+// rate (0: unknown).
+func NewFollowing(f ledger.Follow, st ledger.Status, fleetRate float64, now time.Time) *Following {
+	return &Following{Record: f, Prediction: follow.Predict(f, st, fleetRate), Running: f.Stopped.IsZero() && now.Sub(f.Alive) < 30*time.Second}
 }
 
 func (fw *Following) print(row func(label, format string, args ...any)) {

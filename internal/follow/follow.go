@@ -168,6 +168,7 @@ type Follower struct {
 	caught     chan string             // keys the catch-up takes
 	caughtUp   chan error              // the catch-up's end
 	cut        *ledger.Mark            // the cutover mark follow holds at
+	heldBack   []heldBack              // events dated after it, kept on the queue
 	stopped    *ledger.Mark            // the mark follow stopped at
 	record     ledger.Follow
 	newest     time.Time                 // the newest event time seen
@@ -195,6 +196,14 @@ type received struct {
 	msgs      []queue.Message
 	changes   [][]Change
 	err       error
+}
+
+// heldBack is an event message held back at a cutover's mark, with its
+// changes: taken again if the cutover's verdict is not clean.
+type heldBack struct {
+	msg     queue.Message
+	changes []Change
+	at      time.Time
 }
 
 // checkpoint is when the newest event time seen first reached a time.
@@ -363,7 +372,9 @@ func (f *Follower) absorb(r received) {
 				keep = true
 			}
 		}
-		if !keep {
+		if keep {
+			f.heldBack = append(f.heldBack, heldBack{msg: r.msgs[i], changes: changes, at: r.at})
+		} else {
 			f.held = append(f.held, r.msgs[i])
 		}
 	}
@@ -625,8 +636,19 @@ func (f *Follower) holdEnds(ctx context.Context) bool {
 		f.log.Info().Str("mark", f.cut.ID).Msg("the cutover's verdict is clean: follow stops at its mark, the destination the source as of it")
 		return true
 	}
-	f.log.Warn().Str("mark", f.cut.ID).Msg("the cutover's verdict is not clean: following again for the next cutover")
+	f.log.Warn().Str("mark", f.cut.ID).Int("held_back", len(f.heldBack)).Msg("the cutover's verdict is not clean: following again for the next cutover")
 	f.cut = nil
+	// The events held back are taken now, not when the queue shows them
+	// again (up to a visibility timeout later, when the next cutover's
+	// mark may have closed without them).
+	held := f.heldBack
+	f.heldBack = nil
+	for _, h := range held {
+		for _, c := range h.changes {
+			f.take(c, h.at)
+		}
+		f.held = append(f.held, h.msg)
+	}
 	return false
 }
 

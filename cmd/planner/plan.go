@@ -634,11 +634,7 @@ func beginPlan(ctx context.Context, s *source, sum *plan.Summary, rec ledger.Run
 	if err != nil {
 		return nil, nil, nil, config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "runs/*"))
 	}
-	check := preflight
-	if s.asOf != nil {
-		check = preflightAsOf
-	}
-	if err := check(ctx, s, work, sum, rec.Delete, log); err != nil {
+	if err := preflight(ctx, s, work, sum, rec.Delete, log); err != nil {
 		endEarly(ctx, runLog, fmt.Errorf("preflight: %w", err), log)
 		return nil, nil, nil, err
 	}
@@ -673,35 +669,11 @@ func runPlan(ctx context.Context, stdout io.Writer, s *source, from *planFrom, s
 	return nil
 }
 
-// preflightAsOf is preflight for a plan as of a time: its sample copy is of
-// the sample key's version at that time, as the workers' copies will be
-// (a copy of the current object would leave in the destination a key the
-// source may not have had then, and prove s3:GetObject where the workers
-// need s3:GetObjectVersion); a sample key that held nothing then proves
-// nothing, and the next is tried.
-func preflightAsOf(ctx context.Context, s *source, work *queue.SQS, sum *plan.Summary, deletes bool, log zerolog.Logger) error {
-	direct := copier.NewDirect(s.dstAPI, nil)
-	direct.Owners = s.owners
-	copies := versionSample{copies: copier.NewBetween(s.srcAPI, direct, copier.Options{}), asOf: s.asOf}
-	if err := preflightS3(ctx, s, copies, sum, log); err != nil {
-		return err
-	}
-	if deletes {
-		if err := mayDelete(ctx, s.dstAPI, sum); err != nil {
-			return err
-		}
-	}
-	probe, err := plan.ProbeBody(sum)
-	if err != nil {
-		return err
-	}
-	if err := work.Send(ctx, []queue.Outgoing{{Body: probe, Run: sum.Run, Kind: plan.OpProbe}}); err != nil {
-		return denied(err, "sqs:SendMessage", work.URL())
-	}
-	return nil
-}
-
-// versionSample copies a preflight sample's version at the plan's time.
+// versionSample copies a preflight sample's version at the plan's time,
+// as the workers' copies will be (a copy of the current object would leave
+// in the destination a key the source may not have had then, and prove
+// s3:GetObject where the workers need s3:GetObjectVersion); a sample key
+// that held nothing then proves nothing, and the next is tried.
 type versionSample struct {
 	copies sampleCopier
 	asOf   *listing.AsOf

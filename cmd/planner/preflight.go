@@ -42,7 +42,11 @@ const preflightSample = 10
 func preflight(ctx context.Context, s *source, work *queue.SQS, sum *plan.Summary, deletes bool, log zerolog.Logger) error {
 	direct := copier.NewDirect(s.dstAPI, nil)
 	direct.Owners = s.owners
-	if err := preflightS3(ctx, s, copier.NewBetween(s.srcAPI, direct, copier.Options{}), sum, log); err != nil {
+	var copies sampleCopier = copier.NewBetween(s.srcAPI, direct, copier.Options{})
+	if s.asOf != nil {
+		copies = versionSample{copies: copies, asOf: s.asOf}
+	}
+	if err := preflightS3(ctx, s, copies, sum, log); err != nil {
 		return err
 	}
 	if deletes {

@@ -194,6 +194,9 @@ type statusSession struct {
 	steer  *fleet.Steering // with --scale-ecs
 	log    zerolog.Logger
 	until  time.Time // the deadline
+	// bulk reads the bulk copy of a follow's pair (its rate, for the
+	// prediction), found once and read anew at each refresh.
+	bulk *ledger.Reader
 }
 
 // view builds the view from what the reader has read (scaling the fleet
@@ -227,7 +230,7 @@ func (s *statusSession) view(ctx context.Context) (*status.View, error) {
 	if st.Run != nil && st.Run.Mode == ledger.ModeFollow {
 		switch fr, err := s.store.FollowRecord(ctx, s.run); {
 		case err == nil:
-			v.Follow = status.NewFollowing(*fr, st, bulkRate(ctx, s.store, st.Run), time.Now())
+			v.Follow = status.NewFollowing(*fr, st, s.bulkRate(ctx, st.Run), time.Now())
 		case !errors.Is(err, ledger.ErrNotFound):
 			s.log.Warn().Err(err).Msg("cannot read follow's record")
 		}
@@ -427,15 +430,18 @@ func listFailures(ctx context.Context, r *ledger.Reader, out string, asJSON bool
 }
 
 // bulkRate is the rate of the bulk copy of run's pair (the fleet copying as
-// fast as it can), 0 when there is none or it cannot be read.
-func bulkRate(ctx context.Context, store *ledger.Store, run *ledger.Run) float64 {
-	chain, err := store.Bulk(ctx, run.Source, run.Dest)
-	if err != nil {
+// fast as it can), 0 when there is none or it cannot be read. A watch reads
+// only what is new in it at each refresh.
+func (s *statusSession) bulkRate(ctx context.Context, run *ledger.Run) float64 {
+	if s.bulk == nil {
+		chain, err := s.store.Bulk(ctx, run.Source, run.Dest)
+		if err != nil {
+			return 0
+		}
+		s.bulk = s.store.Follow(chain[len(chain)-1].ID)
+	}
+	if err := s.bulk.Refresh(ctx); err != nil {
 		return 0
 	}
-	reader := store.Follow(chain[len(chain)-1].ID)
-	if err := reader.Refresh(ctx); err != nil {
-		return 0
-	}
-	return reader.Tally().Status().Rate
+	return s.bulk.Tally().Status().Rate
 }

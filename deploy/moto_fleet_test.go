@@ -9,7 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/s3clone/s3clone/deploy"
-	"github.com/s3clone/s3clone/internal/testbed"
+	"github.com/s3clone/s3clone/test/testbed"
 )
 
 // TestPlannerFleetOnMoto drives the runbook's fleet steps against a stack

@@ -12,7 +12,7 @@ import (
 	"github.com/awslabs/goformation/v7"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/s3clone/s3clone/internal/testbed"
+	"github.com/s3clone/s3clone/test/testbed"
 )
 
 // template is s3clone.yaml as plain data, short-form intrinsics (!Ref X)

@@ -16,7 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go/middleware"
 
-	"github.com/s3clone/s3clone/internal/testbed"
+	"github.com/s3clone/s3clone/test/testbed"
 )
 
 // canned answers every request with one status and body.

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/s3clone/s3clone/internal/testbed"
+	"github.com/s3clone/s3clone/test/testbed"
 )
 
 var bin string

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/s3clone/s3clone/internal/testbed"
+	"github.com/s3clone/s3clone/test/testbed"
 )
 
 // run is one tool's clones of the seeded bucket: the medians of its rounds.

@@ -22,7 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/s3clone/s3clone/internal/ledger"
-	"github.com/s3clone/s3clone/internal/testbed"
+	"github.com/s3clone/s3clone/test/testbed"
 )
 
 // BenchmarkFollowLag is follow's lag under a steady write rate: a writer

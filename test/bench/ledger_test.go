@@ -12,7 +12,7 @@ import (
 
 	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/plan"
-	"github.com/s3clone/s3clone/internal/testbed"
+	"github.com/s3clone/s3clone/test/testbed"
 )
 
 // fillLedger writes a finished run of n work messages of 100 keys straight

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/s3clone/s3clone/internal/testbed"
+	"github.com/s3clone/s3clone/test/testbed"
 )
 
 // BenchmarkPartitions clones buckets through the test bed's partition

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/s3clone/s3clone/deploy"
-	"github.com/s3clone/s3clone/internal/testbed"
+	"github.com/s3clone/s3clone/test/testbed"
 )
 
 // TestOneDeniedKeyAmongAThousand: the worker's role may read every source

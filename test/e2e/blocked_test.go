@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/s3clone/s3clone/internal/testbed"
+	"github.com/s3clone/s3clone/test/testbed"
 )
 
 // TestAccessDeniedGoesToTheDeadLetterQueue: a worker that may read the

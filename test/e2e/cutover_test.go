@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/s3clone/s3clone/internal/testbed"
+	"github.com/s3clone/s3clone/test/testbed"
 )
 
 // frozen is a clone taken while production was live, and the changes

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/s3clone/s3clone/internal/testbed"
+	"github.com/s3clone/s3clone/test/testbed"
 )
 
 // TestThrottlingAndFaultsLoseNothing puts the workers behind a proxy that

@@ -14,7 +14,7 @@ import (
 
 	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/plan"
-	"github.com/s3clone/s3clone/internal/testbed"
+	"github.com/s3clone/s3clone/test/testbed"
 )
 
 // watchViews parses the lines of a status --watch --json.

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/s3clone/s3clone/internal/ledger"
-	"github.com/s3clone/s3clone/internal/testbed"
+	"github.com/s3clone/s3clone/test/testbed"
 )
 
 // TestTheFleetSharesEachPrefixsRate copies through the test bed's partition

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/s3clone/s3clone/deploy"
-	"github.com/s3clone/s3clone/internal/testbed"
+	"github.com/s3clone/s3clone/test/testbed"
 )
 
 // TestKeysXMLCannotCarry clones keys with characters an XML 1.0 answer

@@ -16,7 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/s3clone/s3clone/internal/testbed"
+	"github.com/s3clone/s3clone/test/testbed"
 )
 
 type verifyJSON struct {

@@ -37,7 +37,7 @@ help: ## list the targets
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 
 build: ## build bin/planner and bin/worker
-	go build -ldflags "-X github.com/s3clone/s3clone/internal/config.version=$(VERSION)" -o bin/ ./cmd/planner ./cmd/worker
+	go build -ldflags "-X github.com/s3clone/s3clone/internal/cli.version=$(VERSION)" -o bin/ ./cmd/planner ./cmd/worker
 
 tools: $(VERSITYGW_STAMP) $(SQSD_MODULES) ## install the local S3 and SQS servers, pinned, into .tools/ and test/sqsd/
 

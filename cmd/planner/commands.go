@@ -6,7 +6,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/s3clone/s3clone/internal/config"
+	"github.com/s3clone/s3clone/internal/cli"
 )
 
 const topUsage = `usage: planner COMMAND [flags]
@@ -27,7 +27,7 @@ Run "planner COMMAND -h" for a command's flags.`
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprintln(os.Stderr, topUsage)
-		return config.Usagef("no command given: use plan, status, run, verify, redrive, cutover, follow, fleet or task")
+		return cli.Usagef("no command given: use plan, status, run, verify, redrive, cutover, follow, fleet or task")
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
@@ -54,5 +54,5 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return nil
 	}
 	fmt.Fprintln(os.Stderr, topUsage)
-	return config.Usagef("unknown command %q: use plan, status, run, verify, redrive, cutover, follow, fleet or task", cmd)
+	return cli.Usagef("unknown command %q: use plan, status, run, verify, redrive, cutover, follow, fleet or task", cmd)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/rs/zerolog"
 
+	"github.com/s3clone/s3clone/internal/cli"
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/fleet"
 	"github.com/s3clone/s3clone/internal/ledger"
@@ -110,7 +111,7 @@ type cutoverOptions struct {
 }
 
 func (o *cutoverOptions) parse(args []string) error {
-	f := config.NewFlags("planner cutover", cutoverUsage, os.Stderr)
+	f := cli.NewFlags("planner cutover", cutoverUsage, os.Stderr)
 	o.s.register(f)
 	o.s.write.Register(f)
 	o.s.registerLock(f)
@@ -130,7 +131,7 @@ func (o *cutoverOptions) parse(args []string) error {
 	if err := f.Parse(args); err != nil {
 		return err
 	}
-	var p config.Problems
+	var p cli.Problems
 	if o.followRun != "" {
 		if o.asOf != "" {
 			p.Addf("--as-of with --follow: a cutover --follow makes the clone the source as of its mark, now, through follow's events; for a clone as of an earlier time, run cutover --as-of without --follow")
@@ -174,7 +175,7 @@ func (o *cutoverOptions) parse(args []string) error {
 
 // validateFollow checks the flags of a cutover --follow, which takes its
 // source, destination and queue from the follow's run.
-func (o *cutoverOptions) validateFollow(p *config.Problems) {
+func (o *cutoverOptions) validateFollow(p *cli.Problems) {
 	if err := ledger.CheckRunID(o.followRun); err != nil && o.followRun != "latest" {
 		p.Addf("--follow %q: %v (or latest: the newest follow in the ledger)", o.followRun, err)
 	}
@@ -351,7 +352,7 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 	case ctx.Err() != nil:
 		return fmt.Errorf("cutover %s: %w (the keys above were not done when it stopped; the fleet goes on with them)", sum.Run, ctx.Err())
 	case !v.clean():
-		return fmt.Errorf("%w: cutover %s: %d keys not copied or deleted as listed", config.ErrMismatch, sum.Run, len(v.notRight))
+		return fmt.Errorf("%w: cutover %s: %d keys not copied or deleted as listed", cli.ErrMismatch, sum.Run, len(v.notRight))
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/s3clone/s3clone/internal/cli"
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/copier"
 	"github.com/s3clone/s3clone/internal/follow"
@@ -59,7 +60,7 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 	}
 	fr, err := store.FollowRecord(ctx, o.followRun)
 	if errors.Is(err, ledger.ErrNotFound) {
-		return config.Usagef("--follow %s: the ledger %s has no follow run of that id (planner follow prints its run id when it starts)", o.followRun, store)
+		return cli.Usagef("--follow %s: the ledger %s has no follow run of that id (planner follow prints its run id when it starts)", o.followRun, store)
 	}
 	if err != nil {
 		return config.LedgerError(err, store, "s3:GetObject on "+config.LedgerARN(store, "runs/*"))
@@ -70,9 +71,9 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 	}
 	switch {
 	case !fr.Stopped.IsZero():
-		return config.Usagef("--follow %s: that follow stopped at %s: start planner follow again (the events wait on its queue) and cut over with its new run", o.followRun, fr.Stopped.Format(time.RFC3339))
+		return cli.Usagef("--follow %s: that follow stopped at %s: start planner follow again (the events wait on its queue) and cut over with its new run", o.followRun, fr.Stopped.Format(time.RFC3339))
 	case time.Since(fr.Alive) > followAliveWithin:
-		return config.Usagef("--follow %s: that follow last wrote its record %s ago (every 5 s while it runs): is it running?", o.followRun, time.Since(fr.Alive).Round(time.Second))
+		return cli.Usagef("--follow %s: that follow last wrote its record %s ago (every 5 s while it runs): is it running?", o.followRun, time.Since(fr.Alive).Round(time.Second))
 	}
 	rec, err := newRecordFile(o.out)
 	if err != nil {
@@ -96,7 +97,7 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 		mode = "rehearsal"
 	}
 	runLog, err := store.BeginRun(ctx, ledger.Run{ID: sum.Run, Source: s.src, Dest: s.dst, Queue: run.Queue, Mode: ledger.ModeCutover,
-		Options: map[string]string{"follow": o.followRun, "cutover": mode}, Version: config.Version(), Host: host, Started: sum.Started.UTC()})
+		Options: map[string]string{"follow": o.followRun, "cutover": mode}, Version: cli.Version(), Host: host, Started: sum.Started.UTC()})
 	if err != nil {
 		return config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "runs/*"))
 	}
@@ -123,7 +124,7 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 	}
 	if err := follow.PlaceMark(ctx, s.srcAPI, s.src.Bucket, markID); err != nil {
 		if isDenied(err) {
-			return config.Usagef("%v: grant s3:PutObject and s3:DeleteObject on arn:aws:s3:::%s/%s* to the cutover (the marker is excluded from the clone)", err, s.src.Bucket, follow.MarksPrefix)
+			return cli.Usagef("%v: grant s3:PutObject and s3:DeleteObject on arn:aws:s3:::%s/%s* to the cutover (the marker is excluded from the clone)", err, s.src.Bucket, follow.MarksPrefix)
 		}
 		return err
 	}
@@ -253,7 +254,7 @@ func followVerdict(ctx context.Context, stdout io.Writer, store *ledger.Store, r
 	case ctx.Err() != nil:
 		return fmt.Errorf("cutover %s: %w", run, ctx.Err())
 	case !v.clean():
-		return fmt.Errorf("%w: cutover %s: %d keys not copied or deleted as seen%s", config.ErrMismatch, run, len(v.notRight), whyClause(v.why))
+		return fmt.Errorf("%w: cutover %s: %d keys not copied or deleted as seen%s", cli.ErrMismatch, run, len(v.notRight), whyClause(v.why))
 	}
 	return nil
 }
@@ -269,7 +270,7 @@ func latestFollow(ctx context.Context, store *ledger.Store) (string, error) {
 			return id, nil
 		}
 	}
-	return "", config.Usagef("--follow latest: the ledger %s holds no follow run (start planner follow first)", store)
+	return "", cli.Usagef("--follow latest: the ledger %s holds no follow run (start planner follow first)", store)
 }
 
 // sameAsFollow checks --source, --dest and --queue-url, when given (a task
@@ -284,14 +285,14 @@ func sameAsFollow(o *cutoverOptions, run *ledger.Run) error {
 		}
 		loc, err := plan.ParseLocation(c.given)
 		if err != nil {
-			return config.Usagef("--%s: %v", c.flag, err)
+			return cli.Usagef("--%s: %v", c.flag, err)
 		}
 		if loc.Bucket != c.want.Bucket || loc.Prefix != c.want.Prefix {
-			return config.Usagef("--%s %s is not follow %s's (s3://%s/%s): leave it out, --follow takes the follow's", c.flag, c.given, o.followRun, c.want.Bucket, c.want.Prefix)
+			return cli.Usagef("--%s %s is not follow %s's (s3://%s/%s): leave it out, --follow takes the follow's", c.flag, c.given, o.followRun, c.want.Bucket, c.want.Prefix)
 		}
 	}
 	if o.queueURL != "" && o.queueURL != run.Queue {
-		return config.Usagef("--queue-url %s is not follow %s's (%s): leave it out, --follow takes the follow's", o.queueURL, o.followRun, run.Queue)
+		return cli.Usagef("--queue-url %s is not follow %s's (%s): leave it out, --follow takes the follow's", o.queueURL, o.followRun, run.Queue)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/applicationautoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 
+	"github.com/s3clone/s3clone/internal/cli"
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/fleet"
 )
@@ -48,7 +49,7 @@ type fleetOptions struct {
 }
 
 func (o *fleetOptions) parse(args []string) error {
-	f := config.NewFlags("planner fleet", fleetUsage, os.Stderr)
+	f := cli.NewFlags("planner fleet", fleetUsage, os.Stderr)
 	f.StringVar(&o.scaleECS, "scale-ecs", "", "the worker service, CLUSTER/SERVICE (the stack's ScaleEcs output) (required)")
 	f.IntVar(&o.workers, "workers", -1, "workers to have running (with --release: the desired count to set, e.g. 0)")
 	f.DurationVar(&o.wait, "wait", 10*time.Minute, "how long to wait for the workers to run (0: set the count and return)")
@@ -59,7 +60,7 @@ func (o *fleetOptions) parse(args []string) error {
 	if err := f.Parse(args); err != nil {
 		return err
 	}
-	var p config.Problems
+	var p cli.Problems
 	if o.scaleECS == "" {
 		p.Addf("--scale-ecs is required: the worker service, CLUSTER/SERVICE (the stack's ScaleEcs output)")
 	} else if svc, err := fleet.ParseService(o.scaleECS); err != nil {
@@ -124,7 +125,7 @@ func fleetCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if most, ok := steer.MaxCapacity(); ok && o.workers > most {
-		return config.Usagef("--workers %d: the service's scalable target allows at most %d (the stack's MaxWorkers), and Application Auto Scaling would set a larger count back at its next scaling activity, stopping workers mid-copy: raise MaxWorkers or ask for fewer", o.workers, most)
+		return cli.Usagef("--workers %d: the service's scalable target allows at most %d (the stack's MaxWorkers), and Application Auto Scaling would set a larger count back at its next scaling activity, stopping workers mid-copy: raise MaxWorkers or ask for fewer", o.workers, most)
 	}
 	if err := steer.Take(ctx, fleet.Holder{Name: "planner fleet", TakeOver: true, Holds: store}); err != nil {
 		return err
@@ -146,7 +147,7 @@ func fleetCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if !w.Reached && o.wait > 0 {
 		return fmt.Errorf("%w: %d of %d workers running after %s: the desired count stays %d; aws ecs describe-services --cluster %s --services %s shows why tasks do not start (quota, image, network)",
-			config.ErrNotReady, w.Running, o.workers, w.Took.Round(time.Second), w.Desired, o.service.Cluster, o.service.Name)
+			cli.ErrNotReady, w.Running, o.workers, w.Took.Round(time.Second), w.Desired, o.service.Cluster, o.service.Name)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/s3clone/s3clone/internal/cli"
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/follow"
 	"github.com/s3clone/s3clone/internal/ledger"
@@ -71,7 +72,7 @@ type followOptions struct {
 }
 
 func (o *followOptions) parse(args []string) error {
-	f := config.NewFlags("planner follow", followUsage, os.Stderr)
+	f := cli.NewFlags("planner follow", followUsage, os.Stderr)
 	o.s.register(f)
 	o.s.write.Register(f)
 	o.s.registerLock(f)
@@ -88,7 +89,7 @@ func (o *followOptions) parse(args []string) error {
 	if err := f.Parse(args); err != nil {
 		return err
 	}
-	var p config.Problems
+	var p cli.Problems
 	if o.unsub {
 		var err error
 		if o.s.src, err = plan.ParseLocation(o.s.rawSource); err != nil {
@@ -226,7 +227,7 @@ func followCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	host, _ := os.Hostname()
 	runLog, err := store.BeginRun(ctx, ledger.Run{
 		ID: sum.Run, Source: s.src, Dest: s.dst, Queue: o.queueURL, Mode: ledger.ModeFollow, Copy: s.copy,
-		Options: map[string]string{"changes": o.changesURL, "via": o.via}, Version: config.Version(), Host: host, Started: sum.Started.UTC(),
+		Options: map[string]string{"changes": o.changesURL, "via": o.via}, Version: cli.Version(), Host: host, Started: sum.Started.UTC(),
 	})
 	if err != nil {
 		return config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "runs/*"))
@@ -238,7 +239,7 @@ func followCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		Probe: func(ctx context.Context, id string) error {
 			if err := follow.PlaceMark(ctx, s.srcAPI, s.src.Bucket, id); err != nil {
 				if isDenied(err) {
-					return config.Usagef("%v: grant s3:PutObject and s3:DeleteObject on arn:aws:s3:::%s/%s* (follow's probe and the cutover's mark; never copied)", err, s.src.Bucket, follow.MarksPrefix)
+					return cli.Usagef("%v: grant s3:PutObject and s3:DeleteObject on arn:aws:s3:::%s/%s* (follow's probe and the cutover's mark; never copied)", err, s.src.Bucket, follow.MarksPrefix)
 				}
 				return err
 			}
@@ -275,7 +276,7 @@ func followCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		if o.via == "eventbridge" {
 			hint = "check the EventBridge rule sends the bucket's events to the change queue, and the queue's policy allows events.amazonaws.com"
 		}
-		runErr = config.Usagef("%v: %s", runErr, hint)
+		runErr = cli.Usagef("%v: %s", runErr, hint)
 	}
 	endErr := runLog.End(context.WithoutCancel(ctx), f.LastSeq(), nil)
 	fmt.Fprintf(stdout, "stopped   run %s: %s\n", sum.Run, f.Summary())
@@ -293,9 +294,9 @@ func followCommand(ctx context.Context, args []string, stdout io.Writer) error {
 func notifyError(err error, bucket string) error {
 	switch {
 	case errors.Is(err, follow.ErrOverlap):
-		return config.Usagef("%v", err)
+		return cli.Usagef("%v", err)
 	case isDenied(err):
-		return config.Usagef("%v: grant s3:GetBucketNotification and s3:PutBucketNotification on arn:aws:s3:::%s, and let the change queue's policy allow s3.amazonaws.com to send from the bucket", err, bucket)
+		return cli.Usagef("%v: grant s3:GetBucketNotification and s3:PutBucketNotification on arn:aws:s3:::%s, and let the change queue's policy allow s3.amazonaws.com to send from the bucket", err, bucket)
 	}
 	return err
 }
@@ -395,13 +396,13 @@ func awaitNextCycle(ctx context.Context, store *ledger.Store, s *source, changes
 // with no follow recorded, it cannot tell, and says so.
 func bridgeOwned(ctx context.Context, o *followOptions, regions *config.Regions) (bool, error) {
 	if !o.led.Set() {
-		return false, config.Usagef("--unsubscribe --via eventbridge needs --ledger: follow's record says whether it turned EventBridge on (it is left on otherwise)")
+		return false, cli.Usagef("--unsubscribe --via eventbridge needs --ledger: follow's record says whether it turned EventBridge on (it is left on otherwise)")
 	}
 	store := o.led.Open(ctx, regions)
 	_, last, err := store.LastFollow(ctx, o.changesURL)
 	switch {
 	case errors.Is(err, ledger.ErrNotFound):
-		return false, config.Usagef("no follow of %s in the ledger %s: nothing says follow turned EventBridge on", o.changesURL, store)
+		return false, cli.Usagef("no follow of %s in the ledger %s: nothing says follow turned EventBridge on", o.changesURL, store)
 	case err != nil:
 		return false, config.LedgerError(err, store, "s3:GetObject on "+config.LedgerARN(store, "runs/*"))
 	}

@@ -11,16 +11,16 @@ import (
 	"runtime"
 	"syscall"
 
-	"github.com/s3clone/s3clone/internal/config"
+	"github.com/s3clone/s3clone/internal/cli"
 )
 
 func main() {
 	if len(os.Args) == 2 && (os.Args[1] == "--version" || os.Args[1] == "-version") {
-		fmt.Println("planner", config.Version(), runtime.Version())
+		fmt.Println("planner", cli.Version(), runtime.Version())
 		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout)
 	stop()
-	os.Exit(config.ExitCode(err, os.Stderr))
+	os.Exit(cli.ExitCode(err, os.Stderr))
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/rs/zerolog"
 
+	"github.com/s3clone/s3clone/internal/cli"
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/copier"
 	"github.com/s3clone/s3clone/internal/ledger"
@@ -47,7 +48,7 @@ type source struct {
 }
 
 // registerLock defines --skip-object-lock, for the commands that plan.
-func (s *source) registerLock(f *config.Flags) {
+func (s *source) registerLock(f *cli.Flags) {
 	f.BoolVar(&s.skipLock, "skip-object-lock", false, "copy from a source with Object Lock into a destination without it: the copies keep no retention or legal hold (without this the plan refuses)")
 }
 
@@ -62,7 +63,7 @@ func (s *source) inspect(ctx context.Context, log zerolog.Logger) error {
 	var se *plan.SettingError
 	switch {
 	case errors.Is(err, plan.ErrNoLockAtDest):
-		return config.Usagef("%v: create the destination bucket with Object Lock enabled, or pass --skip-object-lock to copy without them", err)
+		return cli.Usagef("%v: create the destination bucket with Object Lock enabled, or pass --skip-object-lock to copy without them", err)
 	case errors.As(err, &se):
 		return denied(se.Err, se.Action, bucketARN(se.Bucket))
 	case err != nil:
@@ -74,7 +75,7 @@ func (s *source) inspect(ctx context.Context, log zerolog.Logger) error {
 	return nil
 }
 
-func (s *source) register(f *config.Flags) {
+func (s *source) register(f *cli.Flags) {
 	f.StringVar(&s.rawSource, "source", "", "what to copy: s3://BUCKET or s3://BUCKET/PREFIX (required)")
 	f.StringVar(&s.rawDest, "dest", "", "where to copy it: s3://BUCKET or s3://BUCKET/PREFIX; the source prefix is replaced by this one (required)")
 	f.StringVar(&s.srcRegion, "source-region", "", "the source bucket's region (default: asked of S3, HeadBucket)")
@@ -86,7 +87,7 @@ func (s *source) register(f *config.Flags) {
 	f.IntVar(&s.batchKeys, "batch-keys", 100, "most keys per work message (messages also stay under 240KiB)")
 }
 
-func (s *source) validate(p *config.Problems) {
+func (s *source) validate(p *cli.Problems) {
 	for flag, owner := range map[string]string{"source-owner": s.src.Owner, "dest-owner": s.dst.Owner} {
 		if owner != "" && !accountID.MatchString(owner) {
 			p.Addf("--%s %q: an AWS account ID is 12 digits", flag, owner)
@@ -171,7 +172,7 @@ type planFrom struct {
 	at   time.Time
 }
 
-func (pf *planFrom) register(f *config.Flags) {
+func (pf *planFrom) register(f *cli.Flags) {
 	f.BoolVar(&pf.diff, "diff", false, "enqueue only what is missing or different in the destination (see docs/design.md, \"What --diff copies\")")
 	f.BoolVar(&pf.mirror, "delete", false, "with --diff or --from-file: also delete destination objects that are not in the source (never outside --dest)")
 	f.StringVar(&pf.fromFile, "from-file", "", "enqueue exactly the keys of a reconciliation file written by planner verify --out")
@@ -181,7 +182,7 @@ func (pf *planFrom) register(f *config.Flags) {
 		"Composes with --diff and --delete (the destination compared with the source at TIME); not with --from-file or --checkpoint (default: now, without versions)")
 }
 
-func (pf *planFrom) validate(p *config.Problems, s *source) {
+func (pf *planFrom) validate(p *cli.Problems, s *source) {
 	if pf.diff && pf.fromFile != "" {
 		p.Addf("--diff and --from-file are two ways to choose keys: use one")
 	}
@@ -219,7 +220,7 @@ func (pf *planFrom) validate(p *config.Problems, s *source) {
 }
 
 // validateAsOf parses --as-of and refuses what cannot go with it.
-func (pf *planFrom) validateAsOf(p *config.Problems, now time.Time) {
+func (pf *planFrom) validateAsOf(p *cli.Problems, now time.Time) {
 	if pf.asOf == "" {
 		return
 	}
@@ -249,9 +250,9 @@ func (pf *planFrom) checkAsOf(ctx context.Context, s *source) error {
 	err := plan.CheckAsOf(ctx, s.srcAPI, s.src.Bucket, pf.at, time.Now())
 	switch {
 	case errors.Is(err, plan.ErrNeverVersioned):
-		return config.Usagef("--as-of: %v (enable versioning now and a later plan can go back to times after that)", err)
+		return cli.Usagef("--as-of: %v (enable versioning now and a later plan can go back to times after that)", err)
 	case errors.Is(err, plan.ErrFutureTime):
-		return config.Usagef("--as-of: %v", err)
+		return cli.Usagef("--as-of: %v", err)
 	case err != nil:
 		return denied(err, "s3:GetBucketVersioning", bucketARN(s.src.Bucket))
 	}
@@ -386,11 +387,11 @@ func (pf *planFrom) checkpointStore(store *ledger.Store) plan.CheckpointStore {
 func resumable(cp plan.CheckpointStore, s *source, queueURL string) (*plan.CheckpointState, error) {
 	prior, err := plan.ReadCheckpoint(cp)
 	if err != nil {
-		return nil, config.Usagef("--checkpoint: %v", err)
+		return nil, cli.Usagef("--checkpoint: %v", err)
 	}
 	sameBucket := func(a, b plan.Location) bool { return a.Bucket == b.Bucket && a.Prefix == b.Prefix }
 	if prior != nil && (!sameBucket(prior.Source, s.src) || !sameBucket(prior.Dest, s.dst) || prior.Queue != queueURL) {
-		return nil, config.Usagef("--checkpoint %s records the plan %s -> %s on %s, not this one: use another checkpoint", cp, prior.Source, prior.Dest, prior.Queue)
+		return nil, cli.Usagef("--checkpoint %s records the plan %s -> %s on %s, not this one: use another checkpoint", cp, prior.Source, prior.Dest, prior.Queue)
 	}
 	return prior, nil
 }
@@ -411,7 +412,7 @@ func (s *source) runRecord(sum *plan.Summary, from *planFrom, queueURL string, o
 	host, _ := os.Hostname() // "" is fine: the record says where it ran only when it can
 	return ledger.Run{
 		ID: sum.Run, Source: s.src, Dest: s.dst, Queue: queueURL, Mode: from.mode(), Delete: from.mirror, Copy: s.copy,
-		Options: opts, Version: config.Version(), Host: host, Started: sum.Started.UTC(),
+		Options: opts, Version: cli.Version(), Host: host, Started: sum.Started.UTC(),
 	}
 }
 
@@ -486,7 +487,7 @@ func printPlan(w io.Writer, sum *plan.Summary, how string, dryRun bool) {
 	fmt.Fprintf(w, "run       %s\n", sum.Run)
 	fmt.Fprintf(w, "source    %s\n", sum.Source)
 	fmt.Fprintf(w, "dest      %s\n", sum.Dest)
-	fmt.Fprintf(w, "%s %d objects, %s (%d bytes), in %d messages\n", verb, p.Objects-p.Deletes, config.FormatSize(p.Bytes), p.Bytes, p.Messages)
+	fmt.Fprintf(w, "%s %d objects, %s (%d bytes), in %d messages\n", verb, p.Objects-p.Deletes, cli.FormatSize(p.Bytes), p.Bytes, p.Messages)
 	if p.Deletes > 0 {
 		fmt.Fprintf(w, "deletes   %d destination objects not in the source\n", p.Deletes)
 	}
@@ -522,7 +523,7 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		profile  string
 		conn     config.Connection
 	)
-	f := config.NewFlags("planner plan", planUsage, os.Stderr)
+	f := cli.NewFlags("planner plan", planUsage, os.Stderr)
 	s.register(f)
 	s.write.Register(f)
 	s.registerLock(f)
@@ -535,7 +536,7 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := f.Parse(args); err != nil {
 		return err
 	}
-	var p config.Problems
+	var p cli.Problems
 	s.validate(&p)
 	s.write.Validate(&p)
 	from.validate(&p, &s)
@@ -553,7 +554,7 @@ func planCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := p.Err(); err != nil {
 		return err
 	}
-	stopProfile, err := config.StartCPUProfile(profile)
+	stopProfile, err := cli.StartCPUProfile(profile)
 	if err != nil {
 		return err
 	}
@@ -664,7 +665,7 @@ func runPlan(ctx context.Context, stdout io.Writer, s *source, from *planFrom, s
 		return fmt.Errorf("plan %s stopped after %d messages: %w", sum.Run, sum.Messages.Load(), err)
 	}
 	if n := from.counts.Unknown.Load(); n > 0 {
-		return fmt.Errorf("%w: the diff could not inspect %d keys (listed above; enqueued as copies)", config.ErrMismatch, n)
+		return fmt.Errorf("%w: the diff could not inspect %d keys (listed above; enqueued as copies)", cli.ErrMismatch, n)
 	}
 	return nil
 }

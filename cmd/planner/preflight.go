@@ -16,7 +16,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/rs/zerolog"
 
-	"github.com/s3clone/s3clone/internal/config"
+	"github.com/s3clone/s3clone/internal/cli"
 	"github.com/s3clone/s3clone/internal/copier"
 	"github.com/s3clone/s3clone/internal/listing"
 	"github.com/s3clone/s3clone/internal/plan"
@@ -103,7 +103,7 @@ func preflightS3(ctx context.Context, s *source, copies sampleCopier, sum *plan.
 			lastErr = nil
 			break
 		}
-		var usage *config.UsageError
+		var usage *cli.UsageError
 		if errors.As(err, &usage) {
 			return err
 		}
@@ -154,7 +154,7 @@ func mayReadLock(ctx context.Context, api *s3.Client, bucket, key string) error 
 		_, err = api.GetObjectLegalHold(ctx, &s3.GetObjectLegalHoldInput{Bucket: aws.String(bucket), Key: aws.String(key)})
 	}
 	if err != nil && isDenied(err) {
-		return config.Usagef("preflight: access denied: grant s3:GetObjectRetention and s3:GetObjectLegalHold on %s: the source has Object Lock, "+
+		return cli.Usagef("preflight: access denied: grant s3:GetObjectRetention and s3:GetObjectLegalHold on %s: the source has Object Lock, "+
 			"and without them HeadObject hides each object's retention and the copies would go unlocked (or pass --skip-object-lock to copy them unlocked on purpose; nothing was enqueued)",
 			objectARN(bucket, key))
 	}
@@ -179,7 +179,7 @@ func mayDelete(ctx context.Context, api *s3.Client, sum *plan.Summary) error {
 	if err == nil || !isDenied(err) {
 		return nil // 404 (the key is not there), 412, or another server's answer: the delete was allowed
 	}
-	return config.Usagef("preflight: access denied: grant s3:DeleteObject and s3:GetObject on %s: this run deletes destination objects that are not in the source, "+
+	return cli.Usagef("preflight: access denied: grant s3:DeleteObject and s3:GetObject on %s: this run deletes destination objects that are not in the source, "+
 		"and S3 allows a delete conditional on the ETag only with both (the stack: AllowDelete=true); or leave deletions out (cutover --no-delete, plan without --delete). Nothing was enqueued or deleted",
 		objectARN(dst.Bucket, dst.Prefix+"*"))
 }
@@ -216,7 +216,7 @@ func denied(err error, permission, resource string) error {
 		if strings.HasPrefix(resource, "arn:aws:s3:::") {
 			hint = "; if the bucket is Requester Pays, add --request-payer; if --source-owner or --dest-owner is given, check it is the bucket's owner"
 		}
-		return config.Usagef("preflight: access denied: grant %s on %s%s (nothing was enqueued)", permission, resource, hint)
+		return cli.Usagef("preflight: access denied: grant %s on %s%s (nothing was enqueued)", permission, resource, hint)
 	}
 	return fmt.Errorf("preflight (%s on %s): %w", permission, resource, err)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/s3clone/s3clone/internal/cli"
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/plan"
@@ -34,7 +35,7 @@ func redriveCommand(ctx context.Context, args []string, stdout io.Writer) error 
 		limit            int
 		conn             config.Connection
 	)
-	f := config.NewFlags("planner redrive", redriveUsage, os.Stderr)
+	f := cli.NewFlags("planner redrive", redriveUsage, os.Stderr)
 	f.StringVar(&dlqURL, "dlq-url", "", "URL of the dead-letter queue to empty (default with --ledger: the work queue's)")
 	f.StringVar(&queueURL, "queue-url", "", "URL of the work queue to move the messages to (default with --ledger: the run's)")
 	led.Register(f, "drop messages already done, and find the run's queues (default: none)")
@@ -44,7 +45,7 @@ func redriveCommand(ctx context.Context, args []string, stdout io.Writer) error 
 	if err := f.Parse(args); err != nil {
 		return err
 	}
-	var p config.Problems
+	var p cli.Problems
 	led.Validate(&p, false)
 	if queueURL == "" && !led.Set() {
 		p.Addf("--queue-url is required (or --ledger, to use the run's): the work queue to move messages to")
@@ -92,7 +93,7 @@ func redriveCommand(ctx context.Context, args []string, stdout io.Writer) error 
 			return err
 		}
 		if d.DeadLetterARN == "" {
-			return config.Usagef("--queue-url %s has no dead-letter queue: give --dlq-url", queueURL)
+			return cli.Usagef("--queue-url %s has no dead-letter queue: give --dlq-url", queueURL)
 		}
 		dlq, err := queue.FromARN(ctx, client, d.DeadLetterARN)
 		if err != nil {
@@ -126,19 +127,19 @@ func runQueue(ctx context.Context, store *ledger.Store, runID string) (string, e
 	var err error
 	if runID == "" {
 		if runID, err = store.Latest(ctx); errors.Is(err, ledger.ErrNotFound) {
-			return "", config.Usagef("--ledger %s holds no run: give --queue-url", store)
+			return "", cli.Usagef("--ledger %s holds no run: give --queue-url", store)
 		} else if err != nil {
 			return "", config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket())
 		}
 	}
 	run, err := store.Run(ctx, runID)
 	if errors.Is(err, ledger.ErrNotFound) {
-		return "", config.Usagef("--run-id %s: no such run in %s", runID, store)
+		return "", cli.Usagef("--run-id %s: no such run in %s", runID, store)
 	} else if err != nil {
 		return "", config.LedgerError(err, store, "s3:GetObject on "+config.LedgerARN(store, "runs/*"))
 	}
 	if run.Queue == "" {
-		return "", config.Usagef("run %s used no work queue (planner run): give --queue-url", runID)
+		return "", cli.Usagef("run %s used no work queue (planner run): give --queue-url", runID)
 	}
 	return run.Queue, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/s3clone/s3clone/internal/cli"
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/plan"
@@ -41,7 +42,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		led  config.Ledger
 		conn config.Connection
 	)
-	f := config.NewFlags("planner run", runUsage, os.Stderr)
+	f := cli.NewFlags("planner run", runUsage, os.Stderr)
 	s.register(f)
 	from.register(f)
 	work.Register(f, false)
@@ -51,7 +52,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := f.Parse(args); err != nil {
 		return err
 	}
-	var p config.Problems
+	var p cli.Problems
 	s.validate(&p)
 	from.validate(&p, &s)
 	work.Validate(&p)
@@ -74,7 +75,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		progress *status.Progress
 		tally    = ledger.NewTally()
 	)
-	if conn.Logging.Format != "json" && config.IsTerminal(os.Stderr) {
+	if conn.Logging.Format != "json" && cli.IsTerminal(os.Stderr) {
 		progress = status.NewProgress(os.Stderr, func() status.Counts { return runCounts(w, sum, tally, listed.Load()) }, progressEvery)
 		conn.Logging.Through = progress
 	}
@@ -106,7 +107,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		if runLog, err = store.BeginRun(ctx, rec); err != nil {
 			return config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "runs/*"))
 		}
-		journal, err := store.OpenJournal(ctx, "local", config.Version())
+		journal, err := store.OpenJournal(ctx, "local", cli.Version())
 		if err != nil {
 			err = config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "workers/*")+" and "+config.LedgerARN(store, "runs/*/done/*"))
 			endEarly(ctx, runLog, err, log)
@@ -133,8 +134,8 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg.Pace = pacer
 	cfg.Owners = regions.Owners()
 	w = worker.New(cfg, mem, recorder, copies, log)
-	config.TuneGCForCopying()
-	stopProfile, err := config.StartCPUProfile(work.CPUProfile)
+	cli.TuneGCForCopying()
+	stopProfile, err := cli.StartCPUProfile(work.CPUProfile)
 	if err != nil {
 		return err
 	}
@@ -188,16 +189,16 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if dead := len(mem.Dead()); dead > 0 {
-		return fmt.Errorf("%w: %d messages still failing after %d tries (see the log)", config.ErrObjectsFailed, dead, memoryMaxReceives)
+		return fmt.Errorf("%w: %d messages still failing after %d tries (see the log)", cli.ErrObjectsFailed, dead, memoryMaxReceives)
 	}
 	if !st.Complete {
 		return fmt.Errorf("%d of %d messages were not finished", st.Sent-st.Done, st.Sent)
 	}
 	if st.Failed > 0 {
-		return fmt.Errorf("%w: %d of %d", config.ErrObjectsFailed, st.Failed, st.Planned.Objects)
+		return fmt.Errorf("%w: %d of %d", cli.ErrObjectsFailed, st.Failed, st.Planned.Objects)
 	}
 	if n := from.counts.Unknown.Load(); n > 0 {
-		return fmt.Errorf("%w: the diff could not inspect %d keys (listed above; enqueued as copies)", config.ErrMismatch, n)
+		return fmt.Errorf("%w: the diff could not inspect %d keys (listed above; enqueued as copies)", cli.ErrMismatch, n)
 	}
 	return nil
 }

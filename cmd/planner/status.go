@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/rs/zerolog"
 
+	"github.com/s3clone/s3clone/internal/cli"
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/fleet"
 	"github.com/s3clone/s3clone/internal/ledger"
@@ -57,7 +58,7 @@ type statusOptions struct {
 
 func statusCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	var o statusOptions
-	f := config.NewFlags("planner status", statusUsage, os.Stderr)
+	f := cli.NewFlags("planner status", statusUsage, os.Stderr)
 	o.ledger.Register(f, "the runs to read (required)")
 	f.StringVar(&o.runID, "run-id", "", "run to show (default: the latest run in the ledger)")
 	f.StringVar(&o.queueURL, "queue-url", "", "work queue whose depth to show (default: the one the plan used)")
@@ -107,7 +108,7 @@ func statusCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	reader := store.Follow(runID)
 	if err := reader.Refresh(ctx); errors.Is(err, ledger.ErrNotFound) {
-		return config.Usagef("--run-id %s: no such run in %s", runID, store)
+		return cli.Usagef("--run-id %s: no such run in %s", runID, store)
 	} else if err != nil {
 		return config.LedgerError(err, store, "s3:GetObject on "+config.LedgerARN(store, "runs/*"))
 	}
@@ -145,7 +146,7 @@ func statusCommand(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func (o *statusOptions) validate() error {
-	var p config.Problems
+	var p cli.Problems
 	o.ledger.Validate(&p, true)
 	config.CheckQueueURL(&p, "queue-url", o.queueURL)
 	if o.runID != "" {
@@ -300,7 +301,7 @@ func (s *statusSession) show(w io.Writer, v *status.View) error {
 // logged and tried again. On a terminal each refresh redraws the screen;
 // otherwise views follow one another.
 func (s *statusSession) watchLoop(ctx context.Context, w io.Writer) error {
-	redraw := !s.asJSON && config.IsTerminal(w)
+	redraw := !s.asJSON && cli.IsTerminal(w)
 	tick := time.NewTicker(s.watch)
 	defer tick.Stop()
 	const giveUp = 5 // refreshes failed in a row (each after the SDK's own retries)
@@ -359,7 +360,7 @@ func watchEnd(v *status.View) (bool, error) {
 }
 
 // errStalled ends a watch that cannot end by itself: exit 1.
-var errStalled = fmt.Errorf("run incomplete: %w", config.ErrObjectsFailed)
+var errStalled = fmt.Errorf("run incomplete: %w", cli.ErrObjectsFailed)
 
 // readDepth reads the work queue's depth and its dead-letter queue's; a
 // failure is shown, not fatal.

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 
+	"github.com/s3clone/s3clone/internal/cli"
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/fleet"
 )
@@ -42,7 +43,7 @@ type taskOptions struct {
 }
 
 func (o *taskOptions) parse(args []string) error {
-	f := config.NewFlags("planner task", taskUsage, os.Stderr)
+	f := cli.NewFlags("planner task", taskUsage, os.Stderr)
 	f.Command = true
 	f.StringVar(&o.stack, "stack", "", "the s3clone CloudFormation stack to run in (required)")
 	f.DurationVar(&o.poll, "poll", 5*time.Second, "how often to read the task's state and log")
@@ -51,7 +52,7 @@ func (o *taskOptions) parse(args []string) error {
 		return err
 	}
 	o.command = f.Args()
-	var p config.Problems
+	var p cli.Problems
 	if o.stack == "" {
 		p.Addf("--stack is required: the name of the s3clone stack (aws cloudformation list-stacks)")
 	}
@@ -96,7 +97,7 @@ func taskCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	code := int(*r.ExitCode)
 	fmt.Fprintf(stdout, "task      %s: planner %s exited %d\n", r.TaskARN, o.command[0], code)
 	if code != 0 {
-		return &config.CodeError{Code: code, Err: fmt.Errorf("planner %s, run as an ECS task, exited %d (its log is above)", o.command[0], code)}
+		return &cli.CodeError{Code: code, Err: fmt.Errorf("planner %s, run as an ECS task, exited %d (its log is above)", o.command[0], code)}
 	}
 	return nil
 }
@@ -105,10 +106,10 @@ func taskCommand(ctx context.Context, args []string, stdout io.Writer) error {
 func stackOutputs(ctx context.Context, api *cloudformation.Client, stack string) (map[string]string, error) {
 	out, err := api.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(stack)})
 	if err != nil {
-		return nil, config.Usagef("--stack %s: %v (check the name and region, and grant cloudformation:DescribeStacks)", stack, err)
+		return nil, cli.Usagef("--stack %s: %v (check the name and region, and grant cloudformation:DescribeStacks)", stack, err)
 	}
 	if len(out.Stacks) == 0 {
-		return nil, config.Usagef("--stack %s: no such stack", stack)
+		return nil, cli.Usagef("--stack %s: no such stack", stack)
 	}
 	m := map[string]string{}
 	for _, o := range out.Stacks[0].Outputs {
@@ -116,7 +117,7 @@ func stackOutputs(ctx context.Context, api *cloudformation.Client, stack string)
 	}
 	for _, k := range []string{"ClusterName", "PlannerTaskDefinition", "RunTaskNetwork", "LogGroupName"} {
 		if m[k] == "" {
-			return nil, config.Usagef("--stack %s has no %s output: is it an s3clone stack (deploy/s3clone.yaml), fully created?", stack, k)
+			return nil, cli.Usagef("--stack %s has no %s output: is it an s3clone stack (deploy/s3clone.yaml), fully created?", stack, k)
 		}
 	}
 	return m, nil

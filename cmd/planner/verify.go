@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/s3clone/s3clone/internal/cli"
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/listing"
@@ -37,7 +38,7 @@ func verifyCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		runID  string
 		conn   config.Connection
 	)
-	f := config.NewFlags("planner verify", verifyUsage, os.Stderr)
+	f := cli.NewFlags("planner verify", verifyUsage, os.Stderr)
 	s.register(f)
 	f.StringVar(&out, "out", "", "write the keys that do not match to this file, one JSON object a line (for plan --from-file)")
 	f.BoolVar(&asJSON, "json", false, "print the counts as JSON")
@@ -47,7 +48,7 @@ func verifyCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := f.Parse(args); err != nil {
 		return err
 	}
-	var p config.Problems
+	var p cli.Problems
 	led.Validate(&p, false)
 	fromLedger := led.Set() && s.rawSource == "" && s.rawDest == ""
 	if !fromLedger {
@@ -106,10 +107,10 @@ func verifyCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		v.print(stdout)
 	}
 	if bad := v.Missing + v.Different + v.Extra; bad > 0 {
-		return fmt.Errorf("%w: %d of %d keys", config.ErrMismatch, bad, v.Compared)
+		return fmt.Errorf("%w: %d of %d keys", cli.ErrMismatch, bad, v.Compared)
 	}
 	if v.Unknown > 0 {
-		return fmt.Errorf("%w: %d of %d keys could not be inspected (see --out, or run with --out FILE)", config.ErrMismatch, v.Unknown, v.Compared)
+		return fmt.Errorf("%w: %d of %d keys could not be inspected (see --out, or run with --out FILE)", cli.ErrMismatch, v.Unknown, v.Compared)
 	}
 	return nil
 }
@@ -120,14 +121,14 @@ func (s *source) fromRun(ctx context.Context, store *ledger.Store, runID string)
 	var err error
 	if runID == "" {
 		if runID, err = store.Latest(ctx); errors.Is(err, ledger.ErrNotFound) {
-			return config.Usagef("--ledger %s holds no run to verify: give --source and --dest", store)
+			return cli.Usagef("--ledger %s holds no run to verify: give --source and --dest", store)
 		} else if err != nil {
 			return config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket())
 		}
 	}
 	run, err := store.Run(ctx, runID)
 	if errors.Is(err, ledger.ErrNotFound) {
-		return config.Usagef("--run-id %s: no such run in %s", runID, store)
+		return cli.Usagef("--run-id %s: no such run in %s", runID, store)
 	} else if err != nil {
 		return config.LedgerError(err, store, "s3:GetObject on "+config.LedgerARN(store, "runs/*"))
 	}
@@ -165,7 +166,7 @@ func (v verifyView) print(w io.Writer) {
 
 // checkFileDir adds a problem when the file a flag names could not be
 // written: its directory does not exist. An empty path is no file.
-func checkFileDir(p *config.Problems, flag, path string) {
+func checkFileDir(p *cli.Problems, flag, path string) {
 	if path == "" {
 		return
 	}
@@ -190,7 +191,7 @@ func newRecordFile(path string) (*recordFile, error) {
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
-		return nil, config.Usagef("--out %s: %v", path, err)
+		return nil, cli.Usagef("--out %s: %v", path, err)
 	}
 	buf := bufio.NewWriter(tmp)
 	enc := json.NewEncoder(buf)

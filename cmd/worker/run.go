@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/s3clone/s3clone/internal/cli"
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/metrics"
 	"github.com/s3clone/s3clone/internal/queue"
@@ -34,7 +35,7 @@ type options struct {
 
 func parse(args []string) (*options, error) {
 	o := &options{}
-	f := config.NewFlags("worker", usage, os.Stderr)
+	f := cli.NewFlags("worker", usage, os.Stderr)
 	f.StringVar(&o.queueURL, "queue-url", "", "URL of the work queue (required)")
 	o.ledger.Register(f, "where each finished message is recorded (required)")
 	f.StringVar(&o.id, "id", "", "worker name in ledger entries (default: hostname-pid)")
@@ -46,7 +47,7 @@ func parse(args []string) (*options, error) {
 	if err := f.Parse(args); err != nil {
 		return nil, err
 	}
-	var p config.Problems
+	var p cli.Problems
 	if o.queueURL == "" {
 		p.Addf("--queue-url is required: the URL of the queue the planner filled")
 	}
@@ -88,11 +89,11 @@ func run(ctx context.Context, args []string) error {
 	cfg.ID = o.id
 	cfg.Owners = regions.Owners()
 	store := o.ledger.Open(ctx, regions)
-	journal, err := store.OpenJournal(ctx, worker.DefaultID(o.id), config.Version())
+	journal, err := store.OpenJournal(ctx, worker.DefaultID(o.id), cli.Version())
 	if err != nil {
 		return config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "workers/*")+" and "+config.LedgerARN(store, "runs/*/done/*"))
 	}
-	log.Info().Str("ledger", store.String()).Str("journal", journal.Name()).Str("version", config.Version()).Msg("recording finished messages in the ledger")
+	log.Info().Str("ledger", store.String()).Str("journal", journal.Name()).Str("version", cli.Version()).Msg("recording finished messages in the ledger")
 	// The fleet shares each destination prefix's rate through the ledger.
 	paced := o.work.Pacer(journal.Name(), store, &heard, log)
 	if err := paced.Start(ctx); err != nil {
@@ -119,7 +120,7 @@ func run(ctx context.Context, args []string) error {
 	if o.metrics != "" {
 		addr, err := metrics.Serve(metricsCtx, o.metrics, m.Registry, log)
 		if err != nil {
-			return config.Usagef("--metrics-addr %s: %v", o.metrics, err)
+			return cli.Usagef("--metrics-addr %s: %v", o.metrics, err)
 		}
 		log.Info().Str("addr", addr.String()).Msg("serving metrics at /metrics")
 	}
@@ -142,8 +143,8 @@ func run(ctx context.Context, args []string) error {
 	paceDone := make(chan struct{})
 	go func() { defer close(paceDone); paced.Run(paceCtx) }()
 	defer func() { stopPace(); <-paceDone }()
-	config.TuneGCForCopying()
-	stop, err := config.StartCPUProfile(o.work.CPUProfile)
+	cli.TuneGCForCopying()
+	stop, err := cli.StartCPUProfile(o.work.CPUProfile)
 	if err != nil {
 		return err
 	}

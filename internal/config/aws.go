@@ -25,6 +25,7 @@ import (
 	smithymiddleware "github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
+	"github.com/s3clone/s3clone/internal/cli"
 	"github.com/s3clone/s3clone/internal/ownership"
 	"github.com/s3clone/s3clone/internal/queue"
 )
@@ -52,7 +53,7 @@ type AWS struct {
 }
 
 // Register defines the AWS flags.
-func (a *AWS) Register(f *Flags) {
+func (a *AWS) Register(f *cli.Flags) {
 	f.StringVar(&a.Profile, "profile", "", "named profile from the AWS config and credentials files, as the aws CLI's --profile (default: $AWS_PROFILE, else default)")
 	f.StringVar(&a.Region, "region", "", "AWS region (default: the SDK's chain, $AWS_REGION or the profile's; us-east-1 with a custom endpoint)")
 	f.StringVar(&a.S3Endpoint, "s3-endpoint", "", "S3 endpoint URL (default: $AWS_ENDPOINT_URL_S3, else $AWS_ENDPOINT_URL, else AWS)")
@@ -61,7 +62,7 @@ func (a *AWS) Register(f *Flags) {
 }
 
 // Validate adds a problem for each malformed setting.
-func (a *AWS) Validate(p *Problems) {
+func (a *AWS) Validate(p *cli.Problems) {
 	for name, v := range map[string]string{"s3-endpoint": a.S3Endpoint, "sqs-endpoint": a.SQSEndpoint} {
 		if v == "" {
 			continue
@@ -128,7 +129,7 @@ func (a *AWS) Load(ctx context.Context) (aws.Config, error) {
 	}
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
-		return cfg, Usagef("AWS configuration: %v", err)
+		return cfg, cli.Usagef("AWS configuration: %v", err)
 	}
 	// Static credentials (the environment's, a profile's keys) cannot be
 	// refreshed: a refusal of them is final.
@@ -137,16 +138,16 @@ func (a *AWS) Load(ctx context.Context) (aws.Config, error) {
 	}
 	if cfg.Region == "" {
 		if a.customS3Endpoint() == "" && a.customSQSEndpoint() == "" {
-			return cfg, Usagef("no AWS region: set $AWS_REGION or --region")
+			return cfg, cli.Usagef("no AWS region: set $AWS_REGION or --region")
 		}
 		cfg.Region = "us-east-1" // local servers ignore it, but signing needs one
 	}
 	return cfg, nil
 }
 
-// userAgentVersion is Version as one User-Agent token.
+// userAgentVersion is cli.Version as one User-Agent token.
 func userAgentVersion() string {
-	return strings.NewReplacer(" ", "_", "+", "-").Replace(Version())
+	return strings.NewReplacer(" ", "_", "+", "-").Replace(cli.Version())
 }
 
 // observer wraps the SDK's retryer, which it asks about every failed
@@ -262,7 +263,7 @@ func (a *AWS) SQS(cfg aws.Config) *sqs.Client {
 }
 
 // CheckQueueURL adds a problem when u cannot be an SQS queue URL.
-func CheckQueueURL(p *Problems, flag, u string) {
+func CheckQueueURL(p *cli.Problems, flag, u string) {
 	if u == "" {
 		return
 	}
@@ -272,7 +273,7 @@ func CheckQueueURL(p *Problems, flag, u string) {
 	}
 }
 
-// CheckQueue fails with a UsageError when the queue named by --flag does not
+// CheckQueue fails with a cli.UsageError when the queue named by --flag does not
 // exist, cannot be reached, or refuses these credentials.
 func CheckQueue(ctx context.Context, q *queue.SQS, flag string) error {
 	err := q.CheckExists(ctx)
@@ -280,11 +281,11 @@ func CheckQueue(ctx context.Context, q *queue.SQS, flag string) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, queue.ErrNoSuchQueue):
-		return Usagef("--%s %s: no such queue; create it first (see docs/operations.md, \"With a fleet, on AWS\") or fix the URL", flag, q.URL())
+		return cli.Usagef("--%s %s: no such queue; create it first (see docs/operations.md, \"With a fleet, on AWS\") or fix the URL", flag, q.URL())
 	case unreachable(err):
-		return Usagef("--%s: cannot reach SQS at %s: check the URL, --sqs-endpoint or $AWS_ENDPOINT_URL_SQS, and the network (%v)", flag, q.URL(), err)
+		return cli.Usagef("--%s: cannot reach SQS at %s: check the URL, --sqs-endpoint or $AWS_ENDPOINT_URL_SQS, and the network (%v)", flag, q.URL(), err)
 	case refused(err):
-		return Usagef("--%s: SQS refused these credentials for %s: check $AWS_ACCESS_KEY_ID / the profile or role, and that it grants sqs:GetQueueAttributes", flag, q.URL())
+		return cli.Usagef("--%s: SQS refused these credentials for %s: check $AWS_ACCESS_KEY_ID / the profile or role, and that it grants sqs:GetQueueAttributes", flag, q.URL())
 	}
 	return fmt.Errorf("--%s: %w", flag, err)
 }
@@ -314,7 +315,7 @@ func refused(err error) bool {
 	return false
 }
 
-// CheckBucket fails with a UsageError when bucket does not exist, and with a
+// CheckBucket fails with a cli.UsageError when bucket does not exist, and with a
 // plain error naming the permission when it cannot be read.
 func CheckBucket(ctx context.Context, api *s3.Client, flag, bucket string) error {
 	_, err := api.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(bucket)}, startupCheck)
@@ -328,19 +329,19 @@ func CheckBucketError(err error, flag, bucket string) error {
 		return nil
 	}
 	if unreachable(err) {
-		return Usagef("--%s: cannot reach S3: check --s3-endpoint or $AWS_ENDPOINT_URL_S3, and the network (%v)", flag, err)
+		return cli.Usagef("--%s: cannot reach S3: check --s3-endpoint or $AWS_ENDPOINT_URL_S3, and the network (%v)", flag, err)
 	}
 	var nf *s3types.NotFound
 	var nb *s3types.NoSuchBucket
 	var re *smithyhttp.ResponseError
 	switch {
 	case errors.As(err, &nf), errors.As(err, &nb), errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound:
-		return Usagef("--%s: bucket %q does not exist (or is in another account or partition): check the name", flag, bucket)
+		return cli.Usagef("--%s: bucket %q does not exist (or is in another account or partition): check the name", flag, bucket)
 	case refused(err):
-		return Usagef("--%s: access to bucket %q denied: check $AWS_ACCESS_KEY_ID / the profile or role, that it grants s3:ListBucket on arn:aws:s3:::%s, "+
+		return cli.Usagef("--%s: access to bucket %q denied: check $AWS_ACCESS_KEY_ID / the profile or role, that it grants s3:ListBucket on arn:aws:s3:::%s, "+
 			"and that --%s-owner, if given, is the account that owns the bucket (S3 refuses a request that expects another owner)", flag, bucket, bucket, flag)
 	case errors.As(err, &re) && re.Response != nil && re.Response.Header.Get("X-Amz-Bucket-Region") != "":
-		return Usagef("--%s: bucket %q is in region %s, not the one given: fix --%s-region, or leave it out to have it found",
+		return cli.Usagef("--%s: bucket %q is in region %s, not the one given: fix --%s-region, or leave it out to have it found",
 			flag, bucket, re.Response.Header.Get("X-Amz-Bucket-Region"), flag)
 	}
 	return fmt.Errorf("--%s: check bucket %q: %w", flag, bucket, err)

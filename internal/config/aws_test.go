@@ -9,10 +9,11 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/s3clone/s3clone/internal/cli"
 )
 
 // TestThrottlesSeenOnHeads: S3 says SlowDown to a HEAD by a 503 alone
@@ -91,23 +92,8 @@ func TestProfile(t *testing.T) {
 		t.Fatalf("profile clone: region %q, key %q (%v)", cfg.Region, got.AccessKeyID, err)
 	}
 	_, err = (&AWS{Profile: "nosuch"}).Load(context.Background())
-	var usage *UsageError
+	var usage *cli.UsageError
 	if !errors.As(err, &usage) {
 		t.Fatalf("a missing profile: %v, want a usage error", err)
-	}
-}
-
-// TestLogDurationsReadAsDurations: idle=3.1s, not 3100 (milliseconds).
-func TestLogDurationsReadAsDurations(t *testing.T) {
-	f, err := os.CreateTemp(t.TempDir(), "log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	log := (&Logging{Level: "info", Format: "json"}).Logger(f)
-	log.Info().Dur("idle", 3100*time.Millisecond).Msg("x")
-	b, err := os.ReadFile(f.Name())
-	if err != nil || !strings.Contains(string(b), `"idle":"3.1s"`) {
-		t.Fatalf("log line %s (%v), want \"idle\":\"3.1s\"", b, err)
 	}
 }

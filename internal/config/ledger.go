@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"strings"
 
+	"github.com/s3clone/s3clone/internal/cli"
 	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/plan"
 )
@@ -18,12 +18,12 @@ type Ledger struct {
 }
 
 // Register defines --ledger; what says what the command does with it.
-func (l *Ledger) Register(f *Flags, what string) {
+func (l *Ledger) Register(f *cli.Flags, what string) {
 	f.StringVar(&l.Raw, "ledger", "", "the run ledger, s3://BUCKET/PREFIX/ (docs/design.md, \"The run ledger\"): "+what)
 }
 
 // Validate parses the flag; required adds a problem when it is missing.
-func (l *Ledger) Validate(p *Problems, required bool) {
+func (l *Ledger) Validate(p *cli.Problems, required bool) {
 	if l.Raw == "" {
 		if required {
 			p.Addf("--ledger is required: s3://BUCKET/PREFIX/ where runs are recorded (the stack's LedgerUrl output)")
@@ -46,7 +46,7 @@ func (l *Ledger) Set() bool { return l.Loc.Bucket != "" }
 
 // CheckApart adds a problem when the ledger lies inside what is copied or
 // written: a plan would copy it, and --delete would delete it.
-func (l *Ledger) CheckApart(p *Problems, flag string, loc plan.Location) {
+func (l *Ledger) CheckApart(p *cli.Problems, flag string, loc plan.Location) {
 	if !l.Set() || loc.Bucket != l.Loc.Bucket {
 		return
 	}
@@ -71,7 +71,7 @@ func (l *Ledger) Open(ctx context.Context, regions *Regions) *ledger.Store {
 	return l.Store(regions.Client(region))
 }
 
-// LedgerError turns a ledger error met at start-up into a UsageError saying
+// LedgerError turns a ledger error met at start-up into a cli.UsageError saying
 // what to fix; action is what was refused, such as "s3:PutObject on
 // arn:aws:s3:::B/P/runs/*". Other errors pass through.
 func LedgerError(err error, store *ledger.Store, action string) error {
@@ -79,12 +79,12 @@ func LedgerError(err error, store *ledger.Store, action string) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, ledger.ErrNoBucket):
-		return Usagef("--ledger %s: bucket %q does not exist: create it (aws s3 mb s3://%s) or use the stack's LedgerUrl output (nothing was enqueued)",
+		return cli.Usagef("--ledger %s: bucket %q does not exist: create it (aws s3 mb s3://%s) or use the stack's LedgerUrl output (nothing was enqueued)",
 			store, store.Bucket(), store.Bucket())
 	case errors.Is(err, ledger.ErrDenied):
-		return Usagef("--ledger %s: access denied: grant %s (nothing was enqueued)", store, action)
+		return cli.Usagef("--ledger %s: access denied: grant %s (nothing was enqueued)", store, action)
 	case unreachable(err):
-		return Usagef("--ledger: cannot reach S3: check --s3-endpoint or $AWS_ENDPOINT_URL_S3, and the network (%v)", err)
+		return cli.Usagef("--ledger: cannot reach S3: check --s3-endpoint or $AWS_ENDPOINT_URL_S3, and the network (%v)", err)
 	}
 	return fmt.Errorf("--ledger %s: %w", store, err)
 }
@@ -92,39 +92,4 @@ func LedgerError(err error, store *ledger.Store, action string) error {
 // LedgerARN is the ARN of keys under the ledger, for messages naming a grant.
 func LedgerARN(store *ledger.Store, rest string) string {
 	return "arn:aws:s3:::" + store.Bucket() + "/" + store.Prefix() + rest
-}
-
-// version is set by the image's and the Makefile's builds:
-// -ldflags "-X github.com/s3clone/s3clone/internal/config.version=V".
-var version string
-
-// Version is this build's version: the one the build set, else the module
-// version and VCS revision from the build information, or "devel".
-func Version() string {
-	if version != "" {
-		return version
-	}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "devel"
-	}
-	v := bi.Main.Version
-	if v == "" || v == "(devel)" {
-		v = "devel"
-	}
-	var rev, modified string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				modified = "+dirty"
-			}
-		}
-	}
-	if rev != "" {
-		v += " " + rev[:min(12, len(rev))] + modified
-	}
-	return v
 }

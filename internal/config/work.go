@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/rs/zerolog"
 
+	"github.com/s3clone/s3clone/internal/cli"
 	"github.com/s3clone/s3clone/internal/copier"
 	"github.com/s3clone/s3clone/internal/ownership"
 	"github.com/s3clone/s3clone/internal/pace"
@@ -27,14 +28,14 @@ type Copy struct {
 }
 
 // Register defines the copy-option flags.
-func (c *Copy) Register(f *Flags) {
+func (c *Copy) Register(f *cli.Flags) {
 	f.StringVar(&c.StorageClass, "storage-class", "", "storage class of every copy, e.g. STANDARD_IA (default: each source object's own class)")
 	f.StringVar(&c.SSEKMSKeyID, "sse-kms-key-id", "", "encrypt copies with this KMS key id or ARN (default: the destination bucket's default encryption)")
 	f.StringVar(&c.ACL, "acl", "", "canned ACL of every copy, e.g. bucket-owner-full-control (default: none)")
 }
 
 // Validate adds a problem for each option S3 cannot take.
-func (c *Copy) Validate(p *Problems) {
+func (c *Copy) Validate(p *cli.Problems) {
 	if c.StorageClass != "" && !slices.Contains(types.StorageClass("").Values(), types.StorageClass(c.StorageClass)) {
 		p.Addf("--storage-class %q: use one of %s", c.StorageClass, joinValues(types.StorageClass("").Values()))
 	}
@@ -56,8 +57,8 @@ type Work struct {
 	Visibility         time.Duration
 	Grace              time.Duration
 	IdleExit           time.Duration
-	MultipartThreshold Size
-	PartSize           Size
+	MultipartThreshold cli.Size
+	PartSize           cli.Size
 	PartConcurrency    int
 	RetryBackoff       time.Duration
 	CPUProfile         string
@@ -70,7 +71,7 @@ type Work struct {
 
 // Register defines the copy flags. idleExit is false for commands that stop
 // on their own.
-func (w *Work) Register(f *Flags, queueFlags bool) {
+func (w *Work) Register(f *cli.Flags, queueFlags bool) {
 	w.Copy.Register(f)
 	f.IntVar(&w.Concurrency, "concurrency", 256, "copies in flight at once (server-side copies wait on latency, not bandwidth)")
 	f.SizeVar(&w.MultipartThreshold, "multipart-threshold", copier.MaxCopyObjectSize, "objects larger than this `size` are copied in parts with UploadPartCopy (at most 5GiB, CopyObject's limit)")
@@ -89,7 +90,7 @@ func (w *Work) Register(f *Flags, queueFlags bool) {
 }
 
 // Validate adds a problem for each setting S3 or the worker cannot take.
-func (w *Work) Validate(p *Problems) {
+func (w *Work) Validate(p *cli.Problems) {
 	if w.Concurrency < 1 || w.Concurrency > 10000 {
 		p.Addf("--concurrency %d: use 1 to 10000", w.Concurrency)
 	}

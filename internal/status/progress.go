@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/s3clone/s3clone/internal/config"
+	"github.com/s3clone/s3clone/internal/cli"
 )
 
 // Counts is what a progress line shows: keys and bytes done (copied,
@@ -182,7 +182,7 @@ func (p *Progress) line(c Counts) string {
 
 // shortSize is a size in at most seven characters.
 func shortSize(n int64) string {
-	s := config.FormatSize(n)
+	s := cli.FormatSize(n)
 	if i := strings.IndexByte(s, '.'); i >= 0 && len(s) > 7 {
 		return s[:i] + s[i+3:] // 1023.45MiB → 1023MiB
 	}

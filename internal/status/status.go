@@ -14,7 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/s3clone/s3clone/internal/config"
+	"github.com/s3clone/s3clone/internal/cli"
 	"github.com/s3clone/s3clone/internal/fleet"
 	"github.com/s3clone/s3clone/internal/follow"
 	"github.com/s3clone/s3clone/internal/ledger"
@@ -332,19 +332,19 @@ func (v View) Print(w io.Writer) error {
 	p := v.Planned
 	switch v.Plan {
 	case PlanRunning:
-		row("planned", "%d objects, %s, %d messages so far (the planner is still sending)", p.Objects, config.FormatSize(p.Bytes), p.Messages)
+		row("planned", "%d objects, %s, %d messages so far (the planner is still sending)", p.Objects, cli.FormatSize(p.Bytes), p.Messages)
 	case PlanStopped:
-		row("planned", "%d objects, %s, %d messages: the plan stopped before sending everything: %s", p.Objects, config.FormatSize(p.Bytes), p.Messages, v.PlanError)
+		row("planned", "%d objects, %s, %d messages: the plan stopped before sending everything: %s", p.Objects, cli.FormatSize(p.Bytes), p.Messages, v.PlanError)
 	case PlanSilent:
-		row("planned", "%d objects, %s, %d messages so far: %s; run the plan again (with --checkpoint it carries on)", p.Objects, config.FormatSize(p.Bytes), p.Messages, v.PlanError)
+		row("planned", "%d objects, %s, %d messages so far: %s; run the plan again (with --checkpoint it carries on)", p.Objects, cli.FormatSize(p.Bytes), p.Messages, v.PlanError)
 	default:
-		row("planned", "%d objects, %s, %d messages", p.Objects, config.FormatSize(p.Bytes), p.Messages)
+		row("planned", "%d objects, %s, %d messages", p.Objects, cli.FormatSize(p.Bytes), p.Messages)
 	}
 	row("done", "%d of %d messages (%s)", v.Messages, v.Sent, percent(v.Messages, v.Sent))
 	if v.Unrecorded > 0 {
 		row("", "and %d messages the plan did not record as sent (a planner stopped between sending and recording; their keys were planned again)", v.Unrecorded)
 	}
-	row("copied", "%d objects, %s", v.Copied, config.FormatSize(v.Bytes))
+	row("copied", "%d objects, %s", v.Copied, cli.FormatSize(v.Bytes))
 	if v.Deleted > 0 || p.Deletes > 0 {
 		row("deleted", "%d", v.Deleted)
 	}

@@ -1,7 +1,7 @@
 // Package config parses the command lines of the planner and the worker:
 // flags with environment-variable twins, sizes such as 64MiB, validation
 // that names every problem at once, the AWS clients and the logger.
-package config
+package cli
 
 import (
 	"errors"

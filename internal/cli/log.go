@@ -1,15 +1,12 @@
-package config
+package cli
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"runtime/pprof"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/rs/zerolog"
 	"golang.org/x/term"
 )
@@ -75,34 +72,6 @@ func IsTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// Connection is what every command shares: how to reach AWS, and how to log.
-type Connection struct {
-	AWS     AWS
-	Logging Logging
-}
-
-// Register defines the AWS and log flags.
-func (c *Connection) Register(f *Flags) {
-	c.AWS.Register(f)
-	c.Logging.Register(f)
-}
-
-// Validate adds a problem for each malformed AWS or log setting.
-func (c *Connection) Validate(p *Problems) {
-	c.AWS.Validate(p)
-	c.Logging.Validate(p)
-}
-
-// Open returns the logger (to stderr) and the SDK configuration, with an
-// HTTP connection pool for conns requests in flight.
-func (c *Connection) Open(ctx context.Context, conns int) (zerolog.Logger, aws.Config, error) {
-	log := c.Logging.Logger(os.Stderr)
-	log.Info().Str("command", c.Logging.command).Str("version", Version()).Str("go", runtime.Version()).Msg("s3clone starting")
-	c.AWS.Connections = conns
-	cfg, err := c.AWS.Load(ctx)
-	return log, cfg, err
-}
-
 // StartCPUProfile writes a pprof CPU profile to path until stop is called;
 // with an empty path it does nothing.
 func StartCPUProfile(path string) (stop func(), err error) {
@@ -122,3 +91,7 @@ func StartCPUProfile(path string) (stop func(), err error) {
 		f.Close()
 	}, nil
 }
+
+// Command is the command the flags were registered for (what the first log
+// line names).
+func (l *Logging) Command() string { return l.command }

@@ -168,7 +168,7 @@ func (o *cutoverOptions) parse(args []string) error {
 	if o.timeout < 0 {
 		p.Addf("--timeout %s: must be positive, e.g. 20m", o.timeout)
 	}
-	checkFileDir(&p, "out", o.out)
+	cli.CheckFileDir(&p, "out", o.out)
 	o.conn.Validate(&p)
 	return p.Err()
 }
@@ -189,7 +189,7 @@ func (o *cutoverOptions) validateFollow(p *cli.Problems) {
 		p.Addf("--timeout %s: must be positive, e.g. 20m", o.timeout)
 	}
 	o.led.Validate(p, true)
-	checkFileDir(p, "out", o.out)
+	cli.CheckFileDir(p, "out", o.out)
 	o.conn.Validate(p)
 }
 
@@ -252,11 +252,11 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 			}
 		}()
 	}
-	rec, err := newRecordFile(o.out)
+	rec, err := plan.NewRecordFile(o.out)
 	if err != nil {
-		return err
+		return cli.Usagef("--out %s: %v", o.out, err)
 	}
-	defer rec.discard()
+	defer rec.Discard()
 	sum := s.newSummary()
 	mode := "cutover"
 	if o.rehearse {
@@ -282,7 +282,7 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 	}
 	defer spill.remove()
 	// Dead letters already there (an earlier run's) are not this run's.
-	baseline := deadLettered(readDepth(ctx, sqsAPI, o.queueURL, log))
+	baseline := deadLettered(status.ReadDepth(ctx, sqsAPI, o.queueURL, log))
 	planErr := sendPlan(ctx, s, &o.from, sum, work, runLog, spill.add, nil, log)
 	if planErr == nil {
 		planErr = spill.flush()
@@ -405,7 +405,7 @@ func waitForFleet(ctx context.Context, reader *ledger.Reader, spill *spill, sqs 
 		}
 		if now.Sub(lastDepth) >= cutoverDepthEvery {
 			lastDepth = now
-			d := readDepth(ctx, sqs, queueURL, log)
+			d := status.ReadDepth(ctx, sqs, queueURL, log)
 			switch dead := deadLettered(d); {
 			case d.Error != "" || d.Visible > 0 || d.InFlight > 0 || dead <= baseline:
 				stalledSince = time.Time{}

@@ -19,6 +19,7 @@ import (
 	"github.com/s3clone/s3clone/internal/listing"
 	"github.com/s3clone/s3clone/internal/plan"
 	"github.com/s3clone/s3clone/internal/queue"
+	"github.com/s3clone/s3clone/internal/status"
 )
 
 // followAliveWithin is how recently a follow must have written its record
@@ -75,11 +76,11 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 	case time.Since(fr.Alive) > followAliveWithin:
 		return cli.Usagef("--follow %s: that follow last wrote its record %s ago (every 5 s while it runs): is it running?", o.followRun, time.Since(fr.Alive).Round(time.Second))
 	}
-	rec, err := newRecordFile(o.out)
+	rec, err := plan.NewRecordFile(o.out)
 	if err != nil {
-		return err
+		return cli.Usagef("--out %s: %v", o.out, err)
 	}
-	defer rec.discard()
+	defer rec.Discard()
 	s := &o.s
 	if err := sameAsFollow(o, run); err != nil {
 		return err
@@ -155,8 +156,8 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 	prep := <-ready
 	predicted := prep.predicted
 	if predicted.Known {
-		fmt.Fprintf(stdout, "predicted about %s: lag %s + settle %s + the fleet's %s for %.0f keys; %d requests, $%.4f\n", seconds(predicted.Window),
-			seconds(predicted.Lag), seconds(predicted.Settle), seconds(predicted.Tail), predicted.Keys, predicted.Requests, predicted.Cost)
+		fmt.Fprintf(stdout, "predicted about %s: lag %s + settle %s + the fleet's %s for %.0f keys; %d requests, $%.4f\n", cli.Seconds(predicted.Window),
+			cli.Seconds(predicted.Lag), cli.Seconds(predicted.Settle), cli.Seconds(predicted.Tail), predicted.Keys, predicted.Requests, predicted.Cost)
 	}
 	v.notRight = append(v.notRight, prep.bulk.notRight...)
 	var mark *ledger.Mark
@@ -178,10 +179,10 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 	case markErr != nil && ctx.Err() != nil:
 		v.why = ctx.Err().Error()
 	case markErr != nil:
-		v.why = fmt.Sprintf("follow %s did not see the mark within %s (%v): is it running, and does the bucket still send its events?", o.followRun, seconds(w.mark), markErr)
+		v.why = fmt.Sprintf("follow %s did not see the mark within %s (%v): is it running, and does the bucket still send its events?", o.followRun, cli.Seconds(w.mark), markErr)
 	default:
 		fmt.Fprintf(stdout, "mark      seen by follow %s after the freeze, closed after waiting %s for late events: messages 1 to %d hold every change before it\n",
-			seconds(mark.Seen.Sub(started)), seconds(mark.Settle), mark.Seq)
+			cli.Seconds(mark.Seen.Sub(started)), cli.Seconds(mark.Settle), mark.Seq)
 		// Events dated before the mark that came after it closed are sent
 		// all the same (recorded with the mark): wait for their work too,
 		// until a reading of the mark finds no more.
@@ -224,7 +225,7 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 	}
 	w.total = time.Since(started)
 	if o.rehearse && predicted.Known {
-		fmt.Fprintf(stdout, "rehearsal the window took %s with production live; predicted %s (a freeze stops new changes, so the real one is no longer)\n", seconds(w.total-w.verify), seconds(predicted.Window))
+		fmt.Fprintf(stdout, "rehearsal the window took %s with production live; predicted %s (a freeze stops new changes, so the real one is no longer)\n", cli.Seconds(w.total-w.verify), cli.Seconds(predicted.Window))
 	}
 	return followVerdict(ctx, stdout, store, rec, v, sum.Run, mode, host, st, w, o.out, log)
 }
@@ -232,7 +233,7 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 // followVerdict writes a cutover --follow's verdict: the reconciliation
 // file (--out, and in the ledger), the printed verdict, and the ledger's
 // record of it; its error is the command's.
-func followVerdict(ctx context.Context, stdout io.Writer, store *ledger.Store, rec *recordFile, v *verdict, run, mode, host string,
+func followVerdict(ctx context.Context, stdout io.Writer, store *ledger.Store, rec *plan.RecordFile, v *verdict, run, mode, host string,
 	st ledger.Status, w followWindow, out string, log zerolog.Logger) error {
 	recon, err := v.writeRecon(rec)
 	if err != nil {
@@ -394,7 +395,7 @@ func waitForFollow(ctx context.Context, reader *ledger.Reader, seq int64, timeou
 		}
 		if now.Sub(lastDepth) >= cutoverDepthEvery {
 			lastDepth = now
-			d := readDepth(ctx, sqs, queueURL, log)
+			d := status.ReadDepth(ctx, sqs, queueURL, log)
 			switch {
 			case d.Error != "" || d.Visible > 0 || d.InFlight > 0 || deadLettered(d) == 0:
 				stalledSince = time.Time{}
@@ -437,9 +438,9 @@ func followFailures(ctx context.Context, reader *ledger.Reader, seq int64) ([]no
 
 func printFollowVerdict(w io.Writer, v *verdict, st ledger.Status, win followWindow, out string) {
 	fmt.Fprintf(w, "fleet     %d copied, %d deleted or found absent, %d failed in follow's work\n", st.Copied, st.Deleted, st.Failed)
-	fmt.Fprintf(w, "window    %s: the mark %s, then the fleet %s", seconds(win.total), seconds(win.mark), seconds(win.fleet))
+	fmt.Fprintf(w, "window    %s: the mark %s, then the fleet %s", cli.Seconds(win.total), cli.Seconds(win.mark), cli.Seconds(win.fleet))
 	if win.verify > 0 {
-		fmt.Fprintf(w, ", verify %s (%d keys)", seconds(win.verify), v.verified)
+		fmt.Fprintf(w, ", verify %s (%d keys)", cli.Seconds(win.verify), v.verified)
 	}
 	fmt.Fprintln(w)
 	if v.clean() {

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/s3clone/s3clone/internal/cli"
 	"github.com/s3clone/s3clone/internal/copier"
 	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/plan"
@@ -47,7 +48,7 @@ func (v *verdict) clean() bool { return len(v.notRight) == 0 && v.why == "" }
 // writeRecon encodes the keys not right (those found right after all left
 // out) as a reconciliation file, once: written to --out through rec (nil
 // buffer: no --out), and returned for the ledger.
-func (v *verdict) writeRecon(rec *recordFile) ([]byte, error) {
+func (v *verdict) writeRecon(rec *plan.RecordFile) ([]byte, error) {
 	var recon bytes.Buffer
 	enc := json.NewEncoder(&recon)
 	enc.SetEscapeHTML(false) // as --out's records are written
@@ -58,12 +59,10 @@ func (v *verdict) writeRecon(rec *recordFile) ([]byte, error) {
 			}
 		}
 	}
-	if rec.buf != nil {
-		if _, err := rec.buf.Write(recon.Bytes()); err != nil {
-			return nil, err
-		}
+	if err := rec.WriteLines(recon.Bytes()); err != nil {
+		return nil, err
 	}
-	return recon.Bytes(), rec.commit()
+	return recon.Bytes(), rec.Commit()
 }
 
 // recheckMax bounds how many keys a verdict looks at again (two or three
@@ -173,13 +172,13 @@ func (s *source) sourceKey(dstKey string) string {
 func (v *verdict) print(w io.Writer, st ledger.Status, win window, out string, rehearse, mirror bool) {
 	fmt.Fprintf(w, "fleet     %d of %d messages done: %d copied, %d deleted, %d skipped, %d failed\n",
 		st.Done, st.Sent, st.Copied, st.Deleted, st.Skipped, st.Failed)
-	fmt.Fprintf(w, "window    %s: plan %s, then the fleet %s", seconds(win.total), seconds(win.plan), seconds(win.fleet))
+	fmt.Fprintf(w, "window    %s: plan %s, then the fleet %s", cli.Seconds(win.total), cli.Seconds(win.plan), cli.Seconds(win.fleet))
 	if win.verify > 0 {
-		fmt.Fprintf(w, ", verify %s (%d keys)", seconds(win.verify), v.verified)
+		fmt.Fprintf(w, ", verify %s (%d keys)", cli.Seconds(win.verify), v.verified)
 	}
 	fmt.Fprintln(w)
 	if rehearse {
-		fmt.Fprintf(w, "rehearsal this delta (%d keys) took %s; the window at the freeze takes about the plan's %s\n", st.DoneObjects, seconds(win.total), seconds(win.plan))
+		fmt.Fprintf(w, "rehearsal this delta (%d keys) took %s; the window at the freeze takes about the plan's %s\n", st.DoneObjects, cli.Seconds(win.total), cli.Seconds(win.plan))
 		fmt.Fprintln(w, "          (listing and comparing both buckets), plus the fleet's time for what changes until then")
 		if v.changedLive > 0 {
 			fmt.Fprintf(w, "          %d keys changed while production was live (expected in a rehearsal)\n", v.changedLive)
@@ -232,5 +231,3 @@ func (v *verdict) print(w io.Writer, st ledger.Status, win window, out string, r
 		fmt.Fprintln(w, "          (--out FILE writes them for planner plan --from-file)")
 	}
 }
-
-func seconds(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }

@@ -197,7 +197,7 @@ func (pf *planFrom) validate(p *cli.Problems, s *source) {
 			p.Addf("--checkpoint %s: %v", ledgerCheckpoint, err)
 		}
 	} else {
-		checkFileDir(p, "checkpoint", pf.checkpoint)
+		cli.CheckFileDir(p, "checkpoint", pf.checkpoint)
 	}
 	pf.validateAsOf(p, time.Now())
 	if pf.fromFile == "" || s.src.Bucket == "" || s.dst.Bucket == "" {

@@ -18,6 +18,7 @@ import (
 	"github.com/s3clone/s3clone/internal/fleet"
 	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/pace"
+	"github.com/s3clone/s3clone/internal/plan"
 	"github.com/s3clone/s3clone/internal/queue"
 	"github.com/s3clone/s3clone/internal/status"
 )
@@ -163,7 +164,7 @@ func (o *statusOptions) validate() error {
 	if o.out != "" && !o.failures {
 		p.Addf("--out goes with --failures: the reconciliation file lists the failed keys")
 	}
-	checkFileDir(&p, "out", o.out)
+	cli.CheckFileDir(&p, "out", o.out)
 	if o.failures && (o.watch != 0 || o.deadline != 0 || o.scaleECS != "") {
 		p.Addf("--failures lists the failed keys once: leave out --watch, --deadline and --scale-ecs")
 	}
@@ -215,7 +216,7 @@ func (s *statusSession) view(ctx context.Context) (*status.View, error) {
 	}
 	var depth *status.Depth
 	if queueURL != "" {
-		depth = readDepth(ctx, s.sqs, queueURL, s.log)
+		depth = status.ReadDepth(ctx, s.sqs, queueURL, s.log)
 	}
 	var left time.Duration
 	if s.deadline > 0 {
@@ -362,34 +363,6 @@ func watchEnd(v *status.View) (bool, error) {
 // errStalled ends a watch that cannot end by itself: exit 1.
 var errStalled = fmt.Errorf("run incomplete: %w", cli.ErrObjectsFailed)
 
-// readDepth reads the work queue's depth and its dead-letter queue's; a
-// failure is shown, not fatal.
-func readDepth(ctx context.Context, client queue.API, url string, log zerolog.Logger) *status.Depth {
-	d := &status.Depth{URL: url}
-	work, err := queue.NewSQS(client, url).Depth(ctx)
-	if err != nil {
-		d.Error = err.Error()
-		return d
-	}
-	d.Visible, d.InFlight = work.Visible, work.InFlight
-	if work.DeadLetterARN == "" {
-		return d
-	}
-	dlq, err := queue.FromARN(ctx, client, work.DeadLetterARN)
-	if err != nil {
-		log.Warn().Err(err).Msg("cannot read the dead-letter queue")
-		return d
-	}
-	dd, err := dlq.Depth(ctx)
-	if err != nil {
-		log.Warn().Err(err).Msg("cannot read the dead-letter queue")
-		return d
-	}
-	n := dd.Visible + dd.InFlight
-	d.DeadLettered = &n
-	return d
-}
-
 // listFailures prints every failed key of the run, or writes them to out
 // as a reconciliation file (only once all were read: never half-written).
 func listFailures(ctx context.Context, r *ledger.Reader, out string, asJSON bool, stdout io.Writer) error {
@@ -397,11 +370,11 @@ func listFailures(ctx context.Context, r *ledger.Reader, out string, asJSON bool
 	if err != nil {
 		return err
 	}
-	rec, err := newRecordFile(out)
+	rec, err := plan.NewRecordFile(out)
 	if err != nil {
-		return err
+		return cli.Usagef("--out %s: %v", out, err)
 	}
-	defer rec.discard()
+	defer rec.Discard()
 	n := 0
 	enc := json.NewEncoder(stdout)
 	for _, e := range entries {
@@ -409,7 +382,7 @@ func listFailures(ctx context.Context, r *ledger.Reader, out string, asJSON bool
 			n++
 			switch {
 			case out != "":
-				if err := rec.enc.Encode(e.Record(f)); err != nil {
+				if err := rec.Encode(e.Record(f)); err != nil {
 					return err
 				}
 			case asJSON:
@@ -421,7 +394,7 @@ func listFailures(ctx context.Context, r *ledger.Reader, out string, asJSON bool
 			}
 		}
 	}
-	if err := rec.commit(); err != nil {
+	if err := rec.Commit(); err != nil {
 		return err
 	}
 	if out != "" {

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/s3clone/s3clone/internal/cli"
@@ -57,7 +55,7 @@ func verifyCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if runID != "" && !fromLedger {
 		p.Addf("--run-id goes with --ledger and no --source or --dest: it picks the run whose copy to verify")
 	}
-	checkFileDir(&p, "out", out)
+	cli.CheckFileDir(&p, "out", out)
 	conn.Validate(&p)
 	if err := p.Err(); err != nil {
 		return err
@@ -80,18 +78,18 @@ func verifyCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := s.inspect(ctx, log); err != nil {
 		return err
 	}
-	rec, err := newRecordFile(out)
+	rec, err := plan.NewRecordFile(out)
 	if err != nil {
-		return err
+		return cli.Usagef("--out %s: %v", out, err)
 	}
-	defer rec.discard()
+	defer rec.Discard()
 
 	started := time.Now()
 	var counts plan.DiffCounts
-	if err := plan.Diff(ctx, s.paired(listing.Options{Listers: s.listers}), s.comparer(), &counts, rec.write); err != nil {
+	if err := plan.Diff(ctx, s.paired(listing.Options{Listers: s.listers}), s.comparer(), &counts, rec.Write); err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
-	if err := rec.commit(); err != nil {
+	if err := rec.Commit(); err != nil {
 		return err
 	}
 	v := verifyView{
@@ -161,73 +159,5 @@ func (v verifyView) print(w io.Writer) {
 	}
 	if v.Out != "" {
 		fmt.Fprintf(w, "written   %s (%d keys to fix: planner plan --from-file %s)\n", v.Out, v.Missing+v.Different+v.Extra+v.Unknown, v.Out)
-	}
-}
-
-// checkFileDir adds a problem when the file a flag names could not be
-// written: its directory does not exist. An empty path is no file.
-func checkFileDir(p *cli.Problems, flag, path string) {
-	if path == "" {
-		return
-	}
-	if st, err := os.Stat(filepath.Dir(path)); err != nil || !st.IsDir() {
-		p.Addf("--%s %s: its directory does not exist", flag, path)
-	}
-}
-
-// recordFile writes reconciliation records to a temporary file that
-// replaces the named one only when the verification completed: an
-// interrupted verify leaves no half-written file behind.
-type recordFile struct {
-	path string
-	tmp  *os.File
-	buf  *bufio.Writer
-	enc  *json.Encoder
-}
-
-func newRecordFile(path string) (*recordFile, error) {
-	if path == "" {
-		return &recordFile{}, nil
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return nil, cli.Usagef("--out %s: %v", path, err)
-	}
-	buf := bufio.NewWriter(tmp)
-	enc := json.NewEncoder(buf)
-	enc.SetEscapeHTML(false)
-	return &recordFile{path: path, tmp: tmp, buf: buf, enc: enc}, nil
-}
-
-func (r *recordFile) write(_ context.Context, f plan.Finding) error {
-	if r.enc == nil {
-		return nil
-	}
-	return r.enc.Encode(plan.NewRecord(f))
-}
-
-func (r *recordFile) commit() error {
-	if r.tmp == nil {
-		return nil
-	}
-	err := r.buf.Flush()
-	if err == nil {
-		err = r.tmp.Close()
-	}
-	if err == nil {
-		err = os.Rename(r.tmp.Name(), r.path)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", r.path, err)
-	}
-	r.tmp = nil
-	return nil
-}
-
-// discard removes the temporary file unless commit succeeded.
-func (r *recordFile) discard() {
-	if r.tmp != nil {
-		r.tmp.Close()
-		os.Remove(r.tmp.Name())
 	}
 }

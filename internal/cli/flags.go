@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -220,4 +221,15 @@ func (p Problems) Err() error {
 		return nil
 	}
 	return &UsageError{Err: errors.New(strings.Join(p, "\n"))}
+}
+
+// CheckFileDir adds a problem when the file a flag names could not be
+// written: its directory does not exist. An empty path is no file.
+func CheckFileDir(p *Problems, flag, path string) {
+	if path == "" {
+		return
+	}
+	if st, err := os.Stat(filepath.Dir(path)); err != nil || !st.IsDir() {
+		p.Addf("--%s %s: its directory does not exist", flag, path)
+	}
 }

@@ -91,14 +91,14 @@ func run(ctx context.Context, args []string) error {
 	store := o.ledger.Open(ctx, regions)
 	journal, err := store.OpenJournal(ctx, worker.DefaultID(o.id), cli.Version())
 	if err != nil {
-		return config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "workers/*")+" and "+config.LedgerARN(store, "runs/*/done/*"))
+		return config.LedgerError(err, store, "the worker also writes its entries: s3:PutObject on "+config.LedgerARN(store, "runs/*/done/*"))
 	}
 	log.Info().Str("ledger", store.String()).Str("journal", journal.Name()).Str("version", cli.Version()).Msg("recording finished messages in the ledger")
 	// The fleet shares each destination prefix's rate through the ledger.
 	paced := o.work.Pacer(journal.Name(), store, &heard, log)
 	if err := paced.Start(ctx); err != nil {
-		return config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket()+", and s3:PutObject, s3:GetObject and s3:DeleteObject on "+config.LedgerARN(store, "pace/*")+
-			" (the fleet shares its write rates there; the stack's worker role has them from this version on: update the stack)")
+		return config.LedgerError(err, store, "the fleet shares its write rates under pace/: s3:ListBucket on arn:aws:s3:::"+store.Bucket()+", and s3:PutObject, s3:GetObject and s3:DeleteObject on "+config.LedgerARN(store, "pace/*")+
+			" (the stack's worker role has them from this version on: update the stack)")
 	}
 	cfg.Pace = paced
 	cfg.Limiter = worker.NewLimiter(o.work.Concurrency)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/s3clone/s3clone/deploy"
 	"github.com/s3clone/s3clone/internal/cli"
 	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/plan"
@@ -72,17 +73,25 @@ func (l *Ledger) Open(ctx context.Context, regions *Regions) *ledger.Store {
 }
 
 // LedgerError turns a ledger error met at start-up into a cli.UsageError saying
-// what to fix; action is what was refused, such as "s3:PutObject on
-// arn:aws:s3:::B/P/runs/*". Other errors pass through.
-func LedgerError(err error, store *ledger.Store, action string) error {
+// what to fix: for a refusal, the grant the refused call needs (Grant), and
+// the hint, if given (what else the same step needs). Other errors pass
+// through.
+func LedgerError(err error, store *ledger.Store, hint ...string) error {
+	var denied *ledger.AccessError
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, ledger.ErrNoBucket):
 		return cli.Usagef("--ledger %s: bucket %q does not exist: create it (aws s3 mb s3://%s) or use the stack's LedgerUrl output (nothing was enqueued)",
 			store, store.Bucket(), store.Bucket())
+	case errors.As(err, &denied):
+		grant := Grant(denied)
+		if len(hint) > 0 && hint[0] != "" {
+			grant += "; " + strings.Join(hint, " ")
+		}
+		return cli.Usagef("--ledger %s: access denied: grant %s (nothing was enqueued)", store, grant)
 	case errors.Is(err, ledger.ErrDenied):
-		return cli.Usagef("--ledger %s: access denied: grant %s (nothing was enqueued)", store, action)
+		return cli.Usagef("--ledger %s: access denied: %v; the permissions each role needs are in docs/operations.md (nothing was enqueued)", store, err)
 	case unreachable(err):
 		return cli.Usagef("--ledger: cannot reach S3: check --s3-endpoint or $AWS_ENDPOINT_URL_S3, and the network (%v)", err)
 	}
@@ -92,4 +101,16 @@ func LedgerError(err error, store *ledger.Store, action string) error {
 // LedgerARN is the ARN of keys under the ledger, for messages naming a grant.
 func LedgerARN(store *ledger.Store, rest string) string {
 	return "arn:aws:s3:::" + store.Bucket() + "/" + store.Prefix() + rest
+}
+
+// Grant is the permission a refused ledger call needs, as deploy.Calls
+// lists it: "s3:PutObject on arn:aws:s3:::B/P/runs/*/run.json", or
+// "s3:ListBucket on arn:aws:s3:::B" for a listing.
+func Grant(e *ledger.AccessError) string {
+	action, on, keys := deploy.LedgerGrant(e.Op, e.Key)
+	arn := "arn:aws:s3:::" + e.Bucket
+	if on != deploy.LedgerBucket {
+		arn += "/" + e.Prefix + keys
+	}
+	return action + " on " + arn
 }

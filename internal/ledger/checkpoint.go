@@ -100,7 +100,7 @@ func (c *Checkpoint) Save(data []byte) error {
 		}
 		var re *smithyhttp.ResponseError
 		if !errors.As(err, &re) {
-			return fmt.Errorf("write %s: %w", c, classify(err))
+			return fmt.Errorf("write %s: %w", c, c.s.classify(err, "PutObject", c.key()))
 		}
 		switch code := re.HTTPStatusCode(); code {
 		case http.StatusPreconditionFailed, http.StatusConflict, http.StatusNotFound:
@@ -120,7 +120,7 @@ func (c *Checkpoint) Save(data []byte) error {
 			}
 			return fmt.Errorf("write %s: %w (or deleted): is another plan with this checkpoint running? Nothing more is sent; run the plan again once it is the only one (%v)", c, ErrCheckpointMoved, err)
 		}
-		return fmt.Errorf("write %s: %w", c, classify(err))
+		return fmt.Errorf("write %s: %w", c, c.s.classify(err, "PutObject", c.key()))
 	}
 }
 
@@ -129,7 +129,7 @@ func (c *Checkpoint) get(ctx context.Context) ([]byte, string, error) {
 	c.s.Requests.Add(1)
 	out, err := c.s.api.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(c.s.bucket), Key: aws.String(c.key())})
 	if err != nil {
-		return nil, "", classify(err)
+		return nil, "", c.s.classify(err, "GetObject", c.key())
 	}
 	defer out.Body.Close()
 	data, err := io.ReadAll(out.Body)

@@ -49,7 +49,7 @@ func (s *Store) FleetHold(ctx context.Context, service string) (*FleetHold, stri
 	s.Requests.Add(1)
 	out, err := s.api.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
 	if err != nil {
-		if err = classify(err); errors.Is(err, ErrNotFound) {
+		if err = s.classify(err, "GetObject", key); errors.Is(err, ErrNotFound) {
 			return nil, "", nil
 		}
 		return nil, "", fmt.Errorf("read s3://%s/%s: %w", s.bucket, key, err)

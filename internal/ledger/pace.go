@@ -133,7 +133,7 @@ func (s *Store) Rate(ctx context.Context, key string) (*Rate, error) {
 	s.Requests.Add(1)
 	out, err := s.api.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
 	if err != nil {
-		if err = classify(err); errors.Is(err, ErrNotFound) {
+		if err = s.classify(err, "GetObject", key); errors.Is(err, ErrNotFound) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("read s3://%s/%s: %w", s.bucket, key, err)
@@ -166,7 +166,7 @@ func (s *Store) DeletePresence(ctx context.Context, worker string) error {
 	key := s.presenceKey(worker)
 	s.Requests.Add(1)
 	if _, err := s.api.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)}); err != nil {
-		return fmt.Errorf("delete s3://%s/%s: %w", s.bucket, key, classify(err))
+		return fmt.Errorf("delete s3://%s/%s: %w", s.bucket, key, s.classify(err, "DeleteObject", key))
 	}
 	return nil
 }

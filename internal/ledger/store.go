@@ -75,8 +75,26 @@ var (
 	ErrNewerLayout = errors.New("written by a newer s3clone")
 )
 
-// classify wraps err with the ledger error it means, if any.
-func classify(err error) error {
+// AccessError is a ledger call S3 refused these credentials: the
+// operation and the key (for a listing, the prefix listed), from which
+// config.LedgerError names the grant that is missing, drawn from
+// deploy.Calls (the one list of calls and permissions the stack's roles are
+// built from). It wraps ErrDenied.
+type AccessError struct {
+	Op     string // the S3 operation refused, e.g. "PutObject"
+	Bucket string // the ledger's bucket
+	Prefix string // the ledger's prefix
+	Key    string // the key under the prefix (for a listing, the prefix listed)
+	Err    error  // S3's answer
+}
+
+func (e *AccessError) Error() string { return fmt.Sprintf("%v: %v", ErrDenied, e.Err) }
+
+func (e *AccessError) Unwrap() []error { return []error{ErrDenied, e.Err} }
+
+// classify wraps err with the ledger error it means, if any: a refusal of
+// op on key (for a listing, the prefix listed) becomes an *AccessError.
+func (s *Store) classify(err error, op, key string) error {
 	var api smithy.APIError
 	var re *smithyhttp.ResponseError
 	switch {
@@ -86,14 +104,18 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %w", ErrNoBucket, err)
 	case errors.As(err, &api) && (api.ErrorCode() == "NoSuchKey" || api.ErrorCode() == "NotFound"):
 		return fmt.Errorf("%w: %w", ErrNotFound, err)
-	case errors.As(err, &api) && (api.ErrorCode() == "AccessDenied" || api.ErrorCode() == "AllAccessDisabled"):
-		return fmt.Errorf("%w: %w", ErrDenied, err)
-	case errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden:
-		return fmt.Errorf("%w: %w", ErrDenied, err)
+	case errors.As(err, &api) && (api.ErrorCode() == "AccessDenied" || api.ErrorCode() == "AllAccessDisabled"),
+		errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden:
+		return s.denied(err, op, key)
 	case errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound:
 		return fmt.Errorf("%w: %w", ErrNotFound, err)
 	}
 	return err
+}
+
+// denied is the AccessError for op on key (the full key, under the prefix).
+func (s *Store) denied(err error, op, key string) *AccessError {
+	return &AccessError{Op: op, Bucket: s.bucket, Prefix: s.prefix, Key: strings.TrimPrefix(key, s.prefix), Err: err}
 }
 
 // CheckBucket fails with an error wrapping ErrNoBucket or ErrDenied when
@@ -105,7 +127,7 @@ func (s *Store) CheckBucket(ctx context.Context) error {
 	_, err := s.api.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String(s.prefix), MaxKeys: aws.Int32(1)},
 		func(o *s3.Options) { o.RetryMaxAttempts = 3 })
 	if err != nil {
-		return fmt.Errorf("list s3://%s/%s: %w", s.bucket, s.prefix, classify(err))
+		return fmt.Errorf("list s3://%s/%s: %w", s.bucket, s.prefix, s.classify(err, "ListObjectsV2", s.prefix))
 	}
 	return nil
 }
@@ -121,7 +143,7 @@ func (s *Store) put(ctx context.Context, key string, v any) error {
 		ContentType: aws.String("application/json"),
 	})
 	if err != nil {
-		return fmt.Errorf("write s3://%s/%s: %w", s.bucket, key, classify(err))
+		return fmt.Errorf("write s3://%s/%s: %w", s.bucket, key, s.classify(err, "PutObject", key))
 	}
 	return nil
 }
@@ -149,7 +171,7 @@ func (s *Store) putOver(ctx context.Context, key string, v any, etag string, mov
 	case errors.As(err, &re) && (re.HTTPStatusCode() == http.StatusPreconditionFailed || re.HTTPStatusCode() == http.StatusConflict || re.HTTPStatusCode() == http.StatusNotFound):
 		return "", fmt.Errorf("write s3://%s/%s: %w", s.bucket, key, moved)
 	case err != nil:
-		return "", fmt.Errorf("write s3://%s/%s: %w", s.bucket, key, classify(err))
+		return "", fmt.Errorf("write s3://%s/%s: %w", s.bucket, key, s.classify(err, "PutObject", key))
 	}
 	return aws.ToString(out.ETag), nil
 }
@@ -159,7 +181,7 @@ func (s *Store) get(ctx context.Context, key string, v interface{ layout() int }
 	s.Requests.Add(1)
 	out, err := s.api.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
 	if err != nil {
-		return fmt.Errorf("read s3://%s/%s: %w", s.bucket, key, classify(err))
+		return fmt.Errorf("read s3://%s/%s: %w", s.bucket, key, s.classify(err, "GetObject", key))
 	}
 	defer out.Body.Close()
 	data, err := io.ReadAll(out.Body)
@@ -197,7 +219,7 @@ func (s *Store) list(ctx context.Context, prefix, after, delimiter string, fn fu
 		// page reader does it in a fifth of the SDK's time.
 		page, err := p.NextPage(ctx, listing.FastDecode)
 		if err != nil {
-			return fmt.Errorf("list s3://%s/%s: %w", s.bucket, prefix, classify(err))
+			return fmt.Errorf("list s3://%s/%s: %w", s.bucket, prefix, s.classify(err, "ListObjectsV2", prefix))
 		}
 		if !fn(page) {
 			return nil

@@ -64,7 +64,7 @@ func (s *Store) PutVerdict(ctx context.Context, v Verdict, recon []byte) (string
 			Bucket: aws.String(s.bucket), Key: aws.String(key), Body: bytes.NewReader(recon),
 			ContentType: aws.String("application/x-ndjson"),
 		}); err != nil {
-			return "", fmt.Errorf("write s3://%s/%s: %w", s.bucket, key, classify(err))
+			return "", fmt.Errorf("write s3://%s/%s: %w", s.bucket, key, s.classify(err, "PutObject", key))
 		}
 		v.Recon = key
 	}

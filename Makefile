@@ -85,7 +85,7 @@ lint: $(VULNDB)/index/db.json ## staticcheck and govulncheck, pinned
 
 # Every integration test runs: with S3CLONE_REQUIRE_TESTBED set, a package
 # whose servers cannot start fails instead of skipping. go test ./... includes
-# deploy-check's test (TestDeployOnMoto, in ./deploy), so make test runs it too.
+# deploy-check's tests (./test/stack), so make test runs them too.
 test: tools lint ## every test against real local servers, lint, vet and cfn-lint (what CI runs)
 	go vet ./...
 	cfn-lint deploy/s3clone.yaml
@@ -109,9 +109,10 @@ test-e2e: tools ## the binaries end to end against the local servers (RUN=TestNa
 # little (desired count, suspended scale-in, the planner task, logs), the stack
 # deleted and what it keeps checked; then the roles' credentials on a moto that
 # enforces IAM. What moto does not do as AWS does is listed, and checked, in
-# deploy/moto_test.go (motoSkips, motoGaps). Fails, not skips, without moto.
+# test/stack/moto_test.go (motoSkips, motoGaps); the test bed that makes the
+# stack whole is test/testbed/stackbed. Fails, not skips, without moto.
 deploy-check: ## create the CloudFormation stack on moto and check it
-	S3CLONE_REQUIRE_TESTBED=1 go test -count=1 -run '^(TestDeployOnMoto|TestPlannerFleetOnMoto)$$' -v ./deploy
+	S3CLONE_REQUIRE_TESTBED=1 go test -count=1 -run '^(TestDeployOnMoto|TestPlannerFleetOnMoto)$$' -v ./test/stack
 
 demo: tools build ## a real clone on local servers, verified
 	./scripts/demo.sh

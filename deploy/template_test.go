@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/s3clone/s3clone/test/testbed"
+	"github.com/s3clone/s3clone/test/testbed/cfn"
 )
 
 // template is s3clone.yaml as plain data, short-form intrinsics (!Ref X)
@@ -438,7 +439,7 @@ var ledgerListCondition = key(map[string]any{"StringLike": map[string]any{"s3:pr
 
 // key writes a template value canonically (sorted keys), to compare and
 // to look up.
-func key(v any) string { return testbed.CFNCanonical(v) }
+func key(v any) string { return cfn.Canonical(v) }
 
 func list(v any) []any {
 	if l, ok := v.([]any); ok {

@@ -22,7 +22,7 @@ import (
 // fakeTasks plays ECS and CloudWatch Logs for one task: it stops after a
 // few DescribeTasks, and its last log line arrives only after it stopped
 // (as the awslogs driver may deliver it). moto's RunTask cannot run the
-// stack's planner task definition (TestDeployOnMoto says why), so the
+// stack's planner task definition (test/stack's TestDeployOnMoto says why), so the
 // logic is tested here.
 type fakeTasks struct {
 	mu        sync.Mutex

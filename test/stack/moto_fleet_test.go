@@ -1,4 +1,4 @@
-package deploy_test
+package stack
 
 import (
 	"os/exec"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/s3clone/s3clone/deploy"
 	"github.com/s3clone/s3clone/test/testbed"
+	"github.com/s3clone/s3clone/test/testbed/stackbed"
 )
 
 // TestPlannerFleetOnMoto drives the runbook's fleet steps against a stack
@@ -20,9 +21,9 @@ import (
 // fleet. Moto starts tasks the moment the count is set, so the wait is
 // for nothing here; on AWS it is the Fargate start.
 func TestPlannerFleetOnMoto(t *testing.T) {
-	srv := testbed.StartMoto(t)
+	srv := stackbed.StartMoto(t)
 	net := srv.Network(t)
-	s := testbed.DeployOnMoto(t, srv, deploy.Template, map[string]string{
+	s := stackbed.DeployOnMoto(t, srv, deploy.Template, map[string]string{
 		"SourceBucket": srv.Bucket(t, testbed.Name("source")), "DestinationBucket": srv.Bucket(t, testbed.Name("dest")),
 		"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/s3clone:test", "VpcId": net.VpcID, "Subnets": strings.Join(net.Subnets, ","),
 	})

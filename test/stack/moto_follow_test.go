@@ -1,4 +1,4 @@
-package deploy_test
+package stack
 
 import (
 	"bytes"
@@ -22,6 +22,7 @@ import (
 
 	"github.com/s3clone/s3clone/internal/follow"
 	"github.com/s3clone/s3clone/test/testbed"
+	"github.com/s3clone/s3clone/test/testbed/stackbed"
 )
 
 // checkFollow drives what the stack makes for planner follow (Follow=s3 or
@@ -32,7 +33,7 @@ import (
 // ledger; a write to the source then reaches the change queue (through the
 // stack's rule, for eventbridge), where follow reads it; the
 // UnsubscribeCommand output takes follow's configuration off again.
-func checkFollow(t *testing.T, s *testbed.MotoStack) {
+func checkFollow(t *testing.T, s *stackbed.MotoStack) {
 	t.Helper()
 	if !s.Exists(t, "FollowService") {
 		for _, out := range []string{"ChangeQueueUrl", "FollowCommand", "FollowServiceName"} {

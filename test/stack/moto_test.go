@@ -1,4 +1,12 @@
-package deploy_test
+// Package stack creates the CloudFormation stack (deploy/s3clone.yaml) on
+// moto and checks it: every resource and output against moto's services,
+// the fleet driven a little, follow's subscription, the stack deleted and
+// what it keeps, and the roles' credentials on a moto enforcing IAM.
+// `make deploy-check` runs it, and `make test`; it is integration tests
+// only (each needs moto_server), so `make test-unit` leaves it out. Its
+// test bed is test/testbed/stackbed; deploy's own tests are the unit
+// tests of the template, the permissions and the Dockerfile.
+package stack
 
 import (
 	"cmp"
@@ -35,11 +43,13 @@ import (
 
 	"github.com/s3clone/s3clone/deploy"
 	"github.com/s3clone/s3clone/test/testbed"
+	"github.com/s3clone/s3clone/test/testbed/cfn"
+	"github.com/s3clone/s3clone/test/testbed/stackbed"
 )
 
 // motoSkips are the resource types moto 5.2.1's CloudFormation does not
 // implement: it logs "No Moto CloudFormation support for TYPE", creates
-// nothing and reports the stack complete. testbed.DeployOnMoto registers
+// nothing and reports the stack complete. stackbed.DeployOnMoto registers
 // each through its service's API (its stand-ins). The test fails when a
 // type the template uses is skipped and not listed here, and when a type
 // listed here is created after all, so the list stays true.
@@ -78,7 +88,7 @@ var motoGaps = map[string]string{
 	"AWS::ECS::TaskDefinition.RuntimePlatform":         "dropped",
 	"AWS::ECS::TaskDefinition.Tags":                    "no tags",
 	"AWS::ECS::TaskDefinition.TaskRoleArn":             "dropped",
-	"AWS::IAM::Role.Policies":                          "an inline policy is kept as a Python object: GetRolePolicy returns its repr (single quotes, None for each AWS::NoValue statement), which is not JSON and which moto's own IAM enforcement cannot read (testbed.MotoStack.RepairRolePolicies)",
+	"AWS::IAM::Role.Policies":                          "an inline policy is kept as a Python object: GetRolePolicy returns its repr (single quotes, None for each AWS::NoValue statement), which is not JSON and which moto's own IAM enforcement cannot read (stackbed.MotoStack.RepairRolePolicies)",
 	"AWS::S3::Bucket.LifecycleConfiguration":           "none: the ledger expires nothing whatever LedgerExpirationDays says",
 	"AWS::S3::Bucket.OwnershipControls":                "none",
 	"AWS::S3::Bucket.PublicAccessBlockConfiguration":   "none",
@@ -93,9 +103,9 @@ var motoGaps = map[string]string{
 	"kept after delete: AWS::ECS::TaskDefinition": "the task definitions stay ACTIVE",
 	// CloudFormation, ECS and IAM behaviour.
 	"CloudFormation.Rules":                 "Rules are not evaluated: a stack they refuse (MinWorkers above MaxWorkers) is created",
-	"ECS.RunTask.CapacityProviderStrategy": "RunTask ignores a capacity provider strategy and looks for EC2 container instances (500); testbed.MotoStack.RunPlanner launches FARGATE",
-	"ECS.RunTask.TaskLevelMemory":          "RunTask fails (500, a TypeError) on a task definition whose containers have no memory of their own; testbed.MotoStack.RunnableTaskDefinition registers one moto runs",
-	"ECS.Task.NumericCpuMemory":            "RunTask, DescribeTasks and StopTask give each container's cpu and memory as JSON numbers, where ECS has strings: the Go SDK fails (\"expected string, got 0\"); testbed.MotoServer.ECSEndpoint is a proxy making them strings",
+	"ECS.RunTask.CapacityProviderStrategy": "RunTask ignores a capacity provider strategy and looks for EC2 container instances (500); stackbed.MotoStack.RunPlanner launches FARGATE",
+	"ECS.RunTask.TaskLevelMemory":          "RunTask fails (500, a TypeError) on a task definition whose containers have no memory of their own; stackbed.MotoStack.RunnableTaskDefinition registers one moto runs",
+	"ECS.Task.NumericCpuMemory":            "RunTask, DescribeTasks and StopTask give each container's cpu and memory as JSON numbers, where ECS has strings: the Go SDK fails (\"expected string, got 0\"); stackbed.MotoServer.ECSEndpoint is a proxy making them strings",
 	"IAM.Condition.s3:prefix":              "of conditions moto evaluates StringEquals alone (and of keys only sts:ExternalId): the ListLedger statement's StringLike on s3:prefix is ignored, so listing the ledger's bucket outside the prefix is allowed",
 	"IAM.ECS.Resource":                     "ECS calls are authorized against the resource *, so a grant on the service's ARN (the planner's ecs:DescribeServices, ecs:UpdateService) is refused",
 	"IAM.S3.CopySource":                    "CopyObject is checked as s3:PutObject on the destination only; reading the source is not checked",
@@ -125,11 +135,11 @@ func gap(t *testing.T, key string, ok bool, format string, args ...any) {
 // the stack and checks what is kept; then, on a second moto enforcing IAM,
 // uses the roles' credentials. `make deploy-check` runs it.
 func TestDeployOnMoto(t *testing.T) {
-	tpl, err := testbed.ParseCFNTemplate(deploy.Template)
+	tpl, err := cfn.Parse(deploy.Template)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := testbed.StartMoto(t)
+	srv := stackbed.StartMoto(t)
 	net := srv.Network(t)
 	src, dst := srv.Bucket(t, testbed.Name("source")), srv.Bucket(t, testbed.Name("dest"))
 	ownLedger := srv.Bucket(t, testbed.Name("ledger"))
@@ -188,7 +198,7 @@ func TestDeployOnMoto(t *testing.T) {
 					exercised[k] = true
 				}
 			}
-			s := testbed.DeployOnMoto(t, srv, deploy.Template, params)
+			s := stackbed.DeployOnMoto(t, srv, deploy.Template, params)
 			checkResources(t, s)
 			checkOutputs(t, s)
 			checkQueues(t, s)
@@ -226,7 +236,7 @@ func TestDeployOnMoto(t *testing.T) {
 // rulesUnchecked: a stack the template's Rules refuse (MinWorkers above
 // MaxWorkers) is refused before anything is made on AWS; moto does not
 // evaluate Rules, so deploy-check cannot catch a rule's mistake.
-func rulesUnchecked(t *testing.T, srv *testbed.MotoServer, tpl *testbed.CFNTemplate, required map[string]string) {
+func rulesUnchecked(t *testing.T, srv *stackbed.MotoServer, tpl *cfn.Template, required map[string]string) {
 	if _, ok := tpl.Parameters["MinWorkers"]; !ok {
 		t.Skip("no MinWorkers parameter")
 	}
@@ -237,18 +247,18 @@ func rulesUnchecked(t *testing.T, srv *testbed.MotoServer, tpl *testbed.CFNTempl
 	}
 	params = append(params, cfntypes.Parameter{ParameterKey: aws.String("MinWorkers"), ParameterValue: aws.String("4")},
 		cfntypes.Parameter{ParameterKey: aws.String("MaxWorkers"), ParameterValue: aws.String("2")})
-	cfn := srv.Clients().CFN
-	out, err := cfn.CreateStack(ctx, &cloudformation.CreateStackInput{
+	cf := srv.Clients().CFN
+	out, err := cf.CreateStack(ctx, &cloudformation.CreateStackInput{
 		StackName: aws.String(testbed.Name("refused")), TemplateBody: aws.String(string(deploy.Template)), Parameters: params,
 		Capabilities: []cfntypes.Capability{cfntypes.CapabilityCapabilityIam, cfntypes.CapabilityCapabilityNamedIam},
 	})
 	status := ""
 	if err == nil {
-		d, derr := cfn.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: out.StackId})
+		d, derr := cf.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: out.StackId})
 		if derr == nil && len(d.Stacks) == 1 {
 			status = string(d.Stacks[0].StackStatus)
 		}
-		if _, err := cfn.DeleteStack(ctx, &cloudformation.DeleteStackInput{StackName: out.StackId}); err != nil {
+		if _, err := cf.DeleteStack(ctx, &cloudformation.DeleteStackInput{StackName: out.StackId}); err != nil {
 			t.Errorf("delete the stack: %v", err)
 		}
 	}
@@ -259,7 +269,7 @@ func rulesUnchecked(t *testing.T, srv *testbed.MotoServer, tpl *testbed.CFNTempl
 // parameter it declares that the table does not know gets a value other
 // than its default (its first other allowed value), so a new option is
 // exercised too. A required parameter the test does not give fails it.
-func declared(t *testing.T, tpl *testbed.CFNTemplate, params map[string]string, adapt bool) map[string]string {
+func declared(t *testing.T, tpl *cfn.Template, params map[string]string, adapt bool) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for k, v := range params {
@@ -284,7 +294,7 @@ func declared(t *testing.T, tpl *testbed.CFNTemplate, params map[string]string, 
 		allowed, _ := p["AllowedValues"].([]any)
 		for _, a := range allowed {
 			if a != d {
-				out[name] = testbed.CFNString(a)
+				out[name] = cfn.String(a)
 				t.Logf("parameter %s (new to this test): %q", name, out[name])
 				break
 			}
@@ -294,7 +304,7 @@ func declared(t *testing.T, tpl *testbed.CFNTemplate, params map[string]string, 
 }
 
 // managedPolicy creates a managed policy to serve as a permissions boundary.
-func managedPolicy(t *testing.T, srv *testbed.MotoServer) string {
+func managedPolicy(t *testing.T, srv *stackbed.MotoServer) string {
 	t.Helper()
 	out, err := srv.Clients().IAM.CreatePolicy(context.Background(), &iam.CreatePolicyInput{
 		PolicyName:     aws.String(testbed.Name("boundary")),
@@ -309,7 +319,7 @@ func managedPolicy(t *testing.T, srv *testbed.MotoServer) string {
 // checkResources: every resource the template creates with these
 // parameters is CREATE_COMPLETE, or of a type moto skips (then stood in
 // for); none is created against its condition, none is extra.
-func checkResources(t *testing.T, s *testbed.MotoStack) {
+func checkResources(t *testing.T, s *stackbed.MotoStack) {
 	t.Helper()
 	made := map[string]string{}
 	for _, r := range s.StackResources(t) {
@@ -336,14 +346,14 @@ func checkResources(t *testing.T, s *testbed.MotoStack) {
 		case !created && !motoSkips[r.Type]:
 			t.Errorf("moto did not create %s (%s), a type not in motoSkips; moto's log:\n%s", name, r.Type, grepLog(s.Server, r.Type))
 		case !created:
-			if _, ok := s.Resources[name]; !ok && slices.Contains(testbed.MotoStandInTypes(), r.Type) {
+			if _, ok := s.Resources[name]; !ok && slices.Contains(stackbed.MotoStandInTypes(), r.Type) {
 				t.Errorf("%s (%s) has no stand-in", name, r.Type)
 			}
 		}
 	}
 }
 
-func grepLog(srv *testbed.MotoServer, word string) string {
+func grepLog(srv *stackbed.MotoServer, word string) string {
 	var lines []string
 	for _, l := range strings.Split(srv.Log(), "\n") {
 		if strings.Contains(l, word) {
@@ -355,7 +365,7 @@ func grepLog(srv *testbed.MotoServer, word string) string {
 
 // checkOutputs: every output the template gives is there and is what the
 // template says, resolved against the stack's resources.
-func checkOutputs(t *testing.T, s *testbed.MotoStack) {
+func checkOutputs(t *testing.T, s *stackbed.MotoStack) {
 	t.Helper()
 	for _, name := range slices.Sorted(maps.Keys(s.Template.Outputs)) {
 		o := s.Template.Outputs[name]
@@ -374,8 +384,8 @@ func checkOutputs(t *testing.T, s *testbed.MotoStack) {
 			t.Errorf("output %s: %v", name, err)
 			continue
 		}
-		if !present || got == "" || got != testbed.CFNString(want) {
-			t.Errorf("output %s is %q (present %v), the template says %q", name, got, present, testbed.CFNString(want))
+		if !present || got == "" || got != cfn.String(want) {
+			t.Errorf("output %s is %q (present %v), the template says %q", name, got, present, cfn.String(want))
 		}
 	}
 	for name := range s.Outputs {
@@ -427,7 +437,7 @@ func subset(want, got any) bool {
 		}
 		return true
 	default:
-		return got != nil && testbed.CFNString(want) == testbed.CFNString(got)
+		return got != nil && cfn.String(want) == cfn.String(got)
 	}
 }
 
@@ -437,7 +447,7 @@ func tagsWant(props map[string]any) map[string]string {
 	tags, _ := props["Tags"].([]any)
 	for _, tg := range tags {
 		kv, _ := tg.(map[string]any)
-		out[testbed.CFNString(kv["Key"])] = testbed.CFNString(kv["Value"])
+		out[cfn.String(kv["Key"])] = cfn.String(kv["Value"])
 	}
 	return out
 }
@@ -452,7 +462,7 @@ func hasTags(want, got map[string]string) bool {
 }
 
 // resourcesOf are the logical ids of the resources of a type the stack has.
-func resourcesOf(t *testing.T, s *testbed.MotoStack, typ string) []string {
+func resourcesOf(t *testing.T, s *stackbed.MotoStack, typ string) []string {
 	t.Helper()
 	var out []string
 	for _, name := range slices.Sorted(maps.Keys(s.Template.Resources)) {
@@ -471,7 +481,7 @@ var queueProperties = []string{"VisibilityTimeout", "MessageRetentionPeriod", "S
 // checkQueues: each queue has the attributes the template gives it; the
 // work queue's dead letters go to the dead-letter queue after
 // MaxReceiveCount receives.
-func checkQueues(t *testing.T, s *testbed.MotoStack) {
+func checkQueues(t *testing.T, s *stackbed.MotoStack) {
 	t.Helper()
 	ctx := context.Background()
 	arns := map[string]string{}
@@ -487,13 +497,13 @@ func checkQueues(t *testing.T, s *testbed.MotoStack) {
 		for k, v := range props {
 			switch {
 			case slices.Contains(queueProperties, k):
-				if attrs[k] != testbed.CFNString(v) {
-					t.Errorf("queue %s: %s is %q, the template says %q", name, k, attrs[k], testbed.CFNString(v))
+				if attrs[k] != cfn.String(v) {
+					t.Errorf("queue %s: %s is %q, the template says %q", name, k, attrs[k], cfn.String(v))
 				}
 			case k == "RedrivePolicy" || k == "RedriveAllowPolicy":
 				var got any
 				if err := json.Unmarshal([]byte(attrs[k]), &got); err != nil || !subset(v, got) || !subset(got, v) {
-					t.Errorf("queue %s: %s is %s, the template says %s", name, k, attrs[k], testbed.CFNCanonical(v))
+					t.Errorf("queue %s: %s is %s, the template says %s", name, k, attrs[k], cfn.Canonical(v))
 				}
 			case k == "Tags":
 				tags, err := s.SQS.ListQueueTags(ctx, &sqs.ListQueueTagsInput{QueueUrl: aws.String(s.Resources[name])})
@@ -501,7 +511,7 @@ func checkQueues(t *testing.T, s *testbed.MotoStack) {
 					t.Errorf("queue %s: tags %v (%v), want %v", name, tags, err, tagsWant(props))
 				}
 			case k == "QueueName":
-				if !strings.HasSuffix(s.Resources[name], "/"+testbed.CFNString(v)) {
+				if !strings.HasSuffix(s.Resources[name], "/"+cfn.String(v)) {
 					t.Errorf("queue %s is %s, not named %v", name, s.Resources[name], v)
 				}
 			default:
@@ -531,7 +541,7 @@ func checkQueues(t *testing.T, s *testbed.MotoStack) {
 // checkLedger: LedgerUrl is s3://BUCKET/PREFIX of an existing bucket, the
 // stack's own (private, encrypted, expiring only when asked) or the one
 // LedgerBucket names.
-func checkLedger(t *testing.T, s *testbed.MotoStack) {
+func checkLedger(t *testing.T, s *stackbed.MotoStack) {
 	t.Helper()
 	ctx := context.Background()
 	u, err := url.Parse(s.Outputs["LedgerUrl"])
@@ -601,7 +611,7 @@ func checkLedger(t *testing.T, s *testbed.MotoStack) {
 			t.Errorf("Ledger: property %s is not checked here: add it", k)
 			continue
 		}
-		gap(t, "AWS::S3::Bucket."+k, err == nil && subset(want, got), "Ledger %s: %s is %s (%v), the template says %s", bucket, k, testbed.CFNCanonical(got), err, testbed.CFNCanonical(want))
+		gap(t, "AWS::S3::Bucket."+k, err == nil && subset(want, got), "Ledger %s: %s is %s (%v), the template says %s", bucket, k, cfn.Canonical(got), err, cfn.Canonical(want))
 	}
 	if _, ok := props["LifecycleConfiguration"]; !ok {
 		if _, err := s.S3.GetBucketLifecycleConfiguration(ctx, &s3.GetBucketLifecycleConfigurationInput{Bucket: aws.String(bucket)}); err == nil {
@@ -613,7 +623,7 @@ func checkLedger(t *testing.T, s *testbed.MotoStack) {
 // checkFleet: the cluster, the worker service (ScaleEcs) and both task
 // definitions, with the containers' commands and environments the
 // template gives.
-func checkFleet(t *testing.T, s *testbed.MotoStack) {
+func checkFleet(t *testing.T, s *stackbed.MotoStack) {
 	t.Helper()
 	ctx := context.Background()
 	for _, name := range resourcesOf(t, s, "AWS::ECS::Cluster") {
@@ -633,7 +643,7 @@ func checkFleet(t *testing.T, s *testbed.MotoStack) {
 			case "Tags":
 				gap(t, "AWS::ECS::Cluster.Tags", subset(want, lowerKeys(got["Tags"])), "tags %v", got["Tags"])
 			default:
-				gap(t, "AWS::ECS::Cluster."+k, subset(want, got[k]), "%s is %s, the template says %s", k, testbed.CFNCanonical(got[k]), testbed.CFNCanonical(want))
+				gap(t, "AWS::ECS::Cluster."+k, subset(want, got[k]), "%s is %s, the template says %s", k, cfn.Canonical(got[k]), cfn.Canonical(want))
 			}
 		}
 	}
@@ -658,7 +668,7 @@ func checkFleet(t *testing.T, s *testbed.MotoStack) {
 					w, g := wantC[i].(map[string]any), gotC[i].(map[string]any)
 					for ck, cv := range w {
 						if !subset(cv, g[ck]) && !(ck == "Environment" && sameSet(cv, g[ck])) {
-							t.Errorf("%s container %v: %s is %s, the template says %s", name, w["Name"], ck, testbed.CFNCanonical(g[ck]), testbed.CFNCanonical(cv))
+							t.Errorf("%s container %v: %s is %s, the template says %s", name, w["Name"], ck, cfn.Canonical(g[ck]), cfn.Canonical(cv))
 						}
 					}
 				}
@@ -672,7 +682,7 @@ func checkFleet(t *testing.T, s *testbed.MotoStack) {
 				if key := "AWS::ECS::TaskDefinition." + k; subset(want, got[k]) {
 					gap(t, key, true, "%s", k)
 				} else {
-					gap(t, key, false, "%s %s: %s, the template says %s", name, k, testbed.CFNCanonical(got[k]), testbed.CFNCanonical(want))
+					gap(t, key, false, "%s %s: %s, the template says %s", name, k, cfn.Canonical(got[k]), cfn.Canonical(want))
 				}
 			}
 		}
@@ -692,7 +702,7 @@ func checkFleet(t *testing.T, s *testbed.MotoStack) {
 		for k, want := range props {
 			switch k {
 			case "Cluster":
-				if !strings.HasSuffix(aws.ToString(svc.ClusterArn), "/"+testbed.CFNString(want)) {
+				if !strings.HasSuffix(aws.ToString(svc.ClusterArn), "/"+cfn.String(want)) {
 					t.Errorf("%s is in %s, the template says %v", name, aws.ToString(svc.ClusterArn), want)
 				}
 			case "TaskDefinition":
@@ -700,11 +710,11 @@ func checkFleet(t *testing.T, s *testbed.MotoStack) {
 					t.Errorf("%s runs %s, the template says %v", name, aws.ToString(svc.TaskDefinition), want)
 				}
 			case "NetworkConfiguration":
-				gap(t, "AWS::ECS::Service.NetworkConfiguration", subset(lowerKeys(want), lowerKeys(got[k])), "%s", testbed.CFNCanonical(got[k]))
+				gap(t, "AWS::ECS::Service.NetworkConfiguration", subset(lowerKeys(want), lowerKeys(got[k])), "%s", cfn.Canonical(got[k]))
 			case "Tags":
 				gap(t, "AWS::ECS::Service.Tags", subset(want, lowerKeys(got["Tags"])), "tags %v", got["Tags"])
 			default:
-				gap(t, "AWS::ECS::Service."+k, subset(want, got[k]), "%s is %s, the template says %s", k, testbed.CFNCanonical(got[k]), testbed.CFNCanonical(want))
+				gap(t, "AWS::ECS::Service."+k, subset(want, got[k]), "%s is %s, the template says %s", k, cfn.Canonical(got[k]), cfn.Canonical(want))
 			}
 		}
 		if _, ok := props["DesiredCount"]; !ok {
@@ -750,7 +760,7 @@ func sameSet(a, b any) bool {
 	}
 	var ka, kb []string
 	for i := range as {
-		ka, kb = append(ka, testbed.CFNCanonical(as[i])), append(kb, testbed.CFNCanonical(bs[i]))
+		ka, kb = append(ka, cfn.Canonical(as[i])), append(kb, cfn.Canonical(bs[i]))
 	}
 	slices.Sort(ka)
 	slices.Sort(kb)
@@ -760,7 +770,7 @@ func sameSet(a, b any) bool {
 // checkRoles: every role exists with the trust policy and exactly the
 // inline policies the template gives (each statement, resolved), its tags
 // and permissions boundary; the role outputs name them.
-func checkRoles(t *testing.T, s *testbed.MotoStack) {
+func checkRoles(t *testing.T, s *stackbed.MotoStack) {
 	t.Helper()
 	ctx := context.Background()
 	arns := map[string]bool{}
@@ -778,7 +788,7 @@ func checkRoles(t *testing.T, s *testbed.MotoStack) {
 				doc, _ := url.QueryUnescape(aws.ToString(role.Role.AssumeRolePolicyDocument))
 				var got any
 				if err := json.Unmarshal([]byte(doc), &got); err != nil || !subset(want, got) {
-					t.Errorf("role %s trusts %s, the template says %s", name, doc, testbed.CFNCanonical(want))
+					t.Errorf("role %s trusts %s, the template says %s", name, doc, cfn.Canonical(want))
 				}
 			case "Policies":
 				checkInlinePolicies(t, s, name, want.([]any))
@@ -791,7 +801,7 @@ func checkRoles(t *testing.T, s *testbed.MotoStack) {
 					t.Errorf("role %s: tags %v, want %v", name, tags, tagsWant(props))
 				}
 			case "PermissionsBoundary":
-				if b := role.Role.PermissionsBoundary; b == nil || aws.ToString(b.PermissionsBoundaryArn) != testbed.CFNString(want) {
+				if b := role.Role.PermissionsBoundary; b == nil || aws.ToString(b.PermissionsBoundaryArn) != cfn.String(want) {
 					t.Errorf("role %s: permissions boundary %v, want %v", name, b, want)
 				}
 			case "ManagedPolicyArns":
@@ -824,7 +834,7 @@ func checkRoles(t *testing.T, s *testbed.MotoStack) {
 
 // checkManagedPolicy: the policy's document is the template's, and it is
 // attached where the template says.
-func checkManagedPolicy(t *testing.T, s *testbed.MotoStack, name string) {
+func checkManagedPolicy(t *testing.T, s *stackbed.MotoStack, name string) {
 	t.Helper()
 	ctx := context.Background()
 	props := s.Properties(t, name)
@@ -875,7 +885,7 @@ func checkManagedPolicy(t *testing.T, s *testbed.MotoStack, name string) {
 // (a log group's ARN as moto's Fn::GetAtt gives it being a known gap).
 func comparePolicy(t *testing.T, what string, got, want any) {
 	t.Helper()
-	gotC, wantC := testbed.CFNCanonical(got), testbed.CFNCanonical(want)
+	gotC, wantC := cfn.Canonical(got), cfn.Canonical(want)
 	if motoC := logGroupArn.ReplaceAllString(wantC, `$1"`); gotC != wantC && gotC == motoC {
 		gap(t, "Fn::GetAtt AWS::Logs::LogGroup.Arn", false, "%s names log groups without :*", what)
 	} else if gotC != wantC {
@@ -889,7 +899,7 @@ var logGroupArn = regexp.MustCompile(`(arn:aws:logs:[^"]*:log-group:[^"]*):\*"`)
 
 // checkInlinePolicies compares a role's inline policies with the
 // template's.
-func checkInlinePolicies(t *testing.T, s *testbed.MotoStack, name string, want []any) {
+func checkInlinePolicies(t *testing.T, s *stackbed.MotoStack, name string, want []any) {
 	t.Helper()
 	ctx := context.Background()
 	list, err := s.IAM.ListRolePolicies(ctx, &iam.ListRolePoliciesInput{RoleName: aws.String(s.Resources[name])})
@@ -899,8 +909,8 @@ func checkInlinePolicies(t *testing.T, s *testbed.MotoStack, name string, want [
 	var wantNames []string
 	for _, p := range want {
 		p := p.(map[string]any)
-		wantNames = append(wantNames, testbed.CFNString(p["PolicyName"]))
-		out, err := s.IAM.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(s.Resources[name]), PolicyName: aws.String(testbed.CFNString(p["PolicyName"]))})
+		wantNames = append(wantNames, cfn.String(p["PolicyName"]))
+		out, err := s.IAM.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(s.Resources[name]), PolicyName: aws.String(cfn.String(p["PolicyName"]))})
 		if err != nil {
 			t.Errorf("role %s: policy %v: %v", name, p["PolicyName"], err)
 			continue
@@ -933,7 +943,7 @@ func checkInlinePolicies(t *testing.T, s *testbed.MotoStack, name string, want [
 
 // checkLogGroups: each log group exists with the retention and tags the
 // template gives; LogGroupName names one.
-func checkLogGroups(t *testing.T, s *testbed.MotoStack) {
+func checkLogGroups(t *testing.T, s *stackbed.MotoStack) {
 	t.Helper()
 	ctx := context.Background()
 	names := map[string]bool{}
@@ -954,7 +964,7 @@ func checkLogGroups(t *testing.T, s *testbed.MotoStack) {
 					t.Errorf("log group %s is %s, the template says %v", name, group, want)
 				}
 			case "RetentionInDays":
-				if fmt.Sprint(aws.ToInt32(lg.RetentionInDays)) != testbed.CFNString(want) {
+				if fmt.Sprint(aws.ToInt32(lg.RetentionInDays)) != cfn.String(want) {
 					t.Errorf("log group %s keeps logs %d days, the template says %v", name, aws.ToInt32(lg.RetentionInDays), want)
 				}
 			case "Tags":
@@ -974,7 +984,7 @@ func checkLogGroups(t *testing.T, s *testbed.MotoStack) {
 
 // checkNetwork: the workers' security group is in the VPC with exactly the
 // template's egress, and RunTaskNetwork names the subnets and it.
-func checkNetwork(t *testing.T, s *testbed.MotoStack, net testbed.MotoNetwork) {
+func checkNetwork(t *testing.T, s *stackbed.MotoStack, net stackbed.MotoNetwork) {
 	t.Helper()
 	ctx := context.Background()
 	n := s.RunTaskNetwork(t)
@@ -991,7 +1001,7 @@ func checkNetwork(t *testing.T, s *testbed.MotoStack, net testbed.MotoNetwork) {
 			continue
 		}
 		sg := out.SecurityGroups[0]
-		if aws.ToString(sg.VpcId) != testbed.CFNString(props["VpcId"]) || aws.ToString(sg.Description) != testbed.CFNString(props["GroupDescription"]) {
+		if aws.ToString(sg.VpcId) != cfn.String(props["VpcId"]) || aws.ToString(sg.Description) != cfn.String(props["GroupDescription"]) {
 			t.Errorf("security group %s: in %s, %q", name, aws.ToString(sg.VpcId), aws.ToString(sg.Description))
 		}
 		// Without egress rules a group allows all traffic out, as AWS makes it.
@@ -1015,11 +1025,11 @@ func checkNetwork(t *testing.T, s *testbed.MotoStack, net testbed.MotoNetwork) {
 			}
 			for _, e := range templ {
 				e := e.(map[string]any)
-				from, to := testbed.CFNString(e["FromPort"]), testbed.CFNString(e["ToPort"])
+				from, to := cfn.String(e["FromPort"]), cfn.String(e["ToPort"])
 				if from == "" {
 					from, to = "0", "0"
 				}
-				peer := testbed.CFNString(e["CidrIp"]) + testbed.CFNString(e["SourceSecurityGroupId"]) + testbed.CFNString(e["DestinationSecurityGroupId"])
+				peer := cfn.String(e["CidrIp"]) + cfn.String(e["SourceSecurityGroupId"]) + cfn.String(e["DestinationSecurityGroupId"])
 				want = append(want, fmt.Sprintf("%s %s-%s %s", e["IpProtocol"], from, to, peer))
 			}
 			slices.Sort(got)
@@ -1036,7 +1046,7 @@ func checkNetwork(t *testing.T, s *testbed.MotoStack, net testbed.MotoNetwork) {
 // checkEndpoints: each VPC endpoint is of the type and service the
 // template says, in the VPC, on the route tables (a gateway) or in the
 // subnets with the security group (an interface).
-func checkEndpoints(t *testing.T, s *testbed.MotoStack) {
+func checkEndpoints(t *testing.T, s *stackbed.MotoStack) {
 	t.Helper()
 	for _, name := range resourcesOf(t, s, "AWS::EC2::VPCEndpoint") {
 		props := s.Properties(t, name)
@@ -1064,8 +1074,8 @@ func checkEndpoints(t *testing.T, s *testbed.MotoStack) {
 				gap(t, "AWS::EC2::VPCEndpoint.Tags", hasTags(tagsWant(props), tags), "%s: tags %v", name, tags)
 			default:
 				if k == "VpcEndpointType" {
-					got[k] = strings.ToLower(testbed.CFNString(got[k])) // moto: "gateway", "interface"
-					want = strings.ToLower(testbed.CFNString(want))
+					got[k] = strings.ToLower(cfn.String(got[k])) // moto: "gateway", "interface"
+					want = strings.ToLower(cfn.String(want))
 				}
 				gap(t, "AWS::EC2::VPCEndpoint."+k, subset(want, got[k]), "%s: %s %v, the template's %v", name, k, got[k], want)
 			}
@@ -1076,7 +1086,7 @@ func checkEndpoints(t *testing.T, s *testbed.MotoStack) {
 // checkNotifications: the alarm topic (or AlarmTopicArn's) with the
 // e-mail subscription, the rule catching stopped workers with its target
 // queue, whose policy lets EventBridge send to it.
-func checkNotifications(t *testing.T, s *testbed.MotoStack) {
+func checkNotifications(t *testing.T, s *stackbed.MotoStack) {
 	t.Helper()
 	ctx := context.Background()
 	for _, name := range resourcesOf(t, s, "AWS::SNS::Topic") {
@@ -1098,15 +1108,15 @@ func checkNotifications(t *testing.T, s *testbed.MotoStack) {
 				}
 				gap(t, "AWS::SNS::Topic.Tags", hasTags(tagsWant(props), got), "%s: tags %v (%v)", name, got, err)
 			default:
-				gap(t, "AWS::SNS::Topic."+k, out.Attributes[k] == testbed.CFNString(want), "%s: %s %q, the template's %q", name, k, out.Attributes[k], testbed.CFNString(want))
+				gap(t, "AWS::SNS::Topic."+k, out.Attributes[k] == cfn.String(want), "%s: %s %q, the template's %q", name, k, out.Attributes[k], cfn.String(want))
 			}
 		}
 	}
 	for _, name := range resourcesOf(t, s, "AWS::SNS::Subscription") {
 		props := s.Properties(t, name)
 		out, err := s.SNS.GetSubscriptionAttributes(ctx, &sns.GetSubscriptionAttributesInput{SubscriptionArn: aws.String(s.Resources[name])})
-		if err != nil || out.Attributes["TopicArn"] != testbed.CFNString(props["TopicArn"]) || out.Attributes["Endpoint"] != testbed.CFNString(props["Endpoint"]) ||
-			out.Attributes["Protocol"] != testbed.CFNString(props["Protocol"]) {
+		if err != nil || out.Attributes["TopicArn"] != cfn.String(props["TopicArn"]) || out.Attributes["Endpoint"] != cfn.String(props["Endpoint"]) ||
+			out.Attributes["Protocol"] != cfn.String(props["Protocol"]) {
 			t.Errorf("subscription %s: %v (%v), the template's %v", name, out, err, props)
 		}
 	}
@@ -1123,8 +1133,8 @@ func checkNotifications(t *testing.T, s *testbed.MotoStack) {
 			case "EventPattern":
 				var got any
 				err := json.Unmarshal([]byte(aws.ToString(out.EventPattern)), &got)
-				if err != nil || testbed.CFNCanonical(got) != testbed.CFNCanonical(want) {
-					t.Errorf("rule %s matches %s, the template %s", name, aws.ToString(out.EventPattern), testbed.CFNCanonical(want))
+				if err != nil || cfn.Canonical(got) != cfn.Canonical(want) {
+					t.Errorf("rule %s matches %s, the template %s", name, aws.ToString(out.EventPattern), cfn.Canonical(want))
 				}
 			case "Targets":
 				targets, err := s.Events.ListTargetsByRule(ctx, &eventbridge.ListTargetsByRuleInput{Rule: aws.String(ruleName)})
@@ -1157,13 +1167,13 @@ func checkNotifications(t *testing.T, s *testbed.MotoStack) {
 	for _, name := range resourcesOf(t, s, "AWS::SQS::QueuePolicy") {
 		props := s.Properties(t, name)
 		for _, q := range list(props["Queues"]) {
-			out, err := s.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(testbed.CFNString(q)), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNamePolicy}})
+			out, err := s.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(cfn.String(q)), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNamePolicy}})
 			var got any
 			if err == nil {
 				err = json.Unmarshal([]byte(out.Attributes["Policy"]), &got)
 			}
 			if err != nil || !subset(props["PolicyDocument"], got) {
-				t.Errorf("queue policy %s on %v: %v (%v), the template's %s", name, q, got, err, testbed.CFNCanonical(props["PolicyDocument"]))
+				t.Errorf("queue policy %s on %v: %v (%v), the template's %s", name, q, got, err, cfn.Canonical(props["PolicyDocument"]))
 			}
 		}
 	}
@@ -1175,7 +1185,7 @@ func list(v any) []any {
 }
 
 // checkDashboard: the dashboard exists with the template's body.
-func checkDashboard(t *testing.T, s *testbed.MotoStack) {
+func checkDashboard(t *testing.T, s *stackbed.MotoStack) {
 	t.Helper()
 	for _, name := range resourcesOf(t, s, "AWS::CloudWatch::Dashboard") {
 		props := s.Properties(t, name)
@@ -1188,10 +1198,10 @@ func checkDashboard(t *testing.T, s *testbed.MotoStack) {
 		if err := json.Unmarshal([]byte(aws.ToString(out.DashboardBody)), &got); err != nil {
 			t.Errorf("dashboard %s: %v", name, err)
 		}
-		if err := json.Unmarshal([]byte(testbed.CFNString(props["DashboardBody"])), &want); err != nil {
+		if err := json.Unmarshal([]byte(cfn.String(props["DashboardBody"])), &want); err != nil {
 			t.Errorf("dashboard %s's body in the template: %v", name, err)
 		}
-		if testbed.CFNCanonical(got) != testbed.CFNCanonical(want) {
+		if cfn.Canonical(got) != cfn.Canonical(want) {
 			t.Errorf("dashboard %s's body differs from the template's", name)
 		}
 		if !strings.HasSuffix(s.Outputs["DashboardUrl"], "#dashboards/dashboard/"+s.Resources[name]) {
@@ -1203,7 +1213,7 @@ func checkDashboard(t *testing.T, s *testbed.MotoStack) {
 // checkStandIns: what the stack would have made where moto's CloudFormation
 // skips it is registered, as the template says: the worker service's
 // scalable target, its scaling policies, the alarms.
-func checkStandIns(t *testing.T, s *testbed.MotoStack) {
+func checkStandIns(t *testing.T, s *stackbed.MotoStack) {
 	t.Helper()
 	ctx := context.Background()
 	backlog := s.Exists(t, "WorkerScalableTarget")
@@ -1238,7 +1248,7 @@ func checkStandIns(t *testing.T, s *testbed.MotoStack) {
 		for _, x := range a.AlarmActions {
 			actions = append(actions, x)
 		}
-		if !sameSet(list(props["AlarmActions"]), actions) || fmt.Sprint(aws.ToFloat64(a.Threshold)) != testbed.CFNString(props["Threshold"]) ||
+		if !sameSet(list(props["AlarmActions"]), actions) || fmt.Sprint(aws.ToFloat64(a.Threshold)) != cfn.String(props["Threshold"]) ||
 			len(a.Metrics) != len(list(props["Metrics"])) {
 			t.Errorf("alarm %s: actions %v, threshold %v, %d metrics; the template says %v, %v, %d", name, a.AlarmActions, aws.ToFloat64(a.Threshold), len(a.Metrics),
 				props["AlarmActions"], props["Threshold"], len(list(props["Metrics"])))
@@ -1248,7 +1258,7 @@ func checkStandIns(t *testing.T, s *testbed.MotoStack) {
 
 // firstUse drives the stack as the operator's guide does before a window:
 // warm the fleet, suspend scale-in, run the planner task, read its logs.
-func firstUse(t *testing.T, s *testbed.MotoStack) {
+func firstUse(t *testing.T, s *stackbed.MotoStack) {
 	ctx := context.Background()
 	if svc := s.SetDesiredCount(t, 3); svc.DesiredCount != 3 {
 		t.Errorf("desired count %d after setting 3", svc.DesiredCount)
@@ -1261,7 +1271,7 @@ func firstUse(t *testing.T, s *testbed.MotoStack) {
 		t.Errorf("suspending scale-in changed the capacities: %d..%d, were %d..%d", aws.ToInt32(after.MinCapacity), aws.ToInt32(after.MaxCapacity), aws.ToInt32(before.MinCapacity), aws.ToInt32(before.MaxCapacity))
 	}
 	kept := after.SuspendedState != nil && aws.ToBool(after.SuspendedState.DynamicScalingInSuspended)
-	t.Logf("moto: RegisterScalableTarget with SuspendedState{DynamicScalingInSuspended: true} → DescribeScalableTargets reads back %s", testbed.CFNCanonical(asMap(t, after)["SuspendedState"]))
+	t.Logf("moto: RegisterScalableTarget with SuspendedState{DynamicScalingInSuspended: true} → DescribeScalableTargets reads back %s", cfn.Canonical(asMap(t, after)["SuspendedState"]))
 	if !kept {
 		t.Errorf("moto: RegisterScalableTarget with DynamicScalingInSuspended: read back %+v", after.SuspendedState)
 	} else if ss := after.SuspendedState; aws.ToBool(ss.DynamicScalingOutSuspended) || aws.ToBool(ss.ScheduledScalingSuspended) {
@@ -1342,7 +1352,7 @@ func firstUse(t *testing.T, s *testbed.MotoStack) {
 
 // resourceGone tells whether a resource of the stack is gone after its
 // deletion (and how it stands).
-func resourceGone(t *testing.T, s *testbed.MotoStack, name string) (gone bool, how string) {
+func resourceGone(t *testing.T, s *stackbed.MotoStack, name string) (gone bool, how string) {
 	t.Helper()
 	ctx := context.Background()
 	ref := s.Resources[name]
@@ -1363,7 +1373,7 @@ func resourceGone(t *testing.T, s *testbed.MotoStack, name string) (gone bool, h
 		out, err := s.ECS.DescribeClusters(ctx, &ecs.DescribeClustersInput{Clusters: []string{ref}})
 		return err == nil && (len(out.Clusters) == 0 || aws.ToString(out.Clusters[0].Status) == "INACTIVE"), fmt.Sprint(err)
 	case "AWS::ECS::Service":
-		out, err := s.ECS.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: aws.String(testbed.CFNString(s.Properties(t, name)["Cluster"])), Services: []string{ref}})
+		out, err := s.ECS.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: aws.String(cfn.String(s.Properties(t, name)["Cluster"])), Services: []string{ref}})
 		if err != nil { // the cluster is gone
 			return true, err.Error()
 		}
@@ -1413,9 +1423,9 @@ func resourceGone(t *testing.T, s *testbed.MotoStack, name string) (gone bool, h
 			t.Fatalf("%s: %v", name, err)
 		}
 		for _, q := range list(queues) {
-			out, err := s.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(testbed.CFNString(q)), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNamePolicy}})
+			out, err := s.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(cfn.String(q)), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNamePolicy}})
 			if err == nil && out.Attributes["Policy"] != "" {
-				return false, "queue " + testbed.CFNString(q) + " has a policy"
+				return false, "queue " + cfn.String(q) + " has a policy"
 			}
 		}
 		return true, ""
@@ -1438,7 +1448,7 @@ func failuresOf(out *ecs.DescribeServicesOutput) []string {
 
 // deleteAndCheckKept deletes the stack and checks that what the template
 // retains (DeletionPolicy Retain: the ledger) is kept and the rest gone.
-func deleteAndCheckKept(t *testing.T, s *testbed.MotoStack) {
+func deleteAndCheckKept(t *testing.T, s *stackbed.MotoStack) {
 	t.Helper()
 	s.Delete(t)
 	var kept []string
@@ -1466,8 +1476,8 @@ func deleteAndCheckKept(t *testing.T, s *testbed.MotoStack) {
 // iamEnforced: on a moto enforcing IAM, the stack made with an
 // administrator's credentials, each role's credentials may make the calls
 // it needs and not the ones it must not.
-func iamEnforced(t *testing.T, tpl *testbed.CFNTemplate, required map[string]string) {
-	srv := testbed.StartMotoEnforcingIAM(t)
+func iamEnforced(t *testing.T, tpl *cfn.Template, required map[string]string) {
+	srv := stackbed.StartMotoEnforcingIAM(t)
 	net := srv.Network(t)
 	src, dst := srv.Bucket(t, testbed.Name("source")), srv.Bucket(t, testbed.Name("dest"))
 	params := map[string]string{}
@@ -1475,7 +1485,7 @@ func iamEnforced(t *testing.T, tpl *testbed.CFNTemplate, required map[string]str
 		params[k] = v
 	}
 	params["SourceBucket"], params["DestinationBucket"], params["VpcId"], params["Subnets"] = src, dst, net.VpcID, strings.Join(net.Subnets, ",")
-	s := testbed.DeployOnMoto(t, srv, deploy.Template, declared(t, tpl, params, false))
+	s := stackbed.DeployOnMoto(t, srv, deploy.Template, declared(t, tpl, params, false))
 	ctx := context.Background()
 	if _, err := s.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(src), Key: aws.String("a/b.txt"), Body: strings.NewReader("hello")}); err != nil {
 		t.Fatalf("seed the source as the administrator: %v", err)
@@ -1632,7 +1642,7 @@ func isDenied(err error) bool {
 }
 
 // trustAdmin lets the administrator assume a role, in place of ECS's tasks.
-func trustAdmin(t *testing.T, s *testbed.MotoStack, role string) {
+func trustAdmin(t *testing.T, s *stackbed.MotoStack, role string) {
 	t.Helper()
 	me, err := s.STS.GetCallerIdentity(context.Background(), nil)
 	if err != nil {
@@ -1644,7 +1654,7 @@ func trustAdmin(t *testing.T, s *testbed.MotoStack, role string) {
 	}
 }
 
-func roleClients(t *testing.T, s *testbed.MotoStack, role string) testbed.MotoClients {
+func roleClients(t *testing.T, s *stackbed.MotoStack, role string) stackbed.MotoClients {
 	t.Helper()
 	cfg, err := s.AssumeRole(t, role)
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 // no local server offers. It records every desired count it is set to.
 // The same endpoint answers Application Auto Scaling's
 // DescribeScalableTargets and RegisterScalableTarget for the services'
-// scalable targets (AddTarget); moto's are tested in deploy's TestDeployOnMoto.
+// scalable targets (AddTarget); moto's are tested in test/stack's TestDeployOnMoto.
 type FakeECS struct {
 	URL string
 

@@ -30,6 +30,11 @@ type moto struct {
 	err  error
 }
 
+// MotoAccount is the account moto puts everything in (and the account
+// the Manners proxy's event notifications name for a bucket with no
+// owner of its own).
+const MotoAccount = "123456789012"
+
 // Moto returns the test bed on moto: its S3 and SQS, started on first use
 // and stopped with the rest. Without moto_server installed the test skips
 // (or, under $S3CLONE_REQUIRE_TESTBED, fails).
@@ -89,3 +94,59 @@ func (e *Env) spawnMoto(dir string, environ []string) (addr string, err error) {
 	}
 	return addr, nil
 }
+
+// MotoProcess is a moto_server of a test's own, on a free loopback port,
+// with every service moto implements and none of the rest of the test bed.
+// The stack test bed (stackbed.StartMoto) builds on it: its SDK clients of
+// moto's other services (CloudFormation, EC2, IAM, ECS, ...) live there,
+// so that the packages testing S3 and SQS alone do not compile them.
+type MotoProcess struct {
+	// Endpoint is the server's URL, for every service.
+	Endpoint string
+	env      *Env
+}
+
+// StartMotoProcess starts a moto_server, stopped when the test ends.
+// environ is added to its environment, e.g.
+// "INITIAL_NO_AUTH_ACTION_COUNT=3" to enforce IAM after three requests.
+// Under $S3CLONE_UNIT_ONLY the test skips; without moto_server on the PATH
+// it skips too (or fails, under $S3CLONE_REQUIRE_TESTBED).
+func StartMotoProcess(t testing.TB, environ ...string) *MotoProcess {
+	t.Helper()
+	if err := unitOnly(); err != nil {
+		t.Skip(err)
+	}
+	p, err := startMotoProcess(environ)
+	if err != nil {
+		if os.Getenv(RequireEnv) != "" {
+			t.Fatalf("moto: %v", err)
+		}
+		t.Skipf("moto: %v (it comes with the machine's Python: pip install 'moto[server]==5.2.1')", err)
+	}
+	t.Cleanup(p.env.Stop)
+	return p
+}
+
+func startMotoProcess(environ []string) (*MotoProcess, error) {
+	dir, err := os.MkdirTemp("", "s3clone-moto-")
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{dir: dir}
+	addr, err := e.spawnMoto(dir, environ)
+	if err != nil {
+		e.Stop()
+		return nil, err
+	}
+	return &MotoProcess{Endpoint: "http://" + addr, env: e}, nil
+}
+
+// Log is everything the server has written so far: a line per request,
+// and its warnings (such as the resource types its CloudFormation skips).
+func (p *MotoProcess) Log() string {
+	b, _ := os.ReadFile(filepath.Join(p.env.dir, "moto.log")) // a missing log reads as empty
+	return string(b)
+}
+
+// LogTail is the end of the log, for failure messages.
+func (p *MotoProcess) LogTail() string { return p.env.LogTail("moto.log") }

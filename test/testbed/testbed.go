@@ -409,13 +409,15 @@ func (e *Env) EnvironAs(access, secret string) []string {
 // Environ is the environment a child process (planner, worker, aws CLI)
 // needs to reach the servers.
 func (e *Env) Environ() []string {
-	return childEnviron("AWS_ENDPOINT_URL_S3="+e.S3Endpoint, "AWS_ENDPOINT_URL_SQS="+e.SQSEndpoint)
+	return ChildEnviron("AWS_ENDPOINT_URL_S3="+e.S3Endpoint, "AWS_ENDPOINT_URL_SQS="+e.SQSEndpoint)
 }
 
-// childEnviron is this process's environment without any AWS_ or
+// ChildEnviron is this process's environment without any AWS_ or
 // S3CLONE_ variable (nothing from the developer's own AWS setup leaks
-// in), with the test bed's credentials and region, and endpoints.
-func childEnviron(endpoints ...string) []string {
+// in), with the test bed's credentials and region, and endpoints
+// ("AWS_ENDPOINT_URL_S3=..."): what a child process (planner, worker, aws
+// CLI) runs with.
+func ChildEnviron(endpoints ...string) []string {
 	env := []string{}
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, "AWS_") || strings.HasPrefix(kv, "S3CLONE_") {

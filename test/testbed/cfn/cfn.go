@@ -1,4 +1,8 @@
-package testbed
+// Package cfn reads a CloudFormation template as CloudFormation does and
+// evaluates its conditions and intrinsic functions for one stack: the
+// stack test bed (stackbed) checks what moto made against it, and the
+// deploy package's unit tests compare its values. It needs no AWS SDK.
+package cfn
 
 import (
 	"errors"
@@ -10,19 +14,19 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// CFNTemplate is a CloudFormation template as plain data (maps, slices
+// Template is a CloudFormation template as plain data (maps, slices
 // and strings; every scalar a string), short-form intrinsics (!Ref X) in
 // their long form ({"Ref": "X"}), as CloudFormation reads it.
-type CFNTemplate struct {
+type Template struct {
 	Parameters map[string]map[string]any
 	Mappings   map[string]any
 	Conditions map[string]any
-	Resources  map[string]CFNResource
+	Resources  map[string]Resource
 	Outputs    map[string]map[string]any
 }
 
-// CFNResource is one resource of a template.
-type CFNResource struct {
+// Resource is one resource of a template.
+type Resource struct {
 	Type           string
 	Condition      string // empty: always created
 	DeletionPolicy string
@@ -30,8 +34,8 @@ type CFNResource struct {
 	Properties     map[string]any
 }
 
-// ParseCFNTemplate reads a YAML (or JSON) template.
-func ParseCFNTemplate(src []byte) (*CFNTemplate, error) {
+// Parse reads a YAML (or JSON) template.
+func Parse(src []byte) (*Template, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
 		return nil, err
@@ -39,7 +43,7 @@ func ParseCFNTemplate(src []byte) (*CFNTemplate, error) {
 	if len(doc.Content) == 0 {
 		return nil, errors.New("empty template")
 	}
-	v, err := cfnPlain(doc.Content[0])
+	v, err := plain(doc.Content[0])
 	if err != nil {
 		return nil, err
 	}
@@ -47,7 +51,7 @@ func ParseCFNTemplate(src []byte) (*CFNTemplate, error) {
 	if !ok {
 		return nil, errors.New("template: not a mapping")
 	}
-	tpl := &CFNTemplate{Parameters: map[string]map[string]any{}, Resources: map[string]CFNResource{}, Outputs: map[string]map[string]any{}}
+	tpl := &Template{Parameters: map[string]map[string]any{}, Resources: map[string]Resource{}, Outputs: map[string]map[string]any{}}
 	tpl.Mappings, _ = raw["Mappings"].(map[string]any)
 	tpl.Conditions, _ = raw["Conditions"].(map[string]any)
 	params, _ := raw["Parameters"].(map[string]any)
@@ -61,7 +65,7 @@ func ParseCFNTemplate(src []byte) (*CFNTemplate, error) {
 	resources, _ := raw["Resources"].(map[string]any)
 	for name, r := range resources {
 		m, _ := r.(map[string]any)
-		var res CFNResource
+		var res Resource
 		res.Type, _ = m["Type"].(string)
 		res.Condition, _ = m["Condition"].(string)
 		res.DeletionPolicy, _ = m["DeletionPolicy"].(string)
@@ -78,13 +82,13 @@ func ParseCFNTemplate(src []byte) (*CFNTemplate, error) {
 	return tpl, nil
 }
 
-func cfnPlain(n *yaml.Node) (any, error) {
+func plain(n *yaml.Node) (any, error) {
 	var v any
 	switch n.Kind {
 	case yaml.MappingNode:
 		m := map[string]any{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			c, err := cfnPlain(n.Content[i+1])
+			c, err := plain(n.Content[i+1])
 			if err != nil {
 				return nil, err
 			}
@@ -94,7 +98,7 @@ func cfnPlain(n *yaml.Node) (any, error) {
 	case yaml.SequenceNode:
 		s := []any{}
 		for _, c := range n.Content {
-			p, err := cfnPlain(c)
+			p, err := plain(c)
 			if err != nil {
 				return nil, err
 			}
@@ -123,7 +127,7 @@ func cfnPlain(n *yaml.Node) (any, error) {
 // ParameterValues are the values a stack with these parameters has: the
 // given ones and every other parameter's default. A parameter the
 // template does not declare, or one with no value, is an error.
-func (tpl *CFNTemplate) ParameterValues(given map[string]string) (map[string]string, error) {
+func (tpl *Template) ParameterValues(given map[string]string) (map[string]string, error) {
 	out := map[string]string{}
 	for name, v := range given {
 		if _, ok := tpl.Parameters[name]; !ok {
@@ -144,18 +148,18 @@ func (tpl *CFNTemplate) ParameterValues(given map[string]string) (map[string]str
 	return out, nil
 }
 
-// CFNNoValue is what AWS::NoValue resolves to; Resolve drops it from maps
+// noValue is what AWS::NoValue resolves to; Resolve drops it from maps
 // and lists, as CloudFormation does.
-type cfnNoValue struct{}
+type noValue struct{}
 
-// CFNNoValue stands for AWS::NoValue.
-var CFNNoValue any = cfnNoValue{}
+// NoValue stands for AWS::NoValue.
+var NoValue any = noValue{}
 
-// CFNResolver evaluates a template's conditions and intrinsic functions
+// Resolver evaluates a template's conditions and intrinsic functions
 // for one stack: its parameters, pseudo parameters, and what its resources
 // are (Ref) and have (Fn::GetAtt).
-type CFNResolver struct {
-	Template *CFNTemplate
+type Resolver struct {
+	Template *Template
 	Params   map[string]string // every parameter's value (ParameterValues)
 	Pseudo   map[string]string // AWS::Region, AWS::AccountId, AWS::StackName, ...
 	// Ref is a resource's Ref value by logical id (its physical id).
@@ -167,7 +171,7 @@ type CFNResolver struct {
 
 // Condition evaluates a named condition (Fn::Equals, Fn::Not, Fn::And,
 // Fn::Or, Condition, over parameters and pseudo parameters).
-func (r *CFNResolver) Condition(name string) (bool, error) {
+func (r *Resolver) Condition(name string) (bool, error) {
 	if name == "" {
 		return true, nil
 	}
@@ -189,7 +193,7 @@ func (r *CFNResolver) Condition(name string) (bool, error) {
 	return v, nil
 }
 
-func (r *CFNResolver) evalCondition(v any) (bool, error) {
+func (r *Resolver) evalCondition(v any) (bool, error) {
 	m, ok := v.(map[string]any)
 	if !ok || len(m) != 1 {
 		return false, fmt.Errorf("not a condition function: %v", v)
@@ -212,7 +216,7 @@ func (r *CFNResolver) evalCondition(v any) (bool, error) {
 			if err != nil {
 				return false, err
 			}
-			return CFNString(a) == CFNString(b), nil
+			return String(a) == String(b), nil
 		case "Fn::Not":
 			if len(args) != 1 {
 				return false, fmt.Errorf("Fn::Not of %d conditions", len(args))
@@ -239,9 +243,9 @@ func (r *CFNResolver) evalCondition(v any) (bool, error) {
 
 // Resolve evaluates the intrinsic functions in v: Ref, Fn::GetAtt, Fn::Sub,
 // Fn::Join, Fn::If, Fn::FindInMap, Fn::Select, Fn::Split and conditions.
-// AWS::NoValue is dropped from maps and lists (and returned as CFNNoValue
+// AWS::NoValue is dropped from maps and lists (and returned as NoValue
 // on its own).
-func (r *CFNResolver) Resolve(v any) (any, error) {
+func (r *Resolver) Resolve(v any) (any, error) {
 	switch x := v.(type) {
 	case map[string]any:
 		if len(x) == 1 {
@@ -257,7 +261,7 @@ func (r *CFNResolver) Resolve(v any) (any, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", k, err)
 			}
-			if rv != CFNNoValue {
+			if rv != NoValue {
 				out[k] = rv
 			}
 		}
@@ -269,7 +273,7 @@ func (r *CFNResolver) Resolve(v any) (any, error) {
 			if err != nil {
 				return nil, fmt.Errorf("[%d]: %w", i, err)
 			}
-			if rv != CFNNoValue {
+			if rv != NoValue {
 				out = append(out, rv)
 			}
 		}
@@ -279,9 +283,9 @@ func (r *CFNResolver) Resolve(v any) (any, error) {
 	}
 }
 
-func (r *CFNResolver) ref(name string) (any, error) {
+func (r *Resolver) ref(name string) (any, error) {
 	if name == "AWS::NoValue" {
-		return CFNNoValue, nil
+		return NoValue, nil
 	}
 	if v, ok := r.Pseudo[name]; ok {
 		return v, nil
@@ -308,7 +312,7 @@ func (r *CFNResolver) ref(name string) (any, error) {
 	return nil, fmt.Errorf("a Ref of %s: no parameter, pseudo parameter or resource has that name", name)
 }
 
-func (r *CFNResolver) getAtt(res, attr string) (string, error) {
+func (r *Resolver) getAtt(res, attr string) (string, error) {
 	if r.Attr == nil {
 		return "", fmt.Errorf("Fn::GetAtt %s.%s: no attributes known", res, attr)
 	}
@@ -317,7 +321,7 @@ func (r *CFNResolver) getAtt(res, attr string) (string, error) {
 
 var subVar = regexp.MustCompile(`\$\{([^}]*)\}`)
 
-func (r *CFNResolver) intrinsic(fn string, arg any) (any, error) {
+func (r *Resolver) intrinsic(fn string, arg any) (any, error) {
 	args, _ := arg.([]any)
 	switch fn {
 	case "Ref":
@@ -343,7 +347,7 @@ func (r *CFNResolver) intrinsic(fn string, arg any) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return r.getAtt(res, CFNString(attr))
+		return r.getAtt(res, String(attr))
 	case "Fn::If":
 		if len(args) != 3 {
 			return nil, fmt.Errorf("Fn::If of %d values", len(args))
@@ -372,7 +376,7 @@ func (r *CFNResolver) intrinsic(fn string, arg any) (any, error) {
 		}
 		parts := make([]string, len(list))
 		for i, p := range list {
-			parts[i] = CFNString(p)
+			parts[i] = String(p)
 		}
 		return strings.Join(parts, sep), nil
 	case "Fn::Select":
@@ -389,7 +393,7 @@ func (r *CFNResolver) intrinsic(fn string, arg any) (any, error) {
 		}
 		list, _ := items.([]any)
 		var n int
-		if _, err := fmt.Sscan(CFNString(i), &n); err != nil || n < 0 || n >= len(list) {
+		if _, err := fmt.Sscan(String(i), &n); err != nil || n < 0 || n >= len(list) {
 			return nil, fmt.Errorf("Fn::Select %v of %d values", i, len(list))
 		}
 		return list[n], nil
@@ -403,7 +407,7 @@ func (r *CFNResolver) intrinsic(fn string, arg any) (any, error) {
 			return nil, err
 		}
 		out := []any{}
-		for _, p := range strings.Split(CFNString(s), sep) {
+		for _, p := range strings.Split(String(s), sep) {
 			out = append(out, p)
 		}
 		return out, nil
@@ -417,7 +421,7 @@ func (r *CFNResolver) intrinsic(fn string, arg any) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			keys[i] = CFNString(v)
+			keys[i] = String(v)
 		}
 		m, _ := r.Template.Mappings[keys[0]].(map[string]any)
 		top, _ := m[keys[1]].(map[string]any)
@@ -460,25 +464,25 @@ func (r *CFNResolver) intrinsic(fn string, arg any) (any, error) {
 			if err != nil && firstErr == nil {
 				firstErr = fmt.Errorf("Fn::Sub %s: %w", m, err)
 			}
-			return CFNString(v)
+			return String(v)
 		})
 		return out, firstErr
 	}
 	return nil, fmt.Errorf("%s is not resolved here", fn)
 }
 
-// CFNString is a resolved scalar as a string ("" for AWS::NoValue); lists
+// String is a resolved scalar as a string ("" for AWS::NoValue); lists
 // are joined with commas.
-func CFNString(v any) string {
+func String(v any) string {
 	switch x := v.(type) {
-	case nil, cfnNoValue:
+	case nil, noValue:
 		return ""
 	case string:
 		return x
 	case []any:
 		parts := make([]string, len(x))
 		for i, p := range x {
-			parts[i] = CFNString(p)
+			parts[i] = String(p)
 		}
 		return strings.Join(parts, ",")
 	default:
@@ -486,10 +490,10 @@ func CFNString(v any) string {
 	}
 }
 
-// CFNCanonical writes a value with sorted keys and every scalar a string,
+// Canonical writes a value with sorted keys and every scalar a string,
 // so that a template's resolved properties and what a service reports
 // back (numbers, booleans) compare equal when they say the same.
-func CFNCanonical(v any) string {
+func Canonical(v any) string {
 	switch x := v.(type) {
 	case map[string]any:
 		keys := make([]string, 0, len(x))
@@ -499,18 +503,18 @@ func CFNCanonical(v any) string {
 		sort.Strings(keys)
 		parts := make([]string, len(keys))
 		for i, k := range keys {
-			parts[i] = fmt.Sprintf("%q:%s", k, CFNCanonical(x[k]))
+			parts[i] = fmt.Sprintf("%q:%s", k, Canonical(x[k]))
 		}
 		return "{" + strings.Join(parts, ",") + "}"
 	case []any:
 		parts := make([]string, len(x))
 		for i, c := range x {
-			parts[i] = CFNCanonical(c)
+			parts[i] = Canonical(c)
 		}
 		return "[" + strings.Join(parts, ",") + "]"
 	case float64:
 		return fmt.Sprintf("%q", fmt.Sprint(x))
 	default:
-		return fmt.Sprintf("%q", CFNString(x))
+		return fmt.Sprintf("%q", String(x))
 	}
 }

@@ -1,4 +1,4 @@
-package testbed
+package cfn
 
 import (
 	"fmt"
@@ -7,28 +7,28 @@ import (
 	"strings"
 )
 
-// CFNDecode fills an SDK input (a pointer to its struct) from a resource's
+// Decode fills an SDK input (a pointer to its struct) from a resource's
 // resolved properties, whose names are the SDK's field names (as they are
 // for Application Auto Scaling and CloudWatch): scalars from their
 // template strings, a list of {Key, Value} into a map. A property the
 // struct has no field for is an error, so that nothing the template says
 // is silently dropped.
-func CFNDecode(props map[string]any, into any) error {
+func Decode(props map[string]any, into any) error {
 	v := reflect.ValueOf(into)
 	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
-		return fmt.Errorf("CFNDecode into %T: want a pointer to a struct", into)
+		return fmt.Errorf("cfn.Decode into %T: want a pointer to a struct", into)
 	}
-	return cfnDecode(props, v.Elem(), "")
+	return decode(props, v.Elem(), "")
 }
 
-func cfnDecode(src any, dst reflect.Value, path string) error {
-	if src == nil || src == CFNNoValue {
+func decode(src any, dst reflect.Value, path string) error {
+	if src == nil || src == NoValue {
 		return nil
 	}
 	switch dst.Kind() {
 	case reflect.Pointer:
 		elem := reflect.New(dst.Type().Elem())
-		if err := cfnDecode(src, elem.Elem(), path); err != nil {
+		if err := decode(src, elem.Elem(), path); err != nil {
 			return err
 		}
 		dst.Set(elem)
@@ -43,7 +43,7 @@ func cfnDecode(src any, dst reflect.Value, path string) error {
 			if !f.IsValid() || !f.CanSet() {
 				return fmt.Errorf("%s.%s: %s has no such field", path, k, dst.Type())
 			}
-			if err := cfnDecode(v, f, path+"."+k); err != nil {
+			if err := decode(v, f, path+"."+k); err != nil {
 				return err
 			}
 		}
@@ -55,7 +55,7 @@ func cfnDecode(src any, dst reflect.Value, path string) error {
 		}
 		out := reflect.MakeSlice(dst.Type(), len(list), len(list))
 		for i, item := range list {
-			if err := cfnDecode(item, out.Index(i), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+			if err := decode(item, out.Index(i), fmt.Sprintf("%s[%d]", path, i)); err != nil {
 				return err
 			}
 		}
@@ -65,7 +65,7 @@ func cfnDecode(src any, dst reflect.Value, path string) error {
 		out := reflect.MakeMap(dst.Type())
 		put := func(k string, v any) error {
 			val := reflect.New(dst.Type().Elem()).Elem()
-			if err := cfnDecode(v, val, path+"."+k); err != nil {
+			if err := decode(v, val, path+"."+k); err != nil {
 				return err
 			}
 			out.SetMapIndex(reflect.ValueOf(k).Convert(dst.Type().Key()), val)
@@ -81,7 +81,7 @@ func cfnDecode(src any, dst reflect.Value, path string) error {
 		case []any: // tags: [{Key: k, Value: v}]
 			for _, item := range x {
 				kv, _ := item.(map[string]any)
-				if err := put(CFNString(kv["Key"]), kv["Value"]); err != nil {
+				if err := put(String(kv["Key"]), kv["Value"]); err != nil {
 					return err
 				}
 			}

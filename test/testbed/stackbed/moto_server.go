@@ -1,4 +1,12 @@
-package testbed
+// Package stackbed is the test bed of the CloudFormation stack: a
+// moto_server of a test's own with every service moto implements
+// (StartMoto), SDK clients of each (MotoClients), and the stack of
+// deploy/s3clone.yaml created on it and made whole (DeployOnMoto), with
+// the operator's steps as methods. test/stack's tests use it. It is apart
+// from package testbed, which the S3 and SQS tests use, because its SDK
+// clients (EC2, IAM, CloudFormation, ECS, CloudWatch, SNS, EventBridge,
+// ...) take longer to compile than everything those tests need.
+package stackbed
 
 import (
 	"bytes"
@@ -9,8 +17,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -21,14 +27,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+
+	"github.com/s3clone/s3clone/test/testbed"
 )
 
 // MotoServer is a moto_server of a test's own, with every service moto
 // implements on one loopback port (CloudFormation, IAM, STS, ECS,
 // Application Auto Scaling, CloudWatch, CloudWatch Logs, S3, SQS, EC2, ...),
-// and none of the rest of the test bed: the deploy tests create stacks on
-// it (DeployOnMoto). Env.Moto is the other way to reach moto, as a second
-// S3 and SQS next to versitygw.
+// and none of the rest of the test bed: the stack's tests create stacks on
+// it (DeployOnMoto). testbed.Env.Moto is the other way to reach moto, as a
+// second S3 and SQS next to versitygw.
 type MotoServer struct {
 	// Endpoint is the server's URL, for every service.
 	Endpoint string
@@ -40,33 +48,26 @@ type MotoServer struct {
 	// strings.
 	ECSEndpoint string
 	// Cfg reaches every service at Endpoint with the root credentials
-	// (AccessKey, SecretKey; moto's account 123456789012), in Region. An
-	// S3 client made from it needs path-style addressing (see S3Options).
-	Cfg aws.Config
-	env *Env
+	// (testbed.AccessKey, testbed.SecretKey; moto's account 123456789012),
+	// in testbed.Region. An S3 client made from it needs path-style
+	// addressing (MotoClients.S3 has it).
+	Cfg  aws.Config
+	proc *testbed.MotoProcess
 }
-
-// MotoAccount is the account moto puts everything in.
-const MotoAccount = "123456789012"
 
 // StartMoto starts a moto_server on a free loopback port, stopped when the
 // test ends. environ is added to its environment, e.g.
 // "INITIAL_NO_AUTH_ACTION_COUNT=3" to enforce IAM after three requests.
 // Without moto_server on the PATH the test skips (or fails, under
-// $S3CLONE_REQUIRE_TESTBED).
+// $S3CLONE_REQUIRE_TESTBED); under $S3CLONE_UNIT_ONLY it skips.
 func StartMoto(t testing.TB, environ ...string) *MotoServer {
 	t.Helper()
-	if err := unitOnly(); err != nil {
-		t.Skip(err)
+	p := testbed.StartMotoProcess(t, environ...)
+	m := &MotoServer{
+		Endpoint: p.Endpoint,
+		Cfg:      MotoConfig(p.Endpoint, testbed.AccessKey, testbed.SecretKey, ""),
+		proc:     p,
 	}
-	m, err := startMotoServer(environ)
-	if err != nil {
-		if os.Getenv(RequireEnv) != "" {
-			t.Fatalf("moto: %v", err)
-		}
-		t.Skipf("moto: %v (it comes with the machine's Python: pip install 'moto[server]==5.2.1')", err)
-	}
-	t.Cleanup(m.env.Stop)
 	target, _ := url.Parse(m.Endpoint)
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	proxy.ModifyResponse = fixMotoECS
@@ -120,30 +121,11 @@ func fixMotoECS(resp *http.Response) error {
 	return nil
 }
 
-func startMotoServer(environ []string) (*MotoServer, error) {
-	dir, err := os.MkdirTemp("", "s3clone-moto-")
-	if err != nil {
-		return nil, err
-	}
-	e := &Env{dir: dir}
-	addr, err := e.spawnMoto(dir, environ)
-	if err != nil {
-		e.Stop()
-		return nil, err
-	}
-	endpoint := "http://" + addr
-	return &MotoServer{
-		Endpoint: endpoint,
-		Cfg:      MotoConfig(endpoint, AccessKey, SecretKey, ""),
-		env:      e,
-	}, nil
-}
-
 // MotoConfig is an SDK configuration that reaches every service at endpoint
 // with these credentials (a session token for a role's).
 func MotoConfig(endpoint, access, secret, token string) aws.Config {
 	return aws.Config{
-		Region:       Region,
+		Region:       testbed.Region,
 		BaseEndpoint: aws.String(endpoint),
 		Credentials:  credentials.NewStaticCredentialsProvider(access, secret, token),
 		// A connection moto's server dropped is tried again; an answer (a
@@ -159,13 +141,10 @@ func MotoConfig(endpoint, access, secret, token string) aws.Config {
 
 // Log is everything the server has written so far: a line per request,
 // and its warnings (such as the resource types its CloudFormation skips).
-func (m *MotoServer) Log() string {
-	b, _ := os.ReadFile(filepath.Join(m.env.dir, "moto.log")) // a missing log reads as empty
-	return string(b)
-}
+func (m *MotoServer) Log() string { return m.proc.Log() }
 
 // LogTail is the end of the log, for failure messages.
-func (m *MotoServer) LogTail() string { return m.env.LogTail("moto.log") }
+func (m *MotoServer) LogTail() string { return m.proc.LogTail() }
 
 var motoUnsupported = regexp.MustCompile(`No Moto CloudFormation support for (\S+)`)
 
@@ -184,7 +163,7 @@ func (m *MotoServer) Unsupported() []string {
 // Environ is the environment a child process (planner, worker, aws CLI)
 // needs to reach every service on this server with the root credentials.
 func (m *MotoServer) Environ() []string {
-	return childEnviron("AWS_ENDPOINT_URL="+m.Endpoint, "AWS_ENDPOINT_URL_ECS="+m.ECSEndpoint) // every service; ECS through the fixing proxy
+	return testbed.ChildEnviron("AWS_ENDPOINT_URL="+m.Endpoint, "AWS_ENDPOINT_URL_ECS="+m.ECSEndpoint) // every service; ECS through the fixing proxy
 }
 
 // StartMotoEnforcingIAM starts a moto_server that checks every request

@@ -1,4 +1,4 @@
-package testbed
+package stackbed
 
 import (
 	"context"
@@ -35,6 +35,9 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
+
+	"github.com/s3clone/s3clone/test/testbed"
+	"github.com/s3clone/s3clone/test/testbed/cfn"
 )
 
 // MotoClients are SDK clients of every service a stack on moto uses, all
@@ -130,7 +133,7 @@ func (m *MotoServer) Network(t testing.TB) MotoNetwork {
 	c := m.Clients()
 	ctx := context.Background()
 	out, err := c.CFN.CreateStack(ctx, &cloudformation.CreateStackInput{
-		StackName: aws.String(Name("network")), TemplateBody: aws.String(motoNetworkTemplate),
+		StackName: aws.String(testbed.Name("network")), TemplateBody: aws.String(motoNetworkTemplate),
 	})
 	if err != nil {
 		t.Fatalf("network stack: %v", err)
@@ -170,10 +173,10 @@ func stackOutputs(s cfntypes.Stack) map[string]string {
 
 // waitStack waits for a stack (by id: a deleted stack is found only so) to
 // reach want, and fails with its events if it reaches another final state.
-func waitStack(ctx context.Context, cfn *cloudformation.Client, id string, want cfntypes.StackStatus) (cfntypes.Stack, error) {
+func waitStack(ctx context.Context, c *cloudformation.Client, id string, want cfntypes.StackStatus) (cfntypes.Stack, error) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		out, err := cfn.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(id)})
+		out, err := c.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(id)})
 		if err != nil {
 			return cfntypes.Stack{}, err
 		}
@@ -186,14 +189,14 @@ func waitStack(ctx context.Context, cfn *cloudformation.Client, id string, want 
 		case s.StackStatus == want:
 			return s, nil
 		case strings.HasSuffix(status, "_FAILED") || strings.HasSuffix(status, "_COMPLETE") || time.Now().After(deadline):
-			return s, fmt.Errorf("stack %s is %s (%s), want %s; its events:\n%s", id, status, aws.ToString(s.StackStatusReason), want, stackEvents(ctx, cfn, id))
+			return s, fmt.Errorf("stack %s is %s (%s), want %s; its events:\n%s", id, status, aws.ToString(s.StackStatusReason), want, stackEvents(ctx, c, id))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
-func stackEvents(ctx context.Context, cfn *cloudformation.Client, id string) string {
-	out, err := cfn.DescribeStackEvents(ctx, &cloudformation.DescribeStackEventsInput{StackName: aws.String(id)})
+func stackEvents(ctx context.Context, c *cloudformation.Client, id string) string {
+	out, err := c.DescribeStackEvents(ctx, &cloudformation.DescribeStackEventsInput{StackName: aws.String(id)})
 	if err != nil {
 		return fmt.Sprintf("(no events: %v)", err)
 	}
@@ -213,9 +216,9 @@ func stackEvents(ctx context.Context, cfn *cloudformation.Client, id string) str
 // steps (docs/operations.md): size the fleet, suspend scale-in, run the
 // planner task, read the logs, delete the stack.
 //
-//	srv := testbed.StartMoto(t)
+//	srv := stackbed.StartMoto(t)
 //	net := srv.Network(t)
-//	s := testbed.DeployOnMoto(t, srv, deploy.Template, map[string]string{
+//	s := stackbed.DeployOnMoto(t, srv, deploy.Template, map[string]string{
 //		"SourceBucket": srv.Bucket(t, "src"), "DestinationBucket": srv.Bucket(t, "dst"),
 //		"Image": "s3clone:dev", "VpcId": net.VpcID, "Subnets": strings.Join(net.Subnets, ","),
 //	})
@@ -232,14 +235,14 @@ func stackEvents(ctx context.Context, cfn *cloudformation.Client, id string) str
 // to the endpoint it is given. On moto, the planner's ecs:UpdateService
 // grant works only without IAM enforcement (ECS calls are checked against
 // the resource *). What else moto does not do as AWS does is listed, and
-// checked, in deploy/moto_test.go (motoSkips, motoGaps).
+// checked, in test/stack/moto_test.go (motoSkips, motoGaps).
 type MotoStack struct {
 	Name, ID string
 	Server   *MotoServer
 	Endpoint string     // the server's, for every service
 	Cfg      aws.Config // the credentials the stack was made with, at Endpoint
 	MotoClients
-	Template *CFNTemplate
+	Template *cfn.Template
 	// Params is every parameter's value, defaults included.
 	Params map[string]string
 	// Outputs are the stack's outputs, as DescribeStacks reports them.
@@ -254,7 +257,7 @@ type MotoStack struct {
 	StandIns map[string]string
 	// Resolver evaluates the template's conditions and intrinsic functions
 	// for this stack.
-	Resolver     *CFNResolver
+	Resolver     *cfn.Resolver
 	standInProps map[string]map[string]any // the resolved properties each stand-in was made from
 	runnable     map[string]string         // RunnableTaskDefinition's revisions
 	deleted      bool
@@ -275,7 +278,7 @@ func DeployOnMoto(t testing.TB, srv *MotoServer, template []byte, params map[str
 func DeployOnMotoAs(t testing.TB, srv *MotoServer, cfg aws.Config, template []byte, params map[string]string) *MotoStack {
 	t.Helper()
 	ctx := context.Background()
-	tpl, err := ParseCFNTemplate(template)
+	tpl, err := cfn.Parse(template)
 	if err != nil {
 		t.Fatalf("template: %v", err)
 	}
@@ -284,7 +287,7 @@ func DeployOnMotoAs(t testing.TB, srv *MotoServer, cfg aws.Config, template []by
 		t.Fatalf("template: %v", err)
 	}
 	s := &MotoStack{
-		Name: Name("s3clone"), Server: srv, Endpoint: srv.Endpoint, Cfg: cfg, MotoClients: srv.ClientsAs(cfg),
+		Name: testbed.Name("s3clone"), Server: srv, Endpoint: srv.Endpoint, Cfg: cfg, MotoClients: srv.ClientsAs(cfg),
 		Template: tpl, Params: values, Resources: map[string]string{}, StandIns: map[string]string{},
 		standInProps: map[string]map[string]any{},
 	}
@@ -308,10 +311,10 @@ func DeployOnMotoAs(t testing.TB, srv *MotoServer, cfg aws.Config, template []by
 	for _, r := range s.StackResources(t) {
 		s.Resources[aws.ToString(r.LogicalResourceId)] = aws.ToString(r.PhysicalResourceId)
 	}
-	s.Resolver = &CFNResolver{
+	s.Resolver = &cfn.Resolver{
 		Template: tpl, Params: values, Ref: s.Resources, Attr: s.attr,
 		Pseudo: map[string]string{
-			"AWS::Region": Region, "AWS::AccountId": MotoAccount, "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com",
+			"AWS::Region": testbed.Region, "AWS::AccountId": testbed.MotoAccount, "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com",
 			"AWS::StackName": s.Name, "AWS::StackId": s.ID,
 		},
 	}
@@ -390,7 +393,7 @@ func (s *MotoStack) attr(logical, attr string) (string, error) {
 		if strings.HasPrefix(ref, "arn:") {
 			return ref, nil
 		}
-		return fmt.Sprintf("arn:aws:events:%s:%s:rule/%s", Region, MotoAccount, ref), nil
+		return fmt.Sprintf("arn:aws:events:%s:%s:rule/%s", testbed.Region, testbed.MotoAccount, ref), nil
 	case "AWS::EC2::SecurityGroup.VpcId":
 		out, err := s.EC2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: []string{ref}})
 		if err != nil || len(out.SecurityGroups) != 1 {
@@ -413,7 +416,7 @@ func (s *MotoStack) attr(logical, attr string) (string, error) {
 		}
 		return aws.ToString(out.Clusters[0].ClusterArn), nil
 	case "AWS::Logs::LogGroup.Arn": // ends in :*
-		return fmt.Sprintf("arn:aws:logs:%s:%s:log-group:%s:*", Region, MotoAccount, ref), nil
+		return fmt.Sprintf("arn:aws:logs:%s:%s:log-group:%s:*", testbed.Region, testbed.MotoAccount, ref), nil
 	case "AWS::S3::Bucket.Arn":
 		return "arn:aws:s3:::" + ref, nil
 	case "AWS::S3::Bucket.DomainName":
@@ -421,7 +424,7 @@ func (s *MotoStack) attr(logical, attr string) (string, error) {
 	case "AWS::SNS::Topic.TopicName":
 		return ref[strings.LastIndexByte(ref, ':')+1:], nil
 	}
-	return "", fmt.Errorf("Fn::GetAtt %s.%s: attribute %s of %s not known to testbed.MotoStack", logical, attr, attr, res.Type)
+	return "", fmt.Errorf("Fn::GetAtt %s.%s: attribute %s of %s not known to stackbed.MotoStack", logical, attr, attr, res.Type)
 }
 
 // A standIn registers, through its service's API, a resource of a type
@@ -440,7 +443,7 @@ var standIns = map[string]standIn{
 	"AWS::ApplicationAutoScaling::ScalableTarget": {
 		create: func(s *MotoStack, _ string, props map[string]any) (string, error) {
 			var in applicationautoscaling.RegisterScalableTargetInput
-			if err := CFNDecode(props, &in); err != nil {
+			if err := cfn.Decode(props, &in); err != nil {
 				return "", err
 			}
 			if _, err := s.AutoScaling.RegisterScalableTarget(context.Background(), &in); err != nil {
@@ -460,15 +463,15 @@ var standIns = map[string]standIn{
 	"AWS::ApplicationAutoScaling::ScalingPolicy": {
 		create: func(s *MotoStack, _ string, props map[string]any) (string, error) {
 			if target, ok := props["ScalingTargetId"]; ok {
-				id := strings.Split(CFNString(target), "|")
+				id := strings.Split(cfn.String(target), "|")
 				if len(id) != 3 {
-					return "", fmt.Errorf("ScalingTargetId %q", CFNString(target))
+					return "", fmt.Errorf("ScalingTargetId %q", cfn.String(target))
 				}
 				delete(props, "ScalingTargetId")
 				props["ResourceId"], props["ScalableDimension"], props["ServiceNamespace"] = id[0], id[1], id[2]
 			}
 			var in applicationautoscaling.PutScalingPolicyInput
-			if err := CFNDecode(props, &in); err != nil {
+			if err := cfn.Decode(props, &in); err != nil {
 				return "", err
 			}
 			out, err := s.AutoScaling.PutScalingPolicy(context.Background(), &in)
@@ -505,7 +508,7 @@ var standIns = map[string]standIn{
 			queues, _ := props["Queues"].([]any)
 			for _, q := range queues {
 				if _, err := s.SQS.SetQueueAttributes(context.Background(), &sqs.SetQueueAttributesInput{
-					QueueUrl: aws.String(CFNString(q)), Attributes: map[string]string{"Policy": string(doc)},
+					QueueUrl: aws.String(cfn.String(q)), Attributes: map[string]string{"Policy": string(doc)},
 				}); err != nil {
 					return "", err
 				}
@@ -516,7 +519,7 @@ var standIns = map[string]standIn{
 			queues, _ := s.standInProps[logical]["Queues"].([]any)
 			for _, q := range queues {
 				_, err := s.SQS.SetQueueAttributes(context.Background(), &sqs.SetQueueAttributesInput{
-					QueueUrl: aws.String(CFNString(q)), Attributes: map[string]string{"Policy": ""},
+					QueueUrl: aws.String(cfn.String(q)), Attributes: map[string]string{"Policy": ""},
 				})
 				var gone *sqstypes.QueueDoesNotExist
 				if err != nil && !errors.As(err, &gone) {
@@ -530,7 +533,7 @@ var standIns = map[string]standIn{
 	"AWS::SNS::Subscription": {
 		create: func(s *MotoStack, _ string, props map[string]any) (string, error) {
 			var in sns.SubscribeInput
-			if err := CFNDecode(props, &in); err != nil {
+			if err := cfn.Decode(props, &in); err != nil {
 				return "", err
 			}
 			in.ReturnSubscriptionArn = true
@@ -557,7 +560,7 @@ var standIns = map[string]standIn{
 				props["AlarmName"] = fmt.Sprintf("%s-%s-%X", s.Name, logical, rand.Uint32())
 			}
 			var in cloudwatch.PutMetricAlarmInput
-			if err := CFNDecode(props, &in); err != nil {
+			if err := cfn.Decode(props, &in); err != nil {
 				return "", err
 			}
 			if _, err := s.CloudWatch.PutMetricAlarm(context.Background(), &in); err != nil {
@@ -637,7 +640,7 @@ func (s *MotoStack) RepairRolePolicies(t testing.TB) {
 				t.Fatal(err)
 			}
 			if _, err := s.IAM.PutRolePolicy(context.Background(), &iam.PutRolePolicyInput{
-				RoleName: aws.String(s.Resources[name]), PolicyName: aws.String(CFNString(p["PolicyName"])), PolicyDocument: aws.String(string(doc)),
+				RoleName: aws.String(s.Resources[name]), PolicyName: aws.String(cfn.String(p["PolicyName"])), PolicyDocument: aws.String(string(doc)),
 			}); err != nil {
 				t.Fatalf("%s: put policy %v: %v", name, p["PolicyName"], err)
 			}
@@ -797,7 +800,7 @@ func (s *MotoStack) RunnableTaskDefinition(t testing.TB, ref string) string {
 	props := s.Properties(t, logical)
 	delete(props, "Tags") // moto keeps them apart; nothing here reads them
 	var in ecs.RegisterTaskDefinitionInput
-	if err := CFNDecode(props, &in); err != nil {
+	if err := cfn.Decode(props, &in); err != nil {
 		t.Fatalf("%s: %v", logical, err)
 	}
 	var memory int

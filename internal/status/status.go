@@ -1,7 +1,11 @@
 // Package status turns what the ledger says of a run into what an operator
 // reads: totals against the plan, rates, the ETA, how many workers would
 // meet a deadline, and whether the run is complete or stalled, as text or
-// JSON. It reads nothing itself; the planner's status command feeds it.
+// JSON. Run is the planner's status command: it reads the run from the
+// ledger (through the clients the command builds), shows it once or at
+// every refresh of a watch, lists its failed keys, and sizes the worker
+// service for a deadline; the rest (New, Print, Progress) reads nothing
+// itself, and other commands feed it too.
 package status
 
 import (

@@ -15,6 +15,7 @@ import (
 	"github.com/s3clone/s3clone/internal/cli"
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/fleet"
+	"github.com/s3clone/s3clone/internal/job"
 	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/listing"
 	"github.com/s3clone/s3clone/internal/plan"
@@ -94,8 +95,8 @@ const (
 )
 
 type cutoverOptions struct {
-	s                source
-	from             planFrom
+	s                job.Job
+	from             job.From
 	queueURL, out    string
 	led              config.Ledger
 	noDelete         bool
@@ -106,15 +107,15 @@ type cutoverOptions struct {
 	workers          int
 	keepFleet        bool
 	followRun        string
-	asOf             string // --as-of: the source as of a time, parsed into from.at
+	asOf             string // --as-of: the source as of a time, parsed into from.At
 	conn             config.Connection
 }
 
 func (o *cutoverOptions) parse(args []string) error {
 	f := cli.NewFlags("planner cutover", cutoverUsage, os.Stderr)
-	o.s.register(f)
-	o.s.write.Register(f)
-	o.s.registerLock(f)
+	o.s.Register(f)
+	o.s.Write.Register(f)
+	o.s.RegisterLock(f)
 	f.StringVar(&o.queueURL, "queue-url", "", "URL of the work queue the fleet drains (required)")
 	o.led.Register(f, "the run is recorded there, and the fleet's work read back from it (required)")
 	f.BoolVar(&o.noDelete, "no-delete", false, "leave destination objects that are not in the source (default: delete them, as plan --delete)")
@@ -139,7 +140,7 @@ func (o *cutoverOptions) parse(args []string) error {
 		o.validateFollow(&p)
 		return p.Err()
 	}
-	o.s.validate(&p)
+	o.s.Validate(&p)
 	if o.scaleECS != "" {
 		if svc, err := fleet.ParseService(o.scaleECS); err != nil {
 			p.Addf("--scale-ecs: %v", err)
@@ -152,16 +153,16 @@ func (o *cutoverOptions) parse(args []string) error {
 	} else if o.workers != 0 || o.keepFleet {
 		p.Addf("--workers and --keep-fleet go with --scale-ecs CLUSTER/SERVICE (the stack's ScaleEcs output)")
 	}
-	o.s.write.Validate(&p)
-	o.from = planFrom{diff: true, mirror: !o.noDelete, asOf: o.asOf}
-	o.from.validateAsOf(&p, time.Now())
+	o.s.Write.Validate(&p)
+	o.from = job.From{Diff: true, Delete: !o.noDelete, AsOf: o.asOf}
+	o.from.ValidateAsOf(&p, time.Now())
 	if o.queueURL == "" {
 		p.Addf("--queue-url is required: the work queue the fleet drains")
 	}
 	config.CheckQueueURL(&p, "queue-url", o.queueURL)
 	o.led.Validate(&p, true)
-	o.led.CheckApart(&p, "source", o.s.src)
-	o.led.CheckApart(&p, "dest", o.s.dst)
+	o.led.CheckApart(&p, "source", o.s.Src)
+	o.led.CheckApart(&p, "dest", o.s.Dst)
 	if o.rehearse && o.verify && o.asOf == "" {
 		p.Addf("--verify with --rehearse: a full comparison against a source production still writes to cannot come out equal; verify in the real window")
 	}
@@ -210,22 +211,22 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 	}
 	w := window{started: time.Now()}
 	s := &o.s
-	log, awsCfg, err := o.conn.Open(ctx, s.listers*2+plan.Deciders+plan.Senders)
+	log, awsCfg, err := o.conn.Open(ctx, s.Listers*2+plan.Deciders+plan.Senders)
 	if err != nil {
 		return err
 	}
 	regions := o.conn.AWS.Regions(awsCfg)
-	if err := s.connect(ctx, regions); err != nil {
+	if err := s.Connect(ctx, regions); err != nil {
 		return err
 	}
-	if err := o.from.checkAsOf(ctx, s); err != nil {
+	if err := o.from.CheckAsOf(ctx, s); err != nil {
 		return err
 	}
-	if err := s.inspect(ctx, log); err != nil {
+	if err := s.Inspect(ctx, log); err != nil {
 		return err
 	}
-	if !o.from.at.IsZero() {
-		s.asOf = listing.NewAsOf(s.srcAPI, o.from.at) // the preflight's sample, and the verdict's second look, read the versions then
+	if !o.from.At.IsZero() {
+		s.AsOf = listing.NewAsOf(s.SrcAPI, o.from.At) // the preflight's sample, and the verdict's second look, read the versions then
 	}
 	ledgerStore := o.led.Open(ctx, regions)
 	endedClean := false // set once the verdict is clean: only then is the fleet given back
@@ -257,18 +258,18 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 		return cli.Usagef("--out %s: %v", o.out, err)
 	}
 	defer rec.Discard()
-	sum := s.newSummary()
+	sum := s.NewSummary()
 	mode := "cutover"
 	if o.rehearse {
 		mode = "rehearsal"
 	}
-	opts := map[string]string{"listers": fmt.Sprint(s.listers), "batch_keys": fmt.Sprint(s.batchKeys), "cutover": mode}
-	if !o.from.at.IsZero() {
-		opts["as_of"] = o.from.at.UTC().Format(time.RFC3339Nano)
+	opts := map[string]string{"listers": fmt.Sprint(s.Listers), "batch_keys": fmt.Sprint(s.BatchKeys), "cutover": mode}
+	if !o.from.At.IsZero() {
+		opts["as_of"] = o.from.At.UTC().Format(time.RFC3339Nano)
 	}
-	run := s.runRecord(sum, &o.from, o.queueURL, opts)
+	run := s.RunRecord(sum, &o.from, o.queueURL, opts)
 	sqsAPI := o.conn.AWS.SQS(awsCfg)
-	work, store, runLog, err := beginPlan(ctx, s, sum, run, queue.NewSQS(sqsAPI, o.queueURL), ledgerStore, log)
+	work, store, runLog, err := job.BeginPlan(ctx, s, sum, run, queue.NewSQS(sqsAPI, o.queueURL), ledgerStore, log)
 	if err != nil {
 		return err
 	}
@@ -277,18 +278,18 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 	// a message the fleet never finishes are named from it.
 	spill, err := newSpill()
 	if err != nil {
-		endEarly(ctx, runLog, err, log)
+		job.EndEarly(ctx, runLog, err, log)
 		return err
 	}
 	defer spill.remove()
 	// Dead letters already there (an earlier run's) are not this run's.
 	baseline := deadLettered(status.ReadDepth(ctx, sqsAPI, o.queueURL, log))
-	planErr := sendPlan(ctx, s, &o.from, sum, work, runLog, spill.add, nil, log)
+	planErr := job.SendPlan(ctx, s, &o.from, sum, work, runLog, spill.add, nil, log)
 	if planErr == nil {
 		planErr = spill.flush()
 	}
 	w.plan = time.Since(w.started)
-	printPlan(stdout, sum, o.from.describe(sum.Finished.Sub(sum.Started)), false)
+	job.PrintPlan(stdout, sum, o.from.Describe(sum.Finished.Sub(sum.Started)), false)
 	if planErr != nil {
 		return fmt.Errorf("cutover %s: the plan stopped after %d messages: %w", sum.Run, sum.Messages.Load(), planErr)
 	}
@@ -315,7 +316,7 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 		started := time.Now()
 		var counts plan.DiffCounts
 		// As of the time too, with --as-of: the destination against the source then.
-		if err := plan.Diff(ctx, s.pairedFrom(o.from.srcLister(s), listing.Options{Listers: s.listers}), s.comparer(), &counts, func(ctx context.Context, f plan.Finding) error {
+		if err := plan.Diff(ctx, s.PairedFrom(o.from.SrcLister(s), listing.Options{Listers: s.Listers}), s.Comparer(), &counts, func(ctx context.Context, f plan.Finding) error {
 			v.notRight = append(v.notRight, notRight{rec: plan.NewRecord(f), why: "verify: " + string(f.Problem) + " (" + f.Reason + ")"})
 			return nil
 		}); err != nil {
@@ -329,8 +330,8 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 	if err != nil {
 		return err
 	}
-	v.asOf = o.from.at
-	v.print(stdout, st, w, o.out, o.rehearse, o.from.mirror)
+	v.asOf = o.from.At
+	v.print(stdout, st, w, o.out, o.rehearse, o.from.Delete)
 	// In the ledger too: a cutover run as an ECS task loses its files with
 	// the task, and its verdict is for planner status to show anyone.
 	host, _ := os.Hostname()

@@ -15,6 +15,7 @@ import (
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/copier"
 	"github.com/s3clone/s3clone/internal/follow"
+	"github.com/s3clone/s3clone/internal/job"
 	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/listing"
 	"github.com/s3clone/s3clone/internal/plan"
@@ -85,19 +86,19 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 	if err := sameAsFollow(o, run); err != nil {
 		return err
 	}
-	s.src, s.dst = run.Source, run.Dest
-	if err := s.connect(ctx, regions); err != nil {
+	s.Src, s.Dst = run.Source, run.Dest
+	if err := s.Connect(ctx, regions); err != nil {
 		return err
 	}
 
 	// The cutover's own record: its verdict goes under it, for status.
-	sum := s.newSummary()
+	sum := s.NewSummary()
 	host, _ := os.Hostname()
 	mode := "cutover"
 	if o.rehearse {
 		mode = "rehearsal"
 	}
-	runLog, err := store.BeginRun(ctx, ledger.Run{ID: sum.Run, Source: s.src, Dest: s.dst, Queue: run.Queue, Mode: ledger.ModeCutover,
+	runLog, err := store.BeginRun(ctx, ledger.Run{ID: sum.Run, Source: s.Src, Dest: s.Dst, Queue: run.Queue, Mode: ledger.ModeCutover,
 		Options: map[string]string{"follow": o.followRun, "cutover": mode}, Version: cli.Version(), Host: host, Started: sum.Started.UTC()})
 	if err != nil {
 		return config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "runs/*"))
@@ -105,7 +106,7 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 	if err := runLog.End(ctx, 0, nil); err != nil {
 		return config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "runs/*"))
 	}
-	fmt.Fprintf(stdout, "cutover   %s of follow %s: s3://%s/%s -> s3://%s/%s\n", sum.Run, o.followRun, s.src.Bucket, s.src.Prefix, s.dst.Bucket, s.dst.Prefix)
+	fmt.Fprintf(stdout, "cutover   %s of follow %s: s3://%s/%s -> s3://%s/%s\n", sum.Run, o.followRun, s.Src.Bucket, s.Src.Prefix, s.Dst.Bucket, s.Dst.Prefix)
 	v := &verdict{}
 	if !fr.Anchored {
 		// The verdict cannot be clean whatever the fleet does: say so now,
@@ -123,9 +124,9 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 	if o.rehearse {
 		markID = follow.RehearsalPrefix + sum.Run
 	}
-	if err := follow.PlaceMark(ctx, s.srcAPI, s.src.Bucket, markID); err != nil {
-		if isDenied(err) {
-			return cli.Usagef("%v: grant s3:PutObject and s3:DeleteObject on arn:aws:s3:::%s/%s* to the cutover (the marker is excluded from the clone)", err, s.src.Bucket, follow.MarksPrefix)
+	if err := follow.PlaceMark(ctx, s.SrcAPI, s.Src.Bucket, markID); err != nil {
+		if job.IsDenied(err) {
+			return cli.Usagef("%v: grant s3:PutObject and s3:DeleteObject on arn:aws:s3:::%s/%s* to the cutover (the marker is excluded from the clone)", err, s.Src.Bucket, follow.MarksPrefix)
 		}
 		return err
 	}
@@ -170,7 +171,7 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 	}
 	cancel()
 	w.mark = time.Since(started)
-	if err := follow.RemoveMark(context.WithoutCancel(ctx), s.srcAPI, s.src.Bucket, markID); err != nil {
+	if err := follow.RemoveMark(context.WithoutCancel(ctx), s.SrcAPI, s.Src.Bucket, markID); err != nil {
 		log.Warn().Err(err).Msg("could not delete the cutover's marker object: delete it by hand")
 	}
 	var st ledger.Status
@@ -214,7 +215,7 @@ func cutoverFollow(ctx context.Context, o *cutoverOptions, stdout io.Writer) err
 	if o.verify && v.clean() {
 		begun := time.Now()
 		var counts plan.DiffCounts
-		if err := plan.Diff(ctx, s.paired(listing.Options{Listers: s.listers}), s.comparer(), &counts, func(ctx context.Context, f plan.Finding) error {
+		if err := plan.Diff(ctx, s.Paired(listing.Options{Listers: s.Listers}), s.Comparer(), &counts, func(ctx context.Context, f plan.Finding) error {
 			v.notRight = append(v.notRight, notRight{rec: plan.NewRecord(f), why: "verify: " + string(f.Problem) + " (" + f.Reason + ")"})
 			return nil
 		}); err != nil {
@@ -280,7 +281,7 @@ func sameAsFollow(o *cutoverOptions, run *ledger.Run) error {
 	for _, c := range []struct {
 		flag, given string
 		want        plan.Location
-	}{{"source", o.s.rawSource, run.Source}, {"dest", o.s.rawDest, run.Dest}} {
+	}{{"source", o.s.RawSource, run.Source}, {"dest", o.s.RawDest, run.Dest}} {
 		if c.given == "" {
 			continue
 		}

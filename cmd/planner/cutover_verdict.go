@@ -15,6 +15,7 @@ import (
 
 	"github.com/s3clone/s3clone/internal/cli"
 	"github.com/s3clone/s3clone/internal/copier"
+	"github.com/s3clone/s3clone/internal/job"
 	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/plan"
 )
@@ -80,10 +81,10 @@ type pending struct {
 // judge reads what the fleet did not do as listed (failed and skipped keys,
 // and the keys of sent messages without an entry) and looks at each pair
 // again now: the destination's object now, and the source's now or, as of
-// a time (s.asOf), its version then, so that a key written since is not
+// a time (s.AsOf), its version then, so that a key written since is not
 // taken for one that changed after it was listed. A rehearsal lets keys
 // that changed or vanished while production was live pass, counting them.
-func judge(ctx context.Context, s *source, reader *ledger.Reader, spill *spill, rehearse bool, log zerolog.Logger) (*verdict, error) {
+func judge(ctx context.Context, s *job.Job, reader *ledger.Reader, spill *spill, rehearse bool, log zerolog.Logger) (*verdict, error) {
 	v := &verdict{}
 	var todo []pending
 	entries, err := reader.NotDone(ctx)
@@ -101,9 +102,9 @@ func judge(ctx context.Context, s *source, reader *ledger.Reader, spill *spill, 
 				why += " (" + f.Code + ")"
 			}
 			if e.Op == plan.OpDelete {
-				todo = append(todo, pending{s.sourceKey(f.Key), f.Key, "delete " + why, e.Record(f)})
+				todo = append(todo, pending{s.SourceKey(f.Key), f.Key, "delete " + why, e.Record(f)})
 			} else {
-				todo = append(todo, pending{f.Key, s.destKey(f.Key), why, e.Record(f)})
+				todo = append(todo, pending{f.Key, s.DestKey(f.Key), why, e.Record(f)})
 			}
 		}
 	}
@@ -112,11 +113,11 @@ func judge(ctx context.Context, s *source, reader *ledger.Reader, spill *spill, 
 		for _, e := range b.Entries {
 			obj := &plan.ObjectInfo{Key: e.Key, Size: e.Size, ETag: e.ETag, StorageClass: e.StorageClass}
 			if b.Op == plan.OpDelete {
-				rel := strings.TrimPrefix(e.Key, s.dst.Prefix)
-				todo = append(todo, pending{s.sourceKey(e.Key), e.Key, "delete " + why, plan.Record{Key: rel, Problem: plan.Failed, Reason: why, Dest: obj}})
+				rel := strings.TrimPrefix(e.Key, s.Dst.Prefix)
+				todo = append(todo, pending{s.SourceKey(e.Key), e.Key, "delete " + why, plan.Record{Key: rel, Problem: plan.Failed, Reason: why, Dest: obj}})
 			} else {
-				rel := strings.TrimPrefix(e.Key, s.src.Prefix)
-				todo = append(todo, pending{e.Key, s.destKey(e.Key), why, plan.Record{Key: rel, Problem: plan.Failed, Reason: why, Source: obj}})
+				rel := strings.TrimPrefix(e.Key, s.Src.Prefix)
+				todo = append(todo, pending{e.Key, s.DestKey(e.Key), why, plan.Record{Key: rel, Problem: plan.Failed, Reason: why, Source: obj}})
 			}
 		}
 	})
@@ -136,7 +137,7 @@ func judge(ctx context.Context, s *source, reader *ledger.Reader, spill *spill, 
 			continue
 		}
 		g.Go(func() error {
-			rec, err := s.comparer().Recheck(gctx, strings.TrimPrefix(p.srcKey, s.src.Prefix), p.srcKey, p.dstKey)
+			rec, err := s.Comparer().Recheck(gctx, strings.TrimPrefix(p.srcKey, s.Src.Prefix), p.srcKey, p.dstKey)
 			if err != nil {
 				return err
 			}
@@ -156,16 +157,6 @@ func judge(ctx context.Context, s *source, reader *ledger.Reader, spill *spill, 
 	}
 	slices.SortFunc(v.notRight, func(a, b notRight) int { return strings.Compare(a.rec.Key, b.rec.Key) })
 	return v, nil
-}
-
-// sourceKey and destKey map a key to the other side: the source prefix is
-// replaced by the destination's.
-func (s *source) destKey(srcKey string) string {
-	return s.dst.Prefix + strings.TrimPrefix(srcKey, s.src.Prefix)
-}
-
-func (s *source) sourceKey(dstKey string) string {
-	return s.src.Prefix + strings.TrimPrefix(dstKey, s.dst.Prefix)
 }
 
 // print writes the verdict and the window's timings.

@@ -13,6 +13,7 @@ import (
 	"github.com/s3clone/s3clone/internal/cli"
 	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/follow"
+	"github.com/s3clone/s3clone/internal/job"
 	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/listing"
 	"github.com/s3clone/s3clone/internal/plan"
@@ -58,7 +59,7 @@ Cutover markers are objects under .s3clone-marks/ in the source bucket:
 follow never copies them.`
 
 type followOptions struct {
-	s          source
+	s          job.Job
 	queueURL   string
 	changesURL string
 	via        string
@@ -73,9 +74,9 @@ type followOptions struct {
 
 func (o *followOptions) parse(args []string) error {
 	f := cli.NewFlags("planner follow", followUsage, os.Stderr)
-	o.s.register(f)
-	o.s.write.Register(f)
-	o.s.registerLock(f)
+	o.s.Register(f)
+	o.s.Write.Register(f)
+	o.s.RegisterLock(f)
 	f.StringVar(&o.queueURL, "queue-url", "", "URL of the work queue the fleet drains (required)")
 	f.StringVar(&o.changesURL, "changes-url", "", "URL of the queue the source bucket's events arrive on (required; the stack's ChangeQueueUrl)")
 	f.StringVar(&o.via, "via", "s3", "how events reach the change queue: s3 (the bucket's queue configuration) or eventbridge (a rule)")
@@ -92,13 +93,13 @@ func (o *followOptions) parse(args []string) error {
 	var p cli.Problems
 	if o.unsub {
 		var err error
-		if o.s.src, err = plan.ParseLocation(o.s.rawSource); err != nil {
+		if o.s.Src, err = plan.ParseLocation(o.s.RawSource); err != nil {
 			p.Addf("--source: %v", err)
 		}
 		o.led.Validate(&p, false)
 	} else {
-		o.s.validate(&p)
-		o.s.write.Validate(&p)
+		o.s.Validate(&p)
+		o.s.Write.Validate(&p)
 	}
 	if o.changesURL == "" {
 		p.Addf("--changes-url is required: the queue the source bucket's events arrive on")
@@ -116,8 +117,8 @@ func (o *followOptions) parse(args []string) error {
 			p.Addf("--changes-url and --queue-url are the same queue: events and work must have queues of their own")
 		}
 		o.led.Validate(&p, true)
-		o.led.CheckApart(&p, "source", o.s.src)
-		o.led.CheckApart(&p, "dest", o.s.dst)
+		o.led.CheckApart(&p, "source", o.s.Src)
+		o.led.CheckApart(&p, "dest", o.s.Dst)
 	}
 	if o.settle < 0 || o.settle > follow.MaxSettle {
 		p.Addf("--settle %s: use 0 (measured) up to %s", o.settle, follow.MaxSettle)
@@ -154,9 +155,9 @@ func followCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	sub := follow.Subscription{Prefix: "", Marks: follow.MarksPrefix, QueueARN: changesARN, ID: follow.SubscriptionID(changesARN)}
 	if o.unsub {
-		client, _, err := regions.For(ctx, s.src.Bucket, s.srcRegion)
+		client, _, err := regions.For(ctx, s.Src.Bucket, s.SrcRegion)
 		if err != nil {
-			return config.CheckBucketError(err, "source", s.src.Bucket)
+			return config.CheckBucketError(err, "source", s.Src.Bucket)
 		}
 		var removed bool
 		if o.via == "eventbridge" {
@@ -165,27 +166,27 @@ func followCommand(ctx context.Context, args []string, stdout io.Writer) error {
 			if owned, err := bridgeOwned(ctx, &o, regions); err != nil {
 				return err
 			} else if !owned {
-				fmt.Fprintf(stdout, "unsubscribed s3://%s: left EventBridge on, as follow found it on (its record says so): turn it off by hand if nothing else uses it\n", s.src.Bucket)
+				fmt.Fprintf(stdout, "unsubscribed s3://%s: left EventBridge on, as follow found it on (its record says so): turn it off by hand if nothing else uses it\n", s.Src.Bucket)
 				return nil
 			}
-			removed, err = follow.UnsubscribeBridge(ctx, client, s.src.Bucket)
+			removed, err = follow.UnsubscribeBridge(ctx, client, s.Src.Bucket)
 		} else {
-			removed, err = follow.Unsubscribe(ctx, client, s.src.Bucket, sub.ID)
+			removed, err = follow.Unsubscribe(ctx, client, s.Src.Bucket, sub.ID)
 		}
 		if err != nil {
-			return notifyError(err, s.src.Bucket)
+			return notifyError(err, s.Src.Bucket)
 		}
 		if removed {
-			fmt.Fprintf(stdout, "unsubscribed s3://%s: follow's notification configuration removed, every other left as it is\n", s.src.Bucket)
+			fmt.Fprintf(stdout, "unsubscribed s3://%s: follow's notification configuration removed, every other left as it is\n", s.Src.Bucket)
 		} else {
-			fmt.Fprintf(stdout, "unsubscribed s3://%s: it had no configuration of follow's\n", s.src.Bucket)
+			fmt.Fprintf(stdout, "unsubscribed s3://%s: it had no configuration of follow's\n", s.Src.Bucket)
 		}
 		return nil
 	}
-	if err := s.connect(ctx, regions); err != nil {
+	if err := s.Connect(ctx, regions); err != nil {
 		return err
 	}
-	if err := s.inspect(ctx, log); err != nil {
+	if err := s.Inspect(ctx, log); err != nil {
 		return err
 	}
 	work := queue.NewSQS(sqsAPI, o.queueURL)
@@ -201,19 +202,19 @@ func followCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 
-	sub.Bucket, sub.Prefix = s.src.Bucket, s.src.Prefix
+	sub.Bucket, sub.Prefix = s.Src.Bucket, s.Src.Prefix
 	record := ledger.Follow{Via: o.via, Queue: o.changesURL}
 	written := time.Now()
 	var wrote bool
 	if o.via == "eventbridge" {
-		wrote, err = follow.SubscribeBridge(ctx, s.srcAPI, s.src.Bucket)
+		wrote, err = follow.SubscribeBridge(ctx, s.SrcAPI, s.Src.Bucket)
 		record.BridgeOwned = wrote
 	} else {
 		record.Config = sub.ID
-		wrote, err = follow.Subscribe(ctx, s.srcAPI, sub)
+		wrote, err = follow.Subscribe(ctx, s.SrcAPI, sub)
 	}
 	if err != nil {
-		return notifyError(err, s.src.Bucket)
+		return notifyError(err, s.Src.Bucket)
 	}
 	var effective time.Time
 	if wrote {
@@ -223,29 +224,29 @@ func followCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		effective = written.Add(o.inEffect)
 	}
 
-	sum := s.newSummary()
+	sum := s.NewSummary()
 	host, _ := os.Hostname()
 	runLog, err := store.BeginRun(ctx, ledger.Run{
-		ID: sum.Run, Source: s.src, Dest: s.dst, Queue: o.queueURL, Mode: ledger.ModeFollow, Copy: s.copy,
+		ID: sum.Run, Source: s.Src, Dest: s.Dst, Queue: o.queueURL, Mode: ledger.ModeFollow, Copy: s.Copy,
 		Options: map[string]string{"changes": o.changesURL, "via": o.via}, Version: cli.Version(), Host: host, Started: sum.Started.UTC(),
 	})
 	if err != nil {
 		return config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "runs/*"))
 	}
 	fmt.Fprintf(stdout, "following s3://%s/%s -> s3://%s/%s: run %s, events from %s (via %s); stop with Ctrl-C or SIGTERM\n",
-		s.src.Bucket, s.src.Prefix, s.dst.Bucket, s.dst.Prefix, sum.Run, o.changesURL, o.via)
-	cfg := follow.Config{Run: sum.Run, Source: s.src, Dest: s.dst, Copy: s.copy, Flush: o.flush, Settle: o.settle,
-		BatchKeys: s.batchKeys, Record: record, ProbeID: follow.ProbePrefix + sum.Run, EffectiveAt: effective,
+		s.Src.Bucket, s.Src.Prefix, s.Dst.Bucket, s.Dst.Prefix, sum.Run, o.changesURL, o.via)
+	cfg := follow.Config{Run: sum.Run, Source: s.Src, Dest: s.Dst, Copy: s.Copy, Flush: o.flush, Settle: o.settle,
+		BatchKeys: s.BatchKeys, Record: record, ProbeID: follow.ProbePrefix + sum.Run, EffectiveAt: effective,
 		Probe: func(ctx context.Context, id string) error {
-			if err := follow.PlaceMark(ctx, s.srcAPI, s.src.Bucket, id); err != nil {
-				if isDenied(err) {
-					return cli.Usagef("%v: grant s3:PutObject and s3:DeleteObject on arn:aws:s3:::%s/%s* (follow's probe and the cutover's mark; never copied)", err, s.src.Bucket, follow.MarksPrefix)
+			if err := follow.PlaceMark(ctx, s.SrcAPI, s.Src.Bucket, id); err != nil {
+				if job.IsDenied(err) {
+					return cli.Usagef("%v: grant s3:PutObject and s3:DeleteObject on arn:aws:s3:::%s/%s* (follow's probe and the cutover's mark; never copied)", err, s.Src.Bucket, follow.MarksPrefix)
 				}
 				return err
 			}
 			return nil
 		},
-		Unprobe: func(ctx context.Context, id string) error { return follow.RemoveMark(ctx, s.srcAPI, s.src.Bucket, id) },
+		Unprobe: func(ctx context.Context, id string) error { return follow.RemoveMark(ctx, s.SrcAPI, s.Src.Bucket, id) },
 		CatchUp: func(ctx context.Context, subscribed time.Time, take func(string)) error {
 			return catchUp(ctx, s, store, subscribed, take, log)
 		},
@@ -295,7 +296,7 @@ func notifyError(err error, bucket string) error {
 	switch {
 	case errors.Is(err, follow.ErrOverlap):
 		return cli.Usagef("%v", err)
-	case isDenied(err):
+	case job.IsDenied(err):
 		return cli.Usagef("%v: grant s3:GetBucketNotification and s3:PutBucketNotification on arn:aws:s3:::%s, and let the change queue's policy allow s3.amazonaws.com to send from the bucket", err, bucket)
 	}
 	return err
@@ -307,7 +308,7 @@ func notifyError(err error, bucket string) error {
 // is done, both buckets are listed once (outside any window) and every key
 // that differs is taken as a change. A bulk run begun after subscribed
 // needs none: every change after its listing has an event.
-func catchUp(ctx context.Context, s *source, store *ledger.Store, subscribed time.Time, take func(string), log zerolog.Logger) error {
+func catchUp(ctx context.Context, s *job.Job, store *ledger.Store, subscribed time.Time, take func(string), log zerolog.Logger) error {
 	if wait := time.Until(subscribed); wait > 0 {
 		log.Info().Time("until", subscribed).Msg("waiting for the notification configuration to be in effect everywhere before anchoring")
 		select {
@@ -316,7 +317,7 @@ func catchUp(ctx context.Context, s *source, store *ledger.Store, subscribed tim
 		case <-time.After(wait):
 		}
 	}
-	chain, err := store.Bulk(ctx, s.src, s.dst)
+	chain, err := store.Bulk(ctx, s.Src, s.Dst)
 	switch {
 	case errors.Is(err, ledger.ErrNotFound):
 		return nil // the bulk plan is yet to start: its listing follows the events
@@ -341,8 +342,8 @@ func catchUp(ctx context.Context, s *source, store *ledger.Store, subscribed tim
 		}
 	}
 	var counts plan.DiffCounts
-	err = plan.Diff(ctx, s.paired(listing.Options{Listers: s.listers}), s.comparer(), &counts, func(_ context.Context, f plan.Finding) error {
-		take(s.src.Prefix + f.Key)
+	err = plan.Diff(ctx, s.Paired(listing.Options{Listers: s.Listers}), s.Comparer(), &counts, func(_ context.Context, f plan.Finding) error {
+		take(s.Src.Prefix + f.Key)
 		return nil
 	})
 	if err != nil {
@@ -360,7 +361,7 @@ func catchUp(ctx context.Context, s *source, store *ledger.Store, subscribed tim
 // restarting the stack's service) takes them only once a new bulk plan of
 // the pair has begun the next clone; until then it waits, reading the
 // ledger every 30 s, and takes nothing.
-func awaitNextCycle(ctx context.Context, store *ledger.Store, s *source, changesURL string, stdout io.Writer, log zerolog.Logger) error {
+func awaitNextCycle(ctx context.Context, store *ledger.Store, s *job.Job, changesURL string, stdout io.Writer, log zerolog.Logger) error {
 	_, last, err := store.LastFollow(ctx, changesURL)
 	switch {
 	case errors.Is(err, ledger.ErrNotFound):
@@ -372,7 +373,7 @@ func awaitNextCycle(ctx context.Context, store *ledger.Store, s *source, changes
 	}
 	said := false
 	for {
-		chain, err := store.Bulk(ctx, s.src, s.dst)
+		chain, err := store.Bulk(ctx, s.Src, s.Dst)
 		if err == nil && chain[0].Started.After(last.Stopped) {
 			log.Info().Str("bulk", chain[0].ID).Msg("a new bulk plan began the next clone: following again")
 			return nil
@@ -381,7 +382,7 @@ func awaitNextCycle(ctx context.Context, store *ledger.Store, s *source, changes
 			said = true
 			fmt.Fprintf(stdout, "waiting   follow %s stopped at cutover %s's mark: the destination is the source as of that freeze, and the changes since wait on the queue.\n"+
 				"          Following again starts with the next clone: a new planner plan of s3://%s/%s -> s3://%s/%s (this follow then catches up). Until then it takes nothing.\n",
-				last.Run, last.StoppedAt, s.src.Bucket, s.src.Prefix, s.dst.Bucket, s.dst.Prefix)
+				last.Run, last.StoppedAt, s.Src.Bucket, s.Src.Prefix, s.Dst.Bucket, s.Dst.Prefix)
 		}
 		select {
 		case <-ctx.Done():

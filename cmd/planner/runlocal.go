@@ -13,6 +13,7 @@ import (
 
 	"github.com/s3clone/s3clone/internal/cli"
 	"github.com/s3clone/s3clone/internal/config"
+	"github.com/s3clone/s3clone/internal/job"
 	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/plan"
 	"github.com/s3clone/s3clone/internal/queue"
@@ -36,31 +37,31 @@ const memoryMaxReceives = 5
 
 func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	var (
-		s    source
-		from planFrom
+		s    job.Job
+		from job.From
 		work config.Work
 		led  config.Ledger
 		conn config.Connection
 	)
 	f := cli.NewFlags("planner run", runUsage, os.Stderr)
-	s.register(f)
-	from.register(f)
+	s.Register(f)
+	from.Register(f)
 	work.Register(f, false)
-	s.registerLock(f)
+	s.RegisterLock(f)
 	led.Register(f, "record the run there too, for planner status in another terminal (default: none)")
 	conn.Register(f)
 	if err := f.Parse(args); err != nil {
 		return err
 	}
 	var p cli.Problems
-	s.validate(&p)
-	from.validate(&p, &s)
+	s.Validate(&p)
+	from.Validate(&p, &s)
 	work.Validate(&p)
 	led.Validate(&p, false)
-	led.CheckApart(&p, "source", s.src)
-	led.CheckApart(&p, "dest", s.dst)
+	led.CheckApart(&p, "source", s.Src)
+	led.CheckApart(&p, "dest", s.Dst)
 	conn.Validate(&p)
-	if from.checkpoint != "" {
+	if from.Checkpoint != "" {
 		p.Addf("--checkpoint goes with planner plan: planner run keeps its queue in memory, so an interrupted run starts again")
 	}
 	if err := p.Err(); err != nil {
@@ -82,20 +83,20 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	// One process: its writes are paced alone (no fleet to share with).
 	pacer := work.Pacer("local", nil, nil, zerolog.Nop())
 	conn.AWS.OnThrottle = pacer.Heard
-	log, awsCfg, err := conn.Open(ctx, work.Connections()+s.listers*2+plan.Deciders)
+	log, awsCfg, err := conn.Open(ctx, work.Connections()+s.Listers*2+plan.Deciders)
 	if err != nil {
 		return err
 	}
 	regions := conn.AWS.Regions(awsCfg)
-	if err := s.connect(ctx, regions); err != nil {
+	if err := s.Connect(ctx, regions); err != nil {
 		return err
 	}
-	s.write = work.Copy
-	if err := s.inspect(ctx, log); err != nil {
+	s.Write = work.Copy
+	if err := s.Inspect(ctx, log); err != nil {
 		return err
 	}
-	sum = s.newSummary()
-	rec := s.runRecord(sum, &from, "", map[string]string{"listers": fmt.Sprint(s.listers), "batch_keys": fmt.Sprint(s.batchKeys), "concurrency": fmt.Sprint(work.Concurrency)})
+	sum = s.NewSummary()
+	rec := s.RunRecord(sum, &from, "", map[string]string{"listers": fmt.Sprint(s.Listers), "batch_keys": fmt.Sprint(s.BatchKeys), "concurrency": fmt.Sprint(work.Concurrency)})
 	tally.SetRun(rec)
 	recorder := worker.TallyRecorder{Tally: tally}
 	var runLog *ledger.RunLog
@@ -110,7 +111,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		journal, err := store.OpenJournal(ctx, "local", cli.Version())
 		if err != nil {
 			err = config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "workers/*")+" and "+config.LedgerARN(store, "runs/*/done/*"))
-			endEarly(ctx, runLog, err, log)
+			job.EndEarly(ctx, runLog, err, log)
 			return err
 		}
 		recorder.Next = journal
@@ -119,14 +120,14 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	paceCtx, stopPace := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPace()
 	go pacer.Run(paceCtx)
-	if err := preflightS3(ctx, &s, copies, sum, log); err != nil {
-		endEarly(ctx, runLog, fmt.Errorf("preflight: %w", err), log)
+	if err := s.PreflightS3(ctx, copies, sum, log); err != nil {
+		job.EndEarly(ctx, runLog, fmt.Errorf("preflight: %w", err), log)
 		return err
 	}
 
 	// Room for a few rounds of work ahead of the copiers, no more: the
 	// listing waits for the copies, so memory stays bounded.
-	mem := queue.NewMemory(max(64, 4*work.Concurrency/s.batchKeys))
+	mem := queue.NewMemory(max(64, 4*work.Concurrency/s.BatchKeys))
 	mem.MaxReceives = memoryMaxReceives
 	cfg := work.WorkerConfig()
 	cfg.ID = "local"
@@ -148,13 +149,13 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 
 	sent := func(batch []plan.Body) {
-		seqs, t := sentGroup(batch)
+		seqs, t := job.SentGroup(batch)
 		tally.AddSent(ledger.Sent{Seqs: ledger.Ranges(seqs), Totals: t})
 		if runLog != nil {
 			runLog.Sent(seqs, t, nil)
 		}
 	}
-	planErr := s.enqueue(ctx, from.source(&s, log), sum, func(ctx context.Context, bodies [][]byte) error {
+	planErr := s.Enqueue(ctx, from.Source(&s, log), sum, func(ctx context.Context, bodies [][]byte) error {
 		msgs := make([]queue.Outgoing, len(bodies))
 		for i, b := range bodies {
 			msgs[i] = queue.Outgoing{Body: b}
@@ -178,7 +179,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		progress.Stop(true) // the last counts stay above the summary
 	}
 
-	printPlan(stdout, sum, from.describe(sum.Finished.Sub(sum.Started)), false)
+	job.PrintPlan(stdout, sum, from.Describe(sum.Finished.Sub(sum.Started)), false)
 	st := tally.Status()
 	if err := status.New(sum.Run, st, nil, 0).Print(stdout); err != nil {
 		return err
@@ -197,7 +198,7 @@ func runCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if st.Failed > 0 {
 		return fmt.Errorf("%w: %d of %d", cli.ErrObjectsFailed, st.Failed, st.Planned.Objects)
 	}
-	if n := from.counts.Unknown.Load(); n > 0 {
+	if n := from.Counts.Unknown.Load(); n > 0 {
 		return fmt.Errorf("%w: the diff could not inspect %d keys (listed above; enqueued as copies)", cli.ErrMismatch, n)
 	}
 	return nil
@@ -224,16 +225,4 @@ func runCounts(w *worker.Worker, sum *plan.Summary, tally *ledger.Tally, listed 
 	// more done than planned (the summary's counts are exact).
 	c.Done, c.Bytes = min(c.Done, c.Planned), min(c.Bytes, c.PlannedBytes)
 	return c
-}
-
-// endEarly ends the ledger's record of a run that stops before planning,
-// saying why, so it does not read as a plan still running; runLog may be
-// nil (no ledger).
-func endEarly(ctx context.Context, runLog *ledger.RunLog, why error, log zerolog.Logger) {
-	if runLog == nil {
-		return
-	}
-	if err := runLog.End(ctx, 0, why); err != nil {
-		log.Warn().Err(err).Msg("could not record in the ledger why the run stopped")
-	}
 }

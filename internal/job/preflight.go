@@ -1,4 +1,4 @@
-package main
+package job
 
 import (
 	"cmp"
@@ -39,18 +39,18 @@ const preflightSample = 10
 // none can be copied the plan goes ahead with a warning. A plan that
 // deletes (--delete, and the cutover unless --no-delete) also proves it
 // may delete, deleting nothing (mayDelete).
-func preflight(ctx context.Context, s *source, work *queue.SQS, sum *plan.Summary, deletes bool, log zerolog.Logger) error {
-	direct := copier.NewDirect(s.dstAPI, nil)
-	direct.Owners = s.owners
-	var copies sampleCopier = copier.NewBetween(s.srcAPI, direct, copier.Options{})
-	if s.asOf != nil {
-		copies = versionSample{copies: copies, asOf: s.asOf}
+func preflight(ctx context.Context, j *Job, work *queue.SQS, sum *plan.Summary, deletes bool, log zerolog.Logger) error {
+	direct := copier.NewDirect(j.DstAPI, nil)
+	direct.Owners = j.owners
+	var copies SampleCopier = copier.NewBetween(j.SrcAPI, direct, copier.Options{})
+	if j.AsOf != nil {
+		copies = versionSample{copies: copies, asOf: j.AsOf}
 	}
-	if err := preflightS3(ctx, s, copies, sum, log); err != nil {
+	if err := j.PreflightS3(ctx, copies, sum, log); err != nil {
 		return err
 	}
 	if deletes {
-		if err := mayDelete(ctx, s.dstAPI, sum); err != nil {
+		if err := mayDelete(ctx, j.DstAPI, sum); err != nil {
 			return err
 		}
 	}
@@ -64,16 +64,19 @@ func preflight(ctx context.Context, s *source, work *queue.SQS, sum *plan.Summar
 	return nil
 }
 
-// sampleCopier copies the preflight's sample: *copier.Copier or
-// *copier.Regional.
-type sampleCopier interface {
+// SampleCopier copies the preflight's sample, as the workers will copy:
+// *copier.Copier or *copier.Regional.
+type SampleCopier interface {
 	Copy(ctx context.Context, src copier.Source, dst copier.Target) error
 }
 
-// preflightS3 is the S3 half of preflight: read, copy and tag a sample,
-// the copy made through copies, as the workers will make theirs.
-func preflightS3(ctx context.Context, s *source, copies sampleCopier, sum *plan.Summary, log zerolog.Logger) error {
-	src, api := sum.Source, s.srcAPI
+// PreflightS3 is the S3 half of the preflight BeginPlan makes: read, copy
+// and tag a sample, the copy made through copies, as the workers will make
+// theirs (connect j first). An access refusal is a cli.UsageError naming
+// the permission and the resource; a sample that fails otherwise proves
+// nothing, and when none can be copied it warns and returns nil.
+func (j *Job) PreflightS3(ctx context.Context, copies SampleCopier, sum *plan.Summary, log zerolog.Logger) error {
+	src, api := sum.Source, j.SrcAPI
 	page, err := listing.Page(ctx, api, &s3.ListObjectsV2Input{
 		Bucket: aws.String(src.Bucket), Prefix: aws.String(src.Prefix), MaxKeys: aws.Int32(preflightSample),
 	})
@@ -117,7 +120,7 @@ func preflightS3(ctx context.Context, s *source, copies sampleCopier, sum *plan.
 
 // tryCopy reads one sample object and its tags and copies it to its
 // destination key, as a worker would.
-func tryCopy(ctx context.Context, api *s3.Client, copies sampleCopier, sum *plan.Summary, o types.Object) error {
+func tryCopy(ctx context.Context, api *s3.Client, copies SampleCopier, sum *plan.Summary, o types.Object) error {
 	src, dst := sum.Source, sum.Dest
 	key := aws.ToString(o.Key)
 	if _, err := api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(src.Bucket), Key: o.Key}); err != nil {
@@ -150,10 +153,10 @@ func tryCopy(ctx context.Context, api *s3.Client, copies sampleCopier, sum *plan
 // (NoSuchObjectLockConfiguration) proves the right as well.
 func mayReadLock(ctx context.Context, api *s3.Client, bucket, key string) error {
 	_, err := api.GetObjectRetention(ctx, &s3.GetObjectRetentionInput{Bucket: aws.String(bucket), Key: aws.String(key)})
-	if err == nil || !isDenied(err) {
+	if err == nil || !IsDenied(err) {
 		_, err = api.GetObjectLegalHold(ctx, &s3.GetObjectLegalHoldInput{Bucket: aws.String(bucket), Key: aws.String(key)})
 	}
-	if err != nil && isDenied(err) {
+	if err != nil && IsDenied(err) {
 		return cli.Usagef("preflight: access denied: grant s3:GetObjectRetention and s3:GetObjectLegalHold on %s: the source has Object Lock, "+
 			"and without them HeadObject hides each object's retention and the copies would go unlocked (or pass --skip-object-lock to copy them unlocked on purpose; nothing was enqueued)",
 			objectARN(bucket, key))
@@ -176,7 +179,7 @@ func mayDelete(ctx context.Context, api *s3.Client, sum *plan.Summary) error {
 		Bucket: aws.String(dst.Bucket), Key: aws.String(key),
 		IfMatch: aws.String(`"00000000000000000000000000000000"`), // no object has it: an MD5 ETag of all zeros
 	})
-	if err == nil || !isDenied(err) {
+	if err == nil || !IsDenied(err) {
 		return nil // 404 (the key is not there), 412, or another server's answer: the delete was allowed
 	}
 	return cli.Usagef("preflight: access denied: grant s3:DeleteObject and s3:GetObject on %s: this run deletes destination objects that are not in the source, "+
@@ -211,7 +214,7 @@ func archived(class types.ObjectStorageClass) bool {
 // and passes any other error through. A 403 with another code (an archived
 // object's InvalidObjectState) is not a refusal of access.
 func denied(err error, permission, resource string) error {
-	if isDenied(err) {
+	if IsDenied(err) {
 		hint := ""
 		if strings.HasPrefix(resource, "arn:aws:s3:::") {
 			hint = "; if the bucket is Requester Pays, add --request-payer; if --source-owner or --dest-owner is given, check it is the bucket's owner"
@@ -221,9 +224,10 @@ func denied(err error, permission, resource string) error {
 	return fmt.Errorf("preflight (%s on %s): %w", permission, resource, err)
 }
 
-// isDenied reports an access refusal. A 403 with another code (an archived
-// object's InvalidObjectState) is not one.
-func isDenied(err error) bool {
+// IsDenied reports an access refusal, by S3, SQS or KMS: its error code,
+// or a 403 with none. A 403 with another code (an archived object's
+// InvalidObjectState) is not one.
+func IsDenied(err error) bool {
 	var api smithy.APIError
 	var re *smithyhttp.ResponseError
 	if errors.As(err, &api) && api.ErrorCode() != "" {

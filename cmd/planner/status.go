@@ -46,7 +46,7 @@ func statusCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	err = status.Run(ctx, o, c, stdout)
 	if le := (*status.LedgerError)(nil); errors.As(err, &le) {
-		return config.LedgerError(le.Err, store, le.Action)
+		return config.LedgerError(le.Err, store)
 	}
 	return err
 }

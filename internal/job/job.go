@@ -230,14 +230,14 @@ func (j *Job) FromRun(ctx context.Context, store *ledger.Store, runID string) er
 		if runID, err = store.Latest(ctx); errors.Is(err, ledger.ErrNotFound) {
 			return cli.Usagef("--ledger %s holds no run to verify: give --source and --dest", store)
 		} else if err != nil {
-			return config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket())
+			return config.LedgerError(err, store)
 		}
 	}
 	run, err := store.Run(ctx, runID)
 	if errors.Is(err, ledger.ErrNotFound) {
 		return cli.Usagef("--run-id %s: no such run in %s", runID, store)
 	} else if err != nil {
-		return config.LedgerError(err, store, "s3:GetObject on "+config.LedgerARN(store, "runs/*"))
+		return config.LedgerError(err, store)
 	}
 	j.Src, j.Dst = run.Source, run.Dest
 	return nil

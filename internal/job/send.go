@@ -27,11 +27,11 @@ func BeginPlan(ctx context.Context, j *Job, sum *plan.Summary, rec ledger.Run, w
 		return nil, nil, nil, err
 	}
 	if err := store.CheckBucket(ctx); err != nil {
-		return nil, nil, nil, config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket())
+		return nil, nil, nil, config.LedgerError(err, store)
 	}
 	runLog, err := store.BeginRun(ctx, rec)
 	if err != nil {
-		return nil, nil, nil, config.LedgerError(err, store, "s3:PutObject on "+config.LedgerARN(store, "runs/*"))
+		return nil, nil, nil, config.LedgerError(err, store)
 	}
 	if err := preflight(ctx, j, work, sum, rec.Delete, log); err != nil {
 		EndEarly(ctx, runLog, fmt.Errorf("preflight: %w", err), log)

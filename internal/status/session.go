@@ -32,12 +32,11 @@ type Clients struct {
 	Log         zerolog.Logger
 }
 
-// LedgerError is the ledger refusing or failing the first reads: Action
-// is what was refused (such as "s3:ListBucket on arn:aws:s3:::B"), for the
-// command to say what to fix (config.LedgerError).
+// LedgerError is the ledger refusing or failing the first reads, for the
+// command to say what to fix (config.LedgerError names the grant a refusal
+// needs: the ledger's errors carry the call).
 type LedgerError struct {
-	Action string
-	Err    error
+	Err error
 }
 
 func (e *LedgerError) Error() string { return e.Err.Error() }
@@ -54,9 +53,8 @@ func (e *LedgerError) Unwrap() error { return e.Err }
 // interrupted watch (ctx done) returns nil.
 func Run(ctx context.Context, o Options, c Clients, stdout io.Writer) error {
 	store := c.Ledger
-	listing := "s3:ListBucket on arn:aws:s3:::" + store.Bucket()
 	if err := store.CheckBucket(ctx); err != nil {
-		return &LedgerError{Action: listing, Err: err}
+		return &LedgerError{Err: err}
 	}
 	runID := o.RunID
 	if runID == "" {
@@ -68,14 +66,14 @@ func Run(ctx context.Context, o Options, c Clients, stdout io.Writer) error {
 			}
 			return printNoRun(stdout, store.String(), holds, o.JSON)
 		} else if err != nil {
-			return &LedgerError{Action: listing, Err: err}
+			return &LedgerError{Err: err}
 		}
 	}
 	reader := store.Follow(runID)
 	if err := reader.Refresh(ctx); errors.Is(err, ledger.ErrNotFound) {
 		return cli.Usagef("--run-id %s: no such run in %s", runID, store)
 	} else if err != nil {
-		return &LedgerError{Action: "s3:GetObject on arn:aws:s3:::" + store.Bucket() + "/" + store.Prefix() + "runs/*", Err: err}
+		return &LedgerError{Err: err}
 	}
 	if o.Failures {
 		return listFailures(ctx, reader, o.Out, o.JSON, stdout)

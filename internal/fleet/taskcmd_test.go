@@ -42,7 +42,7 @@ func (f *fakeStacks) DescribeStacks(_ context.Context, in *cloudformation.Descri
 	return out, nil
 }
 
-func stackOutputs() map[string]string {
+func s3cloneOutputs() map[string]string {
 	return map[string]string{
 		"ClusterName": "s3clone", "PlannerTaskDefinition": "arn:td/s3clone-planner:3", "LogGroupName": "/s3clone/x",
 		"RunTaskNetwork": "awsvpcConfiguration={subnets=[subnet-a],securityGroups=[sg-1],assignPublicIp=DISABLED}",
@@ -56,7 +56,7 @@ func TestTaskPassesOnTheExitCode(t *testing.T) {
 	t.Parallel()
 	o := fleet.TaskOptions{Stack: "s3clone", Command: []string{"cutover", "--workers", "8"}, Poll: time.Millisecond}
 	for _, exit := range []int32{0, 1, 2} {
-		cfn, tasks := &fakeStacks{outputs: stackOutputs()}, &fakeTasks{exit: aws.Int32(exit)}
+		cfn, tasks := &fakeStacks{outputs: s3cloneOutputs()}, &fakeTasks{exit: aws.Int32(exit)}
 		var out bytes.Buffer
 		err := o.Run(context.Background(), cfn, tasks, tasks, &out)
 		if code := cli.ExitCode(err, io.Discard); code != int(exit) {
@@ -81,7 +81,7 @@ func TestTaskPassesOnTheExitCode(t *testing.T) {
 		}
 	}
 	tasks := &fakeTasks{} // stops without an exit code
-	if err := o.Run(context.Background(), &fakeStacks{outputs: stackOutputs()}, tasks, tasks, io.Discard); !errors.Is(err, fleet.ErrTaskFailed) {
+	if err := o.Run(context.Background(), &fakeStacks{outputs: s3cloneOutputs()}, tasks, tasks, io.Discard); !errors.Is(err, fleet.ErrTaskFailed) {
 		t.Errorf("a task without an exit code: %v, want ErrTaskFailed", err)
 	}
 }
@@ -91,11 +91,11 @@ func TestTaskPassesOnTheExitCode(t *testing.T) {
 func TestTaskReadsTheStack(t *testing.T) {
 	t.Parallel()
 	without := func(k string) map[string]string {
-		m := stackOutputs()
+		m := s3cloneOutputs()
 		delete(m, k)
 		return m
 	}
-	badNet := stackOutputs()
+	badNet := s3cloneOutputs()
 	badNet["RunTaskNetwork"] = "subnets=a"
 	for _, c := range []struct {
 		cfn  *fakeStacks

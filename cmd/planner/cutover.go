@@ -238,7 +238,7 @@ func cutoverCommand(ctx context.Context, args []string, stdout io.Writer) error 
 		if err != nil {
 			return err
 		}
-		printWarmed(stdout, held.Warmed, held.Steering())
+		fleet.PrintWarmed(stdout, held.Warmed, held.Steering())
 		if held.SteerErr != nil {
 			log.Warn().Err(held.SteerErr).Msg("the stack's backlog scaling may scale in workers during the window")
 		}

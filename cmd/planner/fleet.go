@@ -36,7 +36,7 @@ func fleetCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	store := o.Ledger.Open(ctx, conn.AWS.Regions(awsCfg))
 	if err := store.CheckBucket(ctx); err != nil {
-		return config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket())
+		return config.LedgerError(err, store)
 	}
 	return o.Run(ctx, ecs.NewFromConfig(awsCfg), applicationautoscaling.NewFromConfig(awsCfg), store, stdout)
 }

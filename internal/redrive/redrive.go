@@ -146,14 +146,14 @@ func runQueue(ctx context.Context, store *ledger.Store, runID string) (string, e
 		if runID, err = store.Latest(ctx); errors.Is(err, ledger.ErrNotFound) {
 			return "", cli.Usagef("--ledger %s holds no run: give --queue-url", store)
 		} else if err != nil {
-			return "", config.LedgerError(err, store, "s3:ListBucket on arn:aws:s3:::"+store.Bucket())
+			return "", config.LedgerError(err, store)
 		}
 	}
 	run, err := store.Run(ctx, runID)
 	if errors.Is(err, ledger.ErrNotFound) {
 		return "", cli.Usagef("--run-id %s: no such run in %s", runID, store)
 	} else if err != nil {
-		return "", config.LedgerError(err, store, "s3:GetObject on "+config.LedgerARN(store, "runs/*"))
+		return "", config.LedgerError(err, store)
 	}
 	if run.Queue == "" {
 		return "", cli.Usagef("run %s used no work queue (planner run): give --queue-url", runID)

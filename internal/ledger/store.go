@@ -16,7 +16,7 @@ import (
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
-	"github.com/s3clone/s3clone/internal/listing"
+	"github.com/s3clone/s3clone/internal/s3wire"
 )
 
 // API is the part of the S3 client the ledger uses.
@@ -217,7 +217,7 @@ func (s *Store) list(ctx context.Context, prefix, after, delimiter string, fn fu
 		s.Requests.Add(1)
 		// A large run's status is mostly reading entry names: the lean
 		// page reader does it in a fifth of the SDK's time.
-		page, err := p.NextPage(ctx, listing.FastDecode)
+		page, err := p.NextPage(ctx, s3wire.FastDecode)
 		if err != nil {
 			return fmt.Errorf("list s3://%s/%s: %w", s.bucket, prefix, s.classify(err, "ListObjectsV2", prefix))
 		}

@@ -1,13 +1,11 @@
 package listing
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"time"
 
@@ -15,7 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go/middleware"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/s3clone/s3clone/internal/s3wire"
 )
 
 // VersionsAPI is the part of the S3 client an as-of listing uses.
@@ -42,7 +41,7 @@ var _ VersionsAPI = (*s3.Client)(nil)
 //
 // S3 returns versions and delete markers interleaved in its order; the SDK
 // parses them into two lists, so the order is read from the answer itself
-// (recordOrder). Safe for concurrent use.
+// (s3wire.RecordOrder). Safe for concurrent use.
 type AsOf struct {
 	api VersionsAPI
 	at  time.Time
@@ -128,7 +127,7 @@ func (a *AsOf) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, opt
 		ExpectedBucketOwner: in.ExpectedBucketOwner, RequestPayer: in.RequestPayer,
 		KeyMarker: optional(st.KeyMarker), VersionIdMarker: optional(st.VersionMarker),
 	}
-	page, err := a.api.ListObjectVersions(ctx, req, append(slices.Clip(optFns), recordOrder)...)
+	page, err := a.api.ListObjectVersions(ctx, req, append(slices.Clip(optFns), s3wire.RecordOrder)...)
 	if err != nil {
 		return nil, err
 	}
@@ -235,9 +234,9 @@ func (st *asOfToken) take(e entry, at time.Time) (types.Object, string, bool) {
 }
 
 // inOrder interleaves a page's versions and delete markers in the order S3
-// wrote them (recordOrder), with keys decoded.
+// wrote them (s3wire.RecordOrder), with keys decoded.
 func inOrder(page *s3.ListObjectVersionsOutput) ([]entry, error) {
-	order, ok := page.ResultMetadata.Get(orderKey{}).([]bool)
+	order, ok := s3wire.VersionOrder(page.ResultMetadata)
 	if !ok || len(order) != len(page.Versions)+len(page.DeleteMarkers) {
 		return nil, fmt.Errorf("cannot tell the order of %d versions and %d delete markers in the answer", len(page.Versions), len(page.DeleteMarkers))
 	}
@@ -263,92 +262,6 @@ func inOrder(page *s3.ListObjectVersionsOutput) ([]entry, error) {
 		entries = append(entries, e)
 	}
 	return entries, nil
-}
-
-type orderKey struct{}
-
-// recordOrder is a per-call option for ListObjectVersions that reads, from
-// a successful answer's XML, the order of its Version and DeleteMarker
-// elements (true for a delete marker), which the SDK's two lists lose, and
-// keeps it in the result's metadata. The SDK's deserializer reads the same
-// bytes as it would have.
-func recordOrder(o *s3.Options) {
-	o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
-		if stack.ID() != "ListObjectVersions" {
-			return nil
-		}
-		sdk, ok := stack.Deserialize.Get("OperationDeserializer")
-		if !ok {
-			return nil
-		}
-		_, err := stack.Deserialize.Swap("OperationDeserializer", &orderRecorder{sdk: sdk})
-		return err
-	})
-}
-
-type orderRecorder struct {
-	sdk middleware.DeserializeMiddleware
-}
-
-func (*orderRecorder) ID() string { return "OperationDeserializer" }
-
-func (m *orderRecorder) HandleDeserialize(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (
-	middleware.DeserializeOutput, middleware.Metadata, error,
-) {
-	out, md, err := next.HandleDeserialize(ctx, in)
-	resp, ok := out.RawResponse.(*smithyhttp.Response)
-	if err != nil || !ok || resp.StatusCode != 200 {
-		return m.sdk.HandleDeserialize(ctx, in, replay{out, md, err})
-	}
-	body, readErr := io.ReadAll(resp.Body)
-	_ = resp.Body.Close() // read to the end; the SDK reads the copy
-	resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errReader{readErr}))
-	out, md, err = m.sdk.HandleDeserialize(ctx, in, replay{out, md, nil})
-	if err == nil && readErr == nil {
-		if order, ok := entryOrder(body); ok {
-			md.Set(orderKey{}, order)
-		}
-	}
-	return out, md, err
-}
-
-// entryOrder lists the Version (false) and DeleteMarker (true) children of
-// a ListVersionsResult in document order. Text cannot hold a raw "<", so
-// every "<" opens markup; false for markup S3 does not send (CDATA).
-func entryOrder(doc []byte) ([]bool, bool) {
-	var order []bool
-	depth := 0
-	for {
-		i := bytes.IndexByte(doc, '<')
-		if i < 0 {
-			return order, true
-		}
-		doc = doc[i+1:]
-		switch {
-		case bytes.HasPrefix(doc, []byte("![CDATA[")):
-			return nil, false
-		case len(doc) > 0 && (doc[0] == '?' || doc[0] == '!'):
-			continue
-		case len(doc) > 0 && doc[0] == '/':
-			depth--
-			continue
-		}
-		end := bytes.IndexAny(doc, " \t\r\n/>")
-		if end < 0 {
-			return nil, false
-		}
-		name := string(doc[:end])
-		closing := bytes.IndexByte(doc, '>')
-		if closing < 0 {
-			return nil, false
-		}
-		if depth == 1 && (name == "Version" || name == "DeleteMarker") {
-			order = append(order, name == "DeleteMarker")
-		}
-		if doc[closing-1] != '/' {
-			depth++
-		}
-	}
 }
 
 func optional(s string) *string {

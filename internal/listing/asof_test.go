@@ -325,18 +325,3 @@ func TestAsOfRefusesAPageItCannotFollow(t *testing.T) {
 		t.Fatalf("markers that do not move: %v", err)
 	}
 }
-
-func TestEntryOrder(t *testing.T) {
-	t.Parallel()
-	doc := `<?xml version="1.0"?><ListVersionsResult xmlns="x"><Name>b</Name>` +
-		`<Version><Key>a</Key><VersionId>Version</VersionId><Owner><ID>1</ID></Owner></Version>` +
-		`<DeleteMarker><Key>&lt;DeleteMarker&gt;</Key></DeleteMarker><Version/>` +
-		`<CommonPrefixes><Prefix>p/</Prefix></CommonPrefixes><DeleteMarker><Key>z</Key></DeleteMarker></ListVersionsResult>`
-	got, ok := entryOrder([]byte(doc))
-	if want := []bool{false, true, false, true}; !ok || !slices.Equal(got, want) {
-		t.Fatalf("entryOrder = %v %v, want %v", got, ok, want)
-	}
-	if _, ok := entryOrder([]byte(`<R><Version><Key><![CDATA[x]]></Key></Version></R>`)); ok {
-		t.Fatal("CDATA read as if understood")
-	}
-}

@@ -8,10 +8,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/s3clone/s3clone/internal/s3wire"
 )
 
 // Page lists one page as every listing here does: with EncodingType=url,
-// read by FastDecode, and with every name decoded again. XML 1.0 cannot
+// read by s3wire.FastDecode, and with every name decoded again. XML 1.0 cannot
 // carry some characters a key may hold: a control character makes an
 // unencoded answer unreadable, and a carriage return comes back as a line
 // feed, naming another key. Asked to, S3 URL-encodes keys, prefixes, the
@@ -19,7 +21,7 @@ import (
 // EncodingType in its answer) has its names taken as they are.
 func Page(ctx context.Context, api API, in *s3.ListObjectsV2Input) (*s3.ListObjectsV2Output, error) {
 	in.EncodingType = types.EncodingTypeUrl
-	page, err := api.ListObjectsV2(ctx, in, FastDecode)
+	page, err := api.ListObjectsV2(ctx, in, s3wire.FastDecode)
 	if err != nil {
 		return nil, err
 	}

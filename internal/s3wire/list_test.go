@@ -1,4 +1,4 @@
-package listing
+package s3wire
 
 import (
 	"context"
@@ -15,8 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go/middleware"
-
-	"github.com/s3clone/s3clone/test/testbed"
 )
 
 // canned answers every request with one status and body.
@@ -147,43 +145,6 @@ func dump(o *s3.ListObjectsV2Output) string {
 		fmt.Fprintf(&b, "\n  %s %+v owner %+v restore %+v", aws.ToString(c.Key), c, c.Owner, c.RestoreStatus)
 	}
 	return b.String()
-}
-
-// TestFastDecodeOnTheRealServer lists awkward keys from versitygw both
-// ways, page by page, and wants the same pages.
-func TestFastDecodeOnTheRealServer(t *testing.T) {
-	env := testbed.Get(t)
-	bucket := env.Bucket(t)
-	var objs []testbed.Object
-	for i := range 40 {
-		objs = append(objs, testbed.Object{Key: fmt.Sprintf("d%d/k %02d & <x> \"q\" 'a' ü+%%#?=.jpg", i%3, i), Body: []byte(strings.Repeat("x", i))})
-	}
-	env.Put(t, bucket, objs)
-	for _, delim := range []*string{nil, aws.String("/")} {
-		in := &s3.ListObjectsV2Input{Bucket: aws.String(bucket), MaxKeys: aws.Int32(7), Delimiter: delim}
-		pages, keys := 0, 0
-		for {
-			sdk, fast, sdkErr, fastErr, fastRead := listBoth(t, env.S3, in)
-			if sdkErr != nil || fastErr != nil {
-				t.Fatalf("SDK %v, fast %v", sdkErr, fastErr)
-			}
-			if !reflect.DeepEqual(sdk, fast) {
-				t.Fatalf("page %d differs:\n fast %s\n SDK  %s", pages, dump(fast), dump(sdk))
-			}
-			if !fastRead {
-				t.Fatal("versitygw's page was not read by FastDecode")
-			}
-			pages++
-			keys += len(fast.Contents) + len(fast.CommonPrefixes)
-			if !aws.ToBool(fast.IsTruncated) {
-				break
-			}
-			in.ContinuationToken = fast.NextContinuationToken
-		}
-		if want := map[bool]int{true: 3, false: 40}[delim != nil]; keys != want {
-			t.Errorf("delimiter %v: %d entries in %d pages, want %d", aws.ToString(delim), keys, pages, want)
-		}
-	}
 }
 
 // BenchmarkDecodePage reads a 1,000-key page through the SDK's

@@ -107,6 +107,28 @@ func (r *Regions) For(ctx context.Context, bucket, hint string) (*s3.Client, str
 // region: a bucket elsewhere answers 301 (or 400) naming its region, and
 // one these credentials may not read answers 403 naming it too. said is
 // false when the answer named no region and the configured one stands in.
+//
+// The SDK's own lookup, manager.GetBucketRegion (feature/s3/manager), asks
+// the same HeadBucket but does not do this job:
+//   - it sends it unsigned (it sets Credentials to nil); S3 answers an
+//     anonymous HeadBucket with the region, but a VPC endpoint policy, a
+//     proxy or an S3-compatible server may refuse it without naming one,
+//     where the signed request is answered (or refused in words that say
+//     why, for the checks that follow);
+//   - a refusal that names no region (a 403 from a server that does not
+//     send x-amz-bucket-region) is an error there; here the configured
+//     region stands in, unremembered, so the calls that follow give the
+//     real reason;
+//   - a 200 without the header is "" there; here it is the configured
+//     region (a one-region server);
+//   - a 404 becomes its own "bucket not found" error, dropping the SDK's
+//     error (code, request id) that callers here wrap and print, while
+//     an unreachable endpoint is an error both ways;
+//   - it would add a module, feature/s3/manager, which is deprecated in
+//     favour of feature/s3/transfermanager (which has no region lookup).
+//
+// Both honour the client's endpoint (custom endpoints, path style), its
+// retryer and middleware; find also bounds the retries (startupCheck).
 func (r *Regions) find(ctx context.Context, bucket string) (region string, said bool, err error) {
 	out, err := r.Client(r.cfg.Region).HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(bucket)}, startupCheck)
 	if err == nil {

@@ -36,7 +36,7 @@ func TestValidateTakesAWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !o.from.Diff || !o.from.Delete || o.from.AsOf != "" {
-		t.Errorf("the window plans %+v, want --diff --delete", o.from)
+		t.Errorf("the window plans diff %v delete %v as of %q, want --diff --delete", o.from.Diff, o.from.Delete, o.from.AsOf)
 	}
 	if o.service != (fleet.Service{Cluster: "s3clone", Name: "workers"}) {
 		t.Errorf("service %+v", o.service)
@@ -53,7 +53,7 @@ func TestValidateTakesAWindow(t *testing.T) {
 		t.Fatalf("a rehearsal as of a time may verify: %v", err)
 	}
 	if o.from.Delete || o.from.At.IsZero() || o.mode() != "rehearsal" {
-		t.Errorf("--no-delete --as-of --rehearse plans %+v (mode %s)", o.from, o.mode())
+		t.Errorf("--no-delete --as-of --rehearse plans delete %v at %s (mode %s)", o.from.Delete, o.from.At, o.mode())
 	}
 	o.MarkWait = time.Second
 	if o.markWait() != time.Second {

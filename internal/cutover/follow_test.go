@@ -344,11 +344,19 @@ func TestFollowCutWaitsForLateEvents(t *testing.T) {
 	t.Parallel()
 	f := newCutFixture(t, 1, ledger.Late{Key: "a/late", Seq: 3})
 	f.work(t, copied(1), copied(2), failed(4, "a/later", "AccessDenied"))
+	j, err := f.store.OpenJournal(t.Context(), "worker-2", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
 	go func() {
 		time.Sleep(50 * time.Millisecond) // the fleet finishes the late event's work while the cutover waits
-		f.work(t, failed(3, "a/late", "AccessDenied"))
+		e := failed(3, "a/late", "AccessDenied")
+		e.Run, e.Source, e.Dest, e.Started, e.Finished = f.follow.ID, f.follow.Source, f.follow.Dest, time.Now(), time.Now()
+		if err := j.Record(context.Background(), &e); err != nil {
+			t.Error(err)
+		}
 	}()
-	err := f.run(t)
+	err = f.run(t)
 	if !errors.Is(err, cli.ErrMismatch) || !strings.HasSuffix(err.Error(), ": 1 keys not copied or deleted as seen") {
 		t.Errorf("err %v", err)
 	}

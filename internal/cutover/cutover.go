@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/s3clone/s3clone/internal/cli"
+	"github.com/s3clone/s3clone/internal/config"
 	"github.com/s3clone/s3clone/internal/fleet"
 	"github.com/s3clone/s3clone/internal/job"
 	"github.com/s3clone/s3clone/internal/ledger"
@@ -56,22 +57,9 @@ func (o *Options) mode() string {
 func runDelta(ctx context.Context, o *Options, stdout io.Writer) error {
 	w := window{started: time.Now()}
 	s := &o.Job
-	log, awsCfg, err := o.Conn.Open(ctx, s.Listers*2+plan.Deciders+plan.Senders)
+	log, awsCfg, regions, err := o.connect(ctx)
 	if err != nil {
 		return err
-	}
-	regions := o.Conn.AWS.Regions(awsCfg)
-	if err := s.Connect(ctx, regions); err != nil {
-		return err
-	}
-	if err := o.from.CheckAsOf(ctx, s); err != nil {
-		return err
-	}
-	if err := s.Inspect(ctx, log); err != nil {
-		return err
-	}
-	if !o.from.At.IsZero() {
-		s.AsOf = listing.NewAsOf(s.SrcAPI, o.from.At) // the preflight's sample, and the verdict's second look, read the versions then
 	}
 	store := o.Ledger.Open(ctx, regions)
 	endedClean := false // set once the verdict is clean: only then is the fleet given back
@@ -154,6 +142,30 @@ func runDelta(ctx context.Context, o *Options, stdout io.Writer) error {
 		return fmt.Errorf("%w: cutover %s: %d keys not copied or deleted as listed", cli.ErrMismatch, sum.Run, len(v.notRight))
 	}
 	return nil
+}
+
+// connect opens the window's clients: the buckets' (the source as of
+// o.AsOf, with --as-of), checking that they may be copied as asked.
+func (o *Options) connect(ctx context.Context) (zerolog.Logger, aws.Config, *config.Regions, error) {
+	s := &o.Job
+	log, awsCfg, err := o.Conn.Open(ctx, s.Listers*2+plan.Deciders+plan.Senders)
+	if err != nil {
+		return log, awsCfg, nil, err
+	}
+	regions := o.Conn.AWS.Regions(awsCfg)
+	if err := s.Connect(ctx, regions); err != nil {
+		return log, awsCfg, nil, err
+	}
+	if err := o.from.CheckAsOf(ctx, s); err != nil {
+		return log, awsCfg, nil, err
+	}
+	if err := s.Inspect(ctx, log); err != nil {
+		return log, awsCfg, nil, err
+	}
+	if !o.from.At.IsZero() {
+		s.AsOf = listing.NewAsOf(s.SrcAPI, o.from.At) // the preflight's sample, and the verdict's second look, read the versions then
+	}
+	return log, awsCfg, regions, nil
 }
 
 // newVerdict is the ledger's record of a verdict: in the ledger too, since

@@ -1,4 +1,4 @@
-package main
+package cutover
 
 import (
 	"bufio"
@@ -22,6 +22,7 @@ type spill struct {
 	seqs map[int64]bool
 }
 
+// newSpill makes a spill in a new temporary file; remove deletes it.
 func newSpill() (*spill, error) {
 	f, err := os.CreateTemp("", "s3clone-cutover-*.jsonl")
 	if err != nil {
@@ -44,6 +45,7 @@ func (s *spill) add(batch []plan.Body) error {
 	return nil
 }
 
+// flush writes what add buffered to the file.
 func (s *spill) flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -108,7 +110,8 @@ func (s *spill) unfinished(t *ledger.Tally, fn func(*plan.Batch)) error {
 	return nil
 }
 
+// remove closes and deletes the file: the spill is done with.
 func (s *spill) remove() {
-	s.f.Close()
-	os.Remove(s.f.Name())
+	s.f.Close()           // a temporary file: nothing to lose if closing fails
+	os.Remove(s.f.Name()) // and nothing to do if it cannot be removed
 }

@@ -1,4 +1,4 @@
-package main
+package cutover
 
 import (
 	"bytes"
@@ -44,6 +44,7 @@ type verdict struct {
 	asOf time.Time
 }
 
+// clean reports a verdict with no key not right and no early end.
 func (v *verdict) clean() bool { return len(v.notRight) == 0 && v.why == "" }
 
 // writeRecon encodes the keys not right (those found right after all left

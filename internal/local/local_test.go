@@ -166,7 +166,9 @@ func (f *fakeCopier) Delete(context.Context, copier.Target, []copier.Doomed) ([]
 	return nil, nil
 }
 
-func (f *fakeCopier) Current(_ context.Context, src copier.Source) (copier.Source, error) { return src, nil }
+func (f *fakeCopier) Current(_ context.Context, src copier.Source) (copier.Source, error) {
+	return src, nil
+}
 
 var _ worker.Copier = (*fakeCopier)(nil)
 

@@ -206,7 +206,7 @@ func TestFollowerGivesUpWhenNoProbeComesBack(t *testing.T) {
 	defer cancel()
 	began := time.Now()
 	err := f.Run(ctx)
-	if !errors.Is(err, ErrNoEvents) || !strings.Contains(err.Error(), "probes (s3://src/.s3clone-marks/probe-follow-1*) came through within 200ms") {
+	if !errors.Is(err, ErrNoEvents) || !strings.Contains(err.Error(), "none of 1 probes (s3://src/.s3clone-marks/probe-follow-1*) came through within 200ms") {
 		t.Fatalf("Run = %v, want ErrNoEvents after 200ms", err)
 	}
 	if took := time.Since(began); took < 200*time.Millisecond || ctx.Err() != nil {

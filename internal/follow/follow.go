@@ -261,8 +261,9 @@ func (f *Follower) Run(ctx context.Context) error {
 				stopRecv()
 				f.flush(context.Background())
 				f.deleting.Wait()
+				probes := len(f.probes) // unprobe forgets them
 				f.unprobe(context.Background())
-				return fmt.Errorf("%w: none of %d probes (s3://%s/%s*) came through within %s", ErrNoEvents, len(f.probes), f.cfg.Source.Bucket, MarkKey(f.cfg.ProbeID), f.cfg.ProbeWait)
+				return fmt.Errorf("%w: none of %d probes (s3://%s/%s*) came through within %s", ErrNoEvents, probes, f.cfg.Source.Bucket, MarkKey(f.cfg.ProbeID), f.cfg.ProbeWait)
 			}
 		case err := <-f.caughtUp:
 			for drained := false; !drained; {

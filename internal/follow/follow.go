@@ -84,6 +84,9 @@ type Config struct {
 	// "Using Amazon SQS, Amazon SNS, and Lambda"). One probe coming through
 	// shows one path works, not all of them.
 	EffectiveAt time.Time
+	// ProbeWait is how long Run waits for a probe to come through before
+	// giving up with ErrNoEvents. Default ProbeWait.
+	ProbeWait time.Duration
 	// Receivers is how many receives run at once. Default 4: each takes at
 	// most ten events, and S3 sends one a message.
 	Receivers int
@@ -131,6 +134,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Receivers <= 0 {
 		c.Receivers = 4
+	}
+	if c.ProbeWait <= 0 {
+		c.ProbeWait = ProbeWait
 	}
 	return c
 }
@@ -229,7 +235,7 @@ func (f *Follower) Run(ctx context.Context) error {
 	var lastVerdict time.Time
 	var probeLimit, probeAgain <-chan time.Time
 	if f.cfg.Probe != nil {
-		t := time.NewTimer(ProbeWait)
+		t := time.NewTimer(f.cfg.ProbeWait)
 		defer t.Stop()
 		probeLimit = t.C
 		again := time.NewTicker(ProbeEvery)
@@ -255,8 +261,9 @@ func (f *Follower) Run(ctx context.Context) error {
 				stopRecv()
 				f.flush(context.Background())
 				f.deleting.Wait()
+				probes := len(f.probes) // unprobe forgets them
 				f.unprobe(context.Background())
-				return fmt.Errorf("%w: none of %d probes (s3://%s/%s*) came through within %s", ErrNoEvents, len(f.probes), f.cfg.Source.Bucket, MarkKey(f.cfg.ProbeID), ProbeWait)
+				return fmt.Errorf("%w: none of %d probes (s3://%s/%s*) came through within %s", ErrNoEvents, probes, f.cfg.Source.Bucket, MarkKey(f.cfg.ProbeID), f.cfg.ProbeWait)
 			}
 		case err := <-f.caughtUp:
 			for drained := false; !drained; {

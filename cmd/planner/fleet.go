@@ -16,16 +16,19 @@ import (
 func fleetCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	var (
 		o    fleet.Options
+		led  config.Ledger
 		conn config.Connection
 	)
 	f := cli.NewFlags("planner fleet", fleet.Usage, os.Stderr)
 	o.Register(f)
+	led.Register(f, "the hold on the fleet is recorded there, for status and the cutover (required)")
 	conn.Register(f)
 	if err := f.Parse(args); err != nil {
 		return err
 	}
 	var p cli.Problems
 	o.Validate(&p)
+	led.Validate(&p, true)
 	conn.Validate(&p)
 	if err := p.Err(); err != nil {
 		return err
@@ -34,7 +37,7 @@ func fleetCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store := o.Ledger.Open(ctx, conn.AWS.Regions(awsCfg))
+	store := led.Open(ctx, conn.AWS.Regions(awsCfg))
 	if err := store.CheckBucket(ctx); err != nil {
 		return config.LedgerError(err, store)
 	}

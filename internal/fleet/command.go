@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/s3clone/s3clone/internal/cli"
-	"github.com/s3clone/s3clone/internal/config"
 )
 
 // Usage is planner fleet's usage text.
@@ -42,7 +41,6 @@ type Options struct {
 	Wait     time.Duration // --wait, default 10m
 	Release  bool          // --release
 	JSON     bool          // --json
-	Ledger   config.Ledger // --ledger, required: the hold is recorded there
 }
 
 // Register defines the flags.
@@ -52,10 +50,9 @@ func (o *Options) Register(f *cli.Flags) {
 	f.DurationVar(&o.Wait, "wait", 10*time.Minute, "how long to wait for the workers to run (0: set the count and return)")
 	f.BoolVar(&o.Release, "release", false, "after the window: resume dynamic scale-in (and set the desired count to --workers, if given)")
 	f.BoolVar(&o.JSON, "json", false, "print what was done as JSON")
-	o.Ledger.Register(f, "the hold on the fleet is recorded there, for status and the cutover (required)")
 }
 
-// Validate parses --scale-ecs and --ledger and adds a problem for each
+// Validate parses --scale-ecs and adds a problem for each
 // flag missing or out of range.
 func (o *Options) Validate(p *cli.Problems) {
 	if o.ScaleECS == "" {
@@ -71,7 +68,6 @@ func (o *Options) Validate(p *cli.Problems) {
 	case o.Release && o.Workers < -1:
 		p.Addf("--workers %d: the desired count after the window must be 0 or more", o.Workers)
 	}
-	o.Ledger.Validate(p, true)
 	if o.Wait < 0 {
 		p.Addf("--wait %s: must be 0 or positive, e.g. 10m", o.Wait)
 	}

@@ -36,15 +36,14 @@ func TestFleetOptionsValidate(t *testing.T) {
 		args []string
 		want []string // problems said; none: valid
 	}{
-		{nil, []string{"--scale-ecs is required", "--workers N is required, at least 1", "--ledger is required"}},
-		{[]string{"--scale-ecs", "workers", "--ledger", "s3://ledger/p/", "--workers", "2"}, []string{`--scale-ecs: "workers" is not CLUSTER/SERVICE`}},
-		{[]string{"--scale-ecs", "c/s", "--ledger", "s3://ledger/p/", "--workers", "0"}, []string{"--workers N is required, at least 1"}},
-		{[]string{"--scale-ecs", "c/s", "--ledger", "s3://ledger/p/", "--release", "--workers", "-2"}, []string{"--workers -2: the desired count after the window must be 0 or more"}},
-		{[]string{"--scale-ecs", "c/s", "--ledger", "s3://ledger/p/", "--workers", "2", "--wait", "-1s"}, []string{"--wait -1s: must be 0 or positive"}},
-		{[]string{"--scale-ecs", "c/s", "--ledger", "not-s3", "--workers", "2"}, []string{"--ledger: "}},
-		{[]string{"--scale-ecs", "c/s", "--ledger", "s3://ledger/p/", "--workers", "2"}, nil},
-		{[]string{"--scale-ecs", "c/s", "--ledger", "s3://ledger/p/", "--release"}, nil},
-		{[]string{"--scale-ecs", "c/s", "--ledger", "s3://ledger/p/", "--release", "--workers", "0", "--wait", "0"}, nil},
+		{nil, []string{"--scale-ecs is required", "--workers N is required, at least 1"}},
+		{[]string{"--scale-ecs", "workers", "--workers", "2"}, []string{`--scale-ecs: "workers" is not CLUSTER/SERVICE`}},
+		{[]string{"--scale-ecs", "c/s", "--workers", "0"}, []string{"--workers N is required, at least 1"}},
+		{[]string{"--scale-ecs", "c/s", "--release", "--workers", "-2"}, []string{"--workers -2: the desired count after the window must be 0 or more"}},
+		{[]string{"--scale-ecs", "c/s", "--workers", "2", "--wait", "-1s"}, []string{"--wait -1s: must be 0 or positive"}},
+		{[]string{"--scale-ecs", "c/s", "--workers", "2"}, nil},
+		{[]string{"--scale-ecs", "c/s", "--release"}, nil},
+		{[]string{"--scale-ecs", "c/s", "--release", "--workers", "0", "--wait", "0"}, nil},
 	} {
 		_, err := parseFleet(t, c.args...)
 		if len(c.want) == 0 {
@@ -67,15 +66,15 @@ func TestFleetOptionsValidate(t *testing.T) {
 
 func TestFleetOptionsParsed(t *testing.T) {
 	t.Parallel()
-	o, err := parseFleet(t, "--scale-ecs", "arn:aws:ecs:eu-west-1:123456789012:cluster/s3clone/workers", "--ledger", "s3://ledger/p", "--workers", "4")
+	o, err := parseFleet(t, "--scale-ecs", "arn:aws:ecs:eu-west-1:123456789012:cluster/s3clone/workers", "--workers", "4")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := fleet.Service{Cluster: "arn:aws:ecs:eu-west-1:123456789012:cluster/s3clone", Name: "workers"}
-	if o.Service != want || o.Workers != 4 || o.Wait != 10*time.Minute || o.Release || o.JSON || o.Ledger.Loc.Prefix != "p/" {
-		t.Errorf("parsed %+v; want service %+v, 4 workers, the 10m wait by default, ledger prefix p/", o, want)
+	if o.Service != want || o.Workers != 4 || o.Wait != 10*time.Minute || o.Release || o.JSON {
+		t.Errorf("parsed %+v; want service %+v, 4 workers, the 10m wait by default", o, want)
 	}
-	if o, err = parseFleet(t, "--scale-ecs", "c/s", "--ledger", "s3://ledger/", "--release"); err != nil || o.Workers != -1 {
+	if o, err = parseFleet(t, "--scale-ecs", "c/s", "--release"); err != nil || o.Workers != -1 {
 		t.Errorf("--release alone: workers %d, %v; want -1 (the count left to the stack's scaling)", o.Workers, err)
 	}
 }

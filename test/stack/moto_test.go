@@ -1,11 +1,14 @@
 // Package stack creates the CloudFormation stack (deploy/s3clone.yaml) on
 // moto and checks it: every resource and output against moto's services,
 // the fleet driven a little, follow's subscription, the stack deleted and
-// what it keeps, and the roles' credentials on a moto enforcing IAM.
-// `make deploy-check` runs it, and `make test`; it is integration tests
-// only (each needs moto_server), so `make test-unit` leaves it out. Its
-// test bed is test/testbed/stackbed; deploy's own tests are the unit
-// tests of the template, the permissions and the Dockerfile.
+// what it keeps, and the roles' credentials on a moto enforcing IAM; and
+// it reads the template with goformation (schema_test.go). `make
+// deploy-check` runs it, and `make test`; `make test-unit` leaves it out,
+// as its tests need moto_server and its build is the slowest of the
+// repository's (the SDK's clients of every service the stack has, and
+// goformation's resource types). Its test bed is test/testbed/stackbed;
+// deploy's own tests are the unit tests of the template, the permissions
+// and the Dockerfile.
 package stack
 
 import (

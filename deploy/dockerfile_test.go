@@ -191,12 +191,14 @@ func TestDockerfileBuildsStaticBinaries(t *testing.T) {
 	if os.Getenv(testbed.UnitEnv) != "" {
 		t.Skipf("$%s is set: the line is checked, the builds run in make test", testbed.UnitEnv)
 	}
+	context := buildContext(t)
 	machines := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64} // CpuArchitecture X86_64 and ARM64
 	for arch, machine := range machines {
 		out := t.TempDir()
-		// RUN runs its line with /bin/sh -c in the source directory.
+		// RUN runs its line with /bin/sh -c in the source directory: one
+		// holding only what the build stage copies in.
 		cmd := exec.Command("/bin/sh", "-c", strings.ReplaceAll(line, "/out/", out+"/"))
-		cmd.Dir = ".."
+		cmd.Dir = context
 		cmd.Env = environ(map[string]string{"TARGETOS": "linux", "TARGETARCH": arch, "VERSION": "v9.8.7-test"})
 		if b, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("%s: %s: %v\n%s", arch, line, err, b)
@@ -237,4 +239,45 @@ func TestDockerfileBuildsStaticBinaries(t *testing.T) {
 			}
 		}
 	}
+}
+
+// buildContext is a directory holding what the build stage copies from the
+// source (its COPY lines without --from), each of which .dockerignore must
+// let in: what the builder has, and nothing else, so a package the build
+// needs that the image leaves out fails here as it would in docker build.
+func buildContext(t *testing.T) string {
+	t.Helper()
+	ignore, err := os.ReadFile("../.dockerignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := map[string]bool{}
+	for _, l := range strings.Split(string(ignore), "\n") {
+		if p, ok := strings.CutPrefix(strings.TrimSpace(l), "!"); ok {
+			allowed[strings.TrimSuffix(p, "/")] = true
+		}
+	}
+	dir := t.TempDir()
+	copied := 0
+	for _, l := range dockerfile(t) {
+		args, ok := strings.CutPrefix(l, "COPY ")
+		if !ok || strings.HasPrefix(args, "--from") {
+			continue
+		}
+		fields := strings.Fields(args)
+		for _, src := range fields[:len(fields)-1] {
+			if !allowed[src] {
+				t.Errorf("the Dockerfile copies %s, which .dockerignore leaves out of the build's context", src)
+				continue
+			}
+			if b, err := exec.Command("cp", "-r", filepath.Join("..", src), filepath.Join(dir, src)).CombinedOutput(); err != nil {
+				t.Fatalf("copy %s: %v\n%s", src, err, b)
+			}
+			copied++
+		}
+	}
+	if copied < 4 {
+		t.Fatalf("the build stage copies %d paths, want go.mod, go.sum and the packages", copied)
+	}
+	return dir
 }

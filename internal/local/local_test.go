@@ -204,7 +204,7 @@ func listOf(keys []string, err error) plan.Source {
 }
 
 // runClone runs the plan of src through c and reports it.
-func runClone(t *testing.T, c *clone, src plan.Source) (error, string) {
+func runClone(t *testing.T, c *clone, src plan.Source) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -215,7 +215,7 @@ func runClone(t *testing.T, c *clone, src plan.Source) (error, string) {
 	}, rec)
 	var out bytes.Buffer
 	err := c.report(&out, "listed", planErr, workErr, 0)
-	return err, out.String()
+	return out.String(), err
 }
 
 // TestCopyAllEndsAsItsCopiesDid: over the in-memory queue, a run whose
@@ -244,7 +244,7 @@ func TestCopyAllEndsAsItsCopiesDid(t *testing.T) {
 			t.Parallel()
 			cp := &fakeCopier{fail: tc.fail}
 			c := newClone(cp)
-			err, out := runClone(t, c, listOf(keys, tc.listErr))
+			out, err := runClone(t, c, listOf(keys, tc.listErr))
 			if tc.want == "" {
 				if err != nil {
 					t.Fatalf("run = %v, want nil\n%s", err, out)

@@ -69,6 +69,10 @@ type Config struct {
 	Record ledger.Follow
 	// RecordEvery is how often the record is rewritten. Default 5 s.
 	RecordEvery time.Duration
+	// ReceiveWait is how long a receive waits for a first event, and
+	// VerdictEvery how often a cutover's verdict is read while holding at
+	// its mark. Defaults receiveWait and one second; tests shorten them.
+	ReceiveWait, VerdictEvery time.Duration
 	// Probe, when set, writes a marker object of mark id (ProbeID, a dash
 	// and a number) once Run begins receiving, and again every ProbeEvery
 	// until one comes through; Unprobe deletes one. A probe's event
@@ -131,6 +135,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RecordEvery <= 0 {
 		c.RecordEvery = 5 * time.Second
+	}
+	if c.ReceiveWait <= 0 {
+		c.ReceiveWait = receiveWait
+	}
+	if c.VerdictEvery <= 0 {
+		c.VerdictEvery = time.Second
 	}
 	if c.Receivers <= 0 {
 		c.Receivers = 4
@@ -306,7 +316,7 @@ func (f *Follower) Run(ctx context.Context) error {
 				f.flush(ctx)
 			}
 			f.closeMarks(ctx)
-			if f.cut != nil && f.now().Sub(lastVerdict) >= time.Second {
+			if f.cut != nil && f.now().Sub(lastVerdict) >= f.cfg.VerdictEvery {
 				lastVerdict = f.now()
 				if f.holdEnds(ctx) {
 					f.record.StoppedAt = f.stopped.ID
@@ -336,7 +346,7 @@ const receiveWait = time.Second
 func (f *Follower) receive(ctx context.Context, receiver int, out chan<- received) {
 	for ctx.Err() == nil {
 		began := f.now()
-		msgs, err := f.changes.Receive(ctx, 10, receiveWait, f.cfg.Visibility)
+		msgs, err := f.changes.Receive(ctx, 10, f.cfg.ReceiveWait, f.cfg.Visibility)
 		if ctx.Err() != nil {
 			return
 		}

@@ -372,7 +372,7 @@ func TestFollowerHoldsAtACutoversMarkAndStopsOnACleanVerdict(t *testing.T) {
 	verdicts := map[string]bool{} // run -> clean
 	src, dst := plan.Location{Bucket: "src"}, plan.Location{Bucket: "dst"}
 	f := New(Config{Run: "follow-1", Source: src, Dest: dst, Flush: 20 * time.Millisecond, Settle: 100 * time.Millisecond,
-		Visibility: 3 * time.Second,
+		Visibility: 2 * time.Second, ReceiveWait: 200 * time.Millisecond, VerdictEvery: 200 * time.Millisecond,
 		Verdict: func(_ context.Context, run string) (bool, bool, error) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -420,19 +420,19 @@ func TestFollowerHoldsAtACutoversMarkAndStopsOnACleanVerdict(t *testing.T) {
 		t.Fatalf("sent %q while holding, want the key dated before the mark alone", got)
 	}
 	// Not clean: following again; "after" is sent at once, not when the
-	// queue shows it again (the visibility here is 3 s; follow reads the
-	// verdict every second).
+	// queue shows it again (the visibility here is 2 s; follow reads the
+	// verdict every 200 ms).
 	mu.Lock()
 	verdicts["c1"] = false
 	mu.Unlock()
 	var got []string
-	deadline := time.Now().Add(1500 * time.Millisecond)
+	deadline := time.Now().Add(1000 * time.Millisecond)
 	for !slices.Contains(got, "after") && time.Now().Before(deadline) {
 		got = append(got, keys()...)
 		time.Sleep(20 * time.Millisecond)
 	}
 	if !slices.Contains(got, "after") {
-		t.Fatalf("the held key was not sent within 1.5 s of a verdict that is not clean (sent %q)", got)
+		t.Fatalf("the held key was not sent within 1 s of a verdict that is not clean (sent %q)", got)
 	}
 
 	// The next cutover, clean: follow stops at its mark.
@@ -457,7 +457,7 @@ func TestFollowerHoldsAtACutoversMarkAndStopsOnACleanVerdict(t *testing.T) {
 		t.Errorf("sent %q after the clean cutover's mark", got)
 	}
 	// The change production made after the freeze waits on the queue.
-	time.Sleep(3100 * time.Millisecond) // its visibility
+	time.Sleep(2100 * time.Millisecond) // its visibility
 	msgs, _ := changes.Receive(context.Background(), 10, 0, time.Minute)
 	if len(msgs) != 1 {
 		t.Fatalf("%d events left on the change queue, want production's one", len(msgs))

@@ -339,3 +339,25 @@ func TestDirectBacksOffAsTheRetryerSays(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectLearnsTheServersClock: refused as too skewed, Direct signs the
+// next copies by the server's clock (from its Date header), as the SDK does.
+func TestDirectLearnsTheServersClock(t *testing.T) {
+	ahead := time.Now().Add(time.Hour).UTC()
+	via := &scripted{by: func(req *http.Request) answer {
+		at, _ := time.Parse("20060102T150405Z", req.Header.Get("X-Amz-Date"))
+		if isDirect(req) && at.Before(ahead.Add(-time.Minute)) {
+			return answer{status: 403, body: s3Err("RequestTimeTooSkewed"), header: http.Header{"Date": {ahead.Format(http.TimeFormat)}}}
+		}
+		return answer{status: 200, body: copyResult}
+	}}
+	direct := NewDirect(scriptedClient(via, func(*s3.Options) {}), nil)
+	for range 3 {
+		if _, err := direct.CopyObject(context.Background(), &s3.CopyObjectInput{Bucket: aws.String("dst"), Key: aws.String("k"), CopySource: aws.String("src/k")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if direct.Sent() != 3 || direct.FellBack() != 1 || len(via.reqs) != 4 {
+		t.Errorf("%d sent directly, %d fell back, %d requests; want 3, 1 (the first) and 4", direct.Sent(), direct.FellBack(), len(via.reqs))
+	}
+}

@@ -20,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/s3clone/s3clone/internal/s3wire/wiretest"
 )
 
 // cannedServerEnv, set in a test binary's environment, makes it serve
@@ -39,7 +41,7 @@ func serveCanned() {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/xml")
 		w.Header().Set("X-Amz-Request-Id", "0123456789ABCDEF")
-		_, _ = io.WriteString(w, copyResult)
+		_, _ = io.WriteString(w, wiretest.CopyResult)
 	}))
 	fmt.Fprintln(os.Stderr, err)
 	os.Exit(1)

@@ -4,79 +4,24 @@ import (
 	"context"
 	"errors"
 	"io"
-	"maps"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/s3clone/s3clone/internal/ownership"
 	"github.com/s3clone/s3clone/internal/s3wire"
+	"github.com/s3clone/s3clone/internal/s3wire/wiretest"
 )
-
-// scripted is an HTTP client that records requests and answers each with
-// the next scripted response (the last one repeats).
-type scripted struct {
-	mu      sync.Mutex
-	reqs    []*http.Request
-	answers []answer
-	// by, if set, answers instead, by the request.
-	by func(*http.Request) answer
-}
-
-type answer struct {
-	status int
-	body   string
-	err    error
-	header http.Header
-}
 
 // isDirect tells Direct's requests from the SDK's.
 func isDirect(req *http.Request) bool { return req.Header.Get("User-Agent") == s3wire.UserAgent }
-
-const copyResult = `<?xml version="1.0" encoding="UTF-8"?>
-<CopyObjectResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><LastModified>2026-11-25T21:00:00.000Z</LastModified><ETag>&quot;9b2cf535f27731c974343645a3985328&quot;</ETag></CopyObjectResult>`
-
-func s3Err(code string) string {
-	return `<?xml version="1.0" encoding="UTF-8"?>
-<Error><Code>` + code + `</Code><Message>scripted</Message><RequestId>R1</RequestId></Error>`
-}
-
-func (s *scripted) Do(req *http.Request) (*http.Response, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.reqs = append(s.reqs, req)
-	var a answer
-	if s.by != nil {
-		a = s.by(req)
-	} else {
-		a = s.answers[min(len(s.reqs), len(s.answers))-1]
-	}
-	if a.err != nil {
-		return nil, a.err
-	}
-	h := http.Header{"Content-Type": {"application/xml"}, "X-Amz-Request-Id": {"R1"}, "X-Amz-Version-Id": {"v7"}}
-	maps.Copy(h, a.header)
-	return &http.Response{StatusCode: a.status, Header: h, Body: io.NopCloser(strings.NewReader(a.body)), Request: req}, nil
-}
-
-func scriptedClient(http *scripted, opt func(*s3.Options)) *s3.Client {
-	return s3.New(s3.Options{
-		Region:      "us-east-1",
-		Credentials: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", "session-token")),
-		HTTPClient:  http,
-	}, opt, func(o *s3.Options) {
-		o.Retryer = aws.NopRetryer{}
-	})
-}
 
 // TestDirectSendsOwnersAsTheSDK: with a book of bucket owners and payers,
 // a direct copy says what the client's requests say: the destination's
@@ -85,8 +30,8 @@ func TestDirectSendsOwnersAsTheSDK(t *testing.T) {
 	var book ownership.Book
 	book.Set("source", ownership.Bucket{Owner: "111111111111", RequesterPays: true})
 	book.Set("dest-bucket", ownership.Bucket{Owner: "222222222222"})
-	via := &scripted{answers: []answer{{status: 200, body: copyResult}}}
-	client := scriptedClient(via, func(o *s3.Options) { o.APIOptions = append(o.APIOptions, book.APIOption) })
+	via := &wiretest.Scripted{Answers: []wiretest.Answer{{Status: 200, Body: wiretest.CopyResult}}}
+	client := wiretest.Client(via, func(o *s3.Options) { o.APIOptions = append(o.APIOptions, book.APIOption) })
 	direct := NewDirect(client, nil)
 	direct.Owners = &book
 	in := func() *s3.CopyObjectInput {
@@ -99,7 +44,7 @@ func TestDirectSendsOwnersAsTheSDK(t *testing.T) {
 	if _, err := direct.CopyObject(context.Background(), in()); err != nil {
 		t.Fatal(err)
 	}
-	sdkReq, directReq := via.reqs[0], via.reqs[1]
+	sdkReq, directReq := via.Reqs[0], via.Reqs[1]
 	if !isDirect(directReq) || directReq.Header.Get("X-Amz-Request-Payer") != "requester" || directReq.Header.Get("X-Amz-Source-Expected-Bucket-Owner") != "111111111111" {
 		t.Fatalf("direct request headers %v", directReq.Header)
 	}
@@ -110,11 +55,11 @@ func TestDirectSendsOwnersAsTheSDK(t *testing.T) {
 		}
 	}
 	// Without a book, nothing is said.
-	plain := NewDirect(scriptedClient(via, func(*s3.Options) {}), nil)
+	plain := NewDirect(wiretest.Client(via, func(*s3.Options) {}), nil)
 	if _, err := plain.CopyObject(context.Background(), in()); err != nil {
 		t.Fatal(err)
 	}
-	last := via.reqs[len(via.reqs)-1]
+	last := via.Reqs[len(via.Reqs)-1]
 	if !isDirect(last) || last.Header.Get("X-Amz-Expected-Bucket-Owner") != "" || last.Header.Get("X-Amz-Request-Payer") != "" {
 		t.Errorf("copy without a book sent %v", last.Header)
 	}
@@ -123,8 +68,8 @@ func TestDirectSendsOwnersAsTheSDK(t *testing.T) {
 // TestDirectHandsTheUnusualToTheSDK: inputs Direct does not encode, per-call
 // options and endpoints it cannot sign for go through the SDK untouched.
 func TestDirectHandsTheUnusualToTheSDK(t *testing.T) {
-	via := &scripted{answers: []answer{{status: 200, body: copyResult}}}
-	direct := NewDirect(scriptedClient(via, func(*s3.Options) {}), nil)
+	via := &wiretest.Scripted{Answers: []wiretest.Answer{{Status: 200, Body: wiretest.CopyResult}}}
+	direct := NewDirect(wiretest.Client(via, func(*s3.Options) {}), nil)
 	base := func() *s3.CopyObjectInput {
 		return &s3.CopyObjectInput{Bucket: aws.String("dst"), Key: aws.String("k"), CopySource: aws.String("src/k")}
 	}
@@ -146,13 +91,13 @@ func TestDirectHandsTheUnusualToTheSDK(t *testing.T) {
 		{"multi-region point", mrap, nil},
 	} {
 		name := c.name
-		before := len(via.reqs)
+		before := len(via.Reqs)
 		_, err := direct.CopyObject(context.Background(), c.in, c.opts...)
 		if name == "multi-region point" {
 			// SigV4A needs the CRT signer in the SDK too; what matters is that
 			// Direct did not sign it with SigV4.
-			if len(via.reqs) > before {
-				if auth := via.reqs[len(via.reqs)-1].Header.Get("Authorization"); strings.HasPrefix(auth, "AWS4-HMAC-SHA256 ") {
+			if len(via.Reqs) > before {
+				if auth := via.Reqs[len(via.Reqs)-1].Header.Get("Authorization"); strings.HasPrefix(auth, "AWS4-HMAC-SHA256 ") {
 					t.Errorf("%s: signed with SigV4: %s", name, auth)
 				}
 			}
@@ -161,21 +106,21 @@ func TestDirectHandsTheUnusualToTheSDK(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		if len(via.reqs) != before+1 {
-			t.Errorf("%s: %d requests, want 1", name, len(via.reqs)-before)
+		if len(via.Reqs) != before+1 {
+			t.Errorf("%s: %d requests, want 1", name, len(via.Reqs)-before)
 		}
 	}
-	anonymous := NewDirect(scriptedClient(via, func(o *s3.Options) { o.Credentials = aws.AnonymousCredentials{} }), nil)
+	anonymous := NewDirect(wiretest.Client(via, func(o *s3.Options) { o.Credentials = aws.AnonymousCredentials{} }), nil)
 	if _, err := anonymous.CopyObject(context.Background(), base()); err != nil {
 		t.Fatalf("anonymous: %v", err)
 	}
-	if auth := via.reqs[len(via.reqs)-1].Header.Get("Authorization"); auth != "" {
+	if auth := via.Reqs[len(via.Reqs)-1].Header.Get("Authorization"); auth != "" {
 		t.Errorf("anonymous copy signed: %s", auth)
 	}
 	if direct.Sent() != 0 || anonymous.Sent() != 0 {
 		t.Errorf("%d and %d sent directly, want none", direct.Sent(), anonymous.Sent())
 	}
-	if got := via.reqs[0].Header.Get("X-Amz-Meta-A"); got != "b" {
+	if got := via.Reqs[0].Header.Get("X-Amz-Meta-A"); got != "b" {
 		t.Errorf("the SDK's request lost the metadata: X-Amz-Meta-A %q", got)
 	}
 }
@@ -189,36 +134,36 @@ func TestDirectFallsBackToTheSDK(t *testing.T) {
 		return &s3.CopyObjectInput{Bucket: aws.String("dst"), Key: aws.String("k"), CopySource: aws.String("src/k"),
 			CopySourceIfMatch: aws.String(`"e"`), MetadataDirective: types.MetadataDirectiveCopy}
 	}
-	ok := answer{status: 200, body: copyResult}
+	ok := wiretest.Answer{Status: 200, Body: wiretest.CopyResult}
 	for _, c := range []struct {
 		name      string
-		answers   []answer
+		answers   []wiretest.Answer
 		throttles int
 		wantCode  string // "" for success
 	}{
-		{"success", []answer{ok}, 0, ""},
-		{"slow down", []answer{{status: 503, body: s3Err("SlowDown")}, ok}, 1, ""},
-		{"too many requests", []answer{{status: 429}, ok}, 1, ""},
-		{"bare 503", []answer{{status: 503}, ok}, 1, ""},
-		{"service unavailable", []answer{{status: 503, body: s3Err("ServiceUnavailable")}, ok}, 1, ""},
-		{"200 with an error", []answer{{status: 200, body: "\n\n   " + s3Err("InternalError")}, ok}, 0, ""},
-		{"empty 200", []answer{{status: 200}, ok}, 0, ""},
-		{"dropped connection", []answer{{err: io.ErrUnexpectedEOF}, ok}, 0, ""},
-		{"precondition failed", []answer{{status: 412, body: s3Err("PreconditionFailed")}}, 0, "PreconditionFailed"},
-		{"no such key", []answer{{status: 404, body: s3Err("NoSuchKey")}}, 0, "NoSuchKey"},
-		{"access denied", []answer{{status: 403, body: s3Err("AccessDenied")}}, 0, "AccessDenied"},
+		{"success", []wiretest.Answer{ok}, 0, ""},
+		{"slow down", []wiretest.Answer{{Status: 503, Body: wiretest.S3Error("SlowDown")}, ok}, 1, ""},
+		{"too many requests", []wiretest.Answer{{Status: 429}, ok}, 1, ""},
+		{"bare 503", []wiretest.Answer{{Status: 503}, ok}, 1, ""},
+		{"service unavailable", []wiretest.Answer{{Status: 503, Body: wiretest.S3Error("ServiceUnavailable")}, ok}, 1, ""},
+		{"200 with an error", []wiretest.Answer{{Status: 200, Body: "\n\n   " + wiretest.S3Error("InternalError")}, ok}, 0, ""},
+		{"empty 200", []wiretest.Answer{{Status: 200}, ok}, 0, ""},
+		{"dropped connection", []wiretest.Answer{{Err: io.ErrUnexpectedEOF}, ok}, 0, ""},
+		{"precondition failed", []wiretest.Answer{{Status: 412, Body: wiretest.S3Error("PreconditionFailed")}}, 0, "PreconditionFailed"},
+		{"no such key", []wiretest.Answer{{Status: 404, Body: wiretest.S3Error("NoSuchKey")}}, 0, "NoSuchKey"},
+		{"access denied", []wiretest.Answer{{Status: 403, Body: wiretest.S3Error("AccessDenied")}}, 0, "AccessDenied"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			via := &scripted{answers: c.answers}
+			via := &wiretest.Scripted{Answers: c.answers}
 			throttles := 0
-			direct := NewDirect(scriptedClient(via, func(*s3.Options) {}), func() { throttles++ })
+			direct := NewDirect(wiretest.Client(via, func(*s3.Options) {}), func() { throttles++ })
 			out, err := direct.CopyObject(context.Background(), in())
 			wantReqs, wantFallbacks := 2, int64(1)
 			if c.name == "success" {
 				wantReqs, wantFallbacks = 1, 0
 			}
-			if len(via.reqs) != wantReqs || direct.FellBack() != wantFallbacks || direct.Sent() != 1 {
-				t.Errorf("%d requests, %d sent directly, %d fell back; want %d, 1, %d", len(via.reqs), direct.Sent(), direct.FellBack(), wantReqs, wantFallbacks)
+			if len(via.Reqs) != wantReqs || direct.FellBack() != wantFallbacks || direct.Sent() != 1 {
+				t.Errorf("%d requests, %d sent directly, %d fell back; want %d, 1, %d", len(via.Reqs), direct.Sent(), direct.FellBack(), wantReqs, wantFallbacks)
 			}
 			if throttles != c.throttles {
 				t.Errorf("%d throttles reported, want %d", throttles, c.throttles)
@@ -240,13 +185,13 @@ func TestDirectFallsBackToTheSDK(t *testing.T) {
 // succeed (something on the way refuses them), Direct stops sending them,
 // says so once, and every copy goes through the SDK alone.
 func TestDirectGivesUp(t *testing.T) {
-	via := &scripted{by: func(req *http.Request) answer {
+	via := &wiretest.Scripted{By: func(req *http.Request) wiretest.Answer {
 		if isDirect(req) {
-			return answer{status: 400, body: s3Err("InvalidRequest")}
+			return wiretest.Answer{Status: 400, Body: wiretest.S3Error("InvalidRequest")}
 		}
-		return answer{status: 200, body: copyResult}
+		return wiretest.Answer{Status: 200, Body: wiretest.CopyResult}
 	}}
-	direct := NewDirect(scriptedClient(via, func(*s3.Options) {}), nil)
+	direct := NewDirect(wiretest.Client(via, func(*s3.Options) {}), nil)
 	var told []error
 	direct.OnGiveUp = func(err error) { told = append(told, err) }
 	copyOnce := func() {
@@ -258,8 +203,8 @@ func TestDirectGivesUp(t *testing.T) {
 	for range giveUpAfter + 20 {
 		copyOnce()
 	}
-	if direct.Sent() != giveUpAfter || len(via.reqs) != 2*giveUpAfter+20 {
-		t.Errorf("%d sent directly, %d requests; want %d and %d", direct.Sent(), len(via.reqs), giveUpAfter, 2*giveUpAfter+20)
+	if direct.Sent() != giveUpAfter || len(via.Reqs) != 2*giveUpAfter+20 {
+		t.Errorf("%d sent directly, %d requests; want %d and %d", direct.Sent(), len(via.Reqs), giveUpAfter, 2*giveUpAfter+20)
 	}
 	if len(told) != 1 || !strings.Contains(told[0].Error(), "InvalidRequest") {
 		t.Errorf("told %v, want the last direct error once", told)
@@ -267,16 +212,16 @@ func TestDirectGivesUp(t *testing.T) {
 
 	// A direct success in between starts the count again.
 	flaky := 0
-	via = &scripted{by: func(req *http.Request) answer {
+	via = &wiretest.Scripted{By: func(req *http.Request) wiretest.Answer {
 		if isDirect(req) {
 			if flaky++; flaky%giveUpAfter == 0 {
-				return answer{status: 200, body: copyResult}
+				return wiretest.Answer{Status: 200, Body: wiretest.CopyResult}
 			}
-			return answer{status: 500, body: s3Err("InternalError")}
+			return wiretest.Answer{Status: 500, Body: wiretest.S3Error("InternalError")}
 		}
-		return answer{status: 200, body: copyResult}
+		return wiretest.Answer{Status: 200, Body: wiretest.CopyResult}
 	}}
-	direct = NewDirect(scriptedClient(via, func(*s3.Options) {}), nil)
+	direct = NewDirect(wiretest.Client(via, func(*s3.Options) {}), nil)
 	for range 3 * giveUpAfter {
 		copyOnce()
 	}
@@ -288,17 +233,17 @@ func TestDirectGivesUp(t *testing.T) {
 // TestDirectStopsWhenCanceled: a canceled copy is not sent again.
 func TestDirectStopsWhenCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	via := &scripted{answers: []answer{{err: errors.New("connection reset")}}}
-	client := scriptedClient(via, func(*s3.Options) {})
+	via := &wiretest.Scripted{Answers: []wiretest.Answer{{Err: errors.New("connection reset")}}}
+	client := wiretest.Client(via, func(*s3.Options) {})
 	direct := NewDirect(client, nil)
-	via.answers[0].err = context.Canceled
+	via.Answers[0].Err = context.Canceled
 	cancel()
 	_, err := direct.CopyObject(ctx, &s3.CopyObjectInput{Bucket: aws.String("dst"), Key: aws.String("k"), CopySource: aws.String("src/k")})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("error %v, want context.Canceled", err)
 	}
-	if len(via.reqs) > 1 || direct.FellBack() != 0 {
-		t.Errorf("%d requests, %d fell back; a canceled copy must not be sent again", len(via.reqs), direct.FellBack())
+	if len(via.Reqs) > 1 || direct.FellBack() != 0 {
+		t.Errorf("%d requests, %d fell back; a canceled copy must not be sent again", len(via.Reqs), direct.FellBack())
 	}
 	if ce := Classify(err); ce.Reason != ReasonCanceled {
 		t.Errorf("classified %q, want %q", ce.Reason, ReasonCanceled)
@@ -322,20 +267,20 @@ func (r *recordingRetryer) RetryDelay(attempt int, err error) (time.Duration, er
 // Direct waits what the client's retryer gives for a first throttle (which
 // the retryer must recognise as one, bare 429 included) before the SDK's.
 func TestDirectBacksOffAsTheRetryerSays(t *testing.T) {
-	for _, first := range []answer{{status: 503, body: s3Err("SlowDown")}, {status: 429}, {status: 503}} {
-		via := &scripted{answers: []answer{first, {status: 200, body: copyResult}}}
+	for _, first := range []wiretest.Answer{{Status: 503, Body: wiretest.S3Error("SlowDown")}, {Status: 429}, {Status: 503}} {
+		via := &wiretest.Scripted{Answers: []wiretest.Answer{first, {Status: 200, Body: wiretest.CopyResult}}}
 		r := &recordingRetryer{Retryer: aws.NopRetryer{}, wait: 40 * time.Millisecond}
-		client := scriptedClient(via, func(*s3.Options) {})
+		client := wiretest.Client(via, func(*s3.Options) {})
 		direct := NewDirect(s3.New(client.Options(), func(o *s3.Options) { o.Retryer = r }), nil)
 		start := time.Now()
 		if _, err := direct.CopyObject(context.Background(), &s3.CopyObjectInput{Bucket: aws.String("dst"), Key: aws.String("k"), CopySource: aws.String("src/k")}); err != nil {
 			t.Fatal(err)
 		}
 		if took := time.Since(start); took < r.wait {
-			t.Errorf("%d: the SDK's attempt went after %s, want at least the retryer's %s", first.status, took, r.wait)
+			t.Errorf("%d: the SDK's attempt went after %s, want at least the retryer's %s", first.Status, took, r.wait)
 		}
 		if len(r.asked) != 1 || retry.IsErrorThrottles(retry.DefaultThrottles).IsErrorThrottle(r.asked[0]) != aws.TrueTernary {
-			t.Errorf("%d: retryer asked about %v, want one error it knows for a throttle", first.status, r.asked)
+			t.Errorf("%d: retryer asked about %v, want one error it knows for a throttle", first.Status, r.asked)
 		}
 	}
 }
@@ -344,20 +289,20 @@ func TestDirectBacksOffAsTheRetryerSays(t *testing.T) {
 // next copies by the server's clock (from its Date header), as the SDK does.
 func TestDirectLearnsTheServersClock(t *testing.T) {
 	ahead := time.Now().Add(time.Hour).UTC()
-	via := &scripted{by: func(req *http.Request) answer {
+	via := &wiretest.Scripted{By: func(req *http.Request) wiretest.Answer {
 		at, _ := time.Parse("20060102T150405Z", req.Header.Get("X-Amz-Date"))
 		if isDirect(req) && at.Before(ahead.Add(-time.Minute)) {
-			return answer{status: 403, body: s3Err("RequestTimeTooSkewed"), header: http.Header{"Date": {ahead.Format(http.TimeFormat)}}}
+			return wiretest.Answer{Status: 403, Body: wiretest.S3Error("RequestTimeTooSkewed"), Header: http.Header{"Date": {ahead.Format(http.TimeFormat)}}}
 		}
-		return answer{status: 200, body: copyResult}
+		return wiretest.Answer{Status: 200, Body: wiretest.CopyResult}
 	}}
-	direct := NewDirect(scriptedClient(via, func(*s3.Options) {}), nil)
+	direct := NewDirect(wiretest.Client(via, func(*s3.Options) {}), nil)
 	for range 3 {
 		if _, err := direct.CopyObject(context.Background(), &s3.CopyObjectInput{Bucket: aws.String("dst"), Key: aws.String("k"), CopySource: aws.String("src/k")}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if direct.Sent() != 3 || direct.FellBack() != 1 || len(via.reqs) != 4 {
-		t.Errorf("%d sent directly, %d fell back, %d requests; want 3, 1 (the first) and 4", direct.Sent(), direct.FellBack(), len(via.reqs))
+	if direct.Sent() != 3 || direct.FellBack() != 1 || len(via.Reqs) != 4 {
+		t.Errorf("%d sent directly, %d fell back, %d requests; want 3, 1 (the first) and 4", direct.Sent(), direct.FellBack(), len(via.Reqs))
 	}
 }

@@ -8,70 +8,17 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go/encoding/httpbinding"
+
+	"github.com/s3clone/s3clone/internal/s3wire/wiretest"
 )
-
-// scripted is an HTTP client that records requests and answers each with
-// the next scripted response (the last one repeats).
-type scripted struct {
-	mu      sync.Mutex
-	reqs    []*http.Request
-	answers []answer
-	// by, if set, answers instead, by the request.
-	by func(*http.Request) answer
-}
-
-type answer struct {
-	status int
-	body   string
-	err    error
-	header http.Header
-}
-
-const copyResult = `<?xml version="1.0" encoding="UTF-8"?>
-<CopyObjectResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><LastModified>2026-11-25T21:00:00.000Z</LastModified><ETag>&quot;9b2cf535f27731c974343645a3985328&quot;</ETag></CopyObjectResult>`
-
-func s3Err(code string) string {
-	return `<?xml version="1.0" encoding="UTF-8"?>
-<Error><Code>` + code + `</Code><Message>scripted</Message><RequestId>R1</RequestId></Error>`
-}
-
-func (s *scripted) Do(req *http.Request) (*http.Response, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.reqs = append(s.reqs, req)
-	var a answer
-	if s.by != nil {
-		a = s.by(req)
-	} else {
-		a = s.answers[min(len(s.reqs), len(s.answers))-1]
-	}
-	if a.err != nil {
-		return nil, a.err
-	}
-	h := http.Header{"Content-Type": {"application/xml"}, "X-Amz-Request-Id": {"R1"}, "X-Amz-Version-Id": {"v7"}}
-	maps.Copy(h, a.header)
-	return &http.Response{StatusCode: a.status, Header: h, Body: io.NopCloser(strings.NewReader(a.body)), Request: req}, nil
-}
-
-func scriptedClient(http *scripted, opt func(*s3.Options)) *s3.Client {
-	return s3.New(s3.Options{
-		Region:      "us-east-1",
-		Credentials: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", "session-token")),
-		HTTPClient:  http,
-	}, opt, func(o *s3.Options) {
-		o.Retryer = aws.NopRetryer{}
-	})
-}
 
 func copySource(bucket, key string) string { return bucket + "/" + httpbinding.EscapePath(key, false) }
 
@@ -129,8 +76,8 @@ func TestCopierSendsWhatTheSDKSends(t *testing.T) {
 	for name, setup := range setups {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			via := &scripted{answers: []answer{{status: 200, body: copyResult}}}
-			client := scriptedClient(via, setup)
+			via := &wiretest.Scripted{Answers: []wiretest.Answer{{Status: 200, Body: wiretest.CopyResult}}}
+			client := wiretest.Client(via, setup)
 			wire := NewCopier(client)
 			sent := 0
 			for _, bucket := range buckets {
@@ -150,7 +97,7 @@ func TestCopierSendsWhatTheSDKSends(t *testing.T) {
 							t.Fatalf("copy: %v", err)
 						}
 						sent++
-						sdkReq, req := via.reqs[len(via.reqs)-2], via.reqs[len(via.reqs)-1]
+						sdkReq, req := via.Reqs[len(via.Reqs)-2], via.Reqs[len(via.Reqs)-1]
 						what := bucket + " " + key + " input " + string(rune('0'+i))
 						sameRequest(t, what, sdkReq, req)
 						sameOutput(t, what, sdkOut, out)
@@ -240,8 +187,8 @@ func TestCopierSendsNothingUnusual(t *testing.T) {
 	noSource.CopySource = nil
 	mrap := copyInput()
 	mrap.Bucket = aws.String("arn:aws:s3::111122223333:accesspoint/mfzwi23gnjvgw.mrap")
-	via := &scripted{answers: []answer{{status: 200, body: copyResult}}}
-	wire := NewCopier(scriptedClient(via, func(*s3.Options) {}))
+	via := &wiretest.Scripted{Answers: []wiretest.Answer{{Status: 200, Body: wiretest.CopyResult}}}
+	wire := NewCopier(wiretest.Client(via, func(*s3.Options) {}))
 	for name, in := range map[string]*s3.CopyObjectInput{"nil": nil, "metadata": withMetadata, "checksum": withVersion,
 		"no source": noSource, "multi-region point": mrap} {
 		if _, err := wire.Copy(context.Background(), in); !errors.Is(err, ErrUnusable) {
@@ -253,7 +200,7 @@ func TestCopierSendsNothingUnusual(t *testing.T) {
 		"no credentials": func(o *s3.Options) { o.Credentials = nil },
 		"fips region":    func(o *s3.Options) { o.Region = "fips-us-gov-west-1" },
 	} {
-		wire := NewCopier(scriptedClient(via, opt))
+		wire := NewCopier(wiretest.Client(via, opt))
 		if wire.Usable(context.Background(), "dst") {
 			t.Errorf("%s: usable", name)
 		}
@@ -261,8 +208,8 @@ func TestCopierSendsNothingUnusual(t *testing.T) {
 			t.Errorf("%s: %v, want ErrUnusable", name, err)
 		}
 	}
-	if len(via.reqs) != 0 {
-		t.Errorf("%d requests sent, want none", len(via.reqs))
+	if len(via.Reqs) != 0 {
+		t.Errorf("%d requests sent, want none", len(via.Reqs))
 	}
 	if !Encodes(copyInput()) {
 		t.Error("the copier's own input is not encoded")
@@ -278,29 +225,29 @@ func TestCopierReadsOnlyACleanAnswer(t *testing.T) {
 	throttles := retry.IsErrorThrottles(retry.DefaultThrottles)
 	for _, c := range []struct {
 		name     string
-		answer   answer
+		answer   wiretest.Answer
 		throttle string // the Throttled code, if one
 		expired  bool
 		text     string // the error's text, if neither
 	}{
-		{"slow down", answer{status: 503, body: s3Err("SlowDown")}, "SlowDown", false, ""},
-		{"too many requests", answer{status: 429}, "SlowDown", false, ""},
-		{"bare 503", answer{status: 503}, "SlowDown", false, ""},
-		{"service unavailable", answer{status: 503, body: s3Err("ServiceUnavailable")}, "SlowDown", false, ""},
-		{"throttling code on a 400", answer{status: 400, body: s3Err("Throttling")}, "Throttling", false, ""},
-		{"expired token", answer{status: 400, body: s3Err("ExpiredToken")}, "", true, ""},
-		{"request expired", answer{status: 403, body: s3Err("RequestExpired")}, "", true, ""},
-		{"200 with an error", answer{status: 200, body: "\n\n   " + s3Err("InternalError")}, "", false, `200 with root element "Error"`},
-		{"empty 200", answer{status: 200}, "", false, `200 with root element ""`},
-		{"precondition failed", answer{status: 412, body: s3Err("PreconditionFailed")}, "", false, "status 412 PreconditionFailed"},
-		{"dropped connection", answer{err: io.ErrUnexpectedEOF}, "", false, "unexpected EOF"},
+		{"slow down", wiretest.Answer{Status: 503, Body: wiretest.S3Error("SlowDown")}, "SlowDown", false, ""},
+		{"too many requests", wiretest.Answer{Status: 429}, "SlowDown", false, ""},
+		{"bare 503", wiretest.Answer{Status: 503}, "SlowDown", false, ""},
+		{"service unavailable", wiretest.Answer{Status: 503, Body: wiretest.S3Error("ServiceUnavailable")}, "SlowDown", false, ""},
+		{"throttling code on a 400", wiretest.Answer{Status: 400, Body: wiretest.S3Error("Throttling")}, "Throttling", false, ""},
+		{"expired token", wiretest.Answer{Status: 400, Body: wiretest.S3Error("ExpiredToken")}, "", true, ""},
+		{"request expired", wiretest.Answer{Status: 403, Body: wiretest.S3Error("RequestExpired")}, "", true, ""},
+		{"200 with an error", wiretest.Answer{Status: 200, Body: "\n\n   " + wiretest.S3Error("InternalError")}, "", false, `200 with root element "Error"`},
+		{"empty 200", wiretest.Answer{Status: 200}, "", false, `200 with root element ""`},
+		{"precondition failed", wiretest.Answer{Status: 412, Body: wiretest.S3Error("PreconditionFailed")}, "", false, "status 412 PreconditionFailed"},
+		{"dropped connection", wiretest.Answer{Err: io.ErrUnexpectedEOF}, "", false, "unexpected EOF"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			via := &scripted{answers: []answer{c.answer}}
-			out, err := NewCopier(scriptedClient(via, func(*s3.Options) {})).Copy(context.Background(), copyInput())
-			if out != nil || err == nil || len(via.reqs) != 1 {
-				t.Fatalf("%v, %v after %d requests; want one request and an error", out, err, len(via.reqs))
+			via := &wiretest.Scripted{Answers: []wiretest.Answer{c.answer}}
+			out, err := NewCopier(wiretest.Client(via, func(*s3.Options) {})).Copy(context.Background(), copyInput())
+			if out != nil || err == nil || len(via.Reqs) != 1 {
+				t.Fatalf("%v, %v after %d requests; want one request and an error", out, err, len(via.Reqs))
 			}
 			var th Throttled
 			if errors.As(err, &th) != (c.throttle != "") || th.Code != c.throttle {
@@ -318,9 +265,9 @@ func TestCopierReadsOnlyACleanAnswer(t *testing.T) {
 			}
 		})
 	}
-	via := &scripted{answers: []answer{{status: 200, body: copyResult,
-		header: http.Header{"X-Amz-Copy-Source-Version-Id": {"s1"}, "X-Amz-Server-Side-Encryption": {"AES256"}}}}}
-	out, err := NewCopier(scriptedClient(via, func(*s3.Options) {})).Copy(context.Background(), copyInput())
+	via := &wiretest.Scripted{Answers: []wiretest.Answer{{Status: 200, Body: wiretest.CopyResult,
+		Header: http.Header{"X-Amz-Copy-Source-Version-Id": {"s1"}, "X-Amz-Server-Side-Encryption": {"AES256"}}}}}
+	out, err := NewCopier(wiretest.Client(via, func(*s3.Options) {})).Copy(context.Background(), copyInput())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,14 +283,14 @@ func TestCopierReadsOnlyACleanAnswer(t *testing.T) {
 func TestCopierLearnsTheServersClock(t *testing.T) {
 	t.Parallel()
 	ahead := time.Now().Add(time.Hour).UTC()
-	via := &scripted{by: func(req *http.Request) answer {
+	via := &wiretest.Scripted{By: func(req *http.Request) wiretest.Answer {
 		at, _ := time.Parse("20060102T150405Z", req.Header.Get("X-Amz-Date"))
 		if at.Before(ahead.Add(-time.Minute)) {
-			return answer{status: 403, body: s3Err("RequestTimeTooSkewed"), header: http.Header{"Date": {ahead.Format(http.TimeFormat)}}}
+			return wiretest.Answer{Status: 403, Body: wiretest.S3Error("RequestTimeTooSkewed"), Header: http.Header{"Date": {ahead.Format(http.TimeFormat)}}}
 		}
-		return answer{status: 200, body: copyResult}
+		return wiretest.Answer{Status: 200, Body: wiretest.CopyResult}
 	}}
-	wire := NewCopier(scriptedClient(via, func(*s3.Options) {}))
+	wire := NewCopier(wiretest.Client(via, func(*s3.Options) {}))
 	if _, err := wire.Copy(context.Background(), copyInput()); err == nil || !strings.Contains(err.Error(), "RequestTimeTooSkewed") {
 		t.Fatalf("first copy: %v, want the refusal", err)
 	}
@@ -352,17 +299,17 @@ func TestCopierLearnsTheServersClock(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(via.reqs) != 3 {
-		t.Errorf("%d requests, want 3", len(via.reqs))
+	if len(via.Reqs) != 3 {
+		t.Errorf("%d requests, want 3", len(via.Reqs))
 	}
 }
 
 func TestRootElementAndText(t *testing.T) {
 	t.Parallel()
 	for doc, want := range map[string]string{
-		copyResult:                                "CopyObjectResult",
-		"  \n" + s3Err("InternalError"):           "Error",
-		`<?xml version="1.0"?><!-- x --><Error/>`: "Error",
+		wiretest.CopyResult:                        "CopyObjectResult",
+		"  \n" + wiretest.S3Error("InternalError"): "Error",
+		`<?xml version="1.0"?><!-- x --><Error/>`:  "Error",
 		"":                   "",
 		"garbage":            "",
 		"<?xml unterminated": "",
@@ -371,10 +318,10 @@ func TestRootElementAndText(t *testing.T) {
 			t.Errorf("rootElement(%q) = %q, want %q", doc, got, want)
 		}
 	}
-	if got := xmlText([]byte(copyResult), "ETag"); got != `"9b2cf535f27731c974343645a3985328"` {
+	if got := xmlText([]byte(wiretest.CopyResult), "ETag"); got != `"9b2cf535f27731c974343645a3985328"` {
 		t.Errorf("ETag %q", got)
 	}
-	if got := xmlText([]byte(s3Err("SlowDown")), "Code"); got != "SlowDown" {
+	if got := xmlText([]byte(wiretest.S3Error("SlowDown")), "Code"); got != "SlowDown" {
 		t.Errorf("Code %q", got)
 	}
 	if got := xmlText([]byte("<Code>unclosed"), "Code"); got != "" {

@@ -10,7 +10,7 @@ import (
 // up"): a package imports only packages of later layers.
 var layers = [][]string{
 	{"cmd/planner", "cmd/worker"},
-	{"internal/cutover", "internal/local", "internal/verify", "internal/redrive"},
+	{"internal/cutover", "internal/local", "internal/verify", "internal/redrive", "internal/drain"},
 	{"internal/job"},
 	{"internal/status"},
 	{"internal/config", "internal/metrics"},

@@ -28,20 +28,20 @@ func (f *fakeFailed) Failed(_ context.Context, limit int) ([]*ledger.Entry, erro
 }
 
 var (
-	src, dst = plan.Location{Bucket: "src", Prefix: "in/"}, plan.Location{Bucket: "dst", Prefix: "out/"}
-	failed   = &fakeFailed{entries: []*ledger.Entry{
+	src, dst      = plan.Location{Bucket: "src", Prefix: "in/"}, plan.Location{Bucket: "dst", Prefix: "out/"}
+	failedEntries = []*ledger.Entry{
 		{Seq: 1, Source: src, Dest: dst, Failed: []ledger.Failure{
 			{Key: "in/a", Size: 7, ETag: `"e1"`, Reason: "archived", Code: "InvalidObjectState", Detail: "restore it first"},
 			{Key: "in/b", Size: 9, ETag: `"e2"`, Reason: "changed", Code: "PreconditionFailed"},
 		}},
 		{Seq: 2, Op: plan.OpDelete, Source: src, Dest: dst, Failed: []ledger.Failure{{Key: "out/gone", Reason: "denied", Code: "AccessDenied"}}},
-	}}
+	}
 )
 
 func TestListFailuresAsText(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
-	r := &fakeFailed{entries: failed.entries}
+	r := &fakeFailed{entries: failedEntries}
 	if err := listFailures(context.Background(), r, "", false, &out); err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestListFailuresAsText(t *testing.T) {
 func TestListFailuresAsJSON(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
-	if err := listFailures(context.Background(), failed, "", true, &out); err != nil {
+	if err := listFailures(context.Background(), &fakeFailed{entries: failedEntries}, "", true, &out); err != nil {
 		t.Fatal(err)
 	}
 	var got []ledger.Failure
@@ -66,7 +66,7 @@ func TestListFailuresAsJSON(t *testing.T) {
 		}
 		got = append(got, f)
 	}
-	if len(got) != 3 || got[0] != failed.entries[0].Failed[0] || got[2] != failed.entries[1].Failed[0] {
+	if len(got) != 3 || got[0] != failedEntries[0].Failed[0] || got[2] != failedEntries[1].Failed[0] {
 		t.Fatalf("decoded %+v", got)
 	}
 }
@@ -75,7 +75,7 @@ func TestListFailuresToAReconciliationFile(t *testing.T) {
 	t.Parallel()
 	out := filepath.Join(t.TempDir(), "failed.jsonl")
 	var stdout bytes.Buffer
-	if err := listFailures(context.Background(), failed, out, false, &stdout); err != nil {
+	if err := listFailures(context.Background(), &fakeFailed{entries: failedEntries}, out, false, &stdout); err != nil {
 		t.Fatal(err)
 	}
 	if want := "written   " + out + " (3 failed keys: planner plan --from-file " + out + ")\n"; stdout.String() != want {
@@ -121,7 +121,7 @@ func TestListFailuresWritesNoFileWhenTheLedgerFails(t *testing.T) {
 func TestListFailuresToAnUnwritableFileIsUsage(t *testing.T) {
 	t.Parallel()
 	out := filepath.Join(t.TempDir(), "no", "failed.jsonl")
-	err := listFailures(context.Background(), failed, out, false, &bytes.Buffer{})
+	err := listFailures(context.Background(), &fakeFailed{entries: failedEntries}, out, false, &bytes.Buffer{})
 	var usage *cli.UsageError
 	if !errors.As(err, &usage) || !strings.HasPrefix(err.Error(), "--out "+out+": ") {
 		t.Fatalf("error %v, want a usage error naming --out", err)

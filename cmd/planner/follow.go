@@ -84,7 +84,7 @@ func followCommand(ctx context.Context, args []string, stdout io.Writer) error {
 		c.Source, c.Dest, c.SourceAPI, c.Copy, c.BatchKeys, c.Work = s.Src, s.Dst, s.SrcAPI, s.Copy, s.BatchKeys, work
 		c.Paired, c.Comparer = s.Paired(listing.Options{Listers: s.Listers}), s.Comparer()
 	}
-	if led.Set() {
+	if led.Set() && (!o.Unsubscribe || o.Via == follow.ViaEventBridge) { // --unsubscribe reads it only for EventBridge
 		c.Ledger = led.Open(ctx, regions)
 	}
 	err = follow.Run(ctx, &o, c, stdout)

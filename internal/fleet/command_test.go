@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/s3clone/s3clone/internal/cli"
+	"github.com/s3clone/s3clone/internal/cli/clitest"
 	"github.com/s3clone/s3clone/internal/fleet"
 	"github.com/s3clone/s3clone/test/testbed"
 )
@@ -46,21 +47,7 @@ func TestFleetOptionsValidate(t *testing.T) {
 		{[]string{"--scale-ecs", "c/s", "--release", "--workers", "0", "--wait", "0"}, nil},
 	} {
 		_, err := parseFleet(t, c.args...)
-		if len(c.want) == 0 {
-			if err != nil {
-				t.Errorf("%q: %v, want valid", c.args, err)
-			}
-			continue
-		}
-		if code := cli.ExitCode(err, io.Discard); code != cli.ExitUsage {
-			t.Errorf("%q: %v exits %d, want %d (usage)", c.args, err, code, cli.ExitUsage)
-			continue
-		}
-		for _, w := range c.want {
-			if !strings.Contains(err.Error(), w) {
-				t.Errorf("%q: %v\nwant it to say %q", c.args, err, w)
-			}
-		}
+		clitest.Usage(t, c.args, err, c.want...)
 	}
 }
 

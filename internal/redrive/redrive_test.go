@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/s3clone/s3clone/internal/cli"
+	"github.com/s3clone/s3clone/internal/cli/clitest"
 	"github.com/s3clone/s3clone/internal/ledger"
 	"github.com/s3clone/s3clone/internal/plan"
 	"github.com/s3clone/s3clone/internal/queue"
@@ -105,21 +106,7 @@ func TestOptionsValidate(t *testing.T) {
 			o.Validate(&p)
 			err = p.Err()
 		}
-		if len(c.want) == 0 {
-			if err != nil {
-				t.Errorf("%q: %v, want valid", c.args, err)
-			}
-			continue
-		}
-		if code := cli.ExitCode(err, io.Discard); code != cli.ExitUsage {
-			t.Errorf("%q: %v exits %d, want %d (usage)", c.args, err, code, cli.ExitUsage)
-			continue
-		}
-		for _, w := range c.want {
-			if !strings.Contains(err.Error(), w) {
-				t.Errorf("%q: %v\nwant it to say %q", c.args, err, w)
-			}
-		}
+		clitest.Usage(t, c.args, err, c.want...)
 	}
 }
 

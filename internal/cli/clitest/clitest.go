@@ -1,5 +1,6 @@
-// Package clitest helps the commands' tests keep docs/flags.md the -h text
-// of each command: generated, never copied by hand.
+// Package clitest helps the commands' tests: it keeps docs/flags.md the -h
+// text of each command (generated, never copied by hand), and checks the
+// usage errors their options give.
 package clitest
 
 import (
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/s3clone/s3clone/internal/cli"
 )
 
 // UpdateEnv, set to 1, makes Section rewrite the doc instead of failing.
@@ -68,5 +71,26 @@ func Section(t testing.TB, path, name, text string) {
 	updated := append(append(append([]byte{}, doc[:i]...), want...), doc[j:]...)
 	if err := os.WriteFile(path, updated, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Usage checks err against what a command's flags should say: nil when
+// want is empty, else a usage error (exit 2) saying each of want.
+func Usage(t testing.TB, args []string, err error, want ...string) {
+	t.Helper()
+	if len(want) == 0 {
+		if err != nil {
+			t.Errorf("%q: %v, want valid", args, err)
+		}
+		return
+	}
+	if code := cli.ExitCode(err, io.Discard); code != cli.ExitUsage {
+		t.Errorf("%q: %v exits %d, want %d (usage)", args, err, code, cli.ExitUsage)
+		return
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("%q: %v\nwant it to say %q", args, err, w)
+		}
 	}
 }

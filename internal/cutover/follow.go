@@ -393,20 +393,8 @@ func printFollowVerdict(w io.Writer, v *verdict, st ledger.Status, win followTim
 		fmt.Fprintf(w, ", verify %s (%d keys)", cli.Seconds(win.verify), v.verified)
 	}
 	fmt.Fprintln(w)
-	if v.clean() {
-		fmt.Fprintln(w, "verdict   clean: every change up to the freeze was copied or deleted as seen")
+	if !v.printKeys(w, "every change up to the freeze was copied or deleted as seen", "not copied or deleted as seen", func(n notRight) string { return n.why }) {
 		return
-	}
-	fmt.Fprintf(w, "verdict   NOT CLEAN: %d keys not copied or deleted as seen\n", len(v.notRight))
-	if v.why != "" {
-		fmt.Fprintf(w, "          %s\n", v.why)
-	}
-	for i, n := range v.notRight {
-		if i == 50 {
-			fmt.Fprintf(w, "          ... and %d more\n", len(v.notRight)-50)
-			break
-		}
-		fmt.Fprintf(w, "  %s\t%s\n", n.rec.Key, n.why)
 	}
 	if out != "" {
 		fmt.Fprintf(w, "written   %s (planner plan --from-file %s --delete, once the cause is fixed)\n", out, out)

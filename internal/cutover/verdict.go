@@ -176,20 +176,7 @@ func (v *verdict) print(w io.Writer, st ledger.Status, win window, out string, r
 			fmt.Fprintf(w, "          %d keys changed while production was live (expected in a rehearsal)\n", v.changedLive)
 		}
 	}
-	if v.clean() {
-		fmt.Fprintln(w, "verdict   clean: every difference was copied or deleted as listed")
-		return
-	}
-	fmt.Fprintf(w, "verdict   NOT CLEAN: %d keys not copied or deleted as listed\n", len(v.notRight))
-	if v.why != "" {
-		fmt.Fprintf(w, "          %s\n", v.why)
-	}
-	const show = 50
-	for i, n := range v.notRight {
-		if i == show {
-			fmt.Fprintf(w, "          ... and %d more\n", len(v.notRight)-show)
-			break
-		}
+	if !v.printKeys(w, "every difference was copied or deleted as listed", "not copied or deleted as listed", func(n notRight) string {
 		now := string(n.rec.Problem)
 		switch {
 		case n.rec.Problem == plan.Match:
@@ -199,7 +186,9 @@ func (v *verdict) print(w io.Writer, st ledger.Status, win window, out string, r
 		case n.unread != "":
 			now = "cannot tell (" + n.unread + ")"
 		}
-		fmt.Fprintf(w, "  %s\t%s\tnow: %s\n", n.rec.Key, n.why, now)
+		return n.why + "\tnow: " + now
+	}) {
+		return
 	}
 	if v.unchecked > 0 {
 		fmt.Fprintf(w, "          %d of them not looked at again: their records are as the plan listed them\n", v.unchecked)
@@ -222,4 +211,27 @@ func (v *verdict) print(w io.Writer, st ledger.Status, win window, out string, r
 	} else {
 		fmt.Fprintln(w, "          (--out FILE writes them for planner plan --from-file)")
 	}
+}
+
+// printKeys writes the verdict's line: clean, or NOT CLEAN with why and the
+// first 50 keys not right, each with what line says of it. It reports
+// whether the verdict is not clean (what follows it is for those keys).
+func (v *verdict) printKeys(w io.Writer, clean, notDone string, line func(notRight) string) bool {
+	if v.clean() {
+		fmt.Fprintf(w, "verdict   clean: %s\n", clean)
+		return false
+	}
+	fmt.Fprintf(w, "verdict   NOT CLEAN: %d keys %s\n", len(v.notRight), notDone)
+	if v.why != "" {
+		fmt.Fprintf(w, "          %s\n", v.why)
+	}
+	const show = 50
+	for i, n := range v.notRight {
+		if i == show {
+			fmt.Fprintf(w, "          ... and %d more\n", len(v.notRight)-show)
+			break
+		}
+		fmt.Fprintf(w, "  %s\t%s\n", n.rec.Key, line(n))
+	}
+	return true
 }

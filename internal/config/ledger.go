@@ -90,8 +90,6 @@ func LedgerError(err error, store *ledger.Store, hint ...string) error {
 			grant += "; " + strings.Join(hint, " ")
 		}
 		return cli.Usagef("--ledger %s: access denied: grant %s (nothing was enqueued)", store, grant)
-	case errors.Is(err, ledger.ErrDenied):
-		return cli.Usagef("--ledger %s: access denied: %v; the permissions each role needs are in docs/operations.md (nothing was enqueued)", store, err)
 	case unreachable(err):
 		return cli.Usagef("--ledger: cannot reach S3: check --s3-endpoint or $AWS_ENDPOINT_URL_S3, and the network (%v)", err)
 	}
